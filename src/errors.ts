@@ -1,0 +1,26 @@
+// The error table: every error honeygate raises on purpose has a stable code here, and
+// docs/errors.md lists the same codes (a unit test keeps the two in sync).
+
+export const ERRORS = {
+  HG_ERR_CONFIG: 'invalid configuration',
+  HG_ERR_CONFIG_READ: 'cannot read the configuration file',
+  HG_ERR_USAGE: 'invalid command line',
+  HG_ERR_LISTEN: 'cannot listen on an address',
+  HG_ERR_UPSTREAM_CONNECT: 'cannot connect to a honeypot server',
+  HG_ERR_PROXY_HEADER: 'malformed PROXY protocol header',
+  HG_ERR_PROXY_UNTRUSTED: 'PROXY protocol header from an untrusted peer',
+  HG_ERR_PROXY_TIMEOUT: 'PROXY protocol header did not arrive in time',
+  HG_ERR_SINK: 'an event sink failed to write',
+  HG_ERR_EVENTS_QUERY: 'cannot query the event store',
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class HoneygateError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    super(detail ? `${ERRORS[code]}: ${detail}` : ERRORS[code], options);
+    this.code = code;
+    this.name = 'HoneygateError';
+  }
+}
