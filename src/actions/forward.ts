@@ -1,0 +1,75 @@
+// Forward: pick a server of the backend, dial it in the backend's source mode, pump.
+// A failed connect tries another server (retries); when none is left, or every server is
+// down, the backend's fallback takes the flow (another backend, or capture).
+import type { BackendConfig, CaptureOptions } from '../config/types.js';
+import { DIALERS } from '../gateway/dial.js';
+import type { Flow } from '../gateway/flow.js';
+import { pump } from '../gateway/pump.js';
+import { capture } from './capture.js';
+
+const MAX_FALLBACK_DEPTH = 8; // config validation rejects cycles; this is a second guard
+
+export async function forward(flow: Flow, backendName: string, depth = 0): Promise<void> {
+  const rt = flow.runtime;
+  const pool = rt.pools.get(backendName);
+  if (!pool) return flow.finish('error', `unknown backend ${backendName}`);
+  const backend = pool.backend;
+  flow.action = 'forward';
+  flow.backend = backend.name;
+  flow.sourceMode = backend.source;
+
+  const tried = new Set<string>();
+  const dial = DIALERS[backend.source];
+  let lastError = 'every server is down';
+  for (let attempt = 0; attempt <= backend.retries; attempt++) {
+    const server = pool.pick(flow.src.ip, tried);
+    if (!server) break;
+    tried.add(server.key);
+    try {
+      const upstream = await dial(flow, server.endpoint, backend.connectTimeoutMs);
+      if (flow.closed) {
+        upstream.destroy(); // the attacker left while we were dialing
+        return;
+      }
+      pool.acquire(server);
+      flow.defer(() => pool.release(server));
+      flow.server = server.key;
+      pump(flow, upstream);
+      return;
+    } catch (err) {
+      lastError = (err as Error).message;
+      warnThrottled(flow, backend, server.key, lastError);
+      if (flow.closed) return;
+    }
+  }
+  fallback(flow, backend, lastError, depth);
+}
+
+function fallback(flow: Flow, backend: BackendConfig, why: string, depth: number): void {
+  flow.detail = `backend ${backend.name}: ${why}`;
+  if (backend.fallback === 'capture') return capture(flow, fallbackCapture(flow));
+  if (backend.fallback && depth < MAX_FALLBACK_DEPTH) {
+    void forward(flow, backend.fallback, depth + 1).catch((err) => flow.finish('error', String(err)));
+    return;
+  }
+  flow.finish('upstream-unavailable');
+}
+
+/** Capture used as a fallback: keeps as many bytes as the event can hold. */
+function fallbackCapture(flow: Flow): CaptureOptions {
+  return { maxBytes: flow.runtime.config.limits.firstBytes, timeoutMs: 10_000, banner: null };
+}
+
+// A dead honeypot under a scan would otherwise log once per flow.
+const lastWarned = new Map<string, number>();
+function warnThrottled(flow: Flow, backend: BackendConfig, server: string, message: string): void {
+  const key = `${backend.name}/${server}`;
+  const now = Date.now();
+  if ((lastWarned.get(key) ?? 0) > now - 10_000) return;
+  lastWarned.set(key, now);
+  flow.runtime.log.warn(
+    { code: 'HG_ERR_UPSTREAM_CONNECT', backend: backend.name, server },
+    `cannot reach honeypot ${server} of backend ${backend.name}: ${message}`,
+  );
+}
+

@@ -1,0 +1,109 @@
+// `honeygate run`: load config -> open sinks -> bind -> serve until a signal -> drain -> exit.
+import type { Command } from 'commander';
+import { loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import type { Sink } from '../events/event.js';
+import { JsonlSink } from '../events/jsonl.js';
+import { Recorder } from '../events/recorder.js';
+import { SqliteSink } from '../events/sqlite.js';
+import { Gateway } from '../gateway/gateway.js';
+import { createLogger, type Logger } from '../log.js';
+
+export function register(program: Command): void {
+  program
+    .command('run')
+    .description('run the gateway until SIGTERM or SIGINT (SIGHUP reloads the config, SIGUSR1 reopens log files)')
+    .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+    .action(async (opts: { config: string }) => {
+      process.exitCode = await run(opts.config);
+    });
+}
+
+export async function run(path: string): Promise<number> {
+  const loaded = loadConfigFile(path);
+  if (!loaded.ok) {
+    for (const e of loaded.errors) process.stderr.write(`${e}\n`);
+    process.stderr.write(`honeygate run: ${loaded.errors.length} problems in ${path}; not started\n`);
+    return 2;
+  }
+  const config = loaded.config;
+  const log = createLogger(config.log.level);
+  for (const w of loaded.warnings) log.warn({ config: path }, w);
+
+  const sinks: Sink[] = [];
+  try {
+    sinks.push(...openSinks(config));
+  } catch (err) {
+    log.fatal({ err }, (err as Error).message);
+    for (const s of sinks.reverse()) await s.close();
+    return 1;
+  }
+  const recorder = new Recorder(sinks, { queueSize: config.events.queueSize, batchMs: config.events.batchMs, log });
+  const gateway = new Gateway(config, log, recorder);
+  try {
+    await gateway.start();
+  } catch (err) {
+    log.fatal({ err, code: (err as { code?: string }).code }, (err as Error).message);
+    await gateway.stop();
+    await recorder.close();
+    return 1;
+  }
+  log.info({ config: path, listeners: config.listeners.length, routes: config.routes.length }, 'ready');
+
+  await serveUntilStopped(path, gateway, recorder, log);
+  log.info({ openFlows: gateway.openFlows }, 'stopping');
+  await gateway.stop();
+  await recorder.close();
+  log.info({ events: recorder.stats() }, 'stopped');
+  return 0;
+}
+
+function openSinks(config: Config): Sink[] {
+  const sinks: Sink[] = [];
+  if (config.events.sqlite) sinks.push(new SqliteSink(config.events.sqlite));
+  if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));
+  return sinks;
+}
+
+/** Handles SIGHUP (reload) and SIGUSR1 (reopen) until SIGTERM or SIGINT arrives. */
+function serveUntilStopped(path: string, gateway: Gateway, recorder: Recorder, log: Logger): Promise<void> {
+  let reloading = Promise.resolve();
+  const onHup = () => {
+    reloading = reloading.then(() => reload(path, gateway, log));
+  };
+  const onUsr1 = () => {
+    recorder.reopen();
+    log.info('event files reopened');
+  };
+  process.on('SIGHUP', onHup);
+  process.on('SIGUSR1', onUsr1);
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'signal received');
+      process.off('SIGHUP', onHup);
+      process.off('SIGUSR1', onUsr1);
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      void reloading.then(() => resolve());
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+/** An invalid config or a failed bind is rejected with its errors; the old config keeps serving. */
+async function reload(path: string, gateway: Gateway, log: Logger): Promise<void> {
+  const loaded = loadConfigFile(path);
+  if (!loaded.ok) {
+    log.error({ config: path, errors: loaded.errors }, 'reload rejected');
+    return;
+  }
+  try {
+    await gateway.reload(loaded.config);
+  } catch (err) {
+    log.error({ config: path, errors: [(err as Error).message] }, 'reload rejected');
+    return;
+  }
+  for (const w of loaded.warnings) log.warn({ config: path }, w);
+  log.info({ config: path }, 'config reloaded');
+}

@@ -1,0 +1,140 @@
+// Admission: the cheap checks that run before a flow costs anything. Over a limit, the
+// connection is reset at once and counted; the counts become one 'rejected' event per
+// source and reason per interval, so a flood cannot fill the disk.
+import type { Limits } from '../config/types.js';
+import type { Address, CloseReason, FlowEvent } from '../events/event.js';
+
+export type Refusal = Extract<CloseReason, 'limit-global' | 'limit-per-source' | 'limit-rate'>;
+
+/** Distinct (source, reason) pairs kept per interval; beyond it, one "*" entry takes the rest. */
+const MAX_TALLIES = 10_000;
+
+interface Tally {
+  ip: string;
+  reason: Refusal;
+  count: number;
+  first: number;
+  listener: string;
+  dst: Address;
+}
+
+export class Admission {
+  private total = 0;
+  private readonly perSource = new Map<string, number>();
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private tallies = new Map<string, Tally>();
+  refusedTotal = 0;
+
+  constructor(private limits: Limits) {}
+
+  setLimits(limits: Limits): void {
+    this.limits = limits;
+  }
+
+  get active(): number {
+    return this.total;
+  }
+
+  /** The global limit, checked at accept before anything else. */
+  checkGlobal(): Refusal | null {
+    return this.total >= this.limits.maxConnections ? 'limit-global' : null;
+  }
+
+  /** Per-source concurrency and rate for `ip`; takes a rate token when admitted. */
+  checkSource(ip: string): Refusal | null {
+    if ((this.perSource.get(ip) ?? 0) >= this.limits.perSource) return 'limit-per-source';
+    const { count, perMs } = this.limits.perSourceRate;
+    const now = Date.now();
+    const b = this.buckets.get(ip) ?? { tokens: count, at: now };
+    b.tokens = Math.min(count, b.tokens + ((now - b.at) * count) / perMs);
+    b.at = now;
+    this.buckets.set(ip, b);
+    if (b.tokens < 1) return 'limit-rate';
+    b.tokens -= 1;
+    return null;
+  }
+
+  /** Counts a flow as open; returns the release to call when it closes (idempotent). */
+  hold(): () => void {
+    this.total++;
+    return once(() => {
+      this.total--;
+    });
+  }
+
+  /** Counts a flow as open for its source; returns its release. */
+  holdSource(ip: string): () => void {
+    this.perSource.set(ip, (this.perSource.get(ip) ?? 0) + 1);
+    return once(() => {
+      const n = (this.perSource.get(ip) ?? 1) - 1;
+      if (n <= 0) this.perSource.delete(ip);
+      else this.perSource.set(ip, n);
+    });
+  }
+
+  refused(ip: string, reason: Refusal, listener: string, dst: Address): void {
+    this.refusedTotal++;
+    let key = `${ip}|${reason}`;
+    if (!this.tallies.has(key) && this.tallies.size >= MAX_TALLIES) key = `*|${reason}`;
+    const t = this.tallies.get(key);
+    if (t) t.count++;
+    else
+      this.tallies.set(key, {
+        ip: key.startsWith('*') ? '*' : ip,
+        reason,
+        count: 1,
+        first: Date.now(),
+        listener,
+        dst,
+      });
+  }
+
+  /** Turns the interval's tallies into events and forgets rate buckets that refilled. */
+  drain(sensor: string, newId: () => string): FlowEvent[] {
+    const now = Date.now();
+    const events: FlowEvent[] = [];
+    for (const t of this.tallies.values()) {
+      events.push({
+        id: newId(),
+        type: 'rejected',
+        openedAt: t.first,
+        closedAt: now,
+        sensor,
+        listener: t.listener,
+        src: { ip: t.ip, port: 0 },
+        dst: t.dst,
+        peer: null,
+        proxyHeader: null,
+        route: null,
+        action: 'close',
+        backend: null,
+        server: null,
+        sourceMode: null,
+        bytesIn: 0,
+        bytesOut: 0,
+        durationMs: now - t.first,
+        closeReason: t.reason,
+        firstBytes: Buffer.alloc(0),
+        protocol: null,
+        protocolFields: null,
+        count: t.count,
+        detail: `${t.count} flows refused (${t.reason})`,
+      });
+    }
+    this.tallies = new Map();
+    const { count, perMs } = this.limits.perSourceRate;
+    for (const [ip, b] of this.buckets) {
+      if (b.tokens + ((now - b.at) * count) / perMs >= count) this.buckets.delete(ip);
+    }
+    return events;
+  }
+}
+
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
+}

@@ -1,0 +1,61 @@
+// Upstream dialers, one per backend `source:` mode. Each returns a connected socket whose
+// first bytes (if any) announce the attacker's address; the pump takes it from there.
+// Transparent mode will be one more entry in DIALERS.
+import net from 'node:net';
+import type { Endpoint, SourceMode } from '../config/types.js';
+import { HoneygateError } from '../errors.js';
+import { encodeProxyV1, encodeProxyV2, PP2_TYPE } from '../net/proxy-protocol.js';
+import type { Flow } from './flow.js';
+
+export type Dialer = (flow: Flow, server: Endpoint, timeoutMs: number) => Promise<net.Socket>;
+
+/** Connects with a deadline. Resolves with the socket paused; rejects with HG_ERR_UPSTREAM_CONNECT. */
+export function connect(server: Endpoint, timeoutMs: number, extra: Partial<net.TcpNetConnectOpts> = {}) {
+  return new Promise<net.Socket>((resolve, reject) => {
+    const socket = net.connect({ host: server.host, port: server.port, allowHalfOpen: true, ...extra });
+    const where = `${server.host}:${server.port}`;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: ${err.message}`, { cause: err }));
+    });
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      socket.on('error', () => {}); // replaced by the pump's handler; a socket is never without one
+      socket.pause();
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+  });
+}
+
+const none: Dialer = (_flow, server, timeoutMs) => connect(server, timeoutMs);
+
+const proxyV1: Dialer = async (flow, server, timeoutMs) => {
+  const socket = await connect(server, timeoutMs);
+  socket.write(encodeProxyV1(flow.src, flow.dst));
+  return socket;
+};
+
+const proxyV2: Dialer = async (flow, server, timeoutMs) => {
+  const socket = await connect(server, timeoutMs);
+  // UNIQUE_ID carries the event id, so a honeypot's own logs join honeygate's events.
+  const tlvs = [{ type: PP2_TYPE.UNIQUE_ID, value: Buffer.from(flow.id, 'ascii') }];
+  socket.write(encodeProxyV2({ command: 'PROXY', src: flow.src, dst: flow.dst, tlvs }));
+  return socket;
+};
+
+const transparent: Dialer = () =>
+  Promise.reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', 'source: transparent is not available yet'));
+
+export const DIALERS: Record<SourceMode, Dialer> = {
+  none,
+  'proxy-v1': proxyV1,
+  'proxy-v2': proxyV2,
+  transparent,
+};

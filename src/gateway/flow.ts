@@ -1,0 +1,148 @@
+// A flow: one accepted connection from accept to close, and the context every stage fills
+// in. Its states, in order (a flow may skip to closed from any of them):
+//
+//   accepted -> [header: inbound PROXY] -> [peek: protocol] -> routed -> acting -> closed
+//
+// Every byte the attacker sends goes through `received()`, so counters and first bytes are
+// right whichever stage read them.
+import type net from 'node:net';
+import type { ListenerConfig, Route } from '../config/types.js';
+import type { Address, CloseReason, FlowEvent } from '../events/event.js';
+import { newEventId } from '../events/recorder.js';
+import type { Logger } from '../log.js';
+import { classify } from '../classifiers/index.js';
+import type { Runtime } from './runtime.js';
+
+export class Flow {
+  readonly id = newEventId();
+  readonly openedAt = Date.now();
+  readonly started = process.hrtime.bigint();
+  src: Address;
+  dst: Address;
+  peer: Address | null = null;
+  proxyHeader: FlowEvent['proxyHeader'] = null;
+  route: Route | null = null;
+  action: FlowEvent['action'] = null;
+  backend: string | null = null;
+  server: string | null = null;
+  sourceMode: string | null = null;
+  bytesIn = 0;
+  bytesOut = 0;
+  protocol: string | null = null;
+  protocolFields: Record<string, unknown> | null = null;
+  closeReason: CloseReason | null = null;
+  detail: string | null = null;
+  closed = false;
+  /** Attacker bytes read by an earlier stage and not yet handed to the action. */
+  pending: Buffer[] = [];
+  private first: Buffer[] = [];
+  private firstLength = 0;
+  private logger: Logger | null = null;
+  private cleanups: (() => void)[] = [];
+  /** Set when the flow must leave no flow event (admission counts it instead). */
+  silent = false;
+
+  constructor(
+    readonly downstream: net.Socket,
+    readonly listener: ListenerConfig,
+    readonly runtime: Runtime,
+    src: Address,
+    dst: Address,
+  ) {
+    this.src = src;
+    this.dst = dst;
+  }
+
+  /** A child logger carrying the flow id, made on first use (most flows never log). */
+  get log(): Logger {
+    this.logger ??= this.runtime.log.child({ flow: this.id, src: `${this.src.ip}:${this.src.port}` });
+    return this.logger;
+  }
+
+  /** Counts attacker payload and keeps the first bytes for the event. */
+  received(chunk: Buffer): void {
+    this.bytesIn += chunk.length;
+    const room = this.runtime.config.limits.firstBytes - this.firstLength;
+    if (room > 0) {
+      const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
+      // Copy: the chunk's memory may be a slice of a larger pooled buffer.
+      this.first.push(Buffer.from(part));
+      this.firstLength += part.length;
+    }
+  }
+
+  firstBytes(): Buffer {
+    if (this.first.length > 1) this.first = [Buffer.concat(this.first)];
+    return this.first[0] ?? Buffer.alloc(0);
+  }
+
+  /** Registers a release step; finish() runs them in reverse order of registration. */
+  defer(fn: () => void): void {
+    this.cleanups.push(fn);
+  }
+
+  /** Ends the flow once: releases what stages acquired, closes the attacker's socket, records the event. */
+  finish(reason: CloseReason, detail?: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeReason ??= reason;
+    if (detail) this.detail ??= detail;
+    for (let i = this.cleanups.length - 1; i >= 0; i--) {
+      try {
+        this.cleanups[i]!();
+      } catch (err) {
+        this.log.warn({ err }, 'flow cleanup failed');
+      }
+    }
+    this.cleanups = [];
+    if (!this.downstream.destroyed) this.downstream.destroy();
+    if (this.silent) return;
+    if (this.protocol === null && this.bytesIn > 0) {
+      const v = classify(this.firstBytes(), true);
+      if ('match' in v && v.match) {
+        this.protocol = v.protocol;
+        this.protocolFields = v.fields;
+      }
+    }
+    this.runtime.recorder.record(this.toEvent('flow'));
+  }
+
+  takePending(): Buffer[] {
+    const p = this.pending;
+    this.pending = [];
+    return p;
+  }
+
+  durationMs(): number {
+    return Number((process.hrtime.bigint() - this.started) / 1_000_000n);
+  }
+
+  toEvent(type: 'flow' | 'update'): FlowEvent {
+    return {
+      id: this.id,
+      type,
+      openedAt: this.openedAt,
+      closedAt: type === 'flow' ? Date.now() : null,
+      sensor: this.runtime.config.events.sensor,
+      listener: this.listener.name,
+      src: this.src,
+      dst: this.dst,
+      peer: this.peer,
+      proxyHeader: this.proxyHeader,
+      route: this.route?.name ?? null,
+      action: this.action,
+      backend: this.backend,
+      server: this.server,
+      sourceMode: this.sourceMode,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      durationMs: this.durationMs(),
+      closeReason: type === 'flow' ? this.closeReason : null,
+      firstBytes: this.firstBytes(),
+      protocol: this.protocol,
+      protocolFields: this.protocolFields,
+      count: 1,
+      detail: this.detail,
+    };
+  }
+}

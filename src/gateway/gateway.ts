@@ -1,0 +1,153 @@
+// The wiring: the only module that knows every stage. A connection goes
+//   listener -> admit -> [inbound PROXY header] -> route (peeks if asked) -> action -> event
+// and the gateway owns what outlives a config: sockets, admission counts, the recorder.
+import type net from 'node:net';
+import type { Config } from '../config/types.js';
+import { runAction } from '../actions/index.js';
+import { newEventId, type Recorder } from '../events/recorder.js';
+import type { Logger } from '../log.js';
+import { normalizeIp } from '../net/address.js';
+import { Admission } from './admit.js';
+import { Flow } from './flow.js';
+import { readProxyHeader } from './header.js';
+import { bindAll, type BoundSocket, socketKey } from './listener.js';
+import { isReset } from './pump.js';
+import { selectRoute } from './route.js';
+import { Runtime } from './runtime.js';
+
+export class Gateway {
+  private runtime: Runtime;
+  private readonly sockets = new Map<string, BoundSocket>();
+  private readonly open = new Set<Flow>();
+  private readonly admission: Admission;
+  private tallyTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
+
+  constructor(
+    config: Config,
+    private readonly log: Logger,
+    private readonly recorder: Recorder,
+  ) {
+    this.runtime = new Runtime(config, log, recorder);
+    this.admission = new Admission(config.limits);
+  }
+
+  get config(): Config {
+    return this.runtime.config;
+  }
+
+  get openFlows(): number {
+    return this.open.size;
+  }
+
+  /** Binds every listener (all or nothing), starts health checks. */
+  async start(): Promise<void> {
+    const bound = await bindAll(this.config.listeners, new Set(), this.onConnection);
+    for (const b of bound) this.addSocket(b);
+    this.runtime.start();
+    this.tallyTimer = setInterval(() => this.flushTallies(), this.config.limits.rejectLogIntervalMs);
+    this.tallyTimer.unref();
+  }
+
+  /**
+   * Swaps in a new config: binds its new sockets first (so a failure changes nothing),
+   * then closes sockets it no longer has. Open flows keep their old runtime.
+   */
+  async reload(config: Config): Promise<void> {
+    const wanted = new Set(config.listeners.flatMap((l) => l.bind.map((e) => socketKey(l.name, e))));
+    const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.onConnection);
+    const next = new Runtime(config, this.log, this.recorder);
+    next.adopt(this.runtime);
+    const old = this.runtime;
+    this.runtime = next;
+    old.stop();
+    next.start();
+    this.admission.setLimits(config.limits);
+    for (const b of bound) this.addSocket(b);
+    for (const [key, b] of this.sockets) {
+      if (wanted.has(key)) continue;
+      b.server.close();
+      this.sockets.delete(key);
+      this.log.info({ listener: b.listener, address: b.address }, 'stopped listening');
+    }
+  }
+
+  /** Stops accepting, lets open flows finish within graceMs, closes the rest. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const b of this.sockets.values()) b.server.close();
+    this.sockets.clear();
+    this.runtime.stop();
+    const deadline = Date.now() + this.config.limits.graceMs;
+    while (this.open.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const flow of [...this.open]) flow.finish('shutdown');
+    if (this.tallyTimer) clearInterval(this.tallyTimer);
+    this.flushTallies();
+  }
+
+  private addSocket(b: BoundSocket): void {
+    this.sockets.set(b.key, b);
+    this.log.info({ listener: b.listener, address: b.address }, 'listening');
+  }
+
+  private flushTallies(): void {
+    for (const e of this.admission.drain(this.config.events.sensor, newEventId)) this.recorder.record(e);
+  }
+
+  private readonly onConnection = (socket: net.Socket, listenerName: string): void => {
+    socket.on('error', () => socket.destroy()); // until a stage takes over
+    const rt = this.runtime;
+    const listener = rt.listener(listenerName);
+    const srcIp = socket.remoteAddress ? normalizeIp(socket.remoteAddress) : null;
+    const dstIp = socket.localAddress ? normalizeIp(socket.localAddress) : null;
+    if (!listener || !srcIp || !dstIp || this.stopping) {
+      socket.destroy(); // already gone, or a listener being removed
+      return;
+    }
+    const src = { ip: srcIp, port: socket.remotePort ?? 0 };
+    const dst = { ip: dstIp, port: socket.localPort ?? 0 };
+    // With inbound PROXY the peer is the load balancer: per-source limits wait for the header.
+    const refusal = this.admission.checkGlobal() ?? (listener.acceptProxy ? null : this.admission.checkSource(srcIp));
+    if (refusal) {
+      this.admission.refused(srcIp, refusal, listenerName, dst);
+      socket.resetAndDestroy();
+      return;
+    }
+    const flow = new Flow(socket, listener, rt, src, dst);
+    this.open.add(flow);
+    flow.defer(() => this.open.delete(flow));
+    flow.defer(this.admission.hold());
+    if (!listener.acceptProxy) flow.defer(this.admission.holdSource(srcIp));
+    socket.removeAllListeners('error');
+    socket.on('error', (err: NodeJS.ErrnoException) =>
+      flow.finish(isReset(err) ? 'client-reset' : 'error', isReset(err) ? undefined : err.message),
+    );
+    socket.setNoDelay(true);
+    this.handle(flow).catch((err) => {
+      flow.log.error({ err }, 'flow failed');
+      flow.finish('error', String(err));
+    });
+  };
+
+  private async handle(flow: Flow): Promise<void> {
+    const { listener } = flow;
+    if (listener.acceptProxy) {
+      if (!(await readProxyHeader(flow, listener.acceptProxy))) return;
+      const refusal = this.admission.checkSource(flow.src.ip);
+      if (refusal) {
+        this.admission.refused(flow.src.ip, refusal, listener.name, flow.dst);
+        flow.silent = true;
+        flow.downstream.resetAndDestroy();
+        return flow.finish(refusal);
+      }
+      flow.defer(this.admission.holdSource(flow.src.ip));
+    }
+    const route = await selectRoute(flow, flow.runtime.config.routes);
+    if (flow.closed) return;
+    if (!route) return flow.finish('no-route');
+    flow.route = route;
+    await runAction(flow, route.action);
+  }
+}

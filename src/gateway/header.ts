@@ -1,0 +1,87 @@
+// Inbound PROXY protocol: a trusted upstream (load balancer, remote sensor) tells us who the
+// attacker is. Trusted peers must send a valid header in time; anyone else who sends one
+// is recorded as a spoof attempt, and anyone else who does not is an ordinary attacker.
+import type { AcceptProxy } from '../config/types.js';
+import { anyContains, normalizeIp } from '../net/address.js';
+import { parseProxyHeader, type ParseResult } from '../net/proxy-protocol.js';
+import type { Flow } from './flow.js';
+import { readUntil } from './read.js';
+
+const V1_PREFIX = Buffer.from('PROXY ');
+const V2_PREFIX = Buffer.from('\r\n\r\n\0\r\nQUIT\n', 'latin1');
+
+/** Returns true when the flow goes on to routing; false when it was finished here. */
+export async function readProxyHeader(flow: Flow, accept: AcceptProxy): Promise<boolean> {
+  return anyContains(accept.from, flow.src.ip) ? fromTrusted(flow, accept) : fromUntrusted(flow, accept);
+}
+
+async function fromTrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> {
+  const opts = { v1: accept.versions.includes('v1'), v2: accept.versions.includes('v2') };
+  type Outcome = ParseResult | { status: 'timeout' };
+  const read = await readUntil<Outcome>(
+    flow,
+    accept.timeoutMs,
+    64 * 1024,
+    (buf, ended) => {
+      const r = parseProxyHeader(buf, opts);
+      if (r.status === 'done') return { done: r, consumed: r.consumed };
+      if (r.status === 'error') return { done: r };
+      if (ended) return { done: { status: 'error', reason: 'connection closed inside the header' } };
+      return undefined;
+    },
+    { status: 'timeout' },
+  );
+  if (!read) {
+    flow.finish('client-closed');
+    return false;
+  }
+  const r = read.value;
+  if (r.status === 'timeout') {
+    flow.finish('proxy-header-timeout', `no PROXY header within ${accept.timeoutMs} ms`);
+    return false;
+  }
+  if (r.status !== 'done') {
+    // Keep what was sent: a malformed header is evidence too.
+    for (const chunk of flow.takePending()) flow.received(chunk);
+    flow.finish('bad-proxy-header', r.status === 'error' ? r.reason : 'incomplete header');
+    return false;
+  }
+  const h = r.header;
+  flow.proxyHeader = h.command === 'LOCAL' ? 'local' : h.version === 1 ? 'v1' : 'v2';
+  if (h.command === 'PROXY' && h.src && h.dst) {
+    // The spec's rule: LOCAL, UNKNOWN and UNIX keep the socket's own addresses.
+    flow.peer = flow.src;
+    flow.src = { ip: normalizeIp(h.src.ip) ?? h.src.ip, port: h.src.port };
+    flow.dst = { ip: normalizeIp(h.dst.ip) ?? h.dst.ip, port: h.dst.port };
+  }
+  for (const chunk of flow.pending) flow.received(chunk);
+  return true;
+}
+
+async function fromUntrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> {
+  // Wait briefly for the first bytes: only a client that speaks first can send a header.
+  const read = await readUntil(
+    flow,
+    accept.timeoutMs,
+    64 * 1024,
+    (buf, ended) => (buf.length >= 16 || ended ? { done: true } : undefined),
+    true,
+  );
+  if (!read) {
+    flow.finish('client-closed');
+    return false;
+  }
+  const first = Buffer.concat(flow.pending);
+  for (const chunk of flow.pending) flow.received(chunk);
+  if (startsLike(first, V1_PREFIX) || startsLike(first, V2_PREFIX)) {
+    flow.finish('spoof-attempt', `PROXY header from untrusted ${flow.src.ip}`);
+    return false;
+  }
+  return true;
+}
+
+/** True when `buf` is a (possibly partial) prefix of `sig` or starts with it. */
+function startsLike(buf: Buffer, sig: Buffer): boolean {
+  const n = Math.min(buf.length, sig.length);
+  return n > 0 && buf.subarray(0, n).equals(sig.subarray(0, n)) && (n === sig.length || buf.length < sig.length);
+}

@@ -1,0 +1,67 @@
+// Listeners: ordinary sockets on every configured address and port. Each socket is keyed
+// by "listener|address:port" so a reload keeps the sockets it still needs, opens new
+// ones and closes the rest, without dropping a connection on a kept port.
+import net from 'node:net';
+import type { Endpoint, ListenerConfig } from '../config/types.js';
+import { HoneygateError } from '../errors.js';
+import { formatEndpoint } from '../net/address.js';
+
+export type OnConnection = (socket: net.Socket, listener: string) => void;
+
+export interface BoundSocket {
+  key: string;
+  listener: string;
+  server: net.Server;
+  address: string; // the address actually bound (port 0 resolved)
+}
+
+export function socketKey(listener: string, e: Endpoint): string {
+  return `${listener}|${formatEndpoint(e)}`;
+}
+
+/** Binds one endpoint; rejects with HG_ERR_LISTEN naming it. */
+export function bindOne(listener: string, e: Endpoint, onConnection: OnConnection): Promise<BoundSocket> {
+  return new Promise((resolve, reject) => {
+    // pauseOnConnect: nothing is read before admission has looked at the flow.
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
+      onConnection(socket, listener),
+    );
+    server.once('error', (err) => {
+      server.close();
+      reject(new HoneygateError('HG_ERR_LISTEN', `listener ${listener}: ${formatEndpoint(e)}: ${err.message}`, { cause: err }));
+    });
+    // ipv6Only: "[::]:80" means IPv6; IPv4 is bound by its own "0.0.0.0:80" entry.
+    server.listen({ host: e.host, port: e.port, ipv6Only: e.host.includes(':'), backlog: 4096 }, () => {
+      server.removeAllListeners('error');
+      server.on('error', () => {}); // after listen, errors come per connection and are handled there
+      const a = server.address() as net.AddressInfo;
+      resolve({
+        key: socketKey(listener, e),
+        listener,
+        server,
+        address: formatEndpoint({ host: a.address, port: a.port }),
+      });
+    });
+  });
+}
+
+/** Binds every endpoint of the listeners not already in `existing`; all or nothing. */
+export async function bindAll(
+  listeners: ListenerConfig[],
+  existing: ReadonlySet<string>,
+  onConnection: OnConnection,
+): Promise<BoundSocket[]> {
+  const opened: BoundSocket[] = [];
+  try {
+    for (const l of listeners) {
+      for (const e of l.bind) {
+        if (existing.has(socketKey(l.name, e))) continue;
+        opened.push(await bindOne(l.name, e, onConnection));
+      }
+    }
+  } catch (err) {
+    for (const b of opened.reverse()) b.server.close();
+    throw err;
+  }
+  return opened;
+}

@@ -1,0 +1,41 @@
+// Peeks at the attacker's first bytes to name the protocol, without consuming them: they
+// stay pending for the action. A silent client (server-speaks-first protocols) gets
+// protocol "unknown" after the peek timeout.
+import { classify } from '../classifiers/index.js';
+import type { Flow } from './flow.js';
+import { readUntil } from './read.js';
+
+export const PEEK_TIMEOUT_MS = 3000;
+export const PEEK_MAX_BYTES = 4096;
+
+/** Sets flow.protocol; returns false if the flow closed meanwhile. */
+export async function peekProtocol(flow: Flow): Promise<boolean> {
+  const already = Buffer.concat(flow.takePending());
+  const read = await readUntil(
+    flow,
+    PEEK_TIMEOUT_MS,
+    PEEK_MAX_BYTES,
+    (buf, ended) => {
+      const all = already.length ? Buffer.concat([already, buf]) : buf;
+      const v = classify(all, ended || all.length >= PEEK_MAX_BYTES);
+      return 'need' in v ? undefined : { done: v };
+    },
+    null,
+  );
+  if (!read) {
+    flow.finish('client-closed');
+    return false;
+  }
+  // Bytes read here are new payload: count them, and keep them ahead of anything later.
+  const fresh = flow.takePending();
+  for (const chunk of fresh) flow.received(chunk);
+  flow.pending = already.length ? [already, ...fresh] : fresh;
+  const v = read.value;
+  if (v && 'match' in v && v.match) {
+    flow.protocol = v.protocol;
+    flow.protocolFields = v.fields;
+  } else {
+    flow.protocol = 'unknown';
+  }
+  return true;
+}

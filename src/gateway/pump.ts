@@ -1,0 +1,87 @@
+// Copies bytes both ways between the attacker (downstream) and the honeypot (upstream),
+// with backpressure, half-close, timeouts and byte caps. Written by hand rather than with
+// stream.pipeline: we count and keep bytes per chunk, and a half-close on one side must
+// not tear down the other.
+import type net from 'node:net';
+import type { CloseReason } from '../events/event.js';
+import type { Flow } from './flow.js';
+
+/** Socket errors an attacker or honeypot causes by resetting; they end a flow, they are not faults. */
+export function isReset(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNABORTED';
+}
+
+/** Runs until both sides closed or a limit hit; flow.finish() records the outcome. */
+export function pump(flow: Flow, upstream: net.Socket): void {
+  const down = flow.downstream;
+  const limits = flow.runtime.config.limits;
+  let firstEnd: 'client' | 'server' | null = null;
+  let downClosed = false;
+  let upClosed = false;
+
+  const idle = setTimeout(() => flow.finish('idle-timeout'), limits.idleTimeoutMs);
+  const longest = setTimeout(() => flow.finish('max-duration'), limits.maxDurationMs);
+  const updates = setInterval(
+    () => flow.runtime.recorder.record(flow.toEvent('update')),
+    flow.runtime.config.events.updateIntervalMs,
+  );
+  idle.unref();
+  longest.unref();
+  updates.unref();
+  flow.defer(() => {
+    clearTimeout(idle);
+    clearTimeout(longest);
+    clearInterval(updates);
+    upstream.destroy();
+  });
+
+  const fail = (side: 'client' | 'server') => (err: NodeJS.ErrnoException) => {
+    const reason: CloseReason = isReset(err) ? `${side}-reset` : 'error';
+    flow.finish(reason, reason === 'error' ? `${side}: ${err.message}` : undefined);
+  };
+  down.removeAllListeners('error');
+  down.on('error', fail('client'));
+  upstream.removeAllListeners('error');
+  upstream.on('error', fail('server'));
+
+  const done = () => {
+    if (downClosed && upClosed) flow.finish(firstEnd === 'server' ? 'server-closed' : 'client-closed');
+  };
+
+  for (const chunk of flow.takePending()) upstream.write(chunk);
+
+  down.on('data', (chunk: Buffer) => {
+    idle.refresh();
+    flow.received(chunk);
+    if (limits.maxBytesIn > 0 && flow.bytesIn > limits.maxBytesIn) return flow.finish('byte-cap', 'maxBytesIn');
+    if (upstream.writable && !upstream.write(chunk)) down.pause();
+  });
+  upstream.on('drain', () => down.resume());
+  upstream.on('data', (chunk: Buffer) => {
+    idle.refresh();
+    flow.bytesOut += chunk.length;
+    if (limits.maxBytesOut > 0 && flow.bytesOut > limits.maxBytesOut) return flow.finish('byte-cap', 'maxBytesOut');
+    if (down.writable && !down.write(chunk)) upstream.pause();
+  });
+  down.on('drain', () => upstream.resume());
+
+  down.on('end', () => {
+    firstEnd ??= 'client';
+    upstream.end();
+  });
+  upstream.on('end', () => {
+    firstEnd ??= 'server';
+    down.end();
+  });
+  down.on('close', () => {
+    downClosed = true;
+    // The attacker is gone for good: nothing more can reach them, so stop the honeypot side too.
+    if (!upClosed) upstream.end();
+    done();
+  });
+  upstream.on('close', () => {
+    upClosed = true;
+    done();
+  });
+  down.resume();
+}

@@ -1,0 +1,33 @@
+// Routing: the first rule whose every condition holds takes the flow. Protocol conditions
+// need the attacker's first bytes, so the flow is peeked only when a rule that could still
+// match asks for it, and at most once.
+import type { Route, RouteMatch } from '../config/types.js';
+import { anyContains } from '../net/address.js';
+import type { Flow } from './flow.js';
+import { peekProtocol } from './peek.js';
+
+/** Every condition but the protocol. */
+export function matchesAddresses(m: RouteMatch, flow: Flow): boolean {
+  if (m.listeners && !m.listeners.includes(flow.listener.name)) return false;
+  if (m.dstPorts && !m.dstPorts.some((r) => flow.dst.port >= r.from && flow.dst.port <= r.to)) return false;
+  if (m.dstAddresses && !anyContains(m.dstAddresses, flow.dst.ip)) return false;
+  if (m.srcAddresses && !anyContains(m.srcAddresses, flow.src.ip)) return false;
+  return true;
+}
+
+/** Returns the route for the flow, or null when none matches (or the flow closed while peeking). */
+export async function selectRoute(flow: Flow, routes: Route[]): Promise<Route | null> {
+  let peeked = false;
+  for (const route of routes) {
+    const m = route.match;
+    if (!m) return route;
+    if (!matchesAddresses(m, flow)) continue;
+    if (!m.protocols) return route;
+    if (!peeked) {
+      peeked = true;
+      if (!(await peekProtocol(flow))) return null;
+    }
+    if (m.protocols.includes(flow.protocol ?? 'unknown')) return route;
+  }
+  return null;
+}

@@ -1,0 +1,26 @@
+// Entry point: parse the command line, hand over to one verb. Each verb lives in src/cli/
+// and sets process.exitCode: 0 ok, 1 runtime failure, 2 usage or config error.
+import { Command, CommanderError } from 'commander';
+import { register as check } from './cli/check.js';
+import { register as events } from './cli/events.js';
+import { register as run } from './cli/run.js';
+
+const VERBS = [run, check, events];
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('honeygate')
+    .description('Gateway for honeypot farms: takes connections on every watched port, hands them to honeypots with the attacker\'s address, records every flow.')
+    .version(process.env.npm_package_version ?? '0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+  for (const register of VERBS) register(program);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    throw err;
+  }
+  return Number(process.exitCode ?? 0);
+}
