@@ -12,6 +12,7 @@ export const ERRORS = {
   HG_ERR_PROXY_TIMEOUT: 'PROXY protocol header did not arrive in time',
   HG_ERR_SINK: 'an event sink failed to write',
   HG_ERR_EVENTS_QUERY: 'cannot query the event store',
+  HG_ERR_ADMIN_AUTH: 'admin API: missing or wrong bearer token',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -9,7 +9,9 @@ const VERBS = [run, check, events];
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('honeygate')
-    .description('Gateway for honeypot farms: takes connections on every watched port, hands them to honeypots with the attacker\'s address, records every flow.')
+    .description(
+      "Gateway for honeypot farms: takes connections on every watched port, hands them to honeypots with the attacker's address, records every flow.",
+    )
     .version(process.env.npm_package_version ?? '0.1.0')
     .showHelpAfterError()
     .exitOverride();

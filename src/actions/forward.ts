@@ -72,4 +72,3 @@ function warnThrottled(flow: Flow, backend: BackendConfig, server: string, messa
     `cannot reach honeypot ${server} of backend ${backend.name}: ${message}`,
   );
 }
-

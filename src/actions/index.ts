@@ -6,7 +6,10 @@ import { drop } from './drop.js';
 import { forward } from './forward.js';
 import { reject } from './reject.js';
 
-type Run<T extends Action['type']> = (flow: Flow, action: Extract<Action, { type: T }>) => void | Promise<void>;
+type Run<T extends Action['type']> = (
+  flow: Flow,
+  action: Extract<Action, { type: T }>,
+) => void | Promise<void>;
 
 const ACTIONS: { [T in Action['type']]: Run<T> } = {
   forward: (flow, a) => forward(flow, a.backend),

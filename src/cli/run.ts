@@ -1,5 +1,6 @@
 // `honeygate run`: load config -> open sinks -> bind -> serve until a signal -> drain -> exit.
 import type { Command } from 'commander';
+import { startAdmin } from '../admin/server.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import type { Sink } from '../events/event.js';
@@ -12,7 +13,9 @@ import { createLogger, type Logger } from '../log.js';
 export function register(program: Command): void {
   program
     .command('run')
-    .description('run the gateway until SIGTERM or SIGINT (SIGHUP reloads the config, SIGUSR1 reopens log files)')
+    .description(
+      'run the gateway until SIGTERM or SIGINT (SIGHUP reloads the config, SIGUSR1 reopens log files)',
+    )
     .requiredOption('-c, --config <file>', 'configuration file (YAML)')
     .action(async (opts: { config: string }) => {
       process.exitCode = await run(opts.config);
@@ -30,15 +33,18 @@ export async function run(path: string): Promise<number> {
   const log = createLogger(config.log.level);
   for (const w of loaded.warnings) log.warn({ config: path }, w);
 
-  const sinks: Sink[] = [];
+  let sinks: Sink[];
   try {
-    sinks.push(...openSinks(config));
+    sinks = openSinks(config);
   } catch (err) {
     log.fatal({ err }, (err as Error).message);
-    for (const s of sinks.reverse()) await s.close();
     return 1;
   }
-  const recorder = new Recorder(sinks, { queueSize: config.events.queueSize, batchMs: config.events.batchMs, log });
+  const recorder = new Recorder(sinks, {
+    queueSize: config.events.queueSize,
+    batchMs: config.events.batchMs,
+    log,
+  });
   const gateway = new Gateway(config, log, recorder);
   try {
     await gateway.start();
@@ -48,20 +54,38 @@ export async function run(path: string): Promise<number> {
     await recorder.close();
     return 1;
   }
+  let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
+  if (config.admin) {
+    try {
+      admin = await startAdmin(config.admin, { gateway, recorder, log });
+    } catch (err) {
+      log.fatal({ err, code: (err as { code?: string }).code }, (err as Error).message);
+      await gateway.stop();
+      await recorder.close();
+      return 1;
+    }
+  }
   log.info({ config: path, listeners: config.listeners.length, routes: config.routes.length }, 'ready');
 
   await serveUntilStopped(path, gateway, recorder, log);
   log.info({ openFlows: gateway.openFlows }, 'stopping');
+  await admin?.close();
   await gateway.stop();
   await recorder.close();
   log.info({ events: recorder.stats() }, 'stopped');
   return 0;
 }
 
+/** Opens the configured sinks; on failure closes those already open, then throws. */
 function openSinks(config: Config): Sink[] {
   const sinks: Sink[] = [];
-  if (config.events.sqlite) sinks.push(new SqliteSink(config.events.sqlite));
-  if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));
+  try {
+    if (config.events.sqlite) sinks.push(new SqliteSink(config.events.sqlite));
+    if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));
+  } catch (err) {
+    for (const s of sinks.reverse()) void s.close();
+    throw err;
+  }
   return sinks;
 }
 

@@ -5,13 +5,17 @@
 //
 // Every byte the attacker sends goes through `received()`, so counters and first bytes are
 // right whichever stage read them.
+import diagnostics from 'node:diagnostics_channel';
 import type net from 'node:net';
+import { classify } from '../classifiers/index.js';
 import type { ListenerConfig, Route } from '../config/types.js';
 import type { Address, CloseReason, FlowEvent } from '../events/event.js';
 import { newEventId } from '../events/recorder.js';
 import type { Logger } from '../log.js';
-import { classify } from '../classifiers/index.js';
 import type { Runtime } from './runtime.js';
+
+/** Published with the final FlowEvent of every flow; free when nobody subscribes. */
+export const flowEnd = diagnostics.channel('honeygate:flow:end');
 
 export class Flow {
   readonly id = newEventId();
@@ -104,7 +108,9 @@ export class Flow {
         this.protocolFields = v.fields;
       }
     }
-    this.runtime.recorder.record(this.toEvent('flow'));
+    const event = this.toEvent('flow');
+    this.runtime.recorder.record(event);
+    if (flowEnd.hasSubscribers) flowEnd.publish(event);
   }
 
   takePending(): Buffer[] {

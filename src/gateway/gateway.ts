@@ -2,18 +2,25 @@
 //   listener -> admit -> [inbound PROXY header] -> route (peeks if asked) -> action -> event
 // and the gateway owns what outlives a config: sockets, admission counts, the recorder.
 import type net from 'node:net';
-import type { Config } from '../config/types.js';
 import { runAction } from '../actions/index.js';
+import type { Config } from '../config/types.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
 import { normalizeIp } from '../net/address.js';
 import { Admission } from './admit.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
-import { bindAll, type BoundSocket, socketKey } from './listener.js';
+import { type BoundSocket, bindAll, socketKey } from './listener.js';
 import { isReset } from './pump.js';
 import { selectRoute } from './route.js';
 import { Runtime } from './runtime.js';
+
+export interface GatewayStats {
+  openFlows: number;
+  refused: number; // flows refused by admission limits since start
+  listeners: { listener: string; address: string }[];
+  backends: { backend: string; servers: { server: string; up: boolean; active: number }[] }[];
+}
 
 export class Gateway {
   private runtime: Runtime;
@@ -38,6 +45,19 @@ export class Gateway {
 
   get openFlows(): number {
     return this.open.size;
+  }
+
+  /** A snapshot for the admin API and metrics. */
+  stats(): GatewayStats {
+    return {
+      openFlows: this.open.size,
+      refused: this.admission.refusedTotal,
+      listeners: [...this.sockets.values()].map((b) => ({ listener: b.listener, address: b.address })),
+      backends: [...this.runtime.pools.values()].map((p) => ({
+        backend: p.backend.name,
+        servers: p.servers.map((s) => ({ server: s.key, up: s.up, active: s.active })),
+      })),
+    };
   }
 
   /** Binds every listener (all or nothing), starts health checks. */
@@ -102,14 +122,21 @@ export class Gateway {
     const listener = rt.listener(listenerName);
     const srcIp = socket.remoteAddress ? normalizeIp(socket.remoteAddress) : null;
     const dstIp = socket.localAddress ? normalizeIp(socket.localAddress) : null;
-    if (!listener || !srcIp || !dstIp || this.stopping) {
-      socket.destroy(); // already gone, or a listener being removed
+    if (!listener || this.stopping) {
+      socket.destroy(); // a listener being removed
       return;
     }
+    const dst = { ip: dstIp ?? '', port: socket.localPort ?? 0 };
+    if (!srcIp) {
+      // Reset before we accepted it (nmap -sT does this): libuv's accept() does not return
+      // the peer address and getpeername() now fails, so the source is unknown. Still a flow.
+      const flow = new Flow(socket, listener, rt, { ip: '', port: 0 }, dst);
+      return flow.finish('client-reset', 'reset before accept; source address unavailable');
+    }
     const src = { ip: srcIp, port: socket.remotePort ?? 0 };
-    const dst = { ip: dstIp, port: socket.localPort ?? 0 };
     // With inbound PROXY the peer is the load balancer: per-source limits wait for the header.
-    const refusal = this.admission.checkGlobal() ?? (listener.acceptProxy ? null : this.admission.checkSource(srcIp));
+    const refusal =
+      this.admission.checkGlobal() ?? (listener.acceptProxy ? null : this.admission.checkSource(srcIp));
     if (refusal) {
       this.admission.refused(srcIp, refusal, listenerName, dst);
       socket.resetAndDestroy();

@@ -3,7 +3,7 @@
 // is recorded as a spoof attempt, and anyone else who does not is an ordinary attacker.
 import type { AcceptProxy } from '../config/types.js';
 import { anyContains, normalizeIp } from '../net/address.js';
-import { parseProxyHeader, type ParseResult } from '../net/proxy-protocol.js';
+import { type ParseResult, parseProxyHeader } from '../net/proxy-protocol.js';
 import type { Flow } from './flow.js';
 import { readUntil } from './read.js';
 
@@ -83,5 +83,7 @@ async function fromUntrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> 
 /** True when `buf` is a (possibly partial) prefix of `sig` or starts with it. */
 function startsLike(buf: Buffer, sig: Buffer): boolean {
   const n = Math.min(buf.length, sig.length);
-  return n > 0 && buf.subarray(0, n).equals(sig.subarray(0, n)) && (n === sig.length || buf.length < sig.length);
+  return (
+    n > 0 && buf.subarray(0, n).equals(sig.subarray(0, n)) && (n === sig.length || buf.length < sig.length)
+  );
 }

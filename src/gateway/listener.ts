@@ -28,7 +28,11 @@ export function bindOne(listener: string, e: Endpoint, onConnection: OnConnectio
     );
     server.once('error', (err) => {
       server.close();
-      reject(new HoneygateError('HG_ERR_LISTEN', `listener ${listener}: ${formatEndpoint(e)}: ${err.message}`, { cause: err }));
+      reject(
+        new HoneygateError('HG_ERR_LISTEN', `listener ${listener}: ${formatEndpoint(e)}: ${err.message}`, {
+          cause: err,
+        }),
+      );
     });
     // ipv6Only: "[::]:80" means IPv6; IPv4 is bound by its own "0.0.0.0:80" entry.
     server.listen({ host: e.host, port: e.port, ipv6Only: e.host.includes(':'), backlog: 4096 }, () => {

@@ -53,14 +53,16 @@ export function pump(flow: Flow, upstream: net.Socket): void {
   down.on('data', (chunk: Buffer) => {
     idle.refresh();
     flow.received(chunk);
-    if (limits.maxBytesIn > 0 && flow.bytesIn > limits.maxBytesIn) return flow.finish('byte-cap', 'maxBytesIn');
+    if (limits.maxBytesIn > 0 && flow.bytesIn > limits.maxBytesIn)
+      return flow.finish('byte-cap', 'maxBytesIn');
     if (upstream.writable && !upstream.write(chunk)) down.pause();
   });
   upstream.on('drain', () => down.resume());
   upstream.on('data', (chunk: Buffer) => {
     idle.refresh();
     flow.bytesOut += chunk.length;
-    if (limits.maxBytesOut > 0 && flow.bytesOut > limits.maxBytesOut) return flow.finish('byte-cap', 'maxBytesOut');
+    if (limits.maxBytesOut > 0 && flow.bytesOut > limits.maxBytesOut)
+      return flow.finish('byte-cap', 'maxBytesOut');
     if (down.writable && !down.write(chunk)) upstream.pause();
   });
   down.on('drain', () => upstream.resume());
@@ -84,4 +86,5 @@ export function pump(flow: Flow, upstream: net.Socket): void {
     done();
   });
   down.resume();
+  upstream.resume();
 }

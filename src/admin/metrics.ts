@@ -1,0 +1,167 @@
+// Prometheus metrics for one gateway and its recorder, in a registry of our own (never
+// prom-client's global one, so tests and reloads can make as many as they like).
+// Counts of finished flows come from the flowEnd diagnostics channel; everything else is
+// read from the stats() snapshots at scrape time. Labels only ever carry names from the
+// config (listener, backend, server) or our own enums, never an attacker's address.
+import diagnostics from 'node:diagnostics_channel';
+import prom from 'prom-client';
+import type { FlowEvent } from '../events/event.js';
+import type { RecorderStats } from '../events/recorder.js';
+import { flowEnd } from '../gateway/flow.js';
+import type { GatewayStats } from '../gateway/gateway.js';
+
+export interface MetricsSource {
+  gateway: { stats(): GatewayStats };
+  recorder: { stats(): RecorderStats };
+}
+
+export interface Metrics {
+  registry: prom.Registry;
+  /** Stops counting flow events. The registry stays readable. */
+  close(): void;
+}
+
+const PREFIX = 'honeygate_';
+
+// collectDefaultMetrics starts a GC observer and an event-loop-delay monitor that cannot be
+// stopped; doing that once per process (not once per createMetrics) keeps them from piling up.
+let processMetrics: prom.Registry | null = null;
+
+function defaultMetrics(): prom.Metric[] {
+  if (!processMetrics) {
+    processMetrics = new prom.Registry();
+    prom.collectDefaultMetrics({ register: processMetrics, prefix: PREFIX });
+  }
+  // Typed as plain descriptions, but at run time these are the metric objects themselves.
+  return processMetrics.getMetricsAsArray() as unknown as prom.Metric[];
+}
+
+/** A counter whose value is a running total read from elsewhere at scrape time. */
+function totalCounter(registry: prom.Registry, name: string, help: string, read: () => number): void {
+  new prom.Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(Math.max(0, read()));
+    },
+  });
+}
+
+export function createMetrics(source: MetricsSource): Metrics {
+  const registry = new prom.Registry();
+  for (const m of defaultMetrics()) registry.registerMetric(m);
+
+  const flows = new prom.Counter({
+    name: `${PREFIX}flows_total`,
+    help: 'Finished flows by listener, action and close reason.',
+    labelNames: ['listener', 'action', 'close_reason'] as const,
+    registers: [registry],
+  });
+  const bytes = new prom.Counter({
+    name: `${PREFIX}flow_bytes_total`,
+    help: 'Payload bytes of finished flows: in = attacker to gateway, out = gateway to attacker.',
+    labelNames: ['direction'] as const,
+    registers: [registry],
+  });
+  // Present from the first scrape, not only after the first flow.
+  bytes.inc({ direction: 'in' }, 0);
+  bytes.inc({ direction: 'out' }, 0);
+
+  new prom.Gauge({
+    name: `${PREFIX}open_flows`,
+    help: 'Flows open now.',
+    registers: [registry],
+    collect() {
+      this.set(source.gateway.stats().openFlows);
+    },
+  });
+  totalCounter(
+    registry,
+    `${PREFIX}refused_flows_total`,
+    'Flows refused by admission limits since start.',
+    () => {
+      return source.gateway.stats().refused;
+    },
+  );
+
+  const serverLabels = ['backend', 'server'] as const;
+  const eachServer = (
+    fn: (labels: { backend: string; server: string }, up: boolean, active: number) => void,
+  ) => {
+    for (const b of source.gateway.stats().backends) {
+      for (const s of b.servers) fn({ backend: b.backend, server: s.server }, s.up, s.active);
+    }
+  };
+  new prom.Gauge({
+    name: `${PREFIX}server_up`,
+    help: 'Whether a honeypot server passes its health checks (1) or not (0).',
+    labelNames: serverLabels,
+    registers: [registry],
+    collect() {
+      this.reset(); // servers dropped by a reload disappear
+      eachServer((labels, up) => this.set(labels, up ? 1 : 0));
+    },
+  });
+  new prom.Gauge({
+    name: `${PREFIX}server_active_flows`,
+    help: 'Flows forwarded to a honeypot server and still open.',
+    labelNames: serverLabels,
+    registers: [registry],
+    collect() {
+      this.reset();
+      eachServer((labels, _up, active) => this.set(labels, active));
+    },
+  });
+
+  totalCounter(registry, `${PREFIX}events_written_total`, 'Events handed to the sinks.', () => {
+    return source.recorder.stats().written;
+  });
+  totalCounter(
+    registry,
+    `${PREFIX}events_dropped_total`,
+    'Events dropped because the queue was full.',
+    () => {
+      return source.recorder.stats().dropped;
+    },
+  );
+  totalCounter(registry, `${PREFIX}sink_errors_total`, 'Failed sink calls (one per sink per batch).', () => {
+    return source.recorder.stats().sinkErrors;
+  });
+  new prom.Gauge({
+    name: `${PREFIX}events_queued`,
+    help: 'Events waiting for the next batch to the sinks.',
+    registers: [registry],
+    collect() {
+      this.set(source.recorder.stats().queued);
+    },
+  });
+
+  // A subscriber that throws becomes an uncaught exception in the data path: never throw.
+  const onFlowEnd = (message: unknown): void => {
+    try {
+      const e = message as FlowEvent;
+      if (e?.type !== 'flow') return;
+      flows.inc(
+        { listener: e.listener, action: e.action ?? 'none', close_reason: e.closeReason ?? 'none' },
+        e.count > 0 ? e.count : 1,
+      );
+      if (e.bytesIn > 0) bytes.inc({ direction: 'in' }, e.bytesIn);
+      if (e.bytesOut > 0) bytes.inc({ direction: 'out' }, e.bytesOut);
+    } catch {
+      // a malformed event is not worth a crash; the recorder still has it
+    }
+  };
+  diagnostics.subscribe(flowEnd.name, onFlowEnd);
+
+  let closed = false;
+  return {
+    registry,
+    close() {
+      if (closed) return;
+      closed = true;
+      diagnostics.unsubscribe(flowEnd.name, onFlowEnd);
+    },
+  };
+}

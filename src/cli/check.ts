@@ -1,0 +1,59 @@
+// `honeygate check -c FILE`: validate a configuration and print what it means — the
+// listeners, the backends, the routing table in words, warnings, and rules that can never
+// match. Exit code 0 when valid (also with warnings), 2 when not.
+import type { Command } from 'commander';
+import {
+  explainBackends,
+  explainListeners,
+  explainRoutes,
+  findUnreachableRoutes,
+} from '../config/explain.js';
+import { loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/types.js';
+
+/** The report printed for a valid configuration, as lines. */
+export function checkReport(file: string, config: Config, warnings: string[]): string[] {
+  const indent = (lines: string[]) => lines.map((l) => `  ${l}`);
+  const lines = [
+    `${file}: ok`,
+    'listeners:',
+    ...indent(explainListeners(config)),
+    'backends:',
+    ...indent(config.backends.size ? explainBackends(config) : ['(none)']),
+    'routes (first match wins):',
+    ...indent(explainRoutes(config)),
+  ];
+  const last = config.routes.at(-1);
+  if (last?.match) lines.push('  flows that match no rule are closed (no-route)');
+  if (warnings.length) lines.push('warnings:', ...indent(warnings));
+  const unreachable = findUnreachableRoutes(config);
+  if (unreachable.length) {
+    lines.push(
+      'unreachable rules:',
+      ...indent(
+        unreachable.map(
+          (u) => `#${u.index} can never match: #${u.shadowedBy} already takes every flow it would`,
+        ),
+      ),
+    );
+  }
+  return lines;
+}
+
+export function register(program: Command): void {
+  program
+    .command('check')
+    .description('validate a configuration file and print the effective routing table')
+    .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+    .action(async (opts: { config: string }) => {
+      const result = loadConfigFile(opts.config);
+      if (!result.ok) {
+        for (const e of result.errors) process.stderr.write(`${e}\n`);
+        const n = result.errors.length;
+        process.stderr.write(`honeygate check: ${n} problem${n === 1 ? '' : 's'} in ${opts.config}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      process.stdout.write(`${checkReport(opts.config, result.config, result.warnings).join('\n')}\n`);
+    });
+}

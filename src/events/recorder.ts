@@ -1,0 +1,161 @@
+// The recorder sits between the data path and the sinks. The data path only ever
+// appends to a bounded in-memory queue (no I/O, no await, no throw); a timer hands the
+// queue to every sink in batches. When sinks fall behind, events are counted as dropped
+// rather than letting memory grow or flows wait.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { FlowEvent, Sink } from './event.js';
+
+const WARN_INTERVAL_MS = 10_000;
+
+export interface RecorderOptions {
+  queueSize: number; // events waiting for sinks; beyond this they are dropped
+  batchMs: number; // how often the queue is handed to the sinks
+  log: Logger;
+}
+
+export interface RecorderStats {
+  queued: number; // waiting for the next batch
+  written: number; // handed to the sinks (each event once, whatever the sinks answered)
+  dropped: number; // refused because the queue was full or the recorder closed
+  sinkErrors: number; // failed sink calls (write or reopen), one per sink per batch
+}
+
+/** A new flow id: 32 lowercase hex characters (also sent upstream as the PROXY v2 UNIQUE_ID). */
+export function newEventId(): string {
+  return randomBytes(16).toString('hex');
+}
+
+export class Recorder {
+  private queue: FlowEvent[] = [];
+  private readonly sinks: Sink[];
+  private readonly queueSize: number;
+  private readonly log: Logger;
+  private readonly timer: NodeJS.Timeout;
+  private draining: Promise<void> = Promise.resolve(); // the last batch in flight, batches run one at a time
+  private busy = false;
+  private closing: Promise<void> | null = null;
+  private written = 0;
+  private dropped = 0;
+  private sinkErrors = 0;
+  private lastDropWarn = Number.NEGATIVE_INFINITY;
+  private readonly lastSinkWarn = new Map<string, number>();
+
+  constructor(sinks: Sink[], opts: RecorderOptions) {
+    this.sinks = [...sinks];
+    this.queueSize = Math.max(0, Math.floor(opts.queueSize));
+    this.log = opts.log;
+    this.timer = setInterval(() => this.tick(), Math.max(1, opts.batchMs));
+    // The recorder must never be what keeps the process alive; close() flushes on shutdown.
+    this.timer.unref();
+  }
+
+  /** Queues one event. Called on the data path: never blocks, never throws. */
+  record(e: FlowEvent): void {
+    if (this.closing === null && this.queue.length < this.queueSize) {
+      this.queue.push(e);
+      return;
+    }
+    this.dropped++;
+    const now = Date.now();
+    if (now - this.lastDropWarn >= WARN_INTERVAL_MS) {
+      this.lastDropWarn = now;
+      try {
+        this.log.warn(
+          { dropped: this.dropped, queueSize: this.queueSize },
+          `event queue full: ${this.dropped} events dropped so far`,
+        );
+      } catch {
+        // a broken logger must not break the data path
+      }
+    }
+  }
+
+  /** Writes every event queued now to every sink; resolves when they have answered. */
+  flush(): Promise<void> {
+    const next = this.draining.then(() => this.drain());
+    this.draining = next.catch(() => {}); // one bad batch must not stall every later one
+    return next;
+  }
+
+  /** Asks every sink to reopen its files (SIGUSR1 after logrotate). */
+  reopen(): void {
+    for (const sink of this.sinks) {
+      try {
+        sink.reopen();
+      } catch (err) {
+        this.sinkFailed(sink, err, 'reopen');
+      }
+    }
+  }
+
+  /** Stops the timer, flushes, then closes the sinks (last opened first). Idempotent. */
+  close(): Promise<void> {
+    if (this.closing === null) this.closing = this.shutdown();
+    return this.closing;
+  }
+
+  stats(): RecorderStats {
+    return {
+      queued: this.queue.length,
+      written: this.written,
+      dropped: this.dropped,
+      sinkErrors: this.sinkErrors,
+    };
+  }
+
+  private async shutdown(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flush();
+    for (const sink of [...this.sinks].reverse()) {
+      try {
+        await sink.close();
+      } catch (err) {
+        this.sinkFailed(sink, err, 'close');
+      }
+    }
+  }
+
+  private tick(): void {
+    // A slow sink must not stack up batches: skip the tick while one is in flight.
+    if (this.busy || this.queue.length === 0) return;
+    void this.flush();
+  }
+
+  private async drain(): Promise<void> {
+    if (this.queue.length === 0) return;
+    const batch = this.queue;
+    this.queue = [];
+    this.busy = true;
+    try {
+      await Promise.all(this.sinks.map((sink) => this.writeTo(sink, batch)));
+      this.written += batch.length;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async writeTo(sink: Sink, batch: FlowEvent[]): Promise<void> {
+    try {
+      await sink.write(batch);
+    } catch (err) {
+      this.sinkFailed(sink, err, 'write', batch.length);
+    }
+  }
+
+  private sinkFailed(sink: Sink, err: unknown, op: string, events?: number): void {
+    this.sinkErrors++;
+    // A full disk fails every batch; say so once per interval per sink, with the count.
+    const now = Date.now();
+    if (now - (this.lastSinkWarn.get(sink.name) ?? Number.NEGATIVE_INFINITY) < WARN_INTERVAL_MS) return;
+    this.lastSinkWarn.set(sink.name, now);
+    try {
+      this.log.warn(
+        { err, sink: sink.name, op, events, sinkErrors: this.sinkErrors },
+        `event sink ${sink.name} failed to ${op}`,
+      );
+    } catch {
+      // never let logging turn a sink failure into a crash
+    }
+  }
+}

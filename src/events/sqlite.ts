@@ -1,0 +1,263 @@
+// The embedded event store: one SQLite file, written in batches by the recorder and read
+// by `honeygate events` (query.ts) while the gateway runs (WAL lets both happen at once).
+// Updates of a long flow are kept as their own rows next to the final 'flow' row, all
+// under the flow's id, so a flow's history stays visible.
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { HoneygateError } from '../errors.js';
+import type { CloseReason, EventType, FlowEvent, Sink } from './event.js';
+import { safeJson } from './format.js';
+
+/** PRAGMA application_id of a honeygate event store ("HGev"), so we never write into someone else's file. */
+export const APPLICATION_ID = 0x48476576;
+
+// Schema steps; step i brings user_version from i to i + 1. Append new steps (e.g.
+// ALTER TABLE events ADD COLUMN ...), never edit shipped ones.
+export const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE events (
+     seq INTEGER PRIMARY KEY,
+     id TEXT NOT NULL,
+     type TEXT NOT NULL,
+     opened_at INTEGER NOT NULL,
+     closed_at INTEGER,
+     sensor TEXT NOT NULL,
+     listener TEXT NOT NULL,
+     src_ip TEXT NOT NULL,
+     src_port INTEGER NOT NULL,
+     dst_ip TEXT NOT NULL,
+     dst_port INTEGER NOT NULL,
+     peer_ip TEXT,
+     peer_port INTEGER,
+     proxy_header TEXT,
+     route TEXT,
+     action TEXT,
+     backend TEXT,
+     server TEXT,
+     source_mode TEXT,
+     bytes_in INTEGER NOT NULL,
+     bytes_out INTEGER NOT NULL,
+     duration_ms INTEGER NOT NULL,
+     close_reason TEXT,
+     first_bytes BLOB NOT NULL,
+     protocol TEXT,
+     protocol_fields TEXT,
+     count INTEGER NOT NULL,
+     detail TEXT
+   );
+   CREATE INDEX events_id ON events (id);
+   CREATE INDEX events_opened_at ON events (opened_at);
+   CREATE INDEX events_src_ip ON events (src_ip);
+   CREATE INDEX events_dst_port ON events (dst_port);`,
+];
+
+/** One row of the events table as better-sqlite3 returns it. */
+export interface EventRow {
+  seq: number;
+  id: string;
+  type: string;
+  opened_at: number;
+  closed_at: number | null;
+  sensor: string;
+  listener: string;
+  src_ip: string;
+  src_port: number;
+  dst_ip: string;
+  dst_port: number;
+  peer_ip: string | null;
+  peer_port: number | null;
+  proxy_header: string | null;
+  route: string | null;
+  action: string | null;
+  backend: string | null;
+  server: string | null;
+  source_mode: string | null;
+  bytes_in: number;
+  bytes_out: number;
+  duration_ms: number;
+  close_reason: string | null;
+  first_bytes: Buffer | null;
+  protocol: string | null;
+  protocol_fields: string | null;
+  count: number;
+  detail: string | null;
+}
+
+const INSERT = `INSERT INTO events (
+  id, type, opened_at, closed_at, sensor, listener, src_ip, src_port, dst_ip, dst_port,
+  peer_ip, peer_port, proxy_header, route, action, backend, server, source_mode,
+  bytes_in, bytes_out, duration_ms, close_reason, first_bytes, protocol, protocol_fields, count, detail
+) VALUES (
+  @id, @type, @opened_at, @closed_at, @sensor, @listener, @src_ip, @src_port, @dst_ip, @dst_port,
+  @peer_ip, @peer_port, @proxy_header, @route, @action, @backend, @server, @source_mode,
+  @bytes_in, @bytes_out, @duration_ms, @close_reason, @first_bytes, @protocol, @protocol_fields, @count, @detail
+)`;
+
+export interface SqliteSinkOptions {
+  busyTimeoutMs?: number; // how long a write waits for a reader's checkpoint lock
+}
+
+export class SqliteSink implements Sink {
+  readonly name = 'sqlite';
+  readonly path: string;
+  private readonly db: Database.Database;
+  private readonly insertBatch: (events: FlowEvent[]) => void;
+  private closed = false;
+
+  /** Opens or creates the store at `path` and brings its schema up to date. Throws HG_ERR_SINK. */
+  constructor(path: string, opts: SqliteSinkOptions = {}) {
+    this.path = path;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      this.db = new Database(path);
+    } catch (err) {
+      throw new HoneygateError('HG_ERR_SINK', `sqlite: cannot open ${path}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    try {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma(`busy_timeout = ${Math.floor(opts.busyTimeoutMs ?? 2000)}`);
+      migrate(this.db, path);
+      const insert = this.db.prepare(INSERT);
+      this.insertBatch = this.db.transaction((events: FlowEvent[]) => {
+        for (const e of events) insert.run(eventToRow(e));
+      });
+    } catch (err) {
+      this.db.close();
+      if (err instanceof HoneygateError) throw err;
+      throw new HoneygateError('HG_ERR_SINK', `sqlite: cannot set up ${path}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+
+  /** Inserts the whole batch in one transaction: all rows or none. */
+  write(events: FlowEvent[]): void {
+    if (this.closed) throw new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path} is closed`);
+    if (events.length > 0) this.insertBatch(events);
+  }
+
+  /** Nothing to do: SQLite keeps the file open by inode and logrotate must not move it. */
+  reopen(): void {}
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      // Fold the WAL back in so the file is complete on its own (copies, backups).
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      this.db.close();
+    }
+  }
+}
+
+/** Applies the missing schema steps, one transaction each. Throws HG_ERR_SINK on a foreign or newer file. */
+function migrate(db: Database.Database, path: string): void {
+  const appId = db.pragma('application_id', { simple: true }) as number;
+  let version = db.pragma('user_version', { simple: true }) as number;
+  if (appId !== 0 && appId !== APPLICATION_ID) {
+    throw new HoneygateError('HG_ERR_SINK', `sqlite: ${path} is not a honeygate event store`);
+  }
+  if (appId === 0) {
+    // A new file has neither a version nor tables; anything else belongs to someone else.
+    const tables = db.prepare('SELECT count(*) AS n FROM sqlite_master').get() as { n: number };
+    if (version !== 0 || tables.n !== 0) {
+      throw new HoneygateError('HG_ERR_SINK', `sqlite: ${path} is not a honeygate event store`);
+    }
+  }
+  if (version > MIGRATIONS.length) {
+    throw new HoneygateError(
+      'HG_ERR_SINK',
+      `sqlite: ${path} has schema version ${version}, newer than this honeygate knows (${MIGRATIONS.length})`,
+    );
+  }
+  while (version < MIGRATIONS.length) {
+    const step = MIGRATIONS[version]!;
+    const next = version + 1;
+    db.transaction(() => {
+      db.exec(step);
+      db.pragma(`application_id = ${APPLICATION_ID}`);
+      db.pragma(`user_version = ${next}`);
+    })();
+    version = next;
+  }
+}
+
+// Defensive on every field: one malformed event must not fail the batch it rides in.
+function eventToRow(e: FlowEvent): Omit<EventRow, 'seq'> {
+  return {
+    id: String(e.id),
+    type: String(e.type),
+    opened_at: num(e.openedAt),
+    closed_at: e.closedAt == null ? null : num(e.closedAt),
+    sensor: String(e.sensor ?? ''),
+    listener: String(e.listener ?? ''),
+    src_ip: String(e.src?.ip ?? ''),
+    src_port: num(e.src?.port),
+    dst_ip: String(e.dst?.ip ?? ''),
+    dst_port: num(e.dst?.port),
+    peer_ip: e.peer ? String(e.peer.ip) : null,
+    peer_port: e.peer ? num(e.peer.port) : null,
+    proxy_header: e.proxyHeader ?? null,
+    route: e.route ?? null,
+    action: e.action ?? null,
+    backend: e.backend ?? null,
+    server: e.server ?? null,
+    source_mode: e.sourceMode ?? null,
+    bytes_in: num(e.bytesIn),
+    bytes_out: num(e.bytesOut),
+    duration_ms: num(e.durationMs),
+    close_reason: e.closeReason ?? null,
+    first_bytes: Buffer.isBuffer(e.firstBytes) ? e.firstBytes : Buffer.from(e.firstBytes ?? []),
+    protocol: e.protocol ?? null,
+    protocol_fields: safeJson(e.protocolFields),
+    count: num(e.count),
+    detail: e.detail ?? null,
+  };
+}
+
+function num(x: unknown): number {
+  return typeof x === 'number' && Number.isFinite(x) ? x : 0;
+}
+
+/** The FlowEvent a row was written from. */
+export function rowToEvent(r: EventRow): FlowEvent {
+  return {
+    id: r.id,
+    type: r.type as EventType,
+    openedAt: r.opened_at,
+    closedAt: r.closed_at,
+    sensor: r.sensor,
+    listener: r.listener,
+    src: { ip: r.src_ip, port: r.src_port },
+    dst: { ip: r.dst_ip, port: r.dst_port },
+    peer: r.peer_ip === null ? null : { ip: r.peer_ip, port: r.peer_port ?? 0 },
+    proxyHeader: r.proxy_header as FlowEvent['proxyHeader'],
+    route: r.route,
+    action: r.action as FlowEvent['action'],
+    backend: r.backend,
+    server: r.server,
+    sourceMode: r.source_mode,
+    bytesIn: r.bytes_in,
+    bytesOut: r.bytes_out,
+    durationMs: r.duration_ms,
+    closeReason: r.close_reason as CloseReason | null,
+    firstBytes: r.first_bytes ?? Buffer.alloc(0),
+    protocol: r.protocol,
+    protocolFields: parseFields(r.protocol_fields),
+    count: r.count,
+    detail: r.detail,
+  };
+}
+
+function parseFields(text: string | null): Record<string, unknown> | null {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return { _unparsable: text };
+  }
+}

@@ -1,0 +1,420 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${VAR} in plain strings is the config syntax under test
+// Loading configuration text: defaults, ${VAR} substitution, and the exact message for
+// every class of mistake (file, line, key path, allowed values), all reported at once.
+import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadConfigFile, loadConfigText } from '../../src/config/load.js';
+import type { Config } from '../../src/config/types.js';
+
+const BASE = '/srv/honeygate';
+const LISTENER = 'listeners:\n  - name: ssh\n    bind: "127.0.0.1:2222"\n';
+
+function lines(...l: string[]): string {
+  return `${l.join('\n')}\n`;
+}
+
+function ok(text: string, env: NodeJS.ProcessEnv = {}): { config: Config; warnings: string[] } {
+  const r = loadConfigText(text, { env, baseDir: BASE, fileName: 'config.yaml' });
+  if (!r.ok) assert.fail(`expected a valid config, got:\n${r.errors.join('\n')}`);
+  return r;
+}
+
+function errors(text: string, env: NodeJS.ProcessEnv = {}): string[] {
+  const r = loadConfigText(text, { env, baseDir: BASE, fileName: 'config.yaml' });
+  if (r.ok) assert.fail('expected errors, the config loaded');
+  return r.errors;
+}
+
+test('a minimal file gets every default', () => {
+  const { config, warnings } = ok(LISTENER);
+  assert.deepEqual(config, {
+    listeners: [{ name: 'ssh', bind: [{ host: '127.0.0.1', port: 2222 }], acceptProxy: null }],
+    routes: [
+      {
+        index: 0,
+        name: '#0',
+        match: null,
+        action: { type: 'capture', capture: { maxBytes: 4096, timeoutMs: 10_000, banner: null } },
+      },
+    ],
+    backends: new Map(),
+    limits: {
+      maxConnections: 8000,
+      perSource: 64,
+      perSourceRate: { count: 50, perMs: 1000 },
+      idleTimeoutMs: 300_000,
+      maxDurationMs: 3_600_000,
+      maxBytesIn: 10 * 1024 * 1024,
+      maxBytesOut: 100 * 1024 * 1024,
+      firstBytes: 4096,
+      rejectLogIntervalMs: 10_000,
+      graceMs: 10_000,
+    },
+    events: {
+      sensor: hostname(),
+      sqlite: join(BASE, 'data/events.db'),
+      jsonl: null,
+      updateIntervalMs: 60_000,
+      queueSize: 100_000,
+      batchMs: 200,
+    },
+    admin: null,
+    log: { level: 'info' },
+  });
+  assert.deepEqual(warnings, [
+    'config.yaml:1: routes: no routes: every flow is captured (an implicit `- capture: {}`)',
+  ]);
+});
+
+test('section defaults: backend, health, acceptProxy, capture/reject/drop shorthands, admin', () => {
+  const { config } = ok(
+    lines(
+      'listeners:',
+      '  - name: ssh',
+      '    bind: ["127.0.0.1:2000-2002", "[::1]:0"]',
+      '    acceptProxy: { from: 198.51.100.0/24 }',
+      'routes:',
+      '  - { match: { dstPorts: 22 }, forward: cowrie }',
+      '  - { match: { dstPorts: 23 }, reject: true }',
+      '  - { match: { dstPorts: 24 }, drop: {} }',
+      '  - { match: {}, capture: true }',
+      '  - capture:',
+      'backends:',
+      '  cowrie: { servers: "192.0.2.10:2222", health: {} }',
+      'admin: {}',
+      'events: { sqlite: false, jsonl: ./data/events.jsonl }',
+    ),
+  );
+  const l = config.listeners[0]!;
+  assert.deepEqual(
+    l.bind.map((e) => `${e.host}:${e.port}`),
+    ['127.0.0.1:2000', '127.0.0.1:2001', '127.0.0.1:2002', '::1:0'],
+  );
+  assert.equal(l.acceptProxy?.timeoutMs, 3000);
+  assert.deepEqual(l.acceptProxy?.versions, ['v1', 'v2']);
+  assert.equal(l.acceptProxy?.from[0]?.text, '198.51.100.0/24');
+  assert.deepEqual(config.backends.get('cowrie'), {
+    name: 'cowrie',
+    servers: [{ host: '192.0.2.10', port: 2222 }],
+    source: 'none',
+    balance: 'roundrobin',
+    health: { intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 },
+    fallback: null,
+    connectTimeoutMs: 3000,
+    retries: 1,
+  });
+  assert.deepEqual(
+    config.routes.map((r) => [r.name, r.action.type]),
+    [
+      ['#0', 'forward'],
+      ['#1', 'reject'],
+      ['#2', 'drop'],
+      ['#3', 'capture'],
+      ['#4', 'capture'],
+    ],
+  );
+  assert.deepEqual(config.routes[0]!.match?.dstPorts, [{ from: 22, to: 22 }]);
+  assert.equal(config.routes[3]!.match, null, '`match: {}` is a default rule');
+  assert.deepEqual(config.admin, { listen: { host: '127.0.0.1', port: 9100 }, token: null });
+  assert.equal(config.events.sqlite, null);
+  assert.equal(config.events.jsonl, join(BASE, 'data/events.jsonl'));
+});
+
+test('every duration, size and rate form is accepted in the file', () => {
+  const { config } = ok(
+    LISTENER +
+      lines(
+        'limits: { idleTimeout: 500ms, maxDuration: 1d, grace: 30, rejectLogInterval: 5m, perSourceRate: 600/m,',
+        '          maxBytesIn: 4KiB, maxBytesOut: 1GiB, firstBytes: 2KB, maxConnections: 100, perSource: 5 }',
+        'events: { updateInterval: 1h, batch: 1.5s, sensor: gw-1 }',
+      ),
+  );
+  assert.equal(config.limits.idleTimeoutMs, 500);
+  assert.equal(config.limits.maxDurationMs, 86_400_000);
+  assert.equal(config.limits.graceMs, 30_000);
+  assert.equal(config.limits.rejectLogIntervalMs, 300_000);
+  assert.deepEqual(config.limits.perSourceRate, { count: 600, perMs: 60_000 });
+  assert.equal(config.limits.maxBytesIn, 4096);
+  assert.equal(config.limits.maxBytesOut, 1024 ** 3);
+  assert.equal(config.limits.firstBytes, 2000);
+  assert.equal(config.events.updateIntervalMs, 3_600_000);
+  assert.equal(config.events.batchMs, 1500);
+  assert.equal(config.events.sensor, 'gw-1');
+});
+
+test('${VAR} and ${VAR:-default} are substituted from the environment', () => {
+  const { config } = ok(
+    lines(
+      'listeners:',
+      '  - name: ${NAME}',
+      '    bind: "${ADDR:-127.0.0.1}:${PORT}"',
+      'backends:',
+      '  b:',
+      '    servers: "192.0.2.1:80"',
+      '    retries: ${RETRIES:-2}', // unquoted, in block style: inside { } a $ { would end the flow map
+      '    fallback: capture',
+      'routes: [{ forward: b }]',
+      'admin: { token: "${TOKEN}" }',
+      'events: { sensor: "literal $${NOT_A_VAR}" }',
+    ),
+    { NAME: 'ssh', PORT: '2222', TOKEN: 's3cret' },
+  );
+  assert.equal(config.listeners[0]!.name, 'ssh');
+  assert.deepEqual(config.listeners[0]!.bind, [{ host: '127.0.0.1', port: 2222 }]);
+  assert.equal(config.backends.get('b')!.retries, 2, 'an unquoted number stays a number');
+  assert.equal(config.admin?.token, 's3cret');
+  assert.equal(config.events.sensor, 'literal ${NOT_A_VAR}');
+});
+
+test('an unset variable without default names the variable, the key and the line', () => {
+  assert.deepEqual(errors(LISTENER + lines('admin:', '  token: "${HONEYGATE_TOKEN}"')), [
+    'config.yaml:5: admin.token: environment variable HONEYGATE_TOKEN is not set (write ${HONEYGATE_TOKEN:-default} to give a default)',
+  ]);
+});
+
+// One case per class of mistake: the file and the exact messages it must produce.
+const CASES: { name: string; text: string; errors: string[] }[] = [
+  {
+    name: 'unknown key lists the allowed keys',
+    text: lines(LISTENER.trimEnd(), 'backends:', '  cowrie:', '    sevrers: ["192.0.2.10:2222"]'),
+    errors: [
+      'config.yaml:5: backends.cowrie.servers: required key is missing',
+      "config.yaml:6: backends.cowrie: unknown key 'sevrers' (allowed: servers, source, balance, health, fallback, connectTimeout, retries)",
+    ],
+  },
+  {
+    name: 'invalid enum value lists the allowed values',
+    text: lines(
+      LISTENER.trimEnd(),
+      'backends:',
+      '  cowrie:',
+      '    servers: 192.0.2.10:2222',
+      '    balance: sourcehash',
+    ),
+    errors: [
+      'config.yaml:7: backends.cowrie.balance: invalid value "sourcehash" (allowed: roundrobin, leastconn, source-hash)',
+    ],
+  },
+  {
+    name: 'forward names an unknown backend',
+    text: lines(
+      LISTENER.trimEnd(),
+      'routes:',
+      '  - forward: web',
+      '  - forward: cowie',
+      'backends:',
+      '  cowrie: { servers: 192.0.2.10:2222 }',
+      '  web: { servers: 192.0.2.20:80 }',
+    ),
+    errors: ['config.yaml:6: routes[1].forward: unknown backend "cowie" (known: cowrie, web)'],
+  },
+  {
+    name: 'fallback names an unknown backend, and fallback cycles',
+    text: lines(
+      LISTENER.trimEnd(),
+      'routes: [{ forward: a }]',
+      'backends:',
+      '  a: { servers: 192.0.2.1:80, fallback: b }',
+      '  b: { servers: 192.0.2.2:80, fallback: c }',
+      '  c: { servers: 192.0.2.3:80, fallback: a }',
+      '  d: { servers: 192.0.2.4:80, fallback: nope }',
+    ),
+    errors: [
+      'config.yaml:6: backends.a.fallback: fallback cycle: a -> b -> c -> a',
+      'config.yaml:9: backends.d.fallback: unknown backend "nope" (known: a, b, c, d, capture)',
+    ],
+  },
+  {
+    name: 'duplicate listener names, unknown listener in a match',
+    text: lines(
+      LISTENER.trimEnd(),
+      '  - name: ssh',
+      '    bind: "127.0.0.1:2223"',
+      'routes:',
+      '  - match: { listeners: [ssh, telnet] }',
+      '    capture: {}',
+    ),
+    errors: [
+      'config.yaml:4: listeners[1].name: duplicate listener name "ssh" (also listeners[0])',
+      'config.yaml:7: routes[0].match.listeners[1]: unknown listener "telnet" (known: ssh)',
+    ],
+  },
+  {
+    name: 'bad ports and ranges; port 0 only in bind',
+    text: lines(
+      'listeners:',
+      '  - name: ssh',
+      '    bind: ["127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:3000-2000"]',
+      'routes:',
+      '  - match: { dstPorts: ["0", "9-3", "22"] }',
+      '    drop: true',
+    ),
+    errors: [
+      'config.yaml:3: listeners[0].bind[1]: invalid port "70000" (a port 0-65535 or a range like 8000-8099)',
+      'config.yaml:3: listeners[0].bind[2]: invalid port range "3000-2000" (the first port must not exceed the last)',
+      'config.yaml:5: routes[0].match.dstPorts[0]: invalid port "0" (a port 1-65535 or a range like 8000-8099)',
+      'config.yaml:5: routes[0].match.dstPorts[1]: invalid port range "9-3" (the first port must not exceed the last)',
+    ],
+  },
+  {
+    name: 'a bind range above 5000 ports',
+    text: lines('listeners:', '  - name: wide', '    bind: ["0.0.0.0:1-5000", "0.0.0.0:6000"]'),
+    errors: [
+      'config.yaml:3: listeners[0].bind: binds 5001 ports; at most 5000 per listener (each is an open socket; the process may hold 20000 open files)',
+    ],
+  },
+  {
+    name: 'acceptProxy.versions must not be empty',
+    text: lines(
+      'listeners:',
+      '  - name: edge',
+      '    bind: "127.0.0.1:8443"',
+      '    acceptProxy: { versions: [], from: [127.0.0.1], timeout: 0s }',
+    ),
+    errors: [
+      'config.yaml:4: listeners[0].acceptProxy.versions: needs at least one value',
+      'config.yaml:4: listeners[0].acceptProxy.timeout: invalid duration "0s": must be more than 0',
+    ],
+  },
+  {
+    name: 'source: transparent is not available yet',
+    text: lines(
+      LISTENER.trimEnd(),
+      'routes: [{ forward: tp }]',
+      'backends:',
+      '  tp:',
+      '    servers: [192.0.2.5:22]',
+      '    source: transparent',
+    ),
+    errors: [
+      'config.yaml:8: backends.tp.source: "transparent" is not available yet (needs the transparent-mode issue)',
+    ],
+  },
+  {
+    name: 'a rule without an action, a rule with two',
+    text: lines(
+      LISTENER.trimEnd(),
+      'routes:',
+      '  - match: { dstPorts: 22 }',
+      '  - capture: {}',
+      '    drop: {}',
+    ),
+    errors: [
+      'config.yaml:5: routes[0]: no action: a rule needs exactly one of forward, capture, reject, drop',
+      'config.yaml:6: routes[1]: 2 actions (capture, drop): a rule needs exactly one of forward, capture, reject, drop',
+    ],
+  },
+  {
+    name: 'no listeners at all',
+    text: lines('listeners: []', 'routes: [{ capture: {} }]'),
+    errors: [
+      'config.yaml:1: listeners: at least one listener is required (e.g. - name: ssh, bind: "0.0.0.0:2222")',
+    ],
+  },
+  {
+    name: 'an empty file',
+    text: '# nothing here\n',
+    errors: ['config.yaml:1: the configuration is empty (at least listeners: is needed)'],
+  },
+  {
+    name: 'wrong shapes: a list where a mapping belongs, an unknown top-level key',
+    text: lines(LISTENER.trimEnd(), 'limits: [1, 2]', 'firewall: {}'),
+    errors: [
+      'config.yaml:4: limits: expected a mapping (keys: maxConnections, perSource, perSourceRate, idleTimeout, maxDuration, maxBytesIn, maxBytesOut, firstBytes, rejectLogInterval, grace), got a list',
+      "config.yaml:5: unknown key 'firewall' (allowed: listeners, routes, backends, limits, events, admin, log)",
+    ],
+  },
+  {
+    name: 'YAML syntax errors carry line and column',
+    text: lines(LISTENER.trimEnd(), 'log: { level: info', 'limits:', '  perSource: 3', '  perSource: 4'),
+    errors: [
+      'config.yaml:5:1: Flow map in block collection must be sufficiently indented and end with a }',
+      'config.yaml:7:3: Map keys must be unique',
+    ],
+  },
+];
+
+for (const c of CASES) {
+  test(`error: ${c.name}`, () => {
+    assert.deepEqual(errors(c.text), c.errors);
+  });
+}
+
+test('a file with five mistakes gets five messages, in line order', () => {
+  const text = lines(
+    'listeners:',
+    '  - name: ssh',
+    '    bind: "127.0.0.1:2222"',
+    '    backlog: 10', // 1: unknown key
+    'routes:',
+    '  - forward: cowie', // 2: unknown backend
+    'backends:',
+    '  cowrie:',
+    '    servers: ["192.0.2.10:2222"]',
+    '    balance: sourcehash', // 3: bad enum
+    '    connectTimeout: 3 seconds', // 4: bad duration
+    'limits: { perSourceRate: 50/sec }', // 5: bad rate
+  );
+  assert.deepEqual(errors(text), [
+    "config.yaml:4: listeners[0]: unknown key 'backlog' (allowed: name, bind, acceptProxy)",
+    'config.yaml:6: routes[0].forward: unknown backend "cowie" (known: cowrie)',
+    'config.yaml:10: backends.cowrie.balance: invalid value "sourcehash" (allowed: roundrobin, leastconn, source-hash)',
+    'config.yaml:11: backends.cowrie.connectTimeout: invalid duration "3 seconds" (use 500ms, 5s, 5m, 1h, 1d or a number of seconds)',
+    'config.yaml:12: limits.perSourceRate: invalid rate "50/sec" (use 50/s, 600/m or 1000/h)',
+  ]);
+});
+
+test('warnings: unused backend, open admin without token, no sink, file descriptor budget', () => {
+  const { warnings } = ok(
+    lines(
+      'listeners:',
+      '  - name: wide',
+      '    bind: "0.0.0.0:10000-14999"',
+      'routes: [{ capture: {} }]',
+      'backends:',
+      '  spare: { servers: 192.0.2.9:22 }',
+      'admin: { listen: "0.0.0.0:9100" }',
+      'events: { sqlite: null }',
+      'limits: { maxConnections: 8000 }',
+    ),
+  );
+  assert.deepEqual(warnings, [
+    'config.yaml:6: backends.spare: not used by any route or fallback',
+    'config.yaml:7: admin.listen: 0.0.0.0:9100 is reachable from other hosts and admin.token is not set',
+    'config.yaml:8: events: no event sink (sqlite and jsonl are both off): connections are not recorded',
+    'config.yaml:9: limits.maxConnections: 8000 flows (2 sockets each) plus 5000 listening sockets need 21000 file descriptors; the process may hold 20000',
+  ]);
+});
+
+test('hostile input never throws: alias bombs, deep nesting, odd scalars', () => {
+  const bomb = lines(
+    'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]',
+    'b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]',
+    'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]',
+    'd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]',
+    'e: [*d, *d, *d, *d, *d, *d, *d, *d, *d]',
+  );
+  for (const text of [
+    bomb,
+    '['.repeat(5000),
+    '- 1\n- 2',
+    '"just text"',
+    'listeners: 5',
+    'listeners: [null, 3, {}]',
+    '\0\x01',
+  ]) {
+    const r = loadConfigText(text, { env: {}, fileName: 'x' });
+    assert.equal(r.ok, false);
+  }
+});
+
+test('loadConfigFile names the path it could not read', () => {
+  const r = loadConfigFile('/nonexistent/honeygate.yaml');
+  assert.equal(r.ok, false);
+  assert.match(
+    (r as { errors: string[] }).errors[0]!,
+    /^\/nonexistent\/honeygate.yaml: cannot read the configuration file: ENOENT/,
+  );
+});

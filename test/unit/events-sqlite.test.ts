@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { queryEvents } from '../../src/events/query.js';
+import { MIGRATIONS, SqliteSink } from '../../src/events/sqlite.js';
+import { sampleEvent, tempDir } from './events-fixture.js';
+
+describe('SqliteSink', () => {
+  const tmp = tempDir();
+  after(tmp.cleanup);
+
+  it('round-trips every field, including binary first bytes, IPv6 and a PROXY peer', () => {
+    const path = join(tmp.dir, 'nested', 'dir', 'roundtrip.db'); // the directory is created
+    const sink = new SqliteSink(path);
+    const binary = Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x00, 0x0a, 0x5c]);
+    const flow = sampleEvent({
+      src: { ip: '2001:db8::7', port: 50123 },
+      dst: { ip: '2001:db8:1::1', port: 443 },
+      peer: { ip: '198.51.100.250', port: 61000 },
+      proxyHeader: 'v2',
+      firstBytes: binary,
+      protocol: 'tls',
+      protocolFields: { sni: 'example.test', alpn: ['h2', 'http/1.1'], n: 3 },
+      detail: 'some detail',
+    });
+    const update = sampleEvent({
+      ...flow,
+      type: 'update',
+      closedAt: null,
+      closeReason: null,
+      durationMs: 500,
+    });
+    const bare = sampleEvent({
+      type: 'rejected',
+      route: null,
+      action: 'close',
+      backend: null,
+      server: null,
+      sourceMode: null,
+      closeReason: 'limit-rate',
+      firstBytes: Buffer.alloc(0),
+      protocol: null,
+      protocolFields: null,
+      count: 17,
+    });
+    sink.write([update, flow, bare]);
+    sink.close();
+
+    const got = queryEvents(path, { limit: 10 });
+    assert.equal(got.length, 3);
+    const byKey = new Map(got.map((e) => [`${e.id}/${e.type}`, e]));
+    for (const want of [update, flow, bare]) {
+      const e = byKey.get(`${want.id}/${want.type}`);
+      assert.ok(e, `${want.type} row is there`);
+      assert.deepEqual(e, want);
+      assert.ok(Buffer.isBuffer(e.firstBytes));
+    }
+  });
+
+  it('creates the indexes, and reopening applies no migration twice', () => {
+    const path = join(tmp.dir, 'migrate.db');
+    new SqliteSink(path).close();
+    const sink = new SqliteSink(path); // second open: schema is already current
+    sink.write([sampleEvent()]);
+    sink.close();
+    new SqliteSink(path).close();
+
+    const db = new Database(path, { readonly: true });
+    try {
+      assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+      assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+      const indexes = db
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+        .all() as Array<{ name: string; sql: string }>;
+      const cols = indexes.map((i) => /\(([^)]+)\)/.exec(i.sql)?.[1]?.trim()).sort();
+      assert.deepEqual(cols, ['dst_port', 'id', 'opened_at', 'src_ip']);
+      assert.equal((db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n, 1);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('lands 10,000 events written in batches', () => {
+    const path = join(tmp.dir, 'bulk.db');
+    const sink = new SqliteSink(path);
+    for (let b = 0; b < 20; b++) {
+      sink.write(Array.from({ length: 500 }, () => sampleEvent()));
+    }
+    sink.close();
+    const db = new Database(path, { readonly: true });
+    try {
+      assert.equal((db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n, 10_000);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('refuses a database that is not a honeygate event store', () => {
+    const path = join(tmp.dir, 'foreign.db');
+    const db = new Database(path);
+    db.exec('CREATE TABLE customers (name TEXT)');
+    db.close();
+    assert.throws(() => new SqliteSink(path), {
+      code: 'HG_ERR_SINK',
+      message: /not a honeygate event store/,
+    });
+
+    const text = join(tmp.dir, 'notes.db');
+    writeFileSync(
+      text,
+      'this is not sqlite at all, just a text file that is long enough to matter\n'.repeat(20),
+    );
+    assert.throws(() => new SqliteSink(text), { code: 'HG_ERR_SINK' });
+  });
+
+  it('keeps an event whose protocol fields JSON cannot hold', () => {
+    const path = join(tmp.dir, 'odd.db');
+    const sink = new SqliteSink(path);
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    sink.write([sampleEvent({ protocolFields: cyclic }), sampleEvent({ protocolFields: { big: 10n } })]);
+    sink.close();
+    const got = queryEvents(path, {});
+    assert.equal(got.length, 2);
+    assert.ok(got.some((e) => e.protocolFields && '_unserializable' in e.protocolFields));
+    assert.ok(got.some((e) => e.protocolFields?.big === '10'));
+  });
+});
