@@ -1,15 +1,12 @@
 // The error table: every error honeygate raises on purpose has a stable code here, and
-// docs/errors.md lists the same codes (a unit test keeps the two in sync).
+// docs/errors.md lists the same codes (a unit test keeps the two in sync). Attacker
+// behaviour (bad PROXY headers, resets, floods) is not an error: it is an event's close reason.
 
 export const ERRORS = {
   HG_ERR_CONFIG: 'invalid configuration',
   HG_ERR_CONFIG_READ: 'cannot read the configuration file',
-  HG_ERR_USAGE: 'invalid command line',
   HG_ERR_LISTEN: 'cannot listen on an address',
   HG_ERR_UPSTREAM_CONNECT: 'cannot connect to a honeypot server',
-  HG_ERR_PROXY_HEADER: 'malformed PROXY protocol header',
-  HG_ERR_PROXY_UNTRUSTED: 'PROXY protocol header from an untrusted peer',
-  HG_ERR_PROXY_TIMEOUT: 'PROXY protocol header did not arrive in time',
   HG_ERR_SINK: 'an event sink failed to write',
   HG_ERR_EVENTS_QUERY: 'cannot query the event store',
   HG_ERR_ADMIN_AUTH: 'admin API: missing or wrong bearer token',

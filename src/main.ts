@@ -1,5 +1,6 @@
 // Entry point: parse the command line, hand over to one verb. Each verb lives in src/cli/
 // and sets process.exitCode: 0 ok, 1 runtime failure, 2 usage or config error.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { register as check } from './cli/check.js';
 import { register as events } from './cli/events.js';
@@ -12,7 +13,7 @@ export async function main(argv: string[]): Promise<number> {
     .description(
       "Gateway for honeypot farms: takes connections on every watched port, hands them to honeypots with the attacker's address, records every flow.",
     )
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(version())
     .showHelpAfterError()
     .exitOverride();
   for (const register of VERBS) register(program);
@@ -25,4 +26,9 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   }
   return Number(process.exitCode ?? 0);
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  return String(pkg.version);
 }
