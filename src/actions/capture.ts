@@ -13,11 +13,16 @@ export function capture(flow: Flow, opts: CaptureOptions): void {
   timer.unref();
   flow.defer(() => clearTimeout(timer));
 
+  let closing = false;
   function close(reason: 'capture-done' | 'capture-timeout') {
+    if (closing) return;
+    closing = true;
     flow.closeReason ??= reason;
-    // A FIN after the banner, not a reset: the attacker should see an orderly close.
-    down.end(() => flow.finish(reason));
+    // A FIN after the banner, not a reset: the attacker should see an orderly close. An
+    // attacker who never reads could hold the end back forever, so it gets a deadline.
     down.pause();
+    down.end(() => flow.finish(reason));
+    setTimeout(() => flow.finish(reason), 2000).unref();
   }
 
   down.removeAllListeners('error');
@@ -32,6 +37,10 @@ export function capture(flow: Flow, opts: CaptureOptions): void {
     if (got >= opts.maxBytes) close('capture-done');
   });
   down.on('end', () => close('capture-done'));
-  if (opts.banner) down.write(opts.banner);
+  if (opts.banner) {
+    const banner = Buffer.from(opts.banner, 'utf8');
+    flow.bytesOut += banner.length;
+    down.write(banner);
+  }
   down.resume();
 }
