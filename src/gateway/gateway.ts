@@ -12,7 +12,7 @@ import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
 import { type BoundSocket, bindAll, socketKey } from './listener.js';
 import { isReset } from './pump.js';
-import { selectRoute } from './route.js';
+import { routeWithoutPeek, selectRoute } from './route.js';
 import { Runtime } from './runtime.js';
 
 export interface GatewayStats {
@@ -131,6 +131,8 @@ export class Gateway {
       // Reset before we accepted it (nmap -sT does this): libuv's accept() does not return
       // the peer address and getpeername() now fails, so the source is unknown. Still a flow.
       const flow = new Flow(socket, listener, rt, { ip: '', port: 0 }, dst);
+      flow.route = routeWithoutPeek(flow, rt.config.routes);
+      flow.action = flow.route?.action.type ?? null;
       return flow.finish('client-reset', 'reset before accept; source address unavailable');
     }
     const src = { ip: srcIp, port: socket.remotePort ?? 0 };

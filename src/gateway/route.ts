@@ -31,3 +31,14 @@ export async function selectRoute(flow: Flow, routes: Route[]): Promise<Route | 
   }
   return null;
 }
+
+/** The route a flow that can no longer be read would take: protocol conditions see "unknown". */
+export function routeWithoutPeek(flow: Flow, routes: Route[]): Route | null {
+  for (const route of routes) {
+    const m = route.match;
+    if (!m) return route;
+    if (!matchesAddresses(m, flow)) continue;
+    if (!m.protocols || m.protocols.includes(flow.protocol ?? 'unknown')) return route;
+  }
+  return null;
+}
