@@ -65,13 +65,17 @@ export class Pool {
     return true;
   }
 
-  /** Carries health state and active counts over from an older pool of the same backend on config reload (servers matched by key). */
+  /**
+   * Takes over the servers of an older pool of the same backend on config reload (matched
+   * by key): the same objects, so flows still open under the old config release the
+   * counts leastconn reads here, and health state carries over.
+   */
   adopt(old: Pool): void {
-    for (const s of this.servers) {
-      const before = old.byKey.get(s.key);
+    for (let i = 0; i < this.servers.length; i++) {
+      const before = old.byKey.get(this.servers[i]!.key);
       if (!before) continue; // a new server starts up and idle
-      s.up = before.up;
-      s.active = before.active;
+      this.servers[i] = before;
+      this.byKey.set(before.key, before);
     }
     this.cursor = old.cursor % Math.max(1, this.servers.length);
   }
