@@ -26,7 +26,8 @@ export async function run(path: string): Promise<number> {
   const loaded = loadConfigFile(path);
   if (!loaded.ok) {
     for (const e of loaded.errors) process.stderr.write(`${e}\n`);
-    process.stderr.write(`honeygate run: ${loaded.errors.length} problems in ${path}; not started\n`);
+    const n = loaded.errors.length;
+    process.stderr.write(`honeygate run: ${n} problem${n === 1 ? '' : 's'} in ${path}; not started\n`);
     return 2;
   }
   const config = loaded.config;
