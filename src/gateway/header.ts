@@ -17,7 +17,7 @@ export async function readProxyHeader(flow: Flow, accept: AcceptProxy): Promise<
 
 async function fromTrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> {
   const opts = { v1: accept.versions.includes('v1'), v2: accept.versions.includes('v2') };
-  type Outcome = ParseResult | { status: 'timeout' };
+  type Outcome = ParseResult | { status: 'timeout' } | { status: 'closed' };
   const read = await readUntil<Outcome>(
     flow,
     accept.timeoutMs,
@@ -26,6 +26,8 @@ async function fromTrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> {
       const r = parseProxyHeader(buf, opts);
       if (r.status === 'done') return { done: r, consumed: r.consumed };
       if (r.status === 'error') return { done: r };
+      // Closing without a byte is how load balancers probe a port: not a bad header.
+      if (ended && buf.length === 0) return { done: { status: 'closed' } };
       if (ended) return { done: { status: 'error', reason: 'connection closed inside the header' } };
       return undefined;
     },
@@ -36,6 +38,10 @@ async function fromTrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> {
     return false;
   }
   const r = read.value;
+  if (r.status === 'closed') {
+    flow.finish('client-closed');
+    return false;
+  }
   if (r.status === 'timeout') {
     flow.finish('proxy-header-timeout', `no PROXY header within ${accept.timeoutMs} ms`);
     return false;

@@ -2,6 +2,7 @@
 // stay pending for the action. A silent client (server-speaks-first protocols) gets
 // protocol "unknown" after the peek timeout.
 import { classify } from '../classifiers/index.js';
+import type { Verdict } from '../classifiers/types.js';
 import type { Flow } from './flow.js';
 import { readUntil } from './read.js';
 
@@ -11,6 +12,12 @@ export const PEEK_MAX_BYTES = 4096;
 /** Sets flow.protocol; returns false if the flow closed meanwhile. */
 export async function peekProtocol(flow: Flow): Promise<boolean> {
   const already = Buffer.concat(flow.takePending());
+  const first = classify(already, false);
+  if (!('need' in first)) {
+    flow.pending = [already]; // an earlier stage already read enough (e.g. after a PROXY header)
+    setProtocol(flow, first);
+    return true;
+  }
   const read = await readUntil(
     flow,
     PEEK_TIMEOUT_MS,
@@ -30,12 +37,15 @@ export async function peekProtocol(flow: Flow): Promise<boolean> {
   const fresh = flow.takePending();
   for (const chunk of fresh) flow.received(chunk);
   flow.pending = already.length ? [already, ...fresh] : fresh;
-  const v = read.value;
+  setProtocol(flow, read.value);
+  return true;
+}
+
+function setProtocol(flow: Flow, v: Verdict | null): void {
   if (v && 'match' in v && v.match) {
     flow.protocol = v.protocol;
     flow.protocolFields = v.fields;
   } else {
     flow.protocol = 'unknown';
   }
-  return true;
 }
