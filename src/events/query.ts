@@ -1,10 +1,11 @@
 // Reads the SQLite event store for `honeygate events` (and anything else that wants
 // past flows). Opens read-only, so it is safe next to a running gateway.
-import Database from 'better-sqlite3';
+
 import { HoneygateError } from '../errors.js';
 import { cidrContains, parseCidr } from '../net/address.js';
 import type { FlowEvent } from './event.js';
 import { APPLICATION_ID, type EventRow, rowToEvent } from './sqlite.js';
+import { type Database, openDatabase } from './sqlite-driver.js';
 
 export interface EventQuery {
   since?: number; // opened at or after, epoch ms
@@ -67,7 +68,7 @@ export function queryEvents(dbPath: string, q: EventQuery): FlowEvent[] {
     if (!cidr) params.limit = limit;
     const out: FlowEvent[] = [];
     if (limit === 0) return out;
-    for (const row of db.prepare(sql).iterate(params) as IterableIterator<EventRow>) {
+    for (const row of db.prepare(sql).iterate(params) as unknown as IterableIterator<EventRow>) {
       if (cidr && !cidrContains(cidr, row.src_ip)) continue;
       out.push(rowToEvent(row));
       if (out.length >= limit) break;
@@ -81,15 +82,15 @@ export function queryEvents(dbPath: string, q: EventQuery): FlowEvent[] {
   }
 }
 
-function openStore(dbPath: string): Database.Database {
-  let db: Database.Database;
+function openStore(dbPath: string): Database {
+  let db: Database;
   try {
-    db = new Database(dbPath, { readonly: true, fileMustExist: true });
+    db = openDatabase(dbPath, { readonly: true });
   } catch (err) {
     throw noStore(dbPath, (err as Error).message, err);
   }
   try {
-    const appId = db.pragma('application_id', { simple: true });
+    const appId = db.pragma('application_id');
     if (appId !== APPLICATION_ID) throw noStore(dbPath, 'the file is not a honeygate event store');
     return db;
   } catch (err) {

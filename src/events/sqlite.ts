@@ -4,10 +4,10 @@
 // under the flow's id, so a flow's history stays visible.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
 import { HoneygateError } from '../errors.js';
 import type { CloseReason, EventType, FlowEvent, Sink } from './event.js';
 import { safeJson } from './format.js';
+import { type Database, openDatabase } from './sqlite-driver.js';
 
 /** PRAGMA application_id of a honeygate event store ("HGev"), so we never write into someone else's file. */
 export const APPLICATION_ID = 0x48476576;
@@ -51,7 +51,7 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX events_dst_port ON events (dst_port);`,
 ];
 
-/** One row of the events table as better-sqlite3 returns it. */
+/** One row of the events table as the driver returns it. */
 export interface EventRow {
   seq: number;
   id: string;
@@ -100,7 +100,7 @@ export interface SqliteSinkOptions {
 export class SqliteSink implements Sink {
   readonly name = 'sqlite';
   readonly path: string;
-  private readonly db: Database.Database;
+  private readonly db: Database;
   private readonly insertBatch: (events: FlowEvent[]) => void;
   private closed = false;
 
@@ -109,7 +109,7 @@ export class SqliteSink implements Sink {
     this.path = path;
     try {
       mkdirSync(dirname(path), { recursive: true });
-      this.db = new Database(path);
+      this.db = openDatabase(path);
     } catch (err) {
       throw new HoneygateError('HG_ERR_SINK', `sqlite: cannot open ${path}: ${(err as Error).message}`, {
         cause: err,
@@ -155,15 +155,15 @@ export class SqliteSink implements Sink {
 }
 
 /** Applies the missing schema steps, one transaction each. Throws HG_ERR_SINK on a foreign or newer file. */
-function migrate(db: Database.Database, path: string): void {
-  const appId = db.pragma('application_id', { simple: true }) as number;
-  let version = db.pragma('user_version', { simple: true }) as number;
+function migrate(db: Database, path: string): void {
+  const appId = db.pragma('application_id') as number;
+  let version = db.pragma('user_version') as number;
   if (appId !== 0 && appId !== APPLICATION_ID) {
     throw new HoneygateError('HG_ERR_SINK', `sqlite: ${path} is not a honeygate event store`);
   }
   if (appId === 0) {
     // A new file has neither a version nor tables; anything else belongs to someone else.
-    const tables = db.prepare('SELECT count(*) AS n FROM sqlite_master').get() as { n: number };
+    const tables = db.prepare('SELECT count(*) AS n FROM sqlite_master').get() as unknown as { n: number };
     if (version !== 0 || tables.n !== 0) {
       throw new HoneygateError('HG_ERR_SINK', `sqlite: ${path} is not a honeygate event store`);
     }

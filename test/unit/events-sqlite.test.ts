@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { queryEvents } from '../../src/events/query.js';
 import { MIGRATIONS, SqliteSink } from '../../src/events/sqlite.js';
+import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { sampleEvent, tempDir } from './events-fixture.js';
 
 describe('SqliteSink', () => {
@@ -67,16 +67,16 @@ describe('SqliteSink', () => {
     sink.close();
     new SqliteSink(path).close();
 
-    const db = new Database(path, { readonly: true });
+    const db = openDatabase(path, { readonly: true });
     try {
-      assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
-      assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+      assert.equal(db.pragma('user_version'), MIGRATIONS.length);
+      assert.equal(db.pragma('journal_mode'), 'wal');
       const indexes = db
         .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
-        .all() as Array<{ name: string; sql: string }>;
-      const cols = indexes.map((i) => /\(([^)]+)\)/.exec(i.sql)?.[1]?.trim()).sort();
+        .iterate() as unknown as Iterable<{ name: string; sql: string }>;
+      const cols = [...indexes].map((i) => /\(([^)]+)\)/.exec(i.sql)?.[1]?.trim()).sort();
       assert.deepEqual(cols, ['dst_port', 'id', 'opened_at', 'src_ip']);
-      assert.equal((db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n, 1);
+      assert.equal((db.prepare('SELECT count(*) AS n FROM events').get() as unknown as { n: number }).n, 1);
     } finally {
       db.close();
     }
@@ -89,9 +89,12 @@ describe('SqliteSink', () => {
       sink.write(Array.from({ length: 500 }, () => sampleEvent()));
     }
     sink.close();
-    const db = new Database(path, { readonly: true });
+    const db = openDatabase(path, { readonly: true });
     try {
-      assert.equal((db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n, 10_000);
+      assert.equal(
+        (db.prepare('SELECT count(*) AS n FROM events').get() as unknown as { n: number }).n,
+        10_000,
+      );
     } finally {
       db.close();
     }
@@ -99,7 +102,7 @@ describe('SqliteSink', () => {
 
   it('refuses a database that is not a honeygate event store', () => {
     const path = join(tmp.dir, 'foreign.db');
-    const db = new Database(path);
+    const db = openDatabase(path);
     db.exec('CREATE TABLE customers (name TEXT)');
     db.close();
     assert.throws(() => new SqliteSink(path), {

