@@ -21,13 +21,14 @@ export function readUntil<T>(
   return new Promise((resolve) => {
     let buf: Buffer = Buffer.alloc(0);
     let ended = false;
-    const finish = (value: T | null, consumed = 0) => {
+    // `closed` is separate from the value: a stage's timeout value may itself be null.
+    const finish = (value: T, consumed = 0, closed = false) => {
       clearTimeout(timer);
       down.off('data', onData);
       down.off('end', onEnd);
       down.off('close', onClose);
       down.pause();
-      if (value === null) return resolve(null);
+      if (closed) return resolve(null);
       if (buf.length > consumed) flow.pending.push(buf.subarray(consumed));
       resolve({ value, buffered: buf.subarray(0, consumed), ended });
     };
@@ -44,7 +45,7 @@ export function readUntil<T>(
       ended = true;
       check();
     };
-    const onClose = () => finish(null);
+    const onClose = () => finish(onTimeout, 0, true);
     const timer = setTimeout(() => finish(onTimeout), timeoutMs);
     timer.unref();
     down.on('data', onData);
