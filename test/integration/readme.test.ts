@@ -1,0 +1,70 @@
+// The README's first steps, verbatim: the default example config, an SSH banner grab, an
+// HTTP request and an nmap connect scan, then `honeygate events` shows every flow.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { exchange } from '../helpers/client.js';
+import { BIN, ROOT, runCli } from '../helpers/honeygate.js';
+import { needs, which } from '../helpers/peers.js';
+import { waitFor } from '../helpers/wait.js';
+
+test('README: run examples/honeygate.yaml, attack it, see the events', { timeout: 60_000 }, async (t) => {
+  const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-readme-'));
+  const proc = spawn(process.execPath, [BIN, 'run', '-c', path.join(ROOT, 'examples/honeygate.yaml')], {
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', resolve));
+  t.after(async () => {
+    if (proc.exitCode === null) proc.kill('SIGKILL');
+    await exited;
+    fs.rmSync(cwd, { recursive: true, force: true });
+  });
+
+  await waitFor('ready or exit', () => out.includes('"msg":"ready"') || proc.exitCode !== null, 15_000);
+  if (proc.exitCode !== null && out.includes('EADDRINUSE')) {
+    return t.skip("the example's fixed ports (2222, 2323, 8080, 2300-2310) are taken on this machine");
+  }
+  assert.ok(out.includes('"msg":"ready"'), out);
+
+  const ssh = await exchange(2222, 'SSH-2.0-libssh_0.9.6\r\n');
+  assert.match(ssh.data.toString(), /^SSH-2\.0-OpenSSH/);
+  const http = await exchange(8080, 'GET /admin.php HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', {
+    replyTimeoutMs: 15_000,
+  });
+  let expected = 2;
+  if (!needs('nmap')) {
+    await new Promise<void>((resolve, reject) => {
+      const nmap = spawn(which('nmap')!, ['-sT', '-p', '2300-2310', '127.0.0.1'], { stdio: 'ignore' });
+      nmap.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`nmap exited ${code}`))));
+    });
+    expected += 11;
+  }
+
+  proc.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  const res = await runCli(['events', '--json', '--limit', '1000'], { cwd });
+  assert.equal(res.code, 0, res.stderr);
+  const events = res.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.equal(events.length, expected, res.stdout);
+  const sshFlow = events.find((e) => e.src.port === ssh.localPort);
+  assert.equal(sshFlow.route, 'ssh-banner');
+  assert.equal(sshFlow.protocol, 'ssh');
+  const httpFlow = events.find((e) => e.src.port === http.localPort);
+  assert.equal(httpFlow.protocolFields.path, '/admin.php');
+  const scanned = new Set(events.filter((e) => e.listener === 'misc').map((e) => e.dst.port));
+  assert.equal(scanned.size, expected - 2, 'one event per scanned port');
+
+  const table = await runCli(['events'], { cwd });
+  assert.match(table.stdout, /ssh-banner/);
+});
