@@ -3,6 +3,7 @@
 import type { CaptureOptions } from '../config/types.js';
 import type { Flow } from '../gateway/flow.js';
 import { isReset } from '../gateway/pump.js';
+import { closeGently } from './close.js';
 
 export function capture(flow: Flow, opts: CaptureOptions): void {
   const down = flow.downstream;
@@ -17,12 +18,7 @@ export function capture(flow: Flow, opts: CaptureOptions): void {
   function close(reason: 'capture-done' | 'capture-timeout') {
     if (closing) return;
     closing = true;
-    flow.closeReason ??= reason;
-    // A FIN after the banner, not a reset: the attacker should see an orderly close. An
-    // attacker who never reads could hold the end back forever, so it gets a deadline.
-    down.pause();
-    down.end(() => flow.finish(reason));
-    setTimeout(() => flow.finish(reason), 2000).unref();
+    closeGently(flow, reason);
   }
 
   down.removeAllListeners('error');
@@ -42,5 +38,7 @@ export function capture(flow: Flow, opts: CaptureOptions): void {
     flow.bytesOut += banner.length;
     down.write(banner);
   }
+  // An earlier stage (header, peek) may have read the attacker's FIN already.
+  if (down.readableEnded) return close('capture-done');
   down.resume();
 }

@@ -1,8 +1,8 @@
 import type { Flow } from '../gateway/flow.js';
+import { closeGently } from './close.js';
 
-/** Closes without sending a byte (a FIN, nothing else). */
+/** Closes without sending a byte: a FIN, nothing else. */
 export function drop(flow: Flow): void {
   flow.action = 'drop';
-  flow.downstream.end();
-  flow.finish('dropped');
+  closeGently(flow, 'dropped');
 }

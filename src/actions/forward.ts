@@ -25,18 +25,21 @@ export async function forward(flow: Flow, backendName: string, depth = 0): Promi
     const server = pool.pick(flow.src.ip, tried);
     if (!server) break;
     tried.add(server.key);
+    // Counted from the dial on, so leastconn spreads a burst of flows still connecting.
+    pool.acquire(server);
     try {
       const upstream = await dial(flow, server.endpoint, backend.connectTimeoutMs);
       if (flow.closed) {
+        pool.release(server);
         upstream.destroy(); // the attacker left while we were dialing
         return;
       }
-      pool.acquire(server);
       flow.defer(() => pool.release(server));
       flow.server = server.key;
       pump(flow, upstream);
       return;
     } catch (err) {
+      pool.release(server);
       lastError = (err as Error).message;
       warnThrottled(flow, backend, server.key, lastError);
       if (flow.closed) return;

@@ -68,11 +68,13 @@ export async function run(path: string): Promise<number> {
   }
   log.info({ config: path, listeners: config.listeners.length, routes: config.routes.length }, 'ready');
 
-  await serveUntilStopped(path, gateway, recorder, log);
+  const signals = handleSignals(path, gateway, recorder, log);
+  await signals.stopped;
   log.info({ openFlows: gateway.openFlows }, 'stopping');
   await admin?.close();
   await gateway.stop();
   await recorder.close();
+  signals.detach();
   log.info({ events: recorder.stats() }, 'stopped');
   return 0;
 }
@@ -90,30 +92,43 @@ function openSinks(config: Config): Sink[] {
   return sinks;
 }
 
-/** Handles SIGHUP (reload) and SIGUSR1 (reopen) until SIGTERM or SIGINT arrives. */
-function serveUntilStopped(path: string, gateway: Gateway, recorder: Recorder, log: Logger): Promise<void> {
+/**
+ * Handles SIGHUP (reload) and SIGUSR1 (reopen); resolves `stopped` on SIGTERM or SIGINT.
+ * The handlers stay until detach(): a signal during the grace period must not take its
+ * default action (killing the process before the events are flushed).
+ */
+function handleSignals(path: string, gateway: Gateway, recorder: Recorder, log: Logger) {
+  let stopping = false;
   let reloading = Promise.resolve();
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => {
+    stop = resolve;
+  });
   const onHup = () => {
+    if (stopping) return log.warn('reload ignored: stopping');
     reloading = reloading.then(() => reload(path, gateway, log));
   };
   const onUsr1 = () => {
     recorder.reopen();
     log.info('event files reopened');
   };
+  const onStop = (signal: string) => {
+    log.info({ signal }, stopping ? 'signal received, already stopping' : 'signal received');
+    if (stopping) return;
+    stopping = true;
+    void reloading.then(stop);
+  };
   process.on('SIGHUP', onHup);
   process.on('SIGUSR1', onUsr1);
-  return new Promise((resolve) => {
-    const stop = (signal: string) => {
-      log.info({ signal }, 'signal received');
-      process.off('SIGHUP', onHup);
-      process.off('SIGUSR1', onUsr1);
-      process.off('SIGTERM', stop);
-      process.off('SIGINT', stop);
-      void reloading.then(() => resolve());
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  const detach = () => {
+    process.off('SIGHUP', onHup);
+    process.off('SIGUSR1', onUsr1);
+    process.off('SIGTERM', onStop);
+    process.off('SIGINT', onStop);
+  };
+  return { stopped, detach };
 }
 
 /** An invalid config or a failed bind is rejected with its errors; the old config keeps serving. */

@@ -23,11 +23,21 @@ const DURATION_FORMS = 'use 500ms, 5s, 5m, 1h, 1d or a number of seconds';
 
 /** "500ms", "5s", "5m", "1h", "1d", or a plain number of seconds (number or numeric text) -> ms. */
 export function parseDuration(v: unknown): number {
-  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return Math.round(v * 1000);
-  const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(v) : null;
-  if (!m) throw new Error(`invalid duration ${describe(v)} (${DURATION_FORMS})`);
-  return Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!);
+  let ms: number;
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) ms = Math.round(v * 1000);
+  else {
+    const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(v) : null;
+    if (!m) throw new Error(`invalid duration ${describe(v)} (${DURATION_FORMS})`);
+    ms = Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!);
+  }
+  // Node turns a longer timer into 1 ms (TimeoutOverflowWarning): a 30d timeout would fire at once.
+  if (ms > MAX_DURATION_MS)
+    throw new Error(`invalid duration ${describe(v)}: at most 24d (timers cannot wait longer)`);
+  return ms;
 }
+
+/** The longest timer Node runs as asked: 2^31 - 1 ms, about 24.8 days. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
 
 const SIZE_UNITS: Record<string, number> = {
   b: 1,

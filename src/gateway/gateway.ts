@@ -6,7 +6,7 @@ import { runAction } from '../actions/index.js';
 import type { Config } from '../config/types.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
-import { normalizeIp } from '../net/address.js';
+import { anyContains, normalizeIp } from '../net/address.js';
 import { Admission } from './admit.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
@@ -84,6 +84,12 @@ export class Gateway {
     next.start();
     this.admission.setLimits(config.limits);
     for (const b of bound) this.addSocket(b);
+    for (const l of config.listeners) {
+      for (const e of l.bind) {
+        const b = this.sockets.get(socketKey(l.name, e));
+        if (b) b.listener = l.name; // an address kept under a renamed listener
+      }
+    }
     for (const [key, b] of this.sockets) {
       if (wanted.has(key)) continue;
       b.server.close();
@@ -116,7 +122,8 @@ export class Gateway {
     for (const e of this.admission.drain(this.config.events.sensor, newEventId)) this.recorder.record(e);
   }
 
-  private readonly onConnection = (socket: net.Socket, listenerName: string): void => {
+  private readonly onConnection = (socket: net.Socket, bound: BoundSocket): void => {
+    const listenerName = bound.listener;
     socket.on('error', () => socket.destroy()); // until a stage takes over
     const rt = this.runtime;
     const listener = rt.listener(listenerName);
@@ -136,9 +143,9 @@ export class Gateway {
       return flow.finish('client-reset', 'reset before accept; source address unavailable');
     }
     const src = { ip: srcIp, port: socket.remotePort ?? 0 };
-    // With inbound PROXY the peer is the load balancer: per-source limits wait for the header.
-    const refusal =
-      this.admission.checkGlobal() ?? (listener.acceptProxy ? null : this.admission.checkSource(srcIp));
+    // A trusted upstream speaks for many attackers: their per-source limits wait for its header.
+    const trusted = listener.acceptProxy !== null && anyContains(listener.acceptProxy.from, srcIp);
+    const refusal = this.admission.checkGlobal() ?? (trusted ? null : this.admission.checkSource(srcIp));
     if (refusal) {
       this.admission.refused(srcIp, refusal, listenerName, dst);
       socket.resetAndDestroy();
@@ -148,30 +155,32 @@ export class Gateway {
     this.open.add(flow);
     flow.defer(() => this.open.delete(flow));
     flow.defer(this.admission.hold());
-    if (!listener.acceptProxy) flow.defer(this.admission.holdSource(srcIp));
+    if (!trusted) flow.defer(this.admission.holdSource(srcIp));
     socket.removeAllListeners('error');
     socket.on('error', (err: NodeJS.ErrnoException) =>
       flow.finish(isReset(err) ? 'client-reset' : 'error', isReset(err) ? undefined : err.message),
     );
     socket.setNoDelay(true);
-    this.handle(flow).catch((err) => {
+    this.handle(flow, trusted).catch((err) => {
       flow.log.error({ err }, 'flow failed');
       flow.finish('error', String(err));
     });
   };
 
-  private async handle(flow: Flow): Promise<void> {
+  private async handle(flow: Flow, trusted: boolean): Promise<void> {
     const { listener } = flow;
     if (listener.acceptProxy) {
-      if (!(await readProxyHeader(flow, listener.acceptProxy))) return;
-      const refusal = this.admission.checkSource(flow.src.ip);
-      if (refusal) {
-        this.admission.refused(flow.src.ip, refusal, listener.name, flow.dst);
-        flow.silent = true;
-        flow.downstream.resetAndDestroy();
-        return flow.finish(refusal);
+      if (!(await readProxyHeader(flow, listener.acceptProxy, trusted))) return;
+      if (trusted && flow.peer) {
+        const refusal = this.admission.checkSource(flow.src.ip);
+        if (refusal) {
+          this.admission.refused(flow.src.ip, refusal, listener.name, flow.dst);
+          flow.silent = true;
+          flow.downstream.resetAndDestroy();
+          return flow.finish(refusal);
+        }
+        flow.defer(this.admission.holdSource(flow.src.ip));
       }
-      flow.defer(this.admission.holdSource(flow.src.ip));
     }
     const route = await selectRoute(flow, flow.runtime.config.routes);
     if (flow.closed) return;

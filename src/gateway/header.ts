@@ -2,7 +2,7 @@
 // attacker is. Trusted peers must send a valid header in time; anyone else who sends one
 // is recorded as a spoof attempt, and anyone else who does not is an ordinary attacker.
 import type { AcceptProxy } from '../config/types.js';
-import { anyContains, normalizeIp } from '../net/address.js';
+import { normalizeIp } from '../net/address.js';
 import { type ParseResult, parseProxyHeader } from '../net/proxy-protocol.js';
 import type { Flow } from './flow.js';
 import { readUntil } from './read.js';
@@ -10,9 +10,9 @@ import { readUntil } from './read.js';
 const V1_PREFIX = Buffer.from('PROXY ');
 const V2_PREFIX = Buffer.from('\r\n\r\n\0\r\nQUIT\n', 'latin1');
 
-/** Returns true when the flow goes on to routing; false when it was finished here. */
-export async function readProxyHeader(flow: Flow, accept: AcceptProxy): Promise<boolean> {
-  return anyContains(accept.from, flow.src.ip) ? fromTrusted(flow, accept) : fromUntrusted(flow, accept);
+/** `trusted`: the peer is in accept.from. Returns true when the flow goes on to routing; false when it was finished here. */
+export async function readProxyHeader(flow: Flow, accept: AcceptProxy, trusted: boolean): Promise<boolean> {
+  return trusted ? fromTrusted(flow, accept) : fromUntrusted(flow, accept);
 }
 
 async function fromTrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> {
@@ -20,8 +20,7 @@ async function fromTrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> {
   type Outcome = ParseResult | { status: 'timeout' } | { status: 'closed' };
   const read = await readUntil<Outcome>(
     flow,
-    accept.timeoutMs,
-    64 * 1024,
+    { timeoutMs: accept.timeoutMs, maxBytes: 64 * 1024, onTimeout: { status: 'timeout' }, payload: false },
     (buf, ended) => {
       const r = parseProxyHeader(buf, opts);
       if (r.status === 'done') return { done: r, consumed: r.consumed };
@@ -31,25 +30,19 @@ async function fromTrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> {
       if (ended) return { done: { status: 'error', reason: 'connection closed inside the header' } };
       return undefined;
     },
-    { status: 'timeout' },
   );
   if (!read) {
     flow.finish('client-closed');
     return false;
   }
   const r = read.value;
-  if (r.status === 'closed') {
-    flow.finish('client-closed');
-    return false;
-  }
-  if (r.status === 'timeout') {
-    flow.finish('proxy-header-timeout', `no PROXY header within ${accept.timeoutMs} ms`);
-    return false;
-  }
   if (r.status !== 'done') {
-    // Keep what was sent: a malformed header is evidence too.
+    // Whatever was sent instead of a header is evidence: keep it in the event.
     for (const chunk of flow.takePending()) flow.received(chunk);
-    flow.finish('bad-proxy-header', r.status === 'error' ? r.reason : 'incomplete header');
+    if (r.status === 'closed') flow.finish('client-closed');
+    else if (r.status === 'timeout')
+      flow.finish('proxy-header-timeout', `no PROXY header within ${accept.timeoutMs} ms`);
+    else flow.finish('bad-proxy-header', r.status === 'error' ? r.reason : 'incomplete header');
     return false;
   }
   const h = r.header;
@@ -68,17 +61,14 @@ async function fromUntrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> 
   // Wait briefly for the first bytes: only a client that speaks first can send a header.
   const read = await readUntil(
     flow,
-    accept.timeoutMs,
-    64 * 1024,
+    { timeoutMs: accept.timeoutMs, maxBytes: 64 * 1024, onTimeout: true, payload: true },
     (buf, ended) => (buf.length >= 16 || ended ? { done: true } : undefined),
-    true,
   );
   if (!read) {
     flow.finish('client-closed');
     return false;
   }
   const first = Buffer.concat(flow.pending);
-  for (const chunk of flow.pending) flow.received(chunk);
   if (startsLike(first, V1_PREFIX) || startsLike(first, V2_PREFIX)) {
     flow.finish('spoof-attempt', `PROXY header from untrusted ${flow.src.ip}`);
     return false;

@@ -1,22 +1,24 @@
 // Listeners: ordinary sockets on every configured address and port. Each socket is keyed
-// by "listener|address:port" so a reload keeps the sockets it still needs, opens new
-// ones and closes the rest, without dropping a connection on a kept port.
+// by its address so a reload keeps the sockets it still needs (even when the listener
+// that owns the address was renamed), opens new ones and closes the rest, without
+// dropping a connection on a kept port.
 import net from 'node:net';
 import type { Endpoint, ListenerConfig } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import { formatEndpoint } from '../net/address.js';
 
-export type OnConnection = (socket: net.Socket, listener: string) => void;
+export type OnConnection = (socket: net.Socket, bound: BoundSocket) => void;
 
 export interface BoundSocket {
   key: string;
-  listener: string;
+  listener: string; // the owning listener's name; a reload may change it
   server: net.Server;
   address: string; // the address actually bound (port 0 resolved)
 }
 
+/** The address; port 0 (tests: the kernel picks) is one socket per listener. */
 export function socketKey(listener: string, e: Endpoint): string {
-  return `${listener}|${formatEndpoint(e)}`;
+  return e.port === 0 ? `${listener}|${formatEndpoint(e)}` : formatEndpoint(e);
 }
 
 /** Binds one endpoint; rejects with HG_ERR_LISTEN naming it. */
@@ -24,8 +26,9 @@ export function bindOne(listener: string, e: Endpoint, onConnection: OnConnectio
   return new Promise((resolve, reject) => {
     // pauseOnConnect: nothing is read before admission has looked at the flow.
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
-      onConnection(socket, listener),
+      onConnection(socket, bound),
     );
+    const bound: BoundSocket = { key: socketKey(listener, e), listener, server, address: '' };
     server.once('error', (err) => {
       server.close();
       reject(
@@ -39,12 +42,8 @@ export function bindOne(listener: string, e: Endpoint, onConnection: OnConnectio
       server.removeAllListeners('error');
       server.on('error', () => {}); // after listen, errors come per connection and are handled there
       const a = server.address() as net.AddressInfo;
-      resolve({
-        key: socketKey(listener, e),
-        listener,
-        server,
-        address: formatEndpoint({ host: a.address, port: a.port }),
-      });
+      bound.address = formatEndpoint({ host: a.address, port: a.port });
+      resolve(bound);
     });
   });
 }

@@ -20,23 +20,19 @@ export async function peekProtocol(flow: Flow): Promise<boolean> {
   }
   const read = await readUntil(
     flow,
-    PEEK_TIMEOUT_MS,
-    PEEK_MAX_BYTES,
+    { timeoutMs: PEEK_TIMEOUT_MS, maxBytes: PEEK_MAX_BYTES, onTimeout: null, payload: true },
     (buf, ended) => {
       const all = already.length ? Buffer.concat([already, buf]) : buf;
       const v = classify(all, ended || all.length >= PEEK_MAX_BYTES);
       return 'need' in v ? undefined : { done: v };
     },
-    null,
   );
   if (!read) {
     flow.finish('client-closed');
     return false;
   }
-  // Bytes read here are new payload: count them, and keep them ahead of anything later.
-  const fresh = flow.takePending();
-  for (const chunk of fresh) flow.received(chunk);
-  flow.pending = already.length ? [already, ...fresh] : fresh;
+  // Keep the bytes an earlier stage read ahead of the ones read here.
+  if (already.length) flow.pending.unshift(already);
   setProtocol(flow, read.value);
   return true;
 }

@@ -85,6 +85,12 @@ export function pump(flow: Flow, upstream: net.Socket): void {
     upClosed = true;
     done();
   });
+  // An earlier stage (header, peek) may have read the attacker's FIN already: 'end' is
+  // emitted once, so pass the half-close on here or the honeypot would wait for it forever.
+  if (down.readableEnded) {
+    firstEnd = 'client';
+    upstream.end();
+  }
   down.resume();
   upstream.resume();
 }

@@ -5,39 +5,60 @@ import type { Flow } from './flow.js';
 
 export type Decision<T> = { done: T; consumed?: number } | undefined;
 
+export interface ReadOptions<T> {
+  timeoutMs: number;
+  maxBytes: number; // decide with what there is once this much arrived
+  onTimeout: T; // the value when time runs out (or maxBytes arrive undecided)
+  /**
+   * true: every byte is attacker payload, counted as it arrives (peek). false: the bytes
+   * may be a PROXY header, counted by the stage once it knows; if the flow ends first
+   * (reset, close), they are counted then, so no evidence is lost.
+   */
+  payload: boolean;
+}
+
 /**
- * Accumulates bytes until `decide(buffer, ended)` returns a decision or `timeoutMs` passes
- * (then resolves with `onTimeout`). Resolves null if the flow closed meanwhile. Leaves the
- * socket paused; bytes after `consumed` are pushed to flow.pending.
+ * Accumulates bytes until `decide(buffer, ended)` returns a decision or time runs out.
+ * Resolves null if the flow closed meanwhile. Leaves the socket paused; bytes after
+ * `consumed` are pushed to flow.pending.
  */
 export function readUntil<T>(
   flow: Flow,
-  timeoutMs: number,
-  maxBytes: number,
+  opts: ReadOptions<T>,
   decide: (buf: Buffer, ended: boolean) => Decision<T>,
-  onTimeout: T,
 ): Promise<{ value: T; buffered: Buffer; ended: boolean } | null> {
   const down = flow.downstream;
   return new Promise((resolve) => {
     let buf: Buffer = Buffer.alloc(0);
     let ended = false;
-    // `closed` is separate from the value: a stage's timeout value may itself be null.
-    const finish = (value: T, consumed = 0, closed = false) => {
+    let settled = false;
+    const stop = () => {
+      settled = true;
       clearTimeout(timer);
       down.off('data', onData);
       down.off('end', onEnd);
       down.off('close', onClose);
       down.pause();
-      if (closed) return resolve(null);
+    };
+    const finish = (value: T, consumed = 0) => {
+      stop();
       if (buf.length > consumed) flow.pending.push(buf.subarray(consumed));
       resolve({ value, buffered: buf.subarray(0, consumed), ended });
+    };
+    // The flow may finish (a reset) while we wait: count what we hold before its event.
+    const abandon = () => {
+      if (settled) return;
+      stop();
+      if (!opts.payload && buf.length > 0) flow.received(buf);
+      resolve(null);
     };
     const check = () => {
       const d = decide(buf, ended);
       if (d) finish(d.done, d.consumed ?? 0);
-      else if (ended || buf.length >= maxBytes) finish(onTimeout);
+      else if (ended || buf.length >= opts.maxBytes) finish(opts.onTimeout);
     };
     const onData = (chunk: Buffer) => {
+      if (opts.payload) flow.received(chunk);
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       check();
     };
@@ -45,9 +66,10 @@ export function readUntil<T>(
       ended = true;
       check();
     };
-    const onClose = () => finish(onTimeout, 0, true);
-    const timer = setTimeout(() => finish(onTimeout), timeoutMs);
+    const onClose = abandon;
+    const timer = setTimeout(() => finish(opts.onTimeout), opts.timeoutMs);
     timer.unref();
+    flow.defer(abandon);
     down.on('data', onData);
     down.on('end', onEnd);
     down.on('close', onClose);

@@ -33,7 +33,11 @@ export class Runtime {
   start(): void {
     for (const pool of this.pools.values()) {
       const check = pool.backend.health;
-      if (!check) continue;
+      if (!check) {
+        // Without checks servers count as up, even one an older config's checks marked down.
+        for (const server of pool.servers) server.up = true;
+        continue;
+      }
       const log = this.log.child({ backend: pool.backend.name });
       const checker = new HealthChecker(pool, check, { log });
       checker.start();

@@ -22,6 +22,11 @@ test('durations: ms, s, m, h, d and plain seconds', () => {
       /invalid duration .*use 500ms, 5s, 5m, 1h, 1d or a number of seconds/,
     );
   }
+  // Regression: Node fires longer timers after 1 ms, so `maxDuration: 30d` ended every flow at once.
+  assert.equal(parseDuration('24d'), 24 * 86_400_000);
+  for (const tooLong of ['30d', '25d', 2_200_000]) {
+    assert.throws(() => parseDuration(tooLong), /at most 24d/);
+  }
 });
 
 test('sizes: bytes, KiB/MiB/GiB (1024) and KB/MB/GB (1000)', () => {
