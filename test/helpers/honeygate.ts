@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from './wait.js';
+import { GiveUp, waitFor } from './wait.js';
 
 /** The repository root: the nearest parent of this file with honeygate's package.json. */
 function findRoot(): string {
@@ -188,7 +188,7 @@ export async function startHoneygate(configYaml: string, opts: StartOptions = {}
       'a matching log line',
       () => {
         for (let i = from; i < records.length; i++) if (predicate(records[i]!)) return records[i]!;
-        if (!isRunning()) throw new Error(`honeygate exited (${proc.exitCode ?? proc.signalCode})`);
+        if (!isRunning()) throw new GiveUp(`honeygate exited (${proc.exitCode ?? proc.signalCode})`);
         return undefined;
       },
       timeoutMs,

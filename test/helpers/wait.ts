@@ -4,8 +4,11 @@
 /**
  * Polls `check` every `intervalMs` until it returns a value other than undefined/false,
  * and resolves to that value. Rejects after `timeoutMs` with `what` and the last error
- * `check` threw, so a timeout says what was awaited.
+ * `check` threw, so a timeout says what was awaited; a GiveUp thrown by `check` rejects at once.
  */
+/** Thrown by a check to stop waiting at once: the condition can no longer come true. */
+export class GiveUp extends Error {}
+
 export async function waitFor<T>(
   what: string,
   check: () => T | undefined | false | Promise<T | undefined | false>,
@@ -19,6 +22,7 @@ export async function waitFor<T>(
       const value = await check();
       if (value !== undefined && value !== false) return value;
     } catch (err) {
+      if (err instanceof GiveUp) throw err;
       lastError = err;
     }
     if (Date.now() >= deadline) {
