@@ -173,7 +173,7 @@ function tableRow(e: FlowEvent): string[] {
   return [
     localTime(e.openedAt),
     e.type === 'rejected' ? `rejected x${e.count}` : e.type,
-    formatEndpoint(e.src),
+    e.src.ip ? formatEndpoint(e.src) : 'unknown', // reset before accept: no address to show
     formatEndpoint(e.dst),
     e.listener,
     e.route ?? '-',
