@@ -3,7 +3,9 @@
 // plain function that throws a message naming the allowed forms; `conv` turns that into a
 // zod issue, so every problem in a file is collected in one pass. Cross-field checks
 // (names that must exist, cycles) live in load.ts, which sees the whole file.
+
 import { z } from 'zod';
+import { PROTOCOLS } from '../classifiers/index.js';
 import { normalizeIp, parseCidr, parseEndpoint } from '../net/address.js';
 import type { Balance, Cidr, Endpoint, PortRange, ProxyVersion, SourceMode } from './types.js';
 
@@ -252,7 +254,7 @@ export const matchSchema = obj({
   dstPorts: list((v) => parsePortRange(v), { min: 1 }).optional(),
   dstAddresses: list(cidr, { min: 1 }).optional(),
   srcAddresses: list(cidr, { min: 1 }).optional(),
-  protocol: list(name, { min: 1 }).optional(),
+  protocol: list(oneOf([...PROTOCOLS, 'unknown']), { min: 1 }).optional(),
 });
 
 /** `capture: {}`, `capture: true` and a bare `capture:` all mean "capture with defaults". */

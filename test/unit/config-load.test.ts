@@ -418,3 +418,9 @@ test('loadConfigFile names the path it could not read', () => {
     /^\/nonexistent\/honeygate.yaml: cannot read the configuration file: ENOENT/,
   );
 });
+
+test('a protocol name the classifiers do not know is an error, not a rule that never matches', () => {
+  assert.deepEqual(errors(`${LISTENER}routes:\n  - match: { protocol: [htttp] }\n    drop: {}\n`), [
+    'config.yaml:5: routes[0].match.protocol[0]: invalid value "htttp" (allowed: tls, http, ssh, rdp, smb, redis, telnet, unknown)',
+  ]);
+});
