@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { startAdmin } from '../admin/server.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
+import { HoneygateError } from '../errors.js';
 import type { Sink } from '../events/event.js';
 import { JsonlSink } from '../events/jsonl.js';
 import { Recorder } from '../events/recorder.js';
@@ -38,7 +39,7 @@ export async function run(path: string): Promise<number> {
   try {
     sinks = openSinks(config);
   } catch (err) {
-    log.fatal({ err }, (err as Error).message);
+    fatal(log, err);
     return 1;
   }
   const recorder = new Recorder(sinks, {
@@ -50,7 +51,7 @@ export async function run(path: string): Promise<number> {
   try {
     await gateway.start();
   } catch (err) {
-    log.fatal({ err, code: (err as { code?: string }).code }, (err as Error).message);
+    fatal(log, err);
     await gateway.stop();
     await recorder.close();
     return 1;
@@ -60,7 +61,7 @@ export async function run(path: string): Promise<number> {
     try {
       admin = await startAdmin(config.admin, { gateway, recorder, log });
     } catch (err) {
-      log.fatal({ err, code: (err as { code?: string }).code }, (err as Error).message);
+      fatal(log, err);
       await gateway.stop();
       await recorder.close();
       return 1;
@@ -77,6 +78,12 @@ export async function run(path: string): Promise<number> {
   signals.detach();
   log.info({ events: recorder.stats() }, 'stopped');
   return 0;
+}
+
+/** Our own errors say all there is to say; anything else keeps its stack for a bug report. */
+function fatal(log: Logger, err: unknown): void {
+  if (err instanceof HoneygateError) log.fatal({ code: err.code }, err.message);
+  else log.fatal({ err }, (err as Error).message);
 }
 
 /** Opens the configured sinks; on failure closes those already open, then throws. */

@@ -21,6 +21,12 @@ export function socketKey(listener: string, e: Endpoint): string {
   return e.port === 0 ? `${listener}|${formatEndpoint(e)}` : formatEndpoint(e);
 }
 
+const LISTEN_HINTS: Record<string, string> = {
+  EACCES: ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)',
+  EADDRINUSE: ' (another process, or another honeygate, listens there)',
+  EADDRNOTAVAIL: ' (no interface of this host has that address)',
+};
+
 /** Binds one endpoint; rejects with HG_ERR_LISTEN naming it. */
 export function bindOne(listener: string, e: Endpoint, onConnection: OnConnection): Promise<BoundSocket> {
   return new Promise((resolve, reject) => {
@@ -29,13 +35,11 @@ export function bindOne(listener: string, e: Endpoint, onConnection: OnConnectio
       onConnection(socket, bound),
     );
     const bound: BoundSocket = { key: socketKey(listener, e), listener, server, address: '' };
-    server.once('error', (err) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
       server.close();
-      reject(
-        new HoneygateError('HG_ERR_LISTEN', `listener ${listener}: ${formatEndpoint(e)}: ${err.message}`, {
-          cause: err,
-        }),
-      );
+      const hint = err.code ? (LISTEN_HINTS[err.code] ?? '') : '';
+      const where = `listener ${listener}: ${formatEndpoint(e)}`;
+      reject(new HoneygateError('HG_ERR_LISTEN', `${where}: ${err.message}${hint}`, { cause: err }));
     });
     // ipv6Only: "[::]:80" means IPv6; IPv4 is bound by its own "0.0.0.0:80" entry.
     server.listen({ host: e.host, port: e.port, ipv6Only: e.host.includes(':'), backlog: 4096 }, () => {
