@@ -32,7 +32,7 @@ function canBind(port: number): Promise<boolean> {
  * 50 tries.
  */
 export async function freePortRange(n: number): Promise<number> {
-  if (!Number.isInteger(n) || n < 1 || n > 1000) throw new Error(`freePortRange: n must be 1-1000, got ${n}`);
+  if (!Number.isInteger(n) || n < 1 || n > 5000) throw new Error(`freePortRange: n must be 1-5000, got ${n}`);
   for (let attempt = 0; attempt < 50; attempt++) {
     // 20000-31999 lies below Linux's default ephemeral range (32768-60999).
     const start = 20000 + Math.floor(Math.random() * (12000 - n));
