@@ -8,6 +8,8 @@ import type { Pool, Server } from './pool.js';
 
 export interface HealthOptions {
   log: Logger;
+  /** Sent once connected: a PROXY LOCAL header, so PROXY-speaking honeypots log no broken header. */
+  hello?: Buffer;
   onChange?: (server: Server, up: boolean, reason: string) => void;
 }
 
@@ -67,7 +69,7 @@ export class HealthChecker {
     }
   }
 
-  // Success = the TCP handshake completed; nothing is sent, the socket is destroyed at once.
+  // Success = the TCP handshake completed; only `hello` is sent, the socket is closed at once.
   private probe(state: ServerState): void {
     const { host, port } = state.server.endpoint;
     const socket = new net.Socket();
@@ -77,7 +79,10 @@ export class HealthChecker {
       if (this.running) this.record(state, error);
     };
     socket.on('error', (err: NodeJS.ErrnoException) => finish(`connect ${err.code ?? err.message}`));
-    socket.once('connect', () => finish(null));
+    socket.once('connect', () => {
+      if (this.opts.hello) socket.end(this.opts.hello);
+      finish(null);
+    });
     const timer = setTimeout(
       () => finish(`connect timeout after ${this.check.timeoutMs}ms`),
       this.check.timeoutMs,

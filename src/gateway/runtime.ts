@@ -1,8 +1,9 @@
 // Everything built from one config: the gateway swaps a whole Runtime on reload, and each
 // flow keeps the Runtime it was accepted under, so open flows finish under the old config.
-import type { Config } from '../config/types.js';
+import type { Config, SourceMode } from '../config/types.js';
 import type { Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
+import { encodeProxyV2 } from '../net/proxy-protocol.js';
 import { HealthChecker } from './health.js';
 import { Pool } from './pool.js';
 
@@ -38,8 +39,10 @@ export class Runtime {
         for (const server of pool.servers) server.up = true;
         continue;
       }
-      const log = this.log.child({ backend: pool.backend.name });
-      const checker = new HealthChecker(pool, check, { log });
+      const checker = new HealthChecker(pool, check, {
+        log: this.log,
+        hello: checkHello(pool.backend.source),
+      });
       checker.start();
       this.checkers.push(checker);
     }
@@ -49,4 +52,12 @@ export class Runtime {
     for (const c of this.checkers) c.stop();
     this.checkers.length = 0;
   }
+}
+
+/** What a health check says to a server, like HAProxy's check-send-proxy: the PROXY
+ * protocol's "no client, just checking" (v2 LOCAL, v1 UNKNOWN). */
+function checkHello(source: SourceMode): Buffer | undefined {
+  if (source === 'proxy-v2') return encodeProxyV2({ command: 'LOCAL' });
+  if (source === 'proxy-v1') return Buffer.from('PROXY UNKNOWN\r\n', 'latin1');
+  return undefined;
 }

@@ -1,11 +1,14 @@
 // Per-flow limits of the pump, and what a PROXY v2 honeypot receives: the original
 // addresses and a UNIQUE_ID equal to the event id, so its logs join honeygate's events.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parseProxyHeader } from '../../src/net/proxy-protocol.js';
 import { connect, exchange, readAll } from '../helpers/client.js';
 import { startHoneygate } from '../helpers/honeygate.js';
-import { startEchoServer, startTcpServer } from '../helpers/peers.js';
+import { needs, startEchoServer, startNginxProxyProtocol, startTcpServer } from '../helpers/peers.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('flow limits and PROXY v2 identity', { timeout: 60_000 }, () => {
   const cleanup: (() => unknown)[] = [];
@@ -76,4 +79,35 @@ backends:
     assert.equal(r.header.uniqueId?.toString('ascii'), event!.id);
     assert.equal(headers[0]!.subarray(r.consumed).toString(), 'hi');
   });
+});
+
+// Health checks used to be bare connects: nginx with proxy_protocol logged a "broken
+// header" every interval, and a honeypot would count the gateway as an attacker.
+test('health checks of a PROXY v2 backend send a LOCAL header that nginx accepts', {
+  skip: needs('nginx'),
+}, async (t) => {
+  const nginx = await startNginxProxyProtocol();
+  t.after(() => nginx.stop());
+  const hg = await startHoneygate(`
+listeners:
+  - name: f
+    bind: "127.0.0.1:0"
+routes:
+  - forward: pot
+backends:
+  pot:
+    servers: ["127.0.0.1:${nginx.port}"]
+    source: proxy-v2
+    health: { interval: 100ms, timeout: 1s, rise: 1, fall: 1 }
+`);
+  t.after(() => hg.close());
+  const errorLog = path.join(nginx.dir, 'error.log');
+  await waitFor(
+    'a few health checks to reach nginx',
+    () => (fs.readFileSync(errorLog, 'utf8').match(/client .* connected to/g) ?? []).length >= 3,
+    10_000,
+  );
+  assert.doesNotMatch(fs.readFileSync(errorLog, 'utf8'), /broken header/);
+  const reply = await exchange(hg.port('f'), '');
+  assert.equal(reply.data.toString(), `127.0.0.1:${reply.localPort}\n`);
 });
