@@ -23,8 +23,7 @@ export function checkReport(file: string, config: Config, warnings: string[]): s
     'routes (first match wins):',
     ...indent(explainRoutes(config)),
   ];
-  const last = config.routes.at(-1);
-  if (last?.match) lines.push('  flows that match no rule are closed (no-route)');
+  if (config.routes.every((r) => r.match)) lines.push('  flows that match no rule are closed (no-route)');
   if (warnings.length) lines.push('warnings:', ...indent(warnings));
   const unreachable = findUnreachableRoutes(config);
   if (unreachable.length) {

@@ -117,7 +117,7 @@ function handleSignals(path: string, gateway: Gateway, recorder: Recorder, log: 
   };
   const onUsr1 = () => {
     recorder.reopen();
-    log.info('event files reopened');
+    log.info(gateway.config.events.jsonl ? 'event files reopened' : 'event files reopened (none configured)');
   };
   const onStop = (signal: string) => {
     log.info({ signal }, stopping ? 'signal received, already stopping' : 'signal received');
@@ -145,12 +145,23 @@ async function reload(path: string, gateway: Gateway, log: Logger): Promise<void
     log.error({ config: path, errors: loaded.errors }, 'reload rejected');
     return;
   }
+  const before = gateway.config;
   try {
     await gateway.reload(loaded.config);
   } catch (err) {
     log.error({ config: path, errors: [(err as Error).message] }, 'reload rejected');
     return;
   }
+  log.level = loaded.config.log.level;
   for (const w of loaded.warnings) log.warn({ config: path }, w);
+  // Sinks and the admin API hold files and a port; swapping them live could lose events.
+  const { sensor: _a, ...eventsBefore } = before.events;
+  const { sensor: _b, ...eventsAfter } = loaded.config.events;
+  const kept = [
+    JSON.stringify(eventsBefore) !== JSON.stringify(eventsAfter) && 'events',
+    JSON.stringify(before.admin) !== JSON.stringify(loaded.config.admin) && 'admin',
+  ].filter(Boolean);
+  if (kept.length)
+    log.warn({ config: path, sections: kept }, `changes to ${kept.join(' and ')} take effect on restart`);
   log.info({ config: path }, 'config reloaded');
 }

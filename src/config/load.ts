@@ -340,7 +340,7 @@ function checkBackends(report: Report, p: Parsed, rawBackends: unknown): void {
     if (!isRecord(b)) continue;
     const path = ['backends', name];
     // biome-ignore format: one line, removed when transparent mode lands
-    if (b.source === 'transparent') report.error([...path, 'source'], '"transparent" is not available yet (needs the transparent-mode issue)');
+    if (b.source === 'transparent') report.error([...path, 'source'], '"transparent" is not available in this version (use proxy-v2, proxy-v1 or none)');
     if (typeof b.fallback !== 'string' || b.fallback === 'capture') continue;
     if (!p.backendNames.includes(b.fallback)) {
       report.error(

@@ -65,6 +65,11 @@ export class Gateway {
     const bound = await bindAll(this.config.listeners, new Set(), this.onConnection);
     for (const b of bound) this.addSocket(b);
     this.runtime.start();
+    this.startTallies();
+  }
+
+  private startTallies(): void {
+    if (this.tallyTimer) clearInterval(this.tallyTimer);
     this.tallyTimer = setInterval(() => this.flushTallies(), this.config.limits.rejectLogIntervalMs);
     this.tallyTimer.unref();
   }
@@ -83,6 +88,7 @@ export class Gateway {
     old.stop();
     next.start();
     this.admission.setLimits(config.limits);
+    if (config.limits.rejectLogIntervalMs !== old.config.limits.rejectLogIntervalMs) this.startTallies();
     for (const b of bound) this.addSocket(b);
     for (const l of config.listeners) {
       for (const e of l.bind) {

@@ -289,7 +289,7 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
       '    source: transparent',
     ),
     errors: [
-      'config.yaml:8: backends.tp.source: "transparent" is not available yet (needs the transparent-mode issue)',
+      'config.yaml:8: backends.tp.source: "transparent" is not available in this version (use proxy-v2, proxy-v1 or none)',
     ],
   },
   {
