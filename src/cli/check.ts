@@ -6,6 +6,7 @@ import {
   explainBackends,
   explainListeners,
   explainRoutes,
+  findUnboundPortRoutes,
   findUnreachableRoutes,
 } from '../config/explain.js';
 import { loadConfigFile } from '../config/load.js';
@@ -25,17 +26,14 @@ export function checkReport(file: string, config: Config, warnings: string[]): s
   ];
   if (config.routes.every((r) => r.match)) lines.push('  flows that match no rule are closed (no-route)');
   if (warnings.length) lines.push('warnings:', ...indent(warnings));
-  const unreachable = findUnreachableRoutes(config);
-  if (unreachable.length) {
-    lines.push(
-      'unreachable rules:',
-      ...indent(
-        unreachable.map(
-          (u) => `#${u.index} can never match: #${u.shadowedBy} already takes every flow it would`,
-        ),
-      ),
-    );
-  }
+  const shadowed = findUnreachableRoutes(config);
+  const unreachable = [
+    ...shadowed.map((u) => `#${u.index} can never match: #${u.shadowedBy} already takes every flow it would`),
+    ...findUnboundPortRoutes(config)
+      .filter((u) => !shadowed.some((s) => s.index === u.index))
+      .map((u) => `#${u.index} can never match: no listener it applies to binds port ${u.ports}`),
+  ];
+  if (unreachable.length) lines.push('unreachable rules:', ...indent(unreachable));
   return lines;
 }
 

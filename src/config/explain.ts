@@ -210,3 +210,25 @@ export function findUnreachableRoutes(config: Config): { index: number; shadowed
   });
   return out;
 }
+
+/**
+ * Rules that ask for ports no listener they apply to has bound: they can never match.
+ * Listeners with acceptProxy are skipped (their dst port comes from the header), and so
+ * are port-0 binds (the kernel picks).
+ */
+export function findUnboundPortRoutes(config: Config): { index: number; ports: string }[] {
+  const out: { index: number; ports: string }[] = [];
+  for (const route of config.routes) {
+    const m = route.match;
+    if (!m?.dstPorts) continue;
+    const listeners = config.listeners.filter((l) => !m.listeners || m.listeners.includes(l.name));
+    if (listeners.some((l) => l.acceptProxy || l.bind.some((e) => e.port === 0))) continue;
+    const bound = listeners.flatMap((l) => l.bind.map((e) => e.port));
+    const reachable = m.dstPorts.some((r) => bound.some((p) => p >= r.from && p <= r.to));
+    if (!reachable) {
+      const ports = m.dstPorts.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(', ');
+      out.push({ index: route.index, ports });
+    }
+  }
+  return out;
+}

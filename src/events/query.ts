@@ -102,7 +102,9 @@ function openStore(dbPath: string): Database {
 
 function noStore(dbPath: string, why: string, cause?: unknown): HoneygateError {
   const hint = 'point at it with --db FILE, or -c CONFIG to take events.sqlite from the config';
-  return new HoneygateError('HG_ERR_EVENTS_QUERY', `no event store at ${dbPath} (${why}); ${hint}`, { cause });
+  return new HoneygateError('HG_ERR_EVENTS_QUERY', `no event store at ${dbPath} (${why}); ${hint}`, {
+    cause,
+  });
 }
 
 /**

@@ -64,6 +64,7 @@ test('a valid file: the routing table, warnings and unreachable rules; exit 0', 
       '  flows that match no rule are closed (no-route)',
       'unreachable rules:',
       '  #1 can never match: #0 already takes every flow it would',
+      '  #0 can never match: no listener it applies to binds port 1-1024',
       '',
     ].join('\n'),
   );
