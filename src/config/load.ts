@@ -451,7 +451,13 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
   const fileName = opts.fileName ?? 'config';
   const env = opts.env ?? process.env;
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
+  // logLevel error: yaml would print its own warnings to stderr; ours are collected below.
+  const doc = parseDocument(text, {
+    lineCounter: lines,
+    prettyErrors: true,
+    uniqueKeys: true,
+    logLevel: 'error',
+  });
   const report = new Report(doc, lines);
   const yamlProblems: Problem[] = [];
   for (const e of doc.errors) {
@@ -506,7 +512,9 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
   let problems = report.problems;
   if (yamlProblems.length) {
     const firstBad = Math.min(...yamlProblems.map((y) => y.line));
-    problems = [...yamlProblems, ...problems.filter((x) => x.kind === 'field' && x.line < firstBad)];
+    // Document-level problems (an odd top-level key) are the syntax error seen from above.
+    const above = (x: Problem) => x.kind === 'field' && x.line < firstBad && x.path.length > 0;
+    problems = [...yamlProblems, ...problems.filter(above)];
   }
   if (
     problems.length ||

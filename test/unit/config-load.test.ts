@@ -424,3 +424,27 @@ test('a protocol name the classifiers do not know is an error, not a rule that n
     'config.yaml:5: routes[0].match.protocol[0]: invalid value "htttp" (allowed: tls, http, ssh, rdp, smb, redis, telnet, unknown)',
   ]);
 });
+
+// A list item indented one space too little used to give a bogus "unknown key '[ { name: ...'"
+// before the real syntax error, and yaml printed a Node warning to stderr.
+test('a mis-indented list item gives the syntax error alone, and no stray warning', async () => {
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on('warning', onWarning);
+  try {
+    const text = lines(
+      'listeners:',
+      '  - name: ssh',
+      '    bind: "127.0.0.1:2222"',
+      ' - name: telnet',
+      '    bind: "127.0.0.1:2323"',
+    );
+    assert.deepEqual(errors(text), [
+      'config.yaml:4:1: A block sequence may not be used as an implicit map key',
+    ]);
+    await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    assert.deepEqual(warnings, []);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
