@@ -1,6 +1,8 @@
 // `honeygate events`: query the SQLite event store. Filters map one to one onto
 // EventQuery; output is an aligned table for people or JSON lines for scripts.
 import type { Command } from 'commander';
+import { parsePortRange } from '../config/schema.js';
+import type { PortRange } from '../config/types.js';
 import type { FlowEvent } from '../events/event.js';
 import { escapeBytes } from '../events/format.js';
 import { DEFAULT_LIMIT, type EventQuery, queryEvents } from '../events/query.js';
@@ -41,7 +43,7 @@ export function register(program: Command): void {
     .option('--since <time>', 'opened at or after: ISO time or a duration ago (15m, 2h, 7d)')
     .option('--until <time>', 'opened at or before: ISO time or a duration ago')
     .option('--src <ip|cidr>', 'attacker address or block')
-    .option('--dst-port <n>', 'original destination port')
+    .option('--dst-port <ports>', 'original destination port(s): 22, 8000-8099 or 22,2222')
     .option('--route <name>', 'route name')
     .option('--action <action>', `route action: ${ACTIONS.join('|')}`)
     .option('--type <type>', `event type: ${TYPES.join('|')}`)
@@ -97,7 +99,7 @@ function toQuery(o: EventsOptions, now: number): EventQuery {
     }
     q.src = o.src;
   }
-  if (o.dstPort !== undefined) q.dstPort = parseWhole('--dst-port', o.dstPort, 0, 65535);
+  if (o.dstPort !== undefined) q.dstPort = parsePorts('--dst-port', o.dstPort);
   if (o.route !== undefined) q.route = o.route;
   if (o.action !== undefined) q.action = oneOf('--action', o.action, ACTIONS);
   if (o.type !== undefined) q.type = oneOf('--type', o.type, TYPES);
@@ -129,6 +131,17 @@ export function parseTime(flag: string, text: string, now: number): number {
     );
   }
   return ms;
+}
+
+/** "22", "8000-8099", "22,2222,8000-8099" (the config's port syntax, comma-separated). */
+function parsePorts(flag: string, text: string): PortRange[] {
+  return text.split(',').map((part) => {
+    try {
+      return parsePortRange(part.trim());
+    } catch (err) {
+      throw new UsageError(`${flag}: ${(err as Error).message}`);
+    }
+  });
 }
 
 function parseWhole(flag: string, text: string, min: number, max: number): number {

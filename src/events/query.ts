@@ -1,6 +1,7 @@
 // Reads the SQLite event store for `honeygate events` (and anything else that wants
 // past flows). Opens read-only, so it is safe next to a running gateway.
 
+import type { PortRange } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import { cidrContains, parseCidr } from '../net/address.js';
 import type { FlowEvent } from './event.js';
@@ -11,7 +12,7 @@ export interface EventQuery {
   since?: number; // opened at or after, epoch ms
   until?: number; // opened at or before, epoch ms
   src?: string; // IP or CIDR
-  dstPort?: number;
+  dstPort?: number | PortRange[]; // one port, or ranges (inclusive)
   route?: string;
   action?: string;
   type?: string;
@@ -37,7 +38,15 @@ export function queryEvents(dbPath: string, q: EventQuery): FlowEvent[] {
   };
   if (q.since !== undefined) add('opened_at >= @since', 'since', q.since);
   if (q.until !== undefined) add('opened_at <= @until', 'until', q.until);
-  if (q.dstPort !== undefined) add('dst_port = @dstPort', 'dstPort', q.dstPort);
+  if (typeof q.dstPort === 'number') add('dst_port = @dstPort', 'dstPort', q.dstPort);
+  else if (q.dstPort?.length) {
+    const parts = q.dstPort.map((r, i) => {
+      params[`portFrom${i}`] = r.from;
+      params[`portTo${i}`] = r.to;
+      return `dst_port BETWEEN @portFrom${i} AND @portTo${i}`;
+    });
+    where.push(`(${parts.join(' OR ')})`);
+  }
   if (q.route !== undefined) add('route = @route', 'route', q.route);
   if (q.action !== undefined) add('action = @action', 'action', q.action);
   if (q.type !== undefined) add('type = @type', 'type', q.type);

@@ -74,6 +74,8 @@ describe('honeygate events', () => {
     assert.deepEqual(await only(['--until', '2h']), [web.id]);
     assert.deepEqual(await only(['--src', '2001:db8::/32']), [web.id]);
     assert.deepEqual(await only(['--dst-port', '22']), [ssh.id]);
+    assert.deepEqual(await only(['--dst-port', '20-8080']), [ssh.id, web.id]);
+    assert.deepEqual(await only(['--dst-port', '23,8000-8099']), [web.id]);
     assert.deepEqual(await only(['--route', 'web', '--action', 'capture']), [web.id]);
     assert.deepEqual(await only(['--type', 'update']), []);
     assert.deepEqual(await only(['--limit', '1']), [ssh.id]);
