@@ -50,6 +50,11 @@ export function register(program: Command): void {
     .option('--limit <n>', `at most this many events (default ${DEFAULT_LIMIT})`)
     .option('--json', 'one JSON object per line (firstBytes in base64)')
     .action(async (opts: EventsOptions) => {
+      // `honeygate events | head`: a closed pipe ends the output, it is not a crash.
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE') process.exit(0);
+        throw err;
+      });
       process.exitCode = await runEvents(opts, {
         out: (t) => process.stdout.write(t),
         err: (t) => process.stderr.write(t),
@@ -124,7 +129,13 @@ async function storePath(o: EventsOptions): Promise<string> {
 export function parseTime(flag: string, text: string, now: number): number {
   const rel = /^(\d+)([smhdw])$/.exec(text);
   if (rel) return now - Number(rel[1]) * UNIT_MS[rel[2]!]!;
-  const ms = /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : Number.NaN;
+  // A bare date means local midnight, as the table shows local times (Date.parse says UTC).
+  const day = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  const ms = day
+    ? new Date(Number(day[1]), Number(day[2]) - 1, Number(day[3])).getTime()
+    : /^\d{4}-\d{2}-\d{2}/.test(text)
+      ? Date.parse(text)
+      : Number.NaN;
   if (Number.isNaN(ms)) {
     throw new UsageError(
       `${flag}: "${text}" is not an ISO time or a duration like 15m, 2h, 7d (units s m h d w)`,
@@ -174,7 +185,8 @@ const COLUMNS = [
 /** The human table: one row per event, columns padded to their widest cell. */
 export function formatTable(events: FlowEvent[]): string {
   const rows = [COLUMNS, ...events.map(tableRow)];
-  const widths = COLUMNS.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  // A loop, not Math.max(...): spreading 100k+ rows overflows the call stack.
+  const widths = COLUMNS.map((_, i) => rows.reduce((w, r) => Math.max(w, r[i]!.length), 0));
   return rows
     .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '))
     .map((l) => `${l.trimEnd()}\n`)

@@ -162,10 +162,10 @@ function substituteEnv(report: Report, node: unknown, path: Path, env: NodeJS.Pr
       const value = env[name!];
       if (value !== undefined && value !== '') return value;
       if (dflt !== undefined) return dflt;
-      if (value === '') return '';
+      // Set but empty is an error too: an empty admin token would switch authentication off.
       report.error(
         path,
-        `environment variable ${name} is not set (write \${${name}:-default} to give a default)`,
+        `environment variable ${name} is ${value === '' ? 'empty' : 'not set'} (write \${${name}:-default} to give a default, \${${name}:-} for an empty one)`,
       );
       return whole;
     });
@@ -567,6 +567,15 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
     admin: admin ? { listen: admin.listen, token: admin.token } : null,
     log,
   };
+  const { sqlite, jsonl } = config.events;
+  if (sqlite && jsonl && [sqlite, `${sqlite}-wal`, `${sqlite}-shm`, `${sqlite}-journal`].includes(jsonl)) {
+    // SQLite would overwrite the JSON lines at its next checkpoint, silently.
+    report.error(
+      ['events', 'jsonl'],
+      `"${jsonl}" is the SQLite store's own file: give JSON lines a file of its own`,
+    );
+    return { ok: false, errors: sorted(report.problems).map((x) => format(fileName, x)) };
+  }
   warnAbout(report, config);
   return { ok: true, config, warnings: sorted(report.warnings).map((x) => format(fileName, x)) };
 }

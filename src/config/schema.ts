@@ -58,7 +58,19 @@ export function parseSize(v: unknown): number {
   const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)?\s*$/.exec(v) : null;
   const unit = m ? SIZE_UNITS[(m[2] ?? 'b').toLowerCase()] : undefined;
   if (!m || unit === undefined) throw new Error(`invalid size ${describe(v)} (${SIZE_FORMS})`);
-  return Math.round(Number(m[1]) * unit);
+  const bytes = Math.round(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(bytes)) throw new Error(`invalid size ${describe(v)}: too large`);
+  return bytes;
+}
+
+/** A size that is kept in memory per flow (and in every queued event): at most `max`. */
+export function sizeUpTo(max: number, maxText: string): (v: unknown) => number {
+  return (v) => {
+    const bytes = parseSize(v);
+    if (bytes > max)
+      throw new Error(`invalid size ${describe(v)}: at most ${maxText} (kept in memory per flow)`);
+    return bytes;
+  };
 }
 
 const RATE_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000 };
@@ -310,7 +322,7 @@ export const limitsSchema = obj({
   maxDuration: conv(positiveDuration).default(3_600_000),
   maxBytesIn: conv(parseSize).default(10 * 1024 ** 2),
   maxBytesOut: conv(parseSize).default(100 * 1024 ** 2),
-  firstBytes: conv(parseSize).default(4096),
+  firstBytes: conv(sizeUpTo(1024 ** 2, '1MiB')).default(4096),
   rejectLogInterval: conv(positiveDuration).default(10_000),
   grace: conv(parseDuration).default(10_000),
 });

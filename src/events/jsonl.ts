@@ -6,7 +6,7 @@
 // it makes reopen() (SIGUSR1 after logrotate renamed the file) exact: every line written
 // before it is in the old file, every line after it in the new one, nothing in between.
 
-import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { HoneygateError } from '../errors.js';
@@ -137,7 +137,19 @@ export class JsonlSink implements Sink {
     if (events.length === 0) return;
     if (this.fd === null) this.fd = this.open(); // a failed reopen gets another chance here
     const lines = events.map((e) => line(e)).join('');
-    writeAll(this.fd, Buffer.from(lines, 'utf8'));
+    const fd = this.fd;
+    const size = fstatSync(fd).size;
+    try {
+      writeAll(fd, Buffer.from(lines, 'utf8'));
+    } catch (err) {
+      // A full disk can stop us mid-line: cut the fragment, or it would swallow the next event.
+      try {
+        ftruncateSync(fd, size);
+      } catch {
+        // nothing more to do; the error below says what failed
+      }
+      throw err;
+    }
   }
 
   /** Closes and reopens the path, so lines go to the new file after logrotate moved the old one. */

@@ -125,7 +125,11 @@ function transaction<A extends unknown[]>(db: Database, fn: (...args: A) => void
       fn(...args);
       db.exec('COMMIT');
     } catch (err) {
-      db.exec('ROLLBACK');
+      try {
+        db.exec('ROLLBACK');
+      } catch {
+        // SQLite already rolled back (full disk, I/O error): the first error is the one to tell
+      }
       throw err;
     }
   };

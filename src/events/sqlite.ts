@@ -97,12 +97,19 @@ export interface SqliteSinkOptions {
   busyTimeoutMs?: number; // how long a write waits for a reader's checkpoint lock
 }
 
+/** Errors that pass: another writer's lock, a full disk, an I/O hiccup. Others would recur. */
+const TRANSIENT = /busy|locked|full|disk|I\/O|ioerr/i;
+const MAX_RETRY = 100_000;
+
 export class SqliteSink implements Sink {
   readonly name = 'sqlite';
   readonly path: string;
   private readonly db: Database;
   private readonly insertBatch: (events: FlowEvent[]) => void;
   private closed = false;
+  private retry: FlowEvent[] = [];
+  /** Events given up because the retry buffer was full. */
+  lost = 0;
 
   /** Opens or creates the store at `path` and brings its schema up to date. Throws HG_ERR_SINK. */
   constructor(path: string, opts: SqliteSinkOptions = {}) {
@@ -118,7 +125,7 @@ export class SqliteSink implements Sink {
     try {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
-      this.db.pragma(`busy_timeout = ${Math.floor(opts.busyTimeoutMs ?? 2000)}`);
+      this.db.pragma(`busy_timeout = ${Math.floor(opts.busyTimeoutMs ?? 100)}`);
       migrate(this.db, path);
       const insert = this.db.prepare(INSERT);
       this.insertBatch = this.db.transaction((events: FlowEvent[]) => {
@@ -133,10 +140,28 @@ export class SqliteSink implements Sink {
     }
   }
 
-  /** Inserts the whole batch in one transaction: all rows or none. */
+  /**
+   * Inserts the batch in one transaction: all rows or none. When the database is busy
+   * (another writer holds the lock) or full, the rows are kept and go first in the next
+   * batch, up to MAX_RETRY events; beyond that the oldest are lost and counted.
+   */
   write(events: FlowEvent[]): void {
     if (this.closed) throw new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path} is closed`);
-    if (events.length > 0) this.insertBatch(events);
+    const batch = this.retry.length ? [...this.retry, ...events] : events;
+    if (batch.length === 0) return;
+    try {
+      this.insertBatch(batch);
+      this.retry = [];
+    } catch (err) {
+      const message = (err as Error).message;
+      if (TRANSIENT.test(message)) {
+        const keep = batch.slice(-MAX_RETRY);
+        this.lost += batch.length - keep.length;
+        this.retry = keep;
+      }
+      const kept = this.retry.length ? `; ${this.retry.length} events kept for the next batch` : '';
+      throw new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path}: ${message}${kept}`, { cause: err });
+    }
   }
 
   /** Nothing to do: SQLite keeps the file open by inode and logrotate must not move it. */
@@ -144,6 +169,13 @@ export class SqliteSink implements Sink {
 
   close(): void {
     if (this.closed) return;
+    if (this.retry.length) {
+      try {
+        this.write([]);
+      } catch {
+        // still busy or full: those events are lost, as the last error said
+      }
+    }
     this.closed = true;
     try {
       // Fold the WAL back in so the file is complete on its own (copies, backups).

@@ -170,8 +170,27 @@ test('${VAR} and ${VAR:-default} are substituted from the environment', () => {
 
 test('an unset variable without default names the variable, the key and the line', () => {
   assert.deepEqual(errors(LISTENER + lines('admin:', '  token: "${HONEYGATE_TOKEN}"')), [
-    'config.yaml:5: admin.token: environment variable HONEYGATE_TOKEN is not set (write ${HONEYGATE_TOKEN:-default} to give a default)',
+    'config.yaml:5: admin.token: environment variable HONEYGATE_TOKEN is not set (write ${HONEYGATE_TOKEN:-default} to give a default, ${HONEYGATE_TOKEN:-} for an empty one)',
   ]);
+});
+
+// Regression: HONEYGATE_TOKEN= (set but empty) gave admin an empty token: no authentication.
+test('a variable set but empty is an error unless the config allows it with :-', () => {
+  const text = LISTENER + lines('admin:', '  token: "${HONEYGATE_TOKEN}"');
+  assert.deepEqual(errors(text, { HONEYGATE_TOKEN: '' }), [
+    'config.yaml:5: admin.token: environment variable HONEYGATE_TOKEN is empty (write ${HONEYGATE_TOKEN:-default} to give a default, ${HONEYGATE_TOKEN:-} for an empty one)',
+  ]);
+  const allowed = ok(LISTENER + lines('admin:', '  token: "${HONEYGATE_TOKEN:-}"'), { HONEYGATE_TOKEN: '' });
+  assert.equal(allowed.config.admin?.token, null);
+});
+
+// Regression: with both sinks on one file, SQLite's checkpoint erased the JSON lines.
+test('events.jsonl may not be the SQLite store or one of its side files', () => {
+  for (const jsonl of ['/srv/e.db', '/srv/e.db-wal']) {
+    assert.deepEqual(errors(LISTENER + lines('events:', '  sqlite: /srv/e.db', `  jsonl: ${jsonl}`)), [
+      `config.yaml:6: events.jsonl: "${jsonl}" is the SQLite store's own file: give JSON lines a file of its own`,
+    ]);
+  }
 });
 
 // One case per class of mistake: the file and the exact messages it must produce.

@@ -1,7 +1,14 @@
 // Scalar forms users write in the YAML: durations, sizes, rates, ports, bind addresses.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseBind, parseDuration, parsePortRange, parseRate, parseSize } from '../../src/config/schema.js';
+import {
+  parseBind,
+  parseDuration,
+  parsePortRange,
+  parseRate,
+  parseSize,
+  sizeUpTo,
+} from '../../src/config/schema.js';
 
 test('durations: ms, s, m, h, d and plain seconds', () => {
   const cases: [unknown, number][] = [
@@ -74,4 +81,11 @@ test('bind addresses: IPv4, IPv6 in brackets, ranges, port 0 for tests', () => {
   assert.throws(() => parseBind('localhost:80'), /"localhost" is not an IP address/);
   assert.throws(() => parseBind('::1:80'), /invalid bind address/);
   assert.throws(() => parseBind('127.0.0.1:0-5'), /port 0 cannot start a range/);
+});
+
+// Regression: "99999999999999999999GiB" passed as 1e29 bytes; firstBytes is held per flow.
+test('sizes must be safe integers, and firstBytes at most 1 MiB', () => {
+  assert.throws(() => parseSize('99999999999999999999GiB'), /too large/);
+  assert.equal(sizeUpTo(1024 ** 2, '1MiB')('1MiB'), 1024 ** 2);
+  assert.throws(() => sizeUpTo(1024 ** 2, '1MiB')('2MiB'), /at most 1MiB/);
 });

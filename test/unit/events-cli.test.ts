@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { formatDuration, localTime, parseTime } from '../../src/cli/events.js';
 import { SqliteSink } from '../../src/events/sqlite.js';
@@ -153,4 +153,10 @@ describe('events verb helpers', () => {
     assert.equal(formatDuration(3_780_000), '1h03m');
     assert.match(localTime(Date.UTC(2024, 4, 1, 12)), /^2024-05-0[12]T\d\d:\d\d:00$/);
   });
+});
+
+// Regression: a bare date was read as UTC midnight while the table shows local times.
+test('--since with a bare date means local midnight', () => {
+  assert.equal(parseTime('--since', '2026-11-25', 0), new Date(2026, 10, 25).getTime());
+  assert.equal(parseTime('--since', '2026-11-25T10:00:00Z', 0), Date.UTC(2026, 10, 25, 10));
 });

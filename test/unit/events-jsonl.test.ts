@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -158,5 +159,40 @@ describe('JsonlSink', () => {
   it('fails to open a path it cannot create, with HG_ERR_SINK', () => {
     const path = join(tmp.dir, 'odd.jsonl', 'below-a-file.jsonl');
     assert.throws(() => new JsonlSink(path), { code: 'HG_ERR_SINK', message: /jsonl: cannot open/ });
+  });
+});
+
+// Regression: a write cut short by a full disk left half a line, and the next batch was
+// appended to it, so two events became one unparseable line.
+describe('JsonlSink on a full disk', () => {
+  const tmp = tempDir();
+  after(() => tmp.cleanup());
+
+  it('cuts a partly written line, so every line in the file parses', () => {
+    const path = join(tmp.dir, 'full.jsonl');
+    const sink = new URL('../../src/events/jsonl.js', import.meta.url).href;
+    const fixture = new URL('./events-fixture.js', import.meta.url).href;
+    // A file size limit (ulimit -f, in KiB) stands in for the full disk.
+    const script = `
+      const { JsonlSink } = await import(${JSON.stringify(sink)});
+      const { sampleEvent } = await import(${JSON.stringify(fixture)});
+      const s = new JsonlSink(${JSON.stringify(path)});
+      let failed = 0;
+      for (let i = 0; i < 20; i++) {
+        try { s.write([sampleEvent({ bytesIn: i })]); } catch { failed++; }
+      }
+      console.log(failed);`;
+    const r = spawnSync(
+      'bash',
+      ['-c', `ulimit -S -f 4; exec "$0" --input-type=module -e "$1"`, process.execPath, script],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(Number(r.stdout) > 0, 'some writes hit the limit');
+    const text = readFileSync(path, 'utf8');
+    assert.ok(text.endsWith('\n'));
+    for (const l of text.trim().split('\n')) JSON.parse(l);
   });
 });

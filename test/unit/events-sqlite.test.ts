@@ -130,4 +130,21 @@ describe('SqliteSink', () => {
     assert.ok(got.some((e) => e.protocolFields && '_unserializable' in e.protocolFields));
     assert.ok(got.some((e) => e.protocolFields?.big === '10'));
   });
+
+  // Regression: a batch that met another writer's lock blocked the event loop for 2 s and
+  // was then thrown away.
+  it('keeps a batch that met a locked database and writes it with the next one', () => {
+    const path = join(tmp.dir, 'locked.db');
+    const sink = new SqliteSink(path);
+    const other = openDatabase(path);
+    other.exec('BEGIN IMMEDIATE');
+    const started = Date.now();
+    assert.throws(() => sink.write([sampleEvent(), sampleEvent()]), /2 events kept for the next batch/);
+    assert.ok(Date.now() - started < 1000, 'a short busy timeout, not a stalled event loop');
+    other.exec('COMMIT');
+    other.close();
+    sink.write([sampleEvent()]);
+    sink.close();
+    assert.equal(queryEvents(path, { limit: 10 }).length, 3);
+  });
 });
