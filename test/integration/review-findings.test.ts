@@ -1,5 +1,6 @@
 // Regressions from the data-path review: each test opens with the bug it guards.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { connect, exchange, readAll } from '../helpers/client.js';
 import { startHoneygate } from '../helpers/honeygate.js';
@@ -145,4 +146,41 @@ limits: { grace: 2s }
     assert.equal(events.filter((e) => e.type === 'flow').length, 1);
     assert.equal(events[0]!.closeReason, 'shutdown');
   });
+
+  // Bytes read by the peek stage were lost from the event when the attacker reset there.
+  test('an attacker who resets during the peek keeps its bytes in the event', async () => {
+    const hg = await startHoneygate(`
+listeners:
+  - name: p
+    bind: "127.0.0.1:0"
+routes:
+  - match: { protocol: [ssh] }
+    capture: {}
+  - capture: {}
+`);
+    cleanup.push(() => hg.close());
+    const s = await connect(hg.port('p'));
+    const localPort = s.localPort;
+    await new Promise<void>((resolve) => s.write('GET /secret-exploit', () => resolve()));
+    // Reset only once honeygate has read the bytes (its receive queue is empty again):
+    // unread bytes would be dropped by the kernel, which is not what this test is about.
+    await waitFor('honeygate to read the bytes', () => receiveQueue(hg.port('p'), localPort!) === 0);
+    s.resetAndDestroy();
+    const events = await hg.waitForEvents((all) => all.some((e) => e.src.port === localPort));
+    const flow = events.find((e) => e.src.port === localPort)!;
+    assert.equal(flow.closeReason, 'client-reset');
+    assert.equal(flow.firstBytes.toString(), 'GET /secret-exploit');
+    assert.equal(flow.bytesIn, 19);
+  });
 });
+
+/** Bytes waiting in the receive queue of the local socket on `port` connected to `peerPort` (from /proc/net/tcp). */
+function receiveQueue(port: number, peerPort: number): number | undefined {
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(`:${hex(port)}`) && f[2]?.endsWith(`:${hex(peerPort)}`))
+      return Number.parseInt(f[4]!.split(':')[1]!, 16);
+  }
+  return undefined;
+}
