@@ -2,7 +2,6 @@
 // attacker sends (up to maxBytes, within timeoutMs) and closes.
 import type { CaptureOptions } from '../config/types.js';
 import type { Flow } from '../gateway/flow.js';
-import { isReset } from '../gateway/pump.js';
 import { closeGently } from './close.js';
 
 export function capture(flow: Flow, opts: CaptureOptions): void {
@@ -21,10 +20,6 @@ export function capture(flow: Flow, opts: CaptureOptions): void {
     closeGently(flow, reason);
   }
 
-  down.removeAllListeners('error');
-  down.on('error', (err: NodeJS.ErrnoException) =>
-    flow.finish(isReset(err) ? 'client-reset' : 'error', isReset(err) ? undefined : err.message),
-  );
   down.on('close', () => flow.finish('capture-done'));
   if (got >= opts.maxBytes) return close('capture-done');
   down.on('data', (chunk: Buffer) => {

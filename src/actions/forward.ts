@@ -1,6 +1,8 @@
 // Forward: pick a server of the backend, dial it in the backend's source mode, pump.
 // A failed connect tries another server (retries); when none is left, or every server is
 // down, the backend's fallback takes the flow (another backend, or capture).
+
+import { CAPTURE_DEFAULTS } from '../config/schema.js';
 import type { BackendConfig, CaptureOptions } from '../config/types.js';
 import { DIALERS } from '../gateway/dial.js';
 import type { Flow } from '../gateway/flow.js';
@@ -60,7 +62,7 @@ function fallback(flow: Flow, backend: BackendConfig, why: string, depth: number
 
 /** Capture used as a fallback: keeps as many bytes as the event can hold. */
 function fallbackCapture(flow: Flow): CaptureOptions {
-  return { maxBytes: flow.runtime.config.limits.firstBytes, timeoutMs: 10_000, banner: null };
+  return { ...CAPTURE_DEFAULTS, maxBytes: flow.runtime.config.limits.firstBytes };
 }
 
 // A dead honeypot under a scan would otherwise log once per flow.

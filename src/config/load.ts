@@ -16,6 +16,7 @@ import {
   ACTION_KEYS,
   adminSchema,
   backendSchema,
+  CAPTURE_DEFAULTS,
   eventsSchema,
   limitsSchema,
   listenerSchema,
@@ -419,7 +420,7 @@ function toAction(raw: RawRoute, key: (typeof ACTION_KEYS)[number]): Action {
 /** The rule used when routes: is absent or empty. */
 export const DEFAULT_CAPTURE: Action = {
   type: 'capture',
-  capture: { maxBytes: 4096, timeoutMs: 10_000, banner: null },
+  capture: CAPTURE_DEFAULTS,
 };
 
 function toBackend(name: string, b: RawBackend): BackendConfig {

@@ -7,7 +7,15 @@
 import { z } from 'zod';
 import { PROTOCOLS } from '../classifiers/index.js';
 import { normalizeIp, parseCidr, parseEndpoint } from '../net/address.js';
-import type { Balance, Cidr, Endpoint, PortRange, ProxyVersion, SourceMode } from './types.js';
+import type {
+  Balance,
+  CaptureOptions,
+  Cidr,
+  Endpoint,
+  PortRange,
+  ProxyVersion,
+  SourceMode,
+} from './types.js';
 
 // ---- scalar forms -------------------------------------------------------------------
 
@@ -269,14 +277,17 @@ export const matchSchema = obj({
   protocol: list(oneOf([...PROTOCOLS, 'unknown']), { min: 1 }).optional(),
 });
 
+/** What `capture: {}` means; also the capture a backend falls back to (with firstBytes as its size). */
+export const CAPTURE_DEFAULTS: CaptureOptions = { maxBytes: 4096, timeoutMs: 10_000, banner: null };
+
 /** `capture: {}`, `capture: true` and a bare `capture:` all mean "capture with defaults". */
 const flag = (v: unknown) => (v === true || v === null ? {} : v);
 
 export const captureSchema = z.preprocess(
   flag,
   obj({
-    maxBytes: conv(parseSize).default(4096),
-    timeout: conv(positiveDuration).default(10_000),
+    maxBytes: conv(parseSize).default(CAPTURE_DEFAULTS.maxBytes),
+    timeout: conv(positiveDuration).default(CAPTURE_DEFAULTS.timeoutMs),
     banner: conv(text).optional(),
   }),
 );

@@ -11,7 +11,7 @@ import { Admission } from './admit.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
 import { type BoundSocket, bindAll, socketKey } from './listener.js';
-import { isReset } from './pump.js';
+import { failOn } from './pump.js';
 import { routeWithoutPeek, selectRoute } from './route.js';
 import { Runtime } from './runtime.js';
 
@@ -79,7 +79,9 @@ export class Gateway {
    * then closes sockets it no longer has. Open flows keep their old runtime.
    */
   async reload(config: Config): Promise<void> {
-    const wanted = new Set(config.listeners.flatMap((l) => l.bind.map((e) => socketKey(l.name, e))));
+    const owners = new Map(
+      config.listeners.flatMap((l) => l.bind.map((e) => [socketKey(l.name, e), l.name])),
+    );
     const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.onConnection);
     const next = new Runtime(config, this.log, this.recorder);
     next.adopt(this.runtime);
@@ -90,14 +92,12 @@ export class Gateway {
     this.admission.setLimits(config.limits);
     if (config.limits.rejectLogIntervalMs !== old.config.limits.rejectLogIntervalMs) this.startTallies();
     for (const b of bound) this.addSocket(b);
-    for (const l of config.listeners) {
-      for (const e of l.bind) {
-        const b = this.sockets.get(socketKey(l.name, e));
-        if (b) b.listener = l.name; // an address kept under a renamed listener
-      }
-    }
     for (const [key, b] of this.sockets) {
-      if (wanted.has(key)) continue;
+      const owner = owners.get(key);
+      if (owner !== undefined) {
+        b.listener = owner; // an address may be kept under a renamed listener
+        continue;
+      }
       b.server.close();
       this.sockets.delete(key);
       this.log.info({ listener: b.listener, address: b.address }, 'stopped listening');
@@ -163,9 +163,7 @@ export class Gateway {
     flow.defer(this.admission.hold());
     if (!trusted) flow.defer(this.admission.holdSource(srcIp));
     socket.removeAllListeners('error');
-    socket.on('error', (err: NodeJS.ErrnoException) =>
-      flow.finish(isReset(err) ? 'client-reset' : 'error', isReset(err) ? undefined : err.message),
-    );
+    socket.on('error', failOn(flow, 'client'));
     socket.setNoDelay(true);
     this.handle(flow, trusted).catch((err) => {
       flow.log.error({ err }, 'flow failed');

@@ -3,12 +3,11 @@
 // is recorded as a spoof attempt, and anyone else who does not is an ordinary attacker.
 import type { AcceptProxy } from '../config/types.js';
 import { normalizeIp } from '../net/address.js';
-import { type ParseResult, parseProxyHeader } from '../net/proxy-protocol.js';
+import { type ParseResult, parseProxyHeader, V2_SIGNATURE } from '../net/proxy-protocol.js';
 import type { Flow } from './flow.js';
 import { readUntil } from './read.js';
 
 const V1_PREFIX = Buffer.from('PROXY ');
-const V2_PREFIX = Buffer.from('\r\n\r\n\0\r\nQUIT\n', 'latin1');
 
 /** `trusted`: the peer is in accept.from. Returns true when the flow goes on to routing; false when it was finished here. */
 export async function readProxyHeader(flow: Flow, accept: AcceptProxy, trusted: boolean): Promise<boolean> {
@@ -69,7 +68,7 @@ async function fromUntrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> 
     return false;
   }
   const first = Buffer.concat(flow.pending);
-  if (startsLike(first, V1_PREFIX) || startsLike(first, V2_PREFIX)) {
+  if (startsLike(first, V1_PREFIX) || startsLike(first, V2_SIGNATURE)) {
     flow.finish('spoof-attempt', `PROXY header from untrusted ${flow.src.ip}`);
     return false;
   }

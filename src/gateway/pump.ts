@@ -11,6 +11,14 @@ export function isReset(err: NodeJS.ErrnoException): boolean {
   return err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNABORTED';
 }
 
+/** The 'error' handler for one side of a flow: a reset ends it as `<side>-reset`, anything else as an error. */
+export function failOn(flow: Flow, side: 'client' | 'server') {
+  return (err: NodeJS.ErrnoException): void => {
+    const reason: CloseReason = isReset(err) ? `${side}-reset` : 'error';
+    flow.finish(reason, reason === 'error' ? `${side}: ${err.message}` : undefined);
+  };
+}
+
 /** Runs until both sides closed or a limit hit; flow.finish() records the outcome. */
 export function pump(flow: Flow, upstream: net.Socket): void {
   const down = flow.downstream;
@@ -35,14 +43,9 @@ export function pump(flow: Flow, upstream: net.Socket): void {
     upstream.destroy();
   });
 
-  const fail = (side: 'client' | 'server') => (err: NodeJS.ErrnoException) => {
-    const reason: CloseReason = isReset(err) ? `${side}-reset` : 'error';
-    flow.finish(reason, reason === 'error' ? `${side}: ${err.message}` : undefined);
-  };
-  down.removeAllListeners('error');
-  down.on('error', fail('client'));
+  // The attacker's side has had failOn(flow, 'client') since accept.
   upstream.removeAllListeners('error');
-  upstream.on('error', fail('server'));
+  upstream.on('error', failOn(flow, 'server'));
 
   const done = () => {
     if (downClosed && upClosed) flow.finish(firstEnd === 'server' ? 'server-closed' : 'client-closed');
