@@ -48,24 +48,15 @@ export async function run(path: string): Promise<number> {
     log,
   });
   const gateway = new Gateway(config, log, recorder);
+  let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   try {
     await gateway.start();
+    if (config.admin) admin = await startAdmin(config.admin, { gateway, recorder, log });
   } catch (err) {
     fatal(log, err);
     await gateway.stop();
     await recorder.close();
     return 1;
-  }
-  let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
-  if (config.admin) {
-    try {
-      admin = await startAdmin(config.admin, { gateway, recorder, log });
-    } catch (err) {
-      fatal(log, err);
-      await gateway.stop();
-      await recorder.close();
-      return 1;
-    }
   }
   log.info({ config: path, listeners: config.listeners.length, routes: config.routes.length }, 'ready');
 

@@ -72,7 +72,6 @@ function openBuiltin(mod: NodeSqlite, path: string, opts: OpenOptions): Database
     exec: (sql) => db.exec(sql),
     prepare(sql) {
       const st = db.prepare(sql);
-      const bind = (p?: Record<string, unknown>) => (p ? [p] : []);
       return {
         run: (p) => void st.run(...bind(p)),
         get: (p) => toBuffers(st.get(...bind(p)) as Record<string, unknown> | undefined),
@@ -105,7 +104,6 @@ function openBetter(path: string, opts: OpenOptions): Database {
     exec: (sql) => void db.exec(sql),
     prepare(sql) {
       const st = db.prepare(sql);
-      const bind = (p?: Record<string, unknown>) => (p ? [p] : []);
       return {
         run: (p) => void st.run(...bind(p)),
         get: (p) => st.get(...bind(p)) as Record<string, unknown> | undefined,
@@ -133,6 +131,11 @@ function transaction<A extends unknown[]>(db: Database, fn: (...args: A) => void
       throw err;
     }
   };
+}
+
+/** Statement arguments: the named parameters, or none. */
+function bind(params?: Record<string, unknown>): Record<string, unknown>[] {
+  return params ? [params] : [];
 }
 
 function firstColumn(row: Record<string, unknown> | undefined): unknown {
