@@ -18,12 +18,14 @@ import {
   backendSchema,
   CAPTURE_DEFAULTS,
   eventsSchema,
+  firewallSchema,
   limitsSchema,
   listenerSchema,
   logSchema,
   MAX_BIND_PORTS,
   name as parseName,
   type RawBackend,
+  type RawFirewall,
   type RawListener,
   type RawRoute,
   routeSchema,
@@ -267,6 +269,55 @@ function known(names: string[]): string {
   return names.length ? `known: ${[...new Set(names)].join(', ')}` : 'none defined';
 }
 
+/** A listener is either `bind` (with optional acceptProxy, originalDst) or `tproxy` + `divert`. */
+function checkListenerKind(report: Report, path: Path, raw: RawListener): boolean {
+  if (raw.tproxy) {
+    let ok = true;
+    for (const key of ['bind', 'acceptProxy'] as const) {
+      if (raw[key] === undefined) continue;
+      report.error(
+        [...path, key],
+        `a tproxy listener takes no ${key} (its connections arrive through the firewall's divert rules)`,
+      );
+      ok = false;
+    }
+    if (raw.originalDst) {
+      report.error([...path, 'originalDst'], 'a tproxy listener knows the original destination already');
+      ok = false;
+    }
+    if (!raw.divert) {
+      report.error(
+        [...path, 'divert'],
+        'a tproxy listener needs divert: { interface: ..., ports: ... } (what the firewall sends it)',
+      );
+      return false;
+    }
+    const families = raw.tproxy.address.map((a) => (a.includes(':') ? 6 : 4));
+    if (new Set(families).size !== families.length) {
+      report.error([...path, 'tproxy', 'address'], 'at most one IPv4 and one IPv6 address');
+      ok = false;
+    }
+    for (const c of raw.divert.addresses ?? []) {
+      if (families.includes(c.family)) continue;
+      report.error(
+        [...path, 'divert', 'addresses'],
+        `${c.text} is IPv${c.family} but tproxy.address has no IPv${c.family} address to receive it`,
+      );
+      ok = false;
+    }
+    return ok;
+  }
+  if (raw.divert) {
+    report.error([...path, 'divert'], 'divert belongs to a tproxy listener (add tproxy: { port: ... })');
+    return false;
+  }
+  if (!raw.bind) {
+    report.error([...path], 'a listener needs bind: "ADDRESS:PORT" or tproxy: { port: ... }');
+    return false;
+  }
+  return true;
+}
+
 function checkListeners(report: Report, p: Parsed): void {
   const seen = new Map<string, number>();
   const bound = new Map<string, string>();
@@ -278,8 +329,19 @@ function checkListeners(report: Report, p: Parsed): void {
     } else {
       seen.set(raw.name, index);
     }
+    if (!checkListenerKind(report, path, raw)) continue;
+    if (raw.tproxy) {
+      for (const host of raw.tproxy.address) {
+        const key = formatEndpoint({ host, port: raw.tproxy.port });
+        const owner = bound.get(key);
+        if (owner !== undefined)
+          report.error([...path, 'tproxy'], `${key} is already bound by listener ${owner}`);
+        bound.set(key, raw.name);
+      }
+      continue;
+    }
     let ports = 0;
-    for (const b of raw.bind) ports += b.ports.to - b.ports.from + 1;
+    for (const b of raw.bind ?? []) ports += b.ports.to - b.ports.from + 1;
     if (ports > MAX_BIND_PORTS) {
       report.error(
         [...path, 'bind'],
@@ -340,8 +402,6 @@ function checkBackends(report: Report, p: Parsed, rawBackends: unknown): void {
     const b = rawBackends[name];
     if (!isRecord(b)) continue;
     const path = ['backends', name];
-    // biome-ignore format: one line, removed when transparent mode lands
-    if (b.source === 'transparent') report.error([...path, 'source'], '"transparent" is not available in this version (use proxy-v2, proxy-v1 or none)');
     if (typeof b.fallback !== 'string' || b.fallback === 'capture') continue;
     if (!p.backendNames.includes(b.fallback)) {
       report.error(
@@ -368,11 +428,34 @@ function checkBackends(report: Report, p: Parsed, rawBackends: unknown): void {
   }
 }
 
+/** Marks other software sets; sharing a bit with them misroutes their packets or ours. */
+const FOREIGN_MARKS: [number, string][] = [
+  [0x4000, 'kube-proxy (masquerade)'],
+  [0x8000, 'kube-proxy (drop)'],
+  [0xffff0000, 'Calico'],
+  [0x0f00, 'Cilium'],
+  [0xca6c, 'wg-quick (fwmark 51820)'],
+];
+
+function checkFirewall(report: Report, f: RawFirewall): void {
+  const mask = f.mask ?? f.mark;
+  if ((f.mark & ~mask) >>> 0 !== 0) {
+    report.error(
+      ['firewall', 'mark'],
+      `0x${f.mark.toString(16)} has bits outside mask 0x${mask.toString(16)}`,
+    );
+  }
+  for (const [bits, who] of FOREIGN_MARKS) {
+    if ((mask & bits) >>> 0 === 0) continue;
+    report.warn(['firewall', 'mask'], `shares bits 0x${((mask & bits) >>> 0).toString(16)} with ${who}`);
+  }
+}
+
 // ---- assembly -----------------------------------------------------------------------
 
 function expandBind(raw: RawListener): Endpoint[] {
   const out: Endpoint[] = [];
-  for (const b of raw.bind)
+  for (const b of raw.bind ?? [])
     for (let port = b.ports.from; port <= b.ports.to; port++) out.push({ host: b.host, port });
   return out;
 }
@@ -383,6 +466,20 @@ function toListener(raw: RawListener): ListenerConfig {
     name: raw.name,
     bind: expandBind(raw),
     acceptProxy: ap ? { versions: [...new Set(ap.versions)], from: ap.from, timeoutMs: ap.timeout } : null,
+    originalDst: raw.originalDst,
+    tproxy:
+      raw.tproxy && raw.divert
+        ? {
+            port: raw.tproxy.port,
+            addresses: raw.tproxy.address,
+            divert: {
+              interfaces: raw.divert.interface,
+              addresses: raw.divert.addresses ?? null,
+              ports: raw.divert.ports,
+              exclude: raw.divert.exclude,
+            },
+          }
+        : null,
   };
 }
 
@@ -484,6 +581,7 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
   let limits: z.output<typeof limitsSchema> | undefined;
   let events: z.output<typeof eventsSchema> | undefined;
   let admin: z.output<typeof adminSchema> | undefined;
+  let firewall: RawFirewall | undefined;
   let log: z.output<typeof logSchema> | undefined;
   if (raw === undefined || raw === null) {
     if (!yamlProblems.length && !report.problems.length)
@@ -503,6 +601,8 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
     events = report.parse(eventsSchema, raw.events ?? {}, ['events']);
     admin = raw.admin === undefined ? undefined : report.parse(adminSchema, raw.admin ?? {}, ['admin']);
     log = report.parse(logSchema, raw.log ?? {}, ['log']);
+    firewall = report.parse(firewallSchema, raw.firewall ?? {}, ['firewall']);
+    if (firewall) checkFirewall(report, firewall);
     checkListeners(report, p);
     checkRoutes(report, p, raw.routes);
     checkBackends(report, p, raw.backends);
@@ -522,6 +622,7 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
     !limits ||
     !events ||
     !log ||
+    !firewall ||
     !isRecord(raw) ||
     (raw.admin !== undefined && !admin)
   ) {
@@ -566,6 +667,13 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
       batchMs: events.batch,
     },
     admin: admin ? { listen: admin.listen, token: admin.token } : null,
+    firewall: {
+      mark: firewall.mark,
+      mask: firewall.mask ?? firewall.mark,
+      table: firewall.table,
+      rulePriority: firewall.rulePriority,
+      checkIntervalMs: firewall.checkInterval,
+    },
     log,
   };
   const { sqlite, jsonl } = config.events;

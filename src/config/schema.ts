@@ -254,7 +254,16 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 export const ACTION_KEYS = ['forward', 'capture', 'reject', 'drop'] as const;
 
 /** Top-level sections. Each is parsed on its own so one broken section hides nothing else. */
-export const TOP_KEYS = ['listeners', 'routes', 'backends', 'limits', 'events', 'admin', 'log'] as const;
+export const TOP_KEYS = [
+  'listeners',
+  'routes',
+  'backends',
+  'limits',
+  'events',
+  'admin',
+  'firewall',
+  'log',
+] as const;
 export const topSchema = obj(Object.fromEntries(TOP_KEYS.map((k) => [k, z.unknown().optional()])));
 
 export const acceptProxySchema = obj({
@@ -263,10 +272,42 @@ export const acceptProxySchema = obj({
   timeout: conv(positiveDuration).default(3000),
 });
 
+/** An interface name as nft's iifname takes it: at most 15 characters, `*` only at the end. */
+export function interfaceName(v: unknown): string {
+  const s = text(v);
+  if (!/^[A-Za-z0-9_.@:-]{1,15}$/.test(s) && !/^[A-Za-z0-9_.@:-]{1,14}\*$/.test(s)) {
+    throw new Error(
+      `invalid interface name ${describe(v)} (up to 15 letters, digits, _.@:-; a trailing * matches a prefix)`,
+    );
+  }
+  return s;
+}
+
+export function ipAddress(v: unknown): string {
+  const ip = normalizeIp(text(v));
+  if (!ip) throw new Error(`${describe(v)} is not an IP address`);
+  return ip;
+}
+
+export const divertSchema = obj({
+  interface: list(interfaceName, { min: 1 }),
+  addresses: list(cidr, { min: 1 }).optional(),
+  ports: list((v) => parsePortRange(v), { min: 1 }).default([{ from: 1, to: 65535 }]),
+  exclude: list((v) => parsePortRange(v)).default([]),
+});
+
+export const tproxySchema = obj({
+  port: conv(intIn(1, 65535)),
+  address: list(ipAddress, { min: 1 }).default(['127.0.0.1', '::1']),
+});
+
 export const listenerSchema = obj({
   name: conv(name),
-  bind: list(parseBind, { min: 1 }),
+  bind: list(parseBind, { min: 1 }).optional(),
   acceptProxy: acceptProxySchema.optional(),
+  originalDst: z.boolean({ error: 'expected true or false' }).default(false),
+  tproxy: tproxySchema.optional(),
+  divert: divertSchema.optional(),
 });
 
 export const matchSchema = obj({
@@ -357,10 +398,34 @@ export const adminSchema = obj({
   token: conv((v) => (v === null || v === '' ? null : text(v))).default(null),
 });
 
+/** A 32-bit mark: 4096 or "0x1000". */
+export function mark(v: unknown): number {
+  const n = typeof v === 'string' && /^0x[0-9a-f]{1,8}$/i.test(v.trim()) ? Number.parseInt(v, 16) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 0xffffffff) {
+    throw new Error(`expected a mark from 0x1 to 0xffffffff, got ${describe(v)}`);
+  }
+  return n;
+}
+
+export const firewallSchema = obj({
+  mark: conv(mark).default(0x1000),
+  mask: conv(mark).optional(),
+  // 253-255 are the kernel's default, main and local tables.
+  table: conv((v) => {
+    const t = intIn(1, 0xfffffffe)(v);
+    if (t >= 253 && t <= 255)
+      throw new Error(`table ${t} is one of the kernel's own (253 default, 254 main, 255 local)`);
+    return t;
+  }).default(4210),
+  rulePriority: conv(intIn(1, 32765)).default(10000),
+  checkInterval: conv(positiveDuration).default(5000),
+});
+
 export const logSchema = obj({
   level: conv(oneOf(LOG_LEVELS)).default('info'),
 });
 
 export type RawListener = z.output<typeof listenerSchema>;
+export type RawFirewall = z.output<typeof firewallSchema>;
 export type RawRoute = z.output<typeof routeSchema>;
 export type RawBackend = z.output<typeof backendSchema>;

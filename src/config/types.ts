@@ -29,10 +29,26 @@ export interface AcceptProxy {
   timeoutMs: number; // the header must arrive within this
 }
 
+/** What the firewall diverts to a tproxy listener (nft: iifname, daddr, dport). */
+export interface Divert {
+  interfaces: string[];
+  addresses: Cidr[] | null; // original destinations; null: every address
+  ports: PortRange[];
+  exclude: PortRange[]; // never diverted
+}
+
+export interface TproxyConfig {
+  port: number;
+  addresses: string[]; // literal IPs the transparent sockets bind (one per family at most)
+  divert: Divert;
+}
+
 export interface ListenerConfig {
   name: string;
-  bind: Endpoint[]; // expanded: one entry per address and port of a range
+  bind: Endpoint[]; // expanded: one entry per address and port of a range; empty for tproxy
   acceptProxy: AcceptProxy | null;
+  originalDst: boolean; // dst from SO_ORIGINAL_DST (traffic REDIRECTed or DNATed to a bind listener)
+  tproxy: TproxyConfig | null;
 }
 
 export interface RouteMatch {
@@ -107,6 +123,15 @@ export interface AdminConfig {
   token: string | null;
 }
 
+/** honeygate's own nftables table and policy routing (src/firewall). */
+export interface FirewallConfig {
+  mark: number; // packet mark bits honeygate sets on diverted flows and their replies
+  mask: number;
+  table: number; // policy routing table holding `local default dev lo`
+  rulePriority: number; // `ip rule` preference of `fwmark MARK/MASK lookup TABLE`
+  checkIntervalMs: number; // run --manage-firewall: how often the rules are verified
+}
+
 export interface Config {
   listeners: ListenerConfig[];
   routes: Route[];
@@ -114,5 +139,6 @@ export interface Config {
   limits: Limits;
   events: EventsConfig;
   admin: AdminConfig | null;
+  firewall: FirewallConfig;
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
 }

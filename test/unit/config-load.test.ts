@@ -30,7 +30,15 @@ function errors(text: string, env: NodeJS.ProcessEnv = {}): string[] {
 test('a minimal file gets every default', () => {
   const { config, warnings } = ok(LISTENER);
   assert.deepEqual(config, {
-    listeners: [{ name: 'ssh', bind: [{ host: '127.0.0.1', port: 2222 }], acceptProxy: null }],
+    listeners: [
+      {
+        name: 'ssh',
+        bind: [{ host: '127.0.0.1', port: 2222 }],
+        acceptProxy: null,
+        originalDst: false,
+        tproxy: null,
+      },
+    ],
     routes: [
       {
         index: 0,
@@ -61,6 +69,7 @@ test('a minimal file gets every default', () => {
       batchMs: 200,
     },
     admin: null,
+    firewall: { mark: 0x1000, mask: 0x1000, table: 4210, rulePriority: 10000, checkIntervalMs: 5000 },
     log: { level: 'info' },
   });
   assert.deepEqual(warnings, [
@@ -298,17 +307,41 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     ],
   },
   {
-    name: 'source: transparent is not available yet',
+    name: 'tproxy listeners: divert is required, bind/acceptProxy do not mix, families must match',
     text: lines(
-      LISTENER.trimEnd(),
-      'routes: [{ forward: tp }]',
-      'backends:',
-      '  tp:',
-      '    servers: [192.0.2.5:22]',
-      '    source: transparent',
+      'listeners:',
+      '  - name: a',
+      '    tproxy: { port: 15001 }',
+      '  - name: b',
+      '    bind: "127.0.0.1:2222"',
+      '    tproxy: { port: 15002, address: [127.0.0.1, 127.0.0.2] }',
+      '    divert: { interface: eth0, addresses: [2001:db8::/32] }',
+      '  - name: c',
+      '    bind: "127.0.0.1:2223"',
+      '    divert: { interface: [eth0, "toolonginterface0"] }',
+      '  - name: d',
+      '    tproxy: { port: 15003, address: 127.0.0.1 }',
+      '    divert: { interface: eth0, addresses: 2001:db8::/32 }',
     ),
     errors: [
-      'config.yaml:8: backends.tp.source: "transparent" is not available in this version (use proxy-v2, proxy-v1 or none)',
+      'config.yaml:2: listeners[0].divert: a tproxy listener needs divert: { interface: ..., ports: ... } (what the firewall sends it)',
+      'config.yaml:5: listeners[1].bind: a tproxy listener takes no bind (its connections arrive through the firewall\'s divert rules)',
+      'config.yaml:6: listeners[1].tproxy.address: at most one IPv4 and one IPv6 address',
+      'config.yaml:7: listeners[1].divert.addresses: 2001:db8::/32 is IPv6 but tproxy.address has no IPv6 address to receive it',
+      'config.yaml:10: listeners[2].divert.interface[1]: invalid interface name "toolonginterface0" (up to 15 letters, digits, _.@:-; a trailing * matches a prefix)',
+      'config.yaml:13: listeners[3].divert.addresses: 2001:db8::/32 is IPv6 but tproxy.address has no IPv6 address to receive it',
+    ],
+  },
+  {
+    name: 'firewall: mark outside its mask',
+    text: lines(LISTENER.trimEnd(), 'firewall:', '  mark: 0x3000', '  mask: 0x1000'),
+    errors: ['config.yaml:5: firewall.mark: 0x3000 has bits outside mask 0x1000'],
+  },
+  {
+    name: 'firewall: a kernel routing table',
+    text: lines(LISTENER.trimEnd(), 'firewall: { table: 254 }'),
+    errors: [
+      'config.yaml:4: firewall.table: table 254 is one of the kernel\'s own (253 default, 254 main, 255 local)',
     ],
   },
   {
@@ -339,10 +372,10 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
   },
   {
     name: 'wrong shapes: a list where a mapping belongs, an unknown top-level key',
-    text: lines(LISTENER.trimEnd(), 'limits: [1, 2]', 'firewall: {}'),
+    text: lines(LISTENER.trimEnd(), 'limits: [1, 2]', 'dashboard: {}'),
     errors: [
       'config.yaml:4: limits: expected a mapping (keys: maxConnections, perSource, perSourceRate, idleTimeout, maxDuration, maxBytesIn, maxBytesOut, firstBytes, rejectLogInterval, grace), got a list',
-      "config.yaml:5: unknown key 'firewall' (allowed: listeners, routes, backends, limits, events, admin, log)",
+      "config.yaml:5: unknown key 'dashboard' (allowed: listeners, routes, backends, limits, events, admin, firewall, log)",
     ],
   },
   {
@@ -377,7 +410,7 @@ test('a file with five mistakes gets five messages, in line order', () => {
     'limits: { perSourceRate: 50/sec }', // 5: bad rate
   );
   assert.deepEqual(errors(text), [
-    "config.yaml:4: listeners[0]: unknown key 'backlog' (allowed: name, bind, acceptProxy)",
+    "config.yaml:4: listeners[0]: unknown key 'backlog' (allowed: name, bind, acceptProxy, originalDst, tproxy, divert)",
     'config.yaml:6: routes[0].forward: unknown backend "cowie" (known: cowrie)',
     'config.yaml:10: backends.cowrie.balance: invalid value "sourcehash" (allowed: roundrobin, leastconn, source-hash)',
     'config.yaml:11: backends.cowrie.connectTimeout: invalid duration "3 seconds" (use 500ms, 5s, 5m, 1h, 1d or a number of seconds)',
