@@ -10,6 +10,11 @@ export const ERRORS = {
   HG_ERR_SINK: 'an event sink failed to write',
   HG_ERR_EVENTS_QUERY: 'cannot query the event store',
   HG_ERR_ADMIN_AUTH: 'admin API: missing or wrong bearer token',
+  HG_ERR_SOCKET: 'cannot set up a socket',
+  HG_ERR_NATIVE: 'native addon not available',
+  HG_ERR_NETNS: 'cannot build or tear down a network of namespaces',
+  HG_ERR_DOCKER: 'Docker Engine in a namespace failed',
+  HG_ERR_FIREWALL: 'cannot read or change the firewall',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -1,9 +1,9 @@
 // Upstream dialers, one per backend `source:` mode. Each returns a connected socket whose
 // first bytes (if any) announce the attacker's address; the pump takes it from there.
-// Transparent mode will be one more entry in DIALERS.
 import net from 'node:net';
 import type { Endpoint, SourceMode } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
+import { openUpstream } from '../net/native.js';
 import { encodeProxyV1, encodeProxyV2, PP2_TYPE } from '../net/proxy-protocol.js';
 import type { Flow } from './flow.js';
 
@@ -50,8 +50,27 @@ const proxyV2: Dialer = async (flow, server, timeoutMs) => {
   return socket;
 };
 
-const transparent: Dialer = () =>
-  Promise.reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', 'source: transparent is not available yet'));
+/** From the attacker's own ip (and port, when free): the honeypot sees them on the wire. */
+const transparent: Dialer = (flow, server, timeoutMs) => {
+  const where = `${server.host}:${server.port}`;
+  const family = net.isIP(server.host) as 4 | 6;
+  if (!flow.src.ip) {
+    return Promise.reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: the source address is unknown`));
+  }
+  if (net.isIP(flow.src.ip) !== family) {
+    const why = `the attacker ${flow.src.ip} is IPv${net.isIP(flow.src.ip)}, the server IPv${family}: a transparent connection keeps the family`;
+    return Promise.reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: ${why}`));
+  }
+  return openUpstream({
+    family,
+    host: server.host,
+    port: server.port,
+    localAddress: flow.src.ip,
+    localPort: flow.src.port,
+    transparent: true,
+    timeoutMs,
+  });
+};
 
 export const DIALERS: Record<SourceMode, Dialer> = {
   none,

@@ -7,10 +7,11 @@ import type { Config } from '../config/types.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
 import { anyContains, normalizeIp } from '../net/address.js';
+import { originalDst, socketFd } from '../net/native.js';
 import { Admission } from './admit.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
-import { type BoundSocket, bindAll, socketKey } from './listener.js';
+import { type BoundSocket, bindAll, endpointsOf, socketKey } from './listener.js';
 import { failOn } from './pump.js';
 import { routeWithoutPeek, selectRoute } from './route.js';
 import { Runtime } from './runtime.js';
@@ -20,6 +21,13 @@ export interface GatewayStats {
   refused: number; // flows refused by admission limits since start
   listeners: { listener: string; address: string }[];
   backends: { backend: string; servers: { server: string; up: boolean; active: number }[] }[];
+}
+
+/** Where a REDIRECTed or DNATed flow was headed (conntrack's original destination); null when untracked. */
+function natDestination(socket: net.Socket): { ip: string; port: number } | null {
+  const fd = socketFd(socket);
+  const d = fd === null ? null : originalDst(fd);
+  return d ? { ip: normalizeIp(d.host) ?? d.host, port: d.port } : null;
 }
 
 export class Gateway {
@@ -80,7 +88,7 @@ export class Gateway {
    */
   async reload(config: Config): Promise<void> {
     const owners = new Map(
-      config.listeners.flatMap((l) => l.bind.map((e) => [socketKey(l.name, e), l.name])),
+      config.listeners.flatMap((l) => endpointsOf(l).map(({ e }) => [socketKey(l.name, e), l.name])),
     );
     const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.onConnection);
     const next = new Runtime(config, this.log, this.recorder);
@@ -139,7 +147,9 @@ export class Gateway {
       socket.destroy(); // a listener being removed
       return;
     }
-    const dst = { ip: dstIp ?? '', port: socket.localPort ?? 0 };
+    const dst = listener.originalDst
+      ? (natDestination(socket) ?? { ip: dstIp ?? '', port: socket.localPort ?? 0 })
+      : { ip: dstIp ?? '', port: socket.localPort ?? 0 };
     if (!srcIp) {
       // Reset before we accepted it (nmap -sT does this): libuv's accept() does not return
       // the peer address and getpeername() now fails, so the source is unknown. Still a flow.

@@ -1,4 +1,6 @@
-// Listeners: ordinary sockets on every configured address and port. Each socket is keyed
+// Listeners: ordinary sockets on every configured address and port, and for a tproxy
+// listener one transparent socket per address, which receives every flow the firewall
+// diverts (its local address is the flow's original destination). Each socket is keyed
 // by its address so a reload keeps the sockets it still needs (even when the listener
 // that owns the address was renamed), opens new ones and closes the rest, without
 // dropping a connection on a kept port.
@@ -6,6 +8,7 @@ import net from 'node:net';
 import type { Endpoint, ListenerConfig } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import { formatEndpoint } from '../net/address.js';
+import { listenSocket } from '../net/native.js';
 
 export type OnConnection = (socket: net.Socket, bound: BoundSocket) => void;
 
@@ -27,8 +30,24 @@ const LISTEN_HINTS: Record<string, string> = {
   EADDRNOTAVAIL: ' (no interface of this host has that address)',
 };
 
+/** Every socket a listener needs; `transparent` for a tproxy listener's. */
+export function endpointsOf(l: ListenerConfig): { e: Endpoint; transparent: boolean }[] {
+  if (l.tproxy) {
+    const port = l.tproxy.port;
+    return l.tproxy.addresses.map((host) => ({ e: { host, port }, transparent: true }));
+  }
+  return l.bind.map((e) => ({ e, transparent: false }));
+}
+
+const BACKLOG = 4096;
+
 /** Binds one endpoint; rejects with HG_ERR_LISTEN naming it. */
-export function bindOne(listener: string, e: Endpoint, onConnection: OnConnection): Promise<BoundSocket> {
+export function bindOne(
+  listener: string,
+  e: Endpoint,
+  onConnection: OnConnection,
+  transparent = false,
+): Promise<BoundSocket> {
   return new Promise((resolve, reject) => {
     // pauseOnConnect: nothing is read before admission has looked at the flow.
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
@@ -41,14 +60,28 @@ export function bindOne(listener: string, e: Endpoint, onConnection: OnConnectio
       const where = `listener ${listener}: ${formatEndpoint(e)}`;
       reject(new HoneygateError('HG_ERR_LISTEN', `${where}: ${err.message}${hint}`, { cause: err }));
     });
-    // ipv6Only: "[::]:80" means IPv6; IPv4 is bound by its own "0.0.0.0:80" entry.
-    server.listen({ host: e.host, port: e.port, ipv6Only: e.host.includes(':'), backlog: 4096 }, () => {
+    const listening = () => {
       server.removeAllListeners('error');
       server.on('error', () => {}); // after listen, errors come per connection and are handled there
       const a = server.address() as net.AddressInfo;
       bound.address = formatEndpoint({ host: a.address, port: a.port });
       resolve(bound);
-    });
+    };
+    if (transparent) {
+      // Node cannot set IP_TRANSPARENT: the addon binds and listens, Node adopts the fd.
+      let fd: number;
+      try {
+        fd = listenSocket(e.host, e.port, { transparent: true, backlog: BACKLOG });
+      } catch (err) {
+        const where = `listener ${listener}: transparent ${formatEndpoint(e)}`;
+        reject(new HoneygateError('HG_ERR_LISTEN', `${where}: ${(err as Error).message}`, { cause: err }));
+        return;
+      }
+      server.listen({ fd, backlog: BACKLOG }, listening);
+      return;
+    }
+    // ipv6Only: "[::]:80" means IPv6; IPv4 is bound by its own "0.0.0.0:80" entry.
+    server.listen({ host: e.host, port: e.port, ipv6Only: e.host.includes(':'), backlog: BACKLOG }, listening);
   });
 }
 
@@ -61,9 +94,9 @@ export async function bindAll(
   const opened: BoundSocket[] = [];
   try {
     for (const l of listeners) {
-      for (const e of l.bind) {
+      for (const { e, transparent } of endpointsOf(l)) {
         if (existing.has(socketKey(l.name, e))) continue;
-        opened.push(await bindOne(l.name, e, onConnection));
+        opened.push(await bindOne(l.name, e, onConnection, transparent));
       }
     }
   } catch (err) {

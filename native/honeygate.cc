@@ -1,0 +1,327 @@
+// honeygate's native addon: only what Node cannot do itself. It creates TCP sockets with
+// IP_TRANSPARENT / SO_MARK / SO_REUSEPORT and hands back the fd (Node adopts it with
+// server.listen({ fd }) or new net.Socket({ fd })), and reads SO_ORIGINAL_DST.
+//
+// Plain N-API (ABI-stable), so one build loads on every Node that has NAPI_VERSION 8.
+// Every failure closes the fd it opened and throws an Error whose message is the failed
+// call, e.g. "setsockopt(SOL_IP, IP_TRANSPARENT, 1): EPERM", with .code and .syscall.
+// src/net/native.ts is the only importer.
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+// From linux/netfilter_ipv4.h and linux/netfilter_ipv6/ip6_tables.h, which clash with
+// glibc's headers when included together.
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80
+#endif
+
+namespace {
+
+const char kListenUsage[] =
+    "Usage: listenSocket(host: string, port: number, options?: { transparent?: boolean, mark?: number, "
+    "reusePort?: boolean, backlog?: number }): host is an IPv4 or IPv6 literal, port 0-65535, "
+    "mark 0-0xffffffff, backlog 1-65535";
+const char kUpstreamUsage[] =
+    "Usage: upstreamSocket(family: 4 | 6, options?: { transparent?: boolean, mark?: number, "
+    "reusePort?: boolean })";
+const char kOriginalDstUsage[] = "Usage: originalDst(fd: number): fd is a connected TCP socket";
+
+struct Options {
+  bool transparent = false;
+  uint32_t mark = 0;  // 0: leave unset (setting it needs privilege for nothing)
+  bool reusePort = false;
+  int backlog = 511;  // Node's default
+};
+
+const char* ErrnoName(int err) {
+  switch (err) {
+#define HG_ERRNO(name) \
+  case name:           \
+    return #name;
+    HG_ERRNO(EPERM)
+    HG_ERRNO(EACCES)
+    HG_ERRNO(EADDRINUSE)
+    HG_ERRNO(EADDRNOTAVAIL)
+    HG_ERRNO(EAFNOSUPPORT)
+    HG_ERRNO(EBADF)
+    HG_ERRNO(EINVAL)
+    HG_ERRNO(EMFILE)
+    HG_ERRNO(ENFILE)
+    HG_ERRNO(ENOBUFS)
+    HG_ERRNO(ENOENT)
+    HG_ERRNO(ENOMEM)
+    HG_ERRNO(ENOPROTOOPT)
+    HG_ERRNO(ENOTCONN)
+    HG_ERRNO(ENOTSOCK)
+    HG_ERRNO(EOPNOTSUPP)
+    HG_ERRNO(EPROTONOSUPPORT)
+#undef HG_ERRNO
+    default:
+      return nullptr;
+  }
+}
+
+// Closes fd (when >= 0), then throws Error("SYSCALL(ARGS): ECODE") with .code and .syscall.
+// Returns nullptr so callers can `return Fail(...)`.
+napi_value Fail(napi_env env, int fd, const char* syscall, const char* args, int err) {
+  if (fd >= 0) close(fd);
+  char code[32];
+  const char* name = ErrnoName(err);
+  if (name != nullptr) {
+    snprintf(code, sizeof code, "%s", name);
+  } else {
+    snprintf(code, sizeof code, "errno %d", err);
+  }
+  char message[256];
+  snprintf(message, sizeof message, "%s(%s): %s", syscall, args, code);
+  napi_value code_value, message_value, syscall_value, error;
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value);
+  napi_create_error(env, code_value, message_value, &error);
+  napi_set_named_property(env, error, "syscall", syscall_value);
+  napi_throw(env, error);
+  return nullptr;
+}
+
+napi_value Usage(napi_env env, const char* usage) {
+  napi_throw_type_error(env, nullptr, usage);
+  return nullptr;
+}
+
+// An integer in [min, max], or false.
+bool GetInteger(napi_env env, napi_value value, double min, double max, double* out) {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_number) return false;
+  if (napi_get_value_double(env, value, out) != napi_ok) return false;
+  return std::floor(*out) == *out && *out >= min && *out <= max;
+}
+
+// Reads the options object; undefined properties keep their defaults. False on a bad value.
+bool GetOptions(napi_env env, napi_value object, Options* opts) {
+  napi_valuetype type;
+  if (napi_typeof(env, object, &type) != napi_ok) return false;
+  if (type == napi_undefined) return true;
+  if (type != napi_object) return false;
+
+  napi_value value;
+  double number;
+  if (napi_get_named_property(env, object, "transparent", &value) != napi_ok) return false;
+  if (napi_typeof(env, value, &type) != napi_ok) return false;
+  if (type != napi_undefined && napi_get_value_bool(env, value, &opts->transparent) != napi_ok) return false;
+
+  if (napi_get_named_property(env, object, "reusePort", &value) != napi_ok) return false;
+  if (napi_typeof(env, value, &type) != napi_ok) return false;
+  if (type != napi_undefined && napi_get_value_bool(env, value, &opts->reusePort) != napi_ok) return false;
+
+  if (napi_get_named_property(env, object, "mark", &value) != napi_ok) return false;
+  if (napi_typeof(env, value, &type) != napi_ok) return false;
+  if (type != napi_undefined) {
+    if (!GetInteger(env, value, 0, 4294967295.0, &number)) return false;
+    opts->mark = static_cast<uint32_t>(number);
+  }
+
+  if (napi_get_named_property(env, object, "backlog", &value) != napi_ok) return false;
+  if (napi_typeof(env, value, &type) != napi_ok) return false;
+  if (type != napi_undefined) {
+    if (!GetInteger(env, value, 1, 65535, &number)) return false;
+    opts->backlog = static_cast<int>(number);
+  }
+  return true;
+}
+
+// setsockopt(fd, level, name, value); `args` is how the message names it. Throws on failure.
+bool SetInt(napi_env env, int fd, int level, int name, int value, const char* args) {
+  if (setsockopt(fd, level, name, &value, sizeof value) == 0) return true;
+  Fail(env, fd, "setsockopt", args, errno);
+  return false;
+}
+
+// socket() plus the options both kinds of socket share. Returns the fd, or -1 after throwing.
+// v6only: an AF_INET6 socket that takes no IPv4 (listeners: IPv4 gets its own socket).
+int NewSocket(napi_env env, int family, const Options& opts, bool v6only) {
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    Fail(env, -1, "socket", family == AF_INET ? "AF_INET, SOCK_STREAM" : "AF_INET6, SOCK_STREAM", errno);
+    return -1;
+  }
+  // SO_REUSEADDR: an upstream may bind the attacker's ip:port while honeygate's own
+  // downstream socket (or a TIME_WAIT one) holds the same address.
+  if (!SetInt(env, fd, SOL_SOCKET, SO_REUSEADDR, 1, "SOL_SOCKET, SO_REUSEADDR, 1")) return -1;
+  if (family == AF_INET6 && v6only) {
+    if (!SetInt(env, fd, SOL_IPV6, IPV6_V6ONLY, 1, "SOL_IPV6, IPV6_V6ONLY, 1")) return -1;
+  }
+  if (opts.transparent) {
+    if (family == AF_INET6) {
+      if (!SetInt(env, fd, SOL_IPV6, IPV6_TRANSPARENT, 1, "SOL_IPV6, IPV6_TRANSPARENT, 1")) return -1;
+    }
+    // A dual-stack AF_INET6 socket also carries IPv4 flows, which obey IP_TRANSPARENT.
+    if (family == AF_INET || !v6only) {
+      if (!SetInt(env, fd, SOL_IP, IP_TRANSPARENT, 1, "SOL_IP, IP_TRANSPARENT, 1")) return -1;
+    }
+  }
+  if (opts.mark != 0) {
+    char args[64];
+    snprintf(args, sizeof args, "SOL_SOCKET, SO_MARK, 0x%x", opts.mark);
+    if (!SetInt(env, fd, SOL_SOCKET, SO_MARK, static_cast<int>(opts.mark), args)) return -1;
+  }
+  if (opts.reusePort) {
+    if (!SetInt(env, fd, SOL_SOCKET, SO_REUSEPORT, 1, "SOL_SOCKET, SO_REUSEPORT, 1")) return -1;
+  }
+  return fd;
+}
+
+napi_value ListenSocket(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  if (argc < 2) return Usage(env, kListenUsage);
+
+  napi_valuetype type;
+  char host[64];
+  size_t host_len;
+  if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string) return Usage(env, kListenUsage);
+  if (napi_get_value_string_utf8(env, argv[0], host, sizeof host, &host_len) != napi_ok) return nullptr;
+  // Longer than any address literal (so possibly truncated), or with a NUL inside.
+  if (host_len >= sizeof host - 1 || strlen(host) != host_len) return Usage(env, kListenUsage);
+  double port;
+  if (!GetInteger(env, argv[1], 0, 65535, &port)) return Usage(env, kListenUsage);
+  Options opts;
+  if (argc >= 3 && !GetOptions(env, argv[2], &opts)) return Usage(env, kListenUsage);
+
+  sockaddr_storage addr{};
+  socklen_t addr_len;
+  int family;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    family = v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    addr_len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    family = v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    addr_len = sizeof *v6;
+  } else {
+    return Usage(env, kListenUsage);
+  }
+
+  int fd = NewSocket(env, family, opts, true);
+  if (fd < 0) return nullptr;
+  char args[sizeof host + 16];
+  snprintf(args, sizeof args, family == AF_INET ? "%s:%d" : "[%s]:%d", host, static_cast<int>(port));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) return Fail(env, fd, "bind", args, errno);
+  snprintf(args, sizeof args, "%d", opts.backlog);
+  if (listen(fd, opts.backlog) != 0) return Fail(env, fd, "listen", args, errno);
+
+  napi_value result;
+  if (napi_create_int32(env, fd, &result) != napi_ok) {
+    close(fd);
+    return nullptr;
+  }
+  return result;
+}
+
+napi_value UpstreamSocket(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  if (argc < 1) return Usage(env, kUpstreamUsage);
+  double family;
+  if (!GetInteger(env, argv[0], 4, 6, &family) || family == 5) return Usage(env, kUpstreamUsage);
+  Options opts;
+  if (argc >= 2 && !GetOptions(env, argv[1], &opts)) return Usage(env, kUpstreamUsage);
+
+  // Not v6only: Node's bind6 clears IPV6_V6ONLY anyway, and IP_TRANSPARENT covers v4-mapped peers.
+  int fd = NewSocket(env, family == 4 ? AF_INET : AF_INET6, opts, false);
+  if (fd < 0) return nullptr;
+  napi_value result;
+  if (napi_create_int32(env, fd, &result) != napi_ok) {
+    close(fd);
+    return nullptr;
+  }
+  return result;
+}
+
+// { host, port } from an IPv4 or IPv6 socket address.
+napi_value Endpoint(napi_env env, int family, const void* address, uint16_t port) {
+  char text[INET6_ADDRSTRLEN];
+  if (inet_ntop(family, address, text, sizeof text) == nullptr) return nullptr;
+  napi_value object, host, port_value;
+  napi_create_object(env, &object);
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &host);
+  napi_create_uint32(env, ntohs(port), &port_value);
+  napi_set_named_property(env, object, "host", host);
+  napi_set_named_property(env, object, "port", port_value);
+  return object;
+}
+
+napi_value OriginalDst(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  double fd_number;
+  if (argc < 1 || !GetInteger(env, argv[0], 0, 2147483647.0, &fd_number)) return Usage(env, kOriginalDstUsage);
+  int fd = static_cast<int>(fd_number);
+  char args[64];
+
+  // The conntrack entry is IPv4 also for a v4-mapped flow on an AF_INET6 socket.
+  sockaddr_in6 local{};
+  socklen_t len = sizeof local;
+  snprintf(args, sizeof args, "%d", fd);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+    return Fail(env, -1, "getsockname", args, errno);
+  }
+  bool ipv4 = local.sin6_family == AF_INET ||
+              (local.sin6_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&local.sin6_addr));
+  if (!ipv4 && local.sin6_family != AF_INET6) return Usage(env, kOriginalDstUsage);
+
+  napi_value null_value;
+  napi_get_null(env, &null_value);
+  if (ipv4) {
+    sockaddr_in dst{};
+    len = sizeof dst;
+    snprintf(args, sizeof args, "%d, SOL_IP, SO_ORIGINAL_DST", fd);
+    if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &len) != 0) {
+      if (errno == ENOENT) return null_value;  // conntrack does not track this flow
+      return Fail(env, -1, "getsockopt", args, errno);
+    }
+    return Endpoint(env, AF_INET, &dst.sin_addr, dst.sin_port);
+  }
+  sockaddr_in6 dst{};
+  len = sizeof dst;
+  snprintf(args, sizeof args, "%d, SOL_IPV6, IP6T_SO_ORIGINAL_DST", fd);
+  if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &len) != 0) {
+    if (errno == ENOENT) return null_value;
+    return Fail(env, -1, "getsockopt", args, errno);
+  }
+  return Endpoint(env, AF_INET6, &dst.sin6_addr, dst.sin6_port);
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor functions[] = {
+      {"listenSocket", nullptr, ListenSocket, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"upstreamSocket", nullptr, UpstreamSocket, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"originalDst", nullptr, OriginalDst, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

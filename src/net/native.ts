@@ -1,0 +1,200 @@
+// The typed surface of the native addon (native/honeygate.cc), and the only module that
+// loads it. The addon does only what Node cannot: create TCP sockets with IP_TRANSPARENT,
+// SO_MARK and SO_REUSEPORT and hand back the fd, and read SO_ORIGINAL_DST. Node adopts the
+// fd: a listener with `server.listen({ fd })`, an upstream with openUpstream() below.
+//
+// The addon loads on first use, so importing this module never fails; nativeAvailable()
+// says whether it can load and, if not, every path tried.
+import { closeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { HoneygateError } from '../errors.js';
+
+export interface SocketOptions {
+  transparent?: boolean;
+  mark?: number; // SO_MARK; 0 or absent leaves it unset
+  reusePort?: boolean;
+}
+
+interface Addon {
+  listenSocket(host: string, port: number, opts: SocketOptions & { backlog?: number }): number;
+  upstreamSocket(family: 4 | 6, opts: SocketOptions): number;
+  originalDst(fd: number): { host: string; port: number } | null;
+}
+
+// This file runs as dist/src/net/native.js; node-gyp builds into the package root.
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CANDIDATES = ['build/Release/honeygate.node', 'build/Debug/honeygate.node'];
+
+let loaded: Addon | undefined;
+let loadError: HoneygateError | undefined;
+
+function addon(): Addon {
+  if (loaded) return loaded;
+  if (loadError) throw loadError;
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const candidate of CANDIDATES) {
+    const path = ROOT + candidate;
+    try {
+      loaded = require(path) as Addon;
+      return loaded;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      tried.push(`${path} (${e.code === 'MODULE_NOT_FOUND' ? 'not found' : e.message})`);
+    }
+  }
+  loadError = new HoneygateError(
+    'HG_ERR_NATIVE',
+    `tried ${tried.join(', ')}; run npm ci (needs g++, python3, make) or node scripts/build-native.mjs`,
+  );
+  throw loadError;
+}
+
+/** Whether the addon loads; the reason lists every path tried. */
+export function nativeAvailable(): { ok: true } | { ok: false; reason: string } {
+  try {
+    addon();
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, reason: (err as Error).message };
+  }
+}
+
+const HINTS: Record<string, string> = {
+  EPERM: ' — needs CAP_NET_ADMIN (run as root or grant the capability)',
+  EACCES: ' — ports below 1024 need root or CAP_NET_BIND_SERVICE',
+  EADDRINUSE: ' — another process, or another honeygate, listens there',
+  EADDRNOTAVAIL: ' — no interface of this host has that address',
+};
+
+/** Runs an addon call; its errors (the failed syscall) become HG_ERR_SOCKET with a hint. Usage errors pass. */
+function call<T>(fn: (a: Addon) => T): T {
+  const a = addon();
+  try {
+    return fn(a);
+  } catch (err) {
+    if (err instanceof TypeError) throw err; // a programming error: "Usage: ..."
+    const e = err as NodeJS.ErrnoException;
+    const hint = e.code ? (HINTS[e.code] ?? '') : '';
+    throw new HoneygateError('HG_ERR_SOCKET', `${e.message}${hint}`, { cause: err });
+  }
+}
+
+/**
+ * socket() + setsockopt() + bind() + listen(); returns the listening fd for
+ * `server.listen({ fd, backlog })` (pass the same backlog: Node calls listen() again with its own).
+ * An IPv6 host gets an IPv6-only socket. Throws HG_ERR_SOCKET naming the failed call.
+ */
+export function listenSocket(host: string, port: number, opts: SocketOptions & { backlog?: number }): number {
+  return call((a) => a.listenSocket(host, port, opts));
+}
+
+/** socket() + setsockopt(); returns an unbound, unconnected fd. Throws HG_ERR_SOCKET. */
+export function upstreamSocket(family: 4 | 6, opts: SocketOptions): number {
+  return call((a) => a.upstreamSocket(family, opts));
+}
+
+/**
+ * The destination before REDIRECT/DNAT (getsockopt SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST) of
+ * a connected fd: conntrack's original tuple, so a tracked flow that no rule rewrote reports
+ * its own local address; null when conntrack does not track the flow (ENOENT: conntrack is
+ * not in use in this namespace). Throws HG_ERR_SOCKET.
+ */
+export function originalDst(fd: number): { host: string; port: number } | null {
+  return call((a) => a.originalDst(fd));
+}
+
+/**
+ * The fd under a Node socket (for originalDst), or null when it has none (closed, or not a
+ * TCP handle). Node offers no public API for it: this reads the handle's fd, the one place
+ * honeygate looks inside a Node object.
+ */
+export function socketFd(socket: net.Socket): number | null {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : null;
+}
+
+export interface UpstreamOptions {
+  family: 4 | 6;
+  host: string;
+  port: number;
+  localAddress: string; // with transparent: the attacker's address
+  localPort: number; // 0: any; a taken port falls back to 0
+  transparent: boolean;
+  mark?: number;
+  timeoutMs: number;
+}
+
+/**
+ * Connects to host:port from localAddress:localPort (a foreign address when transparent).
+ * When that port is taken (a listener holds it, or the same 4-tuple is still in use) it
+ * retries once from an ephemeral port. Resolves with the connected socket,
+ * paused (nothing read yet) and with no-delay set; rejects with HG_ERR_UPSTREAM_CONNECT.
+ * The fd is closed on every failure.
+ */
+export async function openUpstream(opts: UpstreamOptions): Promise<net.Socket> {
+  const where = `${opts.host}:${opts.port}`;
+  const deadline = Date.now() + opts.timeoutMs;
+  try {
+    return await dialOnce(opts, opts.localPort, opts.timeoutMs);
+  } catch (err) {
+    // EADDRINUSE: a listener holds the port (libuv reports bind's EADDRINUSE at connect).
+    // EADDRNOTAVAIL from connect: the same 4-tuple is still in use (or in TIME_WAIT); from
+    // bind it means the address itself, which another port would not cure.
+    const { code, syscall } = err as NodeJS.ErrnoException;
+    const taken =
+      opts.localPort !== 0 && (code === 'EADDRINUSE' || (code === 'EADDRNOTAVAIL' && syscall === 'connect'));
+    if (!taken) throw upstreamError(where, err);
+    try {
+      return await dialOnce(opts, 0, Math.max(1, deadline - Date.now()));
+    } catch (retryErr) {
+      throw upstreamError(where, retryErr, ` (retried from an ephemeral port: ${opts.localPort} was taken)`);
+    }
+  }
+}
+
+function upstreamError(where: string, err: unknown, note = ''): HoneygateError {
+  return new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: ${(err as Error).message}${note}`, {
+    cause: err,
+  });
+}
+
+/** One attempt; rejects with the raw error (its code decides on a retry). */
+function dialOnce(opts: UpstreamOptions, localPort: number, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const fd = upstreamSocket(opts.family, { transparent: opts.transparent, mark: opts.mark });
+    let socket: net.Socket;
+    try {
+      // manualStart: otherwise the constructor starts reading at once, and the honeypot's
+      // first bytes would be taken before the caller resumes. Undocumented, honoured by
+      // Node 20 and 24 alike; test/unit/native.test.ts checks that nothing is read early.
+      const options = { fd, allowHalfOpen: true, manualStart: true };
+      socket = new net.Socket(options);
+    } catch (err) {
+      closeSync(fd); // not adopted: still ours to close
+      throw err;
+    }
+    socket.on('error', () => {}); // kept until the pump's handler replaces it: never without one
+    const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      socket.destroy(); // closes the fd
+      reject(err);
+    };
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', fail);
+      socket.pause(); // before Node's first read, which follows the 'connect' event
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+    try {
+      socket.connect({ host: opts.host, port: opts.port, localAddress: opts.localAddress, localPort });
+    } catch (err) {
+      fail(err as Error); // invalid arguments throw at once
+    }
+  });
+}
