@@ -2,6 +2,7 @@
 // A failed connect tries another server (retries); when none is left, or every server is
 // down, the backend's fallback takes the flow (another backend, or capture).
 
+import net from 'node:net';
 import { CAPTURE_DEFAULTS } from '../config/schema.js';
 import type { BackendConfig, CaptureOptions } from '../config/types.js';
 import { DIALERS } from '../gateway/dial.js';
@@ -23,6 +24,13 @@ export async function forward(flow: Flow, backendName: string, depth = 0): Promi
   const tried = new Set<string>();
   const dial = DIALERS[backend.source];
   let lastError = 'every server is down';
+  if (backend.source === 'transparent') {
+    // A transparent connection keeps the attacker's address family: skip the other family.
+    const family = net.isIP(flow.src.ip);
+    for (const s of pool.servers) if (net.isIP(s.endpoint.host) !== family) tried.add(s.key);
+    if (tried.size === pool.servers.length)
+      lastError = `no IPv${family} server (source: transparent keeps the attacker's address family)`;
+  }
   for (let attempt = 0; attempt <= backend.retries; attempt++) {
     const server = pool.pick(flow.src.ip, tried);
     if (!server) break;
