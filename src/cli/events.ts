@@ -10,7 +10,7 @@ import { formatEndpoint, parseCidr } from '../net/address.js';
 
 export const DEFAULT_DB = './data/events.db';
 const ACTIONS = ['forward', 'capture', 'reject', 'drop', 'close'];
-const TYPES = ['flow', 'update', 'rejected'];
+const TYPES = ['flow', 'update', 'rejected', 'firewall'];
 const UNIT_MS: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 };
 
 export interface EventsOptions {

@@ -17,6 +17,7 @@ const EVENT_TYPES: Record<FlowEvent['type'], string[]> = {
   flow: ['connection', 'end'],
   update: ['connection', 'info'],
   rejected: ['connection', 'denied'],
+  firewall: ['change'],
 };
 
 /** One line of the file. Optional fields are left out, not null, when the event has no value. */
@@ -64,7 +65,7 @@ export function toEcs(e: FlowEvent): EcsDocument {
     event: {
       id: e.id,
       kind: 'event',
-      category: ['network'],
+      category: e.type === 'firewall' ? ['configuration'] : ['network'],
       type: EVENT_TYPES[e.type] ?? ['connection'],
       action: e.action ?? undefined,
       reason: e.closeReason ?? undefined,

@@ -55,7 +55,9 @@ const transparent: Dialer = (flow, server, timeoutMs) => {
   const where = `${server.host}:${server.port}`;
   const family = net.isIP(server.host) as 4 | 6;
   if (!flow.src.ip) {
-    return Promise.reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: the source address is unknown`));
+    return Promise.reject(
+      new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: the source address is unknown`),
+    );
   }
   if (net.isIP(flow.src.ip) !== family) {
     const why = `the attacker ${flow.src.ip} is IPv${net.isIP(flow.src.ip)}, the server IPv${family}: a transparent connection keeps the family`;

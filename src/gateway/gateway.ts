@@ -1,13 +1,15 @@
 // The wiring: the only module that knows every stage. A connection goes
 //   listener -> admit -> [inbound PROXY header] -> route (peeks if asked) -> action -> event
 // and the gateway owns what outlives a config: sockets, admission counts, the recorder.
+import { closeSync } from 'node:fs';
 import type net from 'node:net';
 import { runAction } from '../actions/index.js';
 import type { Config } from '../config/types.js';
+import { HoneygateError } from '../errors.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
 import { anyContains, normalizeIp } from '../net/address.js';
-import { originalDst, socketFd } from '../net/native.js';
+import { originalDst, socketFd, upstreamSocket } from '../net/native.js';
 import { Admission } from './admit.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
@@ -28,6 +30,26 @@ function natDestination(socket: net.Socket): { ip: string; port: number } | null
   const fd = socketFd(socket);
   const d = fd === null ? null : originalDst(fd);
   return d ? { ip: normalizeIp(d.host) ?? d.host, port: d.port } : null;
+}
+
+/**
+ * A transparent backend fails only when its first flow dials; find out at start instead
+ * (no addon, no CAP_NET_ADMIN) by opening and closing one such socket.
+ */
+function checkTransparentCapable(config: Config): void {
+  const transparent = [...config.backends.values()].find((b) => b.source === 'transparent');
+  if (!transparent) return;
+  const families = new Set(transparent.servers.map((s) => (s.host.includes(':') ? 6 : 4)));
+  for (const family of families) {
+    try {
+      closeSync(upstreamSocket(family, { transparent: true }));
+    } catch (err) {
+      const why = (err as Error).message;
+      throw new HoneygateError('HG_ERR_SOCKET', `backend ${transparent.name} (source: transparent): ${why}`, {
+        cause: err,
+      });
+    }
+  }
 }
 
 export class Gateway {
@@ -70,6 +92,7 @@ export class Gateway {
 
   /** Binds every listener (all or nothing), starts health checks. */
   async start(): Promise<void> {
+    checkTransparentCapable(this.config);
     const bound = await bindAll(this.config.listeners, new Set(), this.onConnection);
     for (const b of bound) this.addSocket(b);
     this.runtime.start();

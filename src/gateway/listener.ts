@@ -81,7 +81,10 @@ export function bindOne(
       return;
     }
     // ipv6Only: "[::]:80" means IPv6; IPv4 is bound by its own "0.0.0.0:80" entry.
-    server.listen({ host: e.host, port: e.port, ipv6Only: e.host.includes(':'), backlog: BACKLOG }, listening);
+    server.listen(
+      { host: e.host, port: e.port, ipv6Only: e.host.includes(':'), backlog: BACKLOG },
+      listening,
+    );
   });
 }
 
