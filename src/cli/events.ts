@@ -194,6 +194,11 @@ export function formatTable(events: FlowEvent[]): string {
 }
 
 function tableRow(e: FlowEvent): string[] {
+  if (e.type === 'firewall') {
+    // Not a flow: what happened to the rules goes where a flow's bytes would.
+    const cells = [localTime(e.openedAt), e.type, ...Array<string>(COLUMNS.length - 3).fill('-')];
+    return [...cells, (e.detail ?? '').slice(0, 200)].map(printable);
+  }
   const server = e.backend || e.server ? `${e.backend ?? '-'}/${e.server ?? '-'}` : '-';
   return [
     localTime(e.openedAt),

@@ -8,6 +8,7 @@ import type { Sink } from '../events/event.js';
 import { JsonlSink } from '../events/jsonl.js';
 import { Recorder } from '../events/recorder.js';
 import { SqliteSink } from '../events/sqlite.js';
+import { FirewallWatch } from '../firewall/watch.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger, type Logger } from '../log.js';
 
@@ -18,12 +19,16 @@ export function register(program: Command): void {
       'run the gateway until SIGTERM or SIGINT (SIGHUP reloads the config, SIGUSR1 reopens log files)',
     )
     .requiredOption('-c, --config <file>', 'configuration file (YAML)')
-    .action(async (opts: { config: string }) => {
-      process.exitCode = await run(opts.config);
+    .option(
+      '--manage-firewall',
+      'apply the nftables rules and policy routing at start, re-apply them when they vanish, remove them at exit',
+    )
+    .action(async (opts: { config: string; manageFirewall?: boolean }) => {
+      process.exitCode = await run(opts.config, { manageFirewall: opts.manageFirewall === true });
     });
 }
 
-export async function run(path: string): Promise<number> {
+export async function run(path: string, opts: { manageFirewall?: boolean } = {}): Promise<number> {
   const loaded = loadConfigFile(path);
   if (!loaded.ok) {
     for (const e of loaded.errors) process.stderr.write(`${e}\n`);
@@ -48,23 +53,29 @@ export async function run(path: string): Promise<number> {
     log,
   });
   const gateway = new Gateway(config, log, recorder);
+  const firewall = opts.manageFirewall ? new FirewallWatch(config, log, recorder) : null;
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   try {
     await gateway.start();
+    // Rules after the sockets: a diverted flow needs the tproxy socket to land on.
+    await firewall?.start();
     if (config.admin) admin = await startAdmin(config.admin, { gateway, recorder, log });
   } catch (err) {
     fatal(log, err);
+    await firewall?.stop();
     await gateway.stop();
     await recorder.close();
     return 1;
   }
   log.info({ config: path, listeners: config.listeners.length, routes: config.routes.length }, 'ready');
 
-  const signals = handleSignals(path, gateway, recorder, log);
+  const signals = handleSignals(path, gateway, firewall, recorder, log);
   await signals.stopped;
   log.info({ openFlows: gateway.openFlows }, 'stopping');
   await admin?.close();
   await gateway.stop();
+  // Rules last: open transparent flows need them for their packets until the grace period ends.
+  await firewall?.stop();
   await recorder.close();
   signals.detach();
   log.info({ events: recorder.stats() }, 'stopped');
@@ -95,7 +106,13 @@ function openSinks(config: Config): Sink[] {
  * The handlers stay until detach(): a signal during the grace period must not take its
  * default action (killing the process before the events are flushed).
  */
-function handleSignals(path: string, gateway: Gateway, recorder: Recorder, log: Logger) {
+function handleSignals(
+  path: string,
+  gateway: Gateway,
+  firewall: FirewallWatch | null,
+  recorder: Recorder,
+  log: Logger,
+) {
   let stopping = false;
   let reloading = Promise.resolve();
   let stop!: () => void;
@@ -104,7 +121,7 @@ function handleSignals(path: string, gateway: Gateway, recorder: Recorder, log: 
   });
   const onHup = () => {
     if (stopping) return log.warn('reload ignored: stopping');
-    reloading = reloading.then(() => reload(path, gateway, log));
+    reloading = reloading.then(() => reload(path, gateway, firewall, log));
   };
   const onUsr1 = () => {
     recorder.reopen();
@@ -130,7 +147,12 @@ function handleSignals(path: string, gateway: Gateway, recorder: Recorder, log: 
 }
 
 /** An invalid config or a failed bind is rejected with its errors; the old config keeps serving. */
-async function reload(path: string, gateway: Gateway, log: Logger): Promise<void> {
+async function reload(
+  path: string,
+  gateway: Gateway,
+  firewall: FirewallWatch | null,
+  log: Logger,
+): Promise<void> {
   const loaded = loadConfigFile(path);
   if (!loaded.ok) {
     log.error({ config: path, errors: loaded.errors }, 'reload rejected');
@@ -142,6 +164,14 @@ async function reload(path: string, gateway: Gateway, log: Logger): Promise<void
   } catch (err) {
     log.error({ config: path, errors: [(err as Error).message] }, 'reload rejected');
     return;
+  }
+  try {
+    await firewall?.reload(loaded.config);
+  } catch (err) {
+    log.error(
+      { code: 'HG_ERR_FIREWALL' },
+      `config reloaded, but its firewall rules failed: ${(err as Error).message}`,
+    );
   }
   log.level = loaded.config.log.level;
   for (const w of loaded.warnings) log.warn({ config: path }, w);

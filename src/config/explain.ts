@@ -123,8 +123,19 @@ export function compressEndpoints(endpoints: Endpoint[]): string[] {
 }
 
 function describeListener(l: ListenerConfig): string {
+  if (l.tproxy) {
+    const t = l.tproxy;
+    const sockets = t.addresses.map((host) => formatEndpoint({ host, port: t.port })).join(', ');
+    const d = t.divert;
+    const ranges = (rs: { from: number; to: number }[]) =>
+      rs.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(', ');
+    const to = d.addresses ? ` to ${orList(d.addresses.map((c) => c.text))}` : '';
+    const except = d.exclude.length ? ` except ${ranges(d.exclude)}` : '';
+    return `${l.name}: transparent ${sockets}; receives what the firewall diverts from ${orList(d.interfaces)}${to}, ports ${ranges(d.ports)}${except} (sshd's and the admin port stay out unless named alone)`;
+  }
   const sockets = l.bind.length > 1 ? ` (${plural(l.bind.length, 'socket')})` : '';
   let line = `${l.name}: ${compressEndpoints(l.bind).join(', ')}${sockets}`;
+  if (l.originalDst) line += '; destination from SO_ORIGINAL_DST (REDIRECT/DNAT)';
   const ap = l.acceptProxy;
   if (ap) {
     const versions = `PROXY ${ap.versions.join('/')}`;
@@ -222,7 +233,9 @@ export function findUnboundPortRoutes(config: Config): { index: number; ports: s
     const m = route.match;
     if (!m?.dstPorts) continue;
     const listeners = config.listeners.filter((l) => !m.listeners || m.listeners.includes(l.name));
-    if (listeners.some((l) => l.acceptProxy || l.bind.some((e) => e.port === 0))) continue;
+    // Their dst port is not the socket's: a PROXY header's, a NAT rule's, or a diverted flow's.
+    if (listeners.some((l) => l.acceptProxy || l.originalDst || l.tproxy || l.bind.some((e) => e.port === 0)))
+      continue;
     const bound = listeners.flatMap((l) => l.bind.map((e) => e.port));
     const reachable = m.dstPorts.some((r) => bound.some((p) => p >= r.from && p <= r.to));
     if (!reachable) {

@@ -703,6 +703,15 @@ function warnAbout(report: Report, config: Config): void {
       `${formatEndpoint(config.admin.listen)} is reachable from other hosts and admin.token is not set`,
     );
   }
+  for (const b of config.backends.values()) {
+    if (b.source !== 'transparent') continue;
+    for (const server of b.servers.filter((e) => isLoopback(e.host))) {
+      report.warn(
+        ['backends', b.name, 'servers'],
+        `${formatEndpoint(server)} is a loopback address: its replies to the attacker's address leave by the default route and never reach honeygate (give the honeypot's own address)`,
+      );
+    }
+  }
   if (!config.events.sqlite && !config.events.jsonl) {
     report.warn(['events'], 'no event sink (sqlite and jsonl are both off): connections are not recorded');
   }

@@ -325,7 +325,7 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     ),
     errors: [
       'config.yaml:2: listeners[0].divert: a tproxy listener needs divert: { interface: ..., ports: ... } (what the firewall sends it)',
-      'config.yaml:5: listeners[1].bind: a tproxy listener takes no bind (its connections arrive through the firewall\'s divert rules)',
+      "config.yaml:5: listeners[1].bind: a tproxy listener takes no bind (its connections arrive through the firewall's divert rules)",
       'config.yaml:6: listeners[1].tproxy.address: at most one IPv4 and one IPv6 address',
       'config.yaml:7: listeners[1].divert.addresses: 2001:db8::/32 is IPv6 but tproxy.address has no IPv6 address to receive it',
       'config.yaml:10: listeners[2].divert.interface[1]: invalid interface name "toolonginterface0" (up to 15 letters, digits, _.@:-; a trailing * matches a prefix)',
@@ -341,7 +341,7 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     name: 'firewall: a kernel routing table',
     text: lines(LISTENER.trimEnd(), 'firewall: { table: 254 }'),
     errors: [
-      'config.yaml:4: firewall.table: table 254 is one of the kernel\'s own (253 default, 254 main, 255 local)',
+      "config.yaml:4: firewall.table: table 254 is one of the kernel's own (253 default, 254 main, 255 local)",
     ],
   },
   {

@@ -1,0 +1,215 @@
+// `honeygate demo`: builds a throw-away farm of network namespaces (two attackers, the
+// gateway, a honeypot host), runs honeygate in the gateway with transparent mode and its
+// own firewall rules, attacks from both attackers (a connect scan, an SSH banner grab, an
+// HTTP request), prints what the honeypot saw and the recorded events, and tears it all
+// down, also on Ctrl-C. Needs root (namespaces, nftables) and nothing else installed.
+import { type ChildProcess, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { buildFarm, type Farm } from '../netns/topology.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/src/cli
+const BIN = path.resolve(HERE, '../../../bin/honeygate.js');
+const DEMO = path.resolve(HERE, '../demo');
+const HONEYPOT_PORTS = [22, 80];
+const READY_MS = 15_000;
+
+export function register(program: Command): void {
+  program
+    .command('demo')
+    .description(
+      'build a throw-away network of namespaces, attack the gateway from it, show what the honeypot saw and the events (root)',
+    )
+    .option('--keep', 'leave the namespaces up until Ctrl-C, to look around')
+    .action(async (opts: { keep?: boolean }) => {
+      process.exitCode = await demo(opts.keep === true);
+    });
+}
+
+function config(farm: Farm, dir: string): string {
+  const hp = farm.honeypot!;
+  const { devs } = farm.gateway;
+  return `# written by honeygate demo
+listeners:
+  - name: every-port
+    tproxy: { port: 15001 }
+    # 22 named by itself: diverted although sshd's port is otherwise protected
+    divert: { interface: [${devs.attacker1}, ${devs.attacker2}], ports: [22, 1-65535] }
+routes:
+  - name: ssh
+    match: { dstPorts: [22, 2222] }
+    forward: ssh-honeypot
+  - name: web
+    match: { protocol: http }
+    forward: web-honeypot
+  - name: everything-else
+    capture: { timeout: 2s }
+backends:
+  ssh-honeypot:
+    servers: ["${hp.ip4}:22", "[${hp.ip6}]:22"]
+    source: transparent
+    fallback: capture
+  web-honeypot:
+    servers: ["${hp.ip4}:80", "[${hp.ip6}]:80"]
+    source: transparent
+    fallback: capture
+events: { sqlite: ${path.join(dir, 'events.db')}, sensor: demo }
+log: { level: info }
+`;
+}
+
+function say(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+/** Resolves with the first stdout line matching `pattern`, or rejects after `ms`. */
+function waitForLine(child: ChildProcess, pattern: RegExp, what: string, ms = READY_MS): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    let stderr = '';
+    const timer = setTimeout(
+      () => done(new Error(`${what}: not ready after ${ms} ms\n${stderr}${buffered}`)),
+      ms,
+    );
+    const onData = (d: Buffer) => {
+      buffered += d.toString();
+      if (pattern.test(buffered)) done();
+    };
+    const onErr = (d: Buffer) => {
+      stderr += d.toString();
+    };
+    const onExit = (code: number | null) =>
+      done(new Error(`${what} exited (${code}) before it was ready\n${stderr}${buffered}`));
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve();
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onErr);
+    child.once('exit', onExit);
+  });
+}
+
+function missingPrerequisite(): string | null {
+  if (process.getuid?.() !== 0)
+    return 'honeygate demo needs root (it creates network namespaces and nftables rules)';
+  for (const [tool, pkg] of [
+    ['ip', 'iproute2'],
+    ['nft', 'nftables'],
+  ]) {
+    if (spawnSync(tool!, ['-V'], { stdio: 'ignore' }).error)
+      return `honeygate demo needs ${tool} (apt-get install ${pkg})`;
+  }
+  return null;
+}
+
+export async function demo(keep: boolean): Promise<number> {
+  const missing = missingPrerequisite();
+  if (missing) {
+    process.stderr.write(`${missing}\n`);
+    return 1;
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), 'honeygate-demo-'));
+  say(
+    'building the farm: attacker1 198.51.100.10, attacker2 203.0.113.10, gateway, honeypot 192.0.2.100 ...',
+  );
+  const farm = await buildFarm({ honeypotHost: true });
+  farm.topology.onDestroy(() => rmSync(dir, { recursive: true, force: true }));
+  const t = farm.topology;
+  const node = process.execPath;
+  try {
+    const hp = farm.honeypot!;
+    const honeypot = t.spawn(hp.ns, [node, path.join(DEMO, 'honeypot.js'), ...HONEYPOT_PORTS.map(String)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const seen: { peer: string; local: string }[] = [];
+    let hpBuffer = '';
+    honeypot.stdout!.on('data', (d: Buffer) => {
+      hpBuffer += d.toString();
+      const lines = hpBuffer.split('\n');
+      hpBuffer = lines.pop()!;
+      for (const l of lines) if (l.startsWith('{')) seen.push(JSON.parse(l));
+    });
+    const honeypotReady = waitForLine(
+      honeypot,
+      new RegExp(`listening ${HONEYPOT_PORTS.at(-1)}`),
+      'the honeypot',
+    );
+
+    const configFile = path.join(dir, 'honeygate.yaml');
+    writeFileSync(configFile, config(farm, dir));
+    say(`gateway: honeygate run -c ${configFile} --manage-firewall`);
+    const gateway = t.spawn(farm.gateway.ns, [node, BIN, 'run', '-c', configFile, '--manage-firewall'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    await Promise.all([honeypotReady, waitForLine(gateway, /"msg":"ready"/, 'honeygate')]);
+
+    say(
+      '\nattacking: a connect scan of 14 ports, an SSH banner grab and an HTTP request, attacker1 on IPv4, attacker2 on IPv6 and IPv4',
+    );
+    say(
+      `  targets: ${farm.decoys.ip4} and ${farm.decoys.ip6} (addresses nobody owns; the gateway catches them)\n`,
+    );
+    const attacks = [farm.attacker1, farm.attacker2].map((a, i) =>
+      t.exec(
+        a.ns,
+        [
+          node,
+          path.join(DEMO, 'attack.js'),
+          ...(i === 0 ? [farm.decoys.ip4] : [farm.decoys.ip6, farm.decoys.ip4]),
+        ],
+        {
+          timeoutMs: 60_000,
+        },
+      ),
+    );
+    const results = await Promise.all(attacks);
+    results.forEach((r, i) => {
+      const who = i === 0 ? 'attacker1' : 'attacker2';
+      for (const line of r.stdout.split('\n').filter((l) => l.startsWith('{'))) {
+        const { target, result } = JSON.parse(line) as { target: string; result: string };
+        if (!/^(open \(no answer\)|ECONNREFUSED)$/.test(result))
+          say(`  ${who} -> ${target.padEnd(24)} ${result}`);
+      }
+    });
+    say('  (other ports: accepted and captured by honeygate: "open (no answer)")');
+
+    say('\nwhat the honeypot saw (its own accept(), on the wire):');
+    for (const s of seen) say(`  connection from ${s.peer.padEnd(26)} to ${s.local}`);
+    const real = seen.filter((s) =>
+      /^(198\.51\.100\.10|203\.0\.113\.10|\[?2001:db8:[ab]::10\]?):/.test(s.peer),
+    ).length;
+    say(`  ${real} of ${seen.length} connections came from the attackers' real addresses`);
+
+    gateway.kill('SIGTERM');
+    await new Promise((r) => gateway.once('exit', r));
+    say('\nrecorded events (honeygate events):');
+    const events = await t.exec(farm.gateway.ns, [
+      node,
+      BIN,
+      'events',
+      '--db',
+      path.join(dir, 'events.db'),
+      '--limit',
+      '100',
+    ]);
+    process.stdout.write(events.stdout);
+    if (keep) {
+      say(`\nnamespaces ${t.id}-* are up; Ctrl-C removes them`);
+      await new Promise(() => {}); // until Ctrl-C: destroyOnExit tears down
+    }
+    return real > 0 && real === seen.length ? 0 : 1;
+  } catch (err) {
+    process.stderr.write(`honeygate demo: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    await farm.destroy();
+    say('\nfarm removed');
+  }
+}

@@ -1,0 +1,383 @@
+// Puts the rendered ruleset and policy routing into the kernel, checks that they are still
+// there, and takes them out again — in the current network namespace, touching nothing but
+// `table inet honeygate` and the ip rule/route honeygate's own firewall settings name
+// (pref + fwmark/mask + table). The tools are nft and ip (ss for sshd's ports).
+import { spawn } from 'node:child_process';
+import type { Config, FirewallConfig } from '../config/types.js';
+import { HoneygateError } from '../errors.js';
+import {
+  deleteArgv,
+  FAMILY,
+  hex,
+  type ProtectedPort,
+  parseSshdListeners,
+  planRuleset,
+  protectedFrom,
+  type RoutingEntry,
+  renderRouting,
+  renderRuleset,
+  routingEntries,
+  TABLE,
+  tableComment,
+} from './render.js';
+
+// ---- running the tools ----------------------------------------------------------------
+
+type Tool = 'nft' | 'ip' | 'ss';
+const PACKAGE: Record<Tool, string> = { nft: 'nftables', ip: 'iproute2', ss: 'iproute2' };
+
+interface ToolResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a tool to completion; a missing binary throws, a non-zero exit is returned. */
+export function runTool(tool: Tool, args: string[], input?: string): Promise<ToolResult> {
+  return new Promise((resolve, reject) => {
+    // Non-root shells often lack the sbin directories where Debian puts nft and ip.
+    const PATH = [process.env.PATH, '/usr/sbin', '/sbin'].filter(Boolean).join(':');
+    const child = spawn(tool, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PATH } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    child.stdin.on('error', () => {
+      // the tool exited before reading everything; its exit code and stderr say why
+    });
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') {
+        reject(
+          new HoneygateError(
+            'HG_ERR_FIREWALL',
+            `\`${tool}\` not found: install the Debian package ${PACKAGE[tool]} (apt-get install ${PACKAGE[tool]})`,
+            { cause: err },
+          ),
+        );
+      } else
+        reject(
+          new HoneygateError('HG_ERR_FIREWALL', `cannot run \`${tool}\`: ${err.message}`, { cause: err }),
+        );
+    });
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** Runs a tool and returns its stdout; a non-zero exit throws HG_ERR_FIREWALL with stderr's first lines. */
+async function must(tool: Tool, args: string[], input?: string): Promise<string> {
+  const r = await runTool(tool, args, input);
+  if (r.code !== 0) throw toolError(tool, args, r);
+  return r.stdout;
+}
+
+function toolError(tool: Tool, args: string[], r: ToolResult): HoneygateError {
+  const lines = r.stderr.trim().split('\n').slice(0, 4).join(' | ');
+  return new HoneygateError(
+    'HG_ERR_FIREWALL',
+    `\`${[tool, ...args].join(' ')}\` exited ${r.code}: ${lines || '(no message)'}`,
+  );
+}
+
+/** Loads nft input in one transaction. */
+export async function loadRuleset(text: string): Promise<void> {
+  await must('nft', ['-f', '-'], text);
+}
+
+/** Deletes `table inet honeygate` if present; true when it was there. */
+export async function deleteTable(): Promise<boolean> {
+  if (!(await tableExists())) return false;
+  await must('nft', ['delete', 'table', FAMILY, TABLE]);
+  return true;
+}
+
+// ---- live state -----------------------------------------------------------------------
+
+/** True when this namespace has `table inet honeygate`. */
+export async function tableExists(): Promise<boolean> {
+  const out = JSON.parse(await must('nft', ['-j', 'list', 'tables', FAMILY])) as NftJson;
+  return out.nftables.some((o) => o.table?.family === FAMILY && o.table.name === TABLE);
+}
+
+/** `nft list table inet honeygate` as text (loadable by `nft -f`), or null when absent. */
+export async function liveTable(): Promise<string | null> {
+  if (!(await tableExists())) return null;
+  return must('nft', ['list', 'table', FAMILY, TABLE]);
+}
+
+interface NftJson {
+  nftables: {
+    table?: { family: string; name: string };
+    chain?: { name: string; type?: string; hook?: string; prio?: number };
+    rule?: { chain: string; comment?: string };
+    set?: { name: string; elem?: unknown[] };
+  }[];
+}
+
+interface IpRule {
+  priority?: number;
+  src?: string;
+  fwmark?: string;
+  fwmask?: string;
+  table?: string;
+}
+
+/** True when `r` is the rule honeygate adds: same pref, fwmark/mask and table, nothing else. */
+export function isOurRule(r: IpRule, fw: FirewallConfig): boolean {
+  if (r.priority !== fw.rulePriority || r.fwmark === undefined) return false;
+  const mask = r.fwmask === undefined ? 0xffffffff : Number.parseInt(r.fwmask, 16);
+  const keys = Object.keys(r).filter((k) => !['priority', 'src', 'fwmark', 'fwmask', 'table'].includes(k));
+  return (
+    Number.parseInt(r.fwmark, 16) === fw.mark &&
+    mask === fw.mask &&
+    r.table === String(fw.table) &&
+    (r.src === undefined || r.src === 'all') &&
+    keys.length === 0
+  );
+}
+
+/** An IPv6 stack that is switched off has no rules or routes to find. */
+function familyOff(r: ToolResult): boolean {
+  return /Address family not supported/i.test(r.stderr);
+}
+
+/** How many copies of honeygate's ip rule this family has. */
+export async function ourRules(fw: FirewallConfig, family: 4 | 6): Promise<number> {
+  const args = [`-${family}`, '-N', '-j', 'rule', 'show'];
+  const r = await runTool('ip', args);
+  if (r.code !== 0) {
+    if (familyOff(r)) return 0;
+    throw toolError('ip', args, r);
+  }
+  const rules = JSON.parse(r.stdout || '[]') as IpRule[];
+  return rules.filter((x) => isOurRule(x, fw)).length;
+}
+
+/** True when routing table fw.table holds `local default dev lo` for this family. */
+export async function ourRoute(fw: FirewallConfig, family: 4 | 6): Promise<boolean> {
+  const args = [`-${family}`, '-j', 'route', 'show', 'table', String(fw.table)];
+  const r = await runTool('ip', args);
+  if (r.code !== 0) {
+    if (familyOff(r) || /table does not exist/i.test(r.stderr)) return false;
+    throw toolError('ip', args, r);
+  }
+  const routes = JSON.parse(r.stdout || '[]') as { type?: string; dst?: string; dev?: string }[];
+  return routes.some((x) => x.type === 'local' && x.dst === 'default' && x.dev === 'lo');
+}
+
+async function present(e: RoutingEntry, fw: FirewallConfig): Promise<boolean> {
+  return e.kind === 'rule' ? (await ourRules(fw, e.family)) > 0 : ourRoute(fw, e.family);
+}
+
+/** honeygate's routing entries (for fw's settings, both families) that exist now. */
+export async function liveRouting(fw: FirewallConfig): Promise<RoutingEntry[]> {
+  const out: RoutingEntry[] = [];
+  for (const family of [4, 6] as const)
+    for (const e of routingEntries(fw, family)) if (await present(e, fw)) out.push(e);
+  return out;
+}
+
+/** Adds `e` unless present; true when it was added. */
+export async function addRouting(e: RoutingEntry, fw: FirewallConfig): Promise<boolean> {
+  if (await present(e, fw)) return false;
+  await must('ip', e.argv.slice(1));
+  return true;
+}
+
+/** Deletes every copy of `e`; true when there was one. */
+export async function deleteRouting(e: RoutingEntry, fw: FirewallConfig): Promise<boolean> {
+  let removed = false;
+  // Bounded: each round deletes one copy; a rule added twice by hand goes in two rounds.
+  for (let i = 0; i < 16 && (await present(e, fw)); i++) {
+    await must('ip', deleteArgv(e).slice(1));
+    removed = true;
+  }
+  return removed;
+}
+
+// ---- lock-out protection --------------------------------------------------------------
+
+/** The admin API's port and the ports sshd listens on here (22 when none is found), with reasons. */
+export async function protectedPorts(config: Config): Promise<ProtectedPort[]> {
+  let ss = '';
+  try {
+    const r = await runTool('ss', ['-ltnpH']);
+    if (r.code === 0) ss = r.stdout;
+  } catch {
+    // no ss: fall back to port 22
+  }
+  return protectedFrom(config, parseSshdListeners(ss));
+}
+
+// ---- apply, remove, verify, show ------------------------------------------------------
+
+export interface ApplyResult {
+  ruleset: string; // what was loaded ('' when the config needs no table)
+  protectedPorts: ProtectedPort[];
+  added: RoutingEntry[]; // routing that was missing and is now there
+  removed: RoutingEntry[]; // honeygate's routing for families the config no longer uses
+  tableRemoved: boolean; // the config needs no table and an old one was deleted
+}
+
+/**
+ * Makes this namespace match the config: routing first (a mark without its route would
+ * send diverted packets the wrong way), then the table in one `nft -f` transaction.
+ */
+export async function apply(
+  config: Config,
+  opts: { protectedPorts?: ProtectedPort[] } = {},
+): Promise<ApplyResult> {
+  const prot = opts.protectedPorts ?? (await protectedPorts(config));
+  const ruleset = renderRuleset(config, { protectedPorts: prot });
+  const fw = config.firewall;
+  const wanted = renderRouting(config, { protectedPorts: prot });
+  const added: RoutingEntry[] = [];
+  const removed: RoutingEntry[] = [];
+  for (const family of [4, 6] as const) {
+    const mine = routingEntries(fw, family);
+    const want = wanted.some((e) => e.family === family);
+    for (const e of mine) {
+      if (want && (await addRouting(e, fw))) added.push(e);
+      if (!want && (await deleteRouting(e, fw))) removed.push(e);
+    }
+  }
+  let tableRemoved = false;
+  if (ruleset) await loadRuleset(ruleset);
+  else tableRemoved = await deleteTable();
+  return { ruleset, protectedPorts: prot, added, removed, tableRemoved };
+}
+
+export interface RemoveResult {
+  table: boolean; // the table was there and is gone
+  routing: RoutingEntry[]; // routing entries deleted
+}
+
+/** Deletes the table, then the ip rules and routes for config.firewall's settings; nothing else. */
+export async function remove(config: Config): Promise<RemoveResult> {
+  return removeFor(config.firewall);
+}
+
+export async function removeFor(fw: FirewallConfig): Promise<RemoveResult> {
+  const table = await deleteTable();
+  const routing: RoutingEntry[] = [];
+  for (const family of [4, 6] as const)
+    for (const e of routingEntries(fw, family)) if (await deleteRouting(e, fw)) routing.push(e);
+  return { table, routing };
+}
+
+/** Set elements as nft's JSON prints them, in render.ts's element syntax. */
+export function elementText(e: unknown): string {
+  if (typeof e === 'number' || typeof e === 'string') return String(e);
+  const o = e as { range?: unknown[]; prefix?: { addr: string; len: number }; elem?: { val: unknown } };
+  if (o?.range) return `${o.range[0]}-${o.range[1]}`;
+  if (o?.prefix) return `${o.prefix.addr}/${o.prefix.len}`;
+  if (o?.elem) return elementText(o.elem.val);
+  return JSON.stringify(e);
+}
+
+/**
+ * What is missing or different in this namespace compared with what `apply` would make
+ * of the config; empty when all is in place. Detects a flushed ruleset, a table replaced
+ * by another config's, deleted rules, chains or set elements, and deleted ip rules/routes.
+ */
+export async function verify(
+  config: Config,
+  opts: { protectedPorts?: ProtectedPort[] } = {},
+): Promise<string[]> {
+  const prot = opts.protectedPorts ?? (await protectedPorts(config));
+  const plan = planRuleset(config, { protectedPorts: prot });
+  const fw = config.firewall;
+  const problems: string[] = [];
+  const text = await liveTable();
+  if (!plan) {
+    if (text !== null) problems.push(`table ${FAMILY} ${TABLE} exists, but the config needs none`);
+  } else if (text === null) {
+    problems.push(`table ${FAMILY} ${TABLE} is missing`);
+  } else {
+    const comment = /^\s*comment "([^"]*)"/m.exec(text.split(/\n\s*(?:set|chain) /)[0] ?? '')?.[1];
+    if (comment !== tableComment(plan.hash)) {
+      problems.push(
+        `table ${FAMILY} ${TABLE} differs from the config (its comment is ${comment ? `"${comment}"` : 'missing'}, expected "${tableComment(plan.hash)}")`,
+      );
+    }
+    const json = JSON.parse(await must('nft', ['-j', 'list', 'table', FAMILY, TABLE])) as NftJson;
+    for (const c of plan.chains) {
+      const live = json.nftables.find((o) => o.chain?.name === c.name)?.chain;
+      if (!live) {
+        problems.push(`chain ${c.name} is missing`);
+        continue;
+      }
+      if (live.type !== c.type || live.hook !== c.hook || live.prio !== c.prio) {
+        problems.push(
+          `chain ${c.name} is ${live.type} hook ${live.hook} priority ${live.prio}, expected ${c.type} hook ${c.hook} priority ${c.prio}`,
+        );
+      }
+      const rules = json.nftables
+        .filter((o) => o.rule?.chain === c.name)
+        .map((o) => o.rule!.comment ?? '(no comment)');
+      if (rules.join('\n') !== c.rules.join('\n')) {
+        const missing = c.rules.filter((r) => !rules.includes(r));
+        const extra = rules.filter((r) => !c.rules.includes(r));
+        const what = [
+          missing.length ? `missing ${missing.map((r) => `"${r}"`).join(', ')}` : '',
+          extra.length ? `unexpected ${extra.map((r) => `"${r}"`).join(', ')}` : '',
+        ].filter(Boolean);
+        problems.push(`chain ${c.name}: rules differ (${what.join('; ') || 'order changed'})`);
+      }
+    }
+    for (const s of plan.sets) {
+      const live = json.nftables.find((o) => o.set?.name === s.name)?.set;
+      if (!live) {
+        problems.push(`set ${s.name} is missing`);
+        continue;
+      }
+      const have = (live.elem ?? []).map(elementText).sort();
+      if (have.join(',') !== [...s.elements].sort().join(',')) {
+        problems.push(
+          `set ${s.name}: elements differ (have { ${have.join(', ')} }, expected { ${s.elements.join(', ')} })`,
+        );
+      }
+    }
+  }
+  for (const e of renderRouting(config, { protectedPorts: prot })) {
+    if (!(await present(e, fw))) problems.push(`missing: ${e.argv.join(' ')}`);
+  }
+  return problems;
+}
+
+/** The report `firewall show` prints: what apply would load, then what this namespace has. */
+export async function show(config: Config): Promise<string> {
+  const prot = await protectedPorts(config);
+  const ruleset = renderRuleset(config, { protectedPorts: prot });
+  const routing = renderRouting(config, { protectedPorts: prot });
+  const fw = config.firewall;
+  const lines: string[] = [];
+  if (!ruleset) {
+    lines.push(
+      '# the config has no tproxy listener and no transparent backend: honeygate needs no firewall rules',
+    );
+  } else {
+    lines.push('# what `honeygate firewall apply` loads (nft -f -):', ruleset.trimEnd(), '');
+    lines.push('# and the policy routing it adds when missing:', ...routing.map((e) => e.argv.join(' ')));
+  }
+  lines.push('', '# live state in this network namespace:');
+  const table = await liveTable();
+  lines.push(table === null ? `# table ${FAMILY} ${TABLE}: absent` : table.trimEnd());
+  const live = await liveRouting(fw);
+  const ours = `pref ${fw.rulePriority} fwmark ${hex(fw.mark)}/${hex(fw.mask)} lookup ${fw.table}`;
+  if (live.length === 0) lines.push(`# no ip rule ${ours}, no local route in table ${fw.table}`);
+  for (const e of live) lines.push(`# present: ${e.argv.join(' ').replace(' add ', ' ')}`);
+  const problems = await verify(config, { protectedPorts: prot });
+  lines.push(
+    problems.length
+      ? `# differences (run \`honeygate firewall apply\`):\n${problems.map((p) => `#   ${p}`).join('\n')}`
+      : ruleset
+        ? '# in place: the live state matches the config'
+        : '',
+  );
+  return `${lines.join('\n').trimEnd()}\n`;
+}

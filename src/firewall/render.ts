@@ -1,0 +1,425 @@
+// Config -> honeygate's nftables table and policy routing, as text and argv. Pure: no I/O,
+// so the output is golden-tested (test/fixtures/firewall) and `show` prints exactly what
+// `apply` loads. docs/firewall.md explains the design: hooks, priorities, mark math.
+import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import type { Cidr, Config, Divert, FirewallConfig, PortRange } from '../config/types.js';
+
+export const TABLE = 'honeygate';
+export const FAMILY = 'inet';
+
+/** A port the firewall must not divert (lock-out protection), and why. */
+export interface ProtectedPort {
+  port: number;
+  why: string;
+}
+
+export interface RenderOptions {
+  protectedPorts: ProtectedPort[];
+}
+
+/**
+ * Rule comments: `verify` finds each rule by its comment, so they are stable identifiers
+ * as well as words for whoever reads `nft list ruleset`.
+ */
+export const RULE = {
+  reply: 'honeygate: replies to transparent upstream flows',
+  transparent: 'honeygate: packets of transparent sockets',
+  dnat: 'honeygate: already DNATed by another table',
+  ctMark: 'honeygate: mark transparent upstream flows',
+  divert: (listener: string, family: 4 | 6) => `honeygate: divert to listener ${listener} (IPv${family})`,
+} as const;
+
+/** What `verify` expects to find in the live table (apart from the text itself). */
+export interface RulesetPlan {
+  hash: string; // sha256 of the table body, kept in the table's comment
+  chains: { name: string; type: string; hook: string; prio: number; rules: string[] }[];
+  sets: { name: string; type: 'inet_service' | 'ipv4_addr' | 'ipv6_addr'; elements: string[] }[];
+  families: (4 | 6)[]; // address families that need policy routing
+}
+
+// ---- port arithmetic ------------------------------------------------------------------
+
+/** Sorted, with overlapping and adjacent ranges joined. */
+export function mergeRanges(ranges: PortRange[]): PortRange[] {
+  const sorted = [...ranges].sort((a, b) => a.from - b.from || a.to - b.to);
+  const out: PortRange[] = [];
+  for (const r of sorted) {
+    const last = out[out.length - 1];
+    if (last && r.from <= last.to + 1) last.to = Math.max(last.to, r.to);
+    else out.push({ from: r.from, to: r.to });
+  }
+  return out;
+}
+
+/** `ranges` without every port in `minus`; sorted and merged. */
+export function subtractRanges(ranges: PortRange[], minus: PortRange[]): PortRange[] {
+  let out = mergeRanges(ranges);
+  for (const m of mergeRanges(minus)) {
+    const next: PortRange[] = [];
+    for (const r of out) {
+      if (m.to < r.from || m.from > r.to) {
+        next.push(r);
+        continue;
+      }
+      if (r.from < m.from) next.push({ from: r.from, to: m.from - 1 });
+      if (r.to > m.to) next.push({ from: m.to + 1, to: r.to });
+    }
+    out = next;
+  }
+  return out;
+}
+
+export interface DivertPorts {
+  ports: PortRange[]; // what the rule matches
+  protectedOut: ProtectedPort[]; // protected ports that would have been diverted and are not
+  protectedKept: ProtectedPort[]; // protected ports diverted anyway: divert.ports names them alone
+}
+
+/**
+ * divert.ports minus divert.exclude minus the protected ports. A protected port stays
+ * diverted only when divert.ports names it by itself (`22`, not inside `1-65535`): asking
+ * for it alone is asking for it on purpose.
+ */
+export function divertPorts(divert: Divert, protectedPorts: ProtectedPort[]): DivertPorts {
+  const base = subtractRanges(divert.ports, divert.exclude);
+  const inBase = (p: number) => base.some((r) => r.from <= p && p <= r.to);
+  const protectedOut: ProtectedPort[] = [];
+  const protectedKept: ProtectedPort[] = [];
+  for (const p of uniquePorts(protectedPorts)) {
+    if (!inBase(p.port)) continue;
+    if (divert.ports.some((r) => r.from === p.port && r.to === p.port)) protectedKept.push(p);
+    else protectedOut.push(p);
+  }
+  const ports = subtractRanges(
+    base,
+    protectedOut.map((p) => ({ from: p.port, to: p.port })),
+  );
+  return { ports, protectedOut, protectedKept };
+}
+
+/** One entry per port (reasons joined), sorted. */
+export function uniquePorts(ports: ProtectedPort[]): ProtectedPort[] {
+  const byPort = new Map<number, string[]>();
+  for (const p of ports) {
+    const whys = byPort.get(p.port) ?? [];
+    if (!whys.includes(p.why)) whys.push(p.why);
+    byPort.set(p.port, whys);
+  }
+  return [...byPort.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([port, whys]) => ({ port, why: whys.join('; ') }));
+}
+
+export function formatRange(r: PortRange): string {
+  return r.from === r.to ? String(r.from) : `${r.from}-${r.to}`;
+}
+
+// ---- address arithmetic ---------------------------------------------------------------
+
+function cidrRange(c: Cidr): [bigint, bigint] {
+  const bits = c.family === 4 ? 32 : 128;
+  let start = 0n;
+  for (const b of c.bytes) start = (start << 8n) | BigInt(b);
+  const size = 1n << BigInt(bits - c.prefix);
+  return [start, start + size - 1n];
+}
+
+/**
+ * The blocks of one family in nft's element syntax, sorted, with blocks inside another
+ * dropped (an interval set rejects overlapping elements). null: the family is covered
+ * entirely (a /0), so the rule needs no address match at all.
+ */
+export function familyAddresses(cidrs: Cidr[], family: 4 | 6): string[] | null {
+  const mine = cidrs.filter((c) => c.family === family);
+  if (mine.some((c) => c.prefix === 0)) return null;
+  const ranged = mine
+    .map((c) => ({ c, r: cidrRange(c) }))
+    .sort((a, b) => (a.r[0] < b.r[0] ? -1 : a.r[0] > b.r[0] ? 1 : b.c.prefix - a.c.prefix));
+  const kept: typeof ranged = [];
+  for (const x of ranged) {
+    const last = kept[kept.length - 1];
+    if (last && x.r[0] >= last.r[0] && x.r[1] <= last.r[1]) continue;
+    kept.push(x);
+  }
+  const max = family === 4 ? 32 : 128;
+  return kept.map(({ c }) => {
+    const addr = ipaddr.fromByteArray([...c.bytes]).toString();
+    return c.prefix === max ? addr : `${addr}/${c.prefix}`;
+  });
+}
+
+// ---- marks ----------------------------------------------------------------------------
+
+export function hex(n: number): string {
+  return `0x${(n >>> 0).toString(16)}`;
+}
+
+/** `KEY set KEY | MARK`, or with a wider mask `KEY set KEY & ~MASK | MARK`: only MASK's bits change. */
+function setMark(key: 'meta mark' | 'ct mark', fw: FirewallConfig): string {
+  if (fw.mask === fw.mark) return `${key} set ${key} | ${hex(fw.mark)}`;
+  return `${key} set ${key} & ${hex(~fw.mask)} | ${hex(fw.mark)}`;
+}
+
+// ---- the ruleset ----------------------------------------------------------------------
+
+/** True when the config needs honeygate's table at all. */
+export function needsFirewall(config: Config): boolean {
+  return config.listeners.some((l) => l.tproxy) || transparentFamilies(config).length > 0;
+}
+
+function transparentFamilies(config: Config): (4 | 6)[] {
+  const out = new Set<4 | 6>();
+  for (const b of config.backends.values()) {
+    if (b.source !== 'transparent') continue;
+    for (const s of b.servers) out.add(s.host.includes(':') ? 6 : 4);
+  }
+  return [...out];
+}
+
+/** Set names come from listener names; nft identifiers take letters, digits and `_`. */
+function setBaseNames(names: string[]): string[] {
+  const used = new Set<string>();
+  return names.map((n, i) => {
+    let base = n.replace(/[^A-Za-z0-9_]/g, '_');
+    if (!/^[A-Za-z]/.test(base)) base = `l${base}`;
+    if (used.has(base)) base = `${base}_${i}`;
+    used.add(base);
+    return base;
+  });
+}
+
+interface Rendered {
+  text: string;
+  plan: RulesetPlan;
+}
+
+/**
+ * The complete input for `nft -f`: creates, empties and refills `table inet honeygate` in
+ * one transaction (declare, delete, declare again: deleting a table that may not exist
+ * fails, deleting one just declared does not). Empty when the config needs no rules.
+ */
+export function renderRuleset(config: Config, opts: RenderOptions): string {
+  return render(config, opts).text;
+}
+
+export function planRuleset(config: Config, opts: RenderOptions): RulesetPlan | null {
+  return needsFirewall(config) ? render(config, opts).plan : null;
+}
+
+function render(config: Config, opts: RenderOptions): Rendered {
+  const fw = config.firewall;
+  const plan: RulesetPlan = { hash: '', chains: [], sets: [], families: [] };
+  if (!needsFirewall(config)) return { text: '', plan };
+  const families = new Set<4 | 6>(transparentFamilies(config));
+  const protectedAll = uniquePorts(opts.protectedPorts);
+
+  const sets: string[] = [];
+  const divertRules: string[] = [];
+  const divertComments: string[] = [];
+  const tproxies = config.listeners.filter((l) => l.tproxy);
+  const bases = setBaseNames(tproxies.map((l) => l.name));
+  tproxies.forEach((l, i) => {
+    const t = l.tproxy!;
+    const base = bases[i]!;
+    const { ports, protectedOut, protectedKept } = divertPorts(t.divert, protectedAll);
+    const notes: string[] = [];
+    if (t.divert.exclude.length) notes.push(`excluded ${t.divert.exclude.map(formatRange).join(', ')}`);
+    if (protectedOut.length) notes.push(`protected ${protectedOut.map((p) => p.port).join(', ')}`);
+    for (const p of protectedKept)
+      notes.push(`${p.port} diverted although protected (${p.why}): divert.ports names it`);
+    divertRules.push(`\t\t# listener ${l.name}${notes.length ? `: ${notes.join('; ')}` : ''}`);
+    if (ports.length === 0) {
+      divertRules.push('\t\t# nothing left to divert: every port is excluded or protected');
+      return;
+    }
+    const portSet = `${base}_ports`;
+    const elements = ports.map(formatRange);
+    sets.push(renderSet(portSet, 'inet_service', elements));
+    plan.sets.push({ name: portSet, type: 'inet_service', elements });
+    const ifaces = `{ ${t.divert.interfaces.map((n) => `"${n}"`).join(', ')} }`;
+    for (const family of [4, 6] as const) {
+      const to = t.addresses.find((a) => a.includes(':') === (family === 6));
+      if (!to) continue;
+      const ip = family === 4 ? 'ip' : 'ip6';
+      // Without an address match the family must still be pinned: `tproxy ip` needs IPv4.
+      let match = `meta nfproto ipv${family} meta l4proto tcp`;
+      if (t.divert.addresses) {
+        const addrs = familyAddresses(t.divert.addresses, family);
+        if (addrs?.length === 0) continue; // addresses named, none of this family
+        if (addrs) {
+          const set = `${base}_v${family}`;
+          const type = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
+          sets.push(renderSet(set, type, addrs));
+          plan.sets.push({ name: set, type, elements: addrs });
+          match = `meta l4proto tcp ${ip} daddr @${set}`;
+        }
+      }
+      const target = family === 4 ? `${to}:${t.port}` : `[${to}]:${t.port}`;
+      const comment = RULE.divert(l.name, family);
+      divertRules.push(
+        `\t\tiifname ${ifaces} ${match} tcp dport @${portSet} tproxy ${ip} to ${target} ${setMark('meta mark', fw)} accept comment "${comment}"`,
+      );
+      divertComments.push(comment);
+      families.add(family);
+    }
+  });
+
+  const prerouting = [
+    '\tchain prerouting {',
+    '\t\ttype filter hook prerouting priority dstnat + 10; policy accept;',
+    '\t\t# replies of our transparent upstream flows go home (also those another table DNATed)',
+    `\t\tmeta l4proto tcp ct mark & ${hex(fw.mask)} == ${hex(fw.mark)} ${setMark('meta mark', fw)} accept comment "${RULE.reply}"`,
+    '\t\t# later packets of flows a transparent socket owns',
+    `\t\tmeta l4proto tcp socket transparent 1 ${setMark('meta mark', fw)} accept comment "${RULE.transparent}"`,
+    "\t\t# flows another table DNATed at dstnat (Docker's published ports) keep going",
+    `\t\tct status dnat accept comment "${RULE.dnat}"`,
+    ...divertRules,
+    '\t}',
+  ];
+  const output = [
+    '\tchain output {',
+    '\t\ttype route hook output priority mangle + 10; policy accept;',
+    "\t\t# a transparent upstream flow's conntrack entry carries the mark, so its replies come home",
+    '\t\t# even when another table DNATed it here (a Docker-published port) and un-NATs the replies late',
+    `\t\tmeta l4proto tcp socket transparent 1 ${setMark('ct mark', fw)} comment "${RULE.ctMark}"`,
+    '\t}',
+  ];
+  const body = [...sets, ...prerouting, '', ...output].join('\n');
+  plan.hash = createHash('sha256').update(body).digest('hex').slice(0, 16);
+  plan.chains = [
+    {
+      name: 'prerouting',
+      type: 'filter',
+      hook: 'prerouting',
+      prio: -90,
+      rules: [RULE.reply, RULE.transparent, RULE.dnat, ...divertComments],
+    },
+    { name: 'output', type: 'route', hook: 'output', prio: -140, rules: [RULE.ctMark] },
+  ];
+  plan.families = [...families].sort();
+
+  const protectedLine = protectedAll.length
+    ? protectedAll.map((p) => `${p.port} (${p.why})`).join(', ')
+    : 'none';
+  const text = [
+    '# honeygate: generated by `honeygate firewall apply`; applying it again replaces the table in one transaction',
+    `# lock-out protection, never diverted unless divert.ports names the port alone: ${protectedLine}`,
+    `# policy routing: ip rule fwmark ${hex(fw.mark)}/${hex(fw.mask)} lookup ${fw.table} (pref ${fw.rulePriority}); table ${fw.table}: local default dev lo`,
+    `table ${FAMILY} ${TABLE} {}`,
+    `delete table ${FAMILY} ${TABLE}`,
+    `table ${FAMILY} ${TABLE} {`,
+    `\tcomment "${tableComment(plan.hash)}"`,
+    body,
+    '}',
+    '',
+  ].join('\n');
+  return { text, plan };
+}
+
+export function tableComment(hash: string): string {
+  return `honeygate sha256:${hash}`;
+}
+
+function renderSet(name: string, type: string, elements: string[]): string {
+  return [
+    `\tset ${name} {`,
+    `\t\ttype ${type}`,
+    '\t\tflags interval',
+    `\t\telements = { ${elements.join(', ')} }`,
+    '\t}',
+    '',
+  ].join('\n');
+}
+
+// ---- policy routing -------------------------------------------------------------------
+
+export interface RoutingEntry {
+  family: 4 | 6;
+  kind: 'rule' | 'route';
+  argv: string[]; // `ip ... add ...`; the same with `del` removes it
+}
+
+/** The `ip rule` / `ip route` commands honeygate needs, per address family its rules use. */
+export function renderRouting(config: Config, opts: RenderOptions = { protectedPorts: [] }): RoutingEntry[] {
+  const plan = planRuleset(config, opts);
+  if (!plan) return [];
+  return plan.families.flatMap((family) => routingEntries(config.firewall, family));
+}
+
+export function routingEntries(fw: FirewallConfig, family: 4 | 6): RoutingEntry[] {
+  const f = `-${family}`;
+  return [
+    {
+      family,
+      kind: 'rule',
+      argv: [
+        'ip',
+        f,
+        'rule',
+        'add',
+        'pref',
+        String(fw.rulePriority),
+        'fwmark',
+        `${hex(fw.mark)}/${hex(fw.mask)}`,
+        'lookup',
+        String(fw.table),
+      ],
+    },
+    {
+      family,
+      kind: 'route',
+      argv: [
+        'ip',
+        f,
+        'route',
+        'add',
+        'local',
+        family === 4 ? '0.0.0.0/0' : '::/0',
+        'dev',
+        'lo',
+        'table',
+        String(fw.table),
+      ],
+    },
+  ];
+}
+
+/** The same command with `add` turned into `del`. */
+export function deleteArgv(e: RoutingEntry): string[] {
+  return e.argv.map((a, i) => (i === 3 && a === 'add' ? 'del' : a));
+}
+
+// ---- lock-out protection --------------------------------------------------------------
+
+export interface SshdListener {
+  address: string; // as ss prints it: 0.0.0.0:22, [::]:22, *:22
+  port: number;
+}
+
+/** The TCP listeners of sshd in `ss -ltnpH` output (lines whose process is sshd). */
+export function parseSshdListeners(ssOutput: string): SshdListener[] {
+  const out: SshdListener[] = [];
+  for (const line of ssOutput.split('\n')) {
+    if (!/users:\(\("sshd"/.test(line)) continue;
+    // State Recv-Q Send-Q Local:Port Peer:Port Process
+    const local = line.trim().split(/\s+/)[3];
+    const m = local ? /:(\d+)$/.exec(local) : null;
+    if (m) out.push({ address: local!, port: Number(m[1]) });
+  }
+  return out;
+}
+
+/** The admin API's port and sshd's ports (22 when no sshd was found), each with the reason. */
+export function protectedFrom(config: Config, sshd: SshdListener[]): ProtectedPort[] {
+  const out: ProtectedPort[] = [];
+  if (config.admin) {
+    const { host, port } = config.admin.listen;
+    out.push({ port, why: `admin API on ${host.includes(':') ? `[${host}]` : host}:${port}` });
+  }
+  if (sshd.length === 0) out.push({ port: 22, why: 'SSH: the default port, no listening sshd found' });
+  const byPort = new Map<number, string[]>();
+  for (const s of sshd) byPort.set(s.port, [...(byPort.get(s.port) ?? []), s.address]);
+  for (const [port, addrs] of byPort) out.push({ port, why: `sshd listens on ${addrs.join(', ')}` });
+  return uniquePorts(out);
+}
