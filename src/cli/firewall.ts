@@ -158,7 +158,7 @@ export function register(program: Command): void {
       guarded('doctor', async () => {
         const config = load('doctor', opts.config);
         if (!config) return;
-        const findings = await doctor(config);
+        const findings = await doctor(config, undefined, { file: opts.config });
         out(formatFindings(findings));
         return findings.some((f) => f.status === 'fail') ? 1 : 0;
       }),

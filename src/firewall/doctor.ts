@@ -4,6 +4,7 @@
 //           realHost() reads the live system, unit tests pass a fake built from fixtures;
 //   gather  parses them once into Facts;
 //   checks  small functions Facts -> Finding[], one concern each, never throwing.
+// Other software's rules (Docker, kube-proxy, VPNs) are parsed in foreign-rules.ts.
 // Kernel behaviour the messages state was checked on Linux 6.18 in network namespaces
 // (src_valid_mark, rp_filter, route_localnet, br_netfilter, transparent dials to local and
 // DNATed addresses); where a claim depends on someone else's rules, messages say "can".
@@ -11,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import type { Config, PortRange } from '../config/types.js';
 import { cidrContains, formatEndpoint, ipFamily } from '../net/address.js';
-import { isOurRule } from './apply.js';
+import { elementText, isOurRule } from './apply.js';
 import { type ForeignRules, fromIptablesSave, fromNftJson, type NatEntry } from './foreign-rules.js';
 import {
   divertPorts,
@@ -109,8 +110,10 @@ export function realHost(): Host {
         try {
           const comm = (await readFile(`/proc/${name}/comm`, 'utf8')).trim();
           if (!WATCHED_PROCESSES.has(comm)) continue;
-          // A process we cannot inspect (another user's, without privileges) is left out.
-          if ((await readlink(`/proc/${name}/ns/net`)) !== self) continue;
+          // Another user's process (root's dockerd, seen without privileges) hides its namespace:
+          // count it, as on the usual host with one Docker in the root namespace.
+          const ns = await readlink(`/proc/${name}/ns/net`).catch(() => null);
+          if (ns !== null && ns !== self) continue;
           const cmdline = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0').filter(Boolean);
           out.push({ pid: Number(name), comm, cmdline });
         } catch {
@@ -145,6 +148,7 @@ interface RouteInfo {
 interface Link {
   name: string;
   kind: string | null;
+  master: string | null; // the bridge (or bond) this interface is a port of
   addrs: { family: 4 | 6; local: string; scope: string }[];
 }
 
@@ -221,7 +225,10 @@ const NFT_PROBES: { feature: string; family: 4 | 6 | null; rule: string }[] = [
   { feature: 'nft_socket', family: null, rule: 'meta l4proto tcp socket transparent 1 accept' },
 ];
 
-/** A throw-away table with one rule; `nft --check` sends it to the kernel and aborts the batch. */
+/**
+ * A throw-away table with one rule. `nft --check` sends it to the kernel, which validates it
+ * (autoloading the module, as `apply` would) and aborts the batch: nothing is created.
+ */
 function probeTable(rule: string): string {
   return [
     'table inet honeygate_doctor_probe {',
@@ -318,6 +325,7 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
     links?.map((l) => ({
       name: String(l.ifname),
       kind: ((l.linkinfo as { info_kind?: string } | undefined)?.info_kind ?? null) as string | null,
+      master: typeof l.master === 'string' ? l.master : null,
       addrs: ((l.addr_info as { family?: string; local?: string; scope?: string }[] | undefined) ?? [])
         .filter((a) => a.local && (a.family === 'inet' || a.family === 'inet6'))
         .map((a) => ({ family: a.family === 'inet' ? 4 : 6, local: a.local!, scope: a.scope ?? '' })),
@@ -375,6 +383,11 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
 
 // ---- helpers over facts -----------------------------------------------------------------
 
+/** False when nft could not read the ruleset: checks of others' rules then stay silent. */
+function rulesRead(f: Facts): boolean {
+  return f.nft.status === 'ok';
+}
+
 function hasTable(f: Facts): boolean {
   const items = (f.nft.json as { nftables?: { table?: { family: string; name: string } }[] } | null)
     ?.nftables;
@@ -401,6 +414,20 @@ function liveChains(f: Facts): Map<string, { type?: string; hook?: string; prio?
     const r = o.rule;
     if (r && r.family === FAMILY && r.table === TABLE) {
       out.get(String(r.chain))?.rules.push(typeof r.comment === 'string' ? r.comment : '(no comment)');
+    }
+  }
+  return out;
+}
+
+/** Elements of honeygate's live sets, in render.ts's syntax. */
+function liveSets(f: Facts): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const items =
+    (f.nft.json as { nftables?: Record<string, Record<string, unknown>>[] } | null)?.nftables ?? [];
+  for (const o of items) {
+    const s = o.set;
+    if (s && s.family === FAMILY && s.table === TABLE) {
+      out.set(String(s.name), ((s.elem as unknown[] | undefined) ?? []).map(elementText));
     }
   }
   return out;
@@ -574,7 +601,7 @@ const capabilities: Check = (f) => {
     out.push(
       fail(
         C,
-        'this process lacks CAP_NET_ADMIN: it cannot read or load nftables rules or ip rules, nor set IP_TRANSPARENT and SO_MARK on sockets, so checks below that read the firewall are incomplete',
+        "this process lacks CAP_NET_ADMIN: it cannot read or load nftables rules, add ip rules, or set IP_TRANSPARENT and SO_MARK on sockets, and the checks of other software's firewall rules are left out",
         `sudo honeygate firewall doctor -c ${f.file}   # as a service: AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE in the systemd unit`,
       ),
     );
@@ -617,7 +644,9 @@ const nftables: Check = (f) => {
       const meta = (f.nft.json as { nftables?: { metainfo?: { version?: string } }[] }).nftables?.find(
         (o) => o.metainfo,
       )?.metainfo;
-      const iptables = f.iptables.length ? `; iptables rules read with ${f.iptables.join(', ')}-save` : '';
+      const iptables = f.iptables.length
+        ? `; iptables rules read with ${f.iptables.map((t) => `${t}-save`).join(', ')}`
+        : '';
       const version = meta?.version ? ` ${meta.version}` : '';
       return [ok(C, `nft${version} reads the ruleset${iptables}`)];
     }
@@ -697,7 +726,21 @@ const table: Check = (f) => {
       );
     }
     const missing = c.rules.filter((r) => !l.rules.includes(r));
+    const extra = l.rules.filter((r) => !c.rules.includes(r));
     if (missing.length) problems.push(`chain ${c.name} lacks ${missing.map((r) => `"${r}"`).join(', ')}`);
+    if (extra.length)
+      problems.push(`chain ${c.name} has unexpected ${extra.map((r) => `"${r}"`).join(', ')}`);
+  }
+  // the comment hash covers the rendered text, not elements deleted later with `nft delete element`
+  const sets = liveSets(f);
+  for (const set of f.plan.sets) {
+    const have = sets.get(set.name);
+    if (!have) problems.push(`set ${set.name} is missing`);
+    else if ([...have].sort().join(',') !== [...set.elements].sort().join(',')) {
+      problems.push(
+        `set ${set.name} holds { ${have.join(', ')} }, the config renders { ${set.elements.join(', ')} }`,
+      );
+    }
   }
   if (problems.length) {
     return [
@@ -776,6 +819,7 @@ const ipRoute: Check = (f) => {
   return out;
 };
 
+const DROPS = ['unreachable', 'blackhole', 'prohibit'];
 const ORDER_KEYS = new Set(['priority', 'src', 'table', 'fwmark', 'fwmask', 'not', 'action', 'iif', 'flags']);
 
 /** Rules before honeygate's that take its marked packets to a table with a default route. */
@@ -794,9 +838,13 @@ const ipRuleOrder: Check = (f) => {
       // other selectors (from PREFIX, to, ipproto, dport, uidrange, ...): cannot tell, say nothing
       if (r.raw.src !== undefined && r.raw.src !== 'all') continue;
       if (Object.keys(r.raw).some((k) => !ORDER_KEYS.has(k))) continue;
-      const drops = r.action && ['unreachable', 'blackhole', 'prohibit'].includes(r.action);
       const routes = r.table ? (f.routes.get(`${family} ${r.table}`) ?? []) : [];
-      if (!drops && !routes.some((x) => x.dst === 'default')) continue;
+      const dflt = routes.find((x) => x.dst === 'default');
+      if (!r.action && dflt?.type === 'local') continue; // delivered here, as by honeygate's own table
+      const drops =
+        (r.action !== null && DROPS.includes(r.action)) ||
+        (dflt?.type !== undefined && DROPS.includes(dflt.type));
+      if (!drops && !dflt) continue;
       out.push(
         warn(
           C,
@@ -812,11 +860,19 @@ const ipRuleOrder: Check = (f) => {
 // Marks that other software is known to use (the same list as config warnings).
 const KNOWN_MARKS = 0x4000 | 0x8000 | 0xffff0000 | 0x0f00 | 0xca6c;
 
+function popcount(n: number): number {
+  let c = 0;
+  for (let v = n >>> 0; v; v >>>= 1) c += v & 1;
+  return c;
+}
+
 function freeMark(f: Facts): number | null {
   let used = KNOWN_MARKS;
-  for (const family of [4, 6] as const)
-    for (const r of f.rules[family] ?? []) if (r.fwmark !== null) used |= r.fwmask;
-  for (const m of f.foreign.marks) if (m.clear !== 0xffffffff) used |= m.set | m.clear;
+  for (const family of [4, 6] as const) {
+    for (const r of f.rules[family] ?? []) if (r.fwmark !== null && !r.not) used |= r.fwmark & r.fwmask;
+  }
+  // a constant (`meta mark set 0x4000`) clears every other bit: that says nothing about the bit's owner
+  for (const m of f.foreign.marks) used |= m.set | (popcount(m.clear) <= 16 ? m.clear : 0);
   for (const bit of [0x1000, 0x2000, 0x10, 0x80, 0x1, 0x2]) if ((used & bit) === 0) return bit;
   return null;
 }
@@ -831,7 +887,11 @@ const fwmark: Check = (f) => {
   const fix = `pick unused bits: honeygate firewall remove -c ${f.file}; set firewall: { mark: ${free !== null ? hex(free) : 'BITS'} } in ${f.file}; honeygate firewall apply -c ${f.file}`;
   for (const family of [4, 6] as const) {
     for (const r of f.rules[family] ?? []) {
-      if (r.fwmark === null || (r.fwmask & mask) >>> 0 === 0) continue;
+      if (r.fwmark === null) continue;
+      // Bits both rules test: when the two marks agree on them, each rule can match the
+      // other's packets; when they disagree (`fwmark 0x1` vs 0x1000), the rules exclude each other.
+      const common = (r.fwmask & mask) >>> 0;
+      if (common === 0 || (r.fwmark & common) >>> 0 !== (fw.mark & common) >>> 0) continue;
       if (
         isOurRule(r.raw as Parameters<typeof isOurRule>[0], fw) ||
         ourRuleState(f, family).others.includes(r)
@@ -841,38 +901,43 @@ const fwmark: Check = (f) => {
       out.push(
         warn(
           C,
-          `IPv${family}: rule \`${ruleText(r)}\` tests bits ${hex((r.fwmask & mask) >>> 0)} of honeygate's mask ${hex(mask)}: packets marked by the software that owns it can match honeygate's rule (and be delivered to this host), or honeygate's packets can match it`,
+          `IPv${family}: rule \`${ruleText(r)}\` tests bits ${hex(common)} of honeygate's mark ${hex(fw.mark)}/${hex(mask)} for the same values: packets marked by the software that owns it can match honeygate's rule (and be delivered to this host), and honeygate's packets can match it`,
           fix,
         ),
       );
     }
   }
-  const transparent = transparentServers(f.config).length > 0;
+  // The conntrack mark only matters for transparent dials that another table DNATs.
+  const published = transparentServers(f.config).some((s) => publishedBy(f, s.host, s.port));
   for (const m of f.foreign.marks) {
     const sets = (m.set & mask) >>> 0;
     const clears = (m.clear & mask) >>> 0;
     const prerouting = m.hooks.filter((h) => h.hook === 'prerouting');
     const unknown = m.hooks.length === 0; // a chain no base chain reaches (yet)
     let harm: string | null = null;
+    let how = fix;
     if (sets && m.key === 'meta') {
       harm = `sets bits ${hex(sets)} of honeygate's mask ${hex(mask)} on packets: those match honeygate's ip rule and are routed to this host (table ${fw.table}: local default) instead of their destination`;
     } else if (sets && m.key === 'ct') {
       harm = `sets bits ${hex(sets)} of honeygate's mask ${hex(mask)} in conntrack marks: every packet of those connections then gets honeygate's mark (first rule of its prerouting chain) and is routed to this host`;
     } else if (clears && m.key === 'meta' && (unknown || prerouting.some((h) => h.prio >= ourPrio))) {
       harm = `can clear bits ${hex(clears)} of honeygate's mark after honeygate's prerouting chain (priority ${ourPrio}) set them, so diverted packets are routed on instead of reaching honeygate`;
+      how = `run that chain before honeygate's (priority below ${ourPrio}), or make the rule keep bits ${hex(mask)} (\`meta mark set meta mark & ... | ...\`)`;
     } else if (
       clears &&
       m.key === 'ct' &&
-      transparent &&
+      published &&
       !m.hooks.every((h) => h.hook === 'output' && h.prio < -140)
     ) {
       harm = `can clear bits ${hex(clears)} of the conntrack mark honeygate's output chain sets on transparent upstream connections, so replies that another table un-NATs late (Docker-published ports) no longer come back`;
+      how = `dial the containers' own addresses instead of published ports (see transparent-backends): then the conntrack mark is not needed`;
     }
     if (!harm) continue;
-    out.push(warn(C, `${m.where} (\`${m.text}\`) ${harm}`, fix));
+    out.push(warn(C, `${m.where} (\`${m.text}\`) ${harm}`, how));
   }
   if (out.length === 0) {
-    out.push(ok(C, `no other ip rule or firewall rule uses the bits of honeygate's mask ${hex(mask)}`));
+    const what = rulesRead(f) ? 'ip rule or firewall rule' : 'ip rule (firewall rules unread)';
+    out.push(ok(C, `no other ${what} uses the bits of honeygate's mask ${hex(mask)}`));
   }
   return out;
 };
@@ -951,9 +1016,10 @@ const rpFilter: Check = (f) => {
     const values = devs.map(
       (d) => `${d} ${words[effective(f, d, 'rp_filter')] ?? effective(f, d, 'rp_filter')}`,
     );
+    const on = devs.some((d) => effective(f, d, 'rp_filter') !== 0);
     const noDefault =
-      f.defaults4.length === 0
-        ? '; no IPv4 default route, so sources without a route back fail it when on'
+      on && f.defaults4.length === 0
+        ? ' (there is no IPv4 default route: packets from sources with no route back fail the check)'
         : '';
     out.push(
       ok(
@@ -974,8 +1040,10 @@ const rpFilter: Check = (f) => {
 // 127.0.0.1 does not receive (the client gets a reset).
 const originalDst: Check = (f) => {
   const C = 'original-dst';
+  if (!rulesRead(f)) return [];
   const out: Finding[] = [];
-  const nonLo = (f.links ?? []).map((l) => l.name).filter((n) => n !== 'lo');
+  // where packets can come in: every interface with its own IP layer (not lo, not bridge ports)
+  const nonLo = (f.links ?? []).filter((l) => l.name !== 'lo' && !l.master).map((l) => l.name);
   for (const l of f.config.listeners) {
     if (!l.originalDst || l.bind.length === 0) continue;
     const ports = [...new Set(l.bind.map((b) => b.port))];
@@ -1037,6 +1105,7 @@ const originalDst: Check = (f) => {
 
 const ipForward: Check = (f) => {
   const C = 'ip_forward';
+  if (!rulesRead(f)) return [];
   const out: Finding[] = [];
   const docker = f.processes.some((p) => p.comm === 'dockerd');
   for (const family of [4, 6] as const) {
@@ -1109,7 +1178,7 @@ const ipv6: Check = (f) => {
     const global = expandInterfaces(f, t.divert.interfaces).flatMap((d) =>
       (f.links?.find((x) => x.name === d)?.addrs ?? [])
         .filter((a) => a.family === 6 && a.scope === 'global')
-        .map((a) => `${d} ${a.local}`),
+        .map((a) => `${d} (${a.local})`),
     );
     if (global.length === 0) continue;
     const todo = [
@@ -1119,7 +1188,7 @@ const ipv6: Check = (f) => {
     out.push(
       warn(
         C,
-        `listener ${l.name} diverts IPv4 only, but ${joinWords(global)} has a global IPv6 address: connections over IPv6 bypass honeygate (they reach this host's own services, or nothing)`,
+        `listener ${l.name} diverts IPv4 only, but ${joinWords(global)} ${global.length > 1 ? 'have global IPv6 addresses' : 'has a global IPv6 address'}: connections over IPv6 bypass honeygate (they reach this host's own services, or nothing)`,
         `${todo.join(' and ')} in ${f.file}, then: honeygate firewall apply -c ${f.file}`,
       ),
     );
@@ -1131,7 +1200,7 @@ const ipv6: Check = (f) => {
 const nat: Check = (f) => {
   const C = 'nat';
   const listeners = tproxyListeners(f.config);
-  if (listeners.length === 0) return [];
+  if (listeners.length === 0 || !rulesRead(f)) return [];
   const out: Finding[] = [];
   const originalDstPorts = new Map<number, string>();
   for (const l of f.config.listeners)
@@ -1168,15 +1237,19 @@ const nat: Check = (f) => {
         out.push(
           warn(
             C,
-            `${e.where} (priority ${pre.map((h) => h.prio).join(', ')}) ${e.kind === 'dnat' ? 'DNATs' : 'REDIRECTs'} ${ports} to ${entryTarget(e)}, but runs after honeygate's divert (priority dstnat + 10 = ${ourPrio}): honeygate takes these connections first, so they do not reach ${entryTarget(e)}`,
+            `${e.where} (priority ${pre.map((h) => h.prio).join(', ')}) ${e.kind === 'dnat' ? 'DNATs' : 'REDIRECTs'} ${ports} to ${entryTarget(e)}, but runs after honeygate's divert (priority dstnat + 10 = ${ourPrio}): honeygate's divert takes these connections first and this rule then rewrites them, so they can reach neither honeygate nor ${entryTarget(e)} (on Linux 6.18 they time out)`,
             `give that chain priority dstnat (-100) or lower, or ${exclude}`,
           ),
         );
-      } else if (e.kind === 'redirect' && e.toPorts && originalDstPorts.has(e.toPorts.from)) {
+      } else if (
+        e.toPorts &&
+        originalDstPorts.has(e.toPorts.from) &&
+        (e.kind === 'redirect' || (e.toHost !== null && localAddress(f, e.toHost)))
+      ) {
         out.push(
           ok(
             C,
-            `${e.where} REDIRECTs ${ports} to port ${formatRange(e.toPorts)}, listener ${originalDstPorts.get(e.toPorts.from)} (originalDst): honeygate's tproxy rule lets them pass (ct status dnat) and that listener takes them`,
+            `${e.where} ${e.kind === 'dnat' ? 'DNATs' : 'REDIRECTs'} ${ports} to ${entryTarget(e)}, listener ${originalDstPorts.get(e.toPorts.from)} (originalDst): honeygate's divert lets them pass (ct status dnat) and that listener takes them`,
           ),
         );
       } else {
@@ -1215,7 +1288,7 @@ function publishedBy(f: Facts, host: string, port: number): NatEntry | null {
 const transparentBackends: Check = (f) => {
   const C = 'transparent-backends';
   const servers = transparentServers(f.config);
-  if (servers.length === 0) return [];
+  if (servers.length === 0 || !rulesRead(f)) return [];
   const out: Finding[] = [];
   const good: string[] = [];
   const ctRule = liveChains(f).get('output')?.rules.includes(RULE.ctMark) ?? false;

@@ -228,6 +228,27 @@ function selectNft(
   return sel;
 }
 
+/**
+ * A rule in a chain that others jump to also carries the jumping rules' conditions (one
+ * level): `iifname "eth0" tcp dport 8000-8010 jump web` + `dnat to ...` in web.
+ */
+function inherit(own: Selection, jumpers: Selection[] | undefined): Selection {
+  if (!jumpers?.length) return own;
+  const out = { ...own };
+  if (jumpers.every((j) => !j.tcp)) out.tcp = false;
+  if (!own.ports && jumpers.every((j) => j.ports)) out.ports = mergeRanges(jumpers.flatMap((j) => j.ports!));
+  if (!own.iif && jumpers.every((j) => j.iif && !j.iif.negated)) {
+    out.iif = { names: [...new Set(jumpers.flatMap((j) => j.iif!.names))], negated: false };
+  }
+  return out;
+}
+
+function addJumper(map: Map<string, Selection[]>, key: string, sel: Selection): void {
+  const list = map.get(key) ?? [];
+  list.push(sel);
+  map.set(key, list);
+}
+
 function portOrRange(v: unknown): PortRange | null {
   return portElement(v);
 }
@@ -302,16 +323,21 @@ export function fromNftJson(doc: unknown, skip: { family: string; name: string }
     }
   }
   const reach = reachability(bases, edges);
+  const selections = rules.map((r) => selectNft(r.expr, sets, `${r.family} ${r.table}`, r.family));
+  const jumpers = new Map<string, Selection[]>();
+  rules.forEach((r, i) => {
+    for (const t of jumpTargets(r.expr)) addJumper(jumpers, chainKey(r.family, r.table, t), selections[i]!);
+  });
   const out: ForeignRules = { nat: [], marks: [] };
-  for (const r of rules) {
-    if (r.family === skip.family && r.table === skip.name) continue;
+  rules.forEach((r, i) => {
+    if (r.family === skip.family && r.table === skip.name) return;
     // iptables-nft's targets: read from iptables-save instead
-    if (r.expr.some((e) => obj(obj(e)?.xt)?.type === 'target')) continue;
+    if (r.expr.some((e) => obj(obj(e)?.xt)?.type === 'target')) return;
+    const key = chainKey(r.family, r.table, r.chain);
     const where = `table ${r.family} ${r.table} chain ${r.chain}`;
-    const hooks = reach.get(chainKey(r.family, r.table, r.chain)) ?? [];
-    const scope = `${r.family} ${r.table}`;
-    const sel = selectNft(r.expr, sets, scope, r.family);
-    if (!sel.tcp) continue;
+    const hooks = reach.get(key) ?? [];
+    const sel = bases.has(key) ? selections[i]! : inherit(selections[i]!, jumpers.get(key));
+    if (!sel.tcp) return;
     for (const e of r.expr) {
       const o = obj(e);
       if (!o) continue;
@@ -351,7 +377,7 @@ export function fromNftJson(doc: unknown, skip: { family: string; name: string }
         out.marks.push({ where, key: which, set, clear, hooks, text: statementText(which, m?.value) });
       }
     }
-  }
+  });
   return out;
 }
 
@@ -443,6 +469,80 @@ function xtMarkEffect(opts: Map<string, string>, prefix = ''): { set: number; cl
   return null;
 }
 
+/** Targets that end a rule's walk here; any other -j names a user chain. */
+const IPTABLES_TARGETS = new Set([
+  'ACCEPT',
+  'DROP',
+  'RETURN',
+  'REJECT',
+  'LOG',
+  'DNAT',
+  'SNAT',
+  'MASQUERADE',
+  'REDIRECT',
+  'TPROXY',
+  'MARK',
+  'CONNMARK',
+  'NFLOG',
+  'NOTRACK',
+  'CT',
+  'TRACE',
+  'QUEUE',
+  'NFQUEUE',
+  'TCPMSS',
+  'CHECKSUM',
+]);
+
+/** One `-A CHAIN ...` line: what it matches, its -j target and the target's options. */
+function parseIptablesRule(
+  w: string[],
+  family: 4 | 6,
+): { sel: Selection; target: string | null; opts: Map<string, string> } {
+  const sel: Selection = { family, tcp: true, ports: null, daddr: null, iif: null };
+  let target: string | null = null;
+  const opts = new Map<string, string>();
+  let negated = false;
+  for (let i = 2; i < w.length; i++) {
+    const t = w[i]!;
+    if (t === '!') {
+      negated = true;
+      continue;
+    }
+    const next = w[i + 1];
+    if (target !== null) {
+      // options after -j belong to the target; flags without a value get ''
+      if (t.startsWith('--')) {
+        const takesValue = next !== undefined && !next.startsWith('--');
+        opts.set(t, takesValue ? next : '');
+        if (takesValue) i++;
+      }
+    } else if (t === '-p' || t === '--protocol') {
+      const tcp = next === 'tcp' || next === '6';
+      if (tcp === negated) sel.tcp = false;
+      i++;
+    } else if (t === '-d' || t === '--destination') {
+      try {
+        sel.daddr = { cidrs: (next ?? '').split(',').map((c) => parseCidr(c)), negated };
+      } catch {
+        sel.daddr = null;
+      }
+      i++;
+    } else if (t === '-i' || t === '--in-interface') {
+      sel.iif = { names: [next ?? ''], negated };
+      i++;
+    } else if (['--dport', '--dports', '--destination-port', '--destination-ports'].includes(t)) {
+      const ports = iptablesPorts(next ?? '');
+      sel.ports = ports && negated ? subtractRanges(EVERY_PORT, ports) : ports;
+      i++;
+    } else if (t === '-j' || t === '--jump') {
+      target = next ?? '';
+      i++;
+    }
+    negated = false;
+  }
+  return { sel, target, opts };
+}
+
 /**
  * NAT rules and mark writers from one family's iptables-save output. `label` names the
  * tool in messages ("iptables-nft", "ip6tables-legacy").
@@ -474,53 +574,20 @@ export function fromIptablesSave(text: string, family: 4 | 6, label: string): Fo
     }
   }
   const reach = reachability(bases, edges);
+  const parsed = rules.map((r) => parseIptablesRule(r.w, family));
+  const jumpers = new Map<string, Selection[]>();
+  rules.forEach((r, i) => {
+    const target = parsed[i]!.target;
+    if (target && !IPTABLES_TARGETS.has(target)) addJumper(jumpers, `${r.table} ${target}`, parsed[i]!.sel);
+  });
   const out: ForeignRules = { nat: [], marks: [] };
-  for (const r of rules) {
-    const sel: Selection = { family, tcp: true, ports: null, daddr: null, iif: null };
-    let target: string | null = null;
-    const opts = new Map<string, string>();
-    let negated = false;
-    for (let i = 2; i < r.w.length; i++) {
-      const t = r.w[i]!;
-      if (t === '!') {
-        negated = true;
-        continue;
-      }
-      const next = r.w[i + 1];
-      if (target !== null) {
-        // options after -j belong to the target; flags without a value get ''
-        if (t.startsWith('--')) {
-          const takesValue = next !== undefined && !next.startsWith('--');
-          opts.set(t, takesValue ? next : '');
-          if (takesValue) i++;
-        }
-      } else if (t === '-p' || t === '--protocol') {
-        const tcp = next === 'tcp' || next === '6';
-        if (tcp === negated) sel.tcp = false;
-        i++;
-      } else if (t === '-d' || t === '--destination') {
-        try {
-          sel.daddr = { cidrs: (next ?? '').split(',').map((c) => parseCidr(c)), negated };
-        } catch {
-          sel.daddr = null;
-        }
-        i++;
-      } else if (t === '-i' || t === '--in-interface') {
-        sel.iif = { names: [next ?? ''], negated };
-        i++;
-      } else if (['--dport', '--dports', '--destination-port', '--destination-ports'].includes(t)) {
-        const ports = iptablesPorts(next ?? '');
-        sel.ports = ports && negated ? subtractRanges(EVERY_PORT, ports) : ports;
-        i++;
-      } else if (t === '-j' || t === '--jump') {
-        target = next ?? '';
-        i++;
-      }
-      negated = false;
-    }
-    if (!target || !sel.tcp) continue;
+  rules.forEach((r, i) => {
+    const { target, opts } = parsed[i]!;
+    const key = `${r.table} ${r.chain}`;
+    const sel = bases.has(key) ? parsed[i]!.sel : inherit(parsed[i]!.sel, jumpers.get(key));
+    if (!target || !sel.tcp) return;
     const where = `${label} -t ${r.table} chain ${r.chain}`;
-    const hooks = reach.get(`${r.table} ${r.chain}`) ?? [];
+    const hooks = reach.get(key) ?? [];
     const base = { where, family, hooks, ports: sel.ports, daddr: sel.daddr, iif: sel.iif };
     if (target === 'DNAT') {
       const to = toDestination(opts.get('--to-destination') ?? '', family);
@@ -566,7 +633,7 @@ export function fromIptablesSave(text: string, family: 4 | 6, label: string): Fo
         if (e && (e.set || e.clear)) out.marks.push({ where, key: 'ct', ...e, hooks, text });
       }
     }
-  }
+  });
   return out;
 }
 
