@@ -1,0 +1,212 @@
+// Turns the results object into the markdown tables printed at the end and kept in
+// bench/results/<date>.md.
+
+const num = (v, digits) =>
+  v === null || v === undefined
+    ? '—'
+    : v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+const signed = (v, digits) => `${v < 0 ? '−' : '+'}${num(Math.abs(v), digits)}`;
+
+/** "best (median)" of a summarized target, or — when it did not run. */
+function cell(s, digits) {
+  if (!s || s.best === null) return '—';
+  return `${num(s.best, digits)} (${num(s.median, digits)})`;
+}
+
+function ratio(hg, ha) {
+  if (!hg || !ha || hg.best === null || ha.best === null || !ha.best || !ha.median) return '—';
+  return `**${num(hg.best / ha.best, 2)}** (${num(hg.median / ha.median, 2)})`;
+}
+
+function row(cells) {
+  return `| ${cells.join(' | ')} |`;
+}
+
+/** The rows of one layout (pinned or shared): rates, throughput, latency, PROXY v2. */
+function layoutTable(layout) {
+  const f = layout.figures;
+  const lines = [
+    row(['figure', 'direct (nginx)', 'HAProxy', 'honeygate', 'honeygate / HAProxy']),
+    row(['---', '---:', '---:', '---:', '---:']),
+  ];
+  const plain = (title, fig, digits) => {
+    if (!fig) return;
+    const t = fig.targets;
+    lines.push(
+      row([
+        title,
+        cell(t.direct, digits),
+        cell(t.haproxy, digits),
+        cell(t.honeygate, digits),
+        ratio(t.honeygate, t.haproxy),
+      ]),
+    );
+  };
+  plain(`new connections/s (Connection: close, 1 KiB, ${f.connrate?.connections} conns)`, f.connrate, 0);
+  plain(`keep-alive requests/s (1 KiB, ${f.keepalive?.connections} conns)`, f.keepalive, 0);
+  plain(`bulk MB/s (64 MiB file, ${f.bulk?.connections} conns)`, f.bulk, 0);
+  plain('proxy CPU µs per new connection', f['connrate-cpu'], 1);
+  plain('proxy CPU µs per keep-alive request', f['keepalive-cpu'], 2);
+  plain('proxy CPU s per GB (bulk)', f['bulk-cpu'], 2);
+  for (const p of ['p50', 'p99']) {
+    const fig = f[`latency-${p}`];
+    if (!fig) continue;
+    const t = fig.targets;
+    const added = (s) =>
+      s && t.direct && s.best !== null && t.direct.best !== null
+        ? `, ${signed(s.best - t.direct.best, 3)}`
+        : '';
+    lines.push(
+      row([
+        `latency ${p} ms, ${fig.rate} new conns/s (added vs direct)`,
+        cell(t.direct, 3),
+        `${cell(t.haproxy, 3)}${added(t.haproxy)}`,
+        `${cell(t.honeygate, 3)}${added(t.honeygate)}`,
+        ratio(t.honeygate, t.haproxy),
+      ]),
+    );
+  }
+  // PROXY v2 out: HAProxy send-proxy-v2 vs honeygate source: proxy-v2, into nginx `proxy_protocol`.
+  const pp = (title, fig, digits) => {
+    if (!fig?.targets['haproxy-pp']) return;
+    const t = fig.targets;
+    lines.push(
+      row([
+        `PROXY v2: ${title}`,
+        '—',
+        cell(t['haproxy-pp'], digits),
+        cell(t['honeygate-pp'], digits),
+        ratio(t['honeygate-pp'], t['haproxy-pp']),
+      ]),
+    );
+  };
+  pp('new connections/s', f.connrate, 0);
+  pp('proxy CPU µs per new connection', f['connrate-cpu'], 1);
+  pp('latency p50 ms', f['latency-p50'], 3);
+  pp('latency p99 ms', f['latency-p99'], 3);
+  return lines.join('\n');
+}
+
+export function renderMarkdown(results) {
+  const m = results.machine;
+  const s = results.settings;
+  const out = [];
+  out.push(`## honeygate benchmark ${results.date}`);
+  out.push('');
+  out.push(
+    `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryMiB} MiB, ${m.os}, ${m.kernel}. ` +
+      `honeygate ${m.honeygate} on Node ${m.node}; HAProxy ${m.haproxy}; nginx ${m.nginx}; wrk ${m.wrk}. ` +
+      `Network: ${results.network}.`,
+  );
+  out.push('');
+  out.push(
+    `Each cell: best (median) of ${s.repeats} runs of ${s.seconds} s, targets in rotated order per repeat. ` +
+      'Rates and MB/s: higher is better; CPU, latency, memory and time: lower is better. ' +
+      'The ratio is honeygate / HAProxy, best (median).',
+  );
+  for (const layout of results.layouts) {
+    out.push('');
+    out.push(`### ${layout.label}`);
+    out.push('');
+    out.push(layoutTable(layout));
+  }
+  const extra = [];
+  if (results.idleMemory) {
+    const t = results.idleMemory.targets;
+    extra.push(
+      row([
+        `memory per idle proxied flow, KiB (${results.idleMemory.flows} flows, RSS delta / flows)`,
+        cell(t.haproxy, 2),
+        cell(t.honeygate, 2),
+        ratio(t.honeygate, t.haproxy),
+      ]),
+    );
+  }
+  if (results.burst) {
+    const t = results.burst.targets;
+    extra.push(
+      row([
+        `burst: ${results.burst.ports} ports, one connection each, s until all accepted and recorded (bind listeners: non-transparent variant)`,
+        cell(t.haproxy, 2),
+        cell(t.honeygate, 2),
+        ratio(t.honeygate, t.haproxy),
+      ]),
+    );
+  }
+  if (extra.length) {
+    out.push('');
+    out.push(`### Idle memory and burst (${results.idleMemory?.layout ?? results.burst?.layout})`);
+    out.push('');
+    out.push(row(['figure', 'HAProxy', 'honeygate', 'honeygate / HAProxy']));
+    out.push(row(['---', '---:', '---:', '---:']));
+    out.push(...extra);
+    if (results.burst) {
+      out.push('');
+      out.push(
+        'Burst "recorded": honeygate rows in SQLite; HAProxy `option tcplog` lines on stdout (it has no event store). ' +
+          `The burst client opens ${results.burst.window} connections at a time.`,
+      );
+    }
+  }
+  if (results.completeness.length) {
+    out.push('');
+    out.push('### Event completeness (honeygate, the connection-rate runs)');
+    out.push('');
+    out.push(
+      row([
+        'layout',
+        'target',
+        'conns/s',
+        'wrk requests',
+        'wrk socket errors',
+        'events in SQLite',
+        'missing',
+        'dropped by queue',
+        'complete',
+      ]),
+    );
+    out.push(row(['---', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---']));
+    for (const c of results.completeness) {
+      out.push(
+        row([
+          c.layout,
+          c.target,
+          num(c.rate, 0),
+          num(c.requests, 0),
+          num(c.errors, 0),
+          num(c.events, 0),
+          num(c.missing, 0),
+          num(c.dropped, 0),
+          c.complete ? 'yes' : '**no**',
+        ]),
+      );
+    }
+    out.push('');
+    out.push(
+      'Each run at the highest rate reached (the fastest honeygate run of each layout). "missing": completed ' +
+        'requests without an event; events above the request count are connections wrk left open at the end of the run.',
+    );
+  }
+  out.push('');
+  out.push(`### Transparent mode: ${results.transparent.status}`);
+  out.push('');
+  out.push(results.transparent.note);
+  if (results.profile) {
+    out.push('');
+    out.push('### honeygate CPU profile (self time)');
+    for (const p of results.profile) {
+      out.push('');
+      out.push(
+        `${p.load}: ${num(p.rate, 0)}/s while profiled; ${num(p.totalMs - p.idleMs, 0)} ms busy of ${num(p.totalMs, 0)} ms sampled (self % of busy)`,
+      );
+      out.push('');
+      out.push(row(['self %', 'function', 'where']));
+      out.push(row(['---:', '---', '---']));
+      for (const f of p.top) out.push(row([num(f.percent, 1), `\`${f.name}\``, f.where]));
+    }
+  }
+  out.push('');
+  out.push(`Run took ${num(results.elapsedSeconds / 60, 1)} min.`);
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,183 @@
+// The backend (nginx) and the proxies under test (HAProxy, honeygate), each from a config
+// generated into the run's temp directory. A server is { name, process, port, ... }.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { rssKiB, startProcess, waitListening } from './util.mjs';
+
+export const PORTS = {
+  nginx: 8001, // plain HTTP
+  nginxProxy: 8002, // `listen ... proxy_protocol`
+  haproxy: 9001,
+  haproxyProxy: 9002, // send-proxy-v2
+  honeygate: 9101,
+  honeygateProxy: 9102, // source: proxy-v2
+  admin: 9200, // honeygate admin APIs: 9200 + n
+  burst: 20000, // first port of the burst range (below the ephemeral range, 32768+)
+};
+
+// Enough for 9,000 idle flows (two sockets each) under the 20,000 open files a process may hold.
+const MAX_FLOWS = 9700;
+
+export const SMALL = '/1k';
+export const LARGE = '/64m';
+
+/** nginx with one file of 1 KiB and one of 64 MiB, keep-alive for as long as a run lasts. */
+export async function startNginx(dir, { cpus, workers }) {
+  const prefix = join(dir, 'nginx');
+  const www = join(prefix, 'www');
+  mkdirSync(www, { recursive: true });
+  writeFileSync(join(www, '1k'), Buffer.alloc(1024, 'x'));
+  writeFileSync(join(www, '64m'), Buffer.alloc(64 * 1024 ** 2, 'x'));
+  const temp = (name) => `${name}_temp_path ${join(prefix, name)};`;
+  const conf = `
+${process.getuid?.() === 0 ? 'user root;' : ''}
+daemon off;
+worker_processes ${workers};
+worker_rlimit_nofile 20000;
+pid ${join(prefix, 'nginx.pid')};
+error_log ${join(prefix, 'error.log')} warn;
+events { worker_connections 19000; }
+http {
+  access_log off;
+  ${temp('client_body')} ${temp('proxy')} ${temp('fastcgi')} ${temp('uwsgi')} ${temp('scgi')}
+  default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 600s;
+  keepalive_requests 100000000;
+  server { listen 127.0.0.1:${PORTS.nginx} backlog=4096; root ${www}; }
+  server { listen 127.0.0.1:${PORTS.nginxProxy} proxy_protocol backlog=4096; root ${www}; }
+}
+`;
+  writeFileSync(join(prefix, 'nginx.conf'), conf);
+  const process_ = startProcess(
+    'nginx',
+    ['-p', prefix, '-e', join(prefix, 'error.log'), '-c', join(prefix, 'nginx.conf')],
+    { cpus, logFile: join(dir, 'nginx.log') },
+  );
+  const server = { name: 'nginx', process: process_, port: PORTS.nginx };
+  await waitListening(server, [PORTS.nginx, PORTS.nginxProxy]);
+  return server;
+}
+
+/**
+ * HAProxy in TCP mode with splice, one frontend per listen entry.
+ * listens: [{ name, port | ports: [from, to], server: port, sendProxy }]; log: write one line per session to stdout.
+ */
+export async function startHaproxy(dir, name, { cpus, threads, listens, log = false, maxconn = MAX_FLOWS }) {
+  const sections = listens.map(
+    (l) => `
+frontend ${l.name}
+  bind 127.0.0.1:${l.ports ? `${l.ports[0]}-${l.ports[1]}` : l.port}
+  default_backend ${l.name}_be
+backend ${l.name}_be
+  server s1 127.0.0.1:${l.server}${l.sendProxy ? ' send-proxy-v2' : ''}
+`,
+  );
+  // HAProxy reserves maxconn * 2 sockets plus two per splice pipe (maxconn / 4 pipes by
+  // default) and refuses to start above the open files limit: give the pipes what is left.
+  const maxpipes = Math.floor((20_000 - 2 * maxconn - listenPorts(listens).length - 100) / 2);
+  const conf = `
+global
+  nbthread ${threads}
+  maxconn ${maxconn}
+  maxpipes ${maxpipes}
+${log ? '  log stdout format raw local0' : ''}
+defaults
+  mode tcp
+${log ? '  log global\n  option tcplog' : ''}
+  option splice-auto
+  timeout connect 5s
+  timeout client 10m
+  timeout server 10m
+${sections.join('')}`;
+  const file = join(dir, `${name}.cfg`);
+  writeFileSync(file, conf);
+  const logFile = join(dir, `${name}.log`);
+  const server = {
+    name,
+    process: startProcess('haproxy', ['-db', '-f', file], { cpus, logFile }),
+    logFile,
+  };
+  await waitListening(server, listenPorts(listens), 60_000);
+  return server;
+}
+
+/**
+ * honeygate `run` with one route forwarding everything to nginx, events in SQLite.
+ * listens: [{ port | ports: [from, to] }]; source: none | proxy-v2.
+ */
+export async function startHoneygate(
+  dir,
+  name,
+  { root, node, cpus, listens, server, source, admin, maxFlows = MAX_FLOWS, nodeArgs = [] },
+) {
+  const ranges = [];
+  for (const l of listens) {
+    // A listener takes at most 5,000 ports: a longer range becomes several listeners.
+    const [from, to] = l.ports ?? [l.port, l.port];
+    for (let p = from; p <= to; p += 5000)
+      ranges.push(`127.0.0.1:${p}${Math.min(to, p + 4999) > p ? `-${Math.min(to, p + 4999)}` : ''}`);
+  }
+  const db = join(dir, `${name}.db`);
+  const yaml = `
+listeners:
+${ranges.map((r, i) => `  - name: bench${i}\n    bind: "${r}"`).join('\n')}
+routes:
+  - name: nginx
+    forward: nginx
+backends:
+  nginx:
+    servers: ["127.0.0.1:${server}"]
+    source: ${source}
+    retries: 0
+limits:
+  maxConnections: ${maxFlows}
+  perSource: 1000000
+  perSourceRate: 1000000/s
+  idleTimeout: 10m
+  maxBytesIn: 0
+  maxBytesOut: 0
+  grace: 1s
+events:
+  sqlite: ${JSON.stringify(db)}
+admin:
+  listen: "127.0.0.1:${admin}"
+log:
+  level: warn
+`;
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(file, yaml);
+  const logFile = join(dir, `${name}.log`);
+  const hg = {
+    name,
+    process: startProcess(node, [...nodeArgs, join(root, 'bin', 'honeygate.js'), 'run', '-c', file], {
+      cpus,
+      logFile,
+      cwd: dir,
+    }),
+    db,
+    admin,
+    logFile,
+  };
+  await waitListening(hg, [...listenPorts(listens), admin], 60_000);
+  return hg;
+}
+
+function listenPorts(listens) {
+  return listens.flatMap((l) => {
+    if (!l.ports) return [l.port];
+    const ports = [];
+    for (let p = l.ports[0]; p <= l.ports[1]; p++) ports.push(p);
+    return ports;
+  });
+}
+
+/** honeygate's /api/status (open flows, recorder queue). */
+export async function honeygateStatus(hg) {
+  const res = await fetch(`http://127.0.0.1:${hg.admin}/api/status`);
+  if (!res.ok) throw new Error(`${hg.name} /api/status: HTTP ${res.status}`);
+  return res.json();
+}
+
+export { rssKiB };

@@ -1,0 +1,181 @@
+// Small helpers shared by the benchmark: child processes that die with us, waiting by
+// condition, and the statistics every figure uses.
+import { spawn, spawnSync } from 'node:child_process';
+import { openSync, readFileSync } from 'node:fs';
+
+const children = new Set();
+
+// Whatever happens to the runner, the servers and load generators it started go with it.
+process.on('exit', () => {
+  for (const child of children) {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {}
+  }
+});
+
+/**
+ * Starts a long-running process (a server) with stdout and stderr in logFile.
+ * cpus: a taskset CPU list ("0", "1") or null for no pinning.
+ * Returns { pid, proc, exited, stop(), logFile }.
+ */
+export function startProcess(cmd, args, { cpus = null, logFile, env = process.env, cwd } = {}) {
+  const out = openSync(logFile, 'a');
+  const [file, argv] = cpus === null ? [cmd, args] : ['taskset', ['-c', cpus, cmd, ...args]];
+  const proc = spawn(file, argv, { stdio: ['ignore', out, out], env, cwd });
+  proc.on('error', () => {}); // reported through `exited`
+  children.add(proc);
+  let code = null;
+  const exited = new Promise((resolve) => {
+    proc.on('exit', (c, signal) => {
+      children.delete(proc);
+      code = c ?? signal;
+      resolve(code);
+    });
+  });
+  return {
+    pid: proc.pid,
+    proc,
+    logFile,
+    exited,
+    get exitCode() {
+      return code;
+    },
+    /** SIGTERM, then SIGKILL after graceMs. */
+    async stop(graceMs = 5000) {
+      if (code !== null) return code;
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+      const c = await exited;
+      clearTimeout(timer);
+      return c;
+    },
+  };
+}
+
+/** Runs a command to completion; resolves { code, stdout, stderr }. */
+export function run(cmd, args, { cpus = null, input, env = process.env, timeoutMs = 0 } = {}) {
+  const [file, argv] = cpus === null ? [cmd, args] : ['taskset', ['-c', cpus, cmd, ...args]];
+  return new Promise((resolve, reject) => {
+    const proc = spawn(file, argv, { stdio: ['pipe', 'pipe', 'pipe'], env });
+    children.add(proc);
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.setEncoding('utf8').on('data', (d) => {
+      stdout += d;
+    });
+    proc.stderr.setEncoding('utf8').on('data', (d) => {
+      stderr += d;
+    });
+    proc.stdin.on('error', () => {});
+    proc.stdin.end(input);
+    const timer = timeoutMs > 0 ? setTimeout(() => proc.kill('SIGKILL'), timeoutMs) : null;
+    proc.on('error', (err) => {
+      children.delete(proc);
+      reject(new Error(`${cmd}: ${err.message}`));
+    });
+    proc.on('close', (code, signal) => {
+      children.delete(proc);
+      if (timer) clearTimeout(timer);
+      resolve({ code: code ?? signal, stdout, stderr });
+    });
+  });
+}
+
+/** Synchronous stdout + stderr of a command (version banners go to either), trimmed; '' if it cannot start. */
+export function output(cmd, args) {
+  const res = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return `${res.stdout ?? ''}${res.stderr ?? ''}`.trim();
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls check() every intervalMs until it returns a truthy value; throws after timeoutMs. */
+export async function waitFor(what, check, { timeoutMs = 15_000, intervalMs = 50 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** The set of TCP ports listening in this network namespace (from `ss`). */
+export async function listeningPorts() {
+  const { stdout } = await run('ss', ['-Hltn']);
+  const ports = new Set();
+  for (const line of stdout.split('\n')) {
+    const local = line.trim().split(/\s+/)[3];
+    if (local) ports.add(Number(local.slice(local.lastIndexOf(':') + 1)));
+  }
+  return ports;
+}
+
+/** Waits until every port listens; fails early when the server exits. */
+export async function waitListening(server, ports, timeoutMs = 30_000) {
+  await waitFor(
+    `${server.name} to listen on ${ports.length === 1 ? `port ${ports[0]}` : `${ports.length} ports`}`,
+    async () => {
+      if (server.process.exitCode !== null) {
+        throw new Error(
+          `${server.name} exited (${server.process.exitCode}):\n${tail(server.process.logFile)}`,
+        );
+      }
+      const open = await listeningPorts();
+      return ports.every((p) => open.has(p));
+    },
+    { timeoutMs, intervalMs: 100 },
+  );
+}
+
+/** The last lines of a log file, for error messages. */
+export function tail(file, lines = 15) {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Resident memory of a process in KiB (VmRSS from /proc/PID/status). */
+export function rssKiB(pid) {
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]);
+}
+
+const TICKS = Number(output('getconf', ['CLK_TCK'])) || 100;
+
+/** CPU seconds a process has used so far, all threads, user + system (/proc/PID/stat). */
+export function cpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS; // utime, stime (fields 14 and 15)
+}
+
+export function median(values) {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/** Best and median of a list of runs; higher is better unless lowerIsBetter. */
+export function summarize(values, lowerIsBetter = false) {
+  const ok = values.filter((v) => Number.isFinite(v));
+  if (ok.length === 0) return { best: null, median: null };
+  return { best: lowerIsBetter ? Math.min(...ok) : Math.max(...ok), median: median(ok) };
+}
+
+/** The p-th percentile (0-100) of sorted numbers, nearest rank. */
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+/** The order of targets for repeat r: rotated, so no target is always first or last. */
+export function rotate(list, r) {
+  const k = r % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}

@@ -1,0 +1,674 @@
+#!/usr/bin/env node
+// `npm run bench`: honeygate side by side with HAProxy (and, later, go-mmproxy) on this
+// machine, in one run, under the same conditions. See bench/README.md.
+//
+//   BENCH_SECONDS=4          seconds per measured run
+//   BENCH_REPEATS=3          runs per target and figure (best and median are reported)
+//   BENCH_ONLY=connrate,...  figures: connrate keepalive bulk latency idle-memory burst completeness
+//                            (default all of these), profile (opt-in: honeygate under --cpu-prof)
+//   BENCH_LAYOUTS=pinned,shared   CPU layouts for the rate figures
+//   BENCH_LATENCY_RATE=1000  new connections/s of the latency figure
+//   BENCH_IDLE_FLOWS=9000    idle flows of the memory figure
+//   BENCH_BURST_PORTS=10000  ports of the burst figure (bound by the 20,000 open files limit)
+//   BENCH_NODE=/path/node    the node that runs honeygate (default: this one)
+//   BENCH_HONEYGATE=DIR      the honeygate tree to measure (default: this repository; it must be built)
+//   BENCH_KEEP=1             keep the temp directory (configs, logs, SQLite files)
+//
+// As root the whole run happens inside its own network namespace (hg-bench-PID, loopback
+// only), so its ports and TIME_WAIT sockets meet nothing else on the host.
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { client, openIdle, wrk } from './lib/load.mjs';
+import { topSelfTime } from './lib/profile.mjs';
+import { renderMarkdown } from './lib/report.mjs';
+import {
+  honeygateStatus,
+  LARGE,
+  PORTS,
+  SMALL,
+  startHaproxy,
+  startHoneygate,
+  startNginx,
+} from './lib/servers.mjs';
+import { ensureBuilt, ensureTools, machineInfo } from './lib/setup.mjs';
+import { cpuSeconds, output, rotate, rssKiB, summarize, waitFor } from './lib/util.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+// The honeygate under test: this tree, or another checkout (e.g. before and after a change).
+const HG_ROOT = process.env.BENCH_HONEYGATE ?? ROOT;
+const env = process.env;
+const ALL = ['connrate', 'keepalive', 'bulk', 'latency', 'idle-memory', 'burst', 'completeness'];
+const KNOWN = [...ALL, 'profile'];
+
+const settings = {
+  seconds: Number(env.BENCH_SECONDS ?? 4),
+  repeats: Number(env.BENCH_REPEATS ?? 3),
+  only: env.BENCH_ONLY ? env.BENCH_ONLY.split(',').map((s) => s.trim()) : ALL,
+  layouts: env.BENCH_LAYOUTS ? env.BENCH_LAYOUTS.split(',').map((s) => s.trim()) : ['pinned', 'shared'],
+  latencyRate: Number(env.BENCH_LATENCY_RATE ?? 1000),
+  idleFlows: Number(env.BENCH_IDLE_FLOWS ?? 9000),
+  burstPorts: Number(env.BENCH_BURST_PORTS ?? 10000),
+  burstWindow: 500,
+  node: env.BENCH_NODE ?? process.execPath,
+};
+
+const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+// ---- CPU layouts -----------------------------------------------------------------------
+const LAYOUTS = {
+  pinned: {
+    id: 'pinned',
+    label: '1 core each: proxy on CPU 1 (HAProxy nbthread 1), wrk + nginx on CPU 0',
+    proxyCpus: '1',
+    loadCpus: '0',
+    proxyThreads: 1,
+    nginxWorkers: 1,
+    wrkThreads: 1,
+  },
+  shared: {
+    id: 'shared',
+    label:
+      '2 cores shared, no pinning (HAProxy nbthread 2, nginx 2 workers, wrk 2 threads; honeygate one process)',
+    proxyCpus: null,
+    loadCpus: null,
+    proxyThreads: 2,
+    nginxWorkers: 2,
+    wrkThreads: 2,
+  },
+};
+
+// ---- targets ---------------------------------------------------------------------------
+const TARGETS = {
+  direct: { port: PORTS.nginx },
+  haproxy: { port: PORTS.haproxy },
+  honeygate: { port: PORTS.honeygate, honeygate: true },
+  'haproxy-pp': { port: PORTS.haproxyProxy },
+  'honeygate-pp': { port: PORTS.honeygateProxy, honeygate: true },
+};
+const PLAIN = ['direct', 'haproxy', 'honeygate'];
+const WITH_PP = [...PLAIN, 'haproxy-pp', 'honeygate-pp'];
+
+// ---- figures measured per layout ---------------------------------------------------------
+const FIGURES = {
+  connrate: { targets: WITH_PP, connections: 50, unit: 'connections/s' },
+  keepalive: { targets: PLAIN, connections: 50, unit: 'requests/s' },
+  bulk: { targets: PLAIN, connections: 2, unit: 'MB/s' },
+  latency: { targets: WITH_PP, unit: 'ms' },
+};
+
+async function main() {
+  const unknown = settings.only.filter((f) => !KNOWN.includes(f));
+  if (unknown.length)
+    throw new Error(`BENCH_ONLY: unknown ${unknown.join(', ')} (known: ${KNOWN.join(', ')})`);
+  if (env.BENCH_INNER) return inner();
+  const started = Date.now();
+  ensureTools(log);
+  ensureBuilt(HG_ROOT, log);
+  if (process.getuid?.() !== 0) {
+    log(
+      'not root: running on the host loopback (no network namespace); ports 8001-9300 and 20000+ must be free',
+    );
+    return inner({ network: 'host loopback (not root, no namespace)', started });
+  }
+  const ns = `hg-bench-${process.pid}`;
+  execFileSync('ip', ['netns', 'add', ns], { stdio: 'inherit' });
+  try {
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up'], { stdio: 'inherit' });
+    const code = await new Promise((resolve) => {
+      const child = spawn('ip', ['netns', 'exec', ns, process.execPath, fileURLToPath(import.meta.url)], {
+        stdio: 'inherit',
+        env: {
+          ...env,
+          BENCH_INNER: '1',
+          BENCH_NETWORK: `loopback in network namespace ${ns}`,
+          BENCH_STARTED: String(started),
+        },
+      });
+      const forward = (sig) => child.kill(sig);
+      process.on('SIGINT', forward).on('SIGTERM', forward);
+      child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0)));
+    });
+    process.exitCode = code;
+  } finally {
+    output('ip', ['netns', 'del', ns]);
+  }
+}
+
+async function inner({
+  network = env.BENCH_NETWORK,
+  started = Number(env.BENCH_STARTED ?? Date.now()),
+} = {}) {
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+  const dir = mkdtempSync(join(tmpdir(), 'hg-bench-'));
+  const date = new Date().toISOString().slice(0, 10);
+  const results = {
+    date,
+    machine: machineInfo(HG_ROOT, settings.node),
+    network,
+    settings: { ...settings, node: undefined },
+    layouts: [],
+    completeness: [],
+    idleMemory: null,
+    burst: null,
+    transparent: transparentSlot(),
+    profile: null,
+    elapsedSeconds: 0,
+  };
+  const want = (f) => settings.only.includes(f);
+  try {
+    const perLayout = ['connrate', 'keepalive', 'bulk', 'latency', 'completeness'].some(want);
+    if (perLayout) {
+      for (const id of settings.layouts) {
+        if (!LAYOUTS[id]) throw new Error(`BENCH_LAYOUTS: unknown ${id} (known: pinned, shared)`);
+        results.layouts.push(await measureLayout(LAYOUTS[id], join(dir, id), results.completeness));
+      }
+    }
+    if (want('idle-memory')) results.idleMemory = await measureIdleMemory(LAYOUTS.pinned, join(dir, 'idle'));
+    if (want('burst')) results.burst = await measureBurst(LAYOUTS.pinned, join(dir, 'burst'));
+    if (want('profile')) results.profile = await profileHoneygate(LAYOUTS.pinned, join(dir, 'profile'));
+  } finally {
+    if (!env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
+    else log(`kept ${dir}`);
+  }
+  results.elapsedSeconds = (Date.now() - started) / 1000;
+  const md = renderMarkdown(results);
+  const out = join(ROOT, 'bench', 'results');
+  mkdirSync(out, { recursive: true });
+  // A partial run (BENCH_ONLY, BENCH_LAYOUTS) must not overwrite the day's full results.
+  const partial = [
+    env.BENCH_ONLY && settings.only.join('+'),
+    env.BENCH_LAYOUTS && settings.layouts.join('+'),
+  ];
+  const name = [date, ...partial.filter(Boolean)].join('-');
+  const files = [join(out, `${name}.json`), join(out, `${name}.md`)];
+  writeFileSync(files[0], `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(files[1], md);
+  // In the repository's own format, so `biome check` passes on committed results.
+  const biome = join(ROOT, 'node_modules', '.bin', 'biome');
+  if (existsSync(biome)) output(biome, ['format', '--write', ...files]);
+  process.stdout.write(`\n${md}\n`);
+  log(`wrote bench/results/${name}.json and .md in ${(results.elapsedSeconds / 60).toFixed(1)} min`);
+}
+
+// ---- rate, throughput and latency figures, one layout ------------------------------------
+
+async function measureLayout(layout, dir, completeness) {
+  mkdirSync(dir, { recursive: true });
+  log(`layout ${layout.id}: ${layout.label}`);
+  const want = (f) => settings.only.includes(f);
+  const figures = Object.keys(FIGURES).filter((f) => want(f) || (f === 'connrate' && want('completeness')));
+  // Only completeness wanted: the connection-rate runs of honeygate are enough.
+  const targetsOf = (f) =>
+    f === 'connrate' && !want('connrate') ? ['honeygate', 'honeygate-pp'] : FIGURES[f].targets;
+  const needed = new Set(figures.flatMap(targetsOf));
+  const servers = await startLayout(layout, dir, needed);
+  const result = { id: layout.id, label: layout.label, figures: {} };
+  try {
+    await warmUp(layout, servers, needed);
+    for (const f of figures) {
+      const targets = targetsOf(f);
+      const runs = Object.fromEntries(targets.map((t) => [t, []]));
+      for (let r = 0; r < settings.repeats; r++) {
+        for (const t of rotate(targets, r)) {
+          const res = await measure(f, layout, t, servers);
+          runs[t].push(res);
+          log(`  ${layout.id} ${f} #${r + 1} ${t}: ${describe(f, res)}`);
+        }
+      }
+      if (f === 'latency') {
+        for (const p of ['p50', 'p99']) {
+          result.figures[`latency-${p}`] = figureSummary(runs, (x) => x[`${p}Ms`], true, {
+            unit: 'ms',
+            rate: settings.latencyRate,
+          });
+        }
+      } else {
+        const value = f === 'bulk' ? (x) => x.mbps : (x) => x.rate;
+        result.figures[f] = figureSummary(runs, value, false, {
+          unit: FIGURES[f].unit,
+          connections: FIGURES[f].connections,
+        });
+        // The proxy's CPU per unit of work: comparable even where the load generator, not
+        // the proxy, sets the rate. Includes the connections wrk left open at the end.
+        const proxies = Object.fromEntries(Object.entries(runs).filter(([t]) => t !== 'direct'));
+        const perUnit =
+          f === 'bulk'
+            ? (x) => x.proxyCpuSeconds / (x.bytes / 1e9)
+            : (x) => (x.proxyCpuSeconds * 1e6) / x.requests;
+        result.figures[`${f}-cpu`] = figureSummary(proxies, perUnit, true, {
+          unit: f === 'bulk' ? 'CPU s/GB' : 'CPU µs/request',
+        });
+      }
+      if (f === 'connrate') {
+        for (const t of targets.filter((x) => TARGETS[x].honeygate)) {
+          const best = [...runs[t]].sort((a, b) => b.rate - a.rate)[0];
+          completeness.push({ layout: layout.id, target: t, ...best.events });
+        }
+      }
+    }
+  } finally {
+    await stopAll(servers);
+  }
+  return result;
+}
+
+function figureSummary(runs, value, lowerIsBetter, extra) {
+  const targets = {};
+  for (const [t, list] of Object.entries(runs)) {
+    const values = list.map(value);
+    targets[t] = { ...summarize(values, lowerIsBetter), runs: values, raw: list };
+  }
+  return { ...extra, lowerIsBetter, targets };
+}
+
+function describe(figure, res) {
+  if (figure === 'latency')
+    return `p50 ${res.p50Ms?.toFixed(3)} ms, p99 ${res.p99Ms?.toFixed(3)} ms, ${res.ok}/${res.sent} ok`;
+  const main = figure === 'bulk' ? `${res.mbps.toFixed(0)} MB/s` : `${res.rate.toFixed(0)}/s`;
+  const ev = res.events ? `, events ${res.events.events}/${res.requests} requests` : '';
+  return `${main}${res.errors ? `, ${res.errors} socket errors` : ''}${ev}`;
+}
+
+/** nginx plus the proxies the wanted targets need, all running for the whole layout. */
+async function startLayout(layout, dir, needed) {
+  const servers = { list: [] };
+  const add = (key, server) => {
+    servers[key] = server;
+    servers.list.push(server);
+    return server;
+  };
+  try {
+    add('nginx', await startNginx(dir, { cpus: layout.loadCpus, workers: layout.nginxWorkers }));
+    const haproxy = (name, port, server, sendProxy) =>
+      startHaproxy(dir, name, {
+        cpus: layout.proxyCpus,
+        threads: layout.proxyThreads,
+        listens: [{ name: 'bench', port, server, sendProxy }],
+      });
+    const honeygate = (name, port, server, source, admin) =>
+      startHoneygate(dir, name, {
+        root: HG_ROOT,
+        node: settings.node,
+        cpus: layout.proxyCpus,
+        listens: [{ port }],
+        server,
+        source,
+        admin,
+      });
+    if (needed.has('haproxy')) add('haproxy', await haproxy('haproxy', PORTS.haproxy, PORTS.nginx, false));
+    if (needed.has('haproxy-pp'))
+      add('haproxy-pp', await haproxy('haproxy-pp', PORTS.haproxyProxy, PORTS.nginxProxy, true));
+    if (needed.has('honeygate'))
+      add('honeygate', await honeygate('honeygate', PORTS.honeygate, PORTS.nginx, 'none', PORTS.admin + 1));
+    if (needed.has('honeygate-pp'))
+      add(
+        'honeygate-pp',
+        await honeygate('honeygate-pp', PORTS.honeygateProxy, PORTS.nginxProxy, 'proxy-v2', PORTS.admin + 2),
+      );
+  } catch (err) {
+    await stopAll(servers);
+    throw err;
+  }
+  return servers;
+}
+
+async function stopAll(servers) {
+  for (const s of [...servers.list].reverse()) await s.process.stop();
+}
+
+/** A short unrecorded run through each proxy first, so JIT and pools are warm in every run. */
+async function warmUp(layout, servers, needed) {
+  for (const t of needed) {
+    if (t === 'direct') continue;
+    const opts = { seconds: 1, connections: 20, threads: 1, cpus: layout.loadCpus };
+    await wrk(TARGETS[t].port, SMALL, { ...opts, close: true });
+    await wrk(TARGETS[t].port, SMALL, opts);
+    if (TARGETS[t].honeygate) await settle(servers[t]);
+  }
+}
+
+/** One run, with the CPU time the proxy spent on it (proxyCpuSeconds; null for direct). */
+async function measure(figure, layout, target, servers) {
+  const pid = target === 'direct' ? null : servers[target].process.pid;
+  const cpuBefore = pid ? cpuSeconds(pid) : 0;
+  const res = await measureRun(figure, layout, target, servers);
+  res.proxyCpuSeconds = pid ? cpuSeconds(pid) - cpuBefore : null;
+  return res;
+}
+
+async function measureRun(figure, layout, target, servers) {
+  const port = TARGETS[target].port;
+  const base = { seconds: settings.seconds, threads: layout.wrkThreads, cpus: layout.loadCpus };
+  switch (figure) {
+    case 'connrate': {
+      const hg = TARGETS[target].honeygate ? servers[target] : null;
+      const before = hg ? await settle(hg) : null;
+      const res = await wrk(port, SMALL, { ...base, connections: FIGURES.connrate.connections, close: true });
+      if (hg) {
+        const after = await settle(hg);
+        const events = after.events - before.events;
+        // A completed request is a flow; so is each connection wrk left open at the end
+        // and each that failed after it was accepted (read/write/timeout errors).
+        const missing = Math.max(0, res.requests - events);
+        res.events = {
+          rate: res.rate,
+          requests: res.requests,
+          errors: res.errors,
+          events,
+          missing,
+          dropped: after.dropped - before.dropped,
+          complete: missing === 0 && after.dropped === before.dropped,
+        };
+      }
+      return res;
+    }
+    case 'keepalive':
+      return wrk(port, SMALL, { ...base, connections: FIGURES.keepalive.connections });
+    case 'bulk':
+      return wrk(port, LARGE, { ...base, threads: 1, connections: FIGURES.bulk.connections });
+    case 'latency':
+      return client(settings.node, 'latency', [port, SMALL, settings.latencyRate, settings.seconds], {
+        cpus: layout.loadCpus,
+        timeoutMs: (settings.seconds + 60) * 1000,
+      });
+    default:
+      throw new Error(`unknown figure ${figure}`);
+  }
+}
+
+/**
+ * Waits until honeygate has no open flow and nothing queued for the sinks, then counts
+ * the flow events in its SQLite file. Returns { events, dropped }.
+ */
+async function settle(hg) {
+  const status = await waitFor(
+    `${hg.name} to close its flows and flush its events`,
+    async () => {
+      const s = await honeygateStatus(hg);
+      return s.gateway.openFlows === 0 && s.recorder.queued === 0 ? s : null;
+    },
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
+  return { events: await countEvents(hg.db), dropped: status.recorder.dropped };
+}
+
+let openDatabase = null;
+async function countEvents(file) {
+  // The project's own driver: node:sqlite on Node >= 22.13, better-sqlite3 on Node 20.
+  openDatabase ??= (await import(pathToFileURL(join(HG_ROOT, 'dist/src/events/sqlite-driver.js')).href))
+    .openDatabase;
+  const db = openDatabase(file, { readonly: true });
+  try {
+    return Number(db.prepare("SELECT count(*) AS n FROM events WHERE type = 'flow'").get().n);
+  } finally {
+    db.close();
+  }
+}
+
+// ---- memory per idle proxied flow --------------------------------------------------------
+
+async function measureIdleMemory(layout, dir) {
+  mkdirSync(dir, { recursive: true });
+  const flows = settings.idleFlows;
+  log(`idle memory: ${flows} idle flows through each proxy (${layout.id})`);
+  const nginx = await startNginx(dir, { cpus: layout.loadCpus, workers: layout.nginxWorkers });
+  const runs = { haproxy: [], honeygate: [] };
+  try {
+    for (let r = 0; r < settings.repeats; r++) {
+      for (const t of rotate(['haproxy', 'honeygate'], r)) {
+        const name = `${t}-idle-${r}`;
+        const proxy =
+          t === 'haproxy'
+            ? await startHaproxy(dir, name, {
+                cpus: layout.proxyCpus,
+                threads: layout.proxyThreads,
+                listens: [{ name: 'bench', port: PORTS.haproxy, server: PORTS.nginx }],
+              })
+            : await startHoneygate(dir, name, {
+                root: HG_ROOT,
+                node: settings.node,
+                cpus: layout.proxyCpus,
+                listens: [{ port: PORTS.honeygate }],
+                server: PORTS.nginx,
+                source: 'none',
+                admin: PORTS.admin + 1,
+              });
+        try {
+          const port = TARGETS[t].port;
+          await wrk(port, SMALL, {
+            seconds: 1,
+            connections: 20,
+            threads: 1,
+            cpus: layout.loadCpus,
+            close: true,
+          });
+          await wrk(port, SMALL, { seconds: 1, connections: 20, threads: 1, cpus: layout.loadCpus });
+          if (t === 'honeygate') await settle(proxy);
+          const before = await stableRss(proxy.process.pid);
+          const idle = await openIdle(settings.node, port, SMALL, flows, { cpus: layout.loadCpus });
+          try {
+            const after = await stableRss(proxy.process.pid);
+            const open = t === 'honeygate' ? (await honeygateStatus(proxy)).gateway.openFlows : idle.ready;
+            const kib = (after - before) / idle.ready;
+            runs[t].push({
+              beforeKiB: before,
+              afterKiB: after,
+              flows: idle.ready,
+              errors: idle.errors,
+              open,
+              kib,
+            });
+            log(
+              `  idle #${r + 1} ${t}: RSS ${before} -> ${after} KiB over ${idle.ready} flows = ${kib.toFixed(2)} KiB/flow`,
+            );
+          } finally {
+            await idle.close();
+          }
+        } finally {
+          await proxy.process.stop();
+        }
+      }
+    }
+  } finally {
+    await nginx.process.stop();
+  }
+  return { layout: layout.label, flows, ...figureSummary(runs, (x) => x.kib, true, { unit: 'KiB/flow' }) };
+}
+
+/** RSS once two samples 300 ms apart differ by less than 0.5% (at most 10 s). */
+async function stableRss(pid) {
+  let last = rssKiB(pid);
+  let stable = last;
+  await waitFor(
+    'RSS to settle',
+    async () => {
+      const now = rssKiB(pid);
+      const steady = Math.abs(now - last) <= last * 0.005;
+      last = now;
+      stable = now;
+      return steady;
+    },
+    { timeoutMs: 10_000, intervalMs: 300 },
+  ).catch(() => {});
+  return stable;
+}
+
+// ---- burst: one connection to each of many ports -------------------------------------------
+
+/**
+ * The non-transparent variant: until tproxy lands, honeygate catches the ports with bind
+ * listeners on a port range (one socket per port), as many as 20,000 open files allow.
+ */
+async function measureBurst(layout, dir) {
+  mkdirSync(dir, { recursive: true });
+  const ports = settings.burstPorts;
+  const range = [PORTS.burst, PORTS.burst + ports - 1];
+  // Listening sockets + two per flow must stay under 20,000 open files.
+  const maxFlows = Math.floor((19_000 - ports) / 2);
+  log(`burst: one connection to each of ${ports} ports (${range[0]}-${range[1]}), ${layout.id}`);
+  const nginx = await startNginx(dir, { cpus: layout.loadCpus, workers: layout.nginxWorkers });
+  const runs = { haproxy: [], honeygate: [] };
+  try {
+    for (let r = 0; r < settings.repeats; r++) {
+      for (const t of rotate(['haproxy', 'honeygate'], r)) {
+        const name = `${t}-burst-${r}`;
+        const startedAt = Date.now();
+        const proxy =
+          t === 'haproxy'
+            ? await startHaproxy(dir, name, {
+                cpus: layout.proxyCpus,
+                threads: layout.proxyThreads,
+                listens: [{ name: 'burst', ports: range, server: PORTS.nginx }],
+                log: true,
+                maxconn: maxFlows,
+              })
+            : await startHoneygate(dir, name, {
+                root: HG_ROOT,
+                node: settings.node,
+                cpus: layout.proxyCpus,
+                listens: [{ ports: range }],
+                server: PORTS.nginx,
+                source: 'none',
+                admin: PORTS.admin + 1,
+                maxFlows,
+              });
+        const startupMs = Date.now() - startedAt;
+        try {
+          const recorded =
+            t === 'haproxy' ? () => haproxyLogLines(proxy.logFile) : () => countEvents(proxy.db);
+          const t0 = performance.now();
+          const burst = client(settings.node, 'burst', [range[0], ports, settings.burstWindow], {
+            cpus: layout.loadCpus,
+            timeoutMs: 120_000,
+          });
+          let seen = 0;
+          await waitFor(
+            `${t} to record ${ports} flows`,
+            async () => {
+              seen = await recorded();
+              return seen >= ports;
+            },
+            { timeoutMs: 120_000, intervalMs: 20 },
+          ).catch(() => {});
+          const recordedMs = performance.now() - t0;
+          const c = await burst;
+          const res = {
+            seconds: seen >= ports ? recordedMs / 1000 : null,
+            clientSeconds: c.ms / 1000,
+            connected: c.connected,
+            errors: c.errors,
+            recorded: seen,
+            startupSeconds: startupMs / 1000,
+          };
+          runs[t].push(res);
+          log(
+            `  burst #${r + 1} ${t}: ${res.recorded}/${ports} recorded in ${res.seconds?.toFixed(2) ?? '—'} s ` +
+              `(client done in ${res.clientSeconds.toFixed(2)} s, ${c.errors} errors; ${res.startupSeconds.toFixed(1)} s to bind)`,
+          );
+        } finally {
+          await proxy.process.stop();
+        }
+      }
+    }
+  } finally {
+    await nginx.process.stop();
+  }
+  return {
+    layout: layout.label,
+    ports,
+    window: settings.burstWindow,
+    variant: 'bind listeners on a port range (non-transparent)',
+    ...figureSummary(runs, (x) => x.seconds ?? Number.NaN, true, { unit: 's' }),
+  };
+}
+
+/** HAProxy `option tcplog` lines of the burst frontend in its log file. */
+function haproxyLogLines(file) {
+  let text = '';
+  try {
+    text = readFileSync(file, 'latin1');
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  for (let i = text.indexOf(' burst burst_be/'); i >= 0; i = text.indexOf(' burst burst_be/', i + 1)) n++;
+  return n;
+}
+
+// ---- profile (opt-in) ------------------------------------------------------------------------
+
+async function profileHoneygate(layout, dir) {
+  const profiles = [];
+  const nginx = await startNginx(dir, { cpus: layout.loadCpus, workers: layout.nginxWorkers });
+  try {
+    for (const [load, close] of [
+      ['new connections (Connection: close)', true],
+      ['keep-alive requests', false],
+    ]) {
+      const profDir = join(dir, `prof-${close ? 'close' : 'keepalive'}`);
+      const hg = await startHoneygate(dir, `honeygate-prof-${close ? 'close' : 'ka'}`, {
+        root: HG_ROOT,
+        node: settings.node,
+        cpus: layout.proxyCpus,
+        listens: [{ port: PORTS.honeygate }],
+        server: PORTS.nginx,
+        source: 'none',
+        admin: PORTS.admin + 1,
+        nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
+      });
+      let res;
+      try {
+        const opts = { threads: 1, cpus: layout.loadCpus, connections: 50, close };
+        await wrk(PORTS.honeygate, SMALL, { ...opts, seconds: 1 });
+        res = await wrk(PORTS.honeygate, SMALL, { ...opts, seconds: settings.seconds });
+        await settle(hg);
+      } finally {
+        await hg.process.stop(15_000); // the profile is written on a clean exit
+      }
+      const top = topSelfTime(profDir, HG_ROOT);
+      profiles.push({ load, rate: res.rate, ...top });
+      log(`  profile ${load}: top ${top.top[0]?.name} ${top.top[0]?.percent.toFixed(1)}%`);
+    }
+  } finally {
+    await nginx.process.stop();
+  }
+  return profiles;
+}
+
+// ---- TRANSPARENT SLOT ------------------------------------------------------------------------
+// Transparent mode (issue #3) is being built now. Its figures go here, measured inside
+// test namespaces like the e2e tests (attacker 198.51.100.0/24 -> gateway -> honeypot
+// 192.0.2.0/24, policy routing + nft TPROXY in the namespace only):
+//   - honeygate `tproxy` listener + `source: transparent` vs HAProxy `usesrc clientip`
+//     (same rates, latency and idle memory as above);
+//   - HAProxy `send-proxy-v2` -> go-mmproxy -> honeypot: go-mmproxy turns the PROXY header
+//     back into the client's source address with IP_TRANSPARENT, which needs its policy
+//     routing (`ip rule ... fwmark`, `ip route add local 0.0.0.0/0 dev lo table N`), so it
+//     belongs with the namespaced topology rather than the host loopback used above;
+//   - the real burst: one connection to each of 65,535 ports through one catch-all tproxy
+//     listener (the `burst` figure above is the bind-listener stand-in).
+function transparentSlot() {
+  return {
+    status: 'not yet measured',
+    note:
+      'Pending transparent mode (issue #3): honeygate `source: transparent` via a tproxy listener vs HAProxy ' +
+      '`usesrc clientip` vs HAProxy `send-proxy-v2` -> go-mmproxy, in test namespaces; and the 65,535-port ' +
+      'burst through one catch-all listener. go-mmproxy is not measured yet because it needs TPROXY policy ' +
+      'routing, i.e. the namespaced topology.',
+    planned: [
+      'transparent-connrate',
+      'transparent-keepalive',
+      'transparent-latency',
+      'transparent-idle-memory',
+      'burst-65535',
+    ],
+  };
+}
+
+main().catch((err) => {
+  process.stderr.write(`npm run bench: FAILED: ${err.stack ?? err}\n`);
+  process.exit(1);
+});
