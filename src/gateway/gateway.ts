@@ -111,7 +111,9 @@ export class Gateway {
    */
   async reload(config: Config): Promise<void> {
     const owners = new Map(
-      config.listeners.flatMap((l) => endpointsOf(l).map(({ e }) => [socketKey(l.name, e), l.name])),
+      config.listeners.flatMap((l) =>
+        endpointsOf(l).map(({ e, transparent }) => [socketKey(l.name, e, transparent), l.name]),
+      ),
     );
     const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.onConnection);
     const next = new Runtime(config, this.log, this.recorder);

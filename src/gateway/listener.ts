@@ -19,9 +19,13 @@ export interface BoundSocket {
   address: string; // the address actually bound (port 0 resolved)
 }
 
-/** The address; port 0 (tests: the kernel picks) is one socket per listener. */
-export function socketKey(listener: string, e: Endpoint): string {
-  return e.port === 0 ? `${listener}|${formatEndpoint(e)}` : formatEndpoint(e);
+/**
+ * The address; port 0 (tests: the kernel picks) is one socket per listener, and a
+ * transparent socket never stands in for an ordinary one on the same address.
+ */
+export function socketKey(listener: string, e: Endpoint, transparent = false): string {
+  const key = e.port === 0 ? `${listener}|${formatEndpoint(e)}` : formatEndpoint(e);
+  return transparent ? `tproxy|${key}` : key;
 }
 
 const LISTEN_HINTS: Record<string, string> = {
@@ -53,7 +57,7 @@ export function bindOne(
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
       onConnection(socket, bound),
     );
-    const bound: BoundSocket = { key: socketKey(listener, e), listener, server, address: '' };
+    const bound: BoundSocket = { key: socketKey(listener, e, transparent), listener, server, address: '' };
     server.once('error', (err: NodeJS.ErrnoException) => {
       server.close();
       const hint = err.code ? (LISTEN_HINTS[err.code] ?? '') : '';
@@ -98,7 +102,7 @@ export async function bindAll(
   try {
     for (const l of listeners) {
       for (const { e, transparent } of endpointsOf(l)) {
-        if (existing.has(socketKey(l.name, e))) continue;
+        if (existing.has(socketKey(l.name, e, transparent))) continue;
         opened.push(await bindOne(l.name, e, onConnection, transparent));
       }
     }
