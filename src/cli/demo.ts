@@ -115,11 +115,18 @@ export async function demo(keep: boolean): Promise<number> {
     process.stderr.write(`${missing}\n`);
     return 1;
   }
-  const dir = mkdtempSync(path.join(tmpdir(), 'honeygate-demo-'));
   say(
     'building the farm: attacker1 198.51.100.10, attacker2 203.0.113.10, gateway, honeypot 192.0.2.100 ...',
   );
-  const farm = await buildFarm({ honeypotHost: true });
+  let farm: Farm;
+  try {
+    farm = await buildFarm({ honeypotHost: true }); // removes what it made when it fails
+  } catch (err) {
+    process.stderr.write(`honeygate demo: ${(err as Error).message}\n`);
+    return 1;
+  }
+  // made after the farm, removed with it: nothing is left when building fails
+  const dir = mkdtempSync(path.join(tmpdir(), 'honeygate-demo-'));
   farm.topology.onDestroy(() => rmSync(dir, { recursive: true, force: true }));
   const t = farm.topology;
   const node = process.execPath;

@@ -3,6 +3,7 @@
 // `table inet honeygate` and the ip rule/route honeygate's own firewall settings name
 // (pref + fwmark/mask + table). The tools are nft and ip (ss for sshd's ports).
 import { spawn } from 'node:child_process';
+import ipaddr from 'ipaddr.js';
 import type { Config, FirewallConfig } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import {
@@ -17,6 +18,7 @@ import {
   renderRouting,
   renderRuleset,
   routingEntries,
+  type SshdListener,
   TABLE,
   tableComment,
 } from './render.js';
@@ -201,16 +203,19 @@ export async function deleteRouting(e: RoutingEntry, fw: FirewallConfig): Promis
 
 // ---- lock-out protection --------------------------------------------------------------
 
-/** The admin API's port and the ports sshd listens on here (22 when none is found), with reasons. */
-export async function protectedPorts(config: Config): Promise<ProtectedPort[]> {
-  let ss = '';
+/** The TCP listeners of sshd in this namespace ([] when there is none, or no ss). */
+export async function sshdListeners(): Promise<SshdListener[]> {
   try {
     const r = await runTool('ss', ['-ltnpH']);
-    if (r.code === 0) ss = r.stdout;
+    return r.code === 0 ? parseSshdListeners(r.stdout) : [];
   } catch {
-    // no ss: fall back to port 22
+    return []; // no ss: fall back to port 22
   }
-  return protectedFrom(config, parseSshdListeners(ss));
+}
+
+/** The admin API's port and the ports sshd listens on here (22 when none is found), with reasons. */
+export async function protectedPorts(config: Config): Promise<ProtectedPort[]> {
+  return protectedFrom(config, await sshdListeners());
 }
 
 // ---- apply, remove, verify, show ------------------------------------------------------
@@ -246,8 +251,15 @@ export async function apply(
     }
   }
   let tableRemoved = false;
-  if (ruleset) await loadRuleset(ruleset);
-  else tableRemoved = await deleteTable();
+  if (ruleset) {
+    try {
+      await loadRuleset(ruleset);
+    } catch (err) {
+      // all or nothing: the routing this call added goes again (what it deleted was unused)
+      for (const e of added.reverse()) await deleteRouting(e, fw).catch(() => false);
+      throw err;
+    }
+  } else tableRemoved = await deleteTable();
   return { ruleset, protectedPorts: prot, added, removed, tableRemoved };
 }
 
@@ -277,6 +289,24 @@ export function elementText(e: unknown): string {
   if (o?.prefix) return `${o.prefix.addr}/${o.prefix.len}`;
   if (o?.elem) return elementText(o.elem.val);
   return JSON.stringify(e);
+}
+
+/**
+ * One spelling per element, for comparing rendered and live sets: nft prints an IPv4-mapped
+ * block as ::ffff:198.51.100.0/120 where render.ts writes ::ffff:c633:6400/120 (a difference
+ * that made --manage-firewall re-apply the table every check). Ports and IPv4 stay as they are.
+ */
+export function normalElement(e: string): string {
+  const [addr, len] = e.split('/');
+  if (!addr?.includes(':') || !ipaddr.IPv6.isValid(addr)) return e;
+  const text = ipaddr.IPv6.parse(addr).toString();
+  return len === undefined ? text : `${text}/${len}`;
+}
+
+/** True when two element lists hold the same elements, whatever their order and spelling. */
+export function sameElements(a: string[], b: string[]): boolean {
+  const norm = (list: string[]) => list.map(normalElement).sort().join(',');
+  return norm(a) === norm(b);
 }
 
 /**
@@ -336,7 +366,7 @@ export async function verify(
         continue;
       }
       const have = (live.elem ?? []).map(elementText).sort();
-      if (have.join(',') !== [...s.elements].sort().join(',')) {
+      if (!sameElements(have, s.elements)) {
         problems.push(
           `set ${s.name}: elements differ (have { ${have.join(', ')} }, expected { ${s.elements.join(', ')} })`,
         );

@@ -78,21 +78,50 @@ function writeState(file: string, state: ConfirmState): void {
   fs.renameSync(tmp, file);
 }
 
-/** Stops the rollback child recorded in `state`, if it still is that child (pids get reused). */
-function stopChild(state: ConfirmState, file: string): void {
-  if (!state.pid) return;
+/** Stops the rollback child recorded in `state`, if it still is that child (pids get reused), and waits up to 2 s for it. */
+async function stopChild(state: ConfirmState, file: string): Promise<void> {
+  if (!isRollback(state.pid, file)) return;
   try {
-    const cmdline = fs.readFileSync(`/proc/${state.pid}/cmdline`, 'utf8').split('\0');
-    if (cmdline.includes('rollback') && cmdline.includes(file)) process.kill(state.pid, 'SIGTERM');
+    process.kill(state.pid!, 'SIGTERM');
   } catch {
-    // gone already
+    return; // gone already
+  }
+  const deadline = Date.now() + 2000;
+  while (isRollback(state.pid, file) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
+
+/** True while `pid` is a `honeygate firewall rollback` for `file`. */
+function isRollback(pid: number | null, file: string): boolean {
+  if (!pid) return false;
+  try {
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return cmdline.includes('rollback') && cmdline.includes(file);
+  } catch {
+    return false;
   }
 }
 
-/** A rollback in progress takes a few nft/ip calls: wait for it rather than race it. */
-async function waitUntilGone(file: string, timeoutMs: number): Promise<boolean> {
+/**
+ * A rollback in progress takes a few nft/ip calls: wait for it rather than race it. A claim
+ * whose process is gone (killed mid-restore) would block every later apply: it becomes a
+ * state file with rollbackError, which `show` and `confirm` report. False on timeout.
+ */
+async function waitForRollback(file: string, timeoutMs: number): Promise<boolean> {
+  const claimed = `${file}${CLAIM}`;
   const deadline = Date.now() + timeoutMs;
-  while (fs.existsSync(file)) {
+  while (fs.existsSync(claimed)) {
+    let state: ConfirmState | null = null;
+    try {
+      state = readState(claimed);
+    } catch {
+      // half written: look again
+    }
+    if (state && !isRollback(state.pid, file)) {
+      const why = `the rollback process (pid ${state.pid}) ended before it finished: the firewall may be half restored`;
+      writeState(file, { ...state, pid: null, rollbackError: why });
+      fs.rmSync(claimed, { force: true });
+      return true;
+    }
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -115,19 +144,38 @@ export async function applyWithConfirm(
   timeoutMs: number,
   stateFile: string,
 ): Promise<ConfirmedApply> {
-  if (!(await waitUntilGone(`${stateFile}${CLAIM}`, 15_000)))
+  if (!(await waitForRollback(stateFile, 15_000)))
     throw new HoneygateError('HG_ERR_FIREWALL', `a rollback is still running (${stateFile}${CLAIM} exists)`);
   const fw = config.firewall;
   let state = readState(stateFile);
+  if (state && JSON.stringify(state.firewall) !== JSON.stringify(fw)) {
+    throw new HoneygateError(
+      'HG_ERR_FIREWALL',
+      `an unconfirmed apply with other firewall settings is pending (${stateFile}): run \`honeygate firewall confirm\` or wait for its rollback`,
+    );
+  }
+  if (state) {
+    // The pending rollback may come due right now: take the snapshot from it by renaming the
+    // file (the same atomic step it claims with), so exactly one of us has it. Its child then
+    // finds the file gone and ends; it is stopped as well, so it cannot see the file we write.
+    const taken = `${stateFile}.${process.pid}.resume`;
+    try {
+      fs.renameSync(stateFile, taken);
+      await stopChild(state, stateFile);
+      fs.rmSync(taken, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // the rollback (or a confirm) got there first: wait for it, then start from what is live
+      if (!(await waitForRollback(stateFile, 15_000)))
+        throw new HoneygateError(
+          'HG_ERR_FIREWALL',
+          `a rollback is still running (${stateFile}${CLAIM} exists)`,
+        );
+      state = readState(stateFile); // a rollback that failed leaves its snapshot here
+    }
+  }
   const resumed = state !== null;
   if (state) {
-    if (JSON.stringify(state.firewall) !== JSON.stringify(fw)) {
-      throw new HoneygateError(
-        'HG_ERR_FIREWALL',
-        `an unconfirmed apply with other firewall settings is pending (${stateFile}): run \`honeygate firewall confirm\` or wait for its rollback`,
-      );
-    }
-    stopChild(state, stateFile);
     state = { ...state, deadline: Date.now() + timeoutMs, pid: null, rollbackError: undefined };
   } else {
     state = {
@@ -212,8 +260,11 @@ export async function rollbackWhenDue(
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'confirmed';
     throw err;
   }
+  const snapshot = readState(claimed) ?? state;
   try {
-    await restore(readState(claimed) ?? state);
+    // our own pid in the claim: a claim whose process is gone is known to be stale
+    writeState(claimed, { ...snapshot, pid: process.pid });
+    await restore(snapshot);
     fs.rmSync(claimed, { force: true });
   } catch (err) {
     // Leave the file for `show` and `confirm` to report, then let the operator decide.
@@ -239,12 +290,12 @@ export function confirm(file: string): ConfirmOutcome {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'too-late' };
     throw err;
   }
-  stopChild(state, file);
+  void stopChild(state, file);
   return state.rollbackError ? { kind: 'kept', rollbackError: state.rollbackError } : { kind: 'kept' };
 }
 
 /** Cancels a pending rollback (plain `apply` and `remove` supersede it). True when one was pending. */
 export async function cancelPending(file: string): Promise<boolean> {
-  await waitUntilGone(`${file}${CLAIM}`, 15_000);
+  await waitForRollback(file, 15_000);
   return confirm(file).kind === 'kept';
 }

@@ -12,7 +12,8 @@ import { spawn } from 'node:child_process';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import type { Config, PortRange } from '../config/types.js';
 import { cidrContains, formatEndpoint, ipFamily } from '../net/address.js';
-import { elementText, isOurRule } from './apply.js';
+import { nativeAvailable } from '../net/native.js';
+import { elementText, isOurRule, sameElements } from './apply.js';
 import { type ForeignRules, fromIptablesSave, fromNftJson, type NatEntry } from './foreign-rules.js';
 import {
   divertPorts,
@@ -60,6 +61,8 @@ export interface Host {
   readFile(path: string): Promise<string | null>;
   /** dockerd and docker-proxy processes in this network namespace (others cannot matter here). */
   processes(): Promise<ProcessInfo[]>;
+  /** Whether honeygate's native addon loads (absent: not checked). */
+  native?(): { ok: true } | { ok: false; reason: string };
 }
 
 const EXEC_TIMEOUT_MS = 15_000;
@@ -102,6 +105,7 @@ export function realHost(): Host {
         return null;
       }
     },
+    native: nativeAvailable,
     async processes() {
       const self = await readlink('/proc/self/ns/net').catch(() => null);
       const out: ProcessInfo[] = [];
@@ -171,6 +175,7 @@ export interface Facts {
   servers: Map<string, { route: RouteInfo | null; error: string }>; // transparent servers' hosts
   protectedPorts: ProtectedPort[];
   plan: RulesetPlan | null;
+  native: { ok: true } | { ok: false; reason: string } | null; // null: not checked
 }
 
 const LINE = (s: string) => s.trim().split('\n')[0] ?? '';
@@ -223,6 +228,8 @@ const NFT_PROBES: { feature: string; family: 4 | 6 | null; rule: string }[] = [
     rule: 'meta nfproto ipv6 meta l4proto tcp tproxy ip6 to [::1]:1',
   },
   { feature: 'nft_socket', family: null, rule: 'meta l4proto tcp socket transparent 1 accept' },
+  // only when the ruleset has the own-listeners rule
+  { feature: 'nft_fib_inet', family: null, rule: 'meta l4proto tcp fib daddr type local accept' },
 ];
 
 /**
@@ -265,12 +272,13 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
     routes: new Map(),
     defaults4: [],
     links: null,
-    foreign: { nat: [], marks: [] },
+    foreign: { nat: [], marks: [], inputDrops: [] },
     iptables: [],
     processes: [],
     servers: new Map(),
     protectedPorts,
     plan,
+    native: host.native?.() ?? null,
   };
 
   // nftables: the whole ruleset (others' tables too), then ours as text for its comment
@@ -290,6 +298,7 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
     const families = new Set(tproxyListeners(config).flatMap((l) => l.tproxy!.addresses.map(ipFamily)));
     for (const p of NFT_PROBES) {
       if (p.family !== null && !families.has(p.family)) continue;
+      if (p.feature === 'nft_fib_inet' && !plan.chains.some((c) => c.rules.includes(RULE.own))) continue;
       const r = await host.exec('nft', ['--check', '-f', '-'], probeTable(p.rule));
       facts.probes.push({
         feature: p.feature,
@@ -373,6 +382,8 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
       const parsed = fromIptablesSave(r.stdout, family, label);
       facts.foreign.nat.push(...parsed.nat);
       facts.foreign.marks.push(...parsed.marks);
+      // iptables-nft's chains are in nft's JSON already
+      if (!label.endsWith('-nft')) facts.foreign.inputDrops.push(...parsed.inputDrops);
       facts.iptables.push(label);
     }
   }
@@ -623,6 +634,25 @@ const capabilities: Check = (f) => {
   return out;
 };
 
+/** tproxy listeners, originalDst listeners and transparent backends need the addon; a failed build only warned at npm ci. */
+const native: Check = (f) => {
+  const C = 'native';
+  const c = f.config;
+  const needs = [
+    ...c.listeners.filter((l) => l.tproxy || l.originalDst).map((l) => `listener ${l.name}`),
+    ...[...c.backends.values()].filter((b) => b.source === 'transparent').map((b) => `backend ${b.name}`),
+  ];
+  if (needs.length === 0 || f.native === null) return [];
+  if (f.native.ok) return [ok(C, 'the native addon loads (IP_TRANSPARENT sockets, SO_ORIGINAL_DST)')];
+  return [
+    fail(
+      C,
+      `${joinWords(needs)} need${needs.length > 1 ? '' : 's'} honeygate's native addon, which does not load (${f.native.reason}): \`honeygate run\` refuses to start`,
+      "apt-get install g++ make python3, then in honeygate's directory: node scripts/build-native.mjs",
+    ),
+  ];
+};
+
 const nftables: Check = (f) => {
   const C = 'nftables';
   switch (f.nft.status) {
@@ -667,7 +697,9 @@ const kernel: Check = (f) => {
     const config =
       module === 'nft_socket'
         ? 'CONFIG_NFT_SOCKET'
-        : `CONFIG_NFT_TPROXY and CONFIG_NF_TPROXY_IPV${p.feature.includes('IPv6') ? 6 : 4}`;
+        : module === 'nft_fib_inet'
+          ? 'CONFIG_NFT_FIB_INET'
+          : `CONFIG_NFT_TPROXY and CONFIG_NF_TPROXY_IPV${p.feature.includes('IPv6') ? 6 : 4}`;
     out.push(
       fail(
         C,
@@ -736,7 +768,7 @@ const table: Check = (f) => {
   for (const set of f.plan.sets) {
     const have = sets.get(set.name);
     if (!have) problems.push(`set ${set.name} is missing`);
-    else if ([...have].sort().join(',') !== [...set.elements].sort().join(',')) {
+    else if (!sameElements(have, set.elements)) {
       problems.push(
         `set ${set.name} holds { ${have.join(', ')} }, the config renders { ${set.elements.join(', ')} }`,
       );
@@ -1103,6 +1135,50 @@ const originalDst: Check = (f) => {
   return out;
 };
 
+/**
+ * A drop policy on the input hook (ufw, a hand-made `iptables -P INPUT DROP`, firewalld's
+ * final reject) also drops what honeygate diverts: TPROXY delivers those packets locally,
+ * through INPUT, addressed to ports nothing there allows. An accept in honeygate's own table
+ * cannot help: every base chain on the hook must accept. Checked on Linux 6.18.
+ */
+const input: Check = (f) => {
+  const C = 'input';
+  if (!f.plan || !rulesRead(f)) return [];
+  const fw = f.config.firewall;
+  const out: Finding[] = [];
+  for (const d of f.foreign.inputDrops) {
+    if (d.excepts || (d.family !== null && !f.plan.families.includes(d.family))) continue;
+    const ipt = /^(ip6?tables)(-\w+)? -t (\w+) chain (\S+)$/.exec(d.where);
+    const nft = /^table (\S+) (\S+) chain (\S+)$/.exec(d.where);
+    const iptablesFix = (tool: string, table: string, chain: string) =>
+      `${tool} -t ${table} -I ${chain} -m mark --mark ${hex(fw.mark)}/${hex(fw.mask)} -j ACCEPT`;
+    const fix = ipt
+      ? iptablesFix(ipt[1]!, ipt[3]!, ipt[4]!)
+      : nft && nft[1] !== 'inet' && nft[2] === 'filter' && nft[3] === 'INPUT'
+        ? iptablesFix(nft[1] === 'ip' ? 'iptables' : 'ip6tables', 'filter', 'INPUT')
+        : `nft insert rule ${nft ? `${nft[1]} ${nft[2]} ${nft[3]}` : 'FAMILY TABLE CHAIN'} 'meta mark & ${hex(fw.mask)} == ${hex(fw.mark)} accept'`; // quoted: & would background it
+    out.push(
+      warn(
+        C,
+        `${d.where} ${d.how}: connections honeygate diverts are delivered to this host through the input hook, addressed to whatever port the attacker chose, so unless a rule there accepts them (by mark, interface or port) new connections to diverted ports never reach honeygate; an accept in honeygate's own table cannot override it`,
+        `${fix}   # then make it part of that firewall's saved configuration`,
+      ),
+    );
+  }
+  if (out.length === 0) {
+    const excepted = f.foreign.inputDrops.filter((d) => d.excepts).map((d) => d.where);
+    out.push(
+      ok(
+        C,
+        excepted.length
+          ? `${joinWords(excepted)} drop${excepted.length > 1 ? '' : 's'} by default but accept${excepted.length > 1 ? '' : 's'} marked or transparent-socket packets`
+          : 'no input chain drops by default: diverted connections reach honeygate',
+      ),
+    );
+  }
+  return out;
+};
+
 const ipForward: Check = (f) => {
   const C = 'ip_forward';
   if (!rulesRead(f)) return [];
@@ -1417,6 +1493,7 @@ const brNetfilter: Check = (f) => {
 
 const CHECKS: [string, Check][] = [
   ['capabilities', capabilities],
+  ['native', native],
   ['nftables', nftables],
   ['kernel', kernel],
   ['table', table],
@@ -1429,6 +1506,7 @@ const CHECKS: [string, Check][] = [
   ['interfaces', interfaces],
   ['ipv6', ipv6],
   ['nat', nat],
+  ['input', input],
   ['transparent-backends', transparentBackends],
   ['original-dst', originalDst],
   ['ip_forward', ipForward],

@@ -37,9 +37,22 @@ export interface MarkWriter {
   text: string; // the statement, for messages
 }
 
+/**
+ * A base chain on the input hook that drops what its rules do not accept (a drop policy,
+ * or a last rule that drops or rejects everything: firewalld's `reject with icmpx ...`).
+ * Diverted connections and transparent upstream replies are delivered through that hook.
+ */
+export interface InputDrop {
+  where: string;
+  family: 4 | 6 | null;
+  how: string; // "has policy drop", "ends with `reject`"
+  excepts: boolean; // a rule there (or in a chain it jumps to) accepts by mark, connmark or socket
+}
+
 export interface ForeignRules {
   nat: NatEntry[];
   marks: MarkWriter[];
+  inputDrops: InputDrop[];
 }
 
 const ALL_BITS = 0xffffffff;
@@ -92,6 +105,31 @@ function reachability(bases: Map<string, Hook>, edges: Map<string, Set<string>>)
     }
   }
   return out;
+}
+
+/** `start` and every chain it reaches through jumps and gotos. */
+function reachable(start: string, edges: Map<string, Set<string>>): Set<string> {
+  const seen = new Set<string>([start]);
+  const queue = [start];
+  while (queue.length) {
+    for (const next of edges.get(queue.shift()!) ?? []) {
+      if (seen.has(next)) continue;
+      seen.add(next);
+      queue.push(next);
+    }
+  }
+  return seen;
+}
+
+/** An nft rule that accepts on a packet mark, conntrack mark or socket match (it may let honeygate's packets in). */
+function acceptsByMarkOrSocket(expr: unknown[]): boolean {
+  if (!expr.some((e) => obj(e) !== null && 'accept' in obj(e)!)) return false;
+  const text = JSON.stringify(expr);
+  return (
+    /"(meta|ct)":\{"key":"mark"\}/.test(text) ||
+    /"socket":\{/.test(text) ||
+    /"xt":\{"type":"match","name":"(mark|connmark|socket)"\}/.test(text)
+  );
 }
 
 /** One port element of nft JSON: 80, "80", {"range": [1, 9]}. */
@@ -295,6 +333,7 @@ function statementText(key: 'meta' | 'ct', value: unknown): string {
 export function fromNftJson(doc: unknown, skip: { family: string; name: string }): ForeignRules {
   const items = (obj(doc)?.nftables as unknown[] | undefined) ?? [];
   const bases = new Map<string, Hook>();
+  const inputChains: { family: string; table: string; name: string; policy: unknown }[] = [];
   const edges = new Map<string, Set<string>>();
   const sets = new Map<string, unknown[]>();
   const rules: { family: string; table: string; chain: string; expr: unknown[] }[] = [];
@@ -302,6 +341,14 @@ export function fromNftJson(doc: unknown, skip: { family: string; name: string }
     const chain = obj(obj(item)?.chain);
     if (chain && typeof chain.hook === 'string' && typeof chain.prio === 'number') {
       bases.set(chainKey(chain.family, chain.table, chain.name), { hook: chain.hook, prio: chain.prio });
+      if (chain.hook === 'input' && ['ip', 'ip6', 'inet'].includes(String(chain.family))) {
+        inputChains.push({
+          family: String(chain.family),
+          table: String(chain.table),
+          name: String(chain.name),
+          policy: chain.policy,
+        });
+      }
     }
     const set = obj(obj(item)?.set);
     if (set && Array.isArray(set.elem)) sets.set(`${set.family} ${set.table} ${set.name}`, set.elem);
@@ -328,7 +375,31 @@ export function fromNftJson(doc: unknown, skip: { family: string; name: string }
   rules.forEach((r, i) => {
     for (const t of jumpTargets(r.expr)) addJumper(jumpers, chainKey(r.family, r.table, t), selections[i]!);
   });
-  const out: ForeignRules = { nat: [], marks: [] };
+  const out: ForeignRules = { nat: [], marks: [], inputDrops: [] };
+  for (const c of inputChains) {
+    if (c.family === skip.family && c.table === skip.name) continue;
+    const key = chainKey(c.family, c.table, c.name);
+    const own = rules.filter((r) => chainKey(r.family, r.table, r.chain) === key);
+    const last = own.at(-1)?.expr.filter((e) => !['counter', 'log'].some((k) => k in (obj(e) ?? {})));
+    const final = last?.length === 1 ? Object.keys(obj(last[0]) ?? {})[0] : undefined;
+    const how =
+      c.policy === 'drop'
+        ? 'has policy drop'
+        : final === 'drop' || final === 'reject'
+          ? `ends with \`${final}\``
+          : null;
+    if (!how) continue;
+    const reached = reachable(key, edges);
+    const excepts = rules.some(
+      (r) => reached.has(chainKey(r.family, r.table, r.chain)) && acceptsByMarkOrSocket(r.expr),
+    );
+    out.inputDrops.push({
+      where: `table ${c.family} ${c.table} chain ${c.name}`,
+      family: c.family === 'ip' ? 4 : c.family === 'ip6' ? 6 : null,
+      how,
+      excepts,
+    });
+  }
   rules.forEach((r, i) => {
     if (r.family === skip.family && r.table === skip.name) return;
     // iptables-nft's targets: read from iptables-save instead
@@ -552,9 +623,12 @@ export function fromIptablesSave(text: string, family: 4 | 6, label: string): Fo
   const rules: Rule[] = [];
   const bases = new Map<string, Hook>();
   const edges = new Map<string, Set<string>>();
+  const policies = new Map<string, string>(); // "filter INPUT" -> "DROP"
   let table = '';
   for (const raw of text.split('\n')) {
     const line = raw.trim();
+    const policy = /^:(\S+) (\S+)/.exec(line);
+    if (policy) policies.set(`${table} ${policy[1]}`, policy[2]!);
     if (line.startsWith('*')) {
       table = line.slice(1);
       for (const [chain, hook] of Object.entries(IPTABLES_BASES[table] ?? {}))
@@ -580,7 +654,27 @@ export function fromIptablesSave(text: string, family: 4 | 6, label: string): Fo
     const target = parsed[i]!.target;
     if (target && !IPTABLES_TARGETS.has(target)) addJumper(jumpers, `${r.table} ${target}`, parsed[i]!.sel);
   });
-  const out: ForeignRules = { nat: [], marks: [] };
+  const out: ForeignRules = { nat: [], marks: [], inputDrops: [] };
+  for (const key of ['filter INPUT', 'security INPUT', 'mangle INPUT']) {
+    const own = rules.filter((r) => `${r.table} ${r.chain}` === key);
+    const last = own.at(-1)?.w;
+    const final = last?.length === 4 && ['DROP', 'REJECT'].includes(last[3]!) ? last[3]!.toLowerCase() : null;
+    const how =
+      policies.get(key) === 'DROP'
+        ? 'has policy DROP'
+        : final
+          ? `ends with \`-j ${final.toUpperCase()}\``
+          : null;
+    if (!how) continue;
+    const reached = reachable(key, edges);
+    const excepts = rules.some(
+      (r, i) =>
+        reached.has(`${r.table} ${r.chain}`) &&
+        parsed[i]!.target === 'ACCEPT' &&
+        r.w.some((x, j) => x === '-m' && ['mark', 'connmark', 'socket'].includes(r.w[j + 1]!)),
+    );
+    out.inputDrops.push({ where: `${label} -t ${key.replace(' ', ' chain ')}`, family, how, excepts });
+  }
   rules.forEach((r, i) => {
     const { target, opts } = parsed[i]!;
     const key = `${r.table} ${r.chain}`;

@@ -26,6 +26,7 @@ export const RULE = {
   reply: 'honeygate: replies to transparent upstream flows',
   transparent: 'honeygate: packets of transparent sockets',
   dnat: 'honeygate: already DNATed by another table',
+  own: "honeygate: to honeygate's own listeners",
   ctMark: 'honeygate: mark transparent upstream flows',
   divert: (listener: string, family: 4 | 6) => `honeygate: divert to listener ${listener} (IPv${family})`,
 } as const;
@@ -113,6 +114,24 @@ export function uniquePorts(ports: ProtectedPort[]): ProtectedPort[] {
 
 export function formatRange(r: PortRange): string {
   return r.from === r.to ? String(r.from) : `${r.from}-${r.to}`;
+}
+
+/**
+ * Ports honeygate's own `bind` listeners hold on addresses other than loopback. Connections
+ * to this host's addresses on them must reach those listeners: tproxy would otherwise hand
+ * them to the tproxy socket (an inbound-PROXY listener's load balancer would then look like
+ * the attacker, its header like the attacker's bytes).
+ */
+export function ownListenerPorts(config: Config): PortRange[] {
+  const ports: PortRange[] = [];
+  for (const l of config.listeners) {
+    if (l.tproxy) continue;
+    for (const e of l.bind) {
+      if (e.port === 0 || /^127\./.test(e.host) || e.host === '::1') continue;
+      ports.push({ from: e.port, to: e.port });
+    }
+  }
+  return mergeRanges(ports);
 }
 
 // ---- address arithmetic ---------------------------------------------------------------
@@ -265,6 +284,19 @@ function render(config: Config, opts: RenderOptions): Rendered {
     }
   });
 
+  const own = divertRules.some((r) => r.includes(' tproxy '))
+    ? ownListenerPorts(config).map(formatRange)
+    : [];
+  const ownRule: string[] = [];
+  if (own.length) {
+    // not a listener's set: those end in _ports, _v4 or _v6
+    sets.push(renderSet('own_listeners', 'inet_service', own));
+    plan.sets.push({ name: 'own_listeners', type: 'inet_service', elements: own });
+    ownRule.push(
+      "\t\t# this host's addresses on the ports of honeygate's own bind listeners: those listeners take them",
+      `\t\tmeta l4proto tcp fib daddr type local tcp dport @own_listeners accept comment "${RULE.own}"`,
+    );
+  }
   const prerouting = [
     '\tchain prerouting {',
     '\t\ttype filter hook prerouting priority dstnat + 10; policy accept;',
@@ -274,6 +306,7 @@ function render(config: Config, opts: RenderOptions): Rendered {
     `\t\tmeta l4proto tcp socket transparent 1 ${setMark('meta mark', fw)} accept comment "${RULE.transparent}"`,
     "\t\t# flows another table DNATed at dstnat (Docker's published ports) keep going",
     `\t\tct status dnat accept comment "${RULE.dnat}"`,
+    ...ownRule,
     ...divertRules,
     '\t}',
   ];
@@ -293,7 +326,7 @@ function render(config: Config, opts: RenderOptions): Rendered {
       type: 'filter',
       hook: 'prerouting',
       prio: -90,
-      rules: [RULE.reply, RULE.transparent, RULE.dnat, ...divertComments],
+      rules: [RULE.reply, RULE.transparent, RULE.dnat, ...(own.length ? [RULE.own] : []), ...divertComments],
     },
     { name: 'output', type: 'route', hook: 'output', prio: -140, rules: [RULE.ctMark] },
   ];
@@ -401,7 +434,8 @@ export interface SshdListener {
 export function parseSshdListeners(ssOutput: string): SshdListener[] {
   const out: SshdListener[] = [];
   for (const line of ssOutput.split('\n')) {
-    if (!/users:\(\("sshd"/.test(line)) continue;
+    // sshd anywhere in the list: with socket activation systemd (pid 1) may be listed first
+    if (!/users:\(.*\("sshd",/.test(line)) continue;
     // State Recv-Q Send-Q Local:Port Peer:Port Process
     const local = line.trim().split(/\s+/)[3];
     const m = local ? /:(\d+)$/.exec(local) : null;

@@ -6,11 +6,16 @@ import type { Config } from '../config/types.js';
 import type { FlowEvent } from '../events/event.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
-import { apply, remove, verify } from './apply.js';
+import { apply, remove, sshdListeners, verify } from './apply.js';
+import { type ProtectedPort, protectedFrom, type SshdListener } from './render.js';
 
 export class FirewallWatch {
   private timer: NodeJS.Timeout | null = null;
   private checking: Promise<void> = Promise.resolve();
+  private started = false; // start() was called: from then on the rules may be ours to remove
+  // Every sshd listener seen since start: a check while sshd restarts (no listener for a
+  // moment) must not put its port back into the divert set, sending the admin to a honeypot.
+  private readonly sshd: SshdListener[] = [];
 
   constructor(
     private config: Config,
@@ -20,7 +25,8 @@ export class FirewallWatch {
 
   /** Applies the rules (throws HG_ERR_FIREWALL when nft or ip fails), then starts checking. */
   async start(): Promise<void> {
-    const r = await apply(this.config);
+    this.started = true; // before apply: a half-done apply is ours to undo
+    const r = await apply(this.config, { protectedPorts: await this.protectedPorts() });
     this.log.info({ protectedPorts: r.protectedPorts.map((p) => p.port) }, 'firewall rules applied');
     this.record('applied at start', []);
     this.schedule();
@@ -32,15 +38,20 @@ export class FirewallWatch {
     this.config = config;
     await this.checking;
     if (JSON.stringify(old.firewall) !== JSON.stringify(config.firewall)) await remove(old);
-    await apply(config);
+    await apply(config, { protectedPorts: await this.protectedPorts() });
     this.log.info('firewall rules re-applied for the new config');
     this.schedule();
   }
 
+  /**
+   * Removes the rules, but only when start() ran: a run that failed before applying (its
+   * tproxy port taken by another honeygate) must not remove that one's rules.
+   */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.checking;
+    if (!this.started) return;
     try {
       await remove(this.config);
       this.log.info('firewall rules removed');
@@ -60,17 +71,26 @@ export class FirewallWatch {
   /** One check; never throws (a failing nft is logged and tried again next time). */
   async check(): Promise<void> {
     try {
-      const missing = await verify(this.config);
+      const protectedPorts = await this.protectedPorts();
+      const missing = await verify(this.config, { protectedPorts });
       if (!missing.length) return;
       this.log.warn(
         { code: 'HG_ERR_FIREWALL', missing },
         'firewall rules changed from outside; applying them again',
       );
-      await apply(this.config);
+      await apply(this.config, { protectedPorts });
       this.record('re-applied', missing);
     } catch (err) {
       this.log.error({ code: 'HG_ERR_FIREWALL' }, (err as Error).message);
     }
+  }
+
+  /** The admin port and every sshd port seen since start (22 while none was ever seen). */
+  private async protectedPorts(): Promise<ProtectedPort[]> {
+    for (const s of await sshdListeners()) {
+      if (!this.sshd.some((x) => x.address === s.address)) this.sshd.push(s);
+    }
+    return protectedFrom(this.config, this.sshd);
   }
 
   private record(what: string, missing: string[]): void {

@@ -84,7 +84,8 @@ function call<T>(fn: (a: Addon) => T): T {
 
 /**
  * socket() + setsockopt() + bind() + listen(); returns the listening fd for
- * `server.listen({ fd, backlog })` (pass the same backlog: Node calls listen() again with its own).
+ * `server.listen({ fd }, backlog, cb)`. Node calls listen() again, and for an fd it takes the
+ * backlog only from that positional argument: `{ fd, backlog }` ends at its default, 511.
  * An IPv6 host gets an IPv6-only socket. Throws HG_ERR_SOCKET naming the failed call.
  */
 export function listenSocket(host: string, port: number, opts: SocketOptions & { backlog?: number }): number {

@@ -6,8 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { elementText, isOurRule } from '../../src/firewall/apply.js';
-import { type ConfirmState, confirm, readState } from '../../src/firewall/confirm.js';
+import { elementText, isOurRule, sameElements } from '../../src/firewall/apply.js';
+import { type ConfirmState, cancelPending, confirm, readState } from '../../src/firewall/confirm.js';
 
 const FW = { mark: 0x1000, mask: 0x1000, table: 4210, rulePriority: 10000, checkIntervalMs: 5000 };
 
@@ -32,6 +32,20 @@ test('elementText: nft JSON set elements in the ruleset text syntax', () => {
   assert.equal(elementText({ elem: { val: { prefix: { addr: '2001:db8::', len: 32 } } } }), '2001:db8::/32');
 });
 
+// Review finding: nft prints an IPv4-mapped block as ::ffff:198.51.100.0/120, render.ts writes
+// ::ffff:c633:6400/120; verify saw a difference on every check and --manage-firewall re-applied
+// the table (and recorded a firewall event) every checkInterval, forever.
+test('sameElements: one spelling per IPv6 element; ports and order do not matter', () => {
+  assert.equal(
+    sameElements(['::ffff:198.51.100.0/120', '2001:db8::/32'], ['2001:db8::/32', '::ffff:c633:6400/120']),
+    true,
+  );
+  assert.equal(sameElements(['2001:db8:0:0:1::/80'], ['2001:db8::1:0:0:0/80']), true);
+  assert.equal(sameElements(['1-21', '23-65535'], ['23-65535', '1-21']), true);
+  assert.equal(sameElements(['22'], ['0.0.0.22']), false, 'a port is not an address');
+  assert.equal(sameElements(['2001:db8::/32'], ['2001:db8::/48']), false);
+});
+
 test('confirm: nothing pending, kept (and the file gone), too late once the rollback claimed it', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-confirm-'));
   try {
@@ -54,6 +68,34 @@ test('confirm: nothing pending, kept (and the file gone), too late once the roll
     assert.deepEqual(confirm(file), { kind: 'too-late' });
     fs.writeFileSync(file, JSON.stringify({ ...state, rollbackError: 'nft -f - exited 1' }));
     assert.deepEqual(confirm(file), { kind: 'kept', rollbackError: 'nft -f - exited 1' });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// Review finding: a rollback process killed mid-restore left its claim (.rolling-back) behind;
+// every later `apply --confirm` waited 15 s and failed with "a rollback is still running", and
+// plain apply/remove waited 15 s each. A claim whose process is gone is stale: it becomes a
+// state file carrying rollbackError, which confirm (and show) report.
+test('a stale rollback claim (its process gone) is reported, not waited on', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-confirm-'));
+  try {
+    const file = path.join(dir, 'confirm-test.json');
+    const state: ConfirmState = {
+      version: 1,
+      createdAt: new Date().toISOString(),
+      deadline: Date.now() - 1000,
+      pid: 2 ** 22 + 1, // above pid_max's default ceiling: no such process
+      firewall: FW,
+      previousTable: null,
+      previousRouting: [],
+    };
+    fs.writeFileSync(`${file}.rolling-back`, JSON.stringify(state));
+    const started = Date.now();
+    assert.equal(await cancelPending(file), true);
+    assert.ok(Date.now() - started < 5000, 'no 15 s wait');
+    assert.equal(fs.existsSync(`${file}.rolling-back`), false);
+    assert.equal(fs.existsSync(file), false, 'confirm took the reported state');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

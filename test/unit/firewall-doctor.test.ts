@@ -1011,3 +1011,140 @@ test('the Docker capture as doctor sees it: the transparent dial to the publishe
   );
   one(findings, 'src_valid_mark', 'ok', /^src_valid_mark is 0 on eth0 and all$/);
 });
+
+// Review finding: with a drop policy on the input hook (ufw, `iptables -P INPUT DROP`, firewalld's
+// final reject) TPROXY'd connections are dropped in INPUT, yet doctor said "all is well".
+describe('input: a default-drop input chain drops what honeygate diverts', () => {
+  const inputChain = (family: string, table: string, name: string, policy: string) => ({
+    chain: { family, table, name, type: 'filter', hook: 'input', prio: 0, policy },
+  });
+  const rule = (family: string, table: string, chain: string, expr: unknown[]) => ({
+    rule: { family, table, chain, expr },
+  });
+  const established = {
+    match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] },
+  };
+  const markAccept = [
+    {
+      match: {
+        op: '==',
+        left: { '&': [{ meta: { key: 'mark' } }, 4096] },
+        right: 4096,
+      },
+    },
+    { accept: null },
+  ];
+
+  test('iptables-nft INPUT policy DROP: warn, the fix an iptables rule accepting the mark', async () => {
+    const findings = await run({
+      foreignNft: [
+        { table: { family: 'ip', name: 'filter' } },
+        inputChain('ip', 'filter', 'INPUT', 'drop'),
+        rule('ip', 'filter', 'INPUT', [established, { accept: null }]),
+      ],
+    });
+    const f = one(
+      findings,
+      'input',
+      'warn',
+      /^table ip filter chain INPUT has policy drop: connections honeygate diverts/,
+    );
+    assert.match(f.fix ?? '', /^iptables -t filter -I INPUT -m mark --mark 0x1000\/0x1000 -j ACCEPT/);
+  });
+
+  test('the same with a rule accepting the mark: ok', async () => {
+    const findings = await run({
+      foreignNft: [
+        { table: { family: 'ip', name: 'filter' } },
+        inputChain('ip', 'filter', 'INPUT', 'drop'),
+        rule('ip', 'filter', 'INPUT', [established, { accept: null }]),
+        rule('ip', 'filter', 'INPUT', markAccept),
+      ],
+    });
+    one(findings, 'input', 'ok', /^table ip filter chain INPUT drops by default but accepts marked/);
+  });
+
+  test('an IPv6-only drop policy does not matter to an IPv4-only config', async () => {
+    const findings = await run({
+      yaml: BASE_YAML.replace('tproxy: { port: 15001 }', 'tproxy: { port: 15001, address: "127.0.0.1" }'),
+      foreignNft: [
+        { table: { family: 'ip6', name: 'filter' } },
+        inputChain('ip6', 'filter', 'INPUT', 'drop'),
+      ],
+    });
+    one(findings, 'input', 'ok', /^no input chain drops by default/);
+  });
+
+  test('firewalld: a final reject after a jump; a mark accept in the jumped-to chain counts', async () => {
+    const firewalld = (zone: unknown[][]) => [
+      { table: { family: 'inet', name: 'firewalld' } },
+      inputChain('inet', 'firewalld', 'filter_INPUT', 'accept'),
+      { chain: { family: 'inet', table: 'firewalld', name: 'filter_INPUT_ZONES' } },
+      rule('inet', 'firewalld', 'filter_INPUT', [established, { accept: null }]),
+      rule('inet', 'firewalld', 'filter_INPUT', [{ jump: { target: 'filter_INPUT_ZONES' } }]),
+      rule('inet', 'firewalld', 'filter_INPUT', [{ reject: { type: 'icmpx', expr: 'admin-prohibited' } }]),
+      ...zone.map((expr) => rule('inet', 'firewalld', 'filter_INPUT_ZONES', expr)),
+    ];
+    const sshOnly = [
+      { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 22 } },
+      { accept: null },
+    ];
+    const bad = await run({ foreignNft: firewalld([sshOnly]) });
+    const f = one(bad, 'input', 'warn', /^table inet firewalld chain filter_INPUT ends with `reject`/);
+    assert.match(
+      f.fix ?? '',
+      /^nft insert rule inet firewalld filter_INPUT 'meta mark & 0x1000 == 0x1000 accept'/,
+    );
+    const good = await run({ foreignNft: firewalld([sshOnly, markAccept]) });
+    one(good, 'input', 'ok', /^table inet firewalld chain filter_INPUT drops by default but accepts/);
+  });
+
+  test('iptables-legacy: :INPUT DROP, and -m socket ... -j ACCEPT as the exception', async () => {
+    const save = (extra: string) =>
+      `*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n${extra}COMMIT\n`;
+    // legacy tables are read only when /proc/net/ip_tables_names lists some
+    const { config: c, host } = build({ commands: { 'iptables-legacy-save': save('') } });
+    const withTables: Host = {
+      ...host,
+      readFile: async (p) => (p === '/proc/net/ip_tables_names' ? 'filter\n' : host.readFile(p)),
+    };
+    const bad = await doctor(c, withTables, { file: 'test.yaml' });
+    const f = one(bad, 'input', 'warn', /^iptables-legacy -t filter chain INPUT has policy DROP/);
+    assert.match(f.fix ?? '', /^iptables -t filter -I INPUT -m mark --mark 0x1000\/0x1000 -j ACCEPT/);
+
+    const r = fromIptablesSave(save('-A INPUT -m socket --transparent -j ACCEPT\n'), 4, 'iptables-legacy');
+    assert.deepEqual(r.inputDrops, [
+      { where: 'iptables-legacy -t filter chain INPUT', family: 4, how: 'has policy DROP', excepts: true },
+    ]);
+    const reject = fromIptablesSave(
+      '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -j REJECT\nCOMMIT\n',
+      4,
+      'iptables-legacy',
+    );
+    assert.equal(reject.inputDrops[0]?.how, 'ends with `-j REJECT`');
+    assert.equal(reject.inputDrops[0]?.excepts, false);
+  });
+});
+
+// Review finding: npm ci only warns when the addon does not build, and doctor said "all is
+// well" for a config that `run` then refused (HG_ERR_NATIVE).
+test('native: a config needing the addon, which does not load: fail, with the build steps', async () => {
+  const { config: c, host } = build();
+  const reason = 'native addon not available: tried /opt/honeygate/build/Release/honeygate.node (not found)';
+  const missing = await doctor(c, { ...host, native: () => ({ ok: false, reason }) }, { file: 'test.yaml' });
+  const f = one(
+    missing,
+    'native',
+    'fail',
+    /^listener all-ports and backend cowrie need honeygate's native addon, which does not load \(native addon not available: tried/,
+  );
+  assert.match(f.fix ?? '', /node scripts\/build-native\.mjs/);
+  assert.equal(exitCode(missing), 1);
+  const loads = await doctor(c, { ...host, native: () => ({ ok: true }) }, { file: 'test.yaml' });
+  one(loads, 'native', 'ok', /^the native addon loads/);
+  const plain = build({
+    yaml: 'listeners:\n  - name: web\n    bind: "0.0.0.0:8080"\nroutes:\n  - capture: {}\n',
+  });
+  const none = await doctor(plain.config, { ...plain.host, native: () => ({ ok: false, reason }) });
+  assert.deepEqual(only(none, 'native'), [], 'a config without transparent mode does not need it');
+});

@@ -211,6 +211,15 @@ test('parseSshdListeners: ss -ltnpH lines naming sshd', () => {
   ]);
 });
 
+// Review finding: a socket-activated sshd shares its listening socket with systemd, and ss may
+// list systemd first; only lines starting with "sshd" were taken, so its port lost its protection.
+test('parseSshdListeners: sshd anywhere in the users list', () => {
+  const ss =
+    'LISTEN 0      4096         0.0.0.0:22222     0.0.0.0:*    users:(("systemd",pid=1,fd=51),("sshd",pid=612,fd=3))\n' +
+    'LISTEN 0      4096         0.0.0.0:2000      0.0.0.0:*    users:(("notsshd",pid=9,fd=3))\n';
+  assert.deepEqual(parseSshdListeners(ss), [{ address: '0.0.0.0:22222', port: 22222 }]);
+});
+
 test('the ruleset text: mark math, chain priorities, protected-port comment', () => {
   const text = renderRuleset(load('custom-marks.yaml'), { protectedPorts: [{ port: 22, why: 'sshd' }] });
   assert.match(text, /^table inet honeygate \{\}\ndelete table inet honeygate\ntable inet honeygate \{$/m);
