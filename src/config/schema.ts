@@ -284,14 +284,28 @@ export function interfaceName(v: unknown): string {
 }
 
 export function ipAddress(v: unknown): string {
+  if (text(v).includes('%')) throw new Error(`${describe(v)}: a zone id (%IFACE) cannot be used here`);
   const ip = normalizeIp(text(v));
   if (!ip) throw new Error(`${describe(v)} is not an IP address`);
   return ip;
 }
 
+/** A destination block to divert; an IPv4-mapped IPv6 block never matches a packet on the wire. */
+export function divertCidr(v: unknown): Cidr {
+  const c = cidr(v);
+  const mapped =
+    c.family === 6 && c.bytes.subarray(0, 12).equals(Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255]));
+  if (mapped && c.prefix >= 96) {
+    throw new Error(
+      `${c.text} is IPv4-mapped: no packet carries such an address; write the IPv4 block instead`,
+    );
+  }
+  return c;
+}
+
 export const divertSchema = obj({
   interface: list(interfaceName, { min: 1 }),
-  addresses: list(cidr, { min: 1 }).optional(),
+  addresses: list(divertCidr, { min: 1 }).optional(),
   ports: list((v) => parsePortRange(v), { min: 1 }).default([{ from: 1, to: 65535 }]),
   exclude: list((v) => parsePortRange(v)).default([]),
 });

@@ -1,6 +1,7 @@
 // Upstream dialers, one per backend `source:` mode. Each returns a connected socket whose
 // first bytes (if any) announce the attacker's address; the pump takes it from there.
 import net from 'node:net';
+import ipaddr from 'ipaddr.js';
 import type { Endpoint, SourceMode } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import { openUpstream } from '../net/native.js';
@@ -58,6 +59,13 @@ const transparent: Dialer = (flow, server, timeoutMs) => {
     return Promise.reject(
       new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: the source address is unknown`),
     );
+  }
+  // A trusted upstream's PROXY header names the source: never send a SYN from an address
+  // no attacker can have (or from the honeypot itself, a LAND packet).
+  const range = ipaddr.parse(flow.src.ip).range();
+  if (['unspecified', 'broadcast', 'multicast', 'loopback'].includes(range) || flow.src.ip === server.host) {
+    const why = `will not connect from ${flow.src.ip} (${flow.src.ip === server.host ? 'the server itself' : range})`;
+    return Promise.reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: ${why}`));
   }
   if (net.isIP(flow.src.ip) !== family) {
     const why = `the attacker ${flow.src.ip} is IPv${net.isIP(flow.src.ip)}, the server IPv${family}: a transparent connection keeps the family`;

@@ -333,6 +333,21 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     ],
   },
   {
+    // Review finding: a zone id reached nft as "[fe80::1%lo]" and the addon as a TypeError;
+    // an IPv4-mapped divert block never matched and made every firewall check re-apply.
+    name: 'tproxy: zone ids and IPv4-mapped divert blocks',
+    text: lines(
+      'listeners:',
+      '  - name: a',
+      '    tproxy: { port: 15001, address: ["fe80::1%lo"] }',
+      '    divert: { interface: eth0, addresses: ["::ffff:198.51.100.0/120"] }',
+    ),
+    errors: [
+      'config.yaml:3: listeners[0].tproxy.address[0]: "fe80::1%lo": a zone id (%IFACE) cannot be used here',
+      'config.yaml:4: listeners[0].divert.addresses[0]: ::ffff:198.51.100.0/120 is IPv4-mapped: no packet carries such an address; write the IPv4 block instead',
+    ],
+  },
+  {
     name: 'firewall: mark outside its mask',
     text: lines(LISTENER.trimEnd(), 'firewall:', '  mark: 0x3000', '  mask: 0x1000'),
     errors: ['config.yaml:5: firewall.mark: 0x3000 has bits outside mask 0x1000'],
