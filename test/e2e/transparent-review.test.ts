@@ -1,7 +1,6 @@
 // Regression tests from a security review of transparent mode (tproxy listeners, transparent
 // backends, run --manage-firewall), each in the standard farm: attacker1 -> gateway, where
 // honeygate runs with a tproxy listener diverting att1, and decoy addresses nobody owns.
-// Tests marked `todo` guard bugs in code another change owns; they fail until it lands.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -272,9 +271,7 @@ describe('transparent mode: review findings', { skip }, () => {
   // Bug (src/gateway/listener.ts): `server.listen({ fd, backlog })` ignores `backlog` for an fd
   // (Node 20 and 24 read it only from the positional argument), so the tproxy socket, which
   // receives every diverted port, listened with Node's default 511 instead of 4096.
-  test('the tproxy socket listens with a backlog of 4096', {
-    todo: 'listener.ts: pass the backlog positionally',
-  }, async () => {
+  test('the tproxy socket listens with a backlog of 4096', async () => {
     const g = startGateway(farm, configPath);
     try {
       await ready(g);
@@ -292,9 +289,7 @@ describe('transparent mode: review findings', { skip }, () => {
   // Bug (src/cli/run.ts): the signal handlers were installed only after start finished; a
   // SIGINT (or SIGTERM, SIGHUP) while the firewall was being applied killed the process with
   // the rules in place. An `nft` that takes 2 s to load holds start in that window.
-  test('SIGINT while the rules are being applied: they are removed on the way out', {
-    todo: 'run.ts: handle stop signals from the start of run()',
-  }, async () => {
+  test('SIGINT while the rules are being applied: they are removed on the way out', async () => {
     const bin = path.join(dir, 'slow-nft');
     fs.mkdirSync(bin, { recursive: true });
     const done = path.join(dir, 'nft-done');
