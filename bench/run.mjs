@@ -65,16 +65,18 @@ const LAYOUTS = {
     proxyCpus: '1',
     loadCpus: '0',
     proxyThreads: 1,
+    honeygateWorkers: 1,
     nginxWorkers: 1,
     wrkThreads: 1,
   },
   shared: {
     id: 'shared',
     label:
-      '2 cores shared, no pinning (HAProxy nbthread 2, nginx 2 workers, wrk 2 threads; honeygate one process)',
+      '2 cores shared, no pinning (HAProxy nbthread 2, honeygate workers: 2, nginx 2 workers, wrk 2 threads)',
     proxyCpus: null,
     loadCpus: null,
     proxyThreads: 2,
+    honeygateWorkers: 2, // a primary and two worker processes on SO_REUSEPORT sockets
     nginxWorkers: 2,
     wrkThreads: 2,
   },
@@ -205,7 +207,7 @@ async function measureLayout(layout, dir, completeness) {
     f === 'connrate' && !want('connrate') ? ['honeygate', 'honeygate-pp'] : FIGURES[f].targets;
   const needed = new Set(figures.flatMap(targetsOf));
   const servers = await startLayout(layout, dir, needed);
-  const result = { id: layout.id, label: layout.label, figures: {} };
+  const result = { id: layout.id, label: layout.label, honeygateWorkers: layout.honeygateWorkers, figures: {} };
   try {
     await warmUp(layout, servers, needed);
     for (const f of figures) {
@@ -297,6 +299,7 @@ async function startLayout(layout, dir, needed) {
         server,
         source,
         admin,
+        workers: layout.honeygateWorkers,
       });
     if (needed.has('haproxy')) add('haproxy', await haproxy('haproxy', PORTS.haproxy, PORTS.nginx, false));
     if (needed.has('haproxy-pp'))

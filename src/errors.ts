@@ -15,6 +15,7 @@ export const ERRORS = {
   HG_ERR_NETNS: 'cannot build or tear down a network of namespaces',
   HG_ERR_DOCKER: 'Docker Engine in a namespace failed',
   HG_ERR_FIREWALL: 'cannot read or change the firewall',
+  HG_ERR_WORKER: 'a worker process failed',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

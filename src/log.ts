@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { HoneygateError } from './errors.js';
 
 export type Logger = pino.Logger;
 
@@ -9,4 +10,10 @@ export function createLogger(level: string): Logger {
     { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
     pino.destination({ dest: 1, sync: true }),
   );
+}
+
+/** Logs what stops a start: our own errors say all there is to say; anything else keeps its stack. */
+export function logFatal(log: Logger, err: unknown): void {
+  if (err instanceof HoneygateError) log.fatal({ code: err.code }, err.message);
+  else log.fatal({ err }, (err as Error).message);
 }

@@ -26,8 +26,9 @@ function row(cells) {
 /** The rows of one layout (pinned or shared): rates, throughput, latency, PROXY v2. */
 function layoutTable(layout) {
   const f = layout.figures;
+  const workers = layout.honeygateWorkers > 1 ? ` (${layout.honeygateWorkers} workers)` : '';
   const lines = [
-    row(['figure', 'direct (nginx)', 'HAProxy', 'honeygate', 'honeygate / HAProxy']),
+    row(['figure', 'direct (nginx)', 'HAProxy', `honeygate${workers}`, 'honeygate / HAProxy']),
     row(['---', '---:', '---:', '---:', '---:']),
   ];
   const plain = (title, fig, digits) => {

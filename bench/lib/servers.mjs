@@ -105,12 +105,13 @@ ${sections.join('')}`;
 
 /**
  * honeygate `run` with one route forwarding everything to nginx, events in SQLite.
- * listens: [{ port | ports: [from, to] }]; source: none | proxy-v2.
+ * listens: [{ port | ports: [from, to] }]; source: none | proxy-v2; workers: processes
+ * (above 1: a primary forks them, each listens with SO_REUSEPORT).
  */
 export async function startHoneygate(
   dir,
   name,
-  { root, node, cpus, listens, server, source, admin, maxFlows = MAX_FLOWS, nodeArgs = [] },
+  { root, node, cpus, listens, server, source, admin, maxFlows = MAX_FLOWS, nodeArgs = [], workers = 1 },
 ) {
   const ranges = [];
   for (const l of listens) {
@@ -145,7 +146,7 @@ admin:
   listen: "127.0.0.1:${admin}"
 log:
   level: warn
-`;
+${workers > 1 ? `workers: ${workers}\n` : ''}`;
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, yaml);
   const logFile = join(dir, `${name}.log`);

@@ -88,8 +88,9 @@ export function machineInfo(root, honeygateNode) {
   };
 }
 
+/** "commit abc1234", or "commit abc1234-dirty" when the tree measured has uncommitted changes. */
 function gitRevision(root) {
-  const res = spawnSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  const res = spawnSync('git', ['-C', root, 'describe', '--always', '--dirty'], { encoding: 'utf8' });
   return res.status === 0 ? `commit ${res.stdout.trim()}` : `${root}, not a git checkout`;
 }
 

@@ -1,7 +1,7 @@
 // Small helpers shared by the benchmark: child processes that die with us, waiting by
 // condition, and the statistics every figure uses.
 import { spawn, spawnSync } from 'node:child_process';
-import { openSync, readFileSync } from 'node:fs';
+import { openSync, readdirSync, readFileSync } from 'node:fs';
 
 const children = new Set();
 
@@ -147,11 +147,38 @@ export function rssKiB(pid) {
 
 const TICKS = Number(output('getconf', ['CLK_TCK'])) || 100;
 
-/** CPU seconds a process has used so far, all threads, user + system (/proc/PID/stat). */
+/**
+ * CPU seconds a process and its children (honeygate's workers) have used so far, all
+ * threads, user + system (/proc/PID/stat). Children that exited in between are not counted.
+ */
 export function cpuSeconds(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  let stat;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 0; // gone
+  }
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS; // utime, stime (fields 14 and 15)
+  let total = (Number(fields[11]) + Number(fields[12])) / TICKS; // utime, stime (fields 14 and 15)
+  for (const child of childPids(pid)) total += cpuSeconds(child);
+  return total;
+}
+
+function childPids(pid) {
+  const pids = [];
+  let tasks = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return pids;
+  }
+  for (const tid of tasks) {
+    try {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      if (text) pids.push(...text.split(/\s+/).map(Number));
+    } catch {}
+  }
+  return pids;
 }
 
 export function median(values) {

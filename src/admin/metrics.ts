@@ -3,6 +3,8 @@
 // Counts of finished flows come from the flowEnd diagnostics channel; everything else is
 // read from the stats() snapshots at scrape time. Labels only ever carry names from the
 // config (listener, backend, server) or our own enums, never an attacker's address.
+// With worker processes this is the primary's registry: it publishes flowEnd for the events
+// the workers send, its stats() sum theirs, and the process_* metrics are its own.
 import diagnostics from 'node:diagnostics_channel';
 import prom from 'prom-client';
 import type { FlowEvent } from '../events/event.js';
@@ -13,6 +15,7 @@ import type { GatewayStats } from '../gateway/gateway.js';
 export interface MetricsSource {
   gateway: { stats(): GatewayStats };
   recorder: { stats(): RecorderStats };
+  workers?: { running(): number; restarts(): number };
 }
 
 export interface Metrics {
@@ -137,6 +140,24 @@ export function createMetrics(source: MetricsSource): Metrics {
       this.set(source.recorder.stats().queued);
     },
   });
+
+  const workers = source.workers;
+  if (workers) {
+    new prom.Gauge({
+      name: `${PREFIX}workers`,
+      help: 'Worker processes running (run with workers: above 1).',
+      registers: [registry],
+      collect() {
+        this.set(workers.running());
+      },
+    });
+    totalCounter(
+      registry,
+      `${PREFIX}worker_restarts_total`,
+      'Worker processes started again after one exited.',
+      () => workers.restarts(),
+    );
+  }
 
   // A subscriber that throws becomes an uncaught exception in the data path: never throw.
   const onFlowEnd = (message: unknown): void => {

@@ -18,6 +18,12 @@ import { createMetrics } from './metrics.js';
 export interface AdminDeps {
   gateway: { stats(): GatewayStats };
   recorder: { stats(): RecorderStats };
+  /** With worker processes: how many run, how often one was started again. */
+  workers?: { running(): number; restarts(): number };
+  /** Runs before /metrics and /api/status read the stats (the primary asks its workers). */
+  refresh?: () => Promise<void>;
+  /** More top-level fields of /api/status. */
+  status?: () => Record<string, unknown>;
   log: pino.Logger;
 }
 
@@ -47,14 +53,17 @@ export async function startAdmin(cfg: AdminConfig, deps: AdminDeps): Promise<Adm
   const check = cfg.token ? tokenChecker(cfg.token) : null;
   const routes: Record<(typeof ROUTES)[number], Route> = {
     '/metrics': async (_req, res) => {
+      await deps.refresh?.();
       const text = await metrics.registry.metrics();
       send(res, 200, metrics.registry.contentType, text);
     },
     '/healthz': (_req, res) => send(res, 200, 'text/plain; charset=utf-8', 'ok\n'),
-    '/api/status': (_req, res) => {
+    '/api/status': async (_req, res) => {
+      await deps.refresh?.();
       const body = {
         gateway: deps.gateway.stats(),
         recorder: deps.recorder.stats(),
+        ...deps.status?.(),
         uptimeSeconds: Math.round(process.uptime()),
       };
       sendJson(res, 200, body);

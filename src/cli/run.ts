@@ -1,17 +1,18 @@
 // `honeygate run`: load config -> open sinks -> bind -> serve until a signal -> drain -> exit.
-import type { Command } from 'commander';
+// With `workers:` above 1 the same, split: a primary (src/workers/primary.ts) forks worker
+// processes that bind and serve, and keeps the sinks, the admin API and the firewall.
+import { type Command, Option } from 'commander';
 import { startAdmin } from '../admin/server.js';
 import { loadConfigFile } from '../config/load.js';
-import type { Config } from '../config/types.js';
-import { HoneygateError } from '../errors.js';
 import type { Sink } from '../events/event.js';
-import { JsonlSink } from '../events/jsonl.js';
 import { Recorder } from '../events/recorder.js';
-import { SqliteSink } from '../events/sqlite.js';
-import { ThreadedSqliteSink } from '../events/sqlite-thread.js';
+import { openSinks } from '../events/sinks.js';
 import { FirewallWatch } from '../firewall/watch.js';
 import { Gateway } from '../gateway/gateway.js';
-import { createLogger, type Logger } from '../log.js';
+import { createLogger, type Logger, logFatal } from '../log.js';
+import { WORKER_FLAG } from '../workers/messages.js';
+import { runPrimary } from '../workers/primary.js';
+import { runWorker } from '../workers/worker.js';
 
 export function register(program: Command): void {
   program
@@ -24,8 +25,12 @@ export function register(program: Command): void {
       '--manage-firewall',
       'apply the nftables rules and policy routing at start, re-apply them when they vanish, remove them at exit',
     )
-    .action(async (opts: { config: string; manageFirewall?: boolean }) => {
-      process.exitCode = await run(opts.config, { manageFirewall: opts.manageFirewall === true });
+    .addOption(new Option(`${WORKER_FLAG} <index>`, 'internal: run as worker INDEX of a primary').hideHelp())
+    .action(async (opts: { config: string; manageFirewall?: boolean; worker?: string }) => {
+      process.exitCode =
+        opts.worker === undefined
+          ? await run(opts.config, { manageFirewall: opts.manageFirewall === true })
+          : await runWorker(opts.config, Number(opts.worker));
     });
 }
 
@@ -40,12 +45,13 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
   const config = loaded.config;
   const log = createLogger(config.log.level);
   for (const w of loaded.warnings) log.warn({ config: path }, w);
+  if (config.workers > 1) return runPrimary(path, config, log, opts);
 
   let sinks: Sink[];
   try {
-    sinks = await openSinks(config);
+    sinks = openSinks(config);
   } catch (err) {
-    fatal(log, err);
+    logFatal(log, err);
     return 1;
   }
   const recorder = new Recorder(sinks, {
@@ -75,7 +81,7 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     await firewall?.start();
     if (config.admin) admin = await startAdmin(config.admin, { gateway, recorder, log });
   } catch (err) {
-    fatal(log, err);
+    logFatal(log, err);
     await firewall?.stop();
     await gateway.stop();
     await recorder.close();
@@ -94,30 +100,6 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
   signals.detach();
   log.info({ events: recorder.stats() }, 'stopped');
   return 0;
-}
-
-/** Our own errors say all there is to say; anything else keeps its stack for a bug report. */
-function fatal(log: Logger, err: unknown): void {
-  if (err instanceof HoneygateError) log.fatal({ code: err.code }, err.message);
-  else log.fatal({ err }, (err as Error).message);
-}
-
-/** Opens the configured sinks; on failure closes those already open, then throws. */
-async function openSinks(config: Config): Promise<Sink[]> {
-  const sinks: Sink[] = [];
-  try {
-    if (config.events.sqlite)
-      sinks.push(
-        process.env.HG_SQLITE_THREAD === '1'
-          ? await ThreadedSqliteSink.open(config.events.sqlite)
-          : new SqliteSink(config.events.sqlite),
-      );
-    if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));
-  } catch (err) {
-    for (const s of sinks.reverse()) void s.close();
-    throw err;
-  }
-  return sinks;
 }
 
 /**

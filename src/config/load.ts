@@ -6,7 +6,7 @@
 // directory, not the config file's directory: `./data/events.db` means what it says in
 // the shell the operator typed the command in.
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Scalar } from 'yaml';
 import type { z } from 'zod';
@@ -17,6 +17,7 @@ import {
   adminSchema,
   backendSchema,
   CAPTURE_DEFAULTS,
+  conv,
   eventsSchema,
   firewallSchema,
   limitsSchema,
@@ -24,6 +25,7 @@ import {
   logSchema,
   MAX_BIND_PORTS,
   name as parseName,
+  workers as parseWorkers,
   type RawBackend,
   type RawFirewall,
   type RawListener,
@@ -583,6 +585,7 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
   let admin: z.output<typeof adminSchema> | undefined;
   let firewall: RawFirewall | undefined;
   let log: z.output<typeof logSchema> | undefined;
+  let workers: number | 'auto' | undefined = 1;
   if (raw === undefined || raw === null) {
     if (!yamlProblems.length && !report.problems.length)
       report.error([], 'the configuration is empty (at least listeners: is needed)');
@@ -603,6 +606,7 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
     log = report.parse(logSchema, raw.log ?? {}, ['log']);
     firewall = report.parse(firewallSchema, raw.firewall ?? {}, ['firewall']);
     if (firewall) checkFirewall(report, firewall);
+    if (raw.workers !== undefined) workers = report.parse(conv(parseWorkers), raw.workers, ['workers']);
     checkListeners(report, p);
     checkRoutes(report, p, raw.routes);
     checkBackends(report, p, raw.backends);
@@ -623,6 +627,7 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
     !events ||
     !log ||
     !firewall ||
+    workers === undefined ||
     !isRecord(raw) ||
     (raw.admin !== undefined && !admin)
   ) {
@@ -675,6 +680,7 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
       checkIntervalMs: firewall.checkInterval,
     },
     log,
+    workers: workers === 'auto' ? availableParallelism() : workers,
   };
   const { sqlite, jsonl } = config.events;
   if (sqlite && jsonl && [sqlite, `${sqlite}-wal`, `${sqlite}-shm`, `${sqlite}-journal`].includes(jsonl)) {
@@ -684,6 +690,17 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
       `"${jsonl}" is the SQLite store's own file: give JSON lines a file of its own`,
     );
     return { ok: false, errors: sorted(report.problems).map((x) => format(fileName, x)) };
+  }
+  if (config.workers > 1) {
+    config.listeners.forEach((l, i) => {
+      if (l.bind.some((e) => e.port === 0))
+        report.error(
+          ['listeners', i, 'bind'],
+          `port 0 with workers: ${config.workers}: every worker would get a port of its own (name the port)`,
+        );
+    });
+    if (report.problems.length)
+      return { ok: false, errors: sorted(report.problems).map((x) => format(fileName, x)) };
   }
   warnAbout(report, config);
   return { ok: true, config, warnings: sorted(report.warnings).map((x) => format(fileName, x)) };

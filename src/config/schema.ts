@@ -263,6 +263,7 @@ export const TOP_KEYS = [
   'admin',
   'firewall',
   'log',
+  'workers',
 ] as const;
 export const topSchema = obj(Object.fromEntries(TOP_KEYS.map((k) => [k, z.unknown().optional()])));
 
@@ -434,6 +435,13 @@ export const firewallSchema = obj({
   rulePriority: conv(intIn(1, 32765)).default(10000),
   checkInterval: conv(positiveDuration).default(5000),
 });
+
+/** `workers: 2` or `workers: auto` (one per CPU). */
+export function workers(v: unknown): number | 'auto' {
+  if (v === 'auto') return 'auto';
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 256) return v;
+  throw new Error(`expected a number of worker processes from 1 to 256, or auto; got ${describe(v)}`);
+}
 
 export const logSchema = obj({
   level: conv(oneOf(LOG_LEVELS)).default('info'),

@@ -141,4 +141,9 @@ export interface Config {
   admin: AdminConfig | null;
   firewall: FirewallConfig;
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  /**
+   * Worker processes of `run` (`auto` resolved to the number of CPUs). 1: one process, no
+   * fork. More: a primary forks them; each binds every listener with SO_REUSEPORT.
+   */
+  workers: number;
 }

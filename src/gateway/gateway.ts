@@ -78,10 +78,12 @@ export class Gateway {
   private tallyTimer: NodeJS.Timeout | null = null;
   private stopping = false;
 
+  /** `shared`: bind with SO_REUSEPORT (a worker process; its siblings bind the same addresses). */
   constructor(
     config: Config,
     private readonly log: Logger,
     private readonly recorder: Recorder,
+    private readonly opts: { shared?: boolean } = {},
   ) {
     this.runtime = new Runtime(config, log, recorder);
     this.admission = new Admission(config.limits);
@@ -111,7 +113,7 @@ export class Gateway {
   /** Binds every listener (all or nothing), starts health checks. */
   async start(): Promise<void> {
     checkTransparentCapable(this.config);
-    const bound = await bindAll(this.config.listeners, new Set(), this.onConnection);
+    const bound = await bindAll(this.config.listeners, new Set(), this.onConnection, this.opts.shared);
     for (const b of bound) this.addSocket(b);
     this.runtime.start();
     this.startTallies();
@@ -133,7 +135,12 @@ export class Gateway {
         endpointsOf(l).map(({ e, transparent }) => [socketKey(l.name, e, transparent), l.name]),
       ),
     );
-    const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.onConnection);
+    const bound = await bindAll(
+      config.listeners,
+      new Set(this.sockets.keys()),
+      this.onConnection,
+      this.opts.shared,
+    );
     const next = new Runtime(config, this.log, this.recorder);
     next.adopt(this.runtime);
     const old = this.runtime;

@@ -51,12 +51,16 @@ export function endpointsOf(l: ListenerConfig): { e: Endpoint; transparent: bool
 
 const BACKLOG = 4096;
 
-/** Binds one endpoint; rejects with HG_ERR_LISTEN naming it. */
+/**
+ * Binds one endpoint; rejects with HG_ERR_LISTEN naming it. `shared`: with SO_REUSEPORT,
+ * so that every worker process binds the same address and the kernel spreads the flows.
+ */
 export function bindOne(
   listener: string,
   e: Endpoint,
   onConnection: OnConnection,
   transparent = false,
+  shared = false,
 ): Promise<BoundSocket> {
   return new Promise((resolve, reject) => {
     // pauseOnConnect: nothing is read before admission has looked at the flow.
@@ -85,13 +89,14 @@ export function bindOne(
       if (!transparent && ip && ip !== '0.0.0.0' && ip !== '::') bound.local = { ip, port: a.port };
       resolve(bound);
     };
-    if (transparent) {
-      // Node cannot set IP_TRANSPARENT: the addon binds and listens, Node adopts the fd.
+    if (transparent || shared) {
+      // Node cannot set IP_TRANSPARENT, nor SO_REUSEPORT before Node 22.12: the addon binds
+      // and listens, Node adopts the fd.
       let fd: number;
       try {
-        fd = listenSocket(e.host, e.port, { transparent: true, backlog: BACKLOG });
+        fd = listenSocket(e.host, e.port, { transparent, reusePort: shared, backlog: BACKLOG });
       } catch (err) {
-        const where = `listener ${listener}: transparent ${formatEndpoint(e)}`;
+        const where = `listener ${listener}: ${transparent ? 'transparent ' : ''}${formatEndpoint(e)}`;
         reject(new HoneygateError('HG_ERR_LISTEN', `${where}: ${(err as Error).message}`, { cause: err }));
         return;
       }
@@ -112,13 +117,14 @@ export async function bindAll(
   listeners: ListenerConfig[],
   existing: ReadonlySet<string>,
   onConnection: OnConnection,
+  shared = false,
 ): Promise<BoundSocket[]> {
   const opened: BoundSocket[] = [];
   try {
     for (const l of listeners) {
       for (const { e, transparent } of endpointsOf(l)) {
         if (existing.has(socketKey(l.name, e, transparent))) continue;
-        opened.push(await bindOne(l.name, e, onConnection, transparent));
+        opened.push(await bindOne(l.name, e, onConnection, transparent, shared));
       }
     }
   } catch (err) {

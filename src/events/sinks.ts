@@ -1,0 +1,18 @@
+// The configured sinks, opened at start: all of them, or none (a failure closes those
+// already open and throws HG_ERR_SINK).
+import type { Config } from '../config/types.js';
+import type { Sink } from './event.js';
+import { JsonlSink } from './jsonl.js';
+import { SqliteSink } from './sqlite.js';
+
+export function openSinks(config: Config): Sink[] {
+  const sinks: Sink[] = [];
+  try {
+    if (config.events.sqlite) sinks.push(new SqliteSink(config.events.sqlite));
+    if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));
+  } catch (err) {
+    for (const s of sinks.reverse()) void s.close();
+    throw err;
+  }
+  return sinks;
+}

@@ -1,0 +1,27 @@
+// What the primary and its worker processes say to each other over the IPC channel of
+// child_process.fork (serialization 'advanced': Buffers and Maps arrive as they were sent).
+// One channel per worker, in order: a reply sent after a batch of events arrives after it.
+import type { FlowEvent } from '../events/event.js';
+import type { RecorderStats } from '../events/recorder.js';
+import type { GatewayStats } from '../gateway/gateway.js';
+
+/** Primary -> worker. */
+export type ToWorker =
+  | { type: 'reload'; id: number } // read the config file again and reload
+  | { type: 'reload-continue'; id: number } // the firewall points at the new sockets: close the old ones
+  | { type: 'reopen' } // SIGUSR1
+  | { type: 'stats'; id: number }
+  | { type: 'stop' }; // SIGTERM: drain, send the last events, exit
+
+/** Worker -> primary. */
+export type FromWorker =
+  | { type: 'ready' } // every listener bound
+  | { type: 'failed'; message: string; code?: string } // could not start; exits 1
+  | { type: 'events'; events: FlowEvent[] }
+  | { type: 'reload-bound'; id: number } // new sockets bound, waiting for reload-continue
+  | { type: 'reloaded'; id: number; error?: string }
+  | { type: 'stats'; id: number; gateway: GatewayStats; recorder: RecorderStats }
+  | { type: 'stopped' }; // every event sent; exits 0
+
+/** The hidden `run` option that makes a process a worker: `--worker INDEX`. */
+export const WORKER_FLAG = '--worker';

@@ -1,0 +1,483 @@
+// The primary process of `run` when the config asks for more than one worker. It forks the
+// workers (each a whole Gateway on SO_REUSEPORT sockets), starts a new one when one dies,
+// passes signals on as messages, and owns what must exist once: the event files (workers
+// send their events here in batches), the admin API (it asks every worker for its figures)
+// and the firewall (--manage-firewall). It accepts no flows itself.
+import { type ChildProcess, fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { startAdmin } from '../admin/server.js';
+import { loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { HoneygateError } from '../errors.js';
+import { Recorder, type RecorderStats } from '../events/recorder.js';
+import { openSinks } from '../events/sinks.js';
+import { FirewallWatch } from '../firewall/watch.js';
+import { flowEnd } from '../gateway/flow.js';
+import type { GatewayStats } from '../gateway/gateway.js';
+import { type Logger, logFatal } from '../log.js';
+import { type FromWorker, type ToWorker, WORKER_FLAG } from './messages.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/honeygate.js', import.meta.url));
+const ASK_TIMEOUT_MS = 2000; // a stats question; a worker that does not answer is left out
+const RELOAD_TIMEOUT_MS = 30_000;
+const FIRST_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 30_000;
+const HEALTHY_MS = 60_000; // a worker that ran this long before it died starts its backoff afresh
+
+interface Worker {
+  index: number;
+  child: ChildProcess | null;
+  ready: boolean;
+  startedAt: number;
+  failures: number; // deaths in a row, each within HEALTHY_MS of its start
+  restarts: number;
+  timer: NodeJS.Timeout | null;
+  gone: Promise<void>; // resolves once the process exited and its channel is read to the end
+  stats: Extract<FromWorker, { type: 'stats' }> | null; // the last answer
+}
+
+export interface WorkerStatus {
+  worker: number;
+  pid: number | null;
+  ready: boolean;
+  restarts: number;
+  openFlows: number | null;
+}
+
+/** The workers of one primary. Their events go to `recorder`. */
+export class WorkerPool {
+  private readonly workers: Worker[] = [];
+  private stopping = false;
+  private nextId = 1;
+  private readonly replies = new Map<string, (m: FromWorker | null) => void>();
+
+  constructor(
+    private readonly path: string,
+    count: number,
+    private readonly recorder: Recorder,
+    private readonly log: Logger,
+  ) {
+    for (let index = 1; index <= count; index++) {
+      this.workers.push({
+        index,
+        child: null,
+        ready: false,
+        startedAt: 0,
+        failures: 0,
+        restarts: 0,
+        timer: null,
+        gone: Promise.resolve(),
+        stats: null,
+      });
+    }
+  }
+
+  /** Forks every worker; resolves once each has bound its sockets. Rejects with the first failure. */
+  async start(): Promise<void> {
+    await Promise.all(this.workers.map((w) => this.fork(w)));
+  }
+
+  /** Resolves when the worker is ready; rejects when it fails or exits first. */
+  private fork(w: Worker): Promise<void> {
+    const child = fork(BIN, ['run', '-c', this.path, WORKER_FLAG, String(w.index)], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    w.child = child;
+    w.ready = false;
+    w.stats = null;
+    w.startedAt = Date.now();
+    let failure: string | null = null;
+    let settle: { resolve: () => void; reject: (err: Error) => void } | null = null;
+    const started = new Promise<void>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    const fail = (why: string) => {
+      settle?.reject(new HoneygateError('HG_ERR_WORKER', `worker ${w.index}: ${why}`));
+      settle = null;
+    };
+    child.on('error', (err) => {
+      failure ??= err.message;
+      fail(err.message);
+    });
+    child.on('message', (m: FromWorker) => {
+      switch (m.type) {
+        case 'events':
+          for (const e of m.events) {
+            this.recorder.record(e);
+            if (e.type === 'flow' && flowEnd.hasSubscribers) flowEnd.publish(e);
+          }
+          break;
+        case 'ready':
+          w.ready = true;
+          this.log.info(
+            { worker: w.index, workerPid: child.pid },
+            w.restarts ? 'worker restarted' : 'worker started',
+          );
+          settle?.resolve();
+          settle = null;
+          break;
+        case 'failed':
+          failure = m.message;
+          fail(m.message);
+          break;
+        case 'stats':
+          w.stats = m;
+          this.answer(w, m.id, m);
+          break;
+        case 'reload-bound':
+        case 'reloaded':
+          this.answer(w, m.id, m);
+          break;
+        case 'stopped':
+          break;
+      }
+    });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
+    // 'disconnect' comes after the last message: the worker's final events are in by then.
+    const drained = new Promise<void>((resolve) => child.once('disconnect', () => resolve()));
+    w.gone = Promise.all([exited, drained]).then(([{ code, signal }]) => {
+      w.child = null;
+      w.ready = false;
+      for (const [key, reply] of this.replies) {
+        if (key.startsWith(`${w.index}:`)) {
+          this.replies.delete(key);
+          reply(null);
+        }
+      }
+      fail(failure ?? `exited (${signal ?? `code ${code}`}) before it was ready`);
+      this.restart(w, child.pid, code, signal);
+    });
+    return started;
+  }
+
+  /** Starts a dead worker again after a backoff that doubles while it keeps dying young. */
+  private restart(
+    w: Worker,
+    pid: number | undefined,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+  ): void {
+    if (this.stopping) return;
+    w.failures = Date.now() - w.startedAt >= HEALTHY_MS ? 0 : w.failures + 1;
+    const delay = Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** Math.max(0, w.failures - 1));
+    w.restarts++;
+    this.log.warn(
+      { code: 'HG_ERR_WORKER', worker: w.index, workerPid: pid, exitCode: code, signal, restartInMs: delay },
+      `worker ${w.index} exited (${signal ?? `code ${code}`}); starting it again in ${delay} ms`,
+    );
+    w.timer = setTimeout(() => {
+      w.timer = null;
+      this.fork(w).catch(() => {}); // a failed start exits, and the exit comes back here
+    }, delay);
+  }
+
+  private live(): Worker[] {
+    return this.workers.filter((w) => w.child !== null && w.ready);
+  }
+
+  private tell(w: Worker, m: ToWorker): void {
+    try {
+      w.child?.send(m, (err) => {
+        if (err) this.log.debug({ worker: w.index, err }, 'message to worker lost');
+      });
+    } catch {
+      // the channel closed under us: the worker is on its way out and 'gone' deals with it
+    }
+  }
+
+  /** Sends `m` (with a fresh id) and resolves to the worker's reply carrying that id; null on timeout or exit. */
+  private ask(w: Worker, m: ToWorker & { id: number }, timeoutMs: number): Promise<FromWorker | null> {
+    const reply = this.expect(w, m.id, timeoutMs);
+    this.tell(w, m);
+    return reply;
+  }
+
+  private expect(w: Worker, id: number, timeoutMs: number): Promise<FromWorker | null> {
+    const key = `${w.index}:${id}`;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.replies.delete(key);
+        resolve(null);
+      }, timeoutMs);
+      this.replies.set(key, (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+    });
+  }
+
+  private answer(w: Worker, id: number, m: FromWorker): void {
+    const key = `${w.index}:${id}`;
+    const reply = this.replies.get(key);
+    this.replies.delete(key);
+    reply?.(m);
+  }
+
+  /** Asks every worker for its figures (the admin API calls this before it answers). */
+  async refresh(): Promise<void> {
+    await Promise.all(
+      this.live().map((w) => this.ask(w, { type: 'stats', id: this.nextId++ }, ASK_TIMEOUT_MS)),
+    );
+  }
+
+  /** The workers' gateways as one: flows and refusals summed, a server up when every worker sees it up. */
+  gatewayStats(): GatewayStats {
+    const all = this.live().flatMap((w) => (w.stats ? [w.stats.gateway] : []));
+    const servers = new Map<string, { backend: string; server: string; up: boolean; active: number }>();
+    for (const g of all) {
+      for (const b of g.backends) {
+        for (const s of b.servers) {
+          const key = `${b.backend}\n${s.server}`;
+          const sum = servers.get(key);
+          if (sum) {
+            sum.up &&= s.up;
+            sum.active += s.active;
+          } else servers.set(key, { backend: b.backend, server: s.server, up: s.up, active: s.active });
+        }
+      }
+    }
+    const backends = new Map<string, GatewayStats['backends'][number]>();
+    for (const s of servers.values()) {
+      const b = backends.get(s.backend) ?? { backend: s.backend, servers: [] };
+      b.servers.push({ server: s.server, up: s.up, active: s.active });
+      backends.set(s.backend, b);
+    }
+    return {
+      openFlows: all.reduce((n, g) => n + g.openFlows, 0),
+      refused: all.reduce((n, g) => n + g.refused, 0),
+      listeners: all[0]?.listeners ?? [],
+      backends: [...backends.values()],
+    };
+  }
+
+  /** The primary's recorder (it writes the files) plus what the workers hold or dropped. */
+  recorderStats(own: RecorderStats): RecorderStats {
+    const all = this.live().flatMap((w) => (w.stats ? [w.stats.recorder] : []));
+    return {
+      queued: own.queued + all.reduce((n, r) => n + r.queued, 0),
+      written: own.written,
+      dropped: own.dropped + all.reduce((n, r) => n + r.dropped, 0),
+      sinkErrors: own.sinkErrors + all.reduce((n, r) => n + r.sinkErrors, 0),
+    };
+  }
+
+  status(): WorkerStatus[] {
+    return this.workers.map((w) => ({
+      worker: w.index,
+      pid: w.child?.pid ?? null,
+      ready: w.ready,
+      restarts: w.restarts,
+      openFlows: w.ready && w.stats ? w.stats.gateway.openFlows : null,
+    }));
+  }
+
+  get restarts(): number {
+    return this.workers.reduce((n, w) => n + w.restarts, 0);
+  }
+
+  get running(): number {
+    return this.live().length;
+  }
+
+  /**
+   * Reloads every running worker from the config file, in two steps like Gateway.reload:
+   * all bind their new sockets, then `beforeClosing` runs once (the firewall moves to them),
+   * then all close their old ones. Resolves to the workers' errors (none: every one reloaded).
+   */
+  async reload(beforeClosing: () => Promise<void>): Promise<string[]> {
+    const live = this.live();
+    const ids = live.map(() => this.nextId++);
+    const bound = await Promise.all(
+      live.map((w, i) => this.ask(w, { type: 'reload', id: ids[i]! }, RELOAD_TIMEOUT_MS)),
+    );
+    const errors: string[] = [];
+    const waiting: Promise<FromWorker | null>[] = [];
+    live.forEach((w, i) => {
+      const m = bound[i];
+      if (m?.type === 'reload-bound') return;
+      errors.push(`worker ${w.index}: ${m?.type === 'reloaded' ? m.error : 'no answer to reload'}`);
+    });
+    await beforeClosing();
+    live.forEach((w, i) => {
+      if (bound[i]?.type !== 'reload-bound') return;
+      const done = this.expect(w, ids[i]!, RELOAD_TIMEOUT_MS);
+      this.tell(w, { type: 'reload-continue', id: ids[i]! });
+      waiting.push(
+        done.then((m) => {
+          if (m?.type === 'reloaded' && m.error) errors.push(`worker ${w.index}: ${m.error}`);
+          else if (m === null) errors.push(`worker ${w.index}: no answer to reload`);
+          return m;
+        }),
+      );
+    });
+    await Promise.all(waiting);
+    return errors;
+  }
+
+  reopen(): void {
+    for (const w of this.live()) this.tell(w, { type: 'reopen' });
+  }
+
+  /**
+   * Tells every worker to stop (each drains its flows within graceMs and sends its last
+   * events), waits for all to exit; one that outlasts graceMs by 15 s is killed.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    for (const w of this.workers) {
+      if (w.timer) clearTimeout(w.timer);
+      w.timer = null;
+      if (w.child) this.tell(w, { type: 'stop' });
+    }
+    const all = Promise.all(this.workers.map((w) => w.gone));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), graceMs + 15_000);
+    });
+    if ((await Promise.race([all, late])) === 'late') {
+      for (const w of this.workers) {
+        if (!w.child) continue;
+        this.log.warn(
+          { code: 'HG_ERR_WORKER', worker: w.index, workerPid: w.child.pid },
+          'worker did not stop: killed',
+        );
+        w.child.kill('SIGKILL');
+      }
+      await all;
+    }
+    clearTimeout(timer);
+  }
+}
+
+/** `run` with workers > 1: the primary's whole life; returns the exit code. */
+export async function runPrimary(
+  path: string,
+  config: Config,
+  log: Logger,
+  opts: { manageFirewall?: boolean },
+): Promise<number> {
+  let recorder: Recorder;
+  try {
+    recorder = new Recorder(openSinks(config), {
+      queueSize: config.events.queueSize,
+      batchMs: config.events.batchMs,
+      log,
+    });
+  } catch (err) {
+    logFatal(log, err);
+    return 1;
+  }
+  const pool = new WorkerPool(path, config.workers, recorder, log);
+  const firewall = opts.manageFirewall ? new FirewallWatch(config, log, recorder) : null;
+  let current = config;
+  let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
+
+  let stopping = false;
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => {
+    stop = resolve;
+  });
+  let started!: () => void;
+  let busy = new Promise<void>((resolve) => {
+    started = resolve;
+  });
+  const reload = async () => {
+    const loaded = loadConfigFile(path);
+    if (!loaded.ok) return log.error({ config: path, errors: loaded.errors }, 'reload rejected');
+    let firewallError: unknown = null;
+    const errors = await pool.reload(async () => {
+      try {
+        await firewall?.reload(loaded.config);
+      } catch (err) {
+        firewallError = err;
+      }
+    });
+    if (errors.length) return log.error({ config: path, errors }, 'reload rejected');
+    if (firewallError) {
+      const why = (firewallError as Error).message;
+      log.error({ code: 'HG_ERR_FIREWALL' }, `config reloaded, but its firewall rules failed: ${why}`);
+    }
+    log.level = loaded.config.log.level;
+    for (const w of loaded.warnings) log.warn({ config: path }, w);
+    const kept = (['events', 'admin', 'workers'] as const).filter((k) => {
+      const before = k === 'events' ? { ...current.events, sensor: '' } : current[k];
+      const after = k === 'events' ? { ...loaded.config.events, sensor: '' } : loaded.config[k];
+      return JSON.stringify(before) !== JSON.stringify(after);
+    });
+    if (kept.length)
+      log.warn({ config: path, sections: kept }, `changes to ${kept.join(' and ')} take effect on restart`);
+    current = { ...loaded.config, events: current.events, admin: current.admin, workers: current.workers };
+    log.info({ config: path, workers: pool.running }, 'config reloaded');
+  };
+  const onHup = () => {
+    if (stopping) return log.warn('reload ignored: stopping');
+    busy = busy.then(reload);
+  };
+  const onUsr1 = () => {
+    recorder.reopen();
+    pool.reopen();
+    log.info(current.events.jsonl ? 'event files reopened' : 'event files reopened (none configured)');
+  };
+  const onStop = (signal: string) => {
+    log.info({ signal }, stopping ? 'signal received, already stopping' : 'signal received');
+    if (stopping) return;
+    stopping = true;
+    void busy.then(stop);
+  };
+  process.on('SIGHUP', onHup);
+  process.on('SIGUSR1', onUsr1);
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  const detach = () => {
+    process.off('SIGHUP', onHup);
+    process.off('SIGUSR1', onUsr1);
+    process.off('SIGTERM', onStop);
+    process.off('SIGINT', onStop);
+  };
+
+  try {
+    await pool.start();
+    // Rules after the sockets: a diverted flow needs a tproxy socket to land on.
+    await firewall?.start();
+    if (config.admin) {
+      admin = await startAdmin(config.admin, {
+        gateway: { stats: () => pool.gatewayStats() },
+        recorder: { stats: () => pool.recorderStats(recorder.stats()) },
+        workers: { running: () => pool.running, restarts: () => pool.restarts },
+        refresh: () => pool.refresh(),
+        status: () => ({ workers: pool.status() }),
+        log,
+      });
+    }
+  } catch (err) {
+    logFatal(log, err);
+    await pool.stop(0);
+    await firewall?.stop();
+    await recorder.close();
+    detach();
+    return 1;
+  }
+  log.info(
+    {
+      config: path,
+      workers: config.workers,
+      listeners: config.listeners.length,
+      routes: config.routes.length,
+    },
+    'ready',
+  );
+  started();
+  await stopped;
+  log.info('stopping');
+  await admin?.close();
+  await pool.stop(current.limits.graceMs);
+  // Rules last: open transparent flows need them for their packets until the grace period ends.
+  await firewall?.stop();
+  await recorder.close();
+  detach();
+  log.info({ events: recorder.stats() }, 'stopped');
+  return 0;
+}
