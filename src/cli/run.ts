@@ -13,6 +13,7 @@ import { createLogger, type Logger, logFatal } from '../log.js';
 import { WORKER_FLAG } from '../workers/messages.js';
 import { runPrimary } from '../workers/primary.js';
 import { runWorker } from '../workers/worker.js';
+import { handleSignals } from './signals.js';
 
 export function register(program: Command): void {
   program
@@ -66,13 +67,16 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
   // in the normal shutdown (which removes the rules), not in the default kill.
   let started!: () => void;
   const signals = handleSignals(
-    path,
     new Promise<void>((resolve) => {
       started = resolve;
     }),
-    gateway,
-    firewall,
-    recorder,
+    () => reload(path, gateway, firewall, log),
+    () => {
+      recorder.reopen();
+      log.info(
+        gateway.config.events.jsonl ? 'event files reopened' : 'event files reopened (none configured)',
+      );
+    },
     log,
   );
   try {
@@ -100,53 +104,6 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
   signals.detach();
   log.info({ events: recorder.stats() }, 'stopped');
   return 0;
-}
-
-/**
- * Handles SIGHUP (reload) and SIGUSR1 (reopen); resolves `stopped` on SIGTERM or SIGINT.
- * The handlers stay until detach(): a signal during the grace period must not take its
- * default action (killing the process before the events are flushed).
- */
-function handleSignals(
-  path: string,
-  started: Promise<void>,
-  gateway: Gateway,
-  firewall: FirewallWatch | null,
-  recorder: Recorder,
-  log: Logger,
-) {
-  let stopping = false;
-  // Reloads and the stop wait for the start to finish.
-  let reloading = started;
-  let stop!: () => void;
-  const stopped = new Promise<void>((resolve) => {
-    stop = resolve;
-  });
-  const onHup = () => {
-    if (stopping) return log.warn('reload ignored: stopping');
-    reloading = reloading.then(() => reload(path, gateway, firewall, log));
-  };
-  const onUsr1 = () => {
-    recorder.reopen();
-    log.info(gateway.config.events.jsonl ? 'event files reopened' : 'event files reopened (none configured)');
-  };
-  const onStop = (signal: string) => {
-    log.info({ signal }, stopping ? 'signal received, already stopping' : 'signal received');
-    if (stopping) return;
-    stopping = true;
-    void reloading.then(stop);
-  };
-  process.on('SIGHUP', onHup);
-  process.on('SIGUSR1', onUsr1);
-  process.on('SIGTERM', onStop);
-  process.on('SIGINT', onStop);
-  const detach = () => {
-    process.off('SIGHUP', onHup);
-    process.off('SIGUSR1', onUsr1);
-    process.off('SIGTERM', onStop);
-    process.off('SIGINT', onStop);
-  };
-  return { stopped, detach };
 }
 
 /** An invalid config or a failed bind is rejected with its errors; the old config keeps serving. */

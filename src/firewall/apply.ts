@@ -34,12 +34,32 @@ interface ToolResult {
   stderr: string;
 }
 
-/** Runs a tool to completion; a missing binary throws, a non-zero exit is returned. */
-export function runTool(tool: Tool, args: string[], input?: string): Promise<ToolResult> {
-  return new Promise((resolve, reject) => {
+/** What a finished (or unstartable) program left: `error` set when it could not be run. */
+export interface Spawned {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  error?: NodeJS.ErrnoException;
+}
+
+/**
+ * Runs a program to completion with `input` on stdin; never rejects. Shared by the firewall
+ * verbs (which throw on failure) and doctor (which reports it).
+ */
+export function spawnCollect(
+  file: string,
+  args: string[],
+  input?: string,
+  opts: { env?: NodeJS.ProcessEnv; timeout?: number } = {},
+): Promise<Spawned> {
+  return new Promise((resolve) => {
     // Non-root shells often lack the sbin directories where Debian puts nft and ip.
     const PATH = [process.env.PATH, '/usr/sbin', '/sbin'].filter(Boolean).join(':');
-    const child = spawn(tool, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PATH } });
+    const child = spawn(file, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, PATH, ...opts.env },
+      timeout: opts.timeout,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => {
@@ -49,25 +69,28 @@ export function runTool(tool: Tool, args: string[], input?: string): Promise<Too
       stderr += c.toString();
     });
     child.stdin.on('error', () => {
-      // the tool exited before reading everything; its exit code and stderr say why
+      // the program exited before reading everything; its exit code and stderr say why
     });
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') {
-        reject(
-          new HoneygateError(
-            'HG_ERR_FIREWALL',
-            `\`${tool}\` not found: install the Debian package ${PACKAGE[tool]} (apt-get install ${PACKAGE[tool]})`,
-            { cause: err },
-          ),
-        );
-      } else
-        reject(
-          new HoneygateError('HG_ERR_FIREWALL', `cannot run \`${tool}\`: ${err.message}`, { cause: err }),
-        );
-    });
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.on('error', (error: NodeJS.ErrnoException) => resolve({ code: null, stdout, stderr, error }));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(input ?? '');
   });
+}
+
+/** Runs a tool to completion; a missing binary throws, a non-zero exit is returned. */
+export async function runTool(tool: Tool, args: string[], input?: string): Promise<ToolResult> {
+  const r = await spawnCollect(tool, args, input);
+  const err = r.error;
+  if (err?.code === 'ENOENT') {
+    throw new HoneygateError(
+      'HG_ERR_FIREWALL',
+      `\`${tool}\` not found: install the Debian package ${PACKAGE[tool]} (apt-get install ${PACKAGE[tool]})`,
+      { cause: err },
+    );
+  }
+  if (err)
+    throw new HoneygateError('HG_ERR_FIREWALL', `cannot run \`${tool}\`: ${err.message}`, { cause: err });
+  return { code: r.code ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Runs a tool and returns its stdout; a non-zero exit throws HG_ERR_FIREWALL with stderr's first lines. */

@@ -8,12 +8,11 @@
 // Kernel behaviour the messages state was checked on Linux 6.18 in network namespaces
 // (src_valid_mark, rp_filter, route_localnet, br_netfilter, transparent dials to local and
 // DNATed addresses); where a claim depends on someone else's rules, messages say "can".
-import { spawn } from 'node:child_process';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import type { Config, PortRange } from '../config/types.js';
 import { cidrContains, formatEndpoint, ipFamily } from '../net/address.js';
 import { nativeAvailable } from '../net/native.js';
-import { elementText, isOurRule, sameElements } from './apply.js';
+import { elementText, isOurRule, sameElements, spawnCollect } from './apply.js';
 import { type ForeignRules, fromIptablesSave, fromNftJson, type NatEntry } from './foreign-rules.js';
 import {
   divertPorts,
@@ -71,32 +70,11 @@ const WATCHED_PROCESSES = new Set(['dockerd', 'docker-proxy']);
 /** The live system: the current process's network namespace. */
 export function realHost(): Host {
   return {
-    exec(file, args, input) {
-      return new Promise((resolve) => {
-        // Non-root shells often lack the sbin directories where Debian puts nft and ip.
-        const PATH = [process.env.PATH, '/usr/sbin', '/sbin'].filter(Boolean).join(':');
-        const child = spawn(file, args, {
-          stdio: ['pipe', 'pipe', 'pipe'],
-          env: { ...process.env, PATH, LC_ALL: 'C' },
-          timeout: EXEC_TIMEOUT_MS,
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (c: Buffer) => {
-          stdout += c.toString();
-        });
-        child.stderr.on('data', (c: Buffer) => {
-          stderr += c.toString();
-        });
-        child.stdin.on('error', () => {
-          // the program exited before reading its input; its exit code says why
-        });
-        child.on('error', (err: NodeJS.ErrnoException) => {
-          resolve({ code: null, stdout, stderr: err.message, missing: err.code === 'ENOENT' });
-        });
-        child.on('close', (code) => resolve({ code, stdout, stderr, missing: false }));
-        child.stdin.end(input ?? '');
-      });
+    async exec(file, args, input) {
+      const r = await spawnCollect(file, args, input, { env: { LC_ALL: 'C' }, timeout: EXEC_TIMEOUT_MS });
+      if (r.error)
+        return { code: null, stdout: r.stdout, stderr: r.error.message, missing: r.error.code === 'ENOENT' };
+      return { code: r.code, stdout: r.stdout, stderr: r.stderr, missing: false };
     },
     async readFile(path) {
       try {

@@ -6,6 +6,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startAdmin } from '../admin/server.js';
+import { handleSignals } from '../cli/signals.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
@@ -375,15 +376,7 @@ export async function runPrimary(
   let current = config;
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
 
-  let stopping = false;
-  let stop!: () => void;
-  const stopped = new Promise<void>((resolve) => {
-    stop = resolve;
-  });
   let started!: () => void;
-  let busy = new Promise<void>((resolve) => {
-    started = resolve;
-  });
   const reload = async () => {
     const loaded = loadConfigFile(path);
     if (!loaded.ok) return log.error({ config: path, errors: loaded.errors }, 'reload rejected');
@@ -412,31 +405,18 @@ export async function runPrimary(
     current = { ...loaded.config, events: current.events, admin: current.admin, workers: current.workers };
     log.info({ config: path, workers: pool.running }, 'config reloaded');
   };
-  const onHup = () => {
-    if (stopping) return log.warn('reload ignored: stopping');
-    busy = busy.then(reload);
-  };
-  const onUsr1 = () => {
-    recorder.reopen();
-    pool.reopen();
-    log.info(current.events.jsonl ? 'event files reopened' : 'event files reopened (none configured)');
-  };
-  const onStop = (signal: string) => {
-    log.info({ signal }, stopping ? 'signal received, already stopping' : 'signal received');
-    if (stopping) return;
-    stopping = true;
-    void busy.then(stop);
-  };
-  process.on('SIGHUP', onHup);
-  process.on('SIGUSR1', onUsr1);
-  process.on('SIGTERM', onStop);
-  process.on('SIGINT', onStop);
-  const detach = () => {
-    process.off('SIGHUP', onHup);
-    process.off('SIGUSR1', onUsr1);
-    process.off('SIGTERM', onStop);
-    process.off('SIGINT', onStop);
-  };
+  const { stopped, detach } = handleSignals(
+    new Promise<void>((resolve) => {
+      started = resolve;
+    }),
+    reload,
+    () => {
+      recorder.reopen();
+      pool.reopen();
+      log.info(current.events.jsonl ? 'event files reopened' : 'event files reopened (none configured)');
+    },
+    log,
+  );
 
   try {
     await pool.start();
