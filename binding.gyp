@@ -2,8 +2,8 @@
   "targets": [
     {
       "target_name": "honeygate",
-      "sources": ["native/honeygate.cc"],
-      "cflags_cc": ["-Wall", "-Wextra", "-fstack-protector-strong"]
+      "sources": ["native/honeygate.cc", "native/relay.cc"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fstack-protector-strong"]
     }
   ]
 }

@@ -29,6 +29,8 @@
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
 
+napi_value InitRelay(napi_env env, napi_value exports);  // relay.cc
+
 namespace {
 
 const char kListenUsage[] =
@@ -38,6 +40,7 @@ const char kListenUsage[] =
 const char kUpstreamUsage[] =
     "Usage: upstreamSocket(family: 4 | 6, options?: { transparent?: boolean, mark?: number, "
     "reusePort?: boolean })";
+const char kSocketNameUsage[] = "Usage: socketName(fd: number): fd is a bound socket";
 const char kOriginalDstUsage[] = "Usage: originalDst(fd: number): fd is a connected TCP socket";
 
 struct Options {
@@ -312,14 +315,35 @@ napi_value OriginalDst(napi_env env, napi_callback_info info) {
   return Endpoint(env, AF_INET6, &dst.sin6_addr, dst.sin6_port);
 }
 
+// { host, port } a socket is bound to (getsockname): a listener on port 0 learns its port.
+napi_value SocketName(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  double fd_number;
+  if (argc < 1 || !GetInteger(env, argv[0], 0, 2147483647.0, &fd_number)) return Usage(env, kSocketNameUsage);
+  int fd = static_cast<int>(fd_number);
+  sockaddr_in6 local{};
+  socklen_t len = sizeof local;
+  char args[16];
+  snprintf(args, sizeof args, "%d", fd);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return Fail(env, -1, "getsockname", args, errno);
+  if (local.sin6_family == AF_INET) {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&local);
+    return Endpoint(env, AF_INET, &v4->sin_addr, v4->sin_port);
+  }
+  return Endpoint(env, AF_INET6, &local.sin6_addr, local.sin6_port);
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
       {"listenSocket", nullptr, ListenSocket, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"upstreamSocket", nullptr, UpstreamSocket, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"originalDst", nullptr, OriginalDst, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"socketName", nullptr, SocketName, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
-  return exports;
+  return InitRelay(env, exports);
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 import net from 'node:net';
 import { CAPTURE_DEFAULTS } from '../config/schema.js';
 import type { BackendConfig, CaptureOptions } from '../config/types.js';
-import { DIALERS } from '../gateway/dial.js';
+import { watchDeadlines } from '../gateway/deadlines.js';
+import { DIALERS, planDial } from '../gateway/dial.js';
 import type { Flow } from '../gateway/flow.js';
 import { pump } from '../gateway/pump.js';
 import { capture } from './capture.js';
@@ -23,6 +24,7 @@ export async function forward(flow: Flow, backendName: string, depth = 0): Promi
 
   const tried = new Set<string>();
   const dial = DIALERS[backend.source];
+  const limits = rt.config.limits;
   let lastError = 'every server is down';
   if (backend.source === 'transparent') {
     // A transparent connection keeps the attacker's address family: skip the other family.
@@ -38,15 +40,24 @@ export async function forward(flow: Flow, backendName: string, depth = 0): Promi
     // Counted from the dial on, so leastconn spreads a burst of flows still connecting.
     pool.acquire(server);
     try {
-      const upstream = await dial(flow, server.endpoint, backend.connectTimeoutMs);
+      // The relay still holds the attacker's socket: it dials and copies, off the JS heap.
+      const upstream = flow.relayed
+        ? await flow.conn!.forward(
+            server.endpoint,
+            planDial(backend.source, flow, server.endpoint),
+            backend.connectTimeoutMs,
+            limits,
+          )
+        : await dial(flow, server.endpoint, backend.connectTimeoutMs);
       if (flow.closed) {
         pool.release(server);
-        upstream.destroy(); // the attacker left while we were dialing
+        upstream?.destroy(); // the attacker left while we were dialing
         return;
       }
       flow.defer(() => pool.release(server));
       flow.server = server.key;
-      pump(flow, upstream);
+      if (upstream) pump(flow, upstream);
+      else flow.defer(watchDeadlines(flow));
       return;
     } catch (err) {
       pool.release(server);

@@ -3,6 +3,6 @@ import type { Flow } from '../gateway/flow.js';
 /** Answers with a TCP reset, as a closed port would after the handshake. */
 export function reject(flow: Flow): void {
   flow.action = 'reject';
-  flow.downstream.resetAndDestroy();
+  flow.reset();
   flow.finish('rejected');
 }

@@ -63,6 +63,7 @@ function sweep(): void {
   for (const d of watched) {
     const flow = d.flow;
     if (flow.closed) continue;
+    flow.syncCounters();
     const bytes = flow.bytesIn + flow.bytesOut;
     if (bytes !== d.bytes) {
       d.bytes = bytes;

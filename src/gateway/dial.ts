@@ -1,5 +1,6 @@
-// Upstream dialers, one per backend `source:` mode. Each returns a connected socket whose
-// first bytes (if any) announce the attacker's address; the pump takes it from there.
+// Upstream dials, one plan per backend `source:` mode: what to send first (a PROXY header
+// announcing the attacker) and where to connect from (transparent: the attacker's address).
+// Node dials a plan here; the native relay dials the same plan (relay.ts).
 import net from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { Endpoint, SourceMode } from '../config/types.js';
@@ -7,6 +8,7 @@ import { HoneygateError } from '../errors.js';
 import { openUpstream } from '../net/native.js';
 import { encodeProxyV1, encodeProxyV2, PP2_TYPE } from '../net/proxy-protocol.js';
 import type { Flow } from './flow.js';
+import type { DialPlan } from './relay.js';
 
 export type Dialer = (flow: Flow, server: Endpoint, timeoutMs: number) => Promise<net.Socket>;
 
@@ -35,56 +37,76 @@ export function connect(server: Endpoint, timeoutMs: number, extra: Partial<net.
   });
 }
 
-const none: Dialer = (_flow, server, timeoutMs) => connect(server, timeoutMs);
-
-const proxyV1: Dialer = async (flow, server, timeoutMs) => {
-  const socket = await connect(server, timeoutMs);
-  socket.write(encodeProxyV1(flow.src, flow.dst));
-  return socket;
-};
-
-const proxyV2: Dialer = async (flow, server, timeoutMs) => {
-  const socket = await connect(server, timeoutMs);
+/** What a dial in each source mode sends first and connects from. Throws HG_ERR_UPSTREAM_CONNECT when it must not be made. */
+const PLANS: Record<SourceMode, (flow: Flow, server: Endpoint) => DialPlan> = {
+  none: () => ({ header: null, local: null, transparent: false }),
+  'proxy-v1': (flow) => ({ header: encodeProxyV1(flow.src, flow.dst), local: null, transparent: false }),
   // UNIQUE_ID carries the event id, so a honeypot's own logs join honeygate's events.
-  const tlvs = [{ type: PP2_TYPE.UNIQUE_ID, value: Buffer.from(flow.id, 'ascii') }];
-  socket.write(encodeProxyV2({ command: 'PROXY', src: flow.src, dst: flow.dst, tlvs }));
-  return socket;
+  'proxy-v2': (flow) => {
+    const tlvs = [{ type: PP2_TYPE.UNIQUE_ID, value: Buffer.from(flow.id, 'ascii') }];
+    return {
+      header: encodeProxyV2({ command: 'PROXY', src: flow.src, dst: flow.dst, tlvs }),
+      local: null,
+      transparent: false,
+    };
+  },
+  // From the attacker's own ip (and port, when free): the honeypot sees them on the wire.
+  transparent: (flow, server) => {
+    const where = `${server.host}:${server.port}`;
+    const refuse = (why: string) => new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: ${why}`);
+    if (!flow.src.ip) throw refuse('the source address is unknown');
+    // A trusted upstream's PROXY header names the source: never send a SYN from an address
+    // no attacker can have (or from the honeypot itself, a LAND packet).
+    const range = ipaddr.parse(flow.src.ip).range();
+    if (
+      ['unspecified', 'broadcast', 'multicast', 'loopback'].includes(range) ||
+      flow.src.ip === server.host
+    ) {
+      throw refuse(
+        `will not connect from ${flow.src.ip} (${flow.src.ip === server.host ? 'the server itself' : range})`,
+      );
+    }
+    const family = net.isIP(server.host);
+    if (net.isIP(flow.src.ip) !== family) {
+      throw refuse(
+        `the attacker ${flow.src.ip} is IPv${net.isIP(flow.src.ip)}, the server IPv${family}: a transparent connection keeps the family`,
+      );
+    }
+    return { header: null, local: flow.src, transparent: true };
+  },
 };
 
-/** From the attacker's own ip (and port, when free): the honeypot sees them on the wire. */
-const transparent: Dialer = (flow, server, timeoutMs) => {
-  const where = `${server.host}:${server.port}`;
-  const family = net.isIP(server.host) as 4 | 6;
-  if (!flow.src.ip) {
-    return Promise.reject(
-      new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: the source address is unknown`),
-    );
+export function planDial(mode: SourceMode, flow: Flow, server: Endpoint): DialPlan {
+  return PLANS[mode](flow, server);
+}
+
+/** Node's dial: a connected, paused socket that has sent the plan's header. */
+async function dialNode(
+  flow: Flow,
+  server: Endpoint,
+  timeoutMs: number,
+  mode: SourceMode,
+): Promise<net.Socket> {
+  const plan = planDial(mode, flow, server);
+  if (plan.transparent && plan.local) {
+    return openUpstream({
+      family: net.isIP(server.host) as 4 | 6,
+      host: server.host,
+      port: server.port,
+      localAddress: plan.local.ip,
+      localPort: plan.local.port,
+      transparent: true,
+      timeoutMs,
+    });
   }
-  // A trusted upstream's PROXY header names the source: never send a SYN from an address
-  // no attacker can have (or from the honeypot itself, a LAND packet).
-  const range = ipaddr.parse(flow.src.ip).range();
-  if (['unspecified', 'broadcast', 'multicast', 'loopback'].includes(range) || flow.src.ip === server.host) {
-    const why = `will not connect from ${flow.src.ip} (${flow.src.ip === server.host ? 'the server itself' : range})`;
-    return Promise.reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: ${why}`));
-  }
-  if (net.isIP(flow.src.ip) !== family) {
-    const why = `the attacker ${flow.src.ip} is IPv${net.isIP(flow.src.ip)}, the server IPv${family}: a transparent connection keeps the family`;
-    return Promise.reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: ${why}`));
-  }
-  return openUpstream({
-    family,
-    host: server.host,
-    port: server.port,
-    localAddress: flow.src.ip,
-    localPort: flow.src.port,
-    transparent: true,
-    timeoutMs,
-  });
-};
+  const socket = await connect(server, timeoutMs);
+  if (plan.header) socket.write(plan.header);
+  return socket;
+}
 
 export const DIALERS: Record<SourceMode, Dialer> = {
-  none,
-  'proxy-v1': proxyV1,
-  'proxy-v2': proxyV2,
-  transparent,
+  none: (flow, server, timeoutMs) => dialNode(flow, server, timeoutMs, 'none'),
+  'proxy-v1': (flow, server, timeoutMs) => dialNode(flow, server, timeoutMs, 'proxy-v1'),
+  'proxy-v2': (flow, server, timeoutMs) => dialNode(flow, server, timeoutMs, 'proxy-v2'),
+  transparent: (flow, server, timeoutMs) => dialNode(flow, server, timeoutMs, 'transparent'),
 };

@@ -6,12 +6,14 @@
 // Every byte the attacker sends goes through `received()`, so counters and first bytes are
 // right whichever stage read them.
 import diagnostics from 'node:diagnostics_channel';
-import type net from 'node:net';
+import net from 'node:net';
 import { classify } from '../classifiers/index.js';
 import type { ListenerConfig, Route } from '../config/types.js';
 import type { Address, CloseReason, FlowEvent } from '../events/event.js';
 import { newEventId } from '../events/recorder.js';
 import type { Logger } from '../log.js';
+import { failOn } from './pump.js';
+import type { RelayConn, RelayEnd } from './relay.js';
 import type { Runtime } from './runtime.js';
 
 /** Published with the final FlowEvent of every flow; free when nobody subscribes. */
@@ -46,8 +48,12 @@ export class Flow {
   /** Set when the flow must leave no flow event (admission counts it instead). */
   silent = false;
 
+  /** The attacker's socket once Node has it; until then the relay holds it (`conn`). */
+  private socket: net.Socket | null = null;
+  readonly conn: RelayConn | null = null;
+
   constructor(
-    readonly downstream: net.Socket,
+    client: net.Socket | RelayConn,
     readonly listener: ListenerConfig,
     readonly runtime: Runtime,
     src: Address,
@@ -55,6 +61,54 @@ export class Flow {
   ) {
     this.src = src;
     this.dst = dst;
+    if (client instanceof net.Socket) {
+      this.adopt(client);
+    } else {
+      this.conn = client;
+      client.onEnd = (end) => this.relayEnded(end);
+    }
+  }
+
+  /** The attacker's socket; a flow the relay holds is handed to Node on first use. */
+  get downstream(): net.Socket {
+    return this.socket ?? this.adopt(this.conn!.take());
+  }
+
+  /** True while the relay holds the attacker's socket (it can still forward natively). */
+  get relayed(): boolean {
+    return this.socket === null;
+  }
+
+  private adopt(socket: net.Socket): net.Socket {
+    this.socket = socket;
+    socket.removeAllListeners('error');
+    socket.on('error', failOn(this, 'client'));
+    socket.setNoDelay(true);
+    return socket;
+  }
+
+  /** Ends the attacker's connection with a reset (a refused or rejected flow). */
+  reset(): void {
+    if (this.socket) this.socket.resetAndDestroy();
+    else this.conn!.close(true);
+  }
+
+  /** The relay's counters of a flow it forwards (the deadline sweep reads them). */
+  syncCounters(): void {
+    const c = this.socket ? null : this.conn!.counters();
+    if (!c) return;
+    this.bytesIn = c[0];
+    this.bytesOut = c[1];
+  }
+
+  private relayEnded(end: RelayEnd): void {
+    this.bytesIn = end.bytesIn;
+    this.bytesOut = end.bytesOut;
+    if (end.firstBytes) {
+      this.first = [end.firstBytes];
+      this.firstLength = end.firstBytes.length;
+    }
+    this.finish(end.reason as CloseReason, end.detail ?? undefined);
   }
 
   /** A child logger carrying the flow id, made on first use (most flows never log). */
@@ -99,7 +153,11 @@ export class Flow {
       }
     }
     this.cleanups = [];
-    if (!this.downstream.destroyed) this.downstream.destroy();
+    if (this.socket) {
+      if (!this.socket.destroyed) this.socket.destroy();
+    } else {
+      this.conn!.close();
+    }
     if (this.silent) return;
     if (this.protocol === null && this.bytesIn > 0) {
       const v = classify(this.firstBytes(), true);

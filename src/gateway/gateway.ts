@@ -2,10 +2,11 @@
 //   listener -> admit -> [inbound PROXY header] -> route (peeks if asked) -> action -> event
 // and the gateway owns what outlives a config: sockets, admission counts, the recorder.
 import { closeSync } from 'node:fs';
-import type net from 'node:net';
+import net from 'node:net';
 import { runAction } from '../actions/index.js';
 import type { Config } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
+import type { Address } from '../events/event.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
 import { anyContains, normalizeIp, socketIp } from '../net/address.js';
@@ -13,8 +14,8 @@ import { originalDst, socketFd, upstreamSocket } from '../net/native.js';
 import { Admission } from './admit.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
-import { type BoundSocket, bindAll, endpointsOf, socketKey } from './listener.js';
-import { failOn } from './pump.js';
+import { type Acceptor, type BoundSocket, bindAll, endpointsOf, socketKey } from './listener.js';
+import { Relay, type RelayConn, relayWanted } from './relay.js';
 import { routeWithoutPeek, selectRoute } from './route.js';
 import { Runtime } from './runtime.js';
 
@@ -77,16 +78,19 @@ export class Gateway {
   private readonly admission: Admission;
   private tallyTimer: NodeJS.Timeout | null = null;
   private stopping = false;
+  private readonly acceptor: Acceptor;
 
   /** `shared`: bind with SO_REUSEPORT (a worker process; its siblings bind the same addresses). */
   constructor(
     config: Config,
     private readonly log: Logger,
     private readonly recorder: Recorder,
-    private readonly opts: { shared?: boolean } = {},
+    opts: { shared?: boolean } = {},
   ) {
     this.runtime = new Runtime(config, log, recorder);
     this.admission = new Admission(config.limits);
+    const relay = relayWanted() ? new Relay(this.onRelayAccept, log) : null;
+    this.acceptor = { onConnection: this.onConnection, relay, shared: opts.shared ?? false };
   }
 
   get config(): Config {
@@ -113,7 +117,7 @@ export class Gateway {
   /** Binds every listener (all or nothing), starts health checks. */
   async start(): Promise<void> {
     checkTransparentCapable(this.config);
-    const bound = await bindAll(this.config.listeners, new Set(), this.onConnection, this.opts.shared);
+    const bound = await bindAll(this.config.listeners, new Set(), this.acceptor);
     for (const b of bound) this.addSocket(b);
     this.runtime.start();
     this.startTallies();
@@ -135,12 +139,7 @@ export class Gateway {
         endpointsOf(l).map(({ e, transparent }) => [socketKey(l.name, e, transparent), l.name]),
       ),
     );
-    const bound = await bindAll(
-      config.listeners,
-      new Set(this.sockets.keys()),
-      this.onConnection,
-      this.opts.shared,
-    );
+    const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.acceptor);
     const next = new Runtime(config, this.log, this.recorder);
     next.adopt(this.runtime);
     const old = this.runtime;
@@ -158,7 +157,7 @@ export class Gateway {
         b.listener = owner; // an address may be kept under a renamed listener
         continue;
       }
-      b.server.close();
+      b.close();
       this.sockets.delete(key);
       this.log.info({ listener: b.listener, address: b.address }, 'stopped listening');
     }
@@ -167,7 +166,7 @@ export class Gateway {
   /** Stops accepting, lets open flows finish within graceMs, closes the rest. */
   async stop(): Promise<void> {
     this.stopping = true;
-    for (const b of this.sockets.values()) b.server.close();
+    for (const b of this.sockets.values()) b.close();
     this.sockets.clear();
     this.runtime.stop();
     const deadline = Date.now() + this.config.limits.graceMs;
@@ -175,6 +174,7 @@ export class Gateway {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const flow of [...this.open]) flow.finish('shutdown');
+    this.acceptor.relay?.destroy();
     if (this.tallyTimer) clearInterval(this.tallyTimer);
     this.flushTallies();
   }
@@ -189,47 +189,68 @@ export class Gateway {
   }
 
   private readonly onConnection = (socket: net.Socket, bound: BoundSocket): void => {
+    socket.on('error', () => socket.destroy()); // until the flow takes over
+    const listener = this.runtime.listener(bound.listener);
+    const remote = socket.remoteAddress;
+    const srcIp = remote ? socketIp(remote) : null;
+    const src = srcIp ? { ip: srcIp, port: socket.remotePort ?? 0 } : null;
+    const dst =
+      (listener?.originalDst ? natDestination(socket) : null) ?? bound.local ?? localAddress(socket);
+    this.accept(socket, bound, src, dst);
+  };
+
+  private readonly onRelayAccept = (
+    conn: RelayConn,
+    bound: BoundSocket,
+    src: Address,
+    dst: Address | null,
+  ) => {
+    this.accept(conn, bound, src, dst ?? bound.local ?? { ip: '', port: 0 });
+  };
+
+  /** A new connection from either acceptor; `src` null: reset before we accepted it. */
+  private accept(
+    client: net.Socket | RelayConn,
+    bound: BoundSocket,
+    src: Address | null,
+    dst: Address,
+  ): void {
     const listenerName = bound.listener;
-    socket.on('error', () => socket.destroy()); // until a stage takes over
     const rt = this.runtime;
     const listener = rt.listener(listenerName);
     if (!listener || this.stopping) {
-      socket.destroy(); // a listener being removed
+      if (client instanceof net.Socket)
+        client.destroy(); // a listener being removed
+      else client.close(true);
       return;
     }
-    const remote = socket.remoteAddress;
-    const srcIp = remote ? socketIp(remote) : null;
-    const dst = (listener.originalDst ? natDestination(socket) : null) ?? bound.local ?? localAddress(socket);
-    if (!srcIp) {
-      // Reset before we accepted it (nmap -sT does this): libuv's accept() does not return
+    if (!src) {
+      // Reset before Node accepted it (nmap -sT does this): libuv's accept() does not return
       // the peer address and getpeername() now fails, so the source is unknown. Still a flow.
-      const flow = new Flow(socket, listener, rt, { ip: '', port: 0 }, dst);
+      const flow = new Flow(client, listener, rt, { ip: '', port: 0 }, dst);
       flow.route = routeWithoutPeek(flow, rt.config.routes);
       flow.action = flow.route?.action.type ?? null;
       return flow.finish('client-reset', 'reset before accept; source address unavailable');
     }
-    const src = { ip: srcIp, port: socket.remotePort ?? 0 };
     // A trusted upstream speaks for many attackers: their per-source limits wait for its header.
-    const trusted = listener.acceptProxy !== null && anyContains(listener.acceptProxy.from, srcIp);
-    const refusal = this.admission.checkGlobal() ?? (trusted ? null : this.admission.checkSource(srcIp));
+    const trusted = listener.acceptProxy !== null && anyContains(listener.acceptProxy.from, src.ip);
+    const refusal = this.admission.checkGlobal() ?? (trusted ? null : this.admission.checkSource(src.ip));
     if (refusal) {
-      this.admission.refused(srcIp, refusal, listenerName, dst);
-      socket.resetAndDestroy();
+      this.admission.refused(src.ip, refusal, listenerName, dst);
+      if (client instanceof net.Socket) client.resetAndDestroy();
+      else client.close(true);
       return;
     }
-    const flow = new Flow(socket, listener, rt, src, dst);
+    const flow = new Flow(client, listener, rt, src, dst);
     this.open.add(flow);
     flow.defer(() => this.open.delete(flow));
     flow.defer(this.admission.hold());
-    if (!trusted) flow.defer(this.admission.holdSource(srcIp));
-    socket.removeAllListeners('error');
-    socket.on('error', failOn(flow, 'client'));
-    socket.setNoDelay(true);
+    if (!trusted) flow.defer(this.admission.holdSource(src.ip));
     this.handle(flow, trusted).catch((err) => {
       flow.log.error({ err }, 'flow failed');
       flow.finish('error', String(err));
     });
-  };
+  }
 
   private async handle(flow: Flow, trusted: boolean): Promise<void> {
     const { listener } = flow;
@@ -240,7 +261,7 @@ export class Gateway {
         if (refusal) {
           this.admission.refused(flow.src.ip, refusal, listener.name, flow.dst);
           flow.silent = true;
-          flow.downstream.resetAndDestroy();
+          flow.reset();
           return flow.finish(refusal);
         }
         flow.defer(this.admission.holdSource(flow.src.ip));

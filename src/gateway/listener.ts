@@ -4,19 +4,22 @@
 // by its address so a reload keeps the sockets it still needs (even when the listener
 // that owns the address was renamed), opens new ones and closes the rest, without
 // dropping a connection on a kept port.
+
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import type { Endpoint, ListenerConfig } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import type { Address } from '../events/event.js';
 import { formatEndpoint, socketIp } from '../net/address.js';
-import { listenSocket } from '../net/native.js';
+import { listenSocket, RELAY_LISTEN_LOCAL, RELAY_LISTEN_ORIGINAL_DST, socketName } from '../net/native.js';
+import type { Relay } from './relay.js';
 
 export type OnConnection = (socket: net.Socket, bound: BoundSocket) => void;
 
 export interface BoundSocket {
   key: string;
   listener: string; // the owning listener's name; a reload may change it
-  server: net.Server;
+  close: () => void; // stops listening
   address: string; // the address actually bound (port 0 resolved)
   /**
    * Every flow's local address when the socket is bound to one address (not a wildcard, not
@@ -40,6 +43,13 @@ const LISTEN_HINTS: Record<string, string> = {
   EADDRNOTAVAIL: ' (no interface of this host has that address)',
 };
 
+/** How a listener's sockets are accepted: by the native relay when there is one, else by Node. */
+export interface Acceptor {
+  onConnection: OnConnection;
+  relay: Relay | null;
+  shared: boolean; // SO_REUSEPORT: every worker process binds the same addresses
+}
+
 /** Every socket a listener needs; `transparent` for a tproxy listener's. */
 export function endpointsOf(l: ListenerConfig): { e: Endpoint; transparent: boolean }[] {
   if (l.tproxy) {
@@ -51,17 +61,16 @@ export function endpointsOf(l: ListenerConfig): { e: Endpoint; transparent: bool
 
 const BACKLOG = 4096;
 
-/**
- * Binds one endpoint; rejects with HG_ERR_LISTEN naming it. `shared`: with SO_REUSEPORT,
- * so that every worker process binds the same address and the kernel spreads the flows.
- */
+/** Binds one endpoint; rejects with HG_ERR_LISTEN naming it. */
 export function bindOne(
-  listener: string,
+  l: ListenerConfig,
   e: Endpoint,
-  onConnection: OnConnection,
+  acceptor: Acceptor,
   transparent = false,
-  shared = false,
 ): Promise<BoundSocket> {
+  const listener = l.name;
+  const { onConnection, relay, shared } = acceptor;
+  if (relay) return Promise.resolve(bindRelayed(l, e, relay, transparent, shared));
   return new Promise((resolve, reject) => {
     // pauseOnConnect: nothing is read before admission has looked at the flow.
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) =>
@@ -70,7 +79,7 @@ export function bindOne(
     const bound: BoundSocket = {
       key: socketKey(listener, e, transparent),
       listener,
-      server,
+      close: () => server.close(),
       address: '',
       local: null,
     };
@@ -112,23 +121,47 @@ export function bindOne(
   });
 }
 
+/** The addon binds and listens; the relay accepts (the same checks as Node's listen). */
+function bindRelayed(l: ListenerConfig, e: Endpoint, relay: Relay, transparent: boolean, shared: boolean) {
+  let fd = -1;
+  try {
+    fd = listenSocket(e.host, e.port, { transparent, reusePort: shared, backlog: BACKLOG });
+    const a = socketName(fd);
+    const ip = socketIp(a.host);
+    const local = !transparent && ip && ip !== '0.0.0.0' && ip !== '::' ? { ip, port: a.port } : null;
+    const bound: BoundSocket = {
+      key: socketKey(l.name, e, transparent),
+      listener: l.name,
+      close: () => relay.unlisten(tag),
+      address: formatEndpoint({ host: a.host, port: a.port }),
+      local,
+    };
+    const flags = (local ? 0 : RELAY_LISTEN_LOCAL) | (l.originalDst ? RELAY_LISTEN_ORIGINAL_DST : 0);
+    const tag = relay.listen(fd, bound, flags);
+    return bound;
+  } catch (err) {
+    if (fd >= 0) closeSync(fd);
+    const where = `listener ${l.name}: ${transparent ? 'transparent ' : ''}${formatEndpoint(e)}`;
+    throw new HoneygateError('HG_ERR_LISTEN', `${where}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** Binds every endpoint of the listeners not already in `existing`; all or nothing. */
 export async function bindAll(
   listeners: ListenerConfig[],
   existing: ReadonlySet<string>,
-  onConnection: OnConnection,
-  shared = false,
+  acceptor: Acceptor,
 ): Promise<BoundSocket[]> {
   const opened: BoundSocket[] = [];
   try {
     for (const l of listeners) {
       for (const { e, transparent } of endpointsOf(l)) {
         if (existing.has(socketKey(l.name, e, transparent))) continue;
-        opened.push(await bindOne(l.name, e, onConnection, transparent, shared));
+        opened.push(await bindOne(l, e, acceptor, transparent));
       }
     }
   } catch (err) {
-    for (const b of opened.reverse()) b.server.close();
+    for (const b of opened.reverse()) b.close();
     throw err;
   }
   return opened;

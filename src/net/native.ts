@@ -21,6 +21,49 @@ interface Addon {
   listenSocket(host: string, port: number, opts: SocketOptions & { backlog?: number }): number;
   upstreamSocket(family: 4 | 6, opts: SocketOptions): number;
   originalDst(fd: number): { host: string; port: number } | null;
+  socketName(fd: number): { host: string; port: number };
+  Relay: new (onRecords: (batch: unknown[]) => void, counters: Float64Array) => NativeRelay;
+}
+
+/** The native relay (native/relay.cc): accept, connect and copy off the JS heap. See src/gateway/relay.ts. */
+export interface NativeRelay {
+  /** Accepts on fd (non-blocking from now on; closed by unlisten). flags: RELAY_LISTEN_*. */
+  listen(fd: number, tag: number, flags: number): void;
+  unlisten(tag: number): void;
+  /** Starts dialing for a waiting flow: undefined, or why it could not start. */
+  forward(
+    id: number,
+    host: string,
+    port: number,
+    header: Buffer | null,
+    localIp: string | null,
+    localPort: number,
+    transparent: boolean,
+    mark: number,
+    timeoutMs: number,
+    firstCap: number,
+    maxIn: number,
+    maxOut: number,
+  ): string | undefined;
+  /** The attacker's fd of a waiting flow, now the caller's; -1 when there is none. */
+  take(id: number): number;
+  close(id: number, reset?: boolean): void;
+  /** Writes bytesIn, bytesOut into the counters array; false when the flow is gone. */
+  counters(id: number): boolean;
+  destroy(): void;
+}
+
+export const RELAY_LISTEN_LOCAL = 1; // report getsockname() as the flow's dst
+export const RELAY_LISTEN_ORIGINAL_DST = 2; // report SO_ORIGINAL_DST (else getsockname)
+
+/** A relay whose records go to onRecords; throws HG_ERR_NATIVE without the addon. */
+export function createRelay(onRecords: (batch: unknown[]) => void, counters: Float64Array): NativeRelay {
+  return new (addon().Relay)(onRecords, counters);
+}
+
+/** The address a socket is bound to (getsockname). Throws HG_ERR_SOCKET. */
+export function socketName(fd: number): { host: string; port: number } {
+  return call((a) => a.socketName(fd));
 }
 
 // This file runs as dist/src/net/native.js; node-gyp builds into the package root.

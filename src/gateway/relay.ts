@@ -1,0 +1,223 @@
+// The native relay stage (native/relay.cc). With the addon, the relay accepts on every
+// listener's socket, so a flow costs no net.Socket until a stage needs its bytes in JS
+// (an inbound PROXY header, a protocol peek, capture): then take() hands the socket to
+// Node. A flow forwarded without that is dialed and copied by the relay too; JS keeps
+// every decision and the Flow record, and hears back in batches.
+//
+// HONEYGATE_RELAY=off keeps everything in Node (the lever's "before" in bench/).
+import net from 'node:net';
+import type { Endpoint } from '../config/types.js';
+import { HoneygateError } from '../errors.js';
+import type { Address } from '../events/event.js';
+import type { Logger } from '../log.js';
+import { socketIp } from '../net/address.js';
+import { createRelay, type NativeRelay, nativeAvailable } from '../net/native.js';
+import type { BoundSocket } from './listener.js';
+
+/** Whether listeners go through the relay: the addon loads and HONEYGATE_RELAY is not "off". */
+export function relayWanted(): boolean {
+  return process.env.HONEYGATE_RELAY !== 'off' && nativeAvailable().ok;
+}
+
+export interface RelayEnd {
+  reason: string;
+  bytesIn: number;
+  bytesOut: number;
+  firstBytes: Buffer | null;
+  detail: string | null;
+}
+
+export interface DialPlan {
+  header: Buffer | null; // sent before the attacker's bytes (PROXY protocol)
+  local: Address | null; // connect from here (transparent: the attacker's ip:port)
+  transparent: boolean;
+}
+
+/** One accepted connection the relay holds. */
+export class RelayConn {
+  closed = false;
+  /** Called once when the relay ends the flow itself (a close, a reset, a cap). */
+  onEnd: ((end: RelayEnd) => void) | null = null;
+  private dial: {
+    resolve: () => void;
+    reject: (err: Error) => void;
+    where: string;
+    timeoutMs: number;
+  } | null = null;
+
+  constructor(
+    private readonly relay: Relay,
+    readonly id: number,
+  ) {}
+
+  /** The attacker's socket as a paused net.Socket; the relay lets go of it. */
+  take(): net.Socket {
+    const fd = this.relay.native.take(this.id);
+    this.forget();
+    if (fd < 0) throw new HoneygateError('HG_ERR_NATIVE', `relay: flow ${this.id} is not waiting`);
+    // pauseOnCreate: as net.Server's pauseOnConnect, nothing is read before a stage asks.
+    const options = { fd, allowHalfOpen: true, readable: true, writable: true, pauseOnCreate: true };
+    return new net.Socket(options);
+  }
+
+  /** Ends the flow from JS: FIN (or RST) to the attacker, the honeypot's socket closed. */
+  close(reset = false): void {
+    if (this.closed) return;
+    this.relay.native.close(this.id, reset);
+    this.forget();
+  }
+
+  /**
+   * Dials the server in the relay and, once connected, relays both ways there. Rejects with
+   * HG_ERR_UPSTREAM_CONNECT (the flow then waits again: another server, or a fallback).
+   */
+  forward(
+    server: Endpoint,
+    plan: DialPlan,
+    timeoutMs: number,
+    caps: { firstBytes: number; maxBytesIn: number; maxBytesOut: number },
+  ): Promise<void> {
+    const where = `${server.host}:${server.port}`;
+    return new Promise((resolve, reject) => {
+      if (this.closed) return reject(new Error('flow closed'));
+      const error = this.relay.native.forward(
+        this.id,
+        server.host,
+        server.port,
+        plan.header,
+        plan.local?.ip ?? null,
+        plan.local?.port ?? 0,
+        plan.transparent,
+        0,
+        timeoutMs,
+        caps.firstBytes,
+        caps.maxBytesIn,
+        caps.maxBytesOut,
+      );
+      if (error !== undefined)
+        return reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: ${error}`));
+      this.dial = { resolve, reject, where, timeoutMs };
+    });
+  }
+
+  /** bytesIn and bytesOut so far, or null once the relay no longer has the flow. */
+  counters(): readonly [number, number] | null {
+    if (this.closed || !this.relay.native.counters(this.id)) return null;
+    return [this.relay.counters[0]!, this.relay.counters[1]!];
+  }
+
+  dialed(error: string | null): void {
+    const dial = this.dial;
+    this.dial = null;
+    if (!dial) return;
+    if (error === null) return dial.resolve();
+    const why = error === 'timeout' ? `no answer within ${dial.timeoutMs} ms` : error;
+    dial.reject(new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${dial.where}: ${why}`));
+  }
+
+  forget(): void {
+    this.closed = true;
+    this.relay.conns.delete(this.id);
+    this.dialed('flow closed');
+  }
+}
+
+export type OnRelayAccept = (conn: RelayConn, bound: BoundSocket, src: Address, dst: Address | null) => void;
+
+export class Relay {
+  readonly native: NativeRelay;
+  readonly counters = new Float64Array(2);
+  readonly conns = new Map<number, RelayConn>();
+  private readonly bound = new Map<number, BoundSocket>();
+  private nextTag = 1;
+  private lastAcceptWarning = 0;
+
+  constructor(
+    private readonly onAccept: OnRelayAccept,
+    private readonly log: Logger,
+  ) {
+    this.native = createRelay(this.onRecords, this.counters);
+  }
+
+  /** Accepts on fd for `bound` from now on; returns the tag that unlisten() takes. */
+  listen(fd: number, bound: BoundSocket, flags: number): number {
+    const tag = this.nextTag++;
+    this.native.listen(fd, tag, flags);
+    this.bound.set(tag, bound);
+    return tag;
+  }
+
+  /** Closes the listening socket; flows it accepted go on. */
+  unlisten(tag: number): void {
+    this.bound.delete(tag);
+    this.native.unlisten(tag);
+  }
+
+  destroy(): void {
+    for (const conn of [...this.conns.values()]) conn.forget();
+    this.native.destroy();
+  }
+
+  // The records' layout is native/relay.cc's header comment.
+  private readonly onRecords = (b: unknown[]): void => {
+    let i = 0;
+    while (i < b.length) {
+      const type = b[i] as number;
+      try {
+        if (type === 1) {
+          const id = b[i + 1] as number;
+          const bound = this.bound.get(b[i + 2] as number);
+          const srcText = b[i + 3] as string;
+          const src = { ip: socketIp(srcText) ?? srcText, port: b[i + 4] as number };
+          const dstText = b[i + 5] as string | null;
+          const dst =
+            dstText === null ? null : { ip: socketIp(dstText) ?? dstText, port: b[i + 6] as number };
+          i += 7;
+          const conn = new RelayConn(this, id);
+          this.conns.set(id, conn);
+          if (!bound)
+            conn.close(true); // its listener closed in this very batch
+          else this.onAccept(conn, bound, src, dst);
+        } else if (type === 2 || type === 3) {
+          const conn = this.conns.get(b[i + 1] as number);
+          conn?.dialed(type === 2 ? null : (b[i + 2] as string));
+          i += type === 2 ? 2 : 3;
+        } else if (type === 4) {
+          const conn = this.conns.get(b[i + 1] as number);
+          const end: RelayEnd = {
+            reason: b[i + 2] as string,
+            bytesIn: b[i + 3] as number,
+            bytesOut: b[i + 4] as number,
+            firstBytes: b[i + 5] as Buffer | null,
+            detail: b[i + 6] as string | null,
+          };
+          i += 7;
+          if (conn) {
+            conn.forget();
+            conn.onEnd?.(end);
+          }
+        } else if (type === 5) {
+          const bound = this.bound.get(b[i + 1] as number);
+          this.acceptFailed(bound, b[i + 2] as string);
+          i += 3;
+        } else {
+          throw new Error(`relay: unknown record ${type}`);
+        }
+      } catch (err) {
+        // One flow's failure must not lose the rest of the batch; an unknown record would.
+        this.log.error({ err }, 'relay record failed');
+        if (type !== 1 && type !== 2 && type !== 3 && type !== 4 && type !== 5) return;
+      }
+    }
+  };
+
+  private acceptFailed(bound: BoundSocket | undefined, message: string): void {
+    const now = Date.now();
+    if (now - this.lastAcceptWarning < 10_000) return;
+    this.lastAcceptWarning = now;
+    this.log.warn(
+      { code: 'HG_ERR_LISTEN', listener: bound?.listener, address: bound?.address },
+      `cannot accept more connections (${message}); retrying every 100 ms`,
+    );
+  }
+}
