@@ -460,11 +460,13 @@ class Relay {
     records_.push_back(std::move(r));
   }
 
-  void OnConnectReady(Conn* c) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) return ConnectFailed(c, "connect " + ErrName(err) + " " + c->where);
+  void OnConnectReady(Conn* c, uint32_t events) {
+    if (events & (EPOLLERR | EPOLLHUP)) {  // writable alone means connected: no SO_ERROR to read
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) return ConnectFailed(c, "connect " + ErrName(err) + " " + c->where);
+    }
     connecting_--;
     c->state = Conn::kRelaying;
     records_.push_back(Record{2, c->id});
@@ -500,7 +502,9 @@ class Relay {
   bool MaybeShut(Conn* c, Half* h, int to) {
     if (h->eof && !h->shut && !h->Pending()) {
       h->shut = true;
-      shutdown(to, SHUT_WR);
+      // The last FIN: close() sends it, both sides have nothing left to read.
+      Half& other = h == &c->up ? c->down : c->up;
+      if (!other.shut) shutdown(to, SHUT_WR);
     }
     if (c->up.shut && c->down.shut) {
       Finish(c, c->firstEnd ? c->firstEnd : "client-closed");
@@ -603,7 +607,7 @@ class Relay {
   void OnConn(Conn* c, bool client, uint32_t events) {
     if (c->state == Conn::kDone) return;
     if (c->state == Conn::kConnecting) {
-      if (!client) OnConnectReady(c);
+      if (!client) OnConnectReady(c, events);
       return;
     }
     if (c->state != Conn::kRelaying) return;
