@@ -202,6 +202,11 @@ for want in ${HONEYGATE_NODES:-20 24}; do
   fi
   run_suite "$NODE" "$want" unit
   run_suite "$NODE" "$want" integration
+  # The same flows through Node's sockets: honeygate without the native relay (no addon, or
+  # HONEYGATE_RELAY=off) must behave alike. Once, on the machine's Node.
+  if [ "$want" = "$MACHINE_MAJOR" ]; then
+    HONEYGATE_RELAY=off run_suite "$NODE" "$want-relay-off" integration
+  fi
   # Transparent mode leans on libuv internals (fd adoption, manualStart): every Node runs it.
   case " ${HONEYGATE_E2E_NODES:-${HONEYGATE_NODES:-20 24}} " in *" $want "*) run_suite "$NODE" "$want" e2e ;; esac
 done
