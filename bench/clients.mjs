@@ -5,10 +5,13 @@
 //   node bench/clients.mjs latency PORT PATH RATE SECONDS   new connections at a fixed rate (open loop)
 //   node bench/clients.mjs idle PORT PATH COUNT             COUNT keep-alive connections, one request each, then idle
 //   node bench/clients.mjs burst FIRST_PORT COUNT WINDOW    one connection to each of COUNT ports, WINDOW at a time
+//
+// They connect to 127.0.0.1, or to BENCH_CLIENT_HOST (the transparent figures aim at addresses
+// the gateway namespace catches).
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 
-const HOST = '127.0.0.1';
+const HOST = process.env.BENCH_CLIENT_HOST || '127.0.0.1';
 const [mode, ...args] = process.argv.slice(2);
 
 const request = (path, close) =>
@@ -73,6 +76,8 @@ async function latency(port, path, rate, seconds) {
       socket.on('error', () => finish(false));
       socket.on('close', () => finish(false)); // no-op when the response was complete
       socket.setNoDelay(true);
+      // A connection that never completes counts as an error rather than stalling the run.
+      socket.setTimeout(10_000, () => socket.destroy());
       socket.on('connect', () => socket.write(req));
       onResponse(socket, () => finish(true));
       socket.on('end', () => socket.end());

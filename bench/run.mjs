@@ -1,21 +1,26 @@
 #!/usr/bin/env node
-// `npm run bench`: honeygate side by side with HAProxy (and, later, go-mmproxy) on this
-// machine, in one run, under the same conditions. See bench/README.md.
+// `npm run bench`: honeygate side by side with HAProxy and go-mmproxy on this machine, in
+// one run, under the same conditions. See bench/README.md.
 //
 //   BENCH_SECONDS=4          seconds per measured run
 //   BENCH_REPEATS=3          runs per target and figure (best and median are reported)
 //   BENCH_ONLY=connrate,...  figures: connrate keepalive bulk latency idle-memory burst completeness
-//                            (default all of these), profile (opt-in: honeygate under --cpu-prof)
+//                            transparent-connrate transparent-keepalive transparent-latency
+//                            transparent-burst (default all of these; `transparent` names the four),
+//                            profile (opt-in: honeygate under --cpu-prof)
 //   BENCH_LAYOUTS=pinned,shared   CPU layouts for the rate figures
 //   BENCH_LATENCY_RATE=1000  new connections/s of the latency figure
 //   BENCH_IDLE_FLOWS=9000    idle flows of the memory figure
 //   BENCH_BURST_PORTS=10000  ports of the burst figure (bound by the 20,000 open files limit)
 //   BENCH_NODE=/path/node    the node that runs honeygate (default: this one)
 //   BENCH_HONEYGATE=DIR      the honeygate tree to measure (default: this repository; it must be built)
+//   BENCH_TRANSPARENT_BURST_PORTS=65535  ports of the transparent burst
+//   BENCH_TRANSPARENT_TIME_WAIT=1        keep TIME_WAIT sockets in the gateway namespace (lib/transparent.mjs)
 //   BENCH_KEEP=1             keep the temp directory (configs, logs, SQLite files)
 //
 // As root the whole run happens inside its own network namespace (hg-bench-PID, loopback
-// only), so its ports and TIME_WAIT sockets meet nothing else on the host.
+// only), so its ports and TIME_WAIT sockets meet nothing else on the host. The transparent
+// figures run in three more (hgb-att-PID, hgb-gw-PID, hgb-hp-PID; lib/transparent.mjs).
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +32,7 @@ import { renderMarkdown } from './lib/report.mjs';
 import {
   honeygateStatus,
   LARGE,
+  launchHoneygate,
   PORTS,
   SMALL,
   startHaproxy,
@@ -34,24 +40,64 @@ import {
   startNginx,
 } from './lib/servers.mjs';
 import { ensureBuilt, ensureTools, machineInfo } from './lib/setup.mjs';
-import { cpuSeconds, output, rotate, rssKiB, summarize, waitFor } from './lib/util.mjs';
+import {
+  buildTopology,
+  burstPorts,
+  burstServers,
+  destroyTopology,
+  honeygateBurstYaml,
+  honeygateRatesYaml,
+  PLAN,
+  TARGETS as TP_TARGETS,
+} from './lib/transparent.mjs';
+import {
+  cpuSeconds,
+  output,
+  rotate,
+  rssKiB,
+  run,
+  startProcess,
+  summarize,
+  waitFor,
+  waitListening,
+} from './lib/util.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The honeygate under test: this tree, or another checkout (e.g. before and after a change).
 const HG_ROOT = process.env.BENCH_HONEYGATE ?? ROOT;
 const env = process.env;
-const ALL = ['connrate', 'keepalive', 'bulk', 'latency', 'idle-memory', 'burst', 'completeness'];
+const TRANSPARENT = [
+  'transparent-connrate',
+  'transparent-keepalive',
+  'transparent-latency',
+  'transparent-burst',
+];
+const ALL = [
+  'connrate',
+  'keepalive',
+  'bulk',
+  'latency',
+  'idle-memory',
+  'burst',
+  'completeness',
+  ...TRANSPARENT,
+];
 const KNOWN = [...ALL, 'profile'];
+// Names in BENCH_ONLY that stand for several figures.
+const GROUPS = { transparent: TRANSPARENT };
 
 const settings = {
   seconds: Number(env.BENCH_SECONDS ?? 4),
   repeats: Number(env.BENCH_REPEATS ?? 3),
-  only: env.BENCH_ONLY ? env.BENCH_ONLY.split(',').map((s) => s.trim()) : ALL,
+  only: env.BENCH_ONLY
+    ? [...new Set(env.BENCH_ONLY.split(',').flatMap((s) => GROUPS[s.trim()] ?? [s.trim()]))]
+    : ALL,
   layouts: env.BENCH_LAYOUTS ? env.BENCH_LAYOUTS.split(',').map((s) => s.trim()) : ['pinned', 'shared'],
   latencyRate: Number(env.BENCH_LATENCY_RATE ?? 1000),
   idleFlows: Number(env.BENCH_IDLE_FLOWS ?? 9000),
   burstPorts: Number(env.BENCH_BURST_PORTS ?? 10000),
   burstWindow: 500,
+  transparentBurstPorts: Number(env.BENCH_TRANSPARENT_BURST_PORTS ?? 65535),
   node: env.BENCH_NODE ?? process.execPath,
 };
 
@@ -104,7 +150,9 @@ const FIGURES = {
 async function main() {
   const unknown = settings.only.filter((f) => !KNOWN.includes(f));
   if (unknown.length)
-    throw new Error(`BENCH_ONLY: unknown ${unknown.join(', ')} (known: ${KNOWN.join(', ')})`);
+    throw new Error(
+      `BENCH_ONLY: unknown ${unknown.join(', ')} (known: ${KNOWN.join(', ')}, transparent for the transparent-* figures)`,
+    );
   if (env.BENCH_INNER) return inner();
   const started = Date.now();
   ensureTools(log);
@@ -116,9 +164,19 @@ async function main() {
     return inner({ network: 'host loopback (not root, no namespace)', started });
   }
   const ns = `hg-bench-${process.pid}`;
+  // The transparent figures' namespaces are made here, outside the inner run's mount
+  // namespace, so that this process can delete them whatever happens to the inner one.
+  let topology = null;
+  const topologyDir = mkdtempSync(join(tmpdir(), 'hg-bench-topology-'));
   execFileSync('ip', ['netns', 'add', ns], { stdio: 'inherit' });
   try {
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up'], { stdio: 'inherit' });
+    if (settings.only.some((f) => TRANSPARENT.includes(f))) {
+      topology = buildTopology(process.pid, topologyDir, {
+        keepTimeWait: env.BENCH_TRANSPARENT_TIME_WAIT === '1',
+      });
+      log(`transparent topology: namespaces ${Object.values(topology).join(', ')}`);
+    }
     const code = await new Promise((resolve) => {
       const child = spawn('ip', ['netns', 'exec', ns, process.execPath, fileURLToPath(import.meta.url)], {
         stdio: 'inherit',
@@ -127,6 +185,7 @@ async function main() {
           BENCH_INNER: '1',
           BENCH_NETWORK: `loopback in network namespace ${ns}`,
           BENCH_STARTED: String(started),
+          ...(topology ? { BENCH_TOPOLOGY: JSON.stringify(topology) } : {}),
         },
       });
       const forward = (sig) => child.kill(sig);
@@ -135,6 +194,8 @@ async function main() {
     });
     process.exitCode = code;
   } finally {
+    if (topology) destroyTopology(Object.values(topology));
+    rmSync(topologyDir, { recursive: true, force: true });
     output('ip', ['netns', 'del', ns]);
   }
 }
@@ -145,6 +206,8 @@ async function inner({
 } = {}) {
   for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
   const dir = mkdtempSync(join(tmpdir(), 'hg-bench-'));
+  // Also on Ctrl-C, which ends this process through process.exit() above, past any finally.
+  if (!env.BENCH_KEEP) process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   const date = new Date().toISOString().slice(0, 10);
   const results = {
     date,
@@ -155,7 +218,7 @@ async function inner({
     completeness: [],
     idleMemory: null,
     burst: null,
-    transparent: transparentSlot(),
+    transparent: null,
     profile: null,
     elapsedSeconds: 0,
   };
@@ -170,6 +233,11 @@ async function inner({
     }
     if (want('idle-memory')) results.idleMemory = await measureIdleMemory(LAYOUTS.pinned, join(dir, 'idle'));
     if (want('burst')) results.burst = await measureBurst(LAYOUTS.pinned, join(dir, 'burst'));
+    if (settings.only.some((f) => TRANSPARENT.includes(f))) {
+      results.transparent = env.BENCH_TOPOLOGY
+        ? await measureTransparent(LAYOUTS.pinned, join(dir, 'transparent'), JSON.parse(env.BENCH_TOPOLOGY))
+        : { status: 'not measured: needs root (network namespaces, nftables)' };
+    }
     if (want('profile')) results.profile = await profileHoneygate(LAYOUTS.pinned, join(dir, 'profile'));
   } finally {
     if (!env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
@@ -181,7 +249,9 @@ async function inner({
   mkdirSync(out, { recursive: true });
   // A partial run (BENCH_ONLY, BENCH_LAYOUTS) must not overwrite the day's full results.
   const partial = [
-    env.BENCH_ONLY && settings.only.join('+'),
+    env.BENCH_ONLY?.split(',')
+      .map((x) => x.trim())
+      .join('+'),
     env.BENCH_LAYOUTS && settings.layouts.join('+'),
   ];
   const name = [date, ...partial.filter(Boolean)].join('-');
@@ -207,7 +277,12 @@ async function measureLayout(layout, dir, completeness) {
     f === 'connrate' && !want('connrate') ? ['honeygate', 'honeygate-pp'] : FIGURES[f].targets;
   const needed = new Set(figures.flatMap(targetsOf));
   const servers = await startLayout(layout, dir, needed);
-  const result = { id: layout.id, label: layout.label, honeygateWorkers: layout.honeygateWorkers, figures: {} };
+  const result = {
+    id: layout.id,
+    label: layout.label,
+    honeygateWorkers: layout.honeygateWorkers,
+    figures: {},
+  };
   try {
     await warmUp(layout, servers, needed);
     for (const f of figures) {
@@ -540,36 +615,14 @@ async function measureBurst(layout, dir) {
               });
         const startupMs = Date.now() - startedAt;
         try {
-          const recorded =
-            t === 'haproxy' ? () => haproxyLogLines(proxy.logFile) : () => countEvents(proxy.db);
-          const t0 = performance.now();
-          const burst = client(settings.node, 'burst', [range[0], ports, settings.burstWindow], {
-            cpus: layout.loadCpus,
-            timeoutMs: 120_000,
-          });
-          let seen = 0;
-          await waitFor(
-            `${t} to record ${ports} flows`,
-            async () => {
-              seen = await recorded();
-              return seen >= ports;
-            },
-            { timeoutMs: 120_000, intervalMs: 20 },
-          ).catch(() => {});
-          const recordedMs = performance.now() - t0;
-          const c = await burst;
           const res = {
-            seconds: seen >= ports ? recordedMs / 1000 : null,
-            clientSeconds: c.ms / 1000,
-            connected: c.connected,
-            errors: c.errors,
-            recorded: seen,
+            ...(await burstOnce(t, proxy, { firstPort: range[0], ports, cpus: layout.loadCpus })),
             startupSeconds: startupMs / 1000,
           };
           runs[t].push(res);
           log(
             `  burst #${r + 1} ${t}: ${res.recorded}/${ports} recorded in ${res.seconds?.toFixed(2) ?? '—'} s ` +
-              `(client done in ${res.clientSeconds.toFixed(2)} s, ${c.errors} errors; ${res.startupSeconds.toFixed(1)} s to bind)`,
+              `(client done in ${res.clientSeconds.toFixed(2)} s, ${res.errors} errors; ${res.startupSeconds.toFixed(1)} s to bind)`,
           );
         } finally {
           await proxy.process.stop();
@@ -585,6 +638,42 @@ async function measureBurst(layout, dir) {
     window: settings.burstWindow,
     variant: 'bind listeners on a port range (non-transparent)',
     ...figureSummary(runs, (x) => x.seconds ?? Number.NaN, true, { unit: 's' }),
+  };
+}
+
+/**
+ * One connection to each of `ports` ports from firstPort (host, from inside netns if given),
+ * `settings.burstWindow` at a time; seconds from the first connect until the proxy has
+ * recorded them all (null if it never did within 120 s).
+ */
+async function burstOnce(t, proxy, { firstPort, ports, cpus, host, netns }) {
+  const recorded = t.startsWith('haproxy')
+    ? () => haproxyLogLines(proxy.logFile)
+    : () => countEvents(proxy.db);
+  const t0 = performance.now();
+  const burst = client(settings.node, 'burst', [firstPort, ports, settings.burstWindow], {
+    cpus,
+    host,
+    netns,
+    timeoutMs: 120_000,
+  });
+  let seen = 0;
+  await waitFor(
+    `${t} to record ${ports} flows`,
+    async () => {
+      seen = await recorded();
+      return seen >= ports;
+    },
+    { timeoutMs: 120_000, intervalMs: 20 },
+  ).catch(() => {});
+  const recordedMs = performance.now() - t0;
+  const c = await burst;
+  return {
+    seconds: seen >= ports ? recordedMs / 1000 : null,
+    clientSeconds: c.ms / 1000,
+    connected: c.connected,
+    errors: c.errors,
+    recorded: seen,
   };
 }
 
@@ -641,33 +730,333 @@ async function profileHoneygate(layout, dir) {
   return profiles;
 }
 
-// ---- TRANSPARENT SLOT ------------------------------------------------------------------------
-// Transparent mode (issue #3) is being built now. Its figures go here, measured inside
-// test namespaces like the e2e tests (attacker 198.51.100.0/24 -> gateway -> honeypot
-// 192.0.2.0/24, policy routing + nft TPROXY in the namespace only):
-//   - honeygate `tproxy` listener + `source: transparent` vs HAProxy `usesrc clientip`
-//     (same rates, latency and idle memory as above);
-//   - HAProxy `send-proxy-v2` -> go-mmproxy -> honeypot: go-mmproxy turns the PROXY header
-//     back into the client's source address with IP_TRANSPARENT, which needs its policy
-//     routing (`ip rule ... fwmark`, `ip route add local 0.0.0.0/0 dev lo table N`), so it
-//     belongs with the namespaced topology rather than the host loopback used above;
-//   - the real burst: one connection to each of 65,535 ports through one catch-all tproxy
-//     listener (the `burst` figure above is the bind-listener stand-in).
-function transparentSlot() {
+// ---- transparent mode, in namespaces ---------------------------------------------------------
+// The attacker namespace aims at decoy addresses; the gateway namespace's TPROXY rules hand
+// each decoy's flows to one proxy's transparent listener (honeygate's own rules from
+// `run --manage-firewall`, HAProxy's hand-written ones from lib/transparent.mjs); the proxy
+// dials nginx in the honeypot namespace from the attacker's address (honeygate `source:
+// transparent`, HAProxy `usesrc clientip`), or sends PROXY v2 to go-mmproxy there, which
+// dials nginx from the attacker's address over loopback. Pinned layout: the proxy on CPU 1;
+// wrk, the Node clients, nginx and go-mmproxy on CPU 0.
+
+const TP_RATES = {
+  'transparent-connrate': { id: 'connrate', connections: 50, unit: 'connections/s' },
+  'transparent-keepalive': { id: 'keepalive', connections: 50, unit: 'requests/s' },
+  'transparent-latency': { id: 'latency', unit: 'ms' },
+};
+const TP_ALL = ['direct', 'haproxy', 'honeygate', 'haproxy-mm', 'honeygate-mm'];
+
+async function measureTransparent(layout, dir, ns) {
+  mkdirSync(dir, { recursive: true });
+  const want = (f) => settings.only.includes(f);
+  log(`transparent: namespaces ${ns.att} -> ${ns.gw} -> ${ns.hp} (${layout.id})`);
+  const nginx = await startNginx(dir, {
+    cpus: layout.loadCpus,
+    workers: layout.nginxWorkers,
+    netns: ns.hp,
+    listens: burstPorts().map(String),
+    remoteAddrHeader: true,
+  });
+  const result = {
+    status: 'measured',
+    layout: layout.label,
+    topology:
+      `attacker ns ${PLAN.attacker} -> gateway ns (TPROXY, the proxy) -> honeypot ns ${PLAN.honeypot} ` +
+      '(nginx; go-mmproxy in front of it for the PROXY rows), veth pairs',
+    figures: {},
+    remoteAddress: {},
+    completeness: [],
+    burst: null,
+  };
+  try {
+    if (Object.keys(TP_RATES).some(want)) await transparentRates(layout, dir, ns, result);
+    if (want('transparent-burst')) result.burst = await transparentBurst(layout, dir, ns);
+  } finally {
+    await nginx.process.stop();
+  }
+  return result;
+}
+
+/** Empties the gateway's conntrack table: each run starts from the same state (and far from its size limit). */
+async function flushConntrack(ns) {
+  await run('conntrack', ['-F'], { netns: ns.gw, timeoutMs: 30_000 });
+}
+
+/** Waits until honeygate's `run --manage-firewall` has loaded its table in the gateway. */
+async function honeygateFirewall(hg, ns) {
+  await waitFor(
+    `${hg.name} to load its nftables table`,
+    async () => {
+      if (hg.process.exitCode !== null) throw new Error(`${hg.name} exited (${hg.process.exitCode})`);
+      return (await run('nft', ['list', 'table', 'inet', 'honeygate'], { netns: ns.gw })).code === 0;
+    },
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
+}
+
+/** The client address nginx saw (its X-Remote-Addr header) for one request through target. */
+async function remoteAddress(ns, target) {
+  const url = `http://${TP_TARGETS[target].host}:${PLAN.nginxPort}${SMALL}`;
+  const res = await run('curl', ['-s', '-o', '/dev/null', '-D', '-', '--max-time', '5', url], {
+    netns: ns.att,
+    timeoutMs: 10_000,
+  });
+  return /^x-remote-addr:\s*(\S+)/im.exec(res.stdout)?.[1] ?? null;
+}
+
+async function transparentRates(layout, dir, ns, result) {
+  const figures = Object.keys(TP_RATES).filter((f) => settings.only.includes(f));
+  const servers = { list: [] };
+  const add = (key, server) => {
+    servers[key] = server;
+    servers.list.push(server);
+    return server;
+  };
+  try {
+    add(
+      'mmproxy',
+      startProcess(
+        'go-mmproxy',
+        ['-l', `${PLAN.honeypot}:${PLAN.mmproxyPort}`, '-4', `127.0.0.1:${PLAN.nginxPort}`, '-v', '0'],
+        {
+          cpus: layout.loadCpus,
+          netns: ns.hp,
+          logFile: join(dir, 'go-mmproxy.log'),
+          env: { ...process.env, GOMAXPROCS: '1' },
+        },
+      ),
+    );
+    await waitListening({ name: 'go-mmproxy', process: servers.mmproxy, netns: ns.hp }, [PLAN.mmproxyPort]);
+    const db = join(dir, 'honeygate-tp.db');
+    const hg = await launchHoneygate(dir, 'honeygate-tp', {
+      root: HG_ROOT,
+      node: settings.node,
+      cpus: layout.proxyCpus,
+      yaml: honeygateRatesYaml({ db }),
+      db,
+      admin: PLAN.admin,
+      args: ['--manage-firewall'],
+      ports: [TP_TARGETS.honeygate.tproxyPort, TP_TARGETS['honeygate-mm'].tproxyPort],
+      netns: ns.gw,
+    });
+    servers.honeygate = servers['honeygate-mm'] = hg;
+    servers.list.push(hg.process);
+    await honeygateFirewall(hg, ns);
+    const ha = await startHaproxy(dir, 'haproxy-tp', {
+      cpus: layout.proxyCpus,
+      threads: layout.proxyThreads,
+      netns: ns.gw,
+      listens: [
+        {
+          name: 'transparent',
+          bind: `127.0.0.1:${TP_TARGETS.haproxy.tproxyPort}`,
+          port: TP_TARGETS.haproxy.tproxyPort,
+          transparent: true,
+          usesrc: true,
+          servers: [`${PLAN.honeypot}:${PLAN.nginxPort}`],
+        },
+        {
+          name: 'mmproxy',
+          bind: `127.0.0.1:${TP_TARGETS['haproxy-mm'].tproxyPort}`,
+          port: TP_TARGETS['haproxy-mm'].tproxyPort,
+          transparent: true,
+          sendProxy: true,
+          servers: [`${PLAN.honeypot}:${PLAN.mmproxyPort}`],
+        },
+      ],
+    });
+    servers.haproxy = servers['haproxy-mm'] = ha;
+    servers.list.push(ha.process);
+
+    for (const t of TP_ALL) {
+      const seen = await remoteAddress(ns, t);
+      result.remoteAddress[t] = { seen, ok: seen === PLAN.attacker };
+      log(
+        `  transparent ${t}: nginx sees ${seen ?? 'nothing'}${seen === PLAN.attacker ? '' : ' (NOT the attacker)'}`,
+      );
+    }
+    for (const t of TP_ALL) {
+      const opts = { seconds: 1, connections: 20, threads: 1, cpus: layout.loadCpus, ...tpWrk(ns, t) };
+      await wrk(PLAN.nginxPort, SMALL, { ...opts, close: true });
+      await wrk(PLAN.nginxPort, SMALL, opts);
+    }
+    await settle(hg);
+
+    for (const f of figures) {
+      const fig = TP_RATES[f];
+      const runs = Object.fromEntries(TP_ALL.map((t) => [t, []]));
+      for (let r = 0; r < settings.repeats; r++) {
+        for (const t of rotate(TP_ALL, r)) {
+          await flushConntrack(ns);
+          const pid = t === 'direct' ? null : servers[t].process.pid;
+          const cpuBefore = pid ? cpuSeconds(pid) : 0;
+          const res = await transparentRun(fig.id, layout, ns, t, servers);
+          res.proxyCpuSeconds = pid ? cpuSeconds(pid) - cpuBefore : null;
+          runs[t].push(res);
+          log(`  transparent ${fig.id} #${r + 1} ${t}: ${describe(fig.id, res)}`);
+        }
+      }
+      if (fig.id === 'latency') {
+        for (const p of ['p50', 'p99']) {
+          result.figures[`latency-${p}`] = figureSummary(runs, (x) => x[`${p}Ms`], true, {
+            unit: 'ms',
+            rate: settings.latencyRate,
+          });
+        }
+        continue;
+      }
+      result.figures[fig.id] = figureSummary(runs, (x) => x.rate, false, {
+        unit: fig.unit,
+        connections: fig.connections,
+      });
+      const proxies = Object.fromEntries(Object.entries(runs).filter(([t]) => t !== 'direct'));
+      result.figures[`${fig.id}-cpu`] = figureSummary(
+        proxies,
+        (x) => (x.proxyCpuSeconds * 1e6) / x.requests,
+        true,
+        { unit: 'CPU µs/request' },
+      );
+      if (fig.id === 'connrate') {
+        for (const t of ['honeygate', 'honeygate-mm']) {
+          const best = [...runs[t]].sort((a, b) => b.rate - a.rate)[0];
+          result.completeness.push({ layout: 'transparent', target: t, ...best.events });
+        }
+      }
+    }
+  } finally {
+    for (const p of [...servers.list].reverse()) await p.stop();
+  }
+}
+
+/** wrk / client options that aim at target from the attacker namespace. */
+function tpWrk(ns, target) {
+  return { host: TP_TARGETS[target].host, netns: ns.att };
+}
+
+async function transparentRun(figure, layout, ns, target, servers) {
+  const base = {
+    seconds: settings.seconds,
+    threads: layout.wrkThreads,
+    cpus: layout.loadCpus,
+    ...tpWrk(ns, target),
+  };
+  switch (figure) {
+    case 'connrate': {
+      const hg = TP_TARGETS[target].honeygate ? servers[target] : null;
+      const before = hg ? await settle(hg) : null;
+      const res = await wrk(PLAN.nginxPort, SMALL, {
+        ...base,
+        connections: TP_RATES['transparent-connrate'].connections,
+        close: true,
+      });
+      if (hg) {
+        const after = await settle(hg);
+        const events = after.events - before.events;
+        const missing = Math.max(0, res.requests - events);
+        res.events = {
+          rate: res.rate,
+          requests: res.requests,
+          errors: res.errors,
+          events,
+          missing,
+          dropped: after.dropped - before.dropped,
+          complete: missing === 0 && after.dropped === before.dropped,
+        };
+      }
+      return res;
+    }
+    case 'keepalive':
+      return wrk(PLAN.nginxPort, SMALL, {
+        ...base,
+        connections: TP_RATES['transparent-keepalive'].connections,
+      });
+    case 'latency':
+      return client(
+        settings.node,
+        'latency',
+        [PLAN.nginxPort, SMALL, settings.latencyRate, settings.seconds],
+        {
+          cpus: layout.loadCpus,
+          ...tpWrk(ns, target),
+          timeoutMs: (settings.seconds + 60) * 1000,
+        },
+      );
+    default:
+      throw new Error(`unknown figure ${figure}`);
+  }
+}
+
+/**
+ * The real burst: one connection to each of 65,535 ports through one catch-all TPROXY
+ * listener, forwarded transparently to nginx (8 ports, round robin), a fresh proxy per run.
+ */
+async function transparentBurst(layout, dir, ns) {
+  const ports = settings.transparentBurstPorts;
+  log(
+    `transparent burst: one connection to each of ${ports} ports through one TPROXY listener (${layout.id})`,
+  );
+  const runs = { haproxy: [], honeygate: [] };
+  for (let r = 0; r < settings.repeats; r++) {
+    for (const t of rotate(['haproxy', 'honeygate'], r)) {
+      await flushConntrack(ns);
+      const name = `${t}-tp-burst-${r}`;
+      const startedAt = Date.now();
+      let proxy;
+      if (t === 'haproxy') {
+        proxy = await startHaproxy(dir, name, {
+          cpus: layout.proxyCpus,
+          threads: layout.proxyThreads,
+          netns: ns.gw,
+          log: true,
+          listens: [
+            {
+              name: 'burst',
+              bind: `127.0.0.1:${TP_TARGETS.haproxy.tproxyPort}`,
+              port: TP_TARGETS.haproxy.tproxyPort,
+              transparent: true,
+              usesrc: true,
+              servers: burstServers(),
+            },
+          ],
+        });
+      } else {
+        const db = join(dir, `${name}.db`);
+        proxy = await launchHoneygate(dir, name, {
+          root: HG_ROOT,
+          node: settings.node,
+          cpus: layout.proxyCpus,
+          yaml: honeygateBurstYaml({ db }),
+          db,
+          admin: PLAN.admin,
+          args: ['--manage-firewall'],
+          ports: [TP_TARGETS.honeygate.tproxyPort],
+          netns: ns.gw,
+        });
+      }
+      try {
+        if (t === 'honeygate') await honeygateFirewall(proxy, ns);
+        const startupMs = Date.now() - startedAt;
+        const res = {
+          ...(await burstOnce(t, proxy, { firstPort: 1, ports, cpus: layout.loadCpus, ...tpWrk(ns, t) })),
+          startupSeconds: startupMs / 1000,
+        };
+        runs[t].push(res);
+        log(
+          `  transparent burst #${r + 1} ${t}: ${res.recorded}/${ports} recorded in ${res.seconds?.toFixed(2) ?? '—'} s ` +
+            `(client done in ${res.clientSeconds.toFixed(2)} s, ${res.connected} connected, ${res.errors} errors; ${res.startupSeconds.toFixed(1)} s to start)`,
+        );
+      } finally {
+        await proxy.process.stop();
+      }
+    }
+  }
   return {
-    status: 'not yet measured',
-    note:
-      'Pending transparent mode (issue #3): honeygate `source: transparent` via a tproxy listener vs HAProxy ' +
-      '`usesrc clientip` vs HAProxy `send-proxy-v2` -> go-mmproxy, in test namespaces; and the 65,535-port ' +
-      'burst through one catch-all listener. go-mmproxy is not measured yet because it needs TPROXY policy ' +
-      'routing, i.e. the namespaced topology.',
-    planned: [
-      'transparent-connrate',
-      'transparent-keepalive',
-      'transparent-latency',
-      'transparent-idle-memory',
-      'burst-65535',
-    ],
+    layout: layout.label,
+    ports,
+    window: settings.burstWindow,
+    servers: burstServers().length,
+    variant: 'one catch-all TPROXY listener, forwarded transparently',
+    ...figureSummary(runs, (x) => x.seconds ?? Number.NaN, true, { unit: 's' }),
   };
 }
 

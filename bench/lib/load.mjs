@@ -9,10 +9,14 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const CLIENTS = join(HERE, '..', 'clients.mjs');
 
 /**
- * One wrk run against 127.0.0.1:port. Returns the counts from wrk-report.lua plus
- * rate (requests/s) and mbps (MB/s, 10^6 bytes).
+ * One wrk run against host:port (from inside netns when given). Returns the counts from
+ * wrk-report.lua plus rate (requests/s) and mbps (MB/s, 10^6 bytes).
  */
-export async function wrk(port, path, { seconds, connections, threads, close = false, cpus }) {
+export async function wrk(
+  port,
+  path,
+  { seconds, connections, threads, close = false, cpus, host = '127.0.0.1', netns = null },
+) {
   const args = [
     '-t',
     String(threads),
@@ -26,8 +30,8 @@ export async function wrk(port, path, { seconds, connections, threads, close = f
     join(HERE, 'wrk-report.lua'),
   ];
   if (close) args.push('-H', 'Connection: close');
-  args.push(`http://127.0.0.1:${port}${path}`);
-  const res = await run('wrk', args, { cpus, timeoutMs: (seconds + 30) * 1000 });
+  args.push(`http://${host}:${port}${path}`);
+  const res = await run('wrk', args, { cpus, netns, timeoutMs: (seconds + 30) * 1000 });
   const line = res.stdout.split('\n').find((l) => l.startsWith('WRKJSON '));
   if (res.code !== 0 || !line) throw new Error(`wrk exited ${res.code}: ${res.stderr || res.stdout}`);
   const r = JSON.parse(line.slice('WRKJSON '.length));
@@ -36,9 +40,10 @@ export async function wrk(port, path, { seconds, connections, threads, close = f
   return { ...r, errors, rate: r.requests / secs, mbps: r.bytes / secs / 1e6 };
 }
 
-/** Runs a clients.mjs mode to completion and returns its JSON line. */
-export async function client(node, mode, args, { cpus, timeoutMs }) {
-  const res = await run(node, [CLIENTS, mode, ...args.map(String)], { cpus, timeoutMs });
+/** Runs a clients.mjs mode to completion (against host, from inside netns) and returns its JSON line. */
+export async function client(node, mode, args, { cpus, timeoutMs, host = '127.0.0.1', netns = null }) {
+  const env = { ...process.env, BENCH_CLIENT_HOST: host };
+  const res = await run(node, [CLIENTS, mode, ...args.map(String)], { cpus, netns, env, timeoutMs });
   const line = res.stdout.trim().split('\n').pop();
   if (res.code !== 0 || !line) throw new Error(`clients.mjs ${mode} exited ${res.code}: ${res.stderr}`);
   return JSON.parse(line);

@@ -89,6 +89,122 @@ function layoutTable(layout) {
   return lines.join('\n');
 }
 
+/** "Transparent mode (namespaces)": honeygate vs HAProxy through TPROXY, then the go-mmproxy rows and the burst. */
+function transparentSection(tp) {
+  const out = ['', '### Transparent mode (namespaces)', ''];
+  if (tp.status !== 'measured') {
+    out.push(tp.status);
+    return out;
+  }
+  out.push(`${tp.topology}. ${tp.layout}.`);
+  const f = tp.figures;
+  const lines = [];
+  const both = (title, fig, digits, a, b, withDirect) => {
+    if (!fig?.targets[a]) return;
+    const t = fig.targets;
+    lines.push(
+      row([
+        title,
+        withDirect ? cell(t.direct, digits) : '—',
+        cell(t[a], digits),
+        cell(t[b], digits),
+        ratio(t[b], t[a]),
+      ]),
+    );
+  };
+  const section = (label, a, b, withDirect) => {
+    both(
+      `${label}new connections/s (Connection: close, 1 KiB, ${f.connrate?.connections} conns)`,
+      f.connrate,
+      0,
+      a,
+      b,
+      withDirect,
+    );
+    both(
+      `${label}keep-alive requests/s (1 KiB, ${f.keepalive?.connections} conns)`,
+      f.keepalive,
+      0,
+      a,
+      b,
+      withDirect,
+    );
+    both(`${label}proxy CPU µs per new connection`, f['connrate-cpu'], 1, a, b, false);
+    both(`${label}proxy CPU µs per keep-alive request`, f['keepalive-cpu'], 2, a, b, false);
+    for (const p of ['p50', 'p99'])
+      both(
+        `${label}latency ${p} ms, ${f[`latency-${p}`]?.rate} new conns/s`,
+        f[`latency-${p}`],
+        3,
+        a,
+        b,
+        withDirect,
+      );
+  };
+  section('', 'haproxy', 'honeygate', true);
+  section('PROXY v2 → go-mmproxy: ', 'haproxy-mm', 'honeygate-mm', false);
+  if (tp.burst) {
+    const t = tp.burst.targets;
+    lines.push(
+      row([
+        `burst: ${num(tp.burst.ports, 0)} ports through one TPROXY listener, s until all accepted and recorded`,
+        '—',
+        cell(t.haproxy, 2),
+        cell(t.honeygate, 2),
+        ratio(t.honeygate, t.haproxy),
+      ]),
+    );
+  }
+  if (lines.length) {
+    out.push('');
+    out.push(row(['figure', 'direct (routed, no proxy)', 'HAProxy', 'honeygate', 'honeygate / HAProxy']));
+    out.push(row(['---', '---:', '---:', '---:', '---:']));
+    out.push(...lines);
+  }
+  out.push('');
+  out.push(
+    'HAProxy: `bind 127.0.0.1:PORT transparent` fed by hand-written nft TPROXY rules, `source 0.0.0.0 usesrc clientip`; ' +
+      'honeygate: a `tproxy` listener, `source: transparent`, its own rules (`run --manage-firewall`). ' +
+      'PROXY rows: the same listeners, HAProxy `send-proxy-v2` / honeygate `source: proxy-v2` to go-mmproxy ' +
+      '(GOMAXPROCS=1, on the load core) in front of nginx. Each decoy address goes to one proxy; both run throughout.',
+  );
+  const seen = Object.entries(tp.remoteAddress ?? {});
+  if (seen.length) {
+    out.push('');
+    out.push(
+      `Client address nginx saw (its \`$remote_addr\`, one request per target): ${seen
+        .map(([t, s]) => `${t} ${s.seen ?? 'none'}${s.ok ? '' : ' (**not the attacker**)'}`)
+        .join(', ')}.`,
+    );
+  }
+  if (tp.completeness?.length) {
+    out.push('');
+    out.push(
+      `Event completeness (fastest new-connection run): ${tp.completeness
+        .map(
+          (c) =>
+            `${c.target} ${num(c.events, 0)} events for ${num(c.requests, 0)} requests (${num(c.errors, 0)} socket errors, ` +
+            `${num(c.missing, 0)} missing, ${num(c.dropped, 0)} dropped: ${c.complete ? 'complete' : '**incomplete**'})`,
+        )
+        .join('; ')}.`,
+    );
+  }
+  if (tp.burst) {
+    const r = (t) => tp.burst.targets[t]?.raw ?? [];
+    out.push('');
+    out.push(
+      `Burst: a fresh proxy per run, ports 1-${tp.burst.ports} of one decoy address, ${tp.burst.window} connections at a time, ` +
+        `forwarded to nginx on ${tp.burst.servers} ports (round robin); "recorded": honeygate rows in SQLite, HAProxy \`option tcplog\` lines. ` +
+        `Client errors per run: HAProxy ${r('haproxy')
+          .map((x) => x.errors)
+          .join(', ')}; honeygate ${r('honeygate')
+          .map((x) => x.errors)
+          .join(', ')}.`,
+    );
+  }
+  return out;
+}
+
 export function renderMarkdown(results) {
   const m = results.machine;
   const s = results.settings;
@@ -189,10 +305,7 @@ export function renderMarkdown(results) {
         'requests without an event; events above the request count are connections wrk left open at the end of the run.',
     );
   }
-  out.push('');
-  out.push(`### Transparent mode: ${results.transparent.status}`);
-  out.push('');
-  out.push(results.transparent.note);
+  if (results.transparent) out.push(...transparentSection(results.transparent));
   if (results.profile) {
     out.push('');
     out.push('### honeygate CPU profile (self time)');

@@ -2,7 +2,7 @@
 // generated into the run's temp directory. A server is { name, process, port, ... }.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { rssKiB, startProcess, waitListening } from './util.mjs';
+import { rssKiB, run, startProcess, waitListening } from './util.mjs';
 
 export const PORTS = {
   nginx: 8001, // plain HTTP
@@ -21,14 +21,27 @@ const MAX_FLOWS = 9700;
 export const SMALL = '/1k';
 export const LARGE = '/64m';
 
-/** nginx with one file of 1 KiB and one of 64 MiB, keep-alive for as long as a run lasts. */
-export async function startNginx(dir, { cpus, workers }) {
+/**
+ * nginx with one file of 1 KiB and one of 64 MiB, keep-alive for as long as a run lasts.
+ * Default: 127.0.0.1 on the plain and the proxy_protocol port. listens: other plain listen
+ * addresses ("80", "192.0.2.100:81") inside netns; remoteAddrHeader: answer with the client
+ * address nginx saw (X-Remote-Addr), so that a test can tell what reached the honeypot.
+ */
+export async function startNginx(
+  dir,
+  { cpus, workers, netns = null, listens = null, remoteAddrHeader = false },
+) {
   const prefix = join(dir, 'nginx');
   const www = join(prefix, 'www');
   mkdirSync(www, { recursive: true });
   writeFileSync(join(www, '1k'), Buffer.alloc(1024, 'x'));
   writeFileSync(join(www, '64m'), Buffer.alloc(64 * 1024 ** 2, 'x'));
   const temp = (name) => `${name}_temp_path ${join(prefix, name)};`;
+  const header = remoteAddrHeader ? 'add_header X-Remote-Addr $remote_addr always;' : '';
+  const servers = listens
+    ? `server { ${listens.map((l) => `listen ${l} backlog=4096;`).join(' ')} root ${www}; ${header} }`
+    : `server { listen 127.0.0.1:${PORTS.nginx} backlog=4096; root ${www}; ${header} }
+  server { listen 127.0.0.1:${PORTS.nginxProxy} proxy_protocol backlog=4096; root ${www}; ${header} }`;
   const conf = `
 ${process.getuid?.() === 0 ? 'user root;' : ''}
 daemon off;
@@ -45,35 +58,48 @@ http {
   tcp_nopush on;
   keepalive_timeout 600s;
   keepalive_requests 100000000;
-  server { listen 127.0.0.1:${PORTS.nginx} backlog=4096; root ${www}; }
-  server { listen 127.0.0.1:${PORTS.nginxProxy} proxy_protocol backlog=4096; root ${www}; }
+  ${servers}
 }
 `;
   writeFileSync(join(prefix, 'nginx.conf'), conf);
   const process_ = startProcess(
     'nginx',
     ['-p', prefix, '-e', join(prefix, 'error.log'), '-c', join(prefix, 'nginx.conf')],
-    { cpus, logFile: join(dir, 'nginx.log') },
+    { cpus, netns, logFile: join(dir, 'nginx.log') },
   );
-  const server = { name: 'nginx', process: process_, port: PORTS.nginx };
-  await waitListening(server, [PORTS.nginx, PORTS.nginxProxy]);
+  const server = { name: 'nginx', process: process_, port: PORTS.nginx, netns };
+  const ports = listens
+    ? listens.map((l) => Number(String(l).split(':').pop()))
+    : [PORTS.nginx, PORTS.nginxProxy];
+  await waitListening(server, ports);
   return server;
 }
 
 /**
  * HAProxy in TCP mode with splice, one frontend per listen entry.
  * listens: [{ name, port | ports: [from, to], server: port, sendProxy }]; log: write one line per session to stdout.
+ * For the namespaced figures an entry may instead give bind (its address, port still set),
+ * transparent (a TPROXY listener: `bind ... transparent`), servers (["192.0.2.100:80", ...],
+ * round robin) and usesrc (`source 0.0.0.0 usesrc clientip`); netns: the namespace to run in.
  */
-export async function startHaproxy(dir, name, { cpus, threads, listens, log = false, maxconn = MAX_FLOWS }) {
-  const sections = listens.map(
-    (l) => `
+export async function startHaproxy(
+  dir,
+  name,
+  { cpus, threads, listens, log = false, maxconn = MAX_FLOWS, netns = null },
+) {
+  const sections = listens.map((l) => {
+    const bind = l.bind ?? `127.0.0.1:${l.ports ? `${l.ports[0]}-${l.ports[1]}` : l.port}`;
+    const servers = l.servers ?? [`127.0.0.1:${l.server}`];
+    return `
 frontend ${l.name}
-  bind 127.0.0.1:${l.ports ? `${l.ports[0]}-${l.ports[1]}` : l.port}
+  bind ${bind}${l.transparent ? ' transparent' : ''}
   default_backend ${l.name}_be
 backend ${l.name}_be
-  server s1 127.0.0.1:${l.server}${l.sendProxy ? ' send-proxy-v2' : ''}
-`,
-  );
+${servers.length > 1 ? '  balance roundrobin\n' : ''}${l.usesrc ? '  source 0.0.0.0 usesrc clientip\n' : ''}${servers
+  .map((s, i) => `  server s${i + 1} ${s}${l.sendProxy ? ' send-proxy-v2' : ''}`)
+  .join('\n')}
+`;
+  });
   // HAProxy reserves maxconn * 2 sockets plus two per splice pipe (maxconn / 4 pipes by
   // default) and refuses to start above the open files limit: give the pipes what is left.
   const maxpipes = Math.floor((20_000 - 2 * maxconn - listenPorts(listens).length - 100) / 2);
@@ -96,8 +122,9 @@ ${sections.join('')}`;
   const logFile = join(dir, `${name}.log`);
   const server = {
     name,
-    process: startProcess('haproxy', ['-db', '-f', file], { cpus, logFile }),
+    process: startProcess('haproxy', ['-db', '-f', file], { cpus, netns, logFile }),
     logFile,
+    netns,
   };
   await waitListening(server, listenPorts(listens), 60_000);
   return server;
@@ -132,7 +159,22 @@ backends:
     servers: ["127.0.0.1:${server}"]
     source: ${source}
     retries: 0
-limits:
+${honeygateCommonYaml({ maxFlows, db, admin })}${workers > 1 ? `workers: ${workers}\n` : ''}`;
+  return launchHoneygate(dir, name, {
+    root,
+    node,
+    cpus,
+    yaml,
+    db,
+    admin,
+    nodeArgs,
+    ports: listenPorts(listens),
+  });
+}
+
+/** The limits (opened up so that admission never refuses the load), events and admin parts of a bench config. */
+export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin }) {
+  return `limits:
   maxConnections: ${maxFlows}
   perSource: 1000000
   perSourceRate: 1000000/s
@@ -146,22 +188,34 @@ admin:
   listen: "127.0.0.1:${admin}"
 log:
   level: warn
-${workers > 1 ? `workers: ${workers}\n` : ''}`;
+`;
+}
+
+/**
+ * Runs `honeygate run -c <name>.yaml` (plus args, e.g. --manage-firewall) in netns if given,
+ * and waits until ports and the admin port listen.
+ */
+export async function launchHoneygate(
+  dir,
+  name,
+  { root, node, cpus, yaml, db, admin, nodeArgs = [], args = [], ports, netns = null },
+) {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, yaml);
   const logFile = join(dir, `${name}.log`);
   const hg = {
     name,
-    process: startProcess(node, [...nodeArgs, join(root, 'bin', 'honeygate.js'), 'run', '-c', file], {
-      cpus,
-      logFile,
-      cwd: dir,
-    }),
+    process: startProcess(
+      node,
+      [...nodeArgs, join(root, 'bin', 'honeygate.js'), 'run', '-c', file, ...args],
+      { cpus, netns, logFile, cwd: dir },
+    ),
     db,
     admin,
     logFile,
+    netns,
   };
-  await waitListening(hg, [...listenPorts(listens), admin], 60_000);
+  await waitListening(hg, [...ports, admin], 60_000);
   return hg;
 }
 
@@ -174,8 +228,14 @@ function listenPorts(listens) {
   });
 }
 
-/** honeygate's /api/status (open flows, recorder queue). */
+/** honeygate's /api/status (open flows, recorder queue); in another namespace through curl. */
 export async function honeygateStatus(hg) {
+  if (hg.netns) {
+    const url = `http://127.0.0.1:${hg.admin}/api/status`;
+    const res = await run('curl', ['-sf', '--max-time', '5', url], { netns: hg.netns, timeoutMs: 10_000 });
+    if (res.code !== 0) throw new Error(`${hg.name} /api/status: curl exited ${res.code}`);
+    return JSON.parse(res.stdout);
+  }
   const res = await fetch(`http://127.0.0.1:${hg.admin}/api/status`);
   if (!res.ok) throw new Error(`${hg.name} /api/status: HTTP ${res.status}`);
   return res.json();

@@ -6,7 +6,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { output } from './util.mjs';
 
-// binary -> Debian package. go-mmproxy is for the transparent figures (see run.mjs).
+// binary -> Debian package. go-mmproxy, nft, conntrack and curl are for the transparent figures.
 const TOOLS = {
   nginx: 'nginx',
   haproxy: 'haproxy',
@@ -15,6 +15,9 @@ const TOOLS = {
   ip: 'iproute2',
   ss: 'iproute2',
   taskset: 'util-linux',
+  nft: 'nftables',
+  conntrack: 'conntrack',
+  curl: 'curl',
 };
 
 function have(bin) {

@@ -15,13 +15,22 @@ process.on('exit', () => {
 });
 
 /**
+ * The argv that runs cmd pinned to cpus (taskset) inside network namespace netns (ip netns
+ * exec). Both exec the command, so its pid is the one spawned.
+ */
+function wrap(cmd, args, cpus, netns) {
+  const inNs = netns ? ['ip', ['netns', 'exec', netns, cmd, ...args]] : [cmd, args];
+  return cpus === null || cpus === undefined ? inNs : ['taskset', ['-c', cpus, inNs[0], ...inNs[1]]];
+}
+
+/**
  * Starts a long-running process (a server) with stdout and stderr in logFile.
- * cpus: a taskset CPU list ("0", "1") or null for no pinning.
+ * cpus: a taskset CPU list ("0", "1") or null for no pinning; netns: a network namespace to run in.
  * Returns { pid, proc, exited, stop(), logFile }.
  */
-export function startProcess(cmd, args, { cpus = null, logFile, env = process.env, cwd } = {}) {
+export function startProcess(cmd, args, { cpus = null, netns = null, logFile, env = process.env, cwd } = {}) {
   const out = openSync(logFile, 'a');
-  const [file, argv] = cpus === null ? [cmd, args] : ['taskset', ['-c', cpus, cmd, ...args]];
+  const [file, argv] = wrap(cmd, args, cpus, netns);
   const proc = spawn(file, argv, { stdio: ['ignore', out, out], env, cwd });
   proc.on('error', () => {}); // reported through `exited`
   children.add(proc);
@@ -54,8 +63,8 @@ export function startProcess(cmd, args, { cpus = null, logFile, env = process.en
 }
 
 /** Runs a command to completion; resolves { code, stdout, stderr }. */
-export function run(cmd, args, { cpus = null, input, env = process.env, timeoutMs = 0 } = {}) {
-  const [file, argv] = cpus === null ? [cmd, args] : ['taskset', ['-c', cpus, cmd, ...args]];
+export function run(cmd, args, { cpus = null, netns = null, input, env = process.env, timeoutMs = 0 } = {}) {
+  const [file, argv] = wrap(cmd, args, cpus, netns);
   return new Promise((resolve, reject) => {
     const proc = spawn(file, argv, { stdio: ['pipe', 'pipe', 'pipe'], env });
     children.add(proc);
@@ -101,9 +110,9 @@ export async function waitFor(what, check, { timeoutMs = 15_000, intervalMs = 50
   }
 }
 
-/** The set of TCP ports listening in this network namespace (from `ss`). */
-export async function listeningPorts() {
-  const { stdout } = await run('ss', ['-Hltn']);
+/** The set of TCP ports listening in this network namespace, or in netns (from `ss`). */
+export async function listeningPorts(netns = null) {
+  const { stdout } = await run('ss', ['-Hltn'], { netns });
   const ports = new Set();
   for (const line of stdout.split('\n')) {
     const local = line.trim().split(/\s+/)[3];
@@ -112,7 +121,7 @@ export async function listeningPorts() {
   return ports;
 }
 
-/** Waits until every port listens; fails early when the server exits. */
+/** Waits until every port listens (in server.netns if set); fails early when the server exits. */
 export async function waitListening(server, ports, timeoutMs = 30_000) {
   await waitFor(
     `${server.name} to listen on ${ports.length === 1 ? `port ${ports[0]}` : `${ports.length} ports`}`,
@@ -122,7 +131,7 @@ export async function waitListening(server, ports, timeoutMs = 30_000) {
           `${server.name} exited (${server.process.exitCode}):\n${tail(server.process.logFile)}`,
         );
       }
-      const open = await listeningPorts();
+      const open = await listeningPorts(server.netns);
       return ports.every((p) => open.has(p));
     },
     { timeoutMs, intervalMs: 100 },
