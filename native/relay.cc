@@ -213,6 +213,9 @@ class Relay {
     if (listeners_.count(tag)) return "tag in use";
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return "fcntl(O_NONBLOCK): " + ErrName(errno);
+    // Accepted sockets inherit it: no setsockopt per flow.
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto* l = new Listener{fd, tag, flags};
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -645,8 +648,6 @@ class Relay {
         l->paused = true;
         return;
       }
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       auto* c = new Conn{};
       c->id = nextId_++;
       if (nextId_ == 0) nextId_ = 1;

@@ -30,6 +30,11 @@ function hexEscape(b: number): string {
 export function safeJson(value: unknown): string | null {
   if (value === null || value === undefined) return null;
   try {
+    return JSON.stringify(value) ?? null; // without a replacer: the common case, much faster
+  } catch {
+    // a BigInt (or a cycle): retried below
+  }
+  try {
     return JSON.stringify(value, (_key, v) => (typeof v === 'bigint' ? v.toString() : v)) ?? null;
   } catch (err) {
     return JSON.stringify({ _unserializable: String((err as Error)?.message ?? err) });

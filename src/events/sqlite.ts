@@ -83,15 +83,26 @@ export interface EventRow {
   detail: string | null;
 }
 
-const INSERT = `INSERT INTO events (
-  id, type, opened_at, closed_at, sensor, listener, src_ip, src_port, dst_ip, dst_port,
-  peer_ip, peer_port, proxy_header, route, action, backend, server, source_mode,
-  bytes_in, bytes_out, duration_ms, close_reason, first_bytes, protocol, protocol_fields, count, detail
-) VALUES (
-  @id, @type, @opened_at, @closed_at, @sensor, @listener, @src_ip, @src_port, @dst_ip, @dst_port,
-  @peer_ip, @peer_port, @proxy_header, @route, @action, @backend, @server, @source_mode,
-  @bytes_in, @bytes_out, @duration_ms, @close_reason, @first_bytes, @protocol, @protocol_fields, @count, @detail
-)`;
+const COLUMNS = [
+  ...[
+    'id',
+    'type',
+    'opened_at',
+    'closed_at',
+    'sensor',
+    'listener',
+    'src_ip',
+    'src_port',
+    'dst_ip',
+    'dst_port',
+  ],
+  ...['peer_ip', 'peer_port', 'proxy_header', 'route', 'action', 'backend', 'server', 'source_mode'],
+  ...['bytes_in', 'bytes_out', 'duration_ms', 'close_reason', 'first_bytes', 'protocol', 'protocol_fields'],
+  ...['count', 'detail'],
+] as const satisfies readonly (keyof EventRow)[];
+
+// Positional parameters: binding 27 named ones from an object costs the driver about twice as much.
+const INSERT = `INSERT INTO events (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`;
 
 export interface SqliteSinkOptions {
   busyTimeoutMs?: number; // how long a write waits for a reader's checkpoint lock
@@ -129,7 +140,10 @@ export class SqliteSink implements Sink {
       migrate(this.db, path);
       const insert = this.db.prepare(INSERT);
       this.insertBatch = this.db.transaction((events: FlowEvent[]) => {
-        for (const e of events) insert.run(eventToRow(e));
+        for (const e of events) {
+          const row = eventToRow(e);
+          insert.run(COLUMNS.map((c) => row[c]));
+        }
       });
     } catch (err) {
       this.db.close();
