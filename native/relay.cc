@@ -409,9 +409,10 @@ class Relay {
     if (c->state == Conn::kConnecting) {
       um = EPOLLOUT;
     } else if (c->state == Conn::kRelaying) {
-      if (!c->up.eof && !c->up.Pending()) cm |= EPOLLIN;
+      // EPOLLRDHUP: a FIN behind the data is read in the same turn (see Transfer).
+      if (!c->up.eof && !c->up.Pending()) cm |= EPOLLIN | EPOLLRDHUP;
       if (c->down.Pending()) cm |= EPOLLOUT;
-      if (!c->down.eof && !c->down.Pending()) um |= EPOLLIN;
+      if (!c->down.eof && !c->down.Pending()) um |= EPOLLIN | EPOLLRDHUP;
       if (c->up.Pending()) um |= EPOLLOUT;
     }
     if (c->state == Conn::kRelaying || c->cReg) SetMask(c, c->cfd, kClientSide, cm, &c->cReg, &c->cMask);
@@ -547,7 +548,10 @@ class Relay {
   }
 
   // Moves bytes from `from` to `to` until `from` is empty, `to` is full or the turn is over.
-  bool Transfer(Conn* c, bool up) {
+  // `finSeen` (EPOLLRDHUP): the peer's FIN is queued behind the data, so read on to it and
+  // pass it on at once. A client that gets the data without the FIN closes first and keeps
+  // a TIME_WAIT per flow: a scanner or wrk reusing ports then spends its CPU finding one.
+  bool Transfer(Conn* c, bool up, bool finSeen) {
     Half* h = up ? &c->up : &c->down;
     int from = up ? c->cfd : c->ufd;
     int to = up ? c->ufd : c->cfd;
@@ -594,7 +598,7 @@ class Relay {
         }
       }
       if (h->Pending() && !Flush(c, h, to, !up)) return false;
-      if (static_cast<size_t>(n) < kScratch && !spliced) break;  // read all there was
+      if (static_cast<size_t>(n) < kScratch && !spliced && !finSeen) break;  // read all there was
     }
     return MaybeShut(c, h, to);
   }
@@ -620,7 +624,7 @@ class Relay {
     if ((events & EPOLLERR) && !(events & EPOLLIN)) return OnError(c, client);
     if ((events & EPOLLOUT) && out->Pending() && !Flush(c, out, fd, client)) return;
     if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !in->eof && !in->Pending()) {
-      if (!Transfer(c, client)) return;
+      if (!Transfer(c, client, events & EPOLLRDHUP)) return;
     }
     Sync(c);
     // A socket shut both ways with nothing asked of it reports EPOLLHUP forever.
