@@ -191,6 +191,60 @@ describe('transparent mode: review findings', { skip }, () => {
     }
   });
 
+  // Bug (found by the transparent benchmark): rule 2 (`socket transparent 1`) also took a new
+  // SYN that met the TIME_WAIT socket of the previous flow from the same source port; the
+  // kernel answered with an ACK instead of a SYN-ACK, the attacker reset and tried again. A
+  // client reusing ports at a high rate (wrk, scanners with a fixed source port) lost a
+  // retry per connection. New SYNs now go to tproxy, which ends the TIME_WAIT.
+  test('an attacker reusing its source port at once gets a SYN-ACK, not an ACK to reset', async () => {
+    const g = startGateway(farm, configPath);
+    try {
+      await ready(g);
+      const resets = () => {
+        const out = spawnSync('ip', ['netns', 'exec', farm.attacker1.ns, 'nstat', '-az', 'TcpOutRsts']);
+        return Number(/TcpOutRsts\s+(\d+)/.exec(out.stdout.toString())?.[1] ?? Number.NaN);
+      };
+      // Each round: connect from port 40404, send capture's 4096 bytes, read until honeygate
+      // closes first (so the gateway keeps the TIME_WAIT), close.
+      const script = `
+        const net = require('node:net');
+        const [host, port] = process.argv.slice(1);
+        let round = 0;
+        const once = () => {
+          const s = net.connect({ host, port: Number(port), localPort: 40404 });
+          s.on('connect', () => s.write(Buffer.alloc(4096, 120)));
+          s.on('error', (e) => { console.log('round ' + round + ': ' + e.code); process.exit(0); });
+          s.on('end', () => s.end());
+          s.on('close', (hadError) => {
+            if (hadError) return;
+            console.log('round ' + round + ': ok');
+            if (++round < 3) once();
+          });
+        };
+        once();`;
+      const before = resets();
+      const client = farm.topology.spawn(
+        farm.attacker1.ns,
+        [process.execPath, '-e', script, farm.decoys.ip4, '8081'],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      const lines: string[] = [];
+      createInterface({ input: client.stdout! }).on('line', (l) => lines.push(l));
+      const exited = new Promise((r) => client.on('exit', r));
+      await waitFor(
+        'three rounds or a failure',
+        () => lines.length === 3 || lines.some((l) => !l.endsWith('ok')),
+        20_000,
+      );
+      client.kill();
+      await exited;
+      assert.deepEqual(lines, ['round 0: ok', 'round 1: ok', 'round 2: ok']);
+      assert.equal(resets() - before, 0, 'the attacker never had to reset a stray ACK');
+    } finally {
+      await stop(g);
+    }
+  });
+
   // Bug: every check of run --manage-firewall read sshd's ports afresh; a check while sshd
   // restarted (no listener for a moment) re-applied the table with sshd's port diverted, so
   // the admin's next SSH login could land on the SSH honeypot. The ports seen stay protected.
