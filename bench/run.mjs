@@ -417,6 +417,24 @@ async function measure(figure, layout, target, servers) {
   return res;
 }
 
+/**
+ * Events recorded against flows made in one wrk run. A completed request is a flow; so is
+ * each connection wrk left open at the end and each that failed after it was accepted.
+ */
+function completeness(res, before, after) {
+  const events = after.events - before.events;
+  const missing = Math.max(0, res.requests - events);
+  return {
+    rate: res.rate,
+    requests: res.requests,
+    errors: res.errors,
+    events,
+    missing,
+    dropped: after.dropped - before.dropped,
+    complete: missing === 0 && after.dropped === before.dropped,
+  };
+}
+
 async function measureRun(figure, layout, target, servers) {
   const port = TARGETS[target].port;
   const base = { seconds: settings.seconds, threads: layout.wrkThreads, cpus: layout.loadCpus };
@@ -425,22 +443,7 @@ async function measureRun(figure, layout, target, servers) {
       const hg = TARGETS[target].honeygate ? servers[target] : null;
       const before = hg ? await settle(hg) : null;
       const res = await wrk(port, SMALL, { ...base, connections: FIGURES.connrate.connections, close: true });
-      if (hg) {
-        const after = await settle(hg);
-        const events = after.events - before.events;
-        // A completed request is a flow; so is each connection wrk left open at the end
-        // and each that failed after it was accepted (read/write/timeout errors).
-        const missing = Math.max(0, res.requests - events);
-        res.events = {
-          rate: res.rate,
-          requests: res.requests,
-          errors: res.errors,
-          events,
-          missing,
-          dropped: after.dropped - before.dropped,
-          complete: missing === 0 && after.dropped === before.dropped,
-        };
-      }
+      if (hg) res.events = completeness(res, before, await settle(hg));
       return res;
     }
     case 'keepalive':
@@ -949,20 +952,7 @@ async function transparentRun(figure, layout, ns, target, servers) {
         connections: TP_RATES['transparent-connrate'].connections,
         close: true,
       });
-      if (hg) {
-        const after = await settle(hg);
-        const events = after.events - before.events;
-        const missing = Math.max(0, res.requests - events);
-        res.events = {
-          rate: res.rate,
-          requests: res.requests,
-          errors: res.errors,
-          events,
-          missing,
-          dropped: after.dropped - before.dropped,
-          complete: missing === 0 && after.dropped === before.dropped,
-        };
-      }
+      if (hg) res.events = completeness(res, before, await settle(hg));
       return res;
     }
     case 'keepalive':

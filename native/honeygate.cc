@@ -20,14 +20,7 @@
 #include <cstdio>
 #include <cstring>
 
-// From linux/netfilter_ipv4.h and linux/netfilter_ipv6/ip6_tables.h, which clash with
-// glibc's headers when included together.
-#ifndef SO_ORIGINAL_DST
-#define SO_ORIGINAL_DST 80
-#endif
-#ifndef IP6T_SO_ORIGINAL_DST
-#define IP6T_SO_ORIGINAL_DST 80
-#endif
+#include "original_dst.h"
 
 napi_value InitRelay(napi_env env, napi_value exports);  // relay.cc
 

@@ -34,12 +34,7 @@
 #include <unordered_map>
 #include <vector>
 
-#ifndef SO_ORIGINAL_DST
-#define SO_ORIGINAL_DST 80
-#endif
-#ifndef IP6T_SO_ORIGINAL_DST
-#define IP6T_SO_ORIGINAL_DST 80
-#endif
+#include "original_dst.h"
 
 namespace {
 
