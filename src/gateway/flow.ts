@@ -3,8 +3,9 @@
 //
 //   accepted -> [header: inbound PROXY] -> [peek: protocol] -> routed -> acting -> closed
 //
-// Every byte the attacker sends goes through `received()`, so counters and first bytes are
-// right whichever stage read them.
+// Every byte the attacker sends through Node goes through `received()`, so counters and
+// first bytes are right whichever stage read them; a flow the native relay forwards gets
+// them from the relay (its counters while open, its first bytes at the end).
 import diagnostics from 'node:diagnostics_channel';
 import net from 'node:net';
 import { classify } from '../classifiers/index.js';
