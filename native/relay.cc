@@ -318,6 +318,12 @@ class Relay {
     return true;
   }
 
+  // The attacker's first bytes so far (an update event of an open flow); nullptr when none.
+  const std::string* First(uint32_t id) {
+    Conn* c = Find(id);
+    return c && !c->first.empty() ? &c->first : nullptr;
+  }
+
   napi_env env() const { return env_; }
 
  private:
@@ -981,6 +987,20 @@ napi_value Counters(napi_env env, napi_callback_info info) {
   return v;
 }
 
+napi_value FirstBytes(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  Relay* r = Self(env, info, &argc, argv);
+  uint32_t id;
+  if (!r) return nullptr;
+  if (argc < 1 || !U32(env, argv[0], &id)) return Throw(env, "Usage: firstBytes(id)");
+  const std::string* first = r->First(id);
+  napi_value v;
+  if (first) napi_create_buffer_copy(env, first->size(), first->data(), nullptr, &v);
+  else napi_get_null(env, &v);
+  return v;
+}
+
 napi_value Destroy(napi_env env, napi_callback_info info) {
   napi_value self;
   void* data = nullptr;
@@ -999,6 +1019,7 @@ napi_value InitRelay(napi_env env, napi_value exports) {
       {"take", nullptr, Take, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"close", nullptr, CloseFlow, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"counters", nullptr, Counters, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"firstBytes", nullptr, FirstBytes, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"destroy", nullptr, Destroy, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_value cls;

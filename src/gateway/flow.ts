@@ -131,6 +131,8 @@ export class Flow {
   }
 
   firstBytes(): Buffer {
+    // An open relayed flow (an update event): the relay has them.
+    if (!this.socket && !this.closed) return this.conn!.firstBytes() ?? Buffer.alloc(0);
     if (this.first.length > 1) this.first = [Buffer.concat(this.first)];
     return this.first[0] ?? Buffer.alloc(0);
   }
@@ -156,7 +158,14 @@ export class Flow {
     this.cleanups = [];
     if (this.socket) {
       if (!this.socket.destroyed) this.socket.destroy();
-    } else {
+    } else if (!this.conn!.closed) {
+      // Ended from JS (a timeout, shutdown): take the relay's counts before it forgets the flow.
+      this.syncCounters();
+      const first = this.conn!.firstBytes();
+      if (first) {
+        this.first = [first];
+        this.firstLength = first.length;
+      }
       this.conn!.close();
     }
     if (this.silent) return;

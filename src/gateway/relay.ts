@@ -106,6 +106,11 @@ export class RelayConn {
     return [this.relay.counters[0]!, this.relay.counters[1]!];
   }
 
+  /** The attacker's first bytes so far, or null once the relay no longer has the flow. */
+  firstBytes(): Buffer | null {
+    return this.closed ? null : this.relay.native.firstBytes(this.id);
+  }
+
   dialed(error: string | null): void {
     const dial = this.dial;
     this.dial = null;

@@ -50,6 +50,8 @@ export interface NativeRelay {
   close(id: number, reset?: boolean): void;
   /** Writes bytesIn, bytesOut into the counters array; false when the flow is gone. */
   counters(id: number): boolean;
+  /** The attacker's first bytes so far (a copy), or null. */
+  firstBytes(id: number): Buffer | null;
   destroy(): void;
 }
 

@@ -226,7 +226,9 @@ limits: { perSourceRate: 100000/s, perSource: 1000, firstBytes: ${FIRST_BYTES}, 
       cleanup.push(() => hg.close());
       const sink = `{ servers: ["127.0.0.1:${sinkPot.port}"] }`;
       limited = await startHoneygate(
-        config([one('capped', sink), one('idle', sink)], 'maxBytesIn: 1000, idleTimeout: 300ms'),
+        `${config([one('capped', sink), one('idle', sink)], 'maxBytesIn: 1000, idleTimeout: 300ms')}
+events: { sqlite: "{{dir}}/events.db", batch: 50ms, updateInterval: 300ms }
+`,
         { env: path.env },
       );
       cleanup.push(() => limited.close());
@@ -360,6 +362,7 @@ limits: { perSourceRate: 100000/s, perSource: 1000, firstBytes: ${FIRST_BYTES}, 
       const e = await flowEvent(limited, 'idle', idlePort);
       assert.equal(e.closeReason, 'idle-timeout');
       assert.equal(e.bytesIn, 1);
+      assert.equal(e.firstBytes.toString(), 'x', 'first bytes of a flow ended by a timeout');
       assert.ok(e.durationMs >= 300, `durationMs ${e.durationMs}`);
 
       // Three idle timeouts long, one write per 100 ms: the sweep must see the counters move.
@@ -382,6 +385,15 @@ limits: { perSourceRate: 100000/s, perSource: 1000, firstBytes: ${FIRST_BYTES}, 
       assert.equal(a.closeReason, 'client-closed');
       assert.equal(a.bytesIn, 40);
       assert.ok(a.durationMs >= 1000, `durationMs ${a.durationMs}`);
+      // Its update events (every 300 ms while open) carry the counters and first bytes so far.
+      const updates = (await limited.events()).filter(
+        (e) => e.type === 'update' && e.src.port === activePort,
+      );
+      assert.ok(updates.length >= 2, `${updates.length} update events`);
+      for (const u of updates) {
+        assert.ok(u.bytesIn >= 4 && u.bytesIn <= 40, `update bytesIn ${u.bytesIn}`);
+        assert.equal(u.firstBytes.toString(), 'ping'.repeat(u.bytesIn / 4), 'update first bytes');
+      }
     });
 
     test('a proxy-v2 honeypot reads the attacker address, then the payload', async () => {
