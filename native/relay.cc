@@ -239,6 +239,22 @@ class Relay {
     return it == conns_.end() ? nullptr : it->second;
   }
 
+  // Takes back a flow Node has read from (a peek, a PROXY header): a dup of Node's fd, which
+  // Node then closes. A waiting flow, or -1 (errno) when the fd cannot be duplicated.
+  int64_t Adopt(int fd) {
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) return -errno;
+    int fl = fcntl(own, F_GETFL);
+    if (fl >= 0) fcntl(own, F_SETFL, fl | O_NONBLOCK);
+    auto* c = new Conn{};
+    c->id = nextId_++;
+    if (nextId_ == 0) nextId_ = 1;
+    c->cfd = own;
+    conns_[c->id] = c;
+    UpdateRef();
+    return c->id;
+  }
+
   // Hands the attacker's socket to JS; the relay forgets the flow. -1: not waiting.
   int Take(uint32_t id) {
     Conn* c = Find(id);
@@ -950,6 +966,18 @@ napi_value Forward(napi_env env, napi_callback_info info) {
   return MessageOrUndefined(env, r->Forward(id, d));
 }
 
+napi_value Adopt(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  Relay* r = Self(env, info, &argc, argv);
+  uint32_t fd;
+  if (!r) return nullptr;
+  if (argc < 1 || !U32(env, argv[0], &fd)) return Throw(env, "Usage: adopt(fd)");
+  napi_value v;
+  napi_create_double(env, static_cast<double>(r->Adopt(static_cast<int>(fd))), &v);
+  return v;
+}
+
 napi_value Take(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -1017,6 +1045,7 @@ napi_value InitRelay(napi_env env, napi_value exports) {
       {"unlisten", nullptr, Unlisten, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"forward", nullptr, Forward, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"take", nullptr, Take, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"adopt", nullptr, Adopt, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"close", nullptr, CloseFlow, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"counters", nullptr, Counters, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"firstBytes", nullptr, FirstBytes, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -9,6 +9,7 @@ import { watchDeadlines } from '../gateway/deadlines.js';
 import { DIALERS, planDial } from '../gateway/dial.js';
 import type { Flow } from '../gateway/flow.js';
 import { pump } from '../gateway/pump.js';
+import type { DialPlan } from '../gateway/relay.js';
 import { capture } from './capture.js';
 
 const MAX_FALLBACK_DEPTH = 8; // config validation rejects cycles; this is a second guard
@@ -40,15 +41,16 @@ export async function forward(flow: Flow, backendName: string, depth = 0): Promi
     // Counted from the dial on, so leastconn spreads a burst of flows still connecting.
     pool.acquire(server);
     try {
-      // The relay still holds the attacker's socket: it dials and copies, off the JS heap.
-      const upstream = flow.relayed
-        ? await flow.conn!.forward(
-            server.endpoint,
-            planDial(backend.source, flow, server.endpoint),
-            backend.connectTimeoutMs,
-            limits,
-          )
-        : await dial(flow, server.endpoint, backend.connectTimeoutMs);
+      // The relay holds (or takes back) the attacker's socket: it dials and copies natively.
+      const upstream =
+        flow.relayed || flow.handBack()
+          ? await flow.conn!.forward(
+              server.endpoint,
+              relayPlan(flow, planDial(backend.source, flow, server.endpoint)),
+              backend.connectTimeoutMs,
+              flow.relayCaps(limits),
+            )
+          : await dial(flow, server.endpoint, backend.connectTimeoutMs);
       if (flow.closed) {
         pool.release(server);
         upstream?.destroy(); // the attacker left while we were dialing
@@ -57,7 +59,10 @@ export async function forward(flow: Flow, backendName: string, depth = 0): Promi
       flow.defer(() => pool.release(server));
       flow.server = server.key;
       if (upstream) pump(flow, upstream);
-      else flow.defer(watchDeadlines(flow));
+      else {
+        flow.pending = []; // sent by the relay with the header
+        flow.defer(watchDeadlines(flow));
+      }
       return;
     } catch (err) {
       pool.release(server);
@@ -67,6 +72,16 @@ export async function forward(flow: Flow, backendName: string, depth = 0): Promi
     }
   }
   fallback(flow, backend, lastError, depth);
+}
+
+/**
+ * The dial plan with the bytes an earlier stage read (peek, PROXY header) after its header.
+ * They stay pending until a dial succeeds: another server (a retry) gets them too.
+ */
+function relayPlan(flow: Flow, plan: DialPlan): DialPlan {
+  const pending = flow.pending;
+  if (pending.length === 0) return plan;
+  return { ...plan, header: Buffer.concat(plan.header ? [plan.header, ...pending] : pending) };
 }
 
 function fallback(flow: Flow, backend: BackendConfig, why: string, depth: number): void {

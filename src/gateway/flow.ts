@@ -13,6 +13,7 @@ import type { ListenerConfig, Route } from '../config/types.js';
 import type { Address, CloseReason, FlowEvent } from '../events/event.js';
 import { newEventId } from '../events/recorder.js';
 import type { Logger } from '../log.js';
+import { socketFd } from '../net/native.js';
 import { failOn } from './pump.js';
 import type { RelayConn, RelayEnd } from './relay.js';
 import type { Runtime } from './runtime.js';
@@ -51,7 +52,13 @@ export class Flow {
 
   /** The attacker's socket once Node has it; until then the relay holds it (`conn`). */
   private socket: net.Socket | null = null;
-  readonly conn: RelayConn | null = null;
+  conn: RelayConn | null = null;
+  /** What Node counted before handing the flow back to the relay (handBack). */
+  private relayBase: { bytesIn: number; bytesOut: number; first: Buffer } = {
+    bytesIn: 0,
+    bytesOut: 0,
+    first: Buffer.alloc(0),
+  };
 
   constructor(
     client: net.Socket | RelayConn,
@@ -88,6 +95,43 @@ export class Flow {
     return socket;
   }
 
+  /**
+   * Gives a flow Node has read from (a peek, a PROXY header) back to the relay, so that
+   * forward copies it natively; its pending bytes go to the server first. False (the flow
+   * stays Node's) without a relay, or when Node still owes the attacker bytes.
+   */
+  handBack(): boolean {
+    const socket = this.socket;
+    const relay = this.conn?.relay;
+    if (!socket || !relay || socket.destroyed || socket.writableLength > 0) return false;
+    const fd = socketFd(socket);
+    const conn = fd === null ? null : relay.adopt(fd);
+    if (!conn) return false;
+    // Bytes Node read past the pause are payload too.
+    for (let chunk = socket.read() as Buffer | null; chunk; chunk = socket.read() as Buffer | null) {
+      this.received(chunk);
+      this.pending.push(chunk);
+    }
+    this.relayBase = { bytesIn: this.bytesIn, bytesOut: this.bytesOut, first: this.firstBytes() };
+    socket.removeAllListeners();
+    socket.on('error', () => {});
+    socket.destroy(); // closes Node's fd only: the relay's duplicate keeps the connection
+    this.socket = null;
+    this.conn = conn;
+    conn.onEnd = (end) => this.relayEnded(end);
+    return true;
+  }
+
+  /** The byte caps left for the relay, after what Node already counted. */
+  relayCaps(limits: { firstBytes: number; maxBytesIn: number; maxBytesOut: number }) {
+    const left = (cap: number, used: number) => (cap > 0 ? Math.max(1, cap - used) : 0);
+    return {
+      firstBytes: Math.max(0, limits.firstBytes - this.relayBase.first.length),
+      maxBytesIn: left(limits.maxBytesIn, this.relayBase.bytesIn),
+      maxBytesOut: left(limits.maxBytesOut, this.relayBase.bytesOut),
+    };
+  }
+
   /** Ends the attacker's connection with a reset (a refused or rejected flow). */
   reset(): void {
     if (this.socket) this.socket.resetAndDestroy();
@@ -98,17 +142,22 @@ export class Flow {
   syncCounters(): void {
     const c = this.socket ? null : this.conn!.counters();
     if (!c) return;
-    this.bytesIn = c[0];
-    this.bytesOut = c[1];
+    this.bytesIn = this.relayBase.bytesIn + c[0];
+    this.bytesOut = this.relayBase.bytesOut + c[1];
+  }
+
+  /** Node's first bytes (before a handBack), then the relay's. */
+  private setRelayFirst(relayFirst: Buffer | null): void {
+    const base = this.relayBase.first;
+    const all = relayFirst ? (base.length ? Buffer.concat([base, relayFirst]) : relayFirst) : base;
+    this.first = all.length ? [all] : [];
+    this.firstLength = all.length;
   }
 
   private relayEnded(end: RelayEnd): void {
-    this.bytesIn = end.bytesIn;
-    this.bytesOut = end.bytesOut;
-    if (end.firstBytes) {
-      this.first = [end.firstBytes];
-      this.firstLength = end.firstBytes.length;
-    }
+    this.bytesIn = this.relayBase.bytesIn + end.bytesIn;
+    this.bytesOut = this.relayBase.bytesOut + end.bytesOut;
+    this.setRelayFirst(end.firstBytes);
     this.finish(end.reason as CloseReason, end.detail ?? undefined);
   }
 
@@ -131,8 +180,12 @@ export class Flow {
   }
 
   firstBytes(): Buffer {
-    // An open relayed flow (an update event): the relay has them.
-    if (!this.socket && !this.closed) return this.conn!.firstBytes() ?? Buffer.alloc(0);
+    // An open relayed flow (an update event): the relay has the rest.
+    if (!this.socket && !this.closed) {
+      const more = this.conn!.firstBytes();
+      const base = this.relayBase.first;
+      return more ? (base.length ? Buffer.concat([base, more]) : more) : base;
+    }
     if (this.first.length > 1) this.first = [Buffer.concat(this.first)];
     return this.first[0] ?? Buffer.alloc(0);
   }
@@ -161,11 +214,7 @@ export class Flow {
     } else if (!this.conn!.closed) {
       // Ended from JS (a timeout, shutdown): take the relay's counts before it forgets the flow.
       this.syncCounters();
-      const first = this.conn!.firstBytes();
-      if (first) {
-        this.first = [first];
-        this.firstLength = first.length;
-      }
+      this.setRelayFirst(this.conn!.firstBytes());
       this.conn!.close();
     }
     if (this.silent) return;

@@ -46,7 +46,7 @@ export class RelayConn {
   } | null = null;
 
   constructor(
-    private readonly relay: Relay,
+    readonly relay: Relay,
     readonly id: number,
   ) {}
 
@@ -150,6 +150,15 @@ export class Relay {
     this.native.listen(fd, tag, flags);
     this.bound.set(tag, bound);
     return tag;
+  }
+
+  /** A flow Node holds, taken back (its socket's fd is duplicated); null when that fails. */
+  adopt(fd: number): RelayConn | null {
+    const id = this.native.adopt(fd);
+    if (id < 0) return null;
+    const conn = new RelayConn(this, id);
+    this.conns.set(id, conn);
+    return conn;
   }
 
   /** Closes the listening socket; flows it accepted go on. */

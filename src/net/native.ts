@@ -47,6 +47,8 @@ export interface NativeRelay {
   ): string | undefined;
   /** The attacker's fd of a waiting flow, now the caller's; -1 when there is none. */
   take(id: number): number;
+  /** A waiting flow on a dup of fd (the caller closes its own); a negative errno on failure. */
+  adopt(fd: number): number;
   close(id: number, reset?: boolean): void;
   /** Writes bytesIn, bytesOut into the counters array; false when the flow is gone. */
   counters(id: number): boolean;

@@ -203,7 +203,7 @@ for (const path of PATHS) {
           }),
       );
 
-      const one = (name: string, backend: string) => ({ name, backend });
+      const one = (name: string, backend: string, match = '') => ({ name, backend, match });
       const cases = [
         one('req', `{ servers: ["127.0.0.1:${reqPot.port}"] }`),
         one('closer', `{ servers: ["127.0.0.1:${closerPot.port}"] }`),
@@ -212,12 +212,18 @@ for (const path of PATHS) {
         one('proxied', `{ servers: ["127.0.0.1:${proxyPot.port}"], source: proxy-v2 }`),
         one('retry', `{ servers: ["127.0.0.1:${deadPort}", "127.0.0.1:${livePot.port}"], retries: 1 }`),
         one('many', `{ servers: ["127.0.0.1:${manyPot.port}"] }`),
+        // routed on the peeked protocol: Node reads first, then hands the flow back to the relay
+        one(
+          'sniffed',
+          `{ servers: ["127.0.0.1:${deadPort}", "127.0.0.1:${livePot.port}"], retries: 1 }`,
+          ', protocol: http',
+        ),
       ];
-      const config = (list: { name: string; backend: string }[], limits: string) => `
+      const config = (list: { name: string; backend: string; match: string }[], limits: string) => `
 listeners:
 ${list.map((c) => `  - { name: ${c.name}, bind: "127.0.0.1:0" }`).join('\n')}
 routes:
-${list.map((c) => `  - { name: to-${c.name}, match: { listeners: [${c.name}] }, forward: ${c.name} }`).join('\n')}
+${list.map((c) => `  - { name: to-${c.name}, match: { listeners: [${c.name}]${c.match} }, forward: ${c.name} }`).join('\n')}
 backends:
 ${list.map((c) => `  ${c.name}: ${c.backend}`).join('\n')}
 limits: { perSourceRate: 100000/s, perSource: 1000, firstBytes: ${FIRST_BYTES}, ${limits} }
@@ -394,6 +400,28 @@ events: { sqlite: "{{dir}}/events.db", batch: 50ms, updateInterval: 300ms }
         assert.ok(u.bytesIn >= 4 && u.bytesIn <= 40, `update bytesIn ${u.bytesIn}`);
         assert.equal(u.firstBytes.toString(), 'ping'.repeat(u.bytesIn / 4), 'update first bytes');
       }
+    });
+
+    test('a flow routed on its protocol reaches the honeypot whole, peeked bytes first, after a retry', async () => {
+      const request = Buffer.concat([
+        Buffer.from('POST /up HTTP/1.1\r\nHost: pot\r\n\r\n'),
+        pattern(300_000),
+      ]);
+      const reply = await exchange(hg.port('sniffed'), request);
+      assert.equal(reply.error, null);
+      assert.equal(reply.data.toString(), `live got ${request.length}`);
+      assert.ok(
+        livePot.received.some((r) => r.equals(request)),
+        'the honeypot read the request once, in order',
+      );
+      const e = await flowEvent(hg, 'sniffed', reply.localPort);
+      assert.equal(e.closeReason, 'client-closed');
+      assert.equal(e.protocol, 'http');
+      assert.equal(e.route, 'to-sniffed');
+      assert.equal(e.server, `127.0.0.1:${livePot.port}`);
+      assert.equal(e.bytesIn, request.length);
+      assert.equal(e.bytesOut, reply.data.length);
+      assert.ok(e.firstBytes.equals(request.subarray(0, FIRST_BYTES)), 'first bytes: the start, capped');
     });
 
     test('a proxy-v2 honeypot reads the attacker address, then the payload', async () => {
