@@ -63,8 +63,15 @@ routes:
 limits: { perSource: 3, perSourceRate: 10000/s }
 `);
     cleanup.push(() => hg.close());
-    const sockets = await Promise.all(Array.from({ length: 10 }, () => connect(hg.port('lb'))));
-    const replies = await Promise.all(sockets.map((s) => readAll(s, 10_000)));
+    // A reset may beat the client's own connect callback (a loaded machine): the same refusal.
+    const attempt = async () => {
+      try {
+        return await readAll(await connect(hg.port('lb')), 10_000);
+      } catch (err) {
+        return { error: (err as NodeJS.ErrnoException).code ?? String(err) };
+      }
+    };
+    const replies = await Promise.all(Array.from({ length: 10 }, attempt));
     assert.equal(replies.filter((r) => r.error === 'ECONNRESET').length, 7, 'all but perSource are reset');
     const events = await hg.waitForEvents((all) => all.some((e) => e.type === 'rejected'), 15_000);
     const refused = events.filter((e) => e.type === 'rejected').reduce((n, e) => n + e.count, 0);
