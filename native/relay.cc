@@ -855,6 +855,25 @@ bool U32(napi_env env, napi_value v, uint32_t* out) {
   return napi_get_value_uint32(env, v, out) == napi_ok;
 }
 
+// The relay and the first argument of a method that takes one number (a flow id, an fd, a
+// tag); nullptr after throwing `usage`. argv gets the rest, up to *argc.
+Relay* WithNumber(napi_env env, napi_callback_info info, const char* usage, uint32_t* n, size_t* argc = nullptr,
+                  napi_value* argv = nullptr) {
+  size_t count = 2;
+  napi_value args[2];
+  Relay* r = Self(env, info, &count, args);
+  if (!r) return nullptr;
+  if (count < 1 || !U32(env, args[0], n)) {
+    Throw(env, usage);
+    return nullptr;
+  }
+  if (argc && argv) {
+    *argc = count - 1;
+    if (count > 1) argv[0] = args[1];
+  }
+  return r;
+}
+
 double NumberOr(napi_env env, napi_value v, double fallback) {
   double d;
   return napi_get_value_double(env, v, &d) == napi_ok ? d : fallback;
@@ -923,12 +942,9 @@ napi_value Listen(napi_env env, napi_callback_info info) {
 }
 
 napi_value Unlisten(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  Relay* r = Self(env, info, &argc, argv);
   uint32_t tag;
+  Relay* r = WithNumber(env, info, "Usage: unlisten(tag)", &tag);
   if (!r) return nullptr;
-  if (argc < 1 || !U32(env, argv[0], &tag)) return Throw(env, "Usage: unlisten(tag)");
   r->Unlisten(tag);
   return Undefined(env);
 }
@@ -967,61 +983,48 @@ napi_value Forward(napi_env env, napi_callback_info info) {
 }
 
 napi_value Adopt(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  Relay* r = Self(env, info, &argc, argv);
   uint32_t fd;
+  Relay* r = WithNumber(env, info, "Usage: adopt(fd)", &fd);
   if (!r) return nullptr;
-  if (argc < 1 || !U32(env, argv[0], &fd)) return Throw(env, "Usage: adopt(fd)");
   napi_value v;
   napi_create_double(env, static_cast<double>(r->Adopt(static_cast<int>(fd))), &v);
   return v;
 }
 
 napi_value Take(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  Relay* r = Self(env, info, &argc, argv);
   uint32_t id;
+  Relay* r = WithNumber(env, info, "Usage: take(id)", &id);
   if (!r) return nullptr;
-  if (argc < 1 || !U32(env, argv[0], &id)) return Throw(env, "Usage: take(id)");
   napi_value v;
   napi_create_int32(env, r->Take(id), &v);
   return v;
 }
 
 napi_value CloseFlow(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  Relay* r = Self(env, info, &argc, argv);
   uint32_t id;
-  bool reset = false;
+  size_t rest = 0;
+  napi_value argv[1];
+  Relay* r = WithNumber(env, info, "Usage: close(id, reset?)", &id, &rest, argv);
   if (!r) return nullptr;
-  if (argc < 1 || !U32(env, argv[0], &id)) return Throw(env, "Usage: close(id, reset?)");
-  if (argc > 1) napi_get_value_bool(env, argv[1], &reset);
+  bool reset = false;
+  if (rest > 0) napi_get_value_bool(env, argv[0], &reset);
   r->Close(id, reset);
   return Undefined(env);
 }
 
 napi_value Counters(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  Relay* r = Self(env, info, &argc, argv);
   uint32_t id;
+  Relay* r = WithNumber(env, info, "Usage: counters(id)", &id);
   if (!r) return nullptr;
-  if (argc < 1 || !U32(env, argv[0], &id)) return Throw(env, "Usage: counters(id)");
   napi_value v;
   napi_get_boolean(env, r->Counters(id), &v);
   return v;
 }
 
 napi_value FirstBytes(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  Relay* r = Self(env, info, &argc, argv);
   uint32_t id;
+  Relay* r = WithNumber(env, info, "Usage: firstBytes(id)", &id);
   if (!r) return nullptr;
-  if (argc < 1 || !U32(env, argv[0], &id)) return Throw(env, "Usage: firstBytes(id)");
   const std::string* first = r->First(id);
   napi_value v;
   if (first) napi_create_buffer_copy(env, first->size(), first->data(), nullptr, &v);
