@@ -6,7 +6,7 @@ import net from 'node:net';
 import { CAPTURE_DEFAULTS } from '../config/schema.js';
 import type { BackendConfig, CaptureOptions } from '../config/types.js';
 import { watchDeadlines } from '../gateway/deadlines.js';
-import { DIALERS, planDial } from '../gateway/dial.js';
+import { dial, planDial } from '../gateway/dial.js';
 import type { Flow } from '../gateway/flow.js';
 import { pump } from '../gateway/pump.js';
 import type { DialPlan } from '../gateway/relay.js';
@@ -24,7 +24,6 @@ export async function forward(flow: Flow, backendName: string, depth = 0): Promi
   flow.sourceMode = backend.source;
 
   const tried = new Set<string>();
-  const dial = DIALERS[backend.source];
   const limits = rt.config.limits;
   let lastError = 'every server is down';
   if (backend.source === 'transparent') {
@@ -50,7 +49,7 @@ export async function forward(flow: Flow, backendName: string, depth = 0): Promi
               backend.connectTimeoutMs,
               flow.relayCaps(limits),
             )
-          : await dial(flow, server.endpoint, backend.connectTimeoutMs);
+          : await dial(backend.source, flow, server.endpoint, backend.connectTimeoutMs);
       if (flow.closed) {
         pool.release(server);
         upstream?.destroy(); // the attacker left while we were dialing

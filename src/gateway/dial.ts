@@ -10,8 +10,6 @@ import { encodeProxyV1, encodeProxyV2, PP2_TYPE } from '../net/proxy-protocol.js
 import type { Flow } from './flow.js';
 import type { DialPlan } from './relay.js';
 
-export type Dialer = (flow: Flow, server: Endpoint, timeoutMs: number) => Promise<net.Socket>;
-
 /** Connects with a deadline. Resolves with the socket paused; rejects with HG_ERR_UPSTREAM_CONNECT. */
 export function connect(server: Endpoint, timeoutMs: number, extra: Partial<net.TcpNetConnectOpts> = {}) {
   return new Promise<net.Socket>((resolve, reject) => {
@@ -81,11 +79,11 @@ export function planDial(mode: SourceMode, flow: Flow, server: Endpoint): DialPl
 }
 
 /** Node's dial: a connected, paused socket that has sent the plan's header. */
-async function dialNode(
+export async function dial(
+  mode: SourceMode,
   flow: Flow,
   server: Endpoint,
   timeoutMs: number,
-  mode: SourceMode,
 ): Promise<net.Socket> {
   const plan = planDial(mode, flow, server);
   if (plan.transparent && plan.local) {
@@ -103,10 +101,3 @@ async function dialNode(
   if (plan.header) socket.write(plan.header);
   return socket;
 }
-
-export const DIALERS: Record<SourceMode, Dialer> = {
-  none: (flow, server, timeoutMs) => dialNode(flow, server, timeoutMs, 'none'),
-  'proxy-v1': (flow, server, timeoutMs) => dialNode(flow, server, timeoutMs, 'proxy-v1'),
-  'proxy-v2': (flow, server, timeoutMs) => dialNode(flow, server, timeoutMs, 'proxy-v2'),
-  transparent: (flow, server, timeoutMs) => dialNode(flow, server, timeoutMs, 'transparent'),
-};

@@ -147,9 +147,13 @@ export class Flow {
   }
 
   /** Node's first bytes (before a handBack), then the relay's. */
-  private setRelayFirst(relayFirst: Buffer | null): void {
+  private relayFirst(fromRelay: Buffer | null): Buffer {
     const base = this.relayBase.first;
-    const all = relayFirst ? (base.length ? Buffer.concat([base, relayFirst]) : relayFirst) : base;
+    return fromRelay ? (base.length ? Buffer.concat([base, fromRelay]) : fromRelay) : base;
+  }
+
+  private setRelayFirst(fromRelay: Buffer | null): void {
+    const all = this.relayFirst(fromRelay);
     this.first = all.length ? [all] : [];
     this.firstLength = all.length;
   }
@@ -181,11 +185,7 @@ export class Flow {
 
   firstBytes(): Buffer {
     // An open relayed flow (an update event): the relay has the rest.
-    if (!this.socket && !this.closed) {
-      const more = this.conn!.firstBytes();
-      const base = this.relayBase.first;
-      return more ? (base.length ? Buffer.concat([base, more]) : more) : base;
-    }
+    if (!this.socket && !this.closed) return this.relayFirst(this.conn!.firstBytes());
     if (this.first.length > 1) this.first = [Buffer.concat(this.first)];
     return this.first[0] ?? Buffer.alloc(0);
   }

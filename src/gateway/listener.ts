@@ -50,6 +50,12 @@ export interface Acceptor {
   shared: boolean; // SO_REUSEPORT: every worker process binds the same addresses
 }
 
+/** BoundSocket.local: the bound address, unless it is a wildcard or a transparent socket's. */
+function fixedLocal(host: string, port: number, transparent: boolean): Address | null {
+  const ip = socketIp(host);
+  return !transparent && ip && ip !== '0.0.0.0' && ip !== '::' ? { ip, port } : null;
+}
+
 /** Every socket a listener needs; `transparent` for a tproxy listener's. */
 export function endpointsOf(l: ListenerConfig): { e: Endpoint; transparent: boolean }[] {
   if (l.tproxy) {
@@ -94,8 +100,7 @@ export function bindOne(
       server.on('error', () => {}); // after listen, errors come per connection and are handled there
       const a = server.address() as net.AddressInfo;
       bound.address = formatEndpoint({ host: a.address, port: a.port });
-      const ip = socketIp(a.address);
-      if (!transparent && ip && ip !== '0.0.0.0' && ip !== '::') bound.local = { ip, port: a.port };
+      bound.local = fixedLocal(a.address, a.port, transparent);
       resolve(bound);
     };
     if (transparent || shared) {
@@ -127,8 +132,7 @@ function bindRelayed(l: ListenerConfig, e: Endpoint, relay: Relay, transparent: 
   try {
     fd = listenSocket(e.host, e.port, { transparent, reusePort: shared, backlog: BACKLOG });
     const a = socketName(fd);
-    const ip = socketIp(a.host);
-    const local = !transparent && ip && ip !== '0.0.0.0' && ip !== '::' ? { ip, port: a.port } : null;
+    const local = fixedLocal(a.host, a.port, transparent);
     const bound: BoundSocket = {
       key: socketKey(l.name, e, transparent),
       listener: l.name,

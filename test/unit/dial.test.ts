@@ -2,7 +2,7 @@
 // would send SYNs from loopback, multicast or the honeypot's own address (a LAND packet).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DIALERS } from '../../src/gateway/dial.js';
+import { dial } from '../../src/gateway/dial.js';
 import type { Flow } from '../../src/gateway/flow.js';
 
 const server = { host: '192.0.2.10', port: 2222 };
@@ -16,7 +16,7 @@ for (const [ip, why] of [
   ['192.0.2.10', 'the server itself'],
 ] as const) {
   test(`a transparent dial refuses the source ${ip} (${why})`, async () => {
-    await assert.rejects(DIALERS.transparent(flowFrom(ip), server, 1000), {
+    await assert.rejects(dial('transparent', flowFrom(ip), server, 1000), {
       code: 'HG_ERR_UPSTREAM_CONNECT',
       message: `cannot connect to a honeypot server: 192.0.2.10:2222: will not connect from ${ip} (${why})`,
     });
@@ -24,5 +24,5 @@ for (const [ip, why] of [
 }
 
 test('a transparent dial keeps the address family', async () => {
-  await assert.rejects(DIALERS.transparent(flowFrom('2001:db8::7'), server, 1000), /keeps the family/);
+  await assert.rejects(dial('transparent', flowFrom('2001:db8::7'), server, 1000), /keeps the family/);
 });
