@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "original_dst.h"
+#include "socket.h"
 
 napi_value InitRelay(napi_env env, napi_value exports);  // relay.cc
 
@@ -36,57 +37,19 @@ const char kUpstreamUsage[] =
 const char kSocketNameUsage[] = "Usage: socketName(fd: number): fd is a bound socket";
 const char kOriginalDstUsage[] = "Usage: originalDst(fd: number): fd is a connected TCP socket";
 
-struct Options {
-  bool transparent = false;
-  uint32_t mark = 0;  // 0: leave unset (setting it needs privilege for nothing)
-  bool reusePort = false;
+struct Options : hg::SocketOptions {
   int backlog = 511;  // Node's default
 };
-
-const char* ErrnoName(int err) {
-  switch (err) {
-#define HG_ERRNO(name) \
-  case name:           \
-    return #name;
-    HG_ERRNO(EPERM)
-    HG_ERRNO(EACCES)
-    HG_ERRNO(EADDRINUSE)
-    HG_ERRNO(EADDRNOTAVAIL)
-    HG_ERRNO(EAFNOSUPPORT)
-    HG_ERRNO(EBADF)
-    HG_ERRNO(EINVAL)
-    HG_ERRNO(EMFILE)
-    HG_ERRNO(ENFILE)
-    HG_ERRNO(ENOBUFS)
-    HG_ERRNO(ENOENT)
-    HG_ERRNO(ENOMEM)
-    HG_ERRNO(ENOPROTOOPT)
-    HG_ERRNO(ENOTCONN)
-    HG_ERRNO(ENOTSOCK)
-    HG_ERRNO(EOPNOTSUPP)
-    HG_ERRNO(EPROTONOSUPPORT)
-#undef HG_ERRNO
-    default:
-      return nullptr;
-  }
-}
 
 // Closes fd (when >= 0), then throws Error("SYSCALL(ARGS): ECODE") with .code and .syscall.
 // Returns nullptr so callers can `return Fail(...)`.
 napi_value Fail(napi_env env, int fd, const char* syscall, const char* args, int err) {
   if (fd >= 0) close(fd);
-  char code[32];
-  const char* name = ErrnoName(err);
-  if (name != nullptr) {
-    snprintf(code, sizeof code, "%s", name);
-  } else {
-    snprintf(code, sizeof code, "errno %d", err);
-  }
-  char message[256];
-  snprintf(message, sizeof message, "%s(%s): %s", syscall, args, code);
+  std::string code = hg::ErrName(err);
+  std::string message = hg::SocketError{syscall, args, err}.Message();
   napi_value code_value, message_value, syscall_value, error;
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value);
-  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value);
+  napi_create_string_utf8(env, code.c_str(), NAPI_AUTO_LENGTH, &code_value);
+  napi_create_string_utf8(env, message.c_str(), NAPI_AUTO_LENGTH, &message_value);
   napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value);
   napi_create_error(env, code_value, message_value, &error);
   napi_set_named_property(env, error, "syscall", syscall_value);
@@ -140,44 +103,11 @@ bool GetOptions(napi_env env, napi_value object, Options* opts) {
   return true;
 }
 
-// setsockopt(fd, level, name, value); `args` is how the message names it. Throws on failure.
-bool SetInt(napi_env env, int fd, int level, int name, int value, const char* args) {
-  if (setsockopt(fd, level, name, &value, sizeof value) == 0) return true;
-  Fail(env, fd, "setsockopt", args, errno);
-  return false;
-}
-
-// socket() plus the options both kinds of socket share. Returns the fd, or -1 after throwing.
-// v6only: an AF_INET6 socket that takes no IPv4 (listeners: IPv4 gets its own socket).
+// OpenSocket (socket.h), throwing its failure. Returns the fd, or -1 after throwing.
 int NewSocket(napi_env env, int family, const Options& opts, bool v6only) {
-  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    Fail(env, -1, "socket", family == AF_INET ? "AF_INET, SOCK_STREAM" : "AF_INET6, SOCK_STREAM", errno);
-    return -1;
-  }
-  // SO_REUSEADDR: an upstream may bind the attacker's ip:port while honeygate's own
-  // downstream socket (or a TIME_WAIT one) holds the same address.
-  if (!SetInt(env, fd, SOL_SOCKET, SO_REUSEADDR, 1, "SOL_SOCKET, SO_REUSEADDR, 1")) return -1;
-  if (family == AF_INET6 && v6only) {
-    if (!SetInt(env, fd, SOL_IPV6, IPV6_V6ONLY, 1, "SOL_IPV6, IPV6_V6ONLY, 1")) return -1;
-  }
-  if (opts.transparent) {
-    if (family == AF_INET6) {
-      if (!SetInt(env, fd, SOL_IPV6, IPV6_TRANSPARENT, 1, "SOL_IPV6, IPV6_TRANSPARENT, 1")) return -1;
-    }
-    // A dual-stack AF_INET6 socket also carries IPv4 flows, which obey IP_TRANSPARENT.
-    if (family == AF_INET || !v6only) {
-      if (!SetInt(env, fd, SOL_IP, IP_TRANSPARENT, 1, "SOL_IP, IP_TRANSPARENT, 1")) return -1;
-    }
-  }
-  if (opts.mark != 0) {
-    char args[64];
-    snprintf(args, sizeof args, "SOL_SOCKET, SO_MARK, 0x%x", opts.mark);
-    if (!SetInt(env, fd, SOL_SOCKET, SO_MARK, static_cast<int>(opts.mark), args)) return -1;
-  }
-  if (opts.reusePort) {
-    if (!SetInt(env, fd, SOL_SOCKET, SO_REUSEPORT, 1, "SOL_SOCKET, SO_REUSEPORT, 1")) return -1;
-  }
+  hg::SocketError error;
+  int fd = hg::OpenSocket(family, 0, opts, v6only, &error);
+  if (fd < 0) Fail(env, -1, error.syscall, error.args.c_str(), error.err);
   return fd;
 }
 

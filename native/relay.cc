@@ -35,6 +35,9 @@
 #include <vector>
 
 #include "original_dst.h"
+#include "socket.h"
+
+using hg::ErrName;
 
 namespace {
 
@@ -51,11 +54,6 @@ uint64_t NowMs() {
   return uv_hrtime() / 1000000;
 }
 
-std::string ErrName(int err) {
-  const char* name = strerrorname_np(err);
-  if (name) return name;
-  return "errno " + std::to_string(err);
-}
 
 struct Listener {
   int fd;
@@ -345,9 +343,13 @@ class Relay {
  private:
   int Connect(const Dial& d, const sockaddr_storage& to, socklen_t toLen, uint32_t localPort, std::string* error) {
     int family = to.ss_family;
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    hg::SocketOptions opts;
+    opts.transparent = d.transparent;
+    opts.mark = d.mark;
+    hg::SocketError failed;
+    int fd = hg::OpenSocket(family, SOCK_NONBLOCK, opts, false, &failed);
     if (fd < 0) {
-      *error = "socket: " + ErrName(errno);
+      *error = failed.Message();
       return -1;
     }
     int one = 1;
@@ -357,18 +359,6 @@ class Relay {
       close(fd);
       return -1;
     };
-    if (d.transparent) {
-      if (family == AF_INET6 && setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one) != 0)
-        return fail("setsockopt(SOL_IPV6, IPV6_TRANSPARENT, 1)");
-      if (family == AF_INET && setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) != 0)
-        return fail("setsockopt(SOL_IP, IP_TRANSPARENT, 1)");
-      // The attacker's ip:port may be held by our own accepted socket.
-      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    }
-    if (d.mark != 0) {
-      int mark = static_cast<int>(d.mark);
-      if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) return fail("setsockopt(SO_MARK)");
-    }
     if (!d.localIp.empty()) {
       sockaddr_storage from;
       socklen_t fromLen;
