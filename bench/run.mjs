@@ -349,14 +349,20 @@ function describe(figure, res) {
   return `${main}${res.errors ? `, ${res.errors} socket errors` : ''}${ev}`;
 }
 
-/** nginx plus the proxies the wanted targets need, all running for the whole layout. */
-async function startLayout(layout, dir, needed) {
+/** Servers by name, and in start order (`list`, stopped in reverse). */
+function serverSet() {
   const servers = { list: [] };
   const add = (key, server) => {
     servers[key] = server;
     servers.list.push(server);
     return server;
   };
+  return { servers, add };
+}
+
+/** nginx plus the proxies the wanted targets need, all running for the whole layout. */
+async function startLayout(layout, dir, needed) {
+  const { servers, add } = serverSet();
   try {
     add('nginx', await startNginx(dir, { cpus: layout.loadCpus, workers: layout.nginxWorkers }));
     const haproxy = (name, port, server, sendProxy) =>
@@ -809,12 +815,7 @@ async function remoteAddress(ns, target) {
 
 async function transparentRates(layout, dir, ns, result) {
   const figures = Object.keys(TP_RATES).filter((f) => settings.only.includes(f));
-  const servers = { list: [] };
-  const add = (key, server) => {
-    servers[key] = server;
-    servers.list.push(server);
-    return server;
-  };
+  const { servers, add } = serverSet();
   try {
     add(
       'mmproxy',
