@@ -338,8 +338,6 @@ class Relay {
     return c && !c->first.empty() ? &c->first : nullptr;
   }
 
-  napi_env env() const { return env_; }
-
  private:
   int Connect(const Dial& d, const sockaddr_storage& to, socklen_t toLen, uint32_t localPort, std::string* error) {
     int family = to.ss_family;

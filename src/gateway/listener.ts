@@ -11,7 +11,13 @@ import type { Endpoint, ListenerConfig } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import type { Address } from '../events/event.js';
 import { formatEndpoint, socketIp } from '../net/address.js';
-import { listenSocket, RELAY_LISTEN_LOCAL, RELAY_LISTEN_ORIGINAL_DST, socketName } from '../net/native.js';
+import {
+  listenSocket,
+  RELAY_LISTEN_LOCAL,
+  RELAY_LISTEN_ORIGINAL_DST,
+  socketHint,
+  socketName,
+} from '../net/native.js';
 import type { Relay } from './relay.js';
 
 export type OnConnection = (socket: net.Socket, bound: BoundSocket) => void;
@@ -36,12 +42,6 @@ export function socketKey(listener: string, e: Endpoint, transparent = false): s
   const key = e.port === 0 ? `${listener}|${formatEndpoint(e)}` : formatEndpoint(e);
   return transparent ? `tproxy|${key}` : key;
 }
-
-const LISTEN_HINTS: Record<string, string> = {
-  EACCES: ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)',
-  EADDRINUSE: ' (another process, or another honeygate, listens there)',
-  EADDRNOTAVAIL: ' (no interface of this host has that address)',
-};
 
 /** How a listener's sockets are accepted: by the native relay when there is one, else by Node. */
 export interface Acceptor {
@@ -91,9 +91,12 @@ export function bindOne(
     };
     server.once('error', (err: NodeJS.ErrnoException) => {
       server.close();
-      const hint = err.code ? (LISTEN_HINTS[err.code] ?? '') : '';
       const where = `listener ${listener}: ${formatEndpoint(e)}`;
-      reject(new HoneygateError('HG_ERR_LISTEN', `${where}: ${err.message}${hint}`, { cause: err }));
+      reject(
+        new HoneygateError('HG_ERR_LISTEN', `${where}: ${err.message}${socketHint(err.code)}`, {
+          cause: err,
+        }),
+      );
     });
     const listening = () => {
       server.removeAllListeners('error');

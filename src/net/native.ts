@@ -116,6 +116,11 @@ const HINTS: Record<string, string> = {
   EADDRNOTAVAIL: ' — no interface of this host has that address',
 };
 
+/** What to do about a socket error code, as a suffix for its message ('' when nothing to say). */
+export function socketHint(code: string | undefined): string {
+  return code ? (HINTS[code] ?? '') : '';
+}
+
 /** Runs an addon call; its errors (the failed syscall) become HG_ERR_SOCKET with a hint. Usage errors pass. */
 function call<T>(fn: (a: Addon) => T): T {
   const a = addon();
@@ -124,8 +129,7 @@ function call<T>(fn: (a: Addon) => T): T {
   } catch (err) {
     if (err instanceof TypeError) throw err; // a programming error: "Usage: ..."
     const e = err as NodeJS.ErrnoException;
-    const hint = e.code ? (HINTS[e.code] ?? '') : '';
-    throw new HoneygateError('HG_ERR_SOCKET', `${e.message}${hint}`, { cause: err });
+    throw new HoneygateError('HG_ERR_SOCKET', `${e.message}${socketHint(e.code)}`, { cause: err });
   }
 }
 
