@@ -7,11 +7,17 @@ export interface ConnectOptions {
   host?: string; // default 127.0.0.1
   localAddress?: string; // e.g. 127.0.0.3, to be told apart from other loopback clients
   timeoutMs?: number; // connect timeout, default 5000
+  allowHalfOpen?: boolean; // keep our side open after the far side's FIN (until end())
 }
 
 /** Resolves to a connected socket (with an 'error' listener already attached). */
 export function connect(port: number, opts: ConnectOptions = {}): Promise<net.Socket> {
-  const socket = net.connect({ port, host: opts.host ?? '127.0.0.1', localAddress: opts.localAddress });
+  const socket = net.connect({
+    port,
+    host: opts.host ?? '127.0.0.1',
+    localAddress: opts.localAddress,
+    allowHalfOpen: opts.allowHalfOpen ?? false,
+  });
   const connected = new Promise<net.Socket>((resolve, reject) => {
     socket.once('connect', () => resolve(socket));
     socket.once('error', reject);

@@ -141,12 +141,13 @@ describe('workers: 2', { skip, timeout: 90_000 }, () => {
     );
     assert.equal(line.msg, 'config reloaded', JSON.stringify(line));
 
-    // 40 flows reach both workers (held open: the honeypot has closed, the client not yet),
+    // 40 flows reach both workers (held open: the honeypot has closed, the client not yet;
+    // honeygate passes the FIN on at once, so the client must not answer it by itself),
     // and every one gets the new honeypot.
     const held: net.Socket[] = [];
     const replies: Promise<{ data: Buffer }>[] = [];
     for (let i = 0; i < 40; i++) {
-      const s = await connect(port);
+      const s = await connect(port, { allowHalfOpen: true });
       held.push(s);
       replies.push(readAll(s));
     }
