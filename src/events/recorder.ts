@@ -23,18 +23,22 @@ export interface RecorderStats {
 
 // Ids come from one random buffer refilled every 256 ids: randomBytes(16) per flow cost
 // 1.7 µs and a getpid() syscall (OpenSSL's fork check) each time; this costs 0.07 µs.
-const ID_BYTES = 16;
-const idPool = Buffer.allocUnsafe(ID_BYTES * 256);
+// The first 12 hex digits are the time in ms (as in UUIDv7), so a new id lands at the end
+// of the events_id index instead of at a random page: 5 µs less per insert, a third of
+// them in WAL writes, and it stays so when the store is far larger than SQLite's cache.
+const RANDOM_BYTES = 10;
+const idPool = Buffer.allocUnsafe(RANDOM_BYTES * 256);
 let idOffset = idPool.length;
 
-/** A new flow id: 32 lowercase hex characters (also sent upstream as the PROXY v2 UNIQUE_ID). */
+/** A new flow id: 32 lowercase hex characters, time-ordered (also sent upstream as the PROXY v2 UNIQUE_ID). */
 export function newEventId(): string {
   if (idOffset === idPool.length) {
     randomFillSync(idPool);
     idOffset = 0;
   }
-  const id = idPool.toString('hex', idOffset, idOffset + ID_BYTES);
-  idOffset += ID_BYTES;
+  const id =
+    Date.now().toString(16).padStart(12, '0') + idPool.toString('hex', idOffset, idOffset + RANDOM_BYTES);
+  idOffset += RANDOM_BYTES;
   return id;
 }
 

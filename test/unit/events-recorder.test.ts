@@ -68,6 +68,21 @@ describe('Recorder', () => {
     assert.notEqual(a, newEventId());
   });
 
+  it('newEventId starts with the time in ms, so later ids sort after earlier ones', () => {
+    const before = Date.now();
+    const ids = Array.from({ length: 300 }, () => newEventId()); // more than one refill of the pool
+    const after = Date.now();
+    for (const id of ids) {
+      const ms = Number.parseInt(id.slice(0, 12), 16);
+      assert.ok(ms >= before && ms <= after, `${id} carries ${ms}, outside ${before}..${after}`);
+    }
+    assert.equal(new Set(ids).size, ids.length);
+    assert.deepEqual(
+      [...ids].sort((x, y) => x.slice(0, 12).localeCompare(y.slice(0, 12))).map((x) => x.slice(0, 12)),
+      ids.map((x) => x.slice(0, 12)),
+    );
+  });
+
   it('drops and counts events beyond the queue, warning once per interval', async () => {
     const { log, lines } = captureLog();
     const sink = new MemorySink();
