@@ -12,7 +12,9 @@
 // Written by hand because it is honeygate's data path: it reads hostile peers, so every
 // read is bounded, every buffer is owned by one connection, and a peer can only end its
 // own connection. Level-triggered epoll; a direction whose peer's socket is full stops
-// reading until it drains (backpressure); a bulk direction switches to splice().
+// reading until it drains (backpressure). No splice(): to a peer on this host (loopback,
+// a container's veth) its page references cost the reader more than our copy saves, and
+// bulk throughput fell to 0.9x HAProxy's (bench/results/2026-11-26.md).
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <uv.h>
@@ -41,8 +43,7 @@ using hg::ErrName;
 
 namespace {
 
-constexpr size_t kScratch = 64 * 1024;         // one read at most
-constexpr uint64_t kSpliceAfter = 256 * 1024;  // a direction past this is bulk: splice it
+constexpr size_t kScratch = 256 * 1024;        // one read at most (64 KiB cost 25% more CPU per GB)
 constexpr int kAcceptBatch = 64;                // accepts per readiness event
 constexpr int kReadsPerEvent = 4;               // fairness between flows
 constexpr uint32_t kListenLocal = 1;            // flags: report getsockname() as dst
@@ -67,12 +68,10 @@ struct Half {
   char* buf = nullptr;  // unsent bytes, only while the other socket is full
   size_t len = 0;
   size_t off = 0;
-  int pipe[2] = {-1, -1};  // splice mode
-  size_t inPipe = 0;
   bool eof = false;   // read its FIN
   bool shut = false;  // passed the FIN on
   uint64_t bytes = 0;
-  bool Pending() const { return len > off || inPipe > 0; }
+  bool Pending() const { return len > off; }
 };
 
 struct Conn {
@@ -109,10 +108,6 @@ void FreeHalf(Half& h) {
   free(h.buf);
   h.buf = nullptr;
   h.len = h.off = 0;
-  for (int& fd : h.pipe) {
-    if (fd >= 0) close(fd);
-    fd = -1;
-  }
 }
 
 std::string AddrText(const sockaddr_storage& ss, uint32_t* port) {
@@ -487,7 +482,7 @@ class Relay {
   bool Count(Conn* c, bool up, const char* data, size_t n) {
     Half& h = up ? c->up : c->down;
     h.bytes += n;
-    if (up && data && c->first.size() < c->firstCap) {
+    if (up && c->first.size() < c->firstCap) {
       c->first.append(data, std::min<size_t>(n, c->firstCap - c->first.size()));
     }
     uint64_t cap = up ? c->maxIn : c->maxOut;
@@ -539,16 +534,6 @@ class Relay {
       h->buf = nullptr;
       h->len = h->off = 0;
     }
-    while (h->inPipe > 0) {
-      ssize_t w = splice(h->pipe[0], nullptr, to, nullptr, h->inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN) return true;
-        Failed(c, toClient, errno);
-        return false;
-      }
-      h->inPipe -= static_cast<size_t>(w);
-    }
     return MaybeShut(c, h, to);
   }
 
@@ -561,17 +546,7 @@ class Relay {
     int from = up ? c->cfd : c->ufd;
     int to = up ? c->ufd : c->cfd;
     for (int i = 0; i < kReadsPerEvent && !h->eof && !h->Pending(); i++) {
-      ssize_t n;
-      bool spliced = false;
-      if (h->pipe[0] < 0 && h->bytes > kSpliceAfter && (!up || c->first.size() >= c->firstCap)) {
-        if (pipe2(h->pipe, O_NONBLOCK | O_CLOEXEC) != 0) h->pipe[0] = h->pipe[1] = -1;  // out of fds: keep copying
-      }
-      if (h->pipe[0] >= 0) {
-        spliced = true;
-        n = splice(from, nullptr, h->pipe[1], nullptr, kScratch, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      } else {
-        n = recv(from, scratch_, kScratch, MSG_DONTWAIT);
-      }
+      ssize_t n = recv(from, scratch_, kScratch, MSG_DONTWAIT);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN) break;
@@ -583,27 +558,23 @@ class Relay {
         if (!c->firstEnd) c->firstEnd = up ? "client-closed" : "server-closed";
         break;
       }
-      if (!Count(c, up, spliced ? nullptr : scratch_, static_cast<size_t>(n))) return false;
-      if (spliced) {
-        h->inPipe = static_cast<size_t>(n);
-      } else {
-        ssize_t w = send(to, scratch_, static_cast<size_t>(n), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-          if (errno != EAGAIN && errno != EINTR) {
-            Failed(c, !up, errno);
-            return false;
-          }
-          w = 0;
+      if (!Count(c, up, scratch_, static_cast<size_t>(n))) return false;
+      ssize_t w = send(to, scratch_, static_cast<size_t>(n), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w < 0) {
+        if (errno != EAGAIN && errno != EINTR) {
+          Failed(c, !up, errno);
+          return false;
         }
-        if (w < n) {
-          h->len = static_cast<size_t>(n - w);
-          h->off = 0;
-          h->buf = static_cast<char*>(malloc(h->len));
-          memcpy(h->buf, scratch_ + w, h->len);
-        }
+        w = 0;
+      }
+      if (w < n) {
+        h->len = static_cast<size_t>(n - w);
+        h->off = 0;
+        h->buf = static_cast<char*>(malloc(h->len));
+        memcpy(h->buf, scratch_ + w, h->len);
       }
       if (h->Pending() && !Flush(c, h, to, !up)) return false;
-      if (static_cast<size_t>(n) < kScratch && !spliced && !finSeen) break;  // read all there was
+      if (static_cast<size_t>(n) < kScratch && !finSeen) break;  // read all there was
     }
     return MaybeShut(c, h, to);
   }
