@@ -559,7 +559,11 @@ class Relay {
         break;
       }
       if (!Count(c, up, scratch_, static_cast<size_t>(n))) return false;
-      ssize_t w = send(to, scratch_, static_cast<size_t>(n), MSG_NOSIGNAL | MSG_DONTWAIT);
+      // Read up to the peer's FIN: the next recv() returns 0 and MaybeShut() sends our FIN.
+      // MSG_MORE holds this data for it, so data and FIN go in one segment, as one wake-up.
+      bool last = finSeen && static_cast<size_t>(n) < kScratch && i + 1 < kReadsPerEvent;
+      int flags = MSG_NOSIGNAL | MSG_DONTWAIT | (last ? MSG_MORE : 0);
+      ssize_t w = send(to, scratch_, static_cast<size_t>(n), flags);
       if (w < 0) {
         if (errno != EAGAIN && errno != EINTR) {
           Failed(c, !up, errno);
