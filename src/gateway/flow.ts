@@ -21,10 +21,12 @@ import type { Runtime } from './runtime.js';
 /** Published with the final FlowEvent of every flow; free when nobody subscribes. */
 export const flowEnd = diagnostics.channel('honeygate:flow:end');
 
+const NOTHING_BEFORE = Object.freeze({ bytesIn: 0, bytesOut: 0, first: Buffer.alloc(0) });
+
 export class Flow {
   readonly id = newEventId();
   readonly openedAt = Date.now();
-  readonly started = process.hrtime.bigint();
+  private readonly started = performance.now(); // monotonic, as a double: no BigInt per flow
   src: Address;
   dst: Address;
   peer: Address | null = null;
@@ -54,11 +56,7 @@ export class Flow {
   private socket: net.Socket | null = null;
   conn: RelayConn | null = null;
   /** What Node counted before handing the flow back to the relay (handBack). */
-  private relayBase: { bytesIn: number; bytesOut: number; first: Buffer } = {
-    bytesIn: 0,
-    bytesOut: 0,
-    first: Buffer.alloc(0),
-  };
+  private relayBase: { bytesIn: number; bytesOut: number; first: Buffer } = NOTHING_BEFORE;
 
   constructor(
     client: net.Socket | RelayConn,
@@ -237,7 +235,7 @@ export class Flow {
   }
 
   durationMs(): number {
-    return Number((process.hrtime.bigint() - this.started) / 1_000_000n);
+    return Math.floor(performance.now() - this.started);
   }
 
   toEvent(type: 'flow' | 'update'): FlowEvent {
