@@ -339,6 +339,7 @@ class Relay {
     hg::SocketOptions opts;
     opts.transparent = d.transparent;
     opts.mark = d.mark;
+    opts.reuseAddr = !d.localIp.empty();
     hg::SocketError failed;
     int fd = hg::OpenSocket(family, SOCK_NONBLOCK, opts, false, &failed);
     if (fd < 0) {

@@ -22,6 +22,7 @@ struct SocketOptions {
   bool transparent = false;
   uint32_t mark = 0;  // 0: leave unset (setting it needs privilege for nothing)
   bool reusePort = false;
+  bool reuseAddr = true;  // listeners, and upstreams that bind (a plain connect needs none)
 };
 
 // The call that failed: "SYSCALL(ARGS): ECODE".
@@ -49,7 +50,7 @@ inline int OpenSocket(int family, int flags, const SocketOptions& opts, bool v6o
   };
   // SO_REUSEADDR: an upstream may bind the attacker's ip:port while honeygate's own
   // downstream socket (or a TIME_WAIT one) holds the same address.
-  if (!set(SOL_SOCKET, SO_REUSEADDR, 1, "SOL_SOCKET, SO_REUSEADDR, 1")) return -1;
+  if (opts.reuseAddr && !set(SOL_SOCKET, SO_REUSEADDR, 1, "SOL_SOCKET, SO_REUSEADDR, 1")) return -1;
   if (family == AF_INET6 && v6only && !set(SOL_IPV6, IPV6_V6ONLY, 1, "SOL_IPV6, IPV6_V6ONLY, 1")) return -1;
   if (opts.transparent) {
     if (family == AF_INET6 && !set(SOL_IPV6, IPV6_TRANSPARENT, 1, "SOL_IPV6, IPV6_TRANSPARENT, 1")) return -1;
