@@ -5,7 +5,8 @@ import type { PortRange } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import { cidrContains, parseCidr } from '../net/address.js';
 import type { FlowEvent } from './event.js';
-import { APPLICATION_ID, type EventRow, rowToEvent } from './sqlite.js';
+import { type EventRow, rowToEvent } from './row.js';
+import { APPLICATION_ID } from './sqlite.js';
 import { type Database, openDatabase } from './sqlite-driver.js';
 
 export interface EventQuery {

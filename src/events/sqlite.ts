@@ -5,8 +5,8 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { HoneygateError } from '../errors.js';
-import type { CloseReason, EventType, FlowEvent, Sink } from './event.js';
-import { safeJson } from './format.js';
+import type { FlowEvent, Sink } from './event.js';
+import { COLUMNS, eventValues } from './row.js';
 import { type Database, openDatabase } from './sqlite-driver.js';
 
 /** PRAGMA application_id of a honeygate event store ("HGev"), so we never write into someone else's file. */
@@ -50,58 +50,6 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX events_src_ip ON events (src_ip);
    CREATE INDEX events_dst_port ON events (dst_port);`,
 ];
-
-/** One row of the events table as the driver returns it. */
-export interface EventRow {
-  seq: number;
-  id: string;
-  type: string;
-  opened_at: number;
-  closed_at: number | null;
-  sensor: string;
-  listener: string;
-  src_ip: string;
-  src_port: number;
-  dst_ip: string;
-  dst_port: number;
-  peer_ip: string | null;
-  peer_port: number | null;
-  proxy_header: string | null;
-  route: string | null;
-  action: string | null;
-  backend: string | null;
-  server: string | null;
-  source_mode: string | null;
-  bytes_in: number;
-  bytes_out: number;
-  duration_ms: number;
-  close_reason: string | null;
-  first_bytes: Buffer | null;
-  protocol: string | null;
-  protocol_fields: string | null;
-  count: number;
-  detail: string | null;
-}
-
-// The order of eventValues(): positional parameters, since binding 27 named ones from an
-// object costs the driver about twice as much.
-const COLUMNS = [
-  ...[
-    'id',
-    'type',
-    'opened_at',
-    'closed_at',
-    'sensor',
-    'listener',
-    'src_ip',
-    'src_port',
-    'dst_ip',
-    'dst_port',
-  ],
-  ...['peer_ip', 'peer_port', 'proxy_header', 'route', 'action', 'backend', 'server', 'source_mode'],
-  ...['bytes_in', 'bytes_out', 'duration_ms', 'close_reason', 'first_bytes', 'protocol', 'protocol_fields'],
-  ...['count', 'detail'],
-] as const satisfies readonly (keyof EventRow)[];
 
 const INSERT = `INSERT INTO events (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`;
 
@@ -227,83 +175,5 @@ function migrate(db: Database, path: string): void {
       db.pragma(`user_version = ${next}`);
     })();
     version = next;
-  }
-}
-
-// The row in COLUMNS order, built directly (no object to read back by name: that lookup
-// was megamorphic). Defensive on every field: one malformed event must not fail its batch.
-function eventValues(e: FlowEvent): unknown[] {
-  const peer = e.peer;
-  return [
-    String(e.id),
-    String(e.type),
-    num(e.openedAt),
-    e.closedAt == null ? null : num(e.closedAt),
-    String(e.sensor ?? ''),
-    String(e.listener ?? ''),
-    String(e.src?.ip ?? ''),
-    num(e.src?.port),
-    String(e.dst?.ip ?? ''),
-    num(e.dst?.port),
-    peer ? String(peer.ip) : null,
-    peer ? num(peer.port) : null,
-    e.proxyHeader ?? null,
-    e.route ?? null,
-    e.action ?? null,
-    e.backend ?? null,
-    e.server ?? null,
-    e.sourceMode ?? null,
-    num(e.bytesIn),
-    num(e.bytesOut),
-    num(e.durationMs),
-    e.closeReason ?? null,
-    Buffer.isBuffer(e.firstBytes) ? e.firstBytes : Buffer.from(e.firstBytes ?? []),
-    e.protocol ?? null,
-    safeJson(e.protocolFields),
-    num(e.count),
-    e.detail ?? null,
-  ];
-}
-
-function num(x: unknown): number {
-  return typeof x === 'number' && Number.isFinite(x) ? x : 0;
-}
-
-/** The FlowEvent a row was written from. */
-export function rowToEvent(r: EventRow): FlowEvent {
-  return {
-    id: r.id,
-    type: r.type as EventType,
-    openedAt: r.opened_at,
-    closedAt: r.closed_at,
-    sensor: r.sensor,
-    listener: r.listener,
-    src: { ip: r.src_ip, port: r.src_port },
-    dst: { ip: r.dst_ip, port: r.dst_port },
-    peer: r.peer_ip === null ? null : { ip: r.peer_ip, port: r.peer_port ?? 0 },
-    proxyHeader: r.proxy_header as FlowEvent['proxyHeader'],
-    route: r.route,
-    action: r.action as FlowEvent['action'],
-    backend: r.backend,
-    server: r.server,
-    sourceMode: r.source_mode,
-    bytesIn: r.bytes_in,
-    bytesOut: r.bytes_out,
-    durationMs: r.duration_ms,
-    closeReason: r.close_reason as CloseReason | null,
-    firstBytes: r.first_bytes ?? Buffer.alloc(0),
-    protocol: r.protocol,
-    protocolFields: parseFields(r.protocol_fields),
-    count: r.count,
-    detail: r.detail,
-  };
-}
-
-function parseFields(text: string | null): Record<string, unknown> | null {
-  if (text === null) return null;
-  try {
-    return JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    return { _unparsable: text };
   }
 }

@@ -11,6 +11,7 @@ import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import { Recorder, type RecorderStats } from '../events/recorder.js';
+import { valuesToEvent } from '../events/row.js';
 import { openSinks } from '../events/sinks.js';
 import { FirewallWatch } from '../firewall/watch.js';
 import { flowEnd } from '../gateway/flow.js';
@@ -104,7 +105,8 @@ export class WorkerPool {
     child.on('message', (m: FromWorker) => {
       switch (m.type) {
         case 'events':
-          for (const e of m.events) {
+          for (const row of m.rows) {
+            const e = valuesToEvent(row);
             this.recorder.record(e);
             if (e.type === 'flow' && flowEnd.hasSubscribers) flowEnd.publish(e);
           }

@@ -11,6 +11,7 @@ import { loadConfigFile } from '../config/load.js';
 import { HoneygateError } from '../errors.js';
 import type { FlowEvent, Sink } from '../events/event.js';
 import { Recorder } from '../events/recorder.js';
+import { eventValues } from '../events/row.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger, logFatal } from '../log.js';
 import type { FromWorker, ToWorker } from './messages.js';
@@ -31,7 +32,7 @@ function send(m: FromWorker): Promise<void> {
 class PrimarySink implements Sink {
   readonly name = 'primary';
   write(events: FlowEvent[]): Promise<void> {
-    return send({ type: 'events', events });
+    return send({ type: 'events', rows: events.map(eventValues) });
   }
   reopen(): void {}
   close(): void {}
