@@ -6,10 +6,7 @@ import { drop } from './drop.js';
 import { forward } from './forward.js';
 import { reject } from './reject.js';
 
-type Run<T extends Action['type']> = (
-  flow: Flow,
-  action: Extract<Action, { type: T }>,
-) => void | Promise<void>;
+type Run<T extends Action['type']> = (flow: Flow, action: Extract<Action, { type: T }>) => void;
 
 const ACTIONS: { [T in Action['type']]: Run<T> } = {
   forward: (flow, a) => forward(flow, a.backend),
@@ -18,6 +15,6 @@ const ACTIONS: { [T in Action['type']]: Run<T> } = {
   drop: (flow) => drop(flow),
 };
 
-export function runAction(flow: Flow, action: Action): void | Promise<void> {
+export function runAction(flow: Flow, action: Action): void {
   return (ACTIONS[action.type] as Run<Action['type']>)(flow, action);
 }

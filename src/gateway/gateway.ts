@@ -4,7 +4,7 @@
 import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { runAction } from '../actions/index.js';
-import type { Config } from '../config/types.js';
+import type { Config, Route } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import type { Address } from '../events/event.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
@@ -16,7 +16,7 @@ import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
 import { type Acceptor, type BoundSocket, bindAll, endpointsOf, socketKey } from './listener.js';
 import { Relay, type RelayConn, relayWanted } from './relay.js';
-import { routeWithoutPeek, selectRoute } from './route.js';
+import { NEEDS_PEEK, routeByAddress, routeWithoutPeek, selectRoute } from './route.js';
 import { Runtime } from './runtime.js';
 
 export interface GatewayStats {
@@ -246,31 +246,52 @@ export class Gateway {
     flow.defer(() => this.open.delete(flow));
     flow.defer(this.admission.hold());
     if (!trusted) flow.defer(this.admission.holdSource(src.ip));
-    this.handle(flow, trusted).catch((err) => {
-      flow.log.error({ err }, 'flow failed');
-      flow.finish('error', String(err));
-    });
+    // Synchronous unless a stage must wait for the attacker's bytes (PROXY header, peek):
+    // the common flow leaves no promise behind.
+    try {
+      const waiting = listener.acceptProxy ? this.afterHeader(flow, trusted) : this.dispatch(flow);
+      waiting?.catch((err) => this.failed(flow, err));
+    } catch (err) {
+      this.failed(flow, err);
+    }
   }
 
-  private async handle(flow: Flow, trusted: boolean): Promise<void> {
-    const { listener } = flow;
-    if (listener.acceptProxy) {
-      if (!(await readProxyHeader(flow, listener.acceptProxy, trusted))) return;
-      if (trusted && flow.peer) {
-        const refusal = this.admission.checkSource(flow.src.ip);
-        if (refusal) {
-          this.admission.refused(flow.src.ip, refusal, listener.name, flow.dst);
-          flow.silent = true;
-          flow.reset();
-          return flow.finish(refusal);
-        }
-        flow.defer(this.admission.holdSource(flow.src.ip));
-      }
-    }
-    const route = await selectRoute(flow, flow.runtime.config.routes);
-    if (flow.closed) return;
-    if (!route) return flow.finish('no-route');
-    flow.route = route;
-    await runAction(flow, route.action);
+  private failed(flow: Flow, err: unknown): void {
+    flow.log.error({ err }, 'flow failed');
+    flow.finish('error', String(err));
   }
+
+  private async afterHeader(flow: Flow, trusted: boolean): Promise<void> {
+    const { listener } = flow;
+    if (!(await readProxyHeader(flow, listener.acceptProxy!, trusted))) return;
+    if (trusted && flow.peer) {
+      const refusal = this.admission.checkSource(flow.src.ip);
+      if (refusal) {
+        this.admission.refused(flow.src.ip, refusal, listener.name, flow.dst);
+        flow.silent = true;
+        flow.reset();
+        return flow.finish(refusal);
+      }
+      flow.defer(this.admission.holdSource(flow.src.ip));
+    }
+    await this.dispatch(flow);
+  }
+
+  /** Routes the flow and runs its action; a promise only when routing must peek. */
+  private dispatch(flow: Flow): Promise<void> | undefined {
+    const routes = flow.runtime.config.routes;
+    const route = routeByAddress(flow, routes);
+    if (route !== NEEDS_PEEK) return act(flow, route);
+    return selectRoute(flow, routes).then((peeked) => act(flow, peeked));
+  }
+}
+
+function act(flow: Flow, route: Route | null): undefined {
+  if (flow.closed) return;
+  if (!route) {
+    flow.finish('no-route');
+    return;
+  }
+  flow.route = route;
+  runAction(flow, route.action);
 }

@@ -15,6 +15,20 @@ export function matchesAddresses(m: RouteMatch, flow: Flow): boolean {
   return true;
 }
 
+/** What routeByAddress() answers when a rule that could still match asks for the protocol. */
+export const NEEDS_PEEK = Symbol('needs peek');
+
+/** The route chosen without reading the attacker's bytes, null for none, or NEEDS_PEEK. */
+export function routeByAddress(flow: Flow, routes: Route[]): Route | null | typeof NEEDS_PEEK {
+  for (const route of routes) {
+    const m = route.match;
+    if (!m) return route;
+    if (!matchesAddresses(m, flow)) continue;
+    return m.protocols ? NEEDS_PEEK : route;
+  }
+  return null;
+}
+
 /** Returns the route for the flow, or null when none matches (or the flow closed while peeking). */
 export async function selectRoute(flow: Flow, routes: Route[]): Promise<Route | null> {
   let peeked = false;
