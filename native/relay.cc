@@ -6,8 +6,12 @@
 //   [1, id, tag, srcIp, srcPort, dstIp|null, dstPort]       accepted on listener `tag`
 //   [2, id]                                                  upstream connected
 //   [3, id, message]                                         upstream connect failed
-//   [4, id, reason, bytesIn, bytesOut, firstBytes|null, detail|null]   finished
+//   [4, id, reason, bytesIn, bytesOut, firstStart, firstEnd, detail|null]   finished
 //   [5, tag, message]                                        accept failed (EMFILE, ...)
+//
+// The finished flows' first bytes come as one Buffer per batch, the callback's second
+// argument: record 4 gives its range (-1, -1: none). One backing store per batch instead
+// of one per flow: those cost the young-generation GC about 1 µs per flow.
 //
 // Written by hand because it is honeygate's data path: it reads hostile peers, so every
 // read is bounded, every buffer is owned by one connection, and a peer can only end its
@@ -709,8 +713,20 @@ class Relay {
       batch.swap(records_);
       napi_handle_scope scope;
       napi_open_handle_scope(env_, &scope);
-      napi_value array, cb, recv;
+      napi_value args[2], cb, recv;
+      napi_value& array = args[0];
       napi_create_array(env_, &array);
+      size_t firstTotal = 0;
+      for (const Record& r : batch) {
+        if (r.type == 4 && r.hasFirst) firstTotal += r.first.size();
+      }
+      char* firsts = nullptr;
+      if (firstTotal == 0 ||
+          napi_create_buffer(env_, firstTotal, reinterpret_cast<void**>(&firsts), &args[1]) != napi_ok) {
+        firsts = nullptr;
+        napi_get_null(env_, &args[1]);
+      }
+      size_t firstAt = 0;
       uint32_t k = 0;
       auto push = [&](napi_value v) { napi_set_element(env_, array, k++, v); };
       auto num = [&](double d) {
@@ -744,12 +760,13 @@ class Relay {
             break;
           case 4: {
             num(r.id), str(r.a), num(static_cast<double>(r.in)), num(static_cast<double>(r.out));
-            if (r.hasFirst) {
-              napi_value buf;
-              napi_create_buffer_copy(env_, r.first.size(), r.first.data(), nullptr, &buf);
-              push(buf);
+            if (r.hasFirst && firsts) {
+              memcpy(firsts + firstAt, r.first.data(), r.first.size());
+              num(static_cast<double>(firstAt));
+              firstAt += r.first.size();
+              num(static_cast<double>(firstAt));
             } else {
-              null();
+              num(-1), num(-1);
             }
             if (r.hasDetail) str(r.b);
             else null();
@@ -762,7 +779,7 @@ class Relay {
       }
       napi_get_reference_value(env_, callback_, &cb);
       napi_get_reference_value(env_, resource_, &recv);
-      napi_status status = napi_make_callback(env_, async_, recv, cb, 1, &array, nullptr);
+      napi_status status = napi_make_callback(env_, async_, recv, cb, 2, args, nullptr);
       if (status == napi_pending_exception) {
         napi_value err;
         napi_get_and_clear_last_exception(env_, &err);

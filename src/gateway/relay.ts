@@ -172,7 +172,7 @@ export class Relay {
   }
 
   // The records' layout is native/relay.cc's header comment.
-  private readonly onRecords = (b: unknown[]): void => {
+  private readonly onRecords = (b: unknown[], firsts: Buffer | null): void => {
     let i = 0;
     while (i < b.length) {
       const type = b[i] as number;
@@ -197,14 +197,15 @@ export class Relay {
           i += type === 2 ? 2 : 3;
         } else if (type === 4) {
           const conn = this.conns.get(b[i + 1] as number);
+          const start = b[i + 5] as number;
           const end: RelayEnd = {
             reason: b[i + 2] as string,
             bytesIn: b[i + 3] as number,
             bytesOut: b[i + 4] as number,
-            firstBytes: b[i + 5] as Buffer | null,
-            detail: b[i + 6] as string | null,
+            firstBytes: start >= 0 && firsts ? firsts.subarray(start, b[i + 6] as number) : null,
+            detail: b[i + 7] as string | null,
           };
-          i += 7;
+          i += 8;
           if (conn) {
             // The flow ends first (closed: it must not close the relay's flow again), then a
             // dial still waiting hears that the flow closed, not that the server failed.

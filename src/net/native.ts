@@ -22,7 +22,7 @@ interface Addon {
   upstreamSocket(family: 4 | 6, opts: SocketOptions): number;
   originalDst(fd: number): { host: string; port: number } | null;
   socketName(fd: number): { host: string; port: number };
-  Relay: new (onRecords: (batch: unknown[]) => void, counters: Float64Array) => NativeRelay;
+  Relay: new (onRecords: RelayRecords, counters: Float64Array) => NativeRelay;
 }
 
 /** The native relay (native/relay.cc): accept, connect and copy off the JS heap. See src/gateway/relay.ts. */
@@ -60,8 +60,11 @@ export interface NativeRelay {
 export const RELAY_LISTEN_LOCAL = 1; // report getsockname() as the flow's dst
 export const RELAY_LISTEN_ORIGINAL_DST = 2; // report SO_ORIGINAL_DST (else getsockname)
 
+/** A batch of relay records, and the first bytes that its finished flows point into. */
+export type RelayRecords = (batch: unknown[], firstBytes: Buffer | null) => void;
+
 /** A relay whose records go to onRecords; throws HG_ERR_NATIVE without the addon. */
-export function createRelay(onRecords: (batch: unknown[]) => void, counters: Float64Array): NativeRelay {
+export function createRelay(onRecords: RelayRecords, counters: Float64Array): NativeRelay {
   return new (addon().Relay)(onRecords, counters);
 }
 
