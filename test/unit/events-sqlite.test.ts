@@ -82,6 +82,37 @@ describe('SqliteSink', () => {
     }
   });
 
+  it('makes a new store with 16 KiB pages, and keeps the pages of an older one', () => {
+    const fresh = join(tmp.dir, 'pages-new.db');
+    const sink = new SqliteSink(fresh);
+    sink.write([sampleEvent()]);
+    sink.close();
+    const older = join(tmp.dir, 'pages-old.db');
+    const before = new SqliteSink(older);
+    before.close();
+    // A store made before the change: rebuilt with 4 KiB pages.
+    const raw = openDatabase(older);
+    raw.pragma('journal_mode = DELETE');
+    raw.pragma('page_size = 4096');
+    raw.exec('VACUUM');
+    raw.close();
+    const after = new SqliteSink(older);
+    after.write([sampleEvent()]);
+    after.close();
+    for (const [path, size] of [
+      [fresh, 16384],
+      [older, 4096],
+    ] as const) {
+      const db = openDatabase(path, { readonly: true });
+      try {
+        assert.equal(db.pragma('page_size'), size, path);
+        assert.equal((db.prepare('SELECT count(*) AS n FROM events').get() as unknown as { n: number }).n, 1);
+      } finally {
+        db.close();
+      }
+    }
+  });
+
   it('lands 10,000 events written in batches', () => {
     const path = join(tmp.dir, 'bulk.db');
     const sink = new SqliteSink(path);
