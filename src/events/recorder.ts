@@ -29,6 +29,8 @@ export interface RecorderStats {
 const RANDOM_BYTES = 10;
 const idPool = Buffer.allocUnsafe(RANDOM_BYTES * 256);
 let idOffset = idPool.length;
+let idMs = 0;
+let idPrefix = '';
 
 /** A new flow id: 32 lowercase hex characters, time-ordered (also sent upstream as the PROXY v2 UNIQUE_ID). */
 export function newEventId(): string {
@@ -36,8 +38,13 @@ export function newEventId(): string {
     randomFillSync(idPool);
     idOffset = 0;
   }
-  const id =
-    Date.now().toString(16).padStart(12, '0') + idPool.toString('hex', idOffset, idOffset + RANDOM_BYTES);
+  const now = Date.now();
+  if (now !== idMs) {
+    // A double to hex text goes through fmod per digit: once per ms, not per flow.
+    idMs = now;
+    idPrefix = now.toString(16).padStart(12, '0');
+  }
+  const id = idPrefix + idPool.toString('hex', idOffset, idOffset + RANDOM_BYTES);
   idOffset += RANDOM_BYTES;
   return id;
 }

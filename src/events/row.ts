@@ -63,17 +63,17 @@ export type EventValues = unknown[];
 export function eventValues(e: FlowEvent): EventValues {
   const peer = e.peer;
   return [
-    String(e.id),
-    String(e.type),
+    text(e.id),
+    text(e.type),
     num(e.openedAt),
     e.closedAt == null ? null : num(e.closedAt),
-    String(e.sensor ?? ''),
-    String(e.listener ?? ''),
-    String(e.src?.ip ?? ''),
+    text(e.sensor),
+    text(e.listener),
+    text(e.src?.ip),
     num(e.src?.port),
-    String(e.dst?.ip ?? ''),
+    text(e.dst?.ip),
     num(e.dst?.port),
-    peer ? String(peer.ip) : null,
+    peer ? text(peer.ip) : null,
     peer ? num(peer.port) : null,
     e.proxyHeader ?? null,
     e.route ?? null,
@@ -125,6 +125,11 @@ export function valuesToEvent(v: EventValues): FlowEvent {
     count: count as number,
     detail: detail as string | null,
   };
+}
+
+// String() is a builtin call even for a string, which nearly every value here already is.
+function text(x: unknown): string {
+  return typeof x === 'string' ? x : String(x ?? '');
 }
 
 function num(x: unknown): number {
