@@ -17,8 +17,8 @@
 // read is bounded, every buffer is owned by one connection, and a peer can only end its
 // own connection. Level-triggered epoll; a direction whose peer's socket is full stops
 // reading until it drains (backpressure). No splice(): to a peer on this host (loopback,
-// a container's veth) its page references cost the reader more than our copy saves, and
-// bulk throughput fell to 0.9x HAProxy's (bench/results/2026-11-26.md).
+// a container's veth) its page references cost the reader more than our copy saves: bulk
+// was 0.9x HAProxy's with it (bench/results/2026-11-25.md), 1.16x copying (2026-11-26.md).
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <uv.h>

@@ -136,34 +136,9 @@ function num(x: unknown): number {
   return typeof x === 'number' && Number.isFinite(x) ? x : 0;
 }
 
-/** The FlowEvent a row was written from. */
+/** The FlowEvent a row was written from (a query's row; not on the data path). */
 export function rowToEvent(r: EventRow): FlowEvent {
-  return {
-    id: r.id,
-    type: r.type as EventType,
-    openedAt: r.opened_at,
-    closedAt: r.closed_at,
-    sensor: r.sensor,
-    listener: r.listener,
-    src: { ip: r.src_ip, port: r.src_port },
-    dst: { ip: r.dst_ip, port: r.dst_port },
-    peer: r.peer_ip === null ? null : { ip: r.peer_ip, port: r.peer_port ?? 0 },
-    proxyHeader: r.proxy_header as FlowEvent['proxyHeader'],
-    route: r.route,
-    action: r.action as FlowEvent['action'],
-    backend: r.backend,
-    server: r.server,
-    sourceMode: r.source_mode,
-    bytesIn: r.bytes_in,
-    bytesOut: r.bytes_out,
-    durationMs: r.duration_ms,
-    closeReason: r.close_reason as CloseReason | null,
-    firstBytes: r.first_bytes ?? Buffer.alloc(0),
-    protocol: r.protocol,
-    protocolFields: parseFields(r.protocol_fields),
-    count: r.count,
-    detail: r.detail,
-  };
+  return valuesToEvent(COLUMNS.map((c) => r[c]));
 }
 
 function parseFields(text: string | null): Record<string, unknown> | null {
