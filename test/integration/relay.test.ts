@@ -27,7 +27,7 @@ const PATHS = [
 ] as const;
 
 const FIRST_BYTES = 64; // limits.firstBytes of every honeygate here
-const BULK = 8 * 1024 * 1024; // well past the relay's 256 KiB splice threshold
+const BULK = 8 * 1024 * 1024; // many times the relay's 256 KiB read buffer
 const CHUNK = 64 * 1024;
 
 /** `n` bytes of a repeating pattern starting at `seed`, so a shifted or cut copy shows. */
@@ -134,7 +134,7 @@ for (const path of PATHS) {
     const cleanup: (() => unknown)[] = [];
     let hg: Honeygate; // cases 1-4 and 7-9
     let limited: Honeygate; // cases 5 and 6: maxBytesIn 1000, idleTimeout 300ms
-    const REPLY = pattern(200_000, 3); // more than one 64 KiB read, less than the splice threshold
+    const REPLY = pattern(600_000, 3); // more than two of the relay's 256 KiB reads
     let reqPot: TcpServer;
     let closerPot: TcpServer;
     let resetPot: TcpServer;
