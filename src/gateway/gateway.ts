@@ -16,7 +16,7 @@ import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
 import { type Acceptor, type BoundSocket, bindAll, endpointsOf, socketKey } from './listener.js';
 import { Relay, type RelayConn, relayWanted } from './relay.js';
-import { NEEDS_PEEK, routeByAddress, routeWithoutPeek, selectRoute } from './route.js';
+import { NEEDS_PEEK, routeAfterPeek, routeByAddress, routeWithoutPeek } from './route.js';
 import { Runtime } from './runtime.js';
 
 export interface GatewayStats {
@@ -282,7 +282,7 @@ export class Gateway {
     const routes = flow.runtime.config.routes;
     const route = routeByAddress(flow, routes);
     if (route !== NEEDS_PEEK) return act(flow, route);
-    return selectRoute(flow, routes).then((peeked) => act(flow, peeked));
+    return routeAfterPeek(flow, routes).then((peeked) => act(flow, peeked));
   }
 }
 

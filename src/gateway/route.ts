@@ -29,21 +29,10 @@ export function routeByAddress(flow: Flow, routes: Route[]): Route | null | type
   return null;
 }
 
-/** Returns the route for the flow, or null when none matches (or the flow closed while peeking). */
-export async function selectRoute(flow: Flow, routes: Route[]): Promise<Route | null> {
-  let peeked = false;
-  for (const route of routes) {
-    const m = route.match;
-    if (!m) return route;
-    if (!matchesAddresses(m, flow)) continue;
-    if (!m.protocols) return route;
-    if (!peeked) {
-      peeked = true;
-      if (!(await peekProtocol(flow))) return null;
-    }
-    if (m.protocols.includes(flow.protocol ?? 'unknown')) return route;
-  }
-  return null;
+/** After routeByAddress() answered NEEDS_PEEK: peeks once, then routes on the protocol seen (null: the flow closed while peeking). */
+export async function routeAfterPeek(flow: Flow, routes: Route[]): Promise<Route | null> {
+  if (!(await peekProtocol(flow))) return null;
+  return routeWithoutPeek(flow, routes);
 }
 
 /** The route a flow that can no longer be read would take: protocol conditions see "unknown". */

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadConfigText } from '../../src/config/load.js';
+import type { Route } from '../../src/config/types.js';
 import type { Flow } from '../../src/gateway/flow.js';
-import { routeWithoutPeek, selectRoute } from '../../src/gateway/route.js';
+import { routeByAddress, routeWithoutPeek } from '../../src/gateway/route.js';
 
 const { routes } = (() => {
   const r = loadConfigText(`
@@ -29,7 +30,7 @@ routes:
 const flow = (listener: string, src: string, dst: string, dstPort: number) =>
   ({ listener: { name: listener }, src: { ip: src, port: 40000 }, dst: { ip: dst, port: dstPort } }) as Flow;
 
-test('first match wins, on listener, ports, ranges and CIDRs of both families', async () => {
+test('first match wins, on listener, ports, ranges and CIDRs of both families', () => {
   const cases: [Flow, string][] = [
     [flow('ssh', '198.51.100.1', '127.0.0.1', 2222), 'ssh'],
     [flow('ssh', '203.0.113.9', '127.0.0.1', 2222), 'blocked'],
@@ -42,7 +43,7 @@ test('first match wins, on listener, ports, ranges and CIDRs of both families', 
     [flow('web', '198.51.100.1', '192.0.2.200', 8000), 'rest'], // outside the /25
   ];
   for (const [f, want] of cases) {
-    assert.equal((await selectRoute(f, routes))?.name, want, JSON.stringify(f));
+    assert.equal((routeByAddress(f, routes) as Route | null)?.name, want, JSON.stringify(f));
     assert.equal(routeWithoutPeek(f, routes)?.name, want);
   }
 });
@@ -51,6 +52,6 @@ test('an unknown source (reset before accept) never matches a source condition',
   assert.equal(routeWithoutPeek(flow('ssh', '', '127.0.0.1', 2222), routes)?.name, 'ssh');
 });
 
-test('no default rule: a flow that matches nothing gets no route', async () => {
-  assert.equal(await selectRoute(flow('ssh', '198.51.100.1', '127.0.0.1', 9), routes.slice(0, 3)), null);
+test('no default rule: a flow that matches nothing gets no route', () => {
+  assert.equal(routeByAddress(flow('ssh', '198.51.100.1', '127.0.0.1', 9), routes.slice(0, 3)), null);
 });
