@@ -243,11 +243,7 @@ class Relay {
     if (own < 0) return -errno;
     int fl = fcntl(own, F_GETFL);
     if (fl >= 0) fcntl(own, F_SETFL, fl | O_NONBLOCK);
-    auto* c = new Conn{};
-    c->id = nextId_++;
-    if (nextId_ == 0) nextId_ = 1;
-    c->cfd = own;
-    conns_[c->id] = c;
+    Conn* c = Waiting(own);
     UpdateRef();
     return c->id;
   }
@@ -399,6 +395,16 @@ class Relay {
     FreeHalf(c->up);
     FreeHalf(c->down);
     delete c;
+  }
+
+  // A new flow on the attacker's socket `fd`, waiting for JS to forward or take it.
+  Conn* Waiting(int fd) {
+    auto* c = new Conn{};
+    c->id = nextId_++;
+    if (nextId_ == 0) nextId_ = 1;
+    c->cfd = fd;
+    conns_[c->id] = c;
+    return c;
   }
 
   void UpdateRef() {
@@ -637,11 +643,7 @@ class Relay {
         l->paused = true;
         return;
       }
-      auto* c = new Conn{};
-      c->id = nextId_++;
-      if (nextId_ == 0) nextId_ = 1;
-      c->cfd = fd;
-      conns_[c->id] = c;
+      Conn* c = Waiting(fd);
       Record r{1, c->id};
       r.tag = l->tag;
       r.a = AddrText(peer, &r.pa);
@@ -715,13 +717,11 @@ class Relay {
       napi_open_handle_scope(env_, &scope);
       napi_value args[2], cb, recv;
       napi_value& array = args[0];
-      size_t firstTotal = 0, length = 0;
+      napi_create_array(env_, &array);
+      size_t firstTotal = 0;
       for (const Record& r : batch) {
         if (r.type == 4 && r.hasFirst) firstTotal += r.first.size();
-        static constexpr size_t kLength[] = {0, 7, 2, 3, 8, 3};  // of each record type, below
-        length += kLength[r.type];
       }
-      napi_create_array_with_length(env_, length, &array);  // not grown element by element
       char* firsts = nullptr;
       if (firstTotal == 0 ||
           napi_create_buffer(env_, firstTotal, reinterpret_cast<void**>(&firsts), &args[1]) != napi_ok) {
