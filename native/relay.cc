@@ -486,6 +486,9 @@ class Relay {
     c->state = Conn::kRelaying;
     records_.push_back(Record{2, c->id});
     if (c->up.Pending() && !Flush(c, &c->up, c->ufd, false)) return;
+    // What the attacker sent during the dial goes out now, as HAProxy does, rather than a
+    // loop turn later when epoll would report it: most clients speak first (HTTP, SSH).
+    if (!c->up.Pending() && !Transfer(c, true, false)) return;
     Sync(c);
   }
 
