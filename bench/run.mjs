@@ -38,6 +38,7 @@ import {
   startHaproxy,
   startHoneygate,
   startNginx,
+  startRelayAlone,
 } from './lib/servers.mjs';
 import { ensureBuilt, ensureTools, machineInfo } from './lib/setup.mjs';
 import {
@@ -51,7 +52,9 @@ import {
   TARGETS as TP_TARGETS,
 } from './lib/transparent.mjs';
 import {
+  busyPercent,
   cpuSeconds,
+  cpuTimes,
   output,
   rotate,
   rssKiB,
@@ -135,6 +138,7 @@ const TARGETS = {
   honeygate: { port: PORTS.honeygate, honeygate: true },
   'haproxy-pp': { port: PORTS.haproxyProxy },
   'honeygate-pp': { port: PORTS.honeygateProxy, honeygate: true },
+  relay: { port: PORTS.relayAlone }, // the floor: bench/relay-alone.mjs
 };
 const PLAIN = ['direct', 'haproxy', 'honeygate'];
 const WITH_PP = [...PLAIN, 'haproxy-pp', 'honeygate-pp'];
@@ -272,9 +276,13 @@ async function measureLayout(layout, dir, completeness) {
   log(`layout ${layout.id}: ${layout.label}`);
   const want = (f) => settings.only.includes(f);
   const figures = Object.keys(FIGURES).filter((f) => want(f) || (f === 'connrate' && want('completeness')));
-  // Only completeness wanted: the connection-rate runs of honeygate are enough.
-  const targetsOf = (f) =>
-    f === 'connrate' && !want('connrate') ? ['honeygate', 'honeygate-pp'] : FIGURES[f].targets;
+  // Only completeness wanted: the connection-rate runs of honeygate are enough. The relay
+  // alone is one process: it has a figure only where honeygate runs as one.
+  const targetsOf = (f) => {
+    if (f !== 'connrate') return FIGURES[f].targets;
+    if (!want('connrate')) return ['honeygate', 'honeygate-pp'];
+    return layout.honeygateWorkers === 1 ? [...FIGURES[f].targets, 'relay'] : FIGURES[f].targets;
+  };
   const needed = new Set(figures.flatMap(targetsOf));
   const servers = await startLayout(layout, dir, needed);
   const result = {
@@ -391,6 +399,17 @@ async function startLayout(layout, dir, needed) {
       add(
         'honeygate-pp',
         await honeygate('honeygate-pp', PORTS.honeygateProxy, PORTS.nginxProxy, 'proxy-v2', PORTS.admin + 2),
+      );
+    if (needed.has('relay'))
+      add(
+        'relay',
+        await startRelayAlone(dir, {
+          root: HG_ROOT,
+          node: settings.node,
+          cpus: layout.proxyCpus,
+          port: PORTS.relayAlone,
+          server: PORTS.nginx,
+        }),
       );
   } catch (err) {
     await stopAll(servers);
@@ -631,7 +650,7 @@ async function measureBurst(layout, dir) {
           runs[t].push(res);
           log(
             `  burst #${r + 1} ${t}: ${res.recorded}/${ports} recorded in ${res.seconds?.toFixed(2) ?? '—'} s ` +
-              `(client done in ${res.clientSeconds.toFixed(2)} s, ${res.errors} errors; ${res.startupSeconds.toFixed(1)} s to bind)`,
+              `(client done in ${res.clientSeconds.toFixed(2)} s, ${res.errors} errors; ${res.startupSeconds.toFixed(1)} s to bind; CPUs busy ${busyText(res.cpuBusy)})`,
           );
         } finally {
           await proxy.process.stop();
@@ -660,6 +679,7 @@ async function burstOnce(t, proxy, { firstPort, ports, cpus, host, netns }) {
     ? () => haproxyLogLines(proxy.logFile)
     : () => countEvents(proxy.db);
   const t0 = performance.now();
+  const cpu0 = cpuTimes();
   const burst = client(settings.node, 'burst', [firstPort, ports, settings.burstWindow], {
     cpus,
     host,
@@ -676,15 +696,23 @@ async function burstOnce(t, proxy, { firstPort, ports, cpus, host, netns }) {
     { timeoutMs: 120_000, intervalMs: 20 },
   ).catch(() => {});
   const recordedMs = performance.now() - t0;
+  // Whether the proxy or the whole machine is the bound: both cores busy means the latter.
+  const cpuBusy = busyPercent(cpu0, cpuTimes());
   const c = await burst;
   return {
     seconds: seen >= ports ? recordedMs / 1000 : null,
+    cpuBusy,
     clientSeconds: c.ms / 1000,
     connected: c.connected,
     errors: c.errors,
     recorded: seen,
   };
 }
+
+const busyText = (busy) =>
+  Object.entries(busy)
+    .map(([cpu, pct]) => `${cpu}: ${pct}%`)
+    .join(', ');
 
 /** HAProxy `option tcplog` lines of the burst frontend in its log file. */
 function haproxyLogLines(file) {
@@ -1034,7 +1062,7 @@ async function transparentBurst(layout, dir, ns) {
         runs[t].push(res);
         log(
           `  transparent burst #${r + 1} ${t}: ${res.recorded}/${ports} recorded in ${res.seconds?.toFixed(2) ?? '—'} s ` +
-            `(client done in ${res.clientSeconds.toFixed(2)} s, ${res.connected} connected, ${res.errors} errors; ${res.startupSeconds.toFixed(1)} s to start)`,
+            `(client done in ${res.clientSeconds.toFixed(2)} s, ${res.connected} connected, ${res.errors} errors; ${res.startupSeconds.toFixed(1)} s to start; CPUs busy ${busyText(res.cpuBusy)})`,
         );
       } finally {
         await proxy.process.stop();

@@ -86,6 +86,22 @@ function layoutTable(layout) {
   pp('proxy CPU µs per new connection', f['connrate-cpu'], 1);
   pp('latency p50 ms', f['latency-p50'], 3);
   pp('latency p99 ms', f['latency-p99'], 3);
+  // The native relay with no JS per flow (bench/relay-alone.mjs): the floor under honeygate.
+  const alone = (title, fig, digits) => {
+    if (!fig?.targets.relay) return;
+    const t = fig.targets;
+    lines.push(
+      row([
+        `relay alone: ${title}`,
+        '—',
+        cell(t.haproxy, digits),
+        cell(t.relay, digits),
+        ratio(t.relay, t.haproxy),
+      ]),
+    );
+  };
+  alone('new connections/s', f.connrate, 0);
+  alone('proxy CPU µs per new connection', f['connrate-cpu'], 1);
   return lines.join('\n');
 }
 
@@ -199,10 +215,22 @@ function transparentSection(tp) {
           .map((x) => x.errors)
           .join(', ')}; honeygate ${r('honeygate')
           .map((x) => x.errors)
-          .join(', ')}.`,
+          .join(', ')}. ${busyNote(tp.burst)}`,
     );
   }
   return out;
+}
+
+/** How busy each CPU was during each burst run: both near 100% means the machine is the bound. */
+function busyNote(burst) {
+  const runs = (t) =>
+    (burst.targets[t]?.raw ?? [])
+      .filter((x) => x.cpuBusy)
+      .map((x) => Object.values(x.cpuBusy).join('/'))
+      .join(', ');
+  const cpus = Object.keys(burst.targets.haproxy?.raw?.[0]?.cpuBusy ?? {});
+  if (!cpus.length) return '';
+  return `CPUs busy during each run, % (CPU ${cpus.join('/')}): HAProxy ${runs('haproxy')}; honeygate ${runs('honeygate')}.`;
 }
 
 export function renderMarkdown(results) {
@@ -227,6 +255,14 @@ export function renderMarkdown(results) {
     out.push(`### ${layout.label}`);
     out.push('');
     out.push(layoutTable(layout));
+    if (layout.figures.connrate?.targets.relay) {
+      out.push('');
+      out.push(
+        "Relay alone: `bench/relay-alone.mjs`, honeygate's native relay on its own, dialing every accepted " +
+          'connection at once: no admission, routing or event, no JS per flow but the dial call. ' +
+          "The floor under honeygate's rate: what honeygate does per flow comes on top.",
+      );
+    }
   }
   const extra = [];
   if (results.idleMemory) {
@@ -262,7 +298,7 @@ export function renderMarkdown(results) {
       out.push('');
       out.push(
         'Burst "recorded": honeygate rows in SQLite; HAProxy `option tcplog` lines on stdout (it has no event store). ' +
-          `The burst client opens ${results.burst.window} connections at a time.`,
+          `The burst client opens ${results.burst.window} connections at a time. ${busyNote(results.burst)}`,
       );
     }
   }

@@ -1,7 +1,8 @@
 // The backend (nginx) and the proxies under test (HAProxy, honeygate), each from a config
 // generated into the run's temp directory. A server is { name, process, port, ... }.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { rssKiB, run, startProcess, waitListening } from './util.mjs';
 
 export const PORTS = {
@@ -11,6 +12,7 @@ export const PORTS = {
   haproxyProxy: 9002, // send-proxy-v2
   honeygate: 9101,
   honeygateProxy: 9102, // source: proxy-v2
+  relayAlone: 9103, // bench/relay-alone.mjs
   admin: 9200, // honeygate admin APIs: 9200 + n
   burst: 20000, // first port of the burst range (below the ephemeral range, 32768+)
 };
@@ -170,6 +172,21 @@ ${honeygateCommonYaml({ maxFlows, db, admin })}${workers > 1 ? `workers: ${worke
     nodeArgs,
     ports: listenPorts(listens),
   });
+}
+
+/** bench/relay-alone.mjs: honeygate's native relay with nothing per flow in JS but the dial. */
+export async function startRelayAlone(dir, { root, node, cpus, port, server }) {
+  const script = join(dirname(fileURLToPath(import.meta.url)), '..', 'relay-alone.mjs');
+  const relay = {
+    name: 'relay',
+    process: startProcess(node, [script, root, String(port), String(server)], {
+      cpus,
+      logFile: join(dir, 'relay-alone.log'),
+    }),
+    port,
+  };
+  await waitListening(relay, [port]);
+  return relay;
 }
 
 /** The limits (opened up so that admission never refuses the load), events and admin parts of a bench config. */

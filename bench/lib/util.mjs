@@ -173,6 +173,29 @@ export function cpuSeconds(pid) {
   return total;
 }
 
+/** Busy and total jiffies per CPU so far (/proc/stat), for busyPercent(). */
+export function cpuTimes() {
+  const times = {};
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+) (.*)/.exec(line);
+    if (!m) continue;
+    const v = m[2].split(' ').map(Number); // user nice system idle iowait irq softirq steal
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+    times[m[1]] = { busy: total - v[3] - v[4], total };
+  }
+  return times;
+}
+
+/** Percent busy per CPU between two cpuTimes() readings, e.g. { 0: 98, 1: 95 }. */
+export function busyPercent(before, after) {
+  const out = {};
+  for (const [cpu, a] of Object.entries(after)) {
+    const b = before[cpu];
+    if (b && a.total > b.total) out[cpu] = Math.round((100 * (a.busy - b.busy)) / (a.total - b.total));
+  }
+  return out;
+}
+
 function childPids(pid) {
   const pids = [];
   let tasks = [];

@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// The native relay with nothing of honeygate around it: every accepted connection is dialed
+// to the server at once, with no Flow, no admission, no routing and no event. It is the
+// floor under honeygate's new-connection rate on this machine: what honeygate does per flow
+// comes on top of it. A bench target, not a product mode (bench/README.md).
+//
+//   node bench/relay-alone.mjs HONEYGATE_ROOT LISTEN_PORT SERVER_PORT
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const [root, listenPort, serverPort] = process.argv.slice(2);
+const native = await import(pathToFileURL(join(root, 'dist', 'src', 'net', 'native.js')).href);
+
+// Record layout: native/relay.cc's header comment.
+const LENGTH = { 1: 7, 2: 2, 3: 3, 4: 8, 5: 3 };
+const relay = native.createRelay((batch) => {
+  for (let i = 0; i < batch.length; i += LENGTH[batch[i]]) {
+    const id = batch[i + 1];
+    if (batch[i] === 1)
+      relay.forward(id, '127.0.0.1', Number(serverPort), null, null, 0, false, 0, 5000, 0, 0, 0);
+    else if (batch[i] === 3) relay.close(id, true); // the server refused: nothing retries here
+  }
+}, new Float64Array(2));
+relay.listen(native.listenSocket('127.0.0.1', Number(listenPort), { backlog: 4096 }), 1, 0);
+process.on('SIGTERM', () => {
+  relay.destroy();
+  process.exit(0);
+});
