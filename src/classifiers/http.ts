@@ -14,10 +14,11 @@ export const http: Classifier = {
     const line = requestLine(buf);
     if (line === 'no') return NO_MATCH;
     if (line === 'more') return final ? NO_MATCH : NEED_MORE;
+    const v = line.targetEnd + 6; // "x.y" after "HTTP/"
     const fields: Record<string, unknown> = {
       method: buf.toString('latin1', 0, line.methodEnd),
       path: buf.toString('latin1', line.methodEnd + 1, line.targetEnd),
-      version: buf.toString('latin1', line.targetEnd + 6, line.targetEnd + 9),
+      version: buf[v] === 0x31 && buf[v + 2] === 0x31 ? '1.1' : buf.toString('latin1', v, v + 3),
     };
     const complete = readHeaders(buf, line.next, fields);
     if (!complete && !final && buf.length < MAX_HEAD) return NEED_MORE;
@@ -72,8 +73,12 @@ function readHeaders(buf: Buffer, start: number, fields: Record<string, unknown>
     if (lineEnd === i) return true; // blank line: end of the headers
     const colon = buf.indexOf(0x3a, i);
     if (colon > i && colon < lineEnd) {
-      const name = buf.toString('latin1', i, colon).toLowerCase();
-      const key = name === 'host' ? 'host' : name === 'user-agent' ? 'userAgent' : null;
+      // Compared in place: a string per header name cost more than the rest of the parse.
+      const key = isName(buf, i, colon, 'host')
+        ? 'host'
+        : isName(buf, i, colon, 'user-agent')
+          ? 'userAgent'
+          : null;
       if (key && !(key in fields)) {
         const value = buf.toString('latin1', colon + 1, Math.min(lineEnd, colon + 1 + MAX_FIELD)).trim();
         fields[key] = value;
@@ -82,4 +87,14 @@ function readHeaders(buf: Buffer, start: number, fields: Record<string, unknown>
     i = end + 1;
   }
   return false;
+}
+
+/** Whether buf[start, end) is `lower` in any case (ASCII). */
+function isName(buf: Buffer, start: number, end: number, lower: string): boolean {
+  if (end - start !== lower.length) return false;
+  for (let k = 0; k < lower.length; k++) {
+    const b = buf[start + k]!;
+    if ((b >= 0x41 && b <= 0x5a ? b | 0x20 : b) !== lower.charCodeAt(k)) return false;
+  }
+  return true;
 }

@@ -75,6 +75,18 @@ describe('classify: details', () => {
     assertFields(classify(head, true), 'http', { method: 'GET', path: '/admin', userAgent: 'x' });
   });
 
+  it('http header names match in any case; the first Host wins; look-alike names do not count', () => {
+    const head = Buffer.from(
+      'POST /x HTTP/1.0\r\nHOSTS: no\r\nuser\ragent: no\r\nhOsT: a.example\r\nHost: b.example\r\nUSER-AGENT:  scan/1 \r\n\r\n',
+    );
+    assertFields(classify(head, false), 'http', {
+      method: 'POST',
+      version: '1.0',
+      host: 'a.example',
+      userAgent: 'scan/1',
+    });
+  });
+
   it('http/2 prior-knowledge preface is http 2.0', () => {
     assertFields(classify(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), false), 'http', {
       method: 'PRI',
