@@ -11,14 +11,14 @@ import { pathToFileURL } from 'node:url';
 const [root, listenPort, serverPort] = process.argv.slice(2);
 const native = await import(pathToFileURL(join(root, 'dist', 'src', 'net', 'native.js')).href);
 
-// Record layout: native/relay.cc's header comment.
-const LENGTH = { 1: 7, 2: 2, 3: 3, 4: 8, 5: 3 };
-const relay = native.createRelay((batch) => {
-  for (let i = 0; i < batch.length; i += LENGTH[batch[i]]) {
-    const id = batch[i + 1];
-    if (batch[i] === 1)
+// Record layout: native/relay.cc's header comment (numbers per record type).
+const LENGTH = { 1: 5, 2: 2, 3: 2, 4: 7, 5: 2 };
+const relay = native.createRelay((n) => {
+  for (let i = 0; i < n.length; i += LENGTH[n[i]]) {
+    const id = n[i + 1];
+    if (n[i] === 1)
       relay.forward(id, '127.0.0.1', Number(serverPort), null, null, 0, false, 0, 5000, 0, 0, 0);
-    else if (batch[i] === 3) relay.close(id, true); // the server refused: nothing retries here
+    else if (n[i] === 3) relay.close(id, true); // the server refused: nothing retries here
   }
 }, new Float64Array(2));
 relay.listen(native.listenSocket('127.0.0.1', Number(listenPort), { backlog: 4096 }), 1, 0);

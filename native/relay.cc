@@ -1,15 +1,17 @@
 // The native relay: accept, connect and copy for the flows JS hands it, on the main
 // thread's libuv loop (one epoll fd watched by one uv_poll_t), so a flow costs no
 // net.Socket, no per-chunk JS and no thread hop. JS keeps every decision (admission,
-// route, server, source mode, events); the relay tells it what happened in batches:
+// route, server, source mode, events); the relay tells it what happened in batches, as
+// records: numbers in one Float64Array, their strings in order in one array.
 //
-//   [1, id, tag, srcIp, srcPort, dstIp|null, dstPort]       accepted on listener `tag`
-//   [2, id]                                                  upstream connected
-//   [3, id, message]                                         upstream connect failed
-//   [4, id, reason, bytesIn, bytesOut, firstStart, firstEnd, detail|null]   finished
-//   [5, tag, message]                                        accept failed (EMFILE, ...)
+//   numbers                                                        strings
+//   [1, id, tag, srcPort, dstPort|-1]                              srcIp, dstIp (if dstPort >= 0)   accepted on listener `tag`
+//   [2, id]                                                                                         upstream connected
+//   [3, id]                                                        message                          upstream connect failed
+//   [4, id, bytesIn, bytesOut, firstStart, firstEnd, hasDetail]   reason, detail (if hasDetail)    finished
+//   [5, tag]                                                       message                          accept failed (EMFILE, ...)
 //
-// The finished flows' first bytes come as one Buffer per batch, the callback's second
+// The finished flows' first bytes come as one Buffer per batch, the callback's third
 // argument: record 4 gives its range (-1, -1: none). One backing store per batch instead
 // of one per flow: those cost the young-generation GC about 1 µs per flow.
 //
@@ -54,6 +56,7 @@ constexpr uint32_t kListenLocal = 1;            // flags: report getsockname() a
 constexpr uint32_t kListenOriginalDst = 2;      //        report SO_ORIGINAL_DST (else getsockname)
 
 enum Kind : uintptr_t { kListener = 0, kClientSide = 1, kServerSide = 2 };
+constexpr size_t kNumbers[] = {0, 5, 2, 2, 7, 2};  // numbers per record type (header comment)
 
 uint64_t NowMs() {
   return uv_hrtime() / 1000000;
@@ -709,82 +712,80 @@ class Relay {
     Deliver();
   }
 
-  // Hands the records to JS in one call; JS may call back into the relay meanwhile.
+  // Hands the records to JS in one call; JS may call back into the relay meanwhile. Numbers
+  // go in one Float64Array, strings in one array, first bytes in one Buffer: a few napi calls
+  // per batch instead of one per value, and no heap number per value.
   void Deliver() {
     if (delivering_ || records_.empty() || destroyed_) return;
     delivering_ = true;
     while (!records_.empty() && !destroyed_) {
       std::vector<Record> batch;
       batch.swap(records_);
-      napi_handle_scope scope;
-      napi_open_handle_scope(env_, &scope);
-      napi_value args[2], cb, recv;
-      napi_value& array = args[0];
-      napi_create_array(env_, &array);
-      size_t firstTotal = 0;
+      size_t numbers = 0, strings = 0, firstTotal = 0;
       for (const Record& r : batch) {
+        numbers += kNumbers[r.type];
+        strings += r.type == 1 ? 1 + r.hasDst : r.type == 4 ? 1 + r.hasDetail : r.type == 2 ? 0 : 1;
         if (r.type == 4 && r.hasFirst) firstTotal += r.first.size();
       }
+      napi_handle_scope scope;
+      napi_open_handle_scope(env_, &scope);
+      napi_value args[3], cb, recv, buffer;
+      double* num = nullptr;
+      napi_create_arraybuffer(env_, numbers * sizeof(double), reinterpret_cast<void**>(&num), &buffer);
+      napi_create_typedarray(env_, napi_float64_array, numbers, buffer, 0, &args[0]);
+      napi_create_array_with_length(env_, strings, &args[1]);
       char* firsts = nullptr;
       if (firstTotal == 0 ||
-          napi_create_buffer(env_, firstTotal, reinterpret_cast<void**>(&firsts), &args[1]) != napi_ok) {
+          napi_create_buffer(env_, firstTotal, reinterpret_cast<void**>(&firsts), &args[2]) != napi_ok) {
         firsts = nullptr;
-        napi_get_null(env_, &args[1]);
+        napi_get_null(env_, &args[2]);
       }
-      size_t firstAt = 0;
+      size_t n = 0, firstAt = 0;
       uint32_t k = 0;
-      auto push = [&](napi_value v) { napi_set_element(env_, array, k++, v); };
-      auto num = [&](double d) {
+      auto str = [&](const std::string& text) {
         napi_value v;
-        napi_create_double(env_, d, &v);
-        push(v);
-      };
-      auto str = [&](const std::string& s) {
-        napi_value v;
-        napi_create_string_latin1(env_, s.data(), s.size(), &v);
-        push(v);
-      };
-      auto null = [&]() {
-        napi_value v;
-        napi_get_null(env_, &v);
-        push(v);
+        napi_create_string_latin1(env_, text.data(), text.size(), &v);
+        napi_set_element(env_, args[1], k++, v);
       };
       for (Record& r : batch) {
-        num(r.type);
+        num[n++] = r.type;
         switch (r.type) {
           case 1:
-            num(r.id), num(r.tag), str(r.a), num(r.pa);
-            if (r.hasDst) str(r.b), num(r.pb);
-            else null(), num(0);
+            num[n++] = r.id, num[n++] = r.tag, num[n++] = r.pa, num[n++] = r.hasDst ? static_cast<double>(r.pb) : -1.0;
+            str(r.a);
+            if (r.hasDst) str(r.b);
             break;
           case 2:
-            num(r.id);
+            num[n++] = r.id;
             break;
           case 3:
-            num(r.id), str(r.a);
+            num[n++] = r.id;
+            str(r.a);
             break;
           case 4: {
-            num(r.id), str(r.a), num(static_cast<double>(r.in)), num(static_cast<double>(r.out));
+            num[n++] = r.id, num[n++] = static_cast<double>(r.in), num[n++] = static_cast<double>(r.out);
             if (r.hasFirst && firsts) {
               memcpy(firsts + firstAt, r.first.data(), r.first.size());
-              num(static_cast<double>(firstAt));
+              num[n++] = static_cast<double>(firstAt);
               firstAt += r.first.size();
-              num(static_cast<double>(firstAt));
+              num[n++] = static_cast<double>(firstAt);
             } else {
-              num(-1), num(-1);
+              num[n++] = -1, num[n++] = -1;
             }
+            num[n++] = r.hasDetail ? 1 : 0;
+            str(r.a);
             if (r.hasDetail) str(r.b);
-            else null();
             break;
           }
           case 5:
-            num(r.tag), str(r.a);
+            num[n++] = r.tag;
+            str(r.a);
             break;
         }
       }
       napi_get_reference_value(env_, callback_, &cb);
       napi_get_reference_value(env_, resource_, &recv);
-      napi_status status = napi_make_callback(env_, async_, recv, cb, 2, args, nullptr);
+      napi_status status = napi_make_callback(env_, async_, recv, cb, 3, args, nullptr);
       if (status == napi_pending_exception) {
         napi_value err;
         napi_get_and_clear_last_exception(env_, &err);

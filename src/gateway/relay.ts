@@ -171,41 +171,46 @@ export class Relay {
     this.native.destroy();
   }
 
-  // The records' layout is native/relay.cc's header comment.
-  private readonly onRecords = (b: unknown[], firsts: Buffer | null): void => {
+  // The records' layout is native/relay.cc's header comment. Each record's numbers and
+  // strings are consumed before it is acted on: a throw must not desynchronize the rest.
+  private readonly onRecords = (n: Float64Array, s: string[], firsts: Buffer | null): void => {
     let i = 0;
-    while (i < b.length) {
-      const type = b[i] as number;
+    let k = 0; // the next string
+    while (i < n.length) {
+      const type = n[i]!;
+      const id = n[i + 1]!; // the listener's tag in record 5
       try {
         if (type === 1) {
-          const id = b[i + 1] as number;
-          const bound = this.bound.get(b[i + 2] as number);
-          const srcText = b[i + 3] as string;
-          const src = { ip: socketIp(srcText) ?? srcText, port: b[i + 4] as number };
-          const dstText = b[i + 5] as string | null;
-          const dst =
-            dstText === null ? null : { ip: socketIp(dstText) ?? dstText, port: b[i + 6] as number };
-          i += 7;
+          const bound = this.bound.get(n[i + 2]!);
+          const srcText = s[k++]!;
+          const src = { ip: socketIp(srcText) ?? srcText, port: n[i + 3]! };
+          const dstPort = n[i + 4]!;
+          const dstText = dstPort >= 0 ? s[k++]! : null;
+          const dst = dstText === null ? null : { ip: socketIp(dstText) ?? dstText, port: dstPort };
+          i += 5;
           const conn = new RelayConn(this, id);
           this.conns.set(id, conn);
           if (!bound)
             conn.close(true); // its listener closed in this very batch
           else this.onAccept(conn, bound, src, dst);
-        } else if (type === 2 || type === 3) {
-          const conn = this.conns.get(b[i + 1] as number);
-          conn?.dialed(type === 2 ? null : (b[i + 2] as string));
-          i += type === 2 ? 2 : 3;
+        } else if (type === 2) {
+          i += 2;
+          this.conns.get(id)?.dialed(null);
+        } else if (type === 3) {
+          const message = s[k++]!;
+          i += 2;
+          this.conns.get(id)?.dialed(message);
         } else if (type === 4) {
-          const conn = this.conns.get(b[i + 1] as number);
-          const start = b[i + 5] as number;
+          const start = n[i + 4]!;
           const end: RelayEnd = {
-            reason: b[i + 2] as string,
-            bytesIn: b[i + 3] as number,
-            bytesOut: b[i + 4] as number,
-            firstBytes: start >= 0 && firsts ? firsts.subarray(start, b[i + 6] as number) : null,
-            detail: b[i + 7] as string | null,
+            reason: s[k++]!,
+            bytesIn: n[i + 2]!,
+            bytesOut: n[i + 3]!,
+            firstBytes: start >= 0 && firsts ? firsts.subarray(start, n[i + 5]!) : null,
+            detail: n[i + 6] === 1 ? s[k++]! : null,
           };
-          i += 8;
+          i += 7;
+          const conn = this.conns.get(id);
           if (conn) {
             // The flow ends first (closed: it must not close the relay's flow again), then a
             // dial still waiting hears that the flow closed, not that the server failed.
@@ -214,9 +219,9 @@ export class Relay {
             conn.forget();
           }
         } else if (type === 5) {
-          const bound = this.bound.get(b[i + 1] as number);
-          this.acceptFailed(bound, b[i + 2] as string);
-          i += 3;
+          const message = s[k++]!;
+          i += 2;
+          this.acceptFailed(this.bound.get(id), message);
         } else {
           throw new Error(`relay: unknown record ${type}`);
         }

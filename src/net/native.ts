@@ -60,8 +60,8 @@ export interface NativeRelay {
 export const RELAY_LISTEN_LOCAL = 1; // report getsockname() as the flow's dst
 export const RELAY_LISTEN_ORIGINAL_DST = 2; // report SO_ORIGINAL_DST (else getsockname)
 
-/** A batch of relay records, and the first bytes that its finished flows point into. */
-export type RelayRecords = (batch: unknown[], firstBytes: Buffer | null) => void;
+/** A batch of relay records (numbers, then their strings in order), and the first bytes its finished flows point into. */
+export type RelayRecords = (numbers: Float64Array, strings: string[], firstBytes: Buffer | null) => void;
 
 /** A relay whose records go to onRecords; throws HG_ERR_NATIVE without the addon. */
 export function createRelay(onRecords: RelayRecords, counters: Float64Array): NativeRelay {
