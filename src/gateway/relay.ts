@@ -122,6 +122,11 @@ export class RelayConn {
   }
 }
 
+/** inet_ntop()'s text as honeygate writes addresses: IPv4 (v4-mapped ones included) as is. */
+function canonical(text: string): string {
+  return text.includes(':') ? (socketIp(text) ?? text) : text;
+}
+
 function connectError(server: Endpoint, why: string): HoneygateError {
   return new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${server.host}:${server.port}: ${why}`);
 }
@@ -182,11 +187,9 @@ export class Relay {
       try {
         if (type === 1) {
           const bound = this.bound.get(n[i + 2]!);
-          const srcText = s[k++]!;
-          const src = { ip: socketIp(srcText) ?? srcText, port: n[i + 3]! };
+          const src = { ip: canonical(s[k++]!), port: n[i + 3]! };
           const dstPort = n[i + 4]!;
-          const dstText = dstPort >= 0 ? s[k++]! : null;
-          const dst = dstText === null ? null : { ip: socketIp(dstText) ?? dstText, port: dstPort };
+          const dst = dstPort >= 0 ? { ip: canonical(s[k++]!), port: dstPort } : null;
           i += 5;
           const conn = new RelayConn(this, id);
           this.conns.set(id, conn);
