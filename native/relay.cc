@@ -731,9 +731,17 @@ class Relay {
       napi_open_handle_scope(env_, &scope);
       napi_value args[3], cb, recv, buffer;
       double* num = nullptr;
-      napi_create_arraybuffer(env_, numbers * sizeof(double), reinterpret_cast<void**>(&num), &buffer);
-      napi_create_typedarray(env_, napi_float64_array, numbers, buffer, 0, &args[0]);
-      napi_create_array_with_length(env_, strings, &args[1]);
+      if (napi_create_arraybuffer(env_, numbers * sizeof(double), reinterpret_cast<void**>(&num), &buffer) !=
+              napi_ok ||
+          napi_create_typedarray(env_, napi_float64_array, numbers, buffer, 0, &args[0]) != napi_ok ||
+          napi_create_array_with_length(env_, strings, &args[1]) != napi_ok) {
+        // Out of memory: the records wait for the next tick (OnTick) rather than go missing.
+        napi_value ignored;
+        napi_get_and_clear_last_exception(env_, &ignored);
+        napi_close_handle_scope(env_, scope);
+        records_.swap(batch);
+        break;
+      }
       char* firsts = nullptr;
       if (firstTotal == 0 ||
           napi_create_buffer(env_, firstTotal, reinterpret_cast<void**>(&firsts), &args[2]) != napi_ok) {
