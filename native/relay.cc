@@ -20,7 +20,7 @@
 // own connection. Level-triggered epoll; a direction whose peer's socket is full stops
 // reading until it drains (backpressure). No splice(): to a peer on this host (loopback,
 // a container's veth) its page references cost the reader more than our copy saves: bulk
-// was 0.9x HAProxy's with it (bench/results/2026-11-25.md), 1.16x copying (2026-11-26.md).
+// was 0.9x HAProxy's with it (bench/results/2026-11-25.md), 1.16x copying (2026-11-26-first.md).
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <uv.h>
@@ -721,10 +721,9 @@ class Relay {
     while (!records_.empty() && !destroyed_) {
       std::vector<Record> batch;
       batch.swap(records_);
-      size_t numbers = 0, strings = 0, firstTotal = 0;
+      size_t numbers = 0, firstTotal = 0;
       for (const Record& r : batch) {
         numbers += kNumbers[r.type];
-        strings += r.type == 1 ? 1 + r.hasDst : r.type == 4 ? 1 + r.hasDetail : r.type == 2 ? 0 : 1;
         if (r.type == 4 && r.hasFirst) firstTotal += r.first.size();
       }
       napi_handle_scope scope;
@@ -734,7 +733,7 @@ class Relay {
       if (napi_create_arraybuffer(env_, numbers * sizeof(double), reinterpret_cast<void**>(&num), &buffer) !=
               napi_ok ||
           napi_create_typedarray(env_, napi_float64_array, numbers, buffer, 0, &args[0]) != napi_ok ||
-          napi_create_array_with_length(env_, strings, &args[1]) != napi_ok) {
+          napi_create_array(env_, &args[1]) != napi_ok) {
         // Out of memory: the records wait for the next tick (OnTick) rather than go missing.
         napi_value ignored;
         napi_get_and_clear_last_exception(env_, &ignored);
