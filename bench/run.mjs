@@ -5,7 +5,7 @@
 //   BENCH_SECONDS=4          seconds per measured run
 //   BENCH_REPEATS=3          runs per target and figure (best and median are reported)
 //   BENCH_ONLY=connrate,...  figures: connrate keepalive bulk latency idle-memory burst completeness
-//                            transparent-connrate transparent-keepalive transparent-latency
+//                            recording-floor transparent-connrate transparent-keepalive transparent-latency
 //                            transparent-burst (default all of these; `transparent` names the four),
 //                            profile (opt-in: honeygate under --cpu-prof)
 //   BENCH_LAYOUTS=pinned,shared   CPU layouts for the rate figures
@@ -26,6 +26,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { measureRecordingFloor } from './lib/floor.mjs';
 import { client, openIdle, wrk } from './lib/load.mjs';
 import { topSelfTime } from './lib/profile.mjs';
 import { renderMarkdown } from './lib/report.mjs';
@@ -83,6 +84,7 @@ const ALL = [
   'idle-memory',
   'burst',
   'completeness',
+  'recording-floor',
   ...TRANSPARENT,
 ];
 const KNOWN = [...ALL, 'profile'];
@@ -222,6 +224,7 @@ async function inner({
     completeness: [],
     idleMemory: null,
     burst: null,
+    recordingFloor: null,
     transparent: null,
     profile: null,
     elapsedSeconds: 0,
@@ -237,6 +240,15 @@ async function inner({
     }
     if (want('idle-memory')) results.idleMemory = await measureIdleMemory(LAYOUTS.pinned, join(dir, 'idle'));
     if (want('burst')) results.burst = await measureBurst(LAYOUTS.pinned, join(dir, 'burst'));
+    if (want('recording-floor')) {
+      results.recordingFloor = await measureRecordingFloor({
+        root: HG_ROOT,
+        dir: join(dir, 'floor'),
+        cpus: LAYOUTS.pinned.proxyCpus,
+        repeats: settings.repeats,
+        log,
+      });
+    }
     if (settings.only.some((f) => TRANSPARENT.includes(f))) {
       results.transparent = env.BENCH_TOPOLOGY
         ? await measureTransparent(LAYOUTS.pinned, join(dir, 'transparent'), JSON.parse(env.BENCH_TOPOLOGY))

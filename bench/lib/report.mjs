@@ -221,6 +221,46 @@ function transparentSection(tp) {
   return out;
 }
 
+/**
+ * "What bounds the new-connection rate": the CPU HAProxy spends per new connection less what
+ * the relay alone spends is all honeygate may add per flow and still match HAProxy's rate on
+ * one core; the recording floor is the least that storing the flow costs.
+ */
+function floorSection(results) {
+  const floor = results.recordingFloor;
+  if (!floor) return [];
+  const out = ['', '### What bounds the new-connection rate (1 core)', ''];
+  const cpu = results.layouts.find((l) => l.id === 'pinned')?.figures['connrate-cpu']?.targets;
+  const lines = [];
+  const line = (what, s) => lines.push(row([what, cell(s, 1)]));
+  if (cpu?.haproxy && cpu.relay) {
+    line('HAProxy', cpu.haproxy);
+    line('relay alone', cpu.relay);
+    line('honeygate', cpu.honeygate);
+  }
+  line('one events row into SQLite, from C (the recording floor)', floor.cpuUs);
+  out.push(row(['CPU µs per new connection / per row', 'best (median)']));
+  out.push(row(['---', '---:']));
+  out.push(...lines);
+  out.push('');
+  const note = [
+    `Recording floor: \`bench/sqlite-floor.c\`, honeygate's schema (${floor.indexes} indexes), pragmas and ` +
+      `transaction size (${num(floor.rowsPerTransaction, 0)} rows), one prepared INSERT per row, ${num(floor.rows, 0)} rows, ` +
+      `SQLite ${floor.sqlite}, on the proxy's core: the least any proxy pays per flow to keep each flow in SQLite.`,
+  ];
+  if (cpu?.haproxy?.best && cpu.relay?.best) {
+    const headroom = cpu.haproxy.best - cpu.relay.best;
+    const reach = cpu.haproxy.best / (cpu.relay.best + floor.cpuUs.best);
+    note.push(
+      `Headroom: to match HAProxy's rate, honeygate may spend ${num(headroom, 1)} µs per flow above its relay ` +
+        `(best runs); the row alone costs ${num(floor.cpuUs.best, 1)} µs. With no other work per flow, ` +
+        `the relay plus the row would reach ${num(reach, 2)}× HAProxy's rate.`,
+    );
+  }
+  out.push(note.join(' '));
+  return out;
+}
+
 /** How busy each CPU was during each burst run: both near 100% means the machine is the bound. */
 function busyNote(burst) {
   const runs = (t) =>
@@ -264,6 +304,7 @@ export function renderMarkdown(results) {
       );
     }
   }
+  out.push(...floorSection(results));
   const extra = [];
   if (results.idleMemory) {
     const t = results.idleMemory.targets;

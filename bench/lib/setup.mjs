@@ -18,7 +18,10 @@ const TOOLS = {
   nft: 'nftables',
   conntrack: 'conntrack',
   curl: 'curl',
+  cc: 'gcc', // the recording floor (bench/sqlite-floor.c)
 };
+// Files that are not commands -> Debian package.
+const FILES = { '/usr/include/sqlite3.h': 'libsqlite3-dev' };
 
 function have(bin) {
   try {
@@ -33,7 +36,12 @@ function have(bin) {
 export function ensureTools(log) {
   // Debian keeps haproxy and nginx in /usr/sbin, which a non-root PATH often lacks.
   process.env.PATH = `${process.env.PATH}:/usr/sbin:/sbin`;
-  const missing = [...new Set(Object.entries(TOOLS).flatMap(([bin, pkg]) => (have(bin) ? [] : [pkg])))];
+  const missing = [
+    ...new Set([
+      ...Object.entries(TOOLS).flatMap(([bin, pkg]) => (have(bin) ? [] : [pkg])),
+      ...Object.entries(FILES).flatMap(([file, pkg]) => (existsSync(file) ? [] : [pkg])),
+    ]),
+  ];
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0) {
     throw new Error(`missing: ${missing.join(' ')} (run as root to install them with apt)`);
