@@ -6,6 +6,7 @@
 // A deadline fires between its time and one tick later; the tick is a tenth of the
 // shortest limit in use (10 ms to 1 s), so a 5-minute idle timeout is late by at most 1 s.
 import type { Flow } from './flow.js';
+import { Slots } from './live.js';
 
 const MAX_TICK_MS = 1000;
 const MIN_TICK_MS = 10;
@@ -20,7 +21,7 @@ interface Deadline {
   activeAt: number; // when they last changed
 }
 
-const watched = new Set<Deadline>();
+const watched = new Slots<Deadline>();
 let timer: NodeJS.Timeout | null = null;
 let tickMs = MAX_TICK_MS;
 
@@ -38,12 +39,12 @@ export function watchDeadlines(flow: Flow): () => void {
     bytes: flow.bytesIn + flow.bytesOut,
     activeAt: now,
   };
-  watched.add(d);
+  const slot = watched.add(d);
   const need = Math.floor(Math.min(limits.idleTimeoutMs, limits.maxDurationMs, updateMs) / 10);
   const tick = Math.max(MIN_TICK_MS, Math.min(MAX_TICK_MS, need));
   if (timer === null || tick < tickMs) start(tick);
   return () => {
-    watched.delete(d);
+    watched.remove(slot, d);
     if (watched.size === 0 && timer !== null) {
       clearInterval(timer);
       timer = null;
@@ -60,7 +61,7 @@ function start(tick: number): void {
 
 function sweep(): void {
   const now = Date.now();
-  for (const d of watched) {
+  for (const d of watched.values()) {
     const flow = d.flow;
     if (flow.closed) continue;
     flow.syncCounters();

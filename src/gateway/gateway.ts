@@ -15,6 +15,7 @@ import { Admission } from './admit.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
 import { type Acceptor, type BoundSocket, bindAll, endpointsOf, socketKey } from './listener.js';
+import { Slots } from './live.js';
 import { Relay, type RelayConn, relayWanted } from './relay.js';
 import { NEEDS_PEEK, routeAfterPeek, routeByAddress, routeWithoutPeek } from './route.js';
 import { Runtime } from './runtime.js';
@@ -74,7 +75,7 @@ function checkTransparentCapable(config: Config): void {
 export class Gateway {
   private runtime: Runtime;
   private readonly sockets = new Map<string, BoundSocket>();
-  private readonly open = new Set<Flow>();
+  private readonly open = new Slots<Flow>();
   private readonly admission: Admission;
   private tallyTimer: NodeJS.Timeout | null = null;
   private stopping = false;
@@ -173,7 +174,7 @@ export class Gateway {
     while (this.open.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    for (const flow of [...this.open]) flow.finish('shutdown');
+    for (const flow of this.open.values()) flow.finish('shutdown');
     this.acceptor.relay?.destroy();
     if (this.tallyTimer) clearInterval(this.tallyTimer);
     this.flushTallies();
@@ -242,8 +243,8 @@ export class Gateway {
       return;
     }
     const flow = new Flow(client, listener, rt, src, dst);
-    this.open.add(flow);
-    flow.defer(() => this.open.delete(flow));
+    const slot = this.open.add(flow);
+    flow.defer(() => this.open.remove(slot, flow));
     flow.defer(this.admission.hold());
     if (!trusted) flow.defer(this.admission.holdSource(src.ip));
     // Synchronous unless a stage must wait for the attacker's bytes (PROXY header, peek):

@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import { socketIp } from '../net/address.js';
 import { createRelay, type NativeRelay, nativeAvailable } from '../net/native.js';
 import type { BoundSocket } from './listener.js';
+import { IdTable } from './live.js';
 
 /** Whether listeners go through the relay: the addon loads and HONEYGATE_RELAY is not "off". */
 export function relayWanted(): boolean {
@@ -136,7 +137,7 @@ export type OnRelayAccept = (conn: RelayConn, bound: BoundSocket, src: Address, 
 export class Relay {
   readonly native: NativeRelay;
   readonly counters = new Float64Array(2);
-  readonly conns = new Map<number, RelayConn>();
+  readonly conns = new IdTable<RelayConn>();
   private readonly bound = new Map<number, BoundSocket>();
   private nextTag = 1;
   private lastAcceptWarning = 0;
@@ -161,7 +162,7 @@ export class Relay {
     const id = this.native.adopt(fd);
     if (id < 0) return null;
     const conn = new RelayConn(this, id);
-    this.conns.set(id, conn);
+    this.conns.add(conn);
     return conn;
   }
 
@@ -172,7 +173,7 @@ export class Relay {
   }
 
   destroy(): void {
-    for (const conn of [...this.conns.values()]) conn.forget();
+    for (const conn of this.conns.values()) conn.forget();
     this.native.destroy();
   }
 
@@ -192,7 +193,7 @@ export class Relay {
           const dst = dstPort >= 0 ? { ip: canonical(s[k++]!), port: dstPort } : null;
           i += 5;
           const conn = new RelayConn(this, id);
-          this.conns.set(id, conn);
+          this.conns.add(conn);
           if (!bound)
             conn.close(true); // its listener closed in this very batch
           else this.onAccept(conn, bound, src, dst);
