@@ -75,3 +75,24 @@ test('a flood from more distinct sources than the tally holds still counts every
   );
   assert.ok(events.some((e) => e.src.ip === '*'));
 });
+
+test('draining the tallies keeps what a source still holds: its open flows and its spent tokens', (t) => {
+  t.mock.timers.enable({ apis: ['Date'], now: 2_000_000 });
+  const a = new Admission(limits({ perSource: 2, perSourceRate: { count: 3, perMs: 1000 } }));
+  for (let i = 0; i < 2; i++) {
+    assert.equal(a.checkSource('198.51.100.7'), null);
+    a.holdSource('198.51.100.7');
+  }
+  a.drain('gw', newId);
+  assert.equal(a.checkSource('198.51.100.7'), 'limit-per-source', 'open flows survive a drain');
+  const release = a.holdSource('198.51.100.9');
+  assert.equal(a.checkSource('198.51.100.9'), null);
+  assert.equal(a.checkSource('198.51.100.9'), null);
+  assert.equal(a.checkSource('198.51.100.9'), null);
+  release();
+  a.drain('gw', newId);
+  assert.equal(a.checkSource('198.51.100.9'), 'limit-rate', 'a spent bucket survives a drain');
+  t.mock.timers.tick(1000);
+  a.drain('gw', newId);
+  assert.equal(a.checkSource('198.51.100.9'), null, 'a refilled, idle source starts again');
+});
