@@ -251,10 +251,14 @@ function floorSection(results) {
   if (cpu?.haproxy?.best && cpu.relay?.best) {
     const headroom = cpu.haproxy.best - cpu.relay.best;
     const reach = cpu.haproxy.best / (cpu.relay.best + floor.cpuUs.best);
+    const room =
+      headroom > 0
+        ? `honeygate may spend ${num(headroom, 1)} µs per flow above its relay (best runs)`
+        : `the relay alone used ${num(-headroom, 1)} µs more than HAProxy per connection in this run's best runs, ` +
+          'which leaves nothing to spend above it';
     note.push(
-      `Headroom: to match HAProxy's rate, honeygate may spend ${num(headroom, 1)} µs per flow above its relay ` +
-        `(best runs); the row alone costs ${num(floor.cpuUs.best, 1)} µs. With no other work per flow, ` +
-        `the relay plus the row would reach ${num(reach, 2)}× HAProxy's rate.`,
+      `Headroom: to match HAProxy's rate, ${room}; the row alone costs ${num(floor.cpuUs.best, 1)} µs. ` +
+        `With no other work per flow, the relay plus the row would reach ${num(reach, 2)}× HAProxy's rate.`,
     );
   }
   out.push(note.join(' '));
