@@ -9,17 +9,15 @@
 /** A set of live items, each removed by the slot add() gave it. */
 export class Slots<T> {
   private readonly items: (T | undefined)[] = [];
-  private readonly free: number[] = [];
-  private count = 0;
+  private readonly free: number[] = []; // the empty slots
 
   get size(): number {
-    return this.count;
+    return this.items.length - this.free.length;
   }
 
   add(item: T): number {
     const slot = this.free.length > 0 ? this.free.pop()! : this.items.length;
     this.items[slot] = item;
-    this.count++;
     return slot;
   }
 
@@ -28,7 +26,6 @@ export class Slots<T> {
     if (this.items[slot] !== item) return;
     this.items[slot] = undefined;
     this.free.push(slot);
-    this.count--;
   }
 
   /** A copy of the items: callers may remove while they go through it. */
