@@ -53,15 +53,14 @@ export async function measureRecordingFloor({ root, dir, cpus, repeats, log }) {
   const binary = join(dir, 'sqlite-floor');
   execFileSync('cc', ['-O2', '-o', binary, source, '-lsqlite3'], { stdio: 'inherit' });
   const dist = (path) => import(pathToFileURL(join(root, 'dist', 'src', 'events', path)).href);
-  const { MIGRATIONS } = await dist('sqlite.js');
+  const { INSERT, MIGRATIONS } = await dist('sqlite.js');
   const { COLUMNS } = await dist('row.js');
   const missing = COLUMNS.filter((c) => !(c in SAMPLE));
   if (missing.length) throw new Error(`recording floor: no sample value for column ${missing.join(', ')}`);
   const schema = join(dir, 'schema.sql');
   const rowFile = join(dir, 'row.txt');
   writeFileSync(schema, MIGRATIONS.join(';\n'));
-  const insert = `INSERT INTO events (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`;
-  writeFileSync(rowFile, `${[insert, ...COLUMNS.map((c) => SAMPLE[c])].join('\n')}\n`);
+  writeFileSync(rowFile, `${[INSERT, ...COLUMNS.map((c) => SAMPLE[c])].join('\n')}\n`);
   const raw = [];
   for (let r = 0; r < repeats; r++) {
     const db = join(dir, `floor-${r}.db`);
@@ -71,8 +70,9 @@ export async function measureRecordingFloor({ root, dir, cpus, repeats, log }) {
     for (const f of [db, `${db}-wal`, `${db}-shm`]) rmSync(f, { force: true });
     if (res.code !== 0) throw new Error(`sqlite-floor exited ${res.code}: ${res.stderr.trim()}`);
     const out = JSON.parse(res.stdout);
-    log(`recording floor: ${(out.userUs + out.sysUs).toFixed(2)} µs CPU per row (SQLite ${out.sqlite})`);
-    raw.push({ ...out, cpuUs: out.userUs + out.sysUs });
+    const cpuUs = out.userUs + out.sysUs;
+    log(`recording floor: ${cpuUs.toFixed(2)} µs CPU per row (SQLite ${out.sqlite})`);
+    raw.push({ ...out, cpuUs });
   }
   return {
     sqlite: raw[0].sqlite,

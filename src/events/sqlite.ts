@@ -51,7 +51,8 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX events_dst_port ON events (dst_port);`,
 ];
 
-const INSERT = `INSERT INTO events (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`;
+/** The insert of one events row, its values in COLUMNS order. */
+export const INSERT = `INSERT INTO events (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`;
 
 export interface SqliteSinkOptions {
   busyTimeoutMs?: number; // how long a write waits for a reader's checkpoint lock
