@@ -5,6 +5,7 @@
 //
 //   sqlite-floor DB SCHEMA_FILE ROW_FILE ROWS ROWS_PER_TRANSACTION
 //
+// SCHEMA_FILE: the store's pragmas, then its schema (SQL).
 // ROW_FILE: the INSERT on its first line, then one line per parameter: "text V", "int N",
 // "null", "blob HEX", or "id" / "time" / "port" for the values that change per flow (a new
 // time-ordered id, the time in ms, a source port). Prints one JSON line.
@@ -74,8 +75,6 @@ int main(int argc, char **argv) {
 
   sqlite3 *db;
   check(db, sqlite3_open(argv[1], &db), "open");
-  // As src/events/sqlite.ts sets them up.
-  check(db, sqlite3_exec(db, "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;", 0, 0, 0), "pragmas");
   check(db, sqlite3_exec(db, schema, 0, 0, 0), "schema");
   sqlite3_stmt *st;
   check(db, sqlite3_prepare_v2(db, insert, -1, &st, 0), "prepare");

@@ -53,13 +53,13 @@ export async function measureRecordingFloor({ root, dir, cpus, repeats, log }) {
   const binary = join(dir, 'sqlite-floor');
   execFileSync('cc', ['-O2', '-o', binary, source, '-lsqlite3'], { stdio: 'inherit' });
   const dist = (path) => import(pathToFileURL(join(root, 'dist', 'src', 'events', path)).href);
-  const { INSERT, MIGRATIONS } = await dist('sqlite.js');
+  const { INSERT, MIGRATIONS, STORE_PRAGMAS } = await dist('sqlite.js');
   const { COLUMNS } = await dist('row.js');
   const missing = COLUMNS.filter((c) => !(c in SAMPLE));
   if (missing.length) throw new Error(`recording floor: no sample value for column ${missing.join(', ')}`);
   const schema = join(dir, 'schema.sql');
   const rowFile = join(dir, 'row.txt');
-  writeFileSync(schema, MIGRATIONS.join(';\n'));
+  writeFileSync(schema, [...STORE_PRAGMAS.map((p) => `PRAGMA ${p}`), ...MIGRATIONS].join(';\n'));
   writeFileSync(rowFile, `${[INSERT, ...COLUMNS.map((c) => SAMPLE[c])].join('\n')}\n`);
   const raw = [];
   for (let r = 0; r < repeats; r++) {
