@@ -27,6 +27,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { measureRecordingFloor } from './lib/floor.mjs';
+import { appendHistory } from './lib/history.mjs';
 import { client, openIdle, wrk } from './lib/load.mjs';
 import { topSelfTime } from './lib/profile.mjs';
 import { renderMarkdown } from './lib/report.mjs';
@@ -277,8 +278,11 @@ async function inner({
   // In the repository's own format, so `biome check` passes on committed results.
   const biome = join(ROOT, 'node_modules', '.bin', 'biome');
   if (existsSync(biome)) output(biome, ['format', '--write', ...files]);
+  appendHistory(join(out, 'history.md'), name, results);
   process.stdout.write(`\n${md}\n`);
-  log(`wrote bench/results/${name}.json and .md in ${(results.elapsedSeconds / 60).toFixed(1)} min`);
+  log(
+    `wrote bench/results/${name}.json and .md, a line in history.md, in ${(results.elapsedSeconds / 60).toFixed(1)} min`,
+  );
 }
 
 // ---- rate, throughput and latency figures, one layout ------------------------------------
