@@ -21,12 +21,12 @@ export interface RecorderStats {
   sinkErrors: number; // failed sink calls (write or reopen), one per sink per batch
 }
 
-// Ids come from one random buffer refilled every 256 ids: randomBytes(16) per flow cost
-// 1.7 µs and a getpid() syscall (OpenSSL's fork check) each time; this costs 0.07 µs.
+// Ids come from one random buffer refilled every 256 ids: randomBytes(16) per flow makes a
+// getpid() syscall (OpenSSL's fork check) each time, and costs many times the refill.
 // The first 12 hex digits are the time in ms (as in UUIDv7), so a new id lands at the end
-// of the events_id index instead of at a random page: 5.6 µs less per insert, two thirds
-// of it in WAL writes (200,000 rows), and appends keep touching the same few pages as the
-// store grows, where random ids touch more once the index outgrows SQLite's cache.
+// of the events_id index instead of at a random page: an insert writes less WAL, and appends
+// keep touching the same few pages as the store grows, where random ids touch more once the
+// index outgrows SQLite's cache. (Measurements: docs/performance.md.)
 const RANDOM_BYTES = 10;
 const idPool = Buffer.allocUnsafe(RANDOM_BYTES * 256);
 let idOffset = idPool.length;

@@ -51,10 +51,10 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX events_dst_port ON events (dst_port);`,
 ];
 
-/** How the store is set up before its schema, in this order (bench/sqlite-floor.c takes them too). */
+/** How the store is set up before its schema, in this order (the benchmark's recording floor takes them too). */
 export const STORE_PRAGMAS = [
-  // Takes effect only on a new file (before WAL and the first table): 16 KiB pages made an
-  // insert 12% cheaper than 4 KiB ones (fewer page splits and WAL frames).
+  // Takes effect only on a new file (before WAL and the first table): 16 KiB pages make an
+  // insert cheaper than 4 KiB ones (fewer page splits and WAL frames).
   'page_size = 16384',
   'journal_mode = WAL',
   'synchronous = NORMAL',
