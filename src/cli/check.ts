@@ -9,8 +9,8 @@ import {
   findUnboundPortRoutes,
   findUnreachableRoutes,
 } from '../config/explain.js';
-import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/types.js';
+import { loadOrReport } from './load-config.js';
 
 /** The report printed for a valid configuration, as lines. */
 export function checkReport(file: string, config: Config, warnings: string[]): string[] {
@@ -43,11 +43,8 @@ export function register(program: Command): void {
     .description('validate a configuration file and print the effective routing table')
     .requiredOption('-c, --config <file>', 'configuration file (YAML)')
     .action(async (opts: { config: string }) => {
-      const result = loadConfigFile(opts.config);
-      if (!result.ok) {
-        for (const e of result.errors) process.stderr.write(`${e}\n`);
-        const n = result.errors.length;
-        process.stderr.write(`honeygate check: ${n} problem${n === 1 ? '' : 's'} in ${opts.config}\n`);
+      const result = loadOrReport('check', opts.config);
+      if (!result) {
         process.exitCode = 2;
         return;
       }

@@ -33,6 +33,8 @@ export interface Output {
 }
 
 class UsageError extends Error {}
+/** A usage error already written out (the config's problems): exit 2, print nothing more. */
+class Reported extends Error {}
 
 export function register(program: Command): void {
   program
@@ -68,8 +70,9 @@ export async function runEvents(opts: EventsOptions, io: Output, now = Date.now(
   let query: EventQuery;
   try {
     query = toQuery(opts, now);
-    dbPath = await storePath(opts);
+    dbPath = await storePath(opts, io);
   } catch (err) {
+    if (err instanceof Reported) return 2;
     io.err(`honeygate events: ${(err as Error).message}\n`);
     return err instanceof UsageError ? 2 : 1;
   }
@@ -112,14 +115,14 @@ function toQuery(o: EventsOptions, now: number): EventQuery {
   return q;
 }
 
-async function storePath(o: EventsOptions): Promise<string> {
+async function storePath(o: EventsOptions, io: Output): Promise<string> {
   if (o.config !== undefined && o.db !== undefined) throw new UsageError('give --config or --db, not both');
   if (o.db !== undefined) return o.db;
   if (o.config === undefined) return DEFAULT_DB;
   // Loaded on demand: --db alone needs no config machinery.
-  const { loadConfigFile } = await import('../config/load.js');
-  const loaded = loadConfigFile(o.config);
-  if (!loaded.ok) throw new UsageError(loaded.errors.join('; ')); // each names the file already
+  const { loadOrReport } = await import('./load-config.js');
+  const loaded = loadOrReport('events', o.config, io.err);
+  if (!loaded) throw new Reported();
   if (!loaded.config.events.sqlite)
     throw new UsageError(`${o.config}: events.sqlite is not set, so no store`);
   return loaded.config.events.sqlite;

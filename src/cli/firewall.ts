@@ -2,7 +2,6 @@
 // policy routing, in the network namespace the command runs in. Exit 0 ok, 1 the firewall
 // could not be read or changed (or doctor found a problem), 2 usage or config error.
 import type { Command } from 'commander';
-import { loadConfigFile } from '../config/load.js';
 import { positiveDuration } from '../config/schema.js';
 import type { Config } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
@@ -17,17 +16,15 @@ import {
 } from '../firewall/confirm.js';
 import { doctor, formatFindings } from '../firewall/doctor.js';
 import { renderRouting } from '../firewall/render.js';
+import { loadOrReport } from './load-config.js';
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 const err = (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
 
 /** Loads the config as `check` does: every problem printed, exit 2. */
 function load(verb: string, file: string): Config | null {
-  const result = loadConfigFile(file);
-  if (!result.ok) {
-    for (const e of result.errors) err(e);
-    const n = result.errors.length;
-    err(`honeygate firewall ${verb}: ${n} problem${n === 1 ? '' : 's'} in ${file}`);
+  const result = loadOrReport(`firewall ${verb}`, file, err);
+  if (!result) {
     process.exitCode = 2;
     return null;
   }

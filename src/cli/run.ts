@@ -13,6 +13,7 @@ import { createLogger, type Logger, logFatal } from '../log.js';
 import { WORKER_FLAG } from '../workers/messages.js';
 import { runPrimary } from '../workers/primary.js';
 import { runWorker } from '../workers/worker.js';
+import { loadOrReport } from './load-config.js';
 import { handleSignals } from './signals.js';
 
 export function register(program: Command): void {
@@ -36,13 +37,8 @@ export function register(program: Command): void {
 }
 
 export async function run(path: string, opts: { manageFirewall?: boolean } = {}): Promise<number> {
-  const loaded = loadConfigFile(path);
-  if (!loaded.ok) {
-    for (const e of loaded.errors) process.stderr.write(`${e}\n`);
-    const n = loaded.errors.length;
-    process.stderr.write(`honeygate run: ${n} problem${n === 1 ? '' : 's'} in ${path}; not started\n`);
-    return 2;
-  }
+  const loaded = loadOrReport('run', path, undefined, '; not started');
+  if (!loaded) return 2;
   const config = loaded.config;
   const log = createLogger(config.log.level);
   for (const w of loaded.warnings) log.warn({ config: path }, w);

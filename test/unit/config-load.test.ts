@@ -203,6 +203,30 @@ test('events.jsonl may not be the SQLite store or one of its side files', () => 
   }
 });
 
+// Regression: the checks on the sinks and on port 0 with workers ran only after the rest of
+// the file had passed, so `check` showed two of these four problems, and the next run two more.
+test('problems of every kind are reported at once, those on sinks and workers too', () => {
+  const text = lines(
+    'listeners:',
+    '  - name: ssh',
+    '    bind: "127.0.0.1:0"',
+    'routes:',
+    '  - forward: cowie',
+    'limits:',
+    '  maxConnections: -1',
+    'events:',
+    '  sqlite: ./data/events.db',
+    '  jsonl: ./data/events.db-wal',
+    'workers: 2',
+  );
+  assert.deepEqual(errors(text), [
+    'config.yaml:3: listeners[0].bind: port 0 with workers: 2: every worker would get a port of its own (name the port)',
+    'config.yaml:5: routes[0].forward: unknown backend "cowie" (none defined)',
+    'config.yaml:7: limits.maxConnections: invalid value -1 (a whole number 1-1000000)',
+    `config.yaml:10: events.jsonl: "${BASE}/data/events.db-wal" is the SQLite store's own file: give JSON lines a file of its own`,
+  ]);
+});
+
 // One case per class of mistake: the file and the exact messages it must produce.
 const CASES: { name: string; text: string; errors: string[] }[] = [
   {

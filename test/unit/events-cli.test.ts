@@ -111,6 +111,20 @@ describe('honeygate events', () => {
     assert.equal(r.stdout.trim().split('\n').length, 2);
   });
 
+  it('prints a bad --config as check does: a line per problem, a count, exit 2', async () => {
+    const config = join(tmp.dir, 'broken.yaml');
+    writeFileSync(
+      config,
+      'listeners:\n  - name: l\n    bind: "127.0.0.1:0"\nroutes:\n  - forward: nowhere\n',
+    );
+    const r = await honeygate(['events', '-c', config], tmp.dir);
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr,
+      `${config}:5: routes[0].forward: unknown backend "nowhere" (none defined)\nhoneygate events: 1 problem in ${config}\n`,
+    );
+  });
+
   it('exits 2 with "honeygate events: ..." on bad arguments', async () => {
     for (const args of [
       ['--since', 'yesterday'],

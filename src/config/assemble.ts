@@ -1,0 +1,154 @@
+// Assembly: the checked raw document -> the defaulted, typed Config (types.ts). Runs only
+// when checks.ts found no problem, so nothing here reports one.
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import type { Parsed } from './checks.js';
+import { workerCount } from './checks.js';
+import {
+  type ACTION_KEYS,
+  CAPTURE_DEFAULTS,
+  type RawBackend,
+  type RawListener,
+  type RawRoute,
+} from './schema.js';
+import type { Action, BackendConfig, Config, Endpoint, ListenerConfig, Route, RouteMatch } from './types.js';
+
+export function expandBind(raw: RawListener): Endpoint[] {
+  const out: Endpoint[] = [];
+  for (const b of raw.bind ?? [])
+    for (let port = b.ports.from; port <= b.ports.to; port++) out.push({ host: b.host, port });
+  return out;
+}
+
+function toListener(raw: RawListener): ListenerConfig {
+  const ap = raw.acceptProxy;
+  return {
+    name: raw.name,
+    bind: expandBind(raw),
+    acceptProxy: ap ? { versions: [...new Set(ap.versions)], from: ap.from, timeoutMs: ap.timeout } : null,
+    originalDst: raw.originalDst,
+    tproxy:
+      raw.tproxy && raw.divert
+        ? {
+            port: raw.tproxy.port,
+            addresses: raw.tproxy.address,
+            divert: {
+              interfaces: raw.divert.interface,
+              addresses: raw.divert.addresses ?? null,
+              ports: raw.divert.ports,
+              exclude: raw.divert.exclude,
+            },
+          }
+        : null,
+  };
+}
+
+function toMatch(raw: RawRoute['match']): RouteMatch | null {
+  if (!raw) return null;
+  const m: RouteMatch = {
+    listeners: raw.listeners ?? null,
+    dstPorts: raw.dstPorts ?? null,
+    dstAddresses: raw.dstAddresses ?? null,
+    srcAddresses: raw.srcAddresses ?? null,
+    protocols: raw.protocol ?? null,
+  };
+  // `match: {}` restricts nothing: the same as no match, a default rule.
+  return Object.values(m).every((v) => v === null) ? null : m;
+}
+
+function toAction(raw: RawRoute, key: (typeof ACTION_KEYS)[number]): Action {
+  switch (key) {
+    case 'forward':
+      return { type: 'forward', backend: raw.forward! };
+    case 'capture': {
+      const c = raw.capture!;
+      return {
+        type: 'capture',
+        capture: { maxBytes: c.maxBytes, timeoutMs: c.timeout, banner: c.banner ?? null },
+      };
+    }
+    case 'reject':
+      return { type: 'reject' };
+    case 'drop':
+      return { type: 'drop' };
+  }
+}
+
+/** The rule used when routes: is absent or empty. */
+export const DEFAULT_CAPTURE: Action = {
+  type: 'capture',
+  capture: CAPTURE_DEFAULTS,
+};
+
+function toBackend(name: string, b: RawBackend): BackendConfig {
+  return {
+    name,
+    servers: b.servers,
+    source: b.source,
+    balance: b.balance,
+    health: b.health
+      ? {
+          intervalMs: b.health.interval,
+          timeoutMs: b.health.timeout,
+          rise: b.health.rise,
+          fall: b.health.fall,
+        }
+      : null,
+    fallback: b.fallback ?? null,
+    connectTimeoutMs: b.connectTimeout,
+    retries: b.retries,
+  };
+}
+
+/** The sections of a document `checkDocument` passed, every part present. */
+export type Checked = Parsed & Required<Pick<Parsed, 'limits' | 'events' | 'log' | 'firewall' | 'workers'>>;
+
+/** The Config of a checked document; relative sink paths resolve against `baseDir`. */
+export function assemble(p: Checked, baseDir: string): Config {
+  const { limits, events, admin, firewall, log, workers } = p;
+  const listeners = p.listeners.map((l) => toListener(l.raw));
+  const routes: Route[] = p.routes.map(({ index, raw: r, action }) => ({
+    index,
+    name: r.name ?? `#${index}`,
+    match: toMatch(r.match),
+    action: toAction(r, action!),
+  }));
+  if (routes.length === 0) routes.push({ index: 0, name: '#0', match: null, action: DEFAULT_CAPTURE });
+  const backends = new Map<string, BackendConfig>();
+  for (const [name, b] of p.backends) backends.set(name, toBackend(name, b));
+  return {
+    listeners,
+    routes,
+    backends,
+    limits: {
+      maxConnections: limits.maxConnections,
+      perSource: limits.perSource,
+      perSourceRate: limits.perSourceRate,
+      idleTimeoutMs: limits.idleTimeout,
+      maxDurationMs: limits.maxDuration,
+      maxBytesIn: limits.maxBytesIn,
+      maxBytesOut: limits.maxBytesOut,
+      firstBytes: limits.firstBytes,
+      rejectLogIntervalMs: limits.rejectLogInterval,
+      graceMs: limits.grace,
+    },
+    events: {
+      sensor: events.sensor ?? hostname(),
+      sqlite: events.sqlite === null ? null : resolve(baseDir, events.sqlite),
+      jsonl: events.jsonl === null ? null : resolve(baseDir, events.jsonl),
+      updateIntervalMs: events.updateInterval,
+      queueSize: events.queueSize,
+      batchMs: events.batch,
+    },
+    admin: admin ? { listen: admin.listen, token: admin.token } : null,
+    firewall: {
+      mark: firewall.mark,
+      mask: firewall.mask ?? firewall.mark,
+      table: firewall.table,
+      rulePriority: firewall.rulePriority,
+      checkIntervalMs: firewall.checkInterval,
+    },
+    log,
+    workers: workerCount(workers),
+  };
+}

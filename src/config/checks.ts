@@ -1,0 +1,424 @@
+// Every check on a configuration, run on the raw document before anything is assembled,
+// so that one `check` lists every problem: the sections against their schemas (schema.ts),
+// then the cross-field checks (names that must exist, binds that must not clash, fallback
+// chains that must end, sinks and workers that must not collide). Warnings, which need the
+// assembled Config, are at the end.
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import type { z } from 'zod';
+import { formatEndpoint } from '../net/address.js';
+import { expandBind } from './assemble.js';
+import { isRecord, type Path, type Report } from './report.js';
+import {
+  ACTION_KEYS,
+  adminSchema,
+  backendSchema,
+  conv,
+  eventsSchema,
+  firewallSchema,
+  limitsSchema,
+  listenerSchema,
+  logSchema,
+  MAX_BIND_PORTS,
+  name as parseName,
+  workers as parseWorkers,
+  type RawBackend,
+  type RawFirewall,
+  type RawListener,
+  type RawRoute,
+  routeSchema,
+  TOP_KEYS,
+  topSchema,
+} from './schema.js';
+import type { Config } from './types.js';
+
+/** File descriptors the process may hold (see the fd budget warning). */
+export const FD_BUDGET = 20_000;
+
+// ---- sections -----------------------------------------------------------------------
+
+/** The document as its schemas read it; a part that failed to parse is missing or undefined. */
+export interface Parsed {
+  listeners: { index: number; raw: RawListener }[];
+  listenerNames: string[]; // every name written, even in a listener that failed to parse
+  routes: { index: number; raw: RawRoute; action: (typeof ACTION_KEYS)[number] | null }[];
+  backends: Map<string, RawBackend>;
+  backendNames: string[]; // every key under backends:, even if its body is broken
+  limits?: z.output<typeof limitsSchema>;
+  events?: z.output<typeof eventsSchema>;
+  admin?: z.output<typeof adminSchema>; // also absent when admin: is
+  adminWritten: boolean;
+  log?: z.output<typeof logSchema>;
+  firewall?: RawFirewall;
+  workers?: number | 'auto';
+}
+
+function parseListeners(report: Report, raw: unknown, out: Parsed): void {
+  if (raw === undefined || raw === null || (Array.isArray(raw) && raw.length === 0)) {
+    report.error(['listeners'], 'at least one listener is required (e.g. - name: ssh, bind: "0.0.0.0:2222")');
+    return;
+  }
+  if (!Array.isArray(raw)) {
+    report.error(['listeners'], 'expected a list of listeners', 'field');
+    return;
+  }
+  raw.forEach((item, index) => {
+    if (isRecord(item) && typeof item.name === 'string') out.listenerNames.push(item.name);
+    const parsed = report.parse(listenerSchema, item, ['listeners', index]);
+    if (parsed) out.listeners.push({ index, raw: parsed });
+  });
+}
+
+function parseRoutes(report: Report, raw: unknown, out: Parsed): void {
+  if (raw === undefined || raw === null || (Array.isArray(raw) && raw.length === 0)) {
+    report.warn(['routes'], 'no routes: every flow is captured (an implicit `- capture: {}`)');
+    return;
+  }
+  if (!Array.isArray(raw)) {
+    report.error(['routes'], 'expected a list of rules', 'field');
+    return;
+  }
+  const allowed = `one of ${ACTION_KEYS.join(', ')}`;
+  raw.forEach((item, index) => {
+    const path = ['routes', index];
+    const present = isRecord(item) ? ACTION_KEYS.filter((k) => k in item) : [];
+    if (isRecord(item) && present.length === 0) {
+      report.error(path, `no action: a rule needs exactly ${allowed}`, 'field');
+    } else if (present.length > 1) {
+      report.error(
+        path,
+        `${present.length} actions (${present.join(', ')}): a rule needs exactly ${allowed}`,
+        'field',
+      );
+    }
+    const parsed = report.parse(routeSchema, item, path);
+    if (parsed) out.routes.push({ index, raw: parsed, action: present.length === 1 ? present[0]! : null });
+  });
+}
+
+function parseBackends(report: Report, raw: unknown, out: Parsed): void {
+  if (raw === undefined || raw === null) return;
+  if (!isRecord(raw)) {
+    report.error(
+      ['backends'],
+      `expected a mapping of backend names to backends, got ${describeShape(raw)}`,
+      'field',
+    );
+    return;
+  }
+  for (const [key, value] of Object.entries(raw)) {
+    out.backendNames.push(key);
+    const path = ['backends', key];
+    try {
+      parseName(key);
+    } catch (err) {
+      report.error(path, (err as Error).message, 'field');
+    }
+    if (key === 'capture')
+      report.error(path, 'the name "capture" is reserved (fallback: capture means the capture action)');
+    const parsed = report.parse(backendSchema, value, path);
+    if (parsed) out.backends.set(key, parsed);
+  }
+}
+
+function describeShape(v: unknown): string {
+  return Array.isArray(v) ? 'a list' : typeof v === 'string' ? `"${v}"` : String(v);
+}
+// ---- cross-field checks -------------------------------------------------------------
+
+function known(names: string[]): string {
+  return names.length ? `known: ${[...new Set(names)].join(', ')}` : 'none defined';
+}
+
+/** A listener is either `bind` (with optional acceptProxy, originalDst) or `tproxy` + `divert`. */
+function checkListenerKind(report: Report, path: Path, raw: RawListener): boolean {
+  if (raw.tproxy) {
+    let ok = true;
+    for (const key of ['bind', 'acceptProxy'] as const) {
+      if (raw[key] === undefined) continue;
+      report.error(
+        [...path, key],
+        `a tproxy listener takes no ${key} (its connections arrive through the firewall's divert rules)`,
+      );
+      ok = false;
+    }
+    if (raw.originalDst) {
+      report.error([...path, 'originalDst'], 'a tproxy listener knows the original destination already');
+      ok = false;
+    }
+    if (!raw.divert) {
+      report.error(
+        [...path, 'divert'],
+        'a tproxy listener needs divert: { interface: ..., ports: ... } (what the firewall sends it)',
+      );
+      return false;
+    }
+    const families = raw.tproxy.address.map((a) => (a.includes(':') ? 6 : 4));
+    if (new Set(families).size !== families.length) {
+      report.error([...path, 'tproxy', 'address'], 'at most one IPv4 and one IPv6 address');
+      ok = false;
+    }
+    for (const c of raw.divert.addresses ?? []) {
+      if (families.includes(c.family)) continue;
+      report.error(
+        [...path, 'divert', 'addresses'],
+        `${c.text} is IPv${c.family} but tproxy.address has no IPv${c.family} address to receive it`,
+      );
+      ok = false;
+    }
+    return ok;
+  }
+  if (raw.divert) {
+    report.error([...path, 'divert'], 'divert belongs to a tproxy listener (add tproxy: { port: ... })');
+    return false;
+  }
+  if (!raw.bind) {
+    report.error([...path], 'a listener needs bind: "ADDRESS:PORT" or tproxy: { port: ... }');
+    return false;
+  }
+  return true;
+}
+
+function checkListeners(report: Report, p: Parsed): void {
+  const seen = new Map<string, number>();
+  const bound = new Map<string, string>();
+  for (const { index, raw } of p.listeners) {
+    const path = ['listeners', index];
+    const first = seen.get(raw.name);
+    if (first !== undefined) {
+      report.error([...path, 'name'], `duplicate listener name "${raw.name}" (also listeners[${first}])`);
+    } else {
+      seen.set(raw.name, index);
+    }
+    if (!checkListenerKind(report, path, raw)) continue;
+    if (raw.tproxy) {
+      for (const host of raw.tproxy.address) {
+        const key = formatEndpoint({ host, port: raw.tproxy.port });
+        const owner = bound.get(key);
+        if (owner !== undefined)
+          report.error([...path, 'tproxy'], `${key} is already bound by listener ${owner}`);
+        bound.set(key, raw.name);
+      }
+      continue;
+    }
+    let ports = 0;
+    for (const b of raw.bind ?? []) ports += b.ports.to - b.ports.from + 1;
+    if (ports > MAX_BIND_PORTS) {
+      report.error(
+        [...path, 'bind'],
+        `binds ${ports} ports; at most ${MAX_BIND_PORTS} per listener (each is an open socket; the process may hold ${FD_BUDGET} open files)`,
+      );
+      continue;
+    }
+    for (const e of expandBind(raw)) {
+      if (e.port === 0) continue; // the kernel picks a distinct port each time
+      const key = formatEndpoint(e);
+      const owner = bound.get(key);
+      if (owner !== undefined && owner !== raw.name) {
+        report.error([...path, 'bind'], `${key} is already bound by listener ${owner}`);
+      } else if (owner === raw.name) {
+        report.error([...path, 'bind'], `${key} appears twice`);
+      }
+      bound.set(key, raw.name);
+    }
+  }
+}
+
+/** Works on the raw rules, so a rule with a broken field still has its names checked. */
+function checkRoutes(report: Report, p: Parsed, rawRoutes: unknown): void {
+  if (!Array.isArray(rawRoutes)) return;
+  const names = new Map<string, number>();
+  rawRoutes.forEach((r, index) => {
+    if (!isRecord(r)) return;
+    const path = ['routes', index];
+    if (typeof r.name === 'string') {
+      const first = names.get(r.name);
+      if (first !== undefined)
+        report.error([...path, 'name'], `duplicate route name "${r.name}" (also routes[${first}])`);
+      else names.set(r.name, index);
+    }
+    if (typeof r.forward === 'string' && !p.backendNames.includes(r.forward)) {
+      report.error([...path, 'forward'], `unknown backend "${r.forward}" (${known(p.backendNames)})`);
+    }
+    const listeners = isRecord(r.match) ? r.match.listeners : undefined;
+    const list = Array.isArray(listeners) ? listeners : [listeners];
+    list.forEach((l, i) => {
+      if (typeof l !== 'string' || p.listenerNames.includes(l)) return;
+      const at = Array.isArray(listeners)
+        ? [...path, 'match', 'listeners', i]
+        : [...path, 'match', 'listeners'];
+      report.error(at, `unknown listener "${l}" (${known(p.listenerNames)})`);
+    });
+  });
+}
+
+/** Works on the raw backends, so a backend with a broken field still has its fallback checked. */
+function checkBackends(report: Report, p: Parsed, rawBackends: unknown): void {
+  if (!isRecord(rawBackends)) return;
+  const fallbackOf = (name: string): unknown => {
+    const b = rawBackends[name];
+    return isRecord(b) ? b.fallback : undefined;
+  };
+  for (const name of p.backendNames) {
+    const b = rawBackends[name];
+    if (!isRecord(b)) continue;
+    const path = ['backends', name];
+    if (typeof b.fallback !== 'string' || b.fallback === 'capture') continue;
+    if (!p.backendNames.includes(b.fallback)) {
+      report.error(
+        [...path, 'fallback'],
+        `unknown backend "${b.fallback}" (${known([...p.backendNames, 'capture'])})`,
+      );
+      continue;
+    }
+    // Follow the chain; it must end (in capture, or a backend without fallback) before coming back.
+    const chain = [name];
+    let next: unknown = b.fallback;
+    while (typeof next === 'string' && p.backendNames.includes(next)) {
+      if (chain.includes(next)) {
+        // Report a cycle once, at the member defined first.
+        const first = p.backendNames.find((n) => chain.includes(n));
+        if (next === name && first === name) {
+          report.error([...path, 'fallback'], `fallback cycle: ${[...chain, next].join(' -> ')}`);
+        }
+        break;
+      }
+      chain.push(next);
+      next = fallbackOf(next);
+    }
+  }
+}
+
+/** Marks other software sets; sharing a bit with them misroutes their packets or ours. */
+const FOREIGN_MARKS: [number, string][] = [
+  [0x4000, 'kube-proxy (masquerade)'],
+  [0x8000, 'kube-proxy (drop)'],
+  [0xffff0000, 'Calico'],
+  [0x0f00, 'Cilium'],
+  [0xca6c, 'wg-quick (fwmark 51820)'],
+];
+
+function checkFirewall(report: Report, f: RawFirewall): void {
+  const mask = f.mask ?? f.mark;
+  if ((f.mark & ~mask) >>> 0 !== 0) {
+    report.error(
+      ['firewall', 'mark'],
+      `0x${f.mark.toString(16)} has bits outside mask 0x${mask.toString(16)}`,
+    );
+  }
+  for (const [bits, who] of FOREIGN_MARKS) {
+    if ((mask & bits) >>> 0 === 0) continue;
+    report.warn(['firewall', 'mask'], `shares bits 0x${((mask & bits) >>> 0).toString(16)} with ${who}`);
+  }
+}
+
+/** SQLite would overwrite the JSON lines at its next checkpoint, silently. */
+function checkSinks(report: Report, events: NonNullable<Parsed['events']>, baseDir: string): void {
+  if (events.sqlite === null || events.jsonl === null) return;
+  const sqlite = resolve(baseDir, events.sqlite);
+  const jsonl = resolve(baseDir, events.jsonl);
+  if (![sqlite, `${sqlite}-wal`, `${sqlite}-shm`, `${sqlite}-journal`].includes(jsonl)) return;
+  report.error(
+    ['events', 'jsonl'],
+    `"${jsonl}" is the SQLite store's own file: give JSON lines a file of its own`,
+  );
+}
+
+/** Each worker binds every listener itself: a port the kernel picks would differ per worker. */
+function checkWorkerPorts(report: Report, p: Parsed, workers: number): void {
+  if (workers <= 1) return;
+  for (const { index, raw } of p.listeners) {
+    if (raw.tproxy || !expandBind(raw).some((e) => e.port === 0)) continue;
+    report.error(
+      ['listeners', index, 'bind'],
+      `port 0 with workers: ${workers}: every worker would get a port of its own (name the port)`,
+    );
+  }
+}
+
+/** The number of workers `workers:` asks for ('auto': one per core). */
+export function workerCount(workers: number | 'auto'): number {
+  return workers === 'auto' ? availableParallelism() : workers;
+}
+
+// ---- the whole document ------------------------------------------------------------------
+
+/**
+ * Runs every check on the document (its YAML already read, ${VAR} already substituted):
+ * every problem lands in `report`. Returns the sections as parsed, for assembly.
+ */
+export function checkDocument(report: Report, raw: Record<string, unknown>, baseDir: string): Parsed {
+  const p: Parsed = {
+    listeners: [],
+    listenerNames: [],
+    routes: [],
+    backends: new Map(),
+    backendNames: [],
+    adminWritten: raw.admin !== undefined,
+  };
+  report.parse(topSchema, raw, []);
+  parseListeners(report, raw.listeners, p);
+  parseRoutes(report, raw.routes, p);
+  parseBackends(report, raw.backends, p);
+  p.limits = report.parse(limitsSchema, raw.limits ?? {}, ['limits']);
+  p.events = report.parse(eventsSchema, raw.events ?? {}, ['events']);
+  if (raw.admin !== undefined) p.admin = report.parse(adminSchema, raw.admin ?? {}, ['admin']);
+  p.log = report.parse(logSchema, raw.log ?? {}, ['log']);
+  p.firewall = report.parse(firewallSchema, raw.firewall ?? {}, ['firewall']);
+  if (p.firewall) checkFirewall(report, p.firewall);
+  p.workers = raw.workers === undefined ? 1 : report.parse(conv(parseWorkers), raw.workers, ['workers']);
+  checkListeners(report, p);
+  checkRoutes(report, p, raw.routes);
+  checkBackends(report, p, raw.backends);
+  if (p.events) checkSinks(report, p.events, baseDir);
+  if (p.workers !== undefined) checkWorkerPorts(report, p, workerCount(p.workers));
+  return p;
+}
+
+/** `expected a mapping ...` for a document that is not one. */
+export function checkShape(report: Report, raw: unknown): void {
+  report.error([], `expected a mapping with keys ${TOP_KEYS.join(', ')}, got ${describeShape(raw)}`, 'field');
+}
+
+// ---- warnings -----------------------------------------------------------------------
+
+function isLoopback(host: string): boolean {
+  return host === '::1' || host.startsWith('127.');
+}
+
+/** Things that are allowed but probably not meant. */
+export function warnAbout(report: Report, config: Config): void {
+  const used = new Set<string>();
+  for (const r of config.routes) if (r.action.type === 'forward') used.add(r.action.backend);
+  for (const b of config.backends.values()) if (b.fallback) used.add(b.fallback);
+  for (const name of config.backends.keys()) {
+    if (!used.has(name)) report.warn(['backends', name], 'not used by any route or fallback');
+  }
+  if (config.admin && !config.admin.token && !isLoopback(config.admin.listen.host)) {
+    report.warn(
+      ['admin', 'listen'],
+      `${formatEndpoint(config.admin.listen)} is reachable from other hosts and admin.token is not set`,
+    );
+  }
+  for (const b of config.backends.values()) {
+    if (b.source !== 'transparent') continue;
+    for (const server of b.servers.filter((e) => isLoopback(e.host))) {
+      report.warn(
+        ['backends', b.name, 'servers'],
+        `${formatEndpoint(server)} is a loopback address: its replies to the attacker's address leave by the default route and never reach honeygate (give the honeypot's own address)`,
+      );
+    }
+  }
+  if (!config.events.sqlite && !config.events.jsonl) {
+    report.warn(['events'], 'no event sink (sqlite and jsonl are both off): connections are not recorded');
+  }
+  let sockets = 0;
+  for (const l of config.listeners) sockets += l.bind.length;
+  const fds = sockets + 2 * config.limits.maxConnections;
+  if (fds > FD_BUDGET) {
+    report.warn(
+      ['limits', 'maxConnections'],
+      `${config.limits.maxConnections} flows (2 sockets each) plus ${sockets} listening sockets need ${fds} file descriptors; the process may hold ${FD_BUDGET}`,
+    );
+  }
+}
