@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Scalar } from 'yaml';
 import type { z } from 'zod';
 import { ERRORS } from '../errors.js';
+import { FOREIGN_MARKS } from '../firewall/marks.js';
 import { formatEndpoint } from '../net/address.js';
 import {
   ACTION_KEYS,
@@ -429,15 +430,6 @@ function checkBackends(report: Report, p: Parsed, rawBackends: unknown): void {
     }
   }
 }
-
-/** Marks other software sets; sharing a bit with them misroutes their packets or ours. */
-const FOREIGN_MARKS: [number, string][] = [
-  [0x4000, 'kube-proxy (masquerade)'],
-  [0x8000, 'kube-proxy (drop)'],
-  [0xffff0000, 'Calico'],
-  [0x0f00, 'Cilium'],
-  [0xca6c, 'wg-quick (fwmark 51820)'],
-];
 
 function checkFirewall(report: Report, f: RawFirewall): void {
   const mask = f.mask ?? f.mark;
