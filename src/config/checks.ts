@@ -31,6 +31,7 @@ import {
   topSchema,
 } from './schema.js';
 import type { Config } from './types.js';
+import { FOREIGN_MARKS } from '../firewall/marks.js';
 
 /** File descriptors the process may hold (see the fd budget warning). */
 export const FD_BUDGET = 20_000;
@@ -288,15 +289,6 @@ function checkBackends(report: Report, p: Parsed, rawBackends: unknown): void {
     }
   }
 }
-
-/** Marks other software sets; sharing a bit with them misroutes their packets or ours. */
-const FOREIGN_MARKS: [number, string][] = [
-  [0x4000, 'kube-proxy (masquerade)'],
-  [0x8000, 'kube-proxy (drop)'],
-  [0xffff0000, 'Calico'],
-  [0x0f00, 'Cilium'],
-  [0xca6c, 'wg-quick (fwmark 51820)'],
-];
 
 function checkFirewall(report: Report, f: RawFirewall): void {
   const mask = f.mask ?? f.mark;

@@ -77,9 +77,23 @@ export function spawnCollect(
   });
 }
 
+/** Runs a program to completion and never rejects: the seam unit tests fill with a fake. */
+export type Exec = (file: string, args: string[], input?: string) => Promise<Spawned>;
+
+let exec: Exec = (file, args, input) => spawnCollect(file, args, input);
+
+/** Runs this module's nft, ip and ss through `fake` until the returned function is called. */
+export function useExec(fake: Exec): () => void {
+  const previous = exec;
+  exec = fake;
+  return () => {
+    exec = previous;
+  };
+}
+
 /** Runs a tool to completion; a missing binary throws, a non-zero exit is returned. */
 export async function runTool(tool: Tool, args: string[], input?: string): Promise<ToolResult> {
-  const r = await spawnCollect(tool, args, input);
+  const r = await exec(tool, args, input);
   const err = r.error;
   if (err?.code === 'ENOENT') {
     throw new HoneygateError(

@@ -14,6 +14,7 @@ import { cidrContains, formatEndpoint, ipFamily } from '../net/address.js';
 import { nativeAvailable } from '../net/native.js';
 import { elementText, isOurRule, sameElements, spawnCollect } from './apply.js';
 import { type ForeignRules, fromIptablesSave, fromNftJson, type NatEntry } from './foreign-rules.js';
+import { FOREIGN_MARK_BITS } from './marks.js';
 import {
   divertPorts,
   FAMILY,
@@ -867,9 +868,6 @@ const ipRuleOrder: Check = (f) => {
   return out;
 };
 
-// Marks that other software is known to use (the same list as config warnings).
-const KNOWN_MARKS = 0x4000 | 0x8000 | 0xffff0000 | 0x0f00 | 0xca6c;
-
 function popcount(n: number): number {
   let c = 0;
   for (let v = n >>> 0; v; v >>>= 1) c += v & 1;
@@ -877,7 +875,7 @@ function popcount(n: number): number {
 }
 
 function freeMark(f: Facts): number | null {
-  let used = KNOWN_MARKS;
+  let used = FOREIGN_MARK_BITS;
   for (const family of [4, 6] as const) {
     for (const r of f.rules[family] ?? []) if (r.fwmark !== null && !r.not) used |= r.fwmark & r.fwmask;
   }
