@@ -83,7 +83,7 @@ const CLOSE_REASONS: Record<CloseReason, true> = {
   'idle-timeout': true,
   'max-duration': true,
   'byte-cap': true,
-  'upstream-unavailable': true,
+  'server-unavailable': true,
   'capture-done': true,
   'capture-timeout': true,
   rejected: true,
