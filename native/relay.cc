@@ -8,19 +8,21 @@
 //   [1, id, tag, srcPort, dstPort|-1]                              srcIp, dstIp (if dstPort >= 0)   accepted on listener `tag`
 //   [2, id]                                                                                         upstream connected
 //   [3, id]                                                        message                          upstream connect failed
-//   [4, id, bytesIn, bytesOut, firstStart, firstEnd, hasDetail]   reason, detail (if hasDetail)    finished
+//   [4, id, reason, bytesIn, bytesOut, firstStart, firstEnd, hasDetail]  detail (if hasDetail)  finished
 //   [5, tag]                                                       message                          accept failed (EMFILE, ...)
 //
-// The finished flows' first bytes come as one Buffer per batch, the callback's third
-// argument: record 4 gives its range (-1, -1: none). One backing store per batch instead
-// of one per flow: those cost the young-generation GC about 1 µs per flow.
+// Record tags, listen flags and close reasons (record 4's reason is a code) are in
+// boundary.h, which this file exports to JS. The finished flows' first bytes come as one
+// Buffer per batch, the callback's third argument: record 4 gives its range (-1, -1:
+// none). One backing store per batch instead of one per flow: the young-generation GC
+// pays for each one.
 //
 // Written by hand because it is honeygate's data path: it reads hostile peers, so every
 // read is bounded, every buffer is owned by one connection, and a peer can only end its
 // own connection. Level-triggered epoll; a direction whose peer's socket is full stops
 // reading until it drains (backpressure). No splice(): to a peer on this host (loopback,
-// a container's veth) its page references cost the reader more than our copy saves: bulk
-// was 0.9x HAProxy's with it (bench/results/2026-11-25.md), 1.16x copying (2026-11-26-first.md).
+// a container's veth) its page references cost the reader more than our copy saves
+// (docs/performance.md).
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <uv.h>
@@ -42,21 +44,20 @@
 #include <unordered_map>
 #include <vector>
 
+#include "boundary.h"
 #include "original_dst.h"
 #include "socket.h"
 
-using hg::ErrName;
+using namespace hg;
 
 namespace {
 
 constexpr size_t kScratch = 256 * 1024;        // one read at most (64 KiB cost 25% more CPU per GB)
 constexpr int kAcceptBatch = 64;                // accepts per readiness event
 constexpr int kReadsPerEvent = 4;               // fairness between flows
-constexpr uint32_t kListenLocal = 1;            // flags: report getsockname() as dst
-constexpr uint32_t kListenOriginalDst = 2;      //        report SO_ORIGINAL_DST (else getsockname)
 
 enum Kind : uintptr_t { kListener = 0, kClientSide = 1, kServerSide = 2 };
-constexpr size_t kNumbers[] = {0, 5, 2, 2, 7, 2};  // numbers per record type (header comment)
+constexpr size_t kNumbers[] = {0, 5, 2, 2, 8, 2};  // numbers per record type (header comment)
 
 uint64_t NowMs() {
   return uv_hrtime() / 1000000;
@@ -95,7 +96,7 @@ struct Conn {
   uint64_t maxIn = 0, maxOut = 0;  // 0: no cap
   uint64_t connectDeadline = 0;
   std::string where;  // "host:port" of the server being dialed
-  const char* firstEnd = nullptr;
+  CloseCode firstEnd = kCloseCodes;  // kCloseCodes: neither side closed yet
 };
 
 struct Record {
@@ -103,12 +104,13 @@ struct Record {
   uint8_t type;
   uint32_t id;
   uint32_t tag = 0;
-  std::string a, b;  // src / dst ip, message, reason / detail
+  std::string a, b;  // src / dst ip, message, detail
   uint32_t pa = 0, pb = 0;
   bool hasDst = false;
   uint64_t in = 0, out = 0;
   std::string first;
   bool hasFirst = false, hasDetail = false;
+  CloseCode reason = kCloseError;
 };
 
 void FreeHalf(Half& h) {
@@ -157,7 +159,9 @@ bool ParseAddr(const char* host, uint32_t port, sockaddr_storage* ss, socklen_t*
 
 class Relay {
  public:
-  Relay(napi_env env, napi_value callback, double* counters) : env_(env), counters_(counters) {
+  // epfd and scratch (kScratch bytes) are the relay's from now on.
+  Relay(napi_env env, napi_value callback, double* counters, int epfd, char* scratch)
+      : env_(env), counters_(counters), epfd_(epfd), scratch_(scratch) {
     napi_create_reference(env, callback, 1, &callback_);
     // The callback's `this` and async resource: napi_make_callback needs an object.
     napi_value name, resource;
@@ -165,8 +169,6 @@ class Relay {
     napi_create_reference(env, resource, 1, &resource_);
     napi_create_string_utf8(env, "honeygate:relay", NAPI_AUTO_LENGTH, &name);
     napi_async_init(env, resource, name, &async_);
-    epfd_ = epoll_create1(EPOLL_CLOEXEC);
-    scratch_ = static_cast<char*>(malloc(kScratch));
     uv_loop_t* loop;
     napi_get_uv_event_loop(env, &loop);
     poll_.data = this;
@@ -297,6 +299,8 @@ class Relay {
     sockaddr_storage to;
     socklen_t toLen;
     if (!ParseAddr(d.host.c_str(), d.port, &to, &toLen)) return "not an address: " + d.host;
+    char* header = nullptr;
+    if (!d.header.empty() && !(header = static_cast<char*>(malloc(d.header.size())))) return "out of memory";
     c->where = (to.ss_family == AF_INET6 ? "[" + d.host + "]" : d.host) + ":" + std::to_string(d.port);
     std::string error;
     int fd = Connect(d, to, toLen, d.localPort, &error);
@@ -304,7 +308,10 @@ class Relay {
                                         error.find("EADDRNOTAVAIL") != std::string::npos)) {
       fd = Connect(d, to, toLen, 0, &error);  // the attacker's port is taken here: any port
     }
-    if (fd < 0) return error;
+    if (fd < 0) {
+      free(header);
+      return error;
+    }
     c->ufd = fd;
     c->state = Conn::kConnecting;
     c->connectDeadline = NowMs() + d.timeoutMs;
@@ -312,7 +319,7 @@ class Relay {
     c->maxIn = d.maxIn;
     c->maxOut = d.maxOut;
     if (!d.header.empty()) {
-      c->up.buf = static_cast<char*>(malloc(d.header.size()));
+      c->up.buf = header;
       memcpy(c->up.buf, d.header.data(), d.header.size());
       c->up.len = d.header.size();
     }
@@ -443,12 +450,12 @@ class Relay {
     *cur = mask;
   }
 
-  void Finish(Conn* c, const char* reason, const std::string& detail = "") {
+  void Finish(Conn* c, CloseCode reason, const std::string& detail = "") {
     if (c->state == Conn::kDone) return;
     if (c->state == Conn::kConnecting) connecting_--;
     c->state = Conn::kDone;
-    Record r{4, c->id};
-    r.a = reason;
+    Record r{kRecordFinished, c->id};
+    r.reason = reason;
     r.b = detail;
     r.hasDetail = !detail.empty();
     r.in = c->up.bytes;
@@ -473,7 +480,7 @@ class Relay {
     c->uMask = 0;
     FreeHalf(c->up);
     c->state = Conn::kWaiting;
-    Record r{3, c->id};
+    Record r{kRecordDialFailed, c->id};
     r.a = message;
     records_.push_back(std::move(r));
   }
@@ -487,7 +494,7 @@ class Relay {
     }
     connecting_--;
     c->state = Conn::kRelaying;
-    records_.push_back(Record{2, c->id});
+    records_.push_back(Record{kRecordDialed, c->id});
     if (c->up.Pending() && !Flush(c, &c->up, c->ufd, false)) return;
     // What the attacker sent during the dial goes out now, as HAProxy does, rather than a
     // loop turn later when epoll would report it: most clients speak first (HTTP, SSH).
@@ -504,7 +511,7 @@ class Relay {
     }
     uint64_t cap = up ? c->maxIn : c->maxOut;
     if (cap > 0 && h.bytes > cap) {
-      Finish(c, "byte-cap", up ? "maxBytesIn" : "maxBytesOut");
+      Finish(c, kByteCap, up ? "maxBytesIn" : "maxBytesOut");
       return false;
     }
     return true;
@@ -513,9 +520,9 @@ class Relay {
   // A read or write failed with `err` on the `client` (or server) side.
   void Failed(Conn* c, bool client, int err) {
     if (err == ECONNRESET || err == EPIPE || err == ECONNABORTED || err == ETIMEDOUT) {
-      Finish(c, client ? "client-reset" : "server-reset");
+      Finish(c, client ? kClientReset : kServerReset);
     } else {
-      Finish(c, "error", std::string(client ? "client: " : "server: ") + ErrName(err));
+      Finish(c, kCloseError, std::string(client ? "client: " : "server: ") + ErrName(err));
     }
   }
 
@@ -528,7 +535,7 @@ class Relay {
       if (!other.shut) shutdown(to, SHUT_WR);
     }
     if (c->up.shut && c->down.shut) {
-      Finish(c, c->firstEnd ? c->firstEnd : "client-closed");
+      Finish(c, c->firstEnd != kCloseCodes ? c->firstEnd : kClientClosed);
       return false;
     }
     return true;
@@ -572,7 +579,7 @@ class Relay {
       }
       if (n == 0) {
         h->eof = true;
-        if (!c->firstEnd) c->firstEnd = up ? "client-closed" : "server-closed";
+        if (c->firstEnd == kCloseCodes) c->firstEnd = up ? kClientClosed : kServerClosed;
         break;
       }
       if (!Count(c, up, scratch_, static_cast<size_t>(n))) return false;
@@ -592,6 +599,11 @@ class Relay {
         h->len = static_cast<size_t>(n - w);
         h->off = 0;
         h->buf = static_cast<char*>(malloc(h->len));
+        if (!h->buf) {
+          h->len = 0;
+          Finish(c, kCloseError, "relay: out of memory");
+          return false;
+        }
         memcpy(h->buf, scratch_ + w, h->len);
       }
       if (h->Pending() && !Flush(c, h, to, !up)) return false;
@@ -640,7 +652,7 @@ class Relay {
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno == EAGAIN) return;
-        Record r{5, 0};
+        Record r{kRecordAcceptFailed, 0};
         r.tag = l->tag;
         r.a = "accept: " + ErrName(errno);
         records_.push_back(std::move(r));
@@ -650,7 +662,7 @@ class Relay {
         return;
       }
       Conn* c = Waiting(fd);
-      Record r{1, c->id};
+      Record r{kRecordAccepted, c->id};
       r.tag = l->tag;
       r.a = AddrText(peer, &r.pa);
       if (l->flags & (kListenLocal | kListenOriginalDst)) {
@@ -724,7 +736,7 @@ class Relay {
       size_t numbers = 0, firstTotal = 0;
       for (const Record& r : batch) {
         numbers += kNumbers[r.type];
-        if (r.type == 4 && r.hasFirst) firstTotal += r.first.size();
+        if (r.type == kRecordFinished && r.hasFirst) firstTotal += r.first.size();
       }
       napi_handle_scope scope;
       napi_open_handle_scope(env_, &scope);
@@ -757,20 +769,20 @@ class Relay {
       for (Record& r : batch) {
         num[n++] = r.type;
         switch (r.type) {
-          case 1:
+          case kRecordAccepted:
             num[n++] = r.id, num[n++] = r.tag, num[n++] = r.pa, num[n++] = r.hasDst ? static_cast<double>(r.pb) : -1.0;
             str(r.a);
             if (r.hasDst) str(r.b);
             break;
-          case 2:
+          case kRecordDialed:
             num[n++] = r.id;
             break;
-          case 3:
+          case kRecordDialFailed:
             num[n++] = r.id;
             str(r.a);
             break;
-          case 4: {
-            num[n++] = r.id, num[n++] = static_cast<double>(r.in), num[n++] = static_cast<double>(r.out);
+          case kRecordFinished: {
+            num[n++] = r.id, num[n++] = r.reason, num[n++] = static_cast<double>(r.in), num[n++] = static_cast<double>(r.out);
             if (r.hasFirst && firsts) {
               memcpy(firsts + firstAt, r.first.data(), r.first.size());
               num[n++] = static_cast<double>(firstAt);
@@ -780,11 +792,10 @@ class Relay {
               num[n++] = -1, num[n++] = -1;
             }
             num[n++] = r.hasDetail ? 1 : 0;
-            str(r.a);
             if (r.hasDetail) str(r.b);
             break;
           }
-          case 5:
+          case kRecordAcceptFailed:
             num[n++] = r.tag;
             str(r.a);
             break;
@@ -914,7 +925,14 @@ napi_value New(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, nullptr, "counters: a Float64Array of length 2");
     return nullptr;
   }
-  auto* relay = new Relay(env, argv[0], static_cast<double*>(data));
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) return Throw(env, ("epoll_create1: " + ErrName(errno)).c_str());
+  auto* scratch = static_cast<char*>(malloc(kScratch));
+  if (!scratch) {
+    close(epfd);
+    return Throw(env, "relay: out of memory");
+  }
+  auto* relay = new Relay(env, argv[0], static_cast<double*>(data), epfd, scratch);
   napi_set_named_property(env, self, "_counters", argv[1]);  // keeps the memory alive
   napi_wrap(
       env, self, relay, [](napi_env, void* data, void*) { static_cast<Relay*>(data)->Orphan(); }, nullptr, nullptr);
@@ -1052,5 +1070,24 @@ napi_value InitRelay(napi_env env, napi_value exports) {
   napi_define_class(env, "Relay", NAPI_AUTO_LENGTH, New, nullptr, sizeof methods / sizeof methods[0], methods,
                     &cls);
   napi_set_named_property(env, exports, "Relay", cls);
+  // boundary.h's tables: {name: value} objects and the close reasons' names by code.
+  auto table = [&](const char* name, const NamedValue* entries, size_t count) {
+    napi_value object, value;
+    napi_create_object(env, &object);
+    for (size_t i = 0; i < count; i++) {
+      napi_create_uint32(env, entries[i].value, &value);
+      napi_set_named_property(env, object, entries[i].name, value);
+    }
+    napi_set_named_property(env, exports, name, object);
+  };
+  table("relayRecords", kRecordTags, sizeof kRecordTags / sizeof kRecordTags[0]);
+  table("relayListen", kListenFlags, sizeof kListenFlags / sizeof kListenFlags[0]);
+  napi_value reasons, name;
+  napi_create_array_with_length(env, kCloseCodes, &reasons);
+  for (uint32_t i = 0; i < kCloseCodes; i++) {
+    napi_create_string_utf8(env, kCloseNames[i], NAPI_AUTO_LENGTH, &name);
+    napi_set_element(env, reasons, i, name);
+  }
+  napi_set_named_property(env, exports, "relayCloseReasons", reasons);
   return exports;
 }

@@ -107,7 +107,7 @@ function fallback(flow: Flow, backend: BackendConfig, why: string, depth: number
   flow.detail = `backend ${backend.name}: ${why}`;
   if (backend.fallback === 'capture') return capture(flow, fallbackCapture(flow));
   if (backend.fallback && depth < MAX_FALLBACK_DEPTH) return forward(flow, backend.fallback, depth + 1);
-  flow.finish('upstream-unavailable');
+  flow.finish('server-unavailable');
 }
 
 /** Capture used as a fallback: keeps as many bytes as the event can hold. */

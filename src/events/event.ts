@@ -16,7 +16,7 @@ export type CloseReason =
   | 'idle-timeout'
   | 'max-duration'
   | 'byte-cap'
-  | 'upstream-unavailable' // no server reachable and no fallback
+  | 'server-unavailable' // no server reachable and no fallback
   | 'capture-done' // capture read its byte limit or the attacker closed
   | 'capture-timeout'
   | 'rejected' // route action reject (RST)

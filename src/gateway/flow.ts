@@ -160,7 +160,7 @@ export class Flow {
     this.bytesIn = this.relayBase.bytesIn + end.bytesIn;
     this.bytesOut = this.relayBase.bytesOut + end.bytesOut;
     this.setRelayFirst(end.firstBytes);
-    this.finish(end.reason as CloseReason, end.detail ?? undefined);
+    this.finish(end.reason, end.detail ?? undefined);
   }
 
   /** A child logger carrying the flow id, made on first use (most flows never log). */

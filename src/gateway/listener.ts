@@ -11,13 +11,7 @@ import type { Endpoint, ListenerConfig } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import type { Address } from '../events/event.js';
 import { formatEndpoint, socketIp } from '../net/address.js';
-import {
-  listenSocket,
-  RELAY_LISTEN_LOCAL,
-  RELAY_LISTEN_ORIGINAL_DST,
-  socketHint,
-  socketName,
-} from '../net/native.js';
+import { listenSocket, relayBoundary, socketHint, socketName } from '../net/native.js';
 import type { Relay } from './relay.js';
 
 export type OnConnection = (socket: net.Socket, bound: BoundSocket) => void;
@@ -143,7 +137,8 @@ function bindRelayed(l: ListenerConfig, e: Endpoint, relay: Relay, transparent: 
       address: formatEndpoint({ host: a.host, port: a.port }),
       local,
     };
-    const flags = (local ? 0 : RELAY_LISTEN_LOCAL) | (l.originalDst ? RELAY_LISTEN_ORIGINAL_DST : 0);
+    const listen = relayBoundary().listen;
+    const flags = (local ? 0 : listen.local) | (l.originalDst ? listen.originalDst : 0);
     const tag = relay.listen(fd, bound, flags);
     return bound;
   } catch (err) {

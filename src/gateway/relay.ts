@@ -8,10 +8,16 @@
 import net from 'node:net';
 import type { Endpoint } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
-import type { Address } from '../events/event.js';
+import type { Address, CloseReason } from '../events/event.js';
 import type { Logger } from '../log.js';
 import { socketIp } from '../net/address.js';
-import { createRelay, type NativeRelay, nativeAvailable } from '../net/native.js';
+import {
+  createRelay,
+  type NativeRelay,
+  nativeAvailable,
+  type RelayBoundary,
+  relayBoundary,
+} from '../net/native.js';
 import type { BoundSocket } from './listener.js';
 import { IdTable } from './live.js';
 
@@ -21,7 +27,7 @@ export function relayWanted(): boolean {
 }
 
 export interface RelayEnd {
-  reason: string;
+  reason: CloseReason;
   bytesIn: number;
   bytesOut: number;
   firstBytes: Buffer | null;
@@ -141,12 +147,15 @@ export class Relay {
   private readonly bound = new Map<number, BoundSocket>();
   private nextTag = 1;
   private lastAcceptWarning = 0;
+  private readonly records: RelayBoundary['records'];
+  private readonly closeReasons: RelayBoundary['closeReasons'];
 
   constructor(
     private readonly onAccept: OnRelayAccept,
     private readonly log: Logger,
   ) {
     this.native = createRelay(this.onRecords, this.counters);
+    ({ records: this.records, closeReasons: this.closeReasons } = relayBoundary());
   }
 
   /** Accepts on fd for `bound` from now on; returns the tag that unlisten() takes. */
@@ -177,16 +186,17 @@ export class Relay {
     this.native.destroy();
   }
 
-  // The records' layout is native/relay.cc's header comment. Each record's numbers and
+  // The records' layout is native/relay.cc's header comment, their tags native/boundary.h's. Each record's numbers and
   // strings are consumed before it is acted on: a throw must not desynchronize the rest.
   private readonly onRecords = (n: Float64Array, s: string[], firsts: Buffer | null): void => {
     let i = 0;
     let k = 0; // the next string
+    const tags = this.records;
     while (i < n.length) {
       const type = n[i]!;
-      const id = n[i + 1]!; // the listener's tag in record 5
+      const id = n[i + 1]!; // the listener's tag in acceptFailed
       try {
-        if (type === 1) {
+        if (type === tags.accepted) {
           const bound = this.bound.get(n[i + 2]!);
           const src = { ip: canonical(s[k++]!), port: n[i + 3]! };
           const dstPort = n[i + 4]!;
@@ -197,23 +207,23 @@ export class Relay {
           if (!bound)
             conn.close(true); // its listener closed in this very batch
           else this.onAccept(conn, bound, src, dst);
-        } else if (type === 2) {
+        } else if (type === tags.dialed) {
           i += 2;
           this.conns.get(id)?.dialed(null);
-        } else if (type === 3) {
+        } else if (type === tags.dialFailed) {
           const message = s[k++]!;
           i += 2;
           this.conns.get(id)?.dialed(message);
-        } else if (type === 4) {
-          const start = n[i + 4]!;
+        } else if (type === tags.finished) {
+          const start = n[i + 5]!;
           const end: RelayEnd = {
-            reason: s[k++]!,
-            bytesIn: n[i + 2]!,
-            bytesOut: n[i + 3]!,
-            firstBytes: start >= 0 && firsts ? firsts.subarray(start, n[i + 5]!) : null,
-            detail: n[i + 6] === 1 ? s[k++]! : null,
+            reason: this.closeReasons[n[i + 2]!] ?? 'error',
+            bytesIn: n[i + 3]!,
+            bytesOut: n[i + 4]!,
+            firstBytes: start >= 0 && firsts ? firsts.subarray(start, n[i + 6]!) : null,
+            detail: n[i + 7] === 1 ? s[k++]! : null,
           };
-          i += 7;
+          i += 8;
           const conn = this.conns.get(id);
           if (conn) {
             // The flow ends first (closed: it must not close the relay's flow again), then a
@@ -222,7 +232,7 @@ export class Relay {
             conn.onEnd?.(end);
             conn.forget();
           }
-        } else if (type === 5) {
+        } else if (type === tags.acceptFailed) {
           const message = s[k++]!;
           i += 2;
           this.acceptFailed(this.bound.get(id), message);
@@ -232,7 +242,7 @@ export class Relay {
       } catch (err) {
         // One flow's failure must not lose the rest of the batch; an unknown record would.
         this.log.error({ err }, 'relay record failed');
-        if (type !== 1 && type !== 2 && type !== 3 && type !== 4 && type !== 5) return;
+        if (!Object.values(tags).includes(type)) return;
       }
     }
   };

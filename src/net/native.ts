@@ -5,11 +5,13 @@
 //
 // The addon loads on first use, so importing this module never fails; nativeAvailable()
 // says whether it can load and, if not, every path tried.
+
 import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { HoneygateError } from '../errors.js';
+import type { CloseReason } from '../events/event.js';
 
 export interface SocketOptions {
   transparent?: boolean;
@@ -23,11 +25,14 @@ interface Addon {
   originalDst(fd: number): { host: string; port: number } | null;
   socketName(fd: number): { host: string; port: number };
   Relay: new (onRecords: RelayRecords, counters: Float64Array) => NativeRelay;
+  relayRecords: RelayBoundary['records'];
+  relayListen: RelayBoundary['listen'];
+  relayCloseReasons: CloseReason[];
 }
 
 /** The native relay (native/relay.cc): accept, connect and copy off the JS heap. See src/gateway/relay.ts. */
 export interface NativeRelay {
-  /** Accepts on fd (non-blocking from now on; closed by unlisten). flags: RELAY_LISTEN_*. */
+  /** Accepts on fd (non-blocking from now on; closed by unlisten). flags: relayBoundary().listen. */
   listen(fd: number, tag: number, flags: number): void;
   unlisten(tag: number): void;
   /** Starts dialing for a waiting flow: undefined, or why it could not start. */
@@ -57,8 +62,21 @@ export interface NativeRelay {
   destroy(): void;
 }
 
-export const RELAY_LISTEN_LOCAL = 1; // report getsockname() as the flow's dst
-export const RELAY_LISTEN_ORIGINAL_DST = 2; // report SO_ORIGINAL_DST (else getsockname)
+/** native/boundary.h's tables, as the addon exports them. */
+export interface RelayBoundary {
+  /** Record tags: a record's first number. */
+  records: { accepted: number; dialed: number; dialFailed: number; finished: number; acceptFailed: number };
+  /** listen()'s flags: local reports getsockname() as dst, originalDst SO_ORIGINAL_DST. */
+  listen: { local: number; originalDst: number };
+  /** Record 4's close reason by its code (test/unit/native.test.ts checks they are CloseReasons). */
+  closeReasons: readonly CloseReason[];
+}
+
+/** The relay's record tags, listen flags and close reasons; throws HG_ERR_NATIVE without the addon. */
+export function relayBoundary(): RelayBoundary {
+  const a = addon();
+  return { records: a.relayRecords, listen: a.relayListen, closeReasons: a.relayCloseReasons };
+}
 
 /** A batch of relay records (numbers, then their strings in order), and the first bytes its finished flows point into. */
 export type RelayRecords = (numbers: Float64Array, strings: string[], firstBytes: Buffer | null) => void;

@@ -10,11 +10,13 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import type { CloseReason } from '../../src/events/event.js';
 import {
   listenSocket,
   nativeAvailable,
   openUpstream,
   originalDst,
+  relayBoundary,
   socketFd,
   upstreamSocket,
 } from '../../src/net/native.js';
@@ -70,6 +72,61 @@ async function freePort(host: string): Promise<number> {
 
 test('the addon loads', () => {
   assert.deepEqual(nativeAvailable(), { ok: true });
+});
+
+// Every CloseReason, once: the compiler rejects a missing or an unknown key.
+const CLOSE_REASONS: Record<CloseReason, true> = {
+  'client-closed': true,
+  'server-closed': true,
+  'client-reset': true,
+  'server-reset': true,
+  'idle-timeout': true,
+  'max-duration': true,
+  'byte-cap': true,
+  'server-unavailable': true,
+  'capture-done': true,
+  'capture-timeout': true,
+  rejected: true,
+  dropped: true,
+  'no-route': true,
+  'limit-global': true,
+  'limit-per-source': true,
+  'limit-rate': true,
+  'spoof-attempt': true,
+  'bad-proxy-header': true,
+  'proxy-header-timeout': true,
+  shutdown: true,
+  error: true,
+};
+
+test("native/boundary.h's tables: the relay's close reasons are CloseReasons, its tags and flags distinct", () => {
+  const { records, listen, closeReasons } = relayBoundary();
+  assert.ok(closeReasons.length > 0);
+  for (const reason of closeReasons)
+    assert.ok(Object.hasOwn(CLOSE_REASONS, reason), `${reason} is a CloseReason`);
+  assert.equal(new Set(closeReasons).size, closeReasons.length);
+  // The ways a relayed flow can end by itself; the rest are JS's decisions.
+  for (const reason of [
+    'client-closed',
+    'server-closed',
+    'client-reset',
+    'server-reset',
+    'byte-cap',
+    'error',
+  ]) {
+    assert.ok(closeReasons.includes(reason as CloseReason), `the relay reports ${reason}`);
+  }
+  const tags = Object.values(records);
+  assert.deepEqual(Object.keys(records).sort(), [
+    'acceptFailed',
+    'accepted',
+    'dialFailed',
+    'dialed',
+    'finished',
+  ]);
+  assert.equal(new Set(tags).size, tags.length);
+  assert.deepEqual(Object.keys(listen).sort(), ['local', 'originalDst']);
+  assert.equal(listen.local & listen.originalDst, 0, 'flags are distinct bits');
 });
 
 test('without a build, the loader names every path it tried', async () => {
