@@ -1,6 +1,7 @@
 // The wiring: the only module that knows every stage. A connection goes
 //   listener -> admit -> [inbound PROXY header] -> route (peeks if asked) -> action -> event
-// and the gateway owns what outlives a config: sockets, admission counts, the recorder.
+// and the gateway owns what outlives a config: sockets, admission counts, the recorder,
+// the relay and the deadline sweep.
 import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { runAction } from '../actions/index.js';
@@ -12,6 +13,7 @@ import type { Logger } from '../log.js';
 import { anyContains, normalizeIp, socketIp } from '../net/address.js';
 import { originalDst, socketFd, upstreamSocket } from '../net/native.js';
 import { Admission } from './admit.js';
+import { Deadlines } from './deadlines.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
 import { type Acceptor, type BoundSocket, bindAll, endpointsOf, socketKey } from './listener.js';
@@ -77,6 +79,11 @@ export class Gateway {
   private readonly sockets = new Map<string, BoundSocket>();
   private readonly open = new Slots<Flow>();
   private readonly admission: Admission;
+  // The deadline sweep is the gateway's, not a Runtime's: a reload swaps the Runtime while
+  // open flows, relayed ones included, keep the one they were accepted under. One sweep that
+  // outlives every Runtime covers every live flow with one timer, and no Runtime's stop()
+  // can leave a flow unwatched.
+  private readonly deadlines = new Deadlines();
   private tallyTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   private readonly acceptor: Acceptor;
@@ -88,7 +95,7 @@ export class Gateway {
     private readonly recorder: Recorder,
     opts: { shared?: boolean } = {},
   ) {
-    this.runtime = new Runtime(config, log, recorder);
+    this.runtime = new Runtime(config, log, recorder, this.deadlines);
     this.admission = new Admission(config.limits);
     const relay = relayWanted() ? new Relay(this.onRelayAccept, log) : null;
     this.acceptor = { onConnection: this.onConnection, relay, shared: opts.shared ?? false };
@@ -141,7 +148,7 @@ export class Gateway {
       ),
     );
     const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.acceptor);
-    const next = new Runtime(config, this.log, this.recorder);
+    const next = new Runtime(config, this.log, this.recorder, this.deadlines);
     next.adopt(this.runtime);
     const old = this.runtime;
     this.runtime = next;
