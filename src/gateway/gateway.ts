@@ -86,6 +86,7 @@ export class Gateway {
   private readonly deadlines = new Deadlines();
   private tallyTimer: NodeJS.Timeout | null = null;
   private stopping = false;
+  private readonly relay: Relay | null;
   private readonly acceptor: Acceptor;
 
   /** `shared`: bind with SO_REUSEPORT (a worker process; its siblings bind the same addresses). */
@@ -97,8 +98,8 @@ export class Gateway {
   ) {
     this.runtime = new Runtime(config, log, recorder, this.deadlines);
     this.admission = new Admission(config.limits);
-    const relay = relayWanted() ? new Relay(this.onRelayAccept, log) : null;
-    this.acceptor = { onConnection: this.onConnection, relay, shared: opts.shared ?? false };
+    this.relay = relayWanted() ? new Relay(this.onRelayAccept, log) : null;
+    this.acceptor = { onConnection: this.onConnection, relay: this.relay, shared: opts.shared ?? false };
   }
 
   get config(): Config {
@@ -182,7 +183,7 @@ export class Gateway {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const flow of this.open.values()) flow.finish('shutdown');
-    this.acceptor.relay?.destroy();
+    this.relay?.destroy();
     if (this.tallyTimer) clearInterval(this.tallyTimer);
     this.flushTallies();
   }
