@@ -241,9 +241,10 @@ export class Gateway {
       flow.action = flow.route?.action.type ?? null;
       return flow.finish('client-reset', 'reset before accept; source address unavailable');
     }
-    // A trusted upstream speaks for many attackers: their per-source limits wait for its header.
-    const trusted = listener.acceptProxy !== null && anyContains(listener.acceptProxy.from, src.ip);
-    const refusal = this.admission.checkGlobal() ?? (trusted ? null : this.admission.checkSource(src.ip));
+    // A proxy peer speaks for many attackers: their per-source limits wait for its header.
+    const viaProxyPeer = listener.acceptProxy !== null && anyContains(listener.acceptProxy.from, src.ip);
+    const refusal =
+      this.admission.checkGlobal() ?? (viaProxyPeer ? null : this.admission.checkSource(src.ip));
     if (refusal) {
       this.admission.refused(src.ip, refusal, listenerName, dst);
       if (client instanceof net.Socket) client.resetAndDestroy();
@@ -254,11 +255,11 @@ export class Gateway {
     const slot = this.open.add(flow);
     flow.defer(() => this.open.remove(slot, flow));
     flow.defer(this.admission.hold());
-    if (!trusted) flow.defer(this.admission.holdSource(src.ip));
+    if (!viaProxyPeer) flow.defer(this.admission.holdSource(src.ip));
     // Synchronous unless a stage must wait for the attacker's bytes (PROXY header, peek):
     // the common flow leaves no promise behind.
     try {
-      const waiting = listener.acceptProxy ? this.afterHeader(flow, trusted) : this.dispatch(flow);
+      const waiting = listener.acceptProxy ? this.afterHeader(flow, viaProxyPeer) : this.dispatch(flow);
       waiting?.catch((err) => this.failed(flow, err));
     } catch (err) {
       this.failed(flow, err);
@@ -270,10 +271,10 @@ export class Gateway {
     flow.finish('error', String(err));
   }
 
-  private async afterHeader(flow: Flow, trusted: boolean): Promise<void> {
+  private async afterHeader(flow: Flow, viaProxyPeer: boolean): Promise<void> {
     const { listener } = flow;
-    if (!(await readProxyHeader(flow, listener.acceptProxy!, trusted))) return;
-    if (trusted && flow.peer) {
+    if (!(await readProxyHeader(flow, listener.acceptProxy!, viaProxyPeer))) return;
+    if (viaProxyPeer && flow.peer) {
       const refusal = this.admission.checkSource(flow.src.ip);
       if (refusal) {
         this.admission.refused(flow.src.ip, refusal, listener.name, flow.dst);

@@ -2,7 +2,7 @@
 // pid and logs in its own temp dir, run in the foreground as a child process:
 //   - HAProxy and nginx as PROXY-protocol *receivers* (honeypot stand-ins) that answer
 //     each connection with the client address the PROXY header gave them;
-//   - HAProxy as a PROXY-protocol *sender* (an upstream load balancer in front of
+//   - HAProxy as a PROXY-protocol *sender* (a proxy peer: a load balancer in front of
 //     honeygate);
 //   - in-process TCP servers (banner, echo, reply-on-end) as plain honeypots.
 // Readiness is read from /proc/net/tcp (a LISTEN socket on the port), not by connecting:
@@ -218,7 +218,7 @@ export interface SendingProxyOptions {
 }
 
 /**
- * HAProxy as an upstream load balancer: TCP mode, `server hg 127.0.0.1:TARGET
+ * HAProxy as a proxy peer (a load balancer in front of honeygate): TCP mode, `server hg 127.0.0.1:TARGET
  * send-proxy-v2` (or `send-proxy` for v1). Clients connect to `port`; honeygate receives
  * the PROXY header naming the client.
  */
