@@ -72,6 +72,20 @@ export function isListening(port: number): boolean {
   });
 }
 
+/**
+ * Bytes waiting in the receive queue of the local socket on 127.0.0.1:port connected to
+ * `peerPort` (from /proc/net/tcp): how a test sees that honeygate has read what it sent.
+ */
+export function receiveQueue(port: number, peerPort: number): number | undefined {
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(`:${hex(port)}`) && f[2]?.endsWith(`:${hex(peerPort)}`))
+      return Number.parseInt(f[4]!.split(':')[1]!, 16);
+  }
+  return undefined;
+}
+
 async function startProcessPeer(
   name: string,
   dir: string,
