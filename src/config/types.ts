@@ -25,7 +25,7 @@ export interface Cidr {
 
 export interface AcceptProxy {
   versions: ProxyVersion[];
-  from: Cidr[]; // trusted upstreams; a header from anyone else is a spoof attempt
+  from: Cidr[]; // proxy peers (trusted); a header from anyone else is a spoof attempt
   timeoutMs: number; // the header must arrive within this
 }
 

@@ -45,7 +45,7 @@ export interface FlowEvent {
   listener: string;
   src: Address; // the attacker (from the PROXY header when one was accepted)
   dst: Address; // where the attacker connected to
-  peer: Address | null; // the socket's peer when a PROXY header replaced it (the upstream LB)
+  peer: Address | null; // the proxy peer (the socket's own peer) when its PROXY header replaced src
   proxyHeader: 'v1' | 'v2' | 'local' | null; // inbound PROXY header accepted, if any
   route: string | null;
   action: 'forward' | 'capture' | 'reject' | 'drop' | 'close' | null; // 'close': refused before routing

@@ -53,7 +53,7 @@ const PLANS: Record<SourceMode, (flow: Flow, server: Endpoint) => DialPlan> = {
     const where = `${server.host}:${server.port}`;
     const refuse = (why: string) => new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${where}: ${why}`);
     if (!flow.src.ip) throw refuse('the source address is unknown');
-    // A trusted upstream's PROXY header names the source: never send a SYN from an address
+    // A proxy peer's PROXY header names the source: never send a SYN from an address
     // no attacker can have (or from the honeypot itself, a LAND packet).
     const range = ipaddr.parse(flow.src.ip).range();
     if (

@@ -14,7 +14,6 @@ import type { Address, CloseReason, FlowEvent } from '../events/event.js';
 import { newEventId } from '../events/recorder.js';
 import type { Logger } from '../log.js';
 import { socketFd } from '../net/native.js';
-import { failOn } from './pump.js';
 import type { RelayConn, RelayEnd } from './relay.js';
 import type { Runtime } from './runtime.js';
 
@@ -22,6 +21,19 @@ import type { Runtime } from './runtime.js';
 export const flowEnd = diagnostics.channel('honeygate:flow:end');
 
 const NOTHING_BEFORE = Object.freeze({ bytesIn: 0, bytesOut: 0, first: Buffer.alloc(0) });
+
+/** Socket errors an attacker or honeypot causes by resetting; they end a flow, they are not faults. */
+function isReset(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNABORTED';
+}
+
+/** The 'error' handler for one side of a flow: a reset ends it as `<side>-reset`, anything else as an error. */
+export function failOn(flow: Flow, side: 'client' | 'server') {
+  return (err: NodeJS.ErrnoException): void => {
+    const reason: CloseReason = isReset(err) ? `${side}-reset` : 'error';
+    flow.finish(reason, reason === 'error' ? `${side}: ${err.message}` : undefined);
+  };
+}
 
 export class Flow {
   readonly id = newEventId();

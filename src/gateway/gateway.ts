@@ -1,6 +1,7 @@
 // The wiring: the only module that knows every stage. A connection goes
 //   listener -> admit -> [inbound PROXY header] -> route (peeks if asked) -> action -> event
-// and the gateway owns what outlives a config: sockets, admission counts, the recorder.
+// and the gateway owns what outlives a config: sockets, admission counts, the recorder,
+// the relay and the deadline sweep.
 import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { runAction } from '../actions/index.js';
@@ -12,6 +13,7 @@ import type { Logger } from '../log.js';
 import { anyContains, normalizeIp, socketIp } from '../net/address.js';
 import { originalDst, socketFd, upstreamSocket } from '../net/native.js';
 import { Admission } from './admit.js';
+import { Deadlines } from './deadlines.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
 import { type Acceptor, type BoundSocket, bindAll, endpointsOf, socketKey } from './listener.js';
@@ -77,8 +79,14 @@ export class Gateway {
   private readonly sockets = new Map<string, BoundSocket>();
   private readonly open = new Slots<Flow>();
   private readonly admission: Admission;
+  // The deadline sweep is the gateway's, not a Runtime's: a reload swaps the Runtime while
+  // open flows, relayed ones included, keep the one they were accepted under. One sweep that
+  // outlives every Runtime covers every live flow with one timer, and no Runtime's stop()
+  // can leave a flow unwatched.
+  private readonly deadlines = new Deadlines();
   private tallyTimer: NodeJS.Timeout | null = null;
   private stopping = false;
+  private readonly relay: Relay | null;
   private readonly acceptor: Acceptor;
 
   /** `shared`: bind with SO_REUSEPORT (a worker process; its siblings bind the same addresses). */
@@ -88,10 +96,10 @@ export class Gateway {
     private readonly recorder: Recorder,
     opts: { shared?: boolean } = {},
   ) {
-    this.runtime = new Runtime(config, log, recorder);
+    this.runtime = new Runtime(config, log, recorder, this.deadlines);
     this.admission = new Admission(config.limits);
-    const relay = relayWanted() ? new Relay(this.onRelayAccept, log) : null;
-    this.acceptor = { onConnection: this.onConnection, relay, shared: opts.shared ?? false };
+    this.relay = relayWanted() ? new Relay(this.onRelayAccept, log) : null;
+    this.acceptor = { onConnection: this.onConnection, relay: this.relay, shared: opts.shared ?? false };
   }
 
   get config(): Config {
@@ -141,7 +149,7 @@ export class Gateway {
       ),
     );
     const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.acceptor);
-    const next = new Runtime(config, this.log, this.recorder);
+    const next = new Runtime(config, this.log, this.recorder, this.deadlines);
     next.adopt(this.runtime);
     const old = this.runtime;
     this.runtime = next;
@@ -175,7 +183,7 @@ export class Gateway {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const flow of this.open.values()) flow.finish('shutdown');
-    this.acceptor.relay?.destroy();
+    this.relay?.destroy();
     if (this.tallyTimer) clearInterval(this.tallyTimer);
     this.flushTallies();
   }
@@ -233,9 +241,10 @@ export class Gateway {
       flow.action = flow.route?.action.type ?? null;
       return flow.finish('client-reset', 'reset before accept; source address unavailable');
     }
-    // A trusted upstream speaks for many attackers: their per-source limits wait for its header.
-    const trusted = listener.acceptProxy !== null && anyContains(listener.acceptProxy.from, src.ip);
-    const refusal = this.admission.checkGlobal() ?? (trusted ? null : this.admission.checkSource(src.ip));
+    // A proxy peer speaks for many attackers: their per-source limits wait for its header.
+    const viaProxyPeer = listener.acceptProxy !== null && anyContains(listener.acceptProxy.from, src.ip);
+    const refusal =
+      this.admission.checkGlobal() ?? (viaProxyPeer ? null : this.admission.checkSource(src.ip));
     if (refusal) {
       this.admission.refused(src.ip, refusal, listenerName, dst);
       if (client instanceof net.Socket) client.resetAndDestroy();
@@ -246,11 +255,11 @@ export class Gateway {
     const slot = this.open.add(flow);
     flow.defer(() => this.open.remove(slot, flow));
     flow.defer(this.admission.hold());
-    if (!trusted) flow.defer(this.admission.holdSource(src.ip));
+    if (!viaProxyPeer) flow.defer(this.admission.holdSource(src.ip));
     // Synchronous unless a stage must wait for the attacker's bytes (PROXY header, peek):
     // the common flow leaves no promise behind.
     try {
-      const waiting = listener.acceptProxy ? this.afterHeader(flow, trusted) : this.dispatch(flow);
+      const waiting = listener.acceptProxy ? this.afterHeader(flow, viaProxyPeer) : this.dispatch(flow);
       waiting?.catch((err) => this.failed(flow, err));
     } catch (err) {
       this.failed(flow, err);
@@ -262,10 +271,10 @@ export class Gateway {
     flow.finish('error', String(err));
   }
 
-  private async afterHeader(flow: Flow, trusted: boolean): Promise<void> {
+  private async afterHeader(flow: Flow, viaProxyPeer: boolean): Promise<void> {
     const { listener } = flow;
-    if (!(await readProxyHeader(flow, listener.acceptProxy!, trusted))) return;
-    if (trusted && flow.peer) {
+    if (!(await readProxyHeader(flow, listener.acceptProxy!, viaProxyPeer))) return;
+    if (viaProxyPeer && flow.peer) {
       const refusal = this.admission.checkSource(flow.src.ip);
       if (refusal) {
         this.admission.refused(flow.src.ip, refusal, listener.name, flow.dst);

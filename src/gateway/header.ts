@@ -1,6 +1,7 @@
-// Inbound PROXY protocol: a trusted upstream (load balancer, remote sensor) tells us who the
-// attacker is. Trusted peers must send a valid header in time; anyone else who sends one
-// is recorded as a spoof attempt, and anyone else who does not is an ordinary attacker.
+// Inbound PROXY protocol: a proxy peer (a trusted load balancer or remote sensor in front of
+// honeygate, listed in acceptProxy.from) tells us who the attacker is. A proxy peer must send
+// a valid header in time; anyone else who sends one is recorded as a spoof attempt, and
+// anyone else who does not is an ordinary attacker. ("Upstream" is the honeypot side.)
 import type { AcceptProxy } from '../config/types.js';
 import { normalizeIp } from '../net/address.js';
 import { type ParseResult, parseProxyHeader, V2_SIGNATURE } from '../net/proxy-protocol.js';
@@ -9,12 +10,19 @@ import { readUntil } from './read.js';
 
 const V1_PREFIX = Buffer.from('PROXY ');
 
-/** `trusted`: the peer is in accept.from. Returns true when the flow goes on to routing; false when it was finished here. */
-export async function readProxyHeader(flow: Flow, accept: AcceptProxy, trusted: boolean): Promise<boolean> {
-  return trusted ? fromTrusted(flow, accept) : fromUntrusted(flow, accept);
+/**
+ * `viaProxyPeer`: the socket's peer is a proxy peer (in accept.from). Returns true when the
+ * flow goes on to routing; false when it was finished here.
+ */
+export async function readProxyHeader(
+  flow: Flow,
+  accept: AcceptProxy,
+  viaProxyPeer: boolean,
+): Promise<boolean> {
+  return viaProxyPeer ? fromProxyPeer(flow, accept) : fromUntrusted(flow, accept);
 }
 
-async function fromTrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> {
+async function fromProxyPeer(flow: Flow, accept: AcceptProxy): Promise<boolean> {
   const opts = { v1: accept.versions.includes('v1'), v2: accept.versions.includes('v2') };
   type Outcome = ParseResult | { status: 'timeout' } | { status: 'closed' };
   const read = await readUntil<Outcome>(
@@ -48,7 +56,7 @@ async function fromTrusted(flow: Flow, accept: AcceptProxy): Promise<boolean> {
   flow.proxyHeader = h.command === 'LOCAL' ? 'local' : h.version === 1 ? 'v1' : 'v2';
   if (h.command === 'PROXY' && h.src && h.dst) {
     // The spec's rule: LOCAL, UNKNOWN and UNIX keep the socket's own addresses.
-    flow.peer = flow.src;
+    flow.peer = flow.src; // the proxy peer's own address
     flow.src = { ip: normalizeIp(h.src.ip) ?? h.src.ip, port: h.src.port };
     flow.dst = { ip: normalizeIp(h.dst.ip) ?? h.dst.ip, port: h.dst.port };
   }

@@ -12,7 +12,6 @@ import { HoneygateError } from '../errors.js';
 import type { Address } from '../events/event.js';
 import { formatEndpoint, socketIp } from '../net/address.js';
 import { listenSocket, relayBoundary, socketHint, socketName } from '../net/native.js';
-import type { Relay } from './relay.js';
 
 export type OnConnection = (socket: net.Socket, bound: BoundSocket) => void;
 
@@ -37,10 +36,20 @@ export function socketKey(listener: string, e: Endpoint, transparent = false): s
   return transparent ? `tproxy|${key}` : key;
 }
 
+/**
+ * What a listener asks of the native relay (relay.ts's Relay is it): accept on an fd, and
+ * stop. Named here so that this module does not import relay.ts, which imports BoundSocket.
+ */
+export interface RelayListen {
+  /** Accepts on fd for `bound` from now on; returns the tag that unlisten() takes. */
+  listen(fd: number, bound: BoundSocket, flags: number): number;
+  unlisten(tag: number): void;
+}
+
 /** How a listener's sockets are accepted: by the native relay when there is one, else by Node. */
 export interface Acceptor {
   onConnection: OnConnection;
-  relay: Relay | null;
+  relay: RelayListen | null;
   shared: boolean; // SO_REUSEPORT: every worker process binds the same addresses
 }
 
@@ -124,7 +133,13 @@ export function bindOne(
 }
 
 /** The addon binds and listens; the relay accepts (the same checks as Node's listen). */
-function bindRelayed(l: ListenerConfig, e: Endpoint, relay: Relay, transparent: boolean, shared: boolean) {
+function bindRelayed(
+  l: ListenerConfig,
+  e: Endpoint,
+  relay: RelayListen,
+  transparent: boolean,
+  shared: boolean,
+) {
   let fd = -1;
   try {
     fd = listenSocket(e.host, e.port, { transparent, reusePort: shared, backlog: BACKLOG });

@@ -3,22 +3,7 @@
 // stream.pipeline: we count and keep bytes per chunk, and a half-close on one side must
 // not tear down the other.
 import type net from 'node:net';
-import type { CloseReason } from '../events/event.js';
-import { watchDeadlines } from './deadlines.js';
-import type { Flow } from './flow.js';
-
-/** Socket errors an attacker or honeypot causes by resetting; they end a flow, they are not faults. */
-export function isReset(err: NodeJS.ErrnoException): boolean {
-  return err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNABORTED';
-}
-
-/** The 'error' handler for one side of a flow: a reset ends it as `<side>-reset`, anything else as an error. */
-export function failOn(flow: Flow, side: 'client' | 'server') {
-  return (err: NodeJS.ErrnoException): void => {
-    const reason: CloseReason = isReset(err) ? `${side}-reset` : 'error';
-    flow.finish(reason, reason === 'error' ? `${side}: ${err.message}` : undefined);
-  };
-}
+import { type Flow, failOn } from './flow.js';
 
 /** Half-closes `to` after the other side's FIN; closes it outright when it has already ended too. */
 function passEnd(to: net.Socket): void {
@@ -35,7 +20,7 @@ export function pump(flow: Flow, upstream: net.Socket): void {
   let upClosed = false;
 
   flow.defer(() => upstream.destroy());
-  flow.defer(watchDeadlines(flow));
+  flow.defer(flow.runtime.deadlines.watch(flow));
 
   // The attacker's side has had failOn(flow, 'client') since accept.
   upstream.removeAllListeners('error');

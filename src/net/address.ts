@@ -18,8 +18,8 @@ export function normalizeIp(text: string): string | null {
 /**
  * normalizeIp for an address Node read from the kernel (socket.remoteAddress, localAddress):
  * libuv already prints those canonically (lowercase, longest zero run compressed), so only
- * the forms with an embedded IPv4 (::ffff:a.b.c.d) need the full parse, which costs 0.8 µs
- * for IPv4 and 3.4 µs for IPv6 on the per-flow path.
+ * the forms with an embedded IPv4 (::ffff:a.b.c.d) need the full parse, which is too dear
+ * to run on every flow.
  */
 export function socketIp(text: string): string | null {
   if (isIPv4(text)) return text;

@@ -9,11 +9,9 @@
 // cost); the tests run in order and the later ones stop honeygate and compare the gateway's
 // firewall with what it was before honeygate started.
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { nativeAvailable } from '../../src/net/native.js';
 import {
@@ -24,6 +22,7 @@ import {
   staticBusybox,
 } from '../../src/netns/docker.js';
 import { buildFarm, type Farm, type Host } from '../../src/netns/topology.js';
+import { type GatewayProcess, startManagedGateway } from '../helpers/farm-gateway.js';
 import { BIN, type EventRecord, runCli } from '../helpers/honeygate.js';
 import { type Client, connectFrom, needsRoot, rootState } from '../helpers/netns.js';
 import { which } from '../helpers/peers.js';
@@ -63,75 +62,6 @@ function hostOf(ep: string): string {
 
 function portOf(ep: string): number {
   return Number(ep.slice(ep.lastIndexOf(':') + 1));
-}
-
-/** `honeygate run --manage-firewall` inside the gateway namespace, its log lines parsed. */
-interface GatewayProcess {
-  proc: ChildProcess;
-  records: Array<Record<string, unknown>>;
-  output(): string;
-  waitForLog(
-    what: string,
-    predicate: (r: Record<string, unknown>) => boolean,
-    timeoutMs?: number,
-  ): Promise<void>;
-  /** SIGTERM and wait for the exit; resolves to the exit code. */
-  stop(): Promise<number | null>;
-}
-
-function startGateway(farm: Farm, configPath: string): GatewayProcess {
-  const proc = farm.topology.spawn(
-    farm.gateway.ns,
-    [process.execPath, BIN, 'run', '-c', configPath, '--manage-firewall'],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const records: Array<Record<string, unknown>> = [];
-  const raw: string[] = [];
-  let stderr = '';
-  createInterface({ input: proc.stdout! }).on('line', (line) => {
-    raw.push(line);
-    try {
-      records.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      records.push({ raw: line });
-    }
-  });
-  proc.stderr!.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const running = () => proc.exitCode === null && proc.signalCode === null;
-  const output = () => `honeygate stdout:\n${raw.join('\n')}\nhoneygate stderr:\n${stderr}`;
-  return {
-    proc,
-    records,
-    output,
-    async waitForLog(what, predicate, timeoutMs = 15_000) {
-      try {
-        await waitFor(
-          what,
-          () => {
-            if (records.some(predicate)) return true;
-            if (!running()) throw new Error(`honeygate exited (${proc.exitCode ?? proc.signalCode})`);
-            return false;
-          },
-          timeoutMs,
-          20,
-        );
-      } catch (err) {
-        throw new Error(`${(err as Error).message}\n${output()}`);
-      }
-    },
-    async stop() {
-      if (running()) proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
-  };
 }
 
 describe('transparent mode beside a real Docker Engine', () => {
@@ -307,7 +237,7 @@ limits: { grace: 1s }
 events: { sqlite: ${dbPath}, batch: 50ms }
 `,
     );
-    gateway = startGateway(farm, configPath);
+    gateway = startManagedGateway(farm, configPath);
     await gateway.waitForLog('honeygate to be ready', (r) => r.msg === 'ready');
     lap('honeygate');
   });

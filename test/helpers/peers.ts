@@ -2,7 +2,7 @@
 // pid and logs in its own temp dir, run in the foreground as a child process:
 //   - HAProxy and nginx as PROXY-protocol *receivers* (honeypot stand-ins) that answer
 //     each connection with the client address the PROXY header gave them;
-//   - HAProxy as a PROXY-protocol *sender* (an upstream load balancer in front of
+//   - HAProxy as a PROXY-protocol *sender* (a proxy peer: a load balancer in front of
 //     honeygate);
 //   - in-process TCP servers (banner, echo, reply-on-end) as plain honeypots.
 // Readiness is read from /proc/net/tcp (a LISTEN socket on the port), not by connecting:
@@ -70,6 +70,20 @@ export function isListening(port: number): boolean {
     const cols = line.trim().split(/\s+/);
     return cols[1] === want && cols[3] === '0A';
   });
+}
+
+/**
+ * Bytes waiting in the receive queue of the local socket on 127.0.0.1:port connected to
+ * `peerPort` (from /proc/net/tcp): how a test sees that honeygate has read what it sent.
+ */
+export function receiveQueue(port: number, peerPort: number): number | undefined {
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(4, '0');
+  for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(`:${hex(port)}`) && f[2]?.endsWith(`:${hex(peerPort)}`))
+      return Number.parseInt(f[4]!.split(':')[1]!, 16);
+  }
+  return undefined;
 }
 
 async function startProcessPeer(
@@ -218,7 +232,7 @@ export interface SendingProxyOptions {
 }
 
 /**
- * HAProxy as an upstream load balancer: TCP mode, `server hg 127.0.0.1:TARGET
+ * HAProxy as a proxy peer (a load balancer in front of honeygate): TCP mode, `server hg 127.0.0.1:TARGET
  * send-proxy-v2` (or `send-proxy` for v1). Clients connect to `port`; honeygate receives
  * the PROXY header naming the client.
  */

@@ -1,11 +1,13 @@
-// The process lifecycle: SIGHUP reloads without touching open flows, a broken config on
-// SIGHUP is refused while the old one keeps serving, SIGTERM exits 0 with every flow stored.
+// The process lifecycle: SIGHUP reloads without touching open flows (also when it renames a
+// listener), a broken config on SIGHUP is refused while the old one keeps serving, SIGTERM
+// exits 0 with every flow stored, and signals during the grace period change nothing.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { connect, exchange, readAll, readUntil } from '../helpers/client.js';
 import { runCli, startHoneygate } from '../helpers/honeygate.js';
 import { startBannerServer, startEchoServer } from '../helpers/peers.js';
 import { freePort } from '../helpers/ports.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** Forward everything on a fixed port (a reload keeps it bound) to `backend`. */
 const config = (port: number, backend: string, servers: Record<string, number>) => `
@@ -131,5 +133,63 @@ describe('lifecycle', { timeout: 60_000 }, () => {
       .filter((l) => l.trim() !== '')
       .map((l) => JSON.parse(l) as { src: { port: number }; closeReason: string });
     assert.equal(flows.find((f) => f.src.port === localPort)?.closeReason, 'shutdown', r.stdout + r.stderr);
+  });
+
+  // Bug: a reload that renamed a listener re-bound its address while the old socket held it:
+  // EADDRINUSE, reload rejected.
+  test('a reload may rename the listener that owns an address', async () => {
+    const echo = await startEchoServer();
+    cleanup.push(() => echo.stop());
+    const port = await freePort();
+    const cfg = (name: string) => `
+listeners:
+  - name: ${name}
+    bind: "127.0.0.1:${port}"
+routes:
+  - capture: { timeout: 1s }
+`;
+    const hg = await startHoneygate(cfg('before'));
+    cleanup.push(() => hg.close());
+    hg.rewriteConfig(cfg('after'));
+    const mark = hg.lines.length;
+    hg.signal('SIGHUP');
+    const r = await hg.waitForLine(
+      (l) => l.msg === 'config reloaded' || l.msg === 'reload rejected',
+      5000,
+      mark,
+    );
+    assert.equal(r.msg, 'config reloaded', JSON.stringify(r));
+    const flow = await exchange(port, 'hi');
+    await hg.waitForEvents((all) => all.some((e) => e.src.port === flow.localPort && e.listener === 'after'));
+  });
+
+  // Bug: SIGHUP or SIGUSR1 during the grace period took their default action and killed the
+  // process before the events were flushed.
+  test('signals during the grace period neither kill honeygate nor lose events', async () => {
+    const echo = await startEchoServer();
+    cleanup.push(() => echo.stop());
+    const hg = await startHoneygate(`
+listeners:
+  - name: f
+    bind: "127.0.0.1:0"
+routes:
+  - forward: e
+backends:
+  e: { servers: ["127.0.0.1:${echo.port}"] }
+limits: { grace: 2s }
+`);
+    cleanup.push(() => hg.close());
+    const open = await connect(hg.port('f'));
+    cleanup.push(() => open.destroy());
+    await waitFor('the flow to reach the honeypot', () => echo.open === 1);
+    const mark = hg.lines.length;
+    hg.signal('SIGTERM');
+    await hg.waitForLine((l) => l.msg === 'stopping', 5000, mark);
+    hg.signal('SIGHUP');
+    hg.signal('SIGUSR1');
+    assert.equal(await hg.stop(), 0);
+    const events = await hg.events();
+    assert.equal(events.filter((e) => e.type === 'flow').length, 1);
+    assert.equal(events[0]!.closeReason, 'shutdown');
   });
 });

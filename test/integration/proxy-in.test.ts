@@ -1,6 +1,7 @@
 // Inbound PROXY protocol: behind a real HAProxy (send-proxy / send-proxy-v2) the event's
 // src is the client HAProxy saw and its peer is HAProxy; a header from an untrusted
-// address is a spoof attempt; garbage and silence are recorded as such.
+// address is a spoof attempt; garbage and silence are recorded as such; per-source limits
+// hold for the untrusted peers of such a listener.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connect, exchange, readAll } from '../helpers/client.js';
@@ -97,5 +98,38 @@ limits: { perSourceRate: 10000/s }
     assert.equal(reply.data.length, 0);
     const flow = await flowFrom('127.0.0.1', localPort);
     assert.equal(flow.closeReason, 'proxy-header-timeout');
+  });
+});
+
+describe('inbound PROXY protocol: limits', { timeout: 60_000 }, () => {
+  // Bug: untrusted peers of an acceptProxy listener escaped the per-source limits while they
+  // waited in the header stage, so one address could take every connection slot.
+  test('per-source limits hold for untrusted peers of an acceptProxy listener', async () => {
+    const hg = await startHoneygate(`
+listeners:
+  - name: lb
+    bind: "127.0.0.1:0"
+    acceptProxy: { from: ["192.0.2.0/24"], timeout: 1s }
+routes:
+  - capture: { timeout: 1s }
+limits: { perSource: 3, perSourceRate: 10000/s }
+`);
+    try {
+      // A reset may beat the client's own connect callback (a loaded machine): the same refusal.
+      const attempt = async () => {
+        try {
+          return await readAll(await connect(hg.port('lb')), 10_000);
+        } catch (err) {
+          return { error: (err as NodeJS.ErrnoException).code ?? String(err) };
+        }
+      };
+      const replies = await Promise.all(Array.from({ length: 10 }, attempt));
+      assert.equal(replies.filter((r) => r.error === 'ECONNRESET').length, 7, 'all but perSource are reset');
+      const events = await hg.waitForEvents((all) => all.some((e) => e.type === 'rejected'), 15_000);
+      const refused = events.filter((e) => e.type === 'rejected').reduce((n, e) => n + e.count, 0);
+      assert.equal(refused, 7);
+    } finally {
+      await hg.close();
+    }
   });
 });

@@ -1,11 +1,13 @@
-// Attacker behaviour the gateway must take in stride: half-closed connections, floods
-// from one source beyond perSource, and silent connections left idle.
+// Attacker behaviour the gateway must take in stride: half-closed connections (also during
+// the header and peek stages), floods from one source beyond perSource, and silent
+// connections left idle.
 import assert from 'node:assert/strict';
 import type net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { connect, exchange, readAll } from '../helpers/client.js';
 import { type Honeygate, startHoneygate } from '../helpers/honeygate.js';
 import { startReplyOnEndServer, startTcpServer } from '../helpers/peers.js';
+import { proxyV1 } from '../helpers/proxy-header.js';
 import { waitFor } from '../helpers/wait.js';
 
 describe('robustness', { timeout: 60_000 }, () => {
@@ -121,5 +123,40 @@ events: { sqlite: "{{dir}}/events.db", batch: 50ms }
     assert.ok(Date.now() - started >= 250, 'not closed before the idle timeout');
     const evs = await hg.waitForEvents((all) => all.some((e) => e.src.port === localPort));
     assert.equal(evs.find((e) => e.src.port === localPort)!.closeReason, 'idle-timeout');
+  });
+
+  // Bug: a FIN read by the PROXY-header or peek stage was lost ('end' fires once), so the
+  // honeypot never saw the half-close and the flow hung until the idle timeout.
+  test('a half-close during the header or peek stage reaches the honeypot', async () => {
+    const pot = await startReplyOnEndServer((d) => `got ${d.length}`);
+    cleanup.push(() => pot.stop());
+    const hg = await startHoneygate(`
+listeners:
+  - name: lb
+    bind: "127.0.0.1:0"
+    acceptProxy: { from: ["127.0.0.1"] }
+  - name: peek
+    bind: "127.0.0.1:0"
+routes:
+  - match: { listeners: [lb] }
+    forward: pot
+  - match: { protocol: [http] }
+    forward: pot
+  - capture: { timeout: 30s }
+backends:
+  pot: { servers: ["127.0.0.1:${pot.port}"] }
+limits: { idleTimeout: 30s, perSourceRate: 10000/s }
+`);
+    cleanup.push(() => hg.close());
+    const lb = hg.port('lb');
+    const viaHeader = await exchange(lb, `${proxyV1('203.0.113.4', '127.0.0.1', 42000, lb)}hello`);
+    assert.equal(viaHeader.data.toString(), 'got 5');
+    const viaPeek = await exchange(hg.port('peek'), 'GET / HTTP/1.0\r\n\r\n');
+    assert.equal(viaPeek.data.toString(), 'got 18');
+    const silentThenEnd = await exchange(hg.port('peek'), 'x', { replyTimeoutMs: 10_000 });
+    assert.equal(silentThenEnd.error, null);
+    const events = await hg.waitForEvents((all) => all.filter((e) => e.type === 'flow').length >= 3);
+    const reasons = events.map((e) => e.closeReason).sort();
+    assert.deepEqual(reasons, ['capture-done', 'client-closed', 'client-closed']);
   });
 });

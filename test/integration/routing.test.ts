@@ -1,10 +1,13 @@
 // Routing by what the attacker says: rules that match on protocol peek at the first bytes,
-// bytes that arrived with a PROXY header count, and a silent client is "unknown".
+// bytes that arrived with a PROXY header count, a silent client is "unknown", and the bytes
+// of an attacker who resets during the peek stay in the event.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { exchange } from '../helpers/client.js';
+import { connect, exchange } from '../helpers/client.js';
 import { type Honeygate, startHoneygate } from '../helpers/honeygate.js';
+import { receiveQueue } from '../helpers/peers.js';
 import { proxyV1 } from '../helpers/proxy-header.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('routing on the detected protocol', { timeout: 60_000 }, () => {
   let hg: Honeygate;
@@ -83,5 +86,36 @@ limits: { perSourceRate: 10000/s }
     assert.equal(silentFlow.route, 'rest');
     assert.equal(silentFlow.protocol, 'unknown');
     assert.equal(silentFlow.closeReason, 'capture-timeout');
+  });
+});
+
+describe('routing: the peek stage', { timeout: 60_000 }, () => {
+  // Bug: bytes read by the peek stage were lost from the event when the attacker reset there.
+  test('an attacker who resets during the peek keeps its bytes in the event', async () => {
+    const hg = await startHoneygate(`
+listeners:
+  - name: p
+    bind: "127.0.0.1:0"
+routes:
+  - match: { protocol: [ssh] }
+    capture: {}
+  - capture: {}
+`);
+    try {
+      const s = await connect(hg.port('p'));
+      const localPort = s.localPort;
+      await new Promise<void>((resolve) => s.write('GET /secret-exploit', () => resolve()));
+      // Reset only once honeygate has read the bytes (its receive queue is empty again):
+      // unread bytes would be dropped by the kernel, which is not what this test is about.
+      await waitFor('honeygate to read the bytes', () => receiveQueue(hg.port('p'), localPort!) === 0);
+      s.resetAndDestroy();
+      const events = await hg.waitForEvents((all) => all.some((e) => e.src.port === localPort));
+      const flow = events.find((e) => e.src.port === localPort)!;
+      assert.equal(flow.closeReason, 'client-reset');
+      assert.equal(flow.firstBytes.toString(), 'GET /secret-exploit');
+      assert.equal(flow.bytesIn, 19);
+    } finally {
+      await hg.close();
+    }
   });
 });

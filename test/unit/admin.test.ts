@@ -13,8 +13,8 @@ import { HoneygateError } from '../../src/errors.js';
 import type { RecorderStats } from '../../src/events/recorder.js';
 import { flowEnd } from '../../src/gateway/flow.js';
 import type { GatewayStats } from '../../src/gateway/gateway.js';
+import { sampleEvent } from '../helpers/events.js';
 import { waitFor, withTimeout } from '../helpers/wait.js';
-import { sampleEvent } from './events-fixture.js';
 
 const TOKEN = 's3cret-token';
 

@@ -6,7 +6,7 @@ import { after, before, describe, it, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { formatDuration, localTime, parseTime } from '../../src/cli/events.js';
 import { SqliteSink } from '../../src/events/sqlite.js';
-import { sampleEvent, tempDir } from './events-fixture.js';
+import { sampleEvent, tempDir } from '../helpers/events.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/honeygate.js', import.meta.url));
 

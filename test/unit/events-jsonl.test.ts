@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import pino from 'pino';
 import { type EcsDocument, JsonlSink, toEcs } from '../../src/events/jsonl.js';
 import { Recorder } from '../../src/events/recorder.js';
-import { sampleEvent, tempDir } from './events-fixture.js';
+import { sampleEvent, tempDir } from '../helpers/events.js';
 
 function readLines(path: string): EcsDocument[] {
   return readFileSync(path, 'utf8')
@@ -171,7 +171,7 @@ describe('JsonlSink on a full disk', () => {
   it('cuts a partly written line, so every line in the file parses', () => {
     const path = join(tmp.dir, 'full.jsonl');
     const sink = new URL('../../src/events/jsonl.js', import.meta.url).href;
-    const fixture = new URL('./events-fixture.js', import.meta.url).href;
+    const fixture = new URL('../helpers/events.js', import.meta.url).href;
     // A file size limit (ulimit -f, in KiB) stands in for the full disk.
     const script = `
       const { JsonlSink } = await import(${JSON.stringify(sink)});

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FlowEvent } from '../../src/events/event.js';
 import { queryEvents } from '../../src/events/query.js';
 import { SqliteSink } from '../../src/events/sqlite.js';
-import { sampleEvent, tempDir } from './events-fixture.js';
+import { sampleEvent, tempDir } from '../helpers/events.js';
 
 const T0 = Date.UTC(2024, 4, 1, 0, 0, 0);
 const MIN = 60_000;

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import pino from 'pino';
 import type { FlowEvent, Sink } from '../../src/events/event.js';
 import { newEventId, Recorder } from '../../src/events/recorder.js';
-import { sampleEvent } from './events-fixture.js';
+import { sampleEvent } from '../helpers/events.js';
 
 /** A pino logger whose lines land in `lines`. */
 function captureLog() {

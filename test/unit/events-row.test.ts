@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { deserialize, serialize } from 'node:v8';
 import { COLUMNS, eventValues, valuesToEvent } from '../../src/events/row.js';
-import { sampleEvent } from './events-fixture.js';
+import { sampleEvent } from '../helpers/events.js';
 
 describe('event rows', () => {
   it('gives every column a value, in COLUMNS order', () => {

@@ -5,7 +5,7 @@ import { after, describe, it } from 'node:test';
 import { queryEvents } from '../../src/events/query.js';
 import { MIGRATIONS, SqliteSink } from '../../src/events/sqlite.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
-import { sampleEvent, tempDir } from './events-fixture.js';
+import { sampleEvent, tempDir } from '../helpers/events.js';
 
 describe('SqliteSink', () => {
   const tmp = tempDir();

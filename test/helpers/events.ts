@@ -1,4 +1,5 @@
-// A complete FlowEvent for the events-* tests, every field set to something checkable.
+// A complete FlowEvent for the events tests (and the admin API's), every field set to something
+// checkable, and a temporary directory.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
