@@ -5,7 +5,7 @@
 // With a token configured every route but /healthz needs `Authorization: Bearer TOKEN`.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type pino from 'pino';
 import type { AdminConfig } from '../config/types.js';
@@ -37,6 +37,10 @@ type Route = (req: http.IncomingMessage, res: http.ServerResponse) => Promise<vo
 const ROUTES = ['/metrics', '/healthz', '/api/status'] as const;
 const PUBLIC = new Set<string>(['/healthz']);
 const METHODS = 'GET, HEAD';
+const CLIENT_ERROR_STATUS: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+};
 
 /** Starts the admin API; rejects with HG_ERR_LISTEN when the address cannot be bound. */
 export async function startAdmin(cfg: AdminConfig, deps: AdminDeps): Promise<AdminServer> {
@@ -104,7 +108,15 @@ export async function startAdmin(cfg: AdminConfig, deps: AdminDeps): Promise<Adm
   // A slow or stuck client must not hold a socket for long.
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
-  server.on('clientError', (_err, socket) => socket.destroy());
+  // A malformed request gets its status, as Node's default handler would send, and the socket
+  // is closed: a client with too large headers learns why (431) instead of seeing a reset.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || err.code === 'ECONNRESET') return socket.destroy();
+    const status = CLIENT_ERROR_STATUS[err.code ?? ''] ?? '400 Bad Request';
+    socket.setTimeout(5_000, () => socket.destroy());
+    socket.resume(); // read and discard the rest: unread bytes at close() would send a reset
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  });
 
   try {
     await listen(server, cfg.listen.host, cfg.listen.port);

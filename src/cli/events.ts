@@ -133,18 +133,28 @@ export function parseTime(flag: string, text: string, now: number): number {
   const rel = /^(\d+)([smhdw])$/.exec(text);
   if (rel) return now - Number(rel[1]) * UNIT_MS[rel[2]!]!;
   // A bare date means local midnight, as the table shows local times (Date.parse says UTC).
-  const day = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
-  const ms = day
-    ? new Date(Number(day[1]), Number(day[2]) - 1, Number(day[3])).getTime()
-    : /^\d{4}-\d{2}-\d{2}/.test(text)
-      ? Date.parse(text)
-      : Number.NaN;
+  const day = /^(\d{4})-(\d{2})-(\d{2})/.exec(text);
+  const ms = !day
+    ? Number.NaN
+    : day[0] === text
+      ? new Date(Number(day[1]), Number(day[2]) - 1, Number(day[3])).getTime()
+      : Date.parse(text);
+  // Date rolls an impossible day over (2024-13-45 is 2025-02-14): refuse it instead.
+  if (day && !Number.isNaN(ms) && !isCalendarDay(Number(day[1]), Number(day[2]), Number(day[3]))) {
+    throw new UsageError(`${flag}: "${text}" is not a date: ${day[0]} is not a day of the calendar`);
+  }
   if (Number.isNaN(ms)) {
     throw new UsageError(
       `${flag}: "${text}" is not an ISO time or a duration like 15m, 2h, 7d (units s m h d w)`,
     );
   }
   return ms;
+}
+
+function isCalendarDay(year: number, month: number, day: number): boolean {
+  const d = new Date(0);
+  d.setUTCFullYear(year, month - 1, day); // unlike Date.UTC, years below 100 stay themselves
+  return d.getUTCFullYear() === year && d.getUTCMonth() === month - 1 && d.getUTCDate() === day;
 }
 
 /** "22", "8000-8099", "22,2222,8000-8099" (the config's port syntax, comma-separated). */

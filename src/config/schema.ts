@@ -410,8 +410,25 @@ export const eventsSchema = obj({
 
 export const adminSchema = obj({
   listen: conv(server).default({ host: '127.0.0.1', port: 9100 }),
-  token: conv((v) => (v === null || v === '' ? null : text(v))).default(null),
+  token: conv((v) => (v === null || v === '' ? null : bearerToken(v))).default(null),
 });
+
+/**
+ * A token a client can present as `Authorization: Bearer TOKEN`: visible ASCII only. A space
+ * or a control character could never be sent in one header token, so it would lock everyone
+ * out. The message names the position, never the secret.
+ */
+function bearerToken(v: unknown): string {
+  const t = text(v);
+  const bad = /[^\x21-\x7e]/.exec(t);
+  if (bad) {
+    const what = bad[0] === ' ' ? 'a space' : `character ${JSON.stringify(bad[0])}`;
+    throw new Error(
+      `the token has ${what} at position ${bad.index + 1}: a Bearer token is visible ASCII only (no spaces)`,
+    );
+  }
+  return t;
+}
 
 /** A 32-bit mark: 4096 or "0x1000". */
 export function mark(v: unknown): number {

@@ -287,12 +287,15 @@ function parseV2(buf: Buffer, maxLength: number): ParseResult {
   if (buf.length < V2_FIXED) return INCOMPLETE;
   const len = buf.readUInt16BE(14);
   if (len > maxLength) return fail(`v2: header length ${len} exceeds the limit of ${maxLength}`);
-  if (len < fam.addrLen) {
+  // LOCAL ignores the address block, family included (the spec, and HAProxy): a LOCAL header
+  // whose family byte is set may carry a shorter block, or none.
+  const addrLen = cmd === 0 ? Math.min(fam.addrLen, len) : fam.addrLen;
+  if (len < addrLen) {
     return fail(`v2: length ${len} is too short for the ${fam.family} address block (${fam.addrLen} bytes)`);
   }
   const end = V2_FIXED + len;
   // Walk the TLV headers that have arrived: an overrun is reported before the rest comes in.
-  const walk = walkTlvs(buf, V2_FIXED + fam.addrLen, end, 'v2', 'header');
+  const walk = walkTlvs(buf, V2_FIXED + addrLen, end, 'v2', 'header');
   if (typeof walk === 'string') return fail(walk);
   if (walk === null || buf.length < end) return INCOMPLETE;
 

@@ -264,6 +264,28 @@ describe('admin API', () => {
     assert.equal(flowEnd.hasSubscribers, subscribedBefore, 'a failed start leaves no subscriber behind');
   });
 
+  // Regression: a request with 100 KB of headers had its connection dropped without an answer.
+  it('answers 431 to headers over the limit, and keeps serving', async () => {
+    const { admin } = await start(TOKEN);
+    const [host, port] = [admin.address.split(':')[0]!, Number(admin.address.split(':')[1])];
+    const reply = await withTimeout(
+      new Promise<string>((resolve, reject) => {
+        const sock = net.connect(port, host);
+        let got = '';
+        sock.on('error', reject);
+        sock.on('data', (d) => {
+          got += d.toString('latin1');
+        });
+        sock.on('close', () => resolve(got));
+        sock.write(`GET /api/status HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(100_000)}\r\n\r\n`);
+      }),
+      5000,
+      'the answer to a request with 100 KB of headers',
+    );
+    assert.match(reply, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    assert.equal((await request(admin.address, '/healthz')).status, 200);
+  });
+
   it('close() ends keep-alive connections and leaves no handles or subscribers', async () => {
     const subscribedBefore = flowEnd.hasSubscribers;
     const f = fakes();

@@ -540,3 +540,15 @@ test('a mis-indented list item gives the syntax error alone, and no stray warnin
     process.off('warning', onWarning);
   }
 });
+
+// Regression: `check` accepted an admin.token with a space, which no client can ever present
+// (the header takes one token), so everyone was locked out of the admin API.
+test('admin.token with a space or a control character is refused, without echoing it', () => {
+  const problems = errors(LISTENER + lines('admin:', '  token: "open sesame"'));
+  assert.deepEqual(problems, [
+    'config.yaml:5: admin.token: the token has a space at position 5: a Bearer token is visible ASCII only (no spaces)',
+  ]);
+  assert.ok(!problems[0]!.includes('sesame'), 'the message does not echo the token');
+  assert.match(errors(LISTENER + lines('admin:', '  token: "a\\tb"'))[0]!, /character "\\t" at position 2/);
+  assert.equal(ok(LISTENER + lines('admin:', '  token: "b64+/token=="')).config.admin?.token, 'b64+/token==');
+});

@@ -174,3 +174,21 @@ test('--since with a bare date means local midnight', () => {
   assert.equal(parseTime('--since', '2026-11-25', 0), new Date(2026, 10, 25).getTime());
   assert.equal(parseTime('--since', '2026-11-25T10:00:00Z', 0), Date.UTC(2026, 10, 25, 10));
 });
+
+// Regression: `--since 2024-13-45` silently became 2025-02-14 (Date rolls impossible days over).
+test('--since and --until refuse a day that is not in the calendar', () => {
+  for (const text of [
+    '2024-13-45',
+    '2024-02-30',
+    '2023-02-29T10:00:00Z',
+    '2024-00-10',
+    '2024-04-31T00:00:00+02:00',
+  ]) {
+    assert.throws(
+      () => parseTime('--since', text, 0),
+      /--since: ".*" is not a date: \d{4}-\d\d-\d\d is not a day/,
+    );
+  }
+  assert.equal(parseTime('--until', '2024-02-29', 0), new Date(2024, 1, 29).getTime());
+  assert.equal(parseTime('--until', '2024-02-29T23:00:00Z', 0), Date.UTC(2024, 1, 29, 23));
+});

@@ -205,6 +205,18 @@ const V2_HAPROXY: Fixture[] = [
     expect: { command: 'LOCAL', family: 'TCP4', src: null, dst: null, authority: 'lb.example' },
   },
   {
+    // The parser rejected a LOCAL header whose family byte was set with a length of 0, while the
+    // spec says LOCAL ignores the address block and its family, and HAProxy accepts it.
+    name: 'LOCAL with family TCP4 and length 0: accepted, nothing read',
+    bytes: hex(`${SIG}20 11 0000`),
+    expect: { command: 'LOCAL', family: 'TCP4', src: null, dst: null, tlvs: [], length: 16 },
+  },
+  {
+    name: 'LOCAL with family TCP6 and a block shorter than its addresses',
+    bytes: v2raw(0x20, 0x21, Buffer.alloc(12)),
+    expect: { command: 'LOCAL', family: 'TCP6', src: null, tlvs: [], length: 28 },
+  },
+  {
     name: 'LOCAL with a UNIX address block',
     bytes: v2raw(0x20, 0x31, Buffer.alloc(216, 0x41)),
     expect: { command: 'LOCAL', family: 'UNIX_STREAM', src: null, tlvs: [] },
@@ -502,7 +514,7 @@ const MALFORMED: Bad[] = [
   },
   {
     name: 'length short of the UNIX block',
-    bytes: hex(`${SIG}20320064`),
+    bytes: hex(`${SIG}21320064`),
     reason: /UNIX_DGRAM address block \(216/,
   },
 
