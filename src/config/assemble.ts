@@ -2,8 +2,7 @@
 // when checks.ts found no problem, so nothing here reports one.
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import type { Parsed } from './checks.js';
-import { workerCount } from './checks.js';
+import { expandBind, type Parsed, workerCount } from './checks.js';
 import {
   type ACTION_KEYS,
   CAPTURE_DEFAULTS,
@@ -12,13 +11,6 @@ import {
   type RawRoute,
 } from './schema.js';
 import type { Action, BackendConfig, Config, Endpoint, ListenerConfig, Route, RouteMatch } from './types.js';
-
-export function expandBind(raw: RawListener): Endpoint[] {
-  const out: Endpoint[] = [];
-  for (const b of raw.bind ?? [])
-    for (let port = b.ports.from; port <= b.ports.to; port++) out.push({ host: b.host, port });
-  return out;
-}
 
 function toListener(raw: RawListener): ListenerConfig {
   const ap = raw.acceptProxy;

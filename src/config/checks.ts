@@ -6,8 +6,8 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
+import { FOREIGN_MARKS } from '../firewall/marks.js';
 import { formatEndpoint } from '../net/address.js';
-import { expandBind } from './assemble.js';
 import { isRecord, type Path, type Report } from './report.js';
 import {
   ACTION_KEYS,
@@ -30,8 +30,7 @@ import {
   TOP_KEYS,
   topSchema,
 } from './schema.js';
-import type { Config } from './types.js';
-import { FOREIGN_MARKS } from '../firewall/marks.js';
+import type { Config, Endpoint } from './types.js';
 
 /** File descriptors the process may hold (see the fd budget warning). */
 export const FD_BUDGET = 20_000;
@@ -326,6 +325,14 @@ function checkWorkerPorts(report: Report, p: Parsed, workers: number): void {
       `port 0 with workers: ${workers}: every worker would get a port of its own (name the port)`,
     );
   }
+}
+
+/** A listener's bind addresses, ranges expanded: one endpoint per socket. */
+export function expandBind(raw: RawListener): Endpoint[] {
+  const out: Endpoint[] = [];
+  for (const b of raw.bind ?? [])
+    for (let port = b.ports.from; port <= b.ports.to; port++) out.push({ host: b.host, port });
+  return out;
 }
 
 /** The number of workers `workers:` asks for ('auto': one per core). */
