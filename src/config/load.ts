@@ -7,7 +7,7 @@
 // directory, not the config file's directory: `./data/events.db` means what it says in
 // the shell the operator typed the command in.
 import { readFileSync } from 'node:fs';
-import { LineCounter, parseDocument } from 'yaml';
+import { isCollection, isPair, LineCounter, type Node, parseDocument } from 'yaml';
 import { ERRORS } from '../errors.js';
 import { assemble, type Checked } from './assemble.js';
 import { checkDocument, checkShape, type Parsed, warnAbout } from './checks.js';
@@ -25,6 +25,27 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv; // for ${VAR}; default process.env
   baseDir?: string; // relative sink paths resolve against this; default process.cwd()
   fileName?: string; // shown in messages; default "config"
+}
+
+// The deepest key a configuration has is 5 levels down (backends.NAME.health.rise); the limit
+// leaves room for flow-style values while keeping every recursive step far from the stack's end.
+const MAX_DEPTH = 64;
+const TOO_DEEP = `nesting too deep: at most ${MAX_DEPTH} levels of maps and lists`;
+
+/** The first collection nested deeper than `max` levels (walked without recursion), or null. */
+function nodeBelow(root: unknown, max: number): Node | null {
+  const stack: [unknown, number][] = [[root, 0]];
+  while (stack.length) {
+    const [node, depth] = stack.pop()!;
+    if (!isCollection(node)) continue;
+    if (depth > max) return node;
+    for (const item of node.items as unknown[]) {
+      if (isPair(item)) {
+        stack.push([item.key, depth + 1], [item.value, depth + 1]);
+      } else stack.push([item, depth + 1]);
+    }
+  }
+  return null;
 }
 
 /** True when every section parsed, so the document can be assembled. */
@@ -59,18 +80,31 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
     // One syntax error tends to echo as "unexpected token" for every token after it on
     // the line; the first one per line is the one to read.
     if (yamlProblems.some((y) => y.line === line)) continue;
-    const message = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+    let message = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+    if (message.includes('Maximum call stack size exceeded')) {
+      if (yamlProblems.some((y) => y.message === TOO_DEEP)) continue;
+      message = TOO_DEEP; // the parser's own recursion gave up: say what is wrong with the file
+    }
     yamlProblems.push({ line, col: e.linePos?.[0]?.col, path: [], message, kind: 'yaml' });
+  }
+  // Every later step (substitution, toJS, the checks) recurses: a document the parser survived
+  // may still be too deep for them.
+  const deep = yamlProblems.length ? null : nodeBelow(doc.contents, MAX_DEPTH);
+  if (deep?.range) {
+    const pos = lines.linePos(deep.range[0]);
+    yamlProblems.push({ line: pos.line, col: pos.col, path: [], message: TOO_DEEP, kind: 'yaml' });
   }
   for (const w of doc.warnings)
     report.warn([], w.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''));
 
-  substituteEnv(report, doc.contents, [], env);
   let raw: unknown;
-  try {
-    raw = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    report.error([], `cannot read the document: ${(err as Error).message}`);
+  if (!yamlProblems.some((y) => y.message === TOO_DEEP)) {
+    substituteEnv(report, doc.contents, [], env);
+    try {
+      raw = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      report.error([], `cannot read the document: ${(err as Error).message}`);
+    }
   }
 
   const baseDir = opts.baseDir ?? process.cwd();

@@ -552,3 +552,19 @@ test('admin.token with a space or a control character is refused, without echoin
   assert.match(errors(LISTENER + lines('admin:', '  token: "a\\tb"'))[0]!, /character "\\t" at position 2/);
   assert.equal(ok(LISTENER + lines('admin:', '  token: "b64+/token=="')).config.admin?.token, 'b64+/token==');
 });
+
+// Regression: a 5,000-deep YAML reported "Maximum call stack size exceeded" instead of its fault.
+test('a document nested too deep says so at its line, flow or block style', () => {
+  const flow = `${LISTENER}x: ${'['.repeat(5000)}${']'.repeat(5000)}\n`;
+  assert.deepEqual(errors(flow).length, 1);
+  assert.match(
+    errors(flow)[0]!,
+    /^config\.yaml:4:\d+: nesting too deep: at most 64 levels of maps and lists$/,
+  );
+  const block = `${LISTENER}x:\n${Array.from({ length: 3000 }, (_, i) => `${' '.repeat(i + 1)}a:`).join('\n')} 1\n`;
+  assert.match(errors(block).join('\n'), /^config\.yaml:\d+:\d+: nesting too deep/);
+  assert.match(
+    errors(`${LISTENER}x: ${'['.repeat(80)}${']'.repeat(80)}\n`)[0]!,
+    /^config\.yaml:4:\d+: nesting too deep/,
+  );
+});
