@@ -1,21 +1,19 @@
 // Free TCP ports on 127.0.0.1 for tests that must name a port in a config file (a peer's
 // listen line, a honeygate listener). There is a window between closing the probe and the
-// real bind in which another process could take the port; on a test machine that is rare,
-// and the binding side fails loudly if it happens.
+// real bind in which another process could take the port; below the ephemeral range that is
+// rare, and the binding side fails loudly if it happens.
 import net from 'node:net';
 
 const HOST = '127.0.0.1';
 
-/** Resolves to a port that was free on 127.0.0.1 a moment ago. */
+/**
+ * Resolves to a port that was free on 127.0.0.1 a moment ago, below the kernel's ephemeral
+ * range: a port taken from listen(0) went back to the pool that every later listen(0) and
+ * every client socket draws from, so a test's "nothing listens here" port was now and then
+ * handed to another test server and the refused connect it expected was answered.
+ */
 export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, HOST, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
+  return freePortRange(1);
 }
 
 function canBind(port: number): Promise<boolean> {
