@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import type { z } from 'zod';
 import { FOREIGN_MARKS } from '../firewall/marks.js';
 import { formatEndpoint } from '../net/address.js';
+import { FD_RESERVE, flowsWithin } from '../net/fd-limit.js';
 import { isRecord, type Path, type Report } from './report.js';
 import {
   ACTION_KEYS,
@@ -31,9 +32,6 @@ import {
   topSchema,
 } from './schema.js';
 import type { Config, Endpoint } from './types.js';
-
-/** File descriptors the process may hold (see the fd budget warning). */
-export const FD_BUDGET = 20_000;
 
 // ---- sections -----------------------------------------------------------------------
 
@@ -206,7 +204,7 @@ function checkListeners(report: Report, p: Parsed): void {
     if (ports > MAX_BIND_PORTS) {
       report.error(
         [...path, 'bind'],
-        `binds ${ports} ports; at most ${MAX_BIND_PORTS} per listener (each is an open socket; the process may hold ${FD_BUDGET} open files)`,
+        `binds ${ports} ports; at most ${MAX_BIND_PORTS} per listener (each is an open socket, and open files are limited)`,
       );
       continue;
     }
@@ -385,8 +383,8 @@ function isLoopback(host: string): boolean {
   return host === '::1' || host.startsWith('127.');
 }
 
-/** Things that are allowed but probably not meant. */
-export function warnAbout(report: Report, config: Config): void {
+/** Things that are allowed but probably not meant; `openFiles`: the open-file limit to check against. */
+export function warnAbout(report: Report, config: Config, openFiles: number | null): void {
   const used = new Set<string>();
   for (const r of config.routes) if (r.action.type === 'forward') used.add(r.action.backend);
   for (const b of config.backends.values()) if (b.fallback) used.add(b.fallback);
@@ -413,11 +411,14 @@ export function warnAbout(report: Report, config: Config): void {
   }
   let sockets = 0;
   for (const l of config.listeners) sockets += l.bind.length;
-  const fds = sockets + 2 * config.limits.maxConnections;
-  if (fds > FD_BUDGET) {
+  const fds = sockets + 2 * config.limits.maxConnections + FD_RESERVE;
+  if (openFiles !== null && fds > openFiles) {
     report.warn(
       ['limits', 'maxConnections'],
-      `${config.limits.maxConnections} flows (2 sockets each) plus ${sockets} listening sockets need ${fds} file descriptors; the process may hold ${FD_BUDGET}`,
+      `${config.limits.maxConnections} flows (2 sockets each) plus ${sockets} listening sockets and ${FD_RESERVE} ` +
+        `in reserve need ${fds} file descriptors; this process may hold ${openFiles} (RLIMIT_NOFILE), so ` +
+        `flows beyond ${flowsWithin(openFiles, sockets)} are refused as limit-global. Raise the limit ` +
+        `(systemd: LimitNOFILE=${fds}; a shell: ulimit -n ${fds}) or lower maxConnections`,
     );
   }
 }

@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { isCollection, isPair, LineCounter, type Node, parseDocument } from 'yaml';
 import { ERRORS } from '../errors.js';
+import { openFileLimit } from '../net/fd-limit.js';
 import { assemble, type Checked } from './assemble.js';
 import { checkDocument, checkShape, type Parsed, warnAbout } from './checks.js';
 import { substituteEnv } from './env.js';
@@ -16,7 +17,6 @@ import { format, isRecord, type Problem, Report, sorted } from './report.js';
 import type { Config } from './types.js';
 
 export { DEFAULT_CAPTURE } from './assemble.js';
-export { FD_BUDGET } from './checks.js';
 export { formatPath } from './report.js';
 
 export type LoadResult = { ok: true; config: Config; warnings: string[] } | { ok: false; errors: string[] };
@@ -25,6 +25,7 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv; // for ${VAR}; default process.env
   baseDir?: string; // relative sink paths resolve against this; default process.cwd()
   fileName?: string; // shown in messages; default "config"
+  openFiles?: number | null; // the open-file limit maxConnections is checked against; default this process's
 }
 
 // The deepest key a configuration has is 5 levels down (backends.NAME.health.rise); the limit
@@ -134,7 +135,7 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
   }
 
   const config = assemble(p, baseDir);
-  warnAbout(report, config);
+  warnAbout(report, config, opts.openFiles === undefined ? openFileLimit() : opts.openFiles);
   return { ok: true, config, warnings: sorted(report.warnings).map((x) => format(fileName, x)) };
 }
 

@@ -25,10 +25,25 @@ export class Admission {
   private tallies = new Map<string, Tally>();
   refusedTotal = 0;
 
+  private fdCap = Number.POSITIVE_INFINITY;
+
   constructor(private limits: Limits) {}
 
   setLimits(limits: Limits): void {
     this.limits = limits;
+  }
+
+  /**
+   * The flows the open-file limit leaves room for. Over it, new flows are refused at accept,
+   * so open ones never starve for descriptors and the admin API keeps its reserve.
+   */
+  setFdCap(flows: number): void {
+    this.fdCap = flows;
+  }
+
+  /** The global limit in force: limits.maxConnections, or fewer where open files are short. */
+  get maxFlows(): number {
+    return Math.min(this.limits.maxConnections, this.fdCap);
   }
 
   get active(): number {
@@ -37,7 +52,7 @@ export class Admission {
 
   /** The global limit, checked at accept before anything else. */
   checkGlobal(): Refusal | null {
-    return this.total >= this.limits.maxConnections ? 'limit-global' : null;
+    return this.total >= this.maxFlows ? 'limit-global' : null;
   }
 
   /** Per-source concurrency and rate for `ip`; takes a rate token when admitted. */

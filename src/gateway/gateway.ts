@@ -11,6 +11,7 @@ import type { Address } from '../events/event.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
 import { anyContains, normalizeIp, socketIp } from '../net/address.js';
+import { flowsWithin, openFileLimit } from '../net/fd-limit.js';
 import { originalDst, socketFd, upstreamSocket } from '../net/native.js';
 import { Admission } from './admit.js';
 import { Deadlines } from './deadlines.js';
@@ -128,8 +129,24 @@ export class Gateway {
     checkTransparentCapable(this.config);
     const bound = await bindAll(this.config.listeners, new Set(), this.acceptor);
     for (const b of bound) this.addSocket(b);
+    this.fitToOpenFiles();
     this.runtime.start();
     this.startTallies();
+  }
+
+  /** Caps concurrent flows to what the open-file limit holds beside the bound sockets. */
+  private fitToOpenFiles(): void {
+    const limit = openFileLimit();
+    if (limit === null) return;
+    const flows = flowsWithin(limit, this.sockets.size);
+    this.admission.setFdCap(flows);
+    if (flows < this.config.limits.maxConnections) {
+      this.log.warn(
+        { maxConnections: this.config.limits.maxConnections, openFileLimit: limit, flows },
+        `limits.maxConnections is more than ${limit} open files hold: at most ${flows} flows at once, ` +
+          'more are refused as limit-global (raise LimitNOFILE= or ulimit -n)',
+      );
+    }
   }
 
   private startTallies(): void {
@@ -170,6 +187,7 @@ export class Gateway {
       this.sockets.delete(key);
       this.log.info({ listener: b.listener, address: b.address }, 'stopped listening');
     }
+    this.fitToOpenFiles();
   }
 
   /** Stops accepting, lets open flows finish within graceMs, closes the rest. */

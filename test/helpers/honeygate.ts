@@ -68,6 +68,7 @@ export interface EventRecord {
 export interface StartOptions {
   readyTimeoutMs?: number; // default 15000
   env?: Record<string, string>;
+  openFiles?: number; // run under this RLIMIT_NOFILE (util-linux's prlimit)
 }
 
 export interface Honeygate {
@@ -149,7 +150,9 @@ export async function startHoneygate(configYaml: string, opts: StartOptions = {}
   const dbPath = path.join(dir, 'events.db');
   fs.writeFileSync(configPath, completeConfig(configYaml, dir));
 
-  const proc = spawn(process.execPath, [BIN, 'run', '-c', configPath], {
+  const argv = [process.execPath, BIN, 'run', '-c', configPath];
+  if (opts.openFiles !== undefined) argv.unshift('prlimit', `--nofile=${opts.openFiles}`);
+  const proc = spawn(argv[0]!, argv.slice(1), {
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env },

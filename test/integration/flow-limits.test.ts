@@ -2,12 +2,14 @@
 // addresses and a UNIQUE_ID equal to the event id, so its logs join honeygate's events.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import type net from 'node:net';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parseProxyHeader } from '../../src/net/proxy-protocol.js';
 import { connect, exchange, readAll } from '../helpers/client.js';
 import { startHoneygate } from '../helpers/honeygate.js';
 import { needs, startEchoServer, startNginxProxyProtocol, startTcpServer } from '../helpers/peers.js';
+import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
 describe('flow limits and PROXY v2 identity', { timeout: 60_000 }, () => {
@@ -111,3 +113,62 @@ backends:
   const reply = await exchange(hg.port('f'), '');
   assert.equal(reply.data.toString(), `127.0.0.1:${reply.localPort}\n`);
 });
+
+// Regression: the fd budget ignored the process's real limit. Under `ulimit -n` far below
+// 2 x maxConnections, flows ran into EMFILE; now new flows are refused at accept once the
+// limit (less a reserve) is reached, open flows keep working, and /healthz still answers.
+describe('the open-file limit', { timeout: 60_000 }, () => {
+  test('caps concurrent flows below RLIMIT_NOFILE and keeps /healthz answering', async () => {
+    const adminPort = await freePort();
+    const hg = await startHoneygate(
+      `
+listeners:
+  - name: c
+    bind: "127.0.0.1:0"
+routes:
+  - capture: { timeout: 30s }
+limits: { perSource: 1000, perSourceRate: 10000/s, rejectLogInterval: 200ms }
+admin: { listen: "127.0.0.1:${adminPort}" }
+`,
+      { openFiles: 200 },
+    );
+    const held: net.Socket[] = [];
+    try {
+      const warn = await hg.waitForLine((r) => r.openFileLimit === 200);
+      const flows = warn.flows as number; // (200 - 1 listener - 64 reserve) / 2
+      assert.equal(flows, 67);
+      for (let i = 0; i < flows; i++) {
+        const s = await connect(hg.port('c'));
+        s.write(`flow ${i}\n`);
+        held.push(s);
+      }
+      // Each held flow is open (its first bytes were read) before the one over the cap comes.
+      await waitFor('every held flow admitted', async () => {
+        const res = await fetch(`http://${adminAddress(hg)}/api/status`);
+        return ((await res.json()) as { gateway: { openFlows: number } }).gateway.openFlows === flows;
+      });
+      // Refused with a reset: during the handshake's completion or on the first read.
+      const refused = await connect(hg.port('c')).then(
+        async (over) => {
+          const reply = await readAll(over);
+          return reply.error !== null && reply.data.length === 0;
+        },
+        (err: NodeJS.ErrnoException) => err.code === 'ECONNRESET',
+      );
+      assert.ok(refused, 'the flow over the cap is refused');
+      const health = await fetch(`http://${adminAddress(hg)}/healthz`);
+      assert.equal(health.status, 200);
+      const events = await hg.waitForEvents((all) => all.some((e) => e.closeReason === 'limit-global'));
+      assert.equal(events.find((e) => e.closeReason === 'limit-global')!.type, 'rejected');
+    } finally {
+      for (const s of held) s.destroy();
+      await hg.close();
+    }
+  });
+});
+
+function adminAddress(hg: Awaited<ReturnType<typeof startHoneygate>>): string {
+  const line = hg.logs().find((r) => r.msg === 'admin listening');
+  assert.ok(line, 'admin listening line');
+  return line.address as string;
+}

@@ -15,8 +15,15 @@ function lines(...l: string[]): string {
   return `${l.join('\n')}\n`;
 }
 
-function ok(text: string, env: NodeJS.ProcessEnv = {}): { config: Config; warnings: string[] } {
-  const r = loadConfigText(text, { env, baseDir: BASE, fileName: 'config.yaml' });
+// The open-file limit of the machines these tests were written on, whatever this one's is.
+const OPEN_FILES = 20_000;
+
+function ok(
+  text: string,
+  env: NodeJS.ProcessEnv = {},
+  openFiles: number | null = OPEN_FILES,
+): { config: Config; warnings: string[] } {
+  const r = loadConfigText(text, { env, baseDir: BASE, fileName: 'config.yaml', openFiles });
   if (!r.ok) assert.fail(`expected a valid config, got:\n${r.errors.join('\n')}`);
   return r;
 }
@@ -315,7 +322,7 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     name: 'a bind range above 5000 ports',
     text: lines('listeners:', '  - name: wide', '    bind: ["0.0.0.0:1-5000", "0.0.0.0:6000"]'),
     errors: [
-      'config.yaml:3: listeners[0].bind: binds 5001 ports; at most 5000 per listener (each is an open socket; the process may hold 20000 open files)',
+      'config.yaml:3: listeners[0].bind: binds 5001 ports; at most 5000 per listener (each is an open socket, and open files are limited)',
     ],
   },
   {
@@ -476,8 +483,18 @@ test('warnings: unused backend, open admin without token, no sink, file descript
     'config.yaml:6: backends.spare: not used by any route or fallback',
     'config.yaml:7: admin.listen: 0.0.0.0:9100 is reachable from other hosts and admin.token is not set',
     'config.yaml:8: events: no event sink (sqlite and jsonl are both off): connections are not recorded',
-    'config.yaml:9: limits.maxConnections: 8000 flows (2 sockets each) plus 5000 listening sockets need 21000 file descriptors; the process may hold 20000',
+    'config.yaml:9: limits.maxConnections: 8000 flows (2 sockets each) plus 5000 listening sockets and 64 in reserve need 21064 file descriptors; this process may hold 20000 (RLIMIT_NOFILE), so flows beyond 7468 are refused as limit-global. Raise the limit (systemd: LimitNOFILE=21064; a shell: ulimit -n 21064) or lower maxConnections',
   ]);
+});
+
+// Regression: the fd budget was a constant 20,000 while the process ran under `ulimit -n 2048`.
+test('maxConnections is checked against the real open-file limit', () => {
+  const text = lines(LISTENER.trimEnd(), 'routes: [{ capture: {} }]', 'limits: { maxConnections: 8000 }');
+  assert.deepEqual(ok(text, {}, 2048).warnings, [
+    'config.yaml:5: limits.maxConnections: 8000 flows (2 sockets each) plus 1 listening sockets and 64 in reserve need 16065 file descriptors; this process may hold 2048 (RLIMIT_NOFILE), so flows beyond 991 are refused as limit-global. Raise the limit (systemd: LimitNOFILE=16065; a shell: ulimit -n 16065) or lower maxConnections',
+  ]);
+  assert.deepEqual(ok(text, {}, null).warnings, [], 'no limit, no warning');
+  assert.deepEqual(ok(text, {}, 16065).warnings, []);
 });
 
 test('hostile input never throws: alias bombs, deep nesting, odd scalars', () => {
