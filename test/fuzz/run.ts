@@ -32,8 +32,9 @@ if (values.repro) {
     process.exit(2);
   }
   const fault = await reproduce(targets[0]!, values.repro);
-  console.log(fault ? `FAULT: ${fault}` : 'no fault');
-  process.exit(fault && !fault.startsWith('known finding') ? 1 : 0);
+  const known = fault?.startsWith('known finding');
+  console.log(fault ? (known ? fault : `FAULT: ${fault}`) : 'no fault');
+  process.exit(fault && !known ? 1 : 0);
 }
 
 const runs = Number(values.runs);
