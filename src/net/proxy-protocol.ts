@@ -484,7 +484,9 @@ function parseSsl(v: Buffer): SslInfo | string {
 function ipBytes(ip: string): Buffer | null {
   if (isIPv4(ip)) return Buffer.from(ip.split('.').map(Number));
   if (!isIPv6(ip) || ip.includes('%')) return null;
-  const b = Buffer.from(ipaddr.IPv6.parse(ip).toByteArray());
+  // ipaddr.js reads "::a.b.c.d" (IPv4-compatible, as Node prints those bytes) as the mapped
+  // "::ffff:a.b.c.d", which would turn into the IPv4 address a.b.c.d; "0::a.b.c.d" it reads right.
+  const b = Buffer.from(ipaddr.IPv6.parse(ip.startsWith('::') ? `0${ip}` : ip).toByteArray());
   const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
   return mapped ? Buffer.from(b.subarray(12)) : b;
 }

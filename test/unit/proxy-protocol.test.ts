@@ -750,6 +750,24 @@ describe('encoders', () => {
     }
   });
 
+  it('issue #14 fuzz: ::a.b.c.d (IPv4-compatible) was encoded as the IPv4 address a.b.c.d', () => {
+    // ipaddr.js reads "::1.2.3.4" as "::ffff:1.2.3.4"; the encoders then told the honeypot
+    // "PROXY TCP4 1.2.3.4 5.6.7.8", someone else's address. Node prints those bytes so.
+    const v1line = encodeProxyV1({ ip: '::1.2.3.4', port: 1 }, { ip: '::5.6.7.8', port: 2 }).toString(
+      'latin1',
+    );
+    assert.equal(v1line, 'PROXY TCP6 ::1.2.3.4 ::5.6.7.8 1 2\r\n');
+    const { header } = done(
+      parseProxyHeader(encodeProxyV2({ src: { ip: '::1.2.3.4', port: 1 }, dst: DST6 }), ONLY_V2),
+    );
+    expectFields(header, { family: 'TCP6', src: { ip: '::1.2.3.4', port: 1 } });
+    // The mapped form still becomes IPv4, as before.
+    assert.equal(
+      encodeProxyV1({ ip: '::ffff:1.2.3.4', port: 1 }, { ip: '5.6.7.8', port: 2 }).toString('latin1'),
+      'PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n',
+    );
+  });
+
   it('encodeProxyV2 without two IP addresses sends PROXY with UNSPEC, as v1 sends UNKNOWN', () => {
     for (const opts of [{ src: SRC4 }, { src: { ip: 'x', port: 1 }, dst: DST4 }] as EncodeV2Options[]) {
       const { header } = done(parseProxyHeader(encodeProxyV2(opts), ONLY_V2));
