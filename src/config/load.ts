@@ -31,19 +31,60 @@ export interface LoadOptions {
 // The deepest key a configuration has is 5 levels down (backends.NAME.health.rise); the limit
 // leaves room for flow-style values while keeping every recursive step far from the stack's end.
 const MAX_DEPTH = 64;
+const MAX_LEAD = 512;
 const TOO_DEEP = `nesting too deep: at most ${MAX_DEPTH} levels of maps and lists`;
 
-/** The first collection nested deeper than `max` levels (walked without recursion), or null. */
-function nodeBelow(root: unknown, max: number): Node | null {
+/**
+ * The line where the text may nest too deep to parse safely, or null. The yaml parser recurses
+ * per level, and a stack overflow inside V8's regex compiler aborts the process instead of
+ * throwing, so depth is bounded on the text first: open flow brackets (any, even quoted: no
+ * config needs 64), and a line's indentation and `- `/`? `/`: ` indicators (a level takes at
+ * least one of those characters; far below the depth that overflows).
+ */
+function deepTextLine(text: string): number | null {
+  let flow = 0;
+  let line = 1;
+  let lineStart = true;
+  let lead = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x0a) {
+      line++;
+      lineStart = true;
+      lead = 0;
+      continue;
+    }
+    if (lineStart) {
+      // space, tab, '-', '?', ':'
+      if (c === 0x20 || c === 0x09 || c === 0x2d || c === 0x3f || c === 0x3a) {
+        if (++lead > MAX_LEAD) return line;
+      } else lineStart = false;
+    }
+    if (c === 0x5b || c === 0x7b) {
+      if (++flow > MAX_DEPTH) return line;
+    } else if ((c === 0x5d || c === 0x7d) && flow > 0) flow--;
+  }
+  return null;
+}
+
+/**
+ * The first node of a shape no configuration has, walked without recursion: a collection
+ * nested deeper than `max` levels, or a map or list used as a key (yaml's toJS() turns such
+ * a key into a string, which takes seconds, or throws, for nested ones). Null when none.
+ */
+function oddNode(root: unknown, max: number): { node: Node; message: string } | null {
   const stack: [unknown, number][] = [[root, 0]];
   while (stack.length) {
     const [node, depth] = stack.pop()!;
     if (!isCollection(node)) continue;
-    if (depth > max) return node;
+    if (depth > max) return { node, message: TOO_DEEP };
     for (const item of node.items as unknown[]) {
-      if (isPair(item)) {
-        stack.push([item.key, depth + 1], [item.value, depth + 1]);
-      } else stack.push([item, depth + 1]);
+      if (!isPair(item)) {
+        stack.push([item, depth + 1]);
+        continue;
+      }
+      if (isCollection(item.key)) return { node: item.key, message: 'a map or list used as a key' };
+      stack.push([item.value, depth + 1]);
     }
   }
   return null;
@@ -66,6 +107,8 @@ function complete(p: Parsed | undefined): p is Checked {
 export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult {
   const fileName = opts.fileName ?? 'config';
   const env = opts.env ?? process.env;
+  const deepLine = deepTextLine(text);
+  if (deepLine !== null) return { ok: false, errors: [`${fileName}:${deepLine}: ${TOO_DEEP}`] };
   const lines = new LineCounter();
   // logLevel error: yaml would print its own warnings to stderr; ours are collected below.
   const doc = parseDocument(text, {
@@ -90,16 +133,16 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
   }
   // Every later step (substitution, toJS, the checks) recurses: a document the parser survived
   // may still be too deep for them.
-  const deep = yamlProblems.length ? null : nodeBelow(doc.contents, MAX_DEPTH);
-  if (deep?.range) {
-    const pos = lines.linePos(deep.range[0]);
-    yamlProblems.push({ line: pos.line, col: pos.col, path: [], message: TOO_DEEP, kind: 'yaml' });
+  const odd = yamlProblems.length ? null : oddNode(doc.contents, MAX_DEPTH);
+  if (odd) {
+    const pos = lines.linePos(odd.node.range?.[0] ?? 0);
+    yamlProblems.push({ line: pos.line, col: pos.col, path: [], message: odd.message, kind: 'yaml' });
   }
   for (const w of doc.warnings)
     report.warn([], w.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''));
 
   let raw: unknown;
-  if (!yamlProblems.some((y) => y.message === TOO_DEEP)) {
+  if (!odd && !yamlProblems.some((y) => y.message === TOO_DEEP)) {
     substituteEnv(report, doc.contents, [], env);
     try {
       raw = doc.toJS({ maxAliasCount: 100 });

@@ -3,7 +3,6 @@
 // "FILE:LINE[:COL]: [path: ]message".
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isCollection, parseDocument, visit } from 'yaml';
 import type * as Load from '../../../src/config/load.js';
 import { type Check, KnownFinding, moduleUrl, ROOT, type Target } from '../engine.js';
 
@@ -11,26 +10,6 @@ import { type Check, KnownFinding, moduleUrl, ROOT, type Target } from '../engin
 // since the loader stops a document nested past 64 levels at the parse (the corpus keeps
 // deep-5000, which once overflowed the stack).
 const KNOWN: Array<{ issue: string; error: RegExp }> = [];
-
-// Found by this fuzzer: the yaml package's toJS() turns a collection used as a mapping key
-// into a string key, and for nested flow collections that takes seconds for a 4 KB file.
-// Not yet filed; the lead decides (a cap in the loader, or a bug report upstream).
-const SLOW_KEY = { issue: 'fuzz finding: yaml collection keys are slow', test: hasCollectionKey };
-
-/** True when some mapping in the YAML has a sequence or mapping as a key. */
-function hasCollectionKey(text: string): boolean {
-  let found = false;
-  visit(parseDocument(text, { logLevel: 'silent' }), {
-    Pair(_, pair) {
-      if (isCollection(pair.key)) {
-        found = true;
-        return visit.BREAK;
-      }
-      return undefined;
-    },
-  });
-  return found;
-}
 
 const EXAMPLES = join(ROOT, 'examples');
 const examples = (): Buffer[] =>
@@ -106,11 +85,6 @@ export const config: Target = {
   maxLength: 2048,
   dictionary: dictionary(),
   seeds: examples,
-  knownSlow(input: Buffer): KnownFinding | undefined {
-    return SLOW_KEY.test(input.toString('utf8'))
-      ? new KnownFinding(SLOW_KEY.issue, 'a collection as a mapping key')
-      : undefined;
-  },
   async prepare(src: string): Promise<Check> {
     const { loadConfigText } = (await import(moduleUrl(src, 'config/load.js'))) as typeof Load;
     return (input) => {
