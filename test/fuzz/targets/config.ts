@@ -81,7 +81,14 @@ const WHERE = /^fuzz\.yaml:\d+(?::\d+)?: \S/;
 
 export const config: Target = {
   name: 'config',
-  covers: ['config/load.js', 'config/schema.js'],
+  covers: [
+    'config/load.js',
+    'config/schema.js',
+    'config/checks.js',
+    'config/assemble.js',
+    'config/env.js',
+    'config/report.js',
+  ],
   maxLength: 2048,
   dictionary: dictionary(),
   seeds: examples,
