@@ -10,7 +10,7 @@ import {
   type RawListener,
   type RawRoute,
 } from './schema.js';
-import type { Action, BackendConfig, Config, Endpoint, ListenerConfig, Route, RouteMatch } from './types.js';
+import type { Action, BackendConfig, Config, ListenerConfig, Route, RouteMatch } from './types.js';
 
 function toListener(raw: RawListener): ListenerConfig {
   const ap = raw.acceptProxy;
