@@ -5,15 +5,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { nativeAvailable } from '../../src/net/native.js';
-import { buildFarm, type Farm } from '../../src/netns/topology.js';
-import { honeygateState, inGateway, startManagedGateway } from '../helpers/farm-gateway.js';
+import { farmSuite, honeygateState, inGateway, startManagedGateway } from '../helpers/farm-gateway.js';
 import { BIN } from '../helpers/honeygate.js';
-import { needsRoot, rootState } from '../helpers/netns.js';
+import { needsRoot } from '../helpers/netns.js';
 import { which } from '../helpers/peers.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -45,37 +43,20 @@ ${extra}`;
 }
 
 describe("honeygate's rules over run --manage-firewall and firewall apply", { skip }, () => {
-  let farm: Farm;
-  let dir = '';
-  let configPath = '';
-  let rootBefore: Record<string, string> = {};
-
-  before(async () => {
-    rootBefore = rootState();
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-fw-life-'));
-    configPath = path.join(dir, 'honeygate.yaml');
-    fs.writeFileSync(configPath, configText(dir));
-    farm = await buildFarm();
-  });
-
-  after(async () => {
-    await farm?.destroy();
-    fs.rmSync(dir, { recursive: true, force: true });
-    assert.deepEqual(rootState(), rootBefore, 'the root namespace must be left as it was');
-  });
+  const s = farmSuite('hg-fw-life-', configText);
 
   // Bug: a `run --manage-firewall` that failed to start (here: the tproxy port is taken by the
   // honeygate already running) removed the rules in its exit path, although it never applied
   // any: the running gateway stopped receiving connections until its next check put them back.
   test('a second run that cannot bind leaves the running one its rules', async () => {
-    const first = startManagedGateway(farm, configPath);
+    const first = startManagedGateway(s.farm, s.configPath);
     try {
       await first.ready();
-      assert.equal(honeygateState(farm).table, true);
-      const second = startManagedGateway(farm, configPath);
+      assert.equal(honeygateState(s.farm).table, true);
+      const second = startManagedGateway(s.farm, s.configPath);
       assert.notEqual(await second.exited, 0, 'the second run fails: the tproxy port is taken');
       assert.match(second.output(), /EADDRINUSE/);
-      const now = honeygateState(farm);
+      const now = honeygateState(s.farm);
       assert.equal(now.table, true, 'the first run keeps its table');
       assert.match(now.rules, /fwmark 0x1000\/0x1000 lookup 4210/);
       assert.ok(
@@ -85,7 +66,7 @@ describe("honeygate's rules over run --manage-firewall and firewall apply", { sk
     } finally {
       await first.stop();
     }
-    assert.deepEqual(honeygateState(farm), { table: false, rules: '' });
+    assert.deepEqual(honeygateState(s.farm), { table: false, rules: '' });
   });
 
   // Bug: every check of run --manage-firewall read sshd's ports afresh; a check while sshd
@@ -93,8 +74,8 @@ describe("honeygate's rules over run --manage-firewall and firewall apply", { sk
   // the admin's next SSH login could land on the SSH honeypot. The ports seen stay protected.
   test("sshd's port stays out of the divert set while sshd restarts", async () => {
     // a node that calls itself sshd (its comm, which ss -p shows)
-    const server = farm.topology.spawn(
-      farm.gateway.ns,
+    const server = s.farm.topology.spawn(
+      s.farm.gateway.ns,
       [
         process.execPath,
         '-e',
@@ -106,13 +87,13 @@ describe("honeygate's rules over run --manage-firewall and firewall apply", { sk
     await new Promise<void>((resolve) =>
       createInterface({ input: server.stdout! }).once('line', () => resolve()),
     );
-    const fast = path.join(dir, 'fast-check.yaml');
-    fs.writeFileSync(fast, configText(dir, 'firewall: { checkInterval: 200ms }'));
+    const fast = path.join(s.dir, 'fast-check.yaml');
+    fs.writeFileSync(fast, configText(s.dir, 'firewall: { checkInterval: 200ms }'));
     const diverted = (port: number) =>
       spawnSync('ip', [
         'netns',
         'exec',
-        farm.gateway.ns,
+        s.farm.gateway.ns,
         'nft',
         'get',
         'element',
@@ -121,7 +102,7 @@ describe("honeygate's rules over run --manage-firewall and firewall apply", { sk
         'every_port_ports',
         `{ ${port} }`,
       ]).status === 0;
-    const g = startManagedGateway(farm, fast);
+    const g = startManagedGateway(s.farm, fast);
     try {
       await g.ready();
       assert.equal(diverted(22222), false, "sshd's port is protected");
@@ -129,12 +110,12 @@ describe("honeygate's rules over run --manage-firewall and firewall apply", { sk
       server.kill('SIGTERM');
       await serverExited;
       // an outside flush makes the next check re-apply, with the ports it sees now
-      inGateway(farm, ['nft', 'delete', 'table', 'inet', 'honeygate']);
+      inGateway(s.farm, ['nft', 'delete', 'table', 'inet', 'honeygate']);
       const putBack = (r: Record<string, unknown>) =>
         r.msg === 'firewall rules changed from outside; applying them again';
       await waitFor(
         'the check to put the table back',
-        () => g.records.some(putBack) && honeygateState(farm).table,
+        () => g.records.some(putBack) && honeygateState(s.farm).table,
         10_000,
       );
       assert.equal(diverted(22222), false, "sshd's port stays protected while sshd is away");
@@ -148,7 +129,7 @@ describe("honeygate's rules over run --manage-firewall and firewall apply", { sk
   // Bug: apply added the ip rules and routes, then loaded the table; when nft refused the
   // table, the routing stayed (README: "all of it or nothing").
   test('apply whose nft load fails leaves no routing behind', async () => {
-    const bin = path.join(dir, 'failing-nft');
+    const bin = path.join(s.dir, 'failing-nft');
     fs.mkdirSync(bin, { recursive: true });
     fs.writeFileSync(
       path.join(bin, 'nft'),
@@ -157,21 +138,21 @@ describe("honeygate's rules over run --manage-firewall and firewall apply", { sk
     );
     const r = spawnSync(
       'ip',
-      ['netns', 'exec', farm.gateway.ns, process.execPath, BIN, 'firewall', 'apply', '-c', configPath],
+      ['netns', 'exec', s.farm.gateway.ns, process.execPath, BIN, 'firewall', 'apply', '-c', s.configPath],
       { encoding: 'utf8', timeout: 30_000, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } },
     );
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, /refused by the test/);
-    assert.deepEqual(honeygateState(farm), { table: false, rules: '' });
+    assert.deepEqual(honeygateState(s.farm), { table: false, rules: '' });
   });
 
   // Bug (src/cli/run.ts): the signal handlers were installed only after start finished; a
   // SIGINT (or SIGTERM, SIGHUP) while the firewall was being applied killed the process with
   // the rules in place. An `nft` that takes 2 s to load holds start in that window.
   test('SIGINT while the rules are being applied: they are removed on the way out', async () => {
-    const bin = path.join(dir, 'slow-nft');
+    const bin = path.join(s.dir, 'slow-nft');
     fs.mkdirSync(bin, { recursive: true });
-    const done = path.join(dir, 'nft-done');
+    const done = path.join(s.dir, 'nft-done');
     fs.rmSync(done, { force: true });
     const real = which('nft')!;
     fs.writeFileSync(
@@ -179,22 +160,22 @@ describe("honeygate's rules over run --manage-firewall and firewall apply", { sk
       `#!/bin/sh\nif [ "$1" = "-f" ]; then sleep 2; fi\n${real} "$@"\nrc=$?\n[ "$1" = "-f" ] && touch ${done}\nexit $rc\n`,
       { mode: 0o755 },
     );
-    const g = startManagedGateway(farm, configPath, { PATH: `${bin}:${process.env.PATH}` });
+    const g = startManagedGateway(s.farm, s.configPath, { PATH: `${bin}:${process.env.PATH}` });
     try {
       await waitFor(
         'the ip rule, added before the table',
-        () => honeygateState(farm).rules !== '',
+        () => honeygateState(s.farm).rules !== '',
         15_000,
         20,
       );
       g.proc.kill('SIGINT');
       await g.exited;
       await waitFor('the slow nft -f to finish', () => fs.existsSync(done), 10_000);
-      assert.deepEqual(honeygateState(farm), { table: false, rules: '' }, g.output());
+      assert.deepEqual(honeygateState(s.farm), { table: false, rules: '' }, g.output());
     } finally {
       await g.stop();
-      // leave the farm clean for the tests after this one whatever happened
-      inGateway(farm, [process.execPath, BIN, 'firewall', 'remove', '-c', configPath]);
+      // leave the s.farm clean for the tests after this one whatever happened
+      inGateway(s.farm, [process.execPath, BIN, 'firewall', 'remove', '-c', s.configPath]);
     }
   });
 });

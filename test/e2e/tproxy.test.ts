@@ -4,16 +4,13 @@
 // source port reused at once, and the tproxy socket's backlog.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { nativeAvailable } from '../../src/net/native.js';
-import { buildFarm, type Farm } from '../../src/netns/topology.js';
-import { inGateway, startManagedGateway } from '../helpers/farm-gateway.js';
+import { farmSuite, inGateway, startManagedGateway } from '../helpers/farm-gateway.js';
 import { type EventRecord, runCli } from '../helpers/honeygate.js';
-import { connectFrom, needsRoot, rootState } from '../helpers/netns.js';
+import { connectFrom, needsRoot } from '../helpers/netns.js';
 import { which } from '../helpers/peers.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -54,35 +51,18 @@ async function events(dbPath: string): Promise<EventRecord[]> {
 }
 
 describe('a tproxy listener', { skip }, () => {
-  let farm: Farm;
-  let dir = '';
-  let configPath = '';
-  let rootBefore: Record<string, string> = {};
-
-  before(async () => {
-    rootBefore = rootState();
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-tproxy-'));
-    configPath = path.join(dir, 'honeygate.yaml');
-    fs.writeFileSync(configPath, configText(dir));
-    farm = await buildFarm();
-  });
-
-  after(async () => {
-    await farm?.destroy();
-    fs.rmSync(dir, { recursive: true, force: true });
-    assert.deepEqual(rootState(), rootBefore, 'the root namespace must be left as it was');
-  });
+  const s = farmSuite('hg-tproxy-', configText);
 
   // Bug: tproxy took every connection arriving on att1, also those to the gateway's own address
   // on the port of honeygate's own `bind` listener (an inbound-PROXY listener would see its load
   // balancer's connections land on the tproxy listener, header and all).
   test("a bind listener's port on the gateway's address reaches it; a decoy on that port is diverted", async () => {
-    const g = startManagedGateway(farm, configPath);
+    const g = startManagedGateway(s.farm, s.configPath);
     try {
       await g.ready();
-      const db = path.join(dir, 'events.db');
-      for (const host of [farm.attacker1.gw4, farm.decoys.ip4]) {
-        const c = await connectFrom(farm.topology, farm.attacker1.ns, host, 2222);
+      const db = path.join(s.dir, 'events.db');
+      for (const host of [s.farm.attacker1.gw4, s.farm.decoys.ip4]) {
+        const c = await connectFrom(s.farm.topology, s.farm.attacker1.ns, host, 2222);
         c.write('hello\n');
         await waitFor(
           `the event of ${host}:2222`,
@@ -95,8 +75,8 @@ describe('a tproxy listener', { skip }, () => {
       const all = await events(db);
       const listenerOf = (host: string) =>
         all.find((e) => e.dst.ip === host && e.dst.port === 2222)?.listener;
-      assert.equal(listenerOf(farm.attacker1.gw4), 'direct');
-      assert.equal(listenerOf(farm.decoys.ip4), 'every-port');
+      assert.equal(listenerOf(s.farm.attacker1.gw4), 'direct');
+      assert.equal(listenerOf(s.farm.decoys.ip4), 'every-port');
     } finally {
       await g.stop();
     }
@@ -108,11 +88,11 @@ describe('a tproxy listener', { skip }, () => {
   // client reusing ports at a high rate (wrk, scanners with a fixed source port) lost a
   // retry per connection. New SYNs now go to tproxy, which ends the TIME_WAIT.
   test('an attacker reusing its source port at once gets a SYN-ACK, not an ACK to reset', async () => {
-    const g = startManagedGateway(farm, configPath);
+    const g = startManagedGateway(s.farm, s.configPath);
     try {
       await g.ready();
       const resets = () => {
-        const out = spawnSync('ip', ['netns', 'exec', farm.attacker1.ns, 'nstat', '-az', 'TcpOutRsts']);
+        const out = spawnSync('ip', ['netns', 'exec', s.farm.attacker1.ns, 'nstat', '-az', 'TcpOutRsts']);
         return Number(/TcpOutRsts\s+(\d+)/.exec(out.stdout.toString())?.[1] ?? Number.NaN);
       };
       // Each round: connect from port 40404, send capture's 4096 bytes, read until honeygate
@@ -134,9 +114,9 @@ describe('a tproxy listener', { skip }, () => {
         };
         once();`;
       const before = resets();
-      const client = farm.topology.spawn(
-        farm.attacker1.ns,
-        [process.execPath, '-e', script, farm.decoys.ip4, '8081'],
+      const client = s.farm.topology.spawn(
+        s.farm.attacker1.ns,
+        [process.execPath, '-e', script, s.farm.decoys.ip4, '8081'],
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
       const lines: string[] = [];
@@ -160,10 +140,10 @@ describe('a tproxy listener', { skip }, () => {
   // (Node 20 and 24 read it only from the positional argument), so the tproxy socket, which
   // receives every diverted port, listened with Node's default 511 instead of 4096.
   test('the tproxy socket listens with a backlog of 4096', async () => {
-    const g = startManagedGateway(farm, configPath);
+    const g = startManagedGateway(s.farm, s.configPath);
     try {
       await g.ready();
-      const ss = inGateway(farm, ['ss', '-tlnH', `sport = :${TPROXY_PORT}`]);
+      const ss = inGateway(s.farm, ['ss', '-tlnH', `sport = :${TPROXY_PORT}`]);
       const backlogs = ss
         .split('\n')
         .filter((l) => l.trim())

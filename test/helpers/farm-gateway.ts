@@ -1,12 +1,46 @@
 // `honeygate run --manage-firewall` in the gateway namespace of a farm (src/netns/topology.ts),
 // its JSON log lines parsed as they come, and what honeygate's firewall leaves in that
 // namespace: for the e2e tests of transparent mode and of the firewall's lifecycle.
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Farm } from '../../src/netns/topology.js';
+import { after, before } from 'node:test';
+import { buildFarm, type Farm } from '../../src/netns/topology.js';
 import { BIN } from './honeygate.js';
+import { rootState } from './netns.js';
 import { waitFor } from './wait.js';
+
+export interface FarmSuite {
+  farm: Farm;
+  dir: string; // a temp dir holding honeygate.yaml
+  configPath: string;
+}
+
+/**
+ * A farm and a config file for the describe block this is called in: built in before(),
+ * destroyed in after(), which also checks that the root namespace was left as it was.
+ */
+export function farmSuite(prefix: string, configText: (dir: string) => string): FarmSuite {
+  const suite = {} as FarmSuite;
+  let rootBefore: Record<string, string> = {};
+  before(async () => {
+    rootBefore = rootState();
+    suite.dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    suite.configPath = path.join(suite.dir, 'honeygate.yaml');
+    fs.writeFileSync(suite.configPath, configText(suite.dir));
+    suite.farm = await buildFarm();
+  });
+  after(async () => {
+    await suite.farm?.destroy();
+    if (suite.dir) fs.rmSync(suite.dir, { recursive: true, force: true });
+    assert.deepEqual(rootState(), rootBefore, 'the root namespace must be left as it was');
+  });
+  return suite;
+}
 
 export interface GatewayProcess {
   proc: ChildProcess;
