@@ -186,8 +186,9 @@ export class Relay {
     this.native.destroy();
   }
 
-  // The records' layout is native/relay.cc's header comment, their tags native/boundary.h's. Each record's numbers and
-  // strings are consumed before it is acted on: a throw must not desynchronize the rest.
+  // The records' layout is native/relay.cc's header comment, their tags native/boundary.h's.
+  // Each record's numbers and strings are consumed before it is acted on: a throw must not
+  // desynchronize the rest.
   private readonly onRecords = (n: Float64Array, s: string[], firsts: Buffer | null): void => {
     let i = 0;
     let k = 0; // the next string
