@@ -1,5 +1,5 @@
 // Config -> honeygate's nftables table and policy routing, as text and argv. Pure: no I/O,
-// so the output is golden-tested (test/fixtures/firewall) and `show` prints exactly what
+// so the output is golden-tested (test/helpers/fixtures/firewall) and `show` prints exactly what
 // `apply` loads. docs/firewall.md explains the design: hooks, priorities, mark math.
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import tlsLib from 'node:tls';
 import { CLASSIFIERS, classify } from '../../src/classifiers/index.js';
 import type { Verdict } from '../../src/classifiers/types.js';
-import { FIXTURES, NOT_ANY } from '../fixtures/classifiers/fixtures.js';
+import { FIXTURES, NOT_ANY } from '../helpers/fixtures/classifiers/fixtures.js';
 
 function assertFields(verdict: Verdict, protocol: string, fields: Record<string, unknown>): void {
   assert.ok(

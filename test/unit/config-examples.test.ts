@@ -1,5 +1,5 @@
 // Every example in examples/ loads without errors, and its meaning (listeners, backends,
-// routing table) matches a golden file in test/fixtures/config/. After an intended
+// routing table) matches a golden file in test/helpers/fixtures/config/. After an intended
 // change, regenerate with: UPDATE_GOLDEN=1 node --test dist/test/unit/config-examples.test.js
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { loadConfigFile } from '../../src/config/load.js';
 // dist/test/unit -> repository root
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const EXAMPLES = `${ROOT}examples/`;
-const GOLDEN = `${ROOT}test/fixtures/config/`;
+const GOLDEN = `${ROOT}test/helpers/fixtures/config/`;
 const ENV = { HONEYGATE_TOKEN: 'example-token' };
 
 const files = readdirSync(EXAMPLES).filter((f) => f.endsWith('.yaml'));

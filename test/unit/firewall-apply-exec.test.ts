@@ -10,7 +10,7 @@ import type { HoneygateError } from '../../src/errors.js';
 import { apply, type Exec, remove, type Spawned, show, useExec, verify } from '../../src/firewall/apply.js';
 import { hex, type ProtectedPort, planRuleset, tableComment } from '../../src/firewall/render.js';
 
-const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/firewall/', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('../../../test/helpers/fixtures/firewall/', import.meta.url));
 const PROT: ProtectedPort[] = [{ port: 22, why: 'sshd' }];
 
 function load(file: string): Config {

@@ -1,7 +1,7 @@
 // `firewall doctor` against a fake host: a healthy baseline built from the config (the
 // table and routing `apply` would make), and one change per case that breaks one thing.
 // Each check has an ok case and a failing case; the assertions pin the message and the fix.
-// Fixtures in test/fixtures/firewall-doctor: docker-* were captured in a namespace running
+// Fixtures in test/helpers/fixtures/firewall-doctor: docker-* were captured in a namespace running
 // a real Docker Engine 20.10 (a container publishing 8080:80) after `honeygate firewall
 // apply`; native-nft.json is a hand-written native nftables ruleset as nft 1.0.6 prints it.
 import assert from 'node:assert/strict';
@@ -21,7 +21,7 @@ import {
 import { fromIptablesSave, fromNftJson, markEffect } from '../../src/firewall/foreign-rules.js';
 import { planRuleset, protectedFrom, tableComment } from '../../src/firewall/render.js';
 
-const FIXTURES = new URL('../../../test/fixtures/firewall-doctor/', import.meta.url);
+const FIXTURES = new URL('../../../test/helpers/fixtures/firewall-doctor/', import.meta.url);
 const fixture = (name: string) => readFileSync(new URL(name, FIXTURES), 'utf8');
 
 // ---- the fake host ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// The rendered ruleset for each config in test/fixtures/firewall/*.yaml matches its golden
+// The rendered ruleset for each config in test/helpers/fixtures/firewall/*.yaml matches its golden
 // *.nft file, and (as root, with nft installed) every golden loads: `nft --check -f` in a
 // throwaway network namespace. After an intended change, regenerate with:
 //   UPDATE_GOLDEN=1 node --test dist/test/unit/firewall-render.test.js
@@ -23,7 +23,7 @@ import {
 import { parseCidr } from '../../src/net/address.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const FIXTURES = `${ROOT}test/fixtures/firewall/`;
+const FIXTURES = `${ROOT}test/helpers/fixtures/firewall/`;
 const SSHD = [{ address: '0.0.0.0:22', port: 22 }];
 
 const files = readdirSync(FIXTURES)

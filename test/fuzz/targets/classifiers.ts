@@ -4,7 +4,7 @@
 // or {need: 'more'}; a match names a known protocol and its fields serialise to JSON (they go
 // into events); with `final` set, classify() never asks for more.
 import type * as Classifiers from '../../../src/classifiers/index.js';
-import { FIXTURES, NOT_ANY } from '../../fixtures/classifiers/fixtures.js';
+import { FIXTURES, NOT_ANY } from '../../helpers/fixtures/classifiers/fixtures.js';
 import { type Check, moduleUrl, type Target } from '../engine.js';
 
 const ascii = (s: string): Buffer => Buffer.from(s, 'latin1');
