@@ -14,7 +14,7 @@ import {
   readState,
   rollbackWhenDue,
 } from '../firewall/confirm.js';
-import { doctor, formatFindings } from '../firewall/doctor.js';
+import { doctor, formatFindings } from '../firewall/doctor/index.js';
 import { renderRouting } from '../firewall/render.js';
 import { loadOrReport } from './load-config.js';
 

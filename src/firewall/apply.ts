@@ -3,9 +3,17 @@
 // `table inet honeygate` and the ip rule/route honeygate's own firewall settings name
 // (pref + fwmark/mask + table). The tools are nft and ip (ss for sshd's ports).
 import { spawn } from 'node:child_process';
-import ipaddr from 'ipaddr.js';
 import type { Config, FirewallConfig } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
+import {
+  commentOf,
+  hasTable,
+  type LiveTable,
+  liveTable as liveTableOf,
+  parseNftJson,
+  readNftJson,
+} from './nft-json.js';
+import { diffLines } from './plan-diff.js';
 import {
   deleteArgv,
   FAMILY,
@@ -20,7 +28,6 @@ import {
   routingEntries,
   type SshdListener,
   TABLE,
-  tableComment,
 } from './render.js';
 
 // ---- running the tools ----------------------------------------------------------------
@@ -138,23 +145,16 @@ export async function deleteTable(): Promise<boolean> {
 
 /** True when this namespace has `table inet honeygate`. */
 export async function tableExists(): Promise<boolean> {
-  const out = JSON.parse(await must('nft', ['-j', 'list', 'tables', FAMILY])) as NftJson;
-  return out.nftables.some((o) => o.table?.family === FAMILY && o.table.name === TABLE);
+  const args = ['-j', 'list', 'tables', FAMILY];
+  const rs = parseNftJson(await must('nft', args));
+  if (!rs) throw notJson(args);
+  return hasTable(rs, { family: FAMILY, name: TABLE });
 }
 
 /** `nft list table inet honeygate` as text (loadable by `nft -f`), or null when absent. */
 export async function liveTable(): Promise<string | null> {
   if (!(await tableExists())) return null;
   return must('nft', ['list', 'table', FAMILY, TABLE]);
-}
-
-interface NftJson {
-  nftables: {
-    table?: { family: string; name: string };
-    chain?: { name: string; type?: string; hook?: string; prio?: number };
-    rule?: { chain: string; comment?: string };
-    set?: { name: string; elem?: unknown[] };
-  }[];
 }
 
 interface IpRule {
@@ -318,32 +318,19 @@ export async function removeFor(fw: FirewallConfig): Promise<RemoveResult> {
   return { table, routing };
 }
 
-/** Set elements as nft's JSON prints them, in render.ts's element syntax. */
-export function elementText(e: unknown): string {
-  if (typeof e === 'number' || typeof e === 'string') return String(e);
-  const o = e as { range?: unknown[]; prefix?: { addr: string; len: number }; elem?: { val: unknown } };
-  if (o?.range) return `${o.range[0]}-${o.range[1]}`;
-  if (o?.prefix) return `${o.prefix.addr}/${o.prefix.len}`;
-  if (o?.elem) return elementText(o.elem.val);
-  return JSON.stringify(e);
+/** honeygate's live table, read as JSON, with the comment from `text` (its text listing). */
+async function readLiveTable(text: string): Promise<LiveTable> {
+  const args = ['-j', 'list', 'table', FAMILY, TABLE];
+  const rs = parseNftJson(await must('nft', args));
+  if (!rs) throw notJson(args);
+  return liveTableOf(rs, { family: FAMILY, name: TABLE }, commentOf(text));
 }
 
-/**
- * One spelling per element, for comparing rendered and live sets: nft prints an IPv4-mapped
- * block as ::ffff:198.51.100.0/120 where render.ts writes ::ffff:c633:6400/120 (a difference
- * that made --manage-firewall re-apply the table every check). Ports and IPv4 stay as they are.
- */
-export function normalElement(e: string): string {
-  const [addr, len] = e.split('/');
-  if (!addr?.includes(':') || !ipaddr.IPv6.isValid(addr)) return e;
-  const text = ipaddr.IPv6.parse(addr).toString();
-  return len === undefined ? text : `${text}/${len}`;
-}
-
-/** True when two element lists hold the same elements, whatever their order and spelling. */
-export function sameElements(a: string[], b: string[]): boolean {
-  const norm = (list: string[]) => list.map(normalElement).sort().join(',');
-  return norm(a) === norm(b);
+function notJson(args: string[]): HoneygateError {
+  return new HoneygateError(
+    'HG_ERR_FIREWALL',
+    `\`nft ${args.join(' ')}\` printed something that is not JSON`,
+  );
 }
 
 /**
@@ -358,58 +345,15 @@ export async function verify(
   const prot = opts.protectedPorts ?? (await protectedPorts(config));
   const plan = planRuleset(config, { protectedPorts: prot });
   const fw = config.firewall;
-  const problems: string[] = [];
   const text = await liveTable();
-  if (!plan) {
-    if (text !== null) problems.push(`table ${FAMILY} ${TABLE} exists, but the config needs none`);
-  } else if (text === null) {
-    problems.push(`table ${FAMILY} ${TABLE} is missing`);
-  } else {
-    const comment = /^\s*comment "([^"]*)"/m.exec(text.split(/\n\s*(?:set|chain) /)[0] ?? '')?.[1];
-    if (comment !== tableComment(plan.hash)) {
-      problems.push(
-        `table ${FAMILY} ${TABLE} differs from the config (its comment is ${comment ? `"${comment}"` : 'missing'}, expected "${tableComment(plan.hash)}")`,
-      );
-    }
-    const json = JSON.parse(await must('nft', ['-j', 'list', 'table', FAMILY, TABLE])) as NftJson;
-    for (const c of plan.chains) {
-      const live = json.nftables.find((o) => o.chain?.name === c.name)?.chain;
-      if (!live) {
-        problems.push(`chain ${c.name} is missing`);
-        continue;
-      }
-      if (live.type !== c.type || live.hook !== c.hook || live.prio !== c.prio) {
-        problems.push(
-          `chain ${c.name} is ${live.type} hook ${live.hook} priority ${live.prio}, expected ${c.type} hook ${c.hook} priority ${c.prio}`,
-        );
-      }
-      const rules = json.nftables
-        .filter((o) => o.rule?.chain === c.name)
-        .map((o) => o.rule!.comment ?? '(no comment)');
-      if (rules.join('\n') !== c.rules.join('\n')) {
-        const missing = c.rules.filter((r) => !rules.includes(r));
-        const extra = rules.filter((r) => !c.rules.includes(r));
-        const what = [
-          missing.length ? `missing ${missing.map((r) => `"${r}"`).join(', ')}` : '',
-          extra.length ? `unexpected ${extra.map((r) => `"${r}"`).join(', ')}` : '',
-        ].filter(Boolean);
-        problems.push(`chain ${c.name}: rules differ (${what.join('; ') || 'order changed'})`);
-      }
-    }
-    for (const s of plan.sets) {
-      const live = json.nftables.find((o) => o.set?.name === s.name)?.set;
-      if (!live) {
-        problems.push(`set ${s.name} is missing`);
-        continue;
-      }
-      const have = (live.elem ?? []).map(elementText).sort();
-      if (!sameElements(have, s.elements)) {
-        problems.push(
-          `set ${s.name}: elements differ (have { ${have.join(', ')} }, expected { ${s.elements.join(', ')} })`,
-        );
-      }
-    }
-  }
+  // without a plan only the table's presence matters: no need to read its contents
+  const live =
+    text === null
+      ? null
+      : plan
+        ? await readLiveTable(text)
+        : liveTableOf(readNftJson(null), { family: FAMILY, name: TABLE }, commentOf(text));
+  const problems = diffLines(plan, live);
   for (const e of renderRouting(config, { protectedPorts: prot })) {
     if (!(await present(e, fw))) problems.push(`missing: ${e.argv.join(' ')}`);
   }

@@ -6,6 +6,7 @@
 // are skipped in the JSON (their jumps still count, for which hook reaches which chain).
 import type { Cidr, PortRange } from '../config/types.js';
 import { parseCidr } from '../net/address.js';
+import type { NftRuleset } from './nft-json.js';
 import { mergeRanges, subtractRanges } from './render.js';
 
 /** A base chain's place in the packet path: a hook and a priority (lower runs first). */
@@ -328,45 +329,35 @@ function statementText(key: 'meta' | 'ct', value: unknown): string {
 
 /**
  * NAT rules and mark writers of every table except `skip` (honeygate's own), from
- * `nft -j list ruleset` output.
+ * `nft -j list ruleset` output (read by nft-json.ts).
  */
-export function fromNftJson(doc: unknown, skip: { family: string; name: string }): ForeignRules {
-  const items = (obj(doc)?.nftables as unknown[] | undefined) ?? [];
+export function fromNftJson(rs: NftRuleset, skip: { family: string; name: string }): ForeignRules {
   const bases = new Map<string, Hook>();
   const inputChains: { family: string; table: string; name: string; policy: unknown }[] = [];
   const edges = new Map<string, Set<string>>();
   const sets = new Map<string, unknown[]>();
   const rules: { family: string; table: string; chain: string; expr: unknown[] }[] = [];
-  for (const item of items) {
-    const chain = obj(obj(item)?.chain);
-    if (chain && typeof chain.hook === 'string' && typeof chain.prio === 'number') {
-      bases.set(chainKey(chain.family, chain.table, chain.name), { hook: chain.hook, prio: chain.prio });
-      if (chain.hook === 'input' && ['ip', 'ip6', 'inet'].includes(String(chain.family))) {
-        inputChains.push({
-          family: String(chain.family),
-          table: String(chain.table),
-          name: String(chain.name),
-          policy: chain.policy,
-        });
-      }
+  for (const chain of rs.chains) {
+    if (chain.hook === undefined || chain.prio === undefined) continue;
+    bases.set(chainKey(chain.family, chain.table, chain.name), { hook: chain.hook, prio: chain.prio });
+    if (chain.hook === 'input' && ['ip', 'ip6', 'inet'].includes(String(chain.family))) {
+      inputChains.push({
+        family: String(chain.family),
+        table: String(chain.table),
+        name: chain.name,
+        policy: chain.policy,
+      });
     }
-    const set = obj(obj(item)?.set);
-    if (set && Array.isArray(set.elem)) sets.set(`${set.family} ${set.table} ${set.name}`, set.elem);
-    const rule = obj(obj(item)?.rule);
-    if (rule && Array.isArray(rule.expr)) {
-      const r = {
-        family: String(rule.family),
-        table: String(rule.table),
-        chain: String(rule.chain),
-        expr: rule.expr as unknown[],
-      };
-      rules.push(r);
-      const from = chainKey(r.family, r.table, r.chain);
-      for (const t of jumpTargets(r.expr)) {
-        const set = edges.get(from) ?? new Set<string>();
-        set.add(chainKey(r.family, r.table, t));
-        edges.set(from, set);
-      }
+  }
+  for (const set of rs.sets) sets.set(`${set.family} ${set.table} ${set.name}`, set.elem);
+  for (const rule of rs.rules) {
+    const r = { family: String(rule.family), table: String(rule.table), chain: rule.chain, expr: rule.expr };
+    rules.push(r);
+    const from = chainKey(r.family, r.table, r.chain);
+    for (const t of jumpTargets(r.expr)) {
+      const set = edges.get(from) ?? new Set<string>();
+      set.add(chainKey(r.family, r.table, t));
+      edges.set(from, set);
     }
   }
   const reach = reachability(bases, edges);

@@ -6,8 +6,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { elementText, isOurRule, sameElements } from '../../src/firewall/apply.js';
+import { isOurRule } from '../../src/firewall/apply.js';
 import { type ConfirmState, cancelPending, confirm, readState } from '../../src/firewall/confirm.js';
+import { elementText } from '../../src/firewall/nft-json.js';
+import { sameElements } from '../../src/firewall/plan-diff.js';
 
 const FW = { mark: 0x1000, mask: 0x1000, table: 4210, rulePriority: 10000, checkIntervalMs: 5000 };
 

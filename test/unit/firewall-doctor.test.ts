@@ -17,8 +17,9 @@ import {
   formatFindings,
   type Host,
   type ProcessInfo,
-} from '../../src/firewall/doctor.js';
+} from '../../src/firewall/doctor/index.js';
 import { fromIptablesSave, fromNftJson, markEffect } from '../../src/firewall/foreign-rules.js';
+import { readNftJson } from '../../src/firewall/nft-json.js';
 import { planRuleset, protectedFrom, tableComment } from '../../src/firewall/render.js';
 
 const FIXTURES = new URL('../../../test/helpers/fixtures/firewall-doctor/', import.meta.url);
@@ -789,13 +790,19 @@ describe('others’ rules', () => {
   });
 
   test('iptables-nft rules in nft JSON are skipped (their xt targets say nothing), their jumps still count', () => {
-    const r = fromNftJson(JSON.parse(fixture('docker-nft.json')), { family: 'inet', name: 'honeygate' });
+    const r = fromNftJson(readNftJson(JSON.parse(fixture('docker-nft.json'))), {
+      family: 'inet',
+      name: 'honeygate',
+    });
     assert.deepEqual(r.nat, []);
     assert.deepEqual(r.marks, []);
   });
 
   test('native nft: sets, named sets, jumps, redirect, tproxy, and mark writers', () => {
-    const r = fromNftJson(JSON.parse(fixture('native-nft.json')), { family: 'inet', name: 'honeygate' });
+    const r = fromNftJson(readNftJson(JSON.parse(fixture('native-nft.json'))), {
+      family: 'inet',
+      name: 'honeygate',
+    });
     const nat = r.nat.map((e) => ({
       where: e.where,
       kind: e.kind,

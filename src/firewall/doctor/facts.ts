@@ -1,0 +1,281 @@
+// The doctor's second layer: gather() reads everything the checks need from a Host, once,
+// into Facts (nft's JSON through nft-json.ts, other software's rules through
+// foreign-rules.ts, ip's JSON, sysctls, processes). Never throws: a fact that cannot be
+// read stays empty and the checks that need it say so or stay silent.
+import type { Config } from '../../config/types.js';
+import { ipFamily } from '../../net/address.js';
+import { type ForeignRules, fromIptablesSave, fromNftJson } from '../foreign-rules.js';
+import { hasTable, type NftRuleset, parseNftJson } from '../nft-json.js';
+import {
+  FAMILY,
+  type ProtectedPort,
+  parseSshdListeners,
+  planRuleset,
+  protectedFrom,
+  RULE,
+  type RulesetPlan,
+  TABLE,
+} from '../render.js';
+import type { Host, ProcessInfo } from './host.js';
+
+export interface IpRule {
+  priority: number;
+  raw: Record<string, unknown>;
+  fwmark: number | null;
+  fwmask: number;
+  not: boolean;
+  table: string | null; // numeric (ip -N)
+  action: string | null; // unreachable, blackhole, prohibit, goto, ... (null: lookup)
+}
+
+export interface RouteInfo {
+  type?: string;
+  dst?: string;
+  dev?: string;
+  gateway?: string;
+  nexthops?: { dev?: string }[];
+}
+
+export interface Link {
+  name: string;
+  kind: string | null;
+  master: string | null; // the bridge (or bond) this interface is a port of
+  addrs: { family: 4 | 6; local: string; scope: string }[];
+}
+
+export interface Facts {
+  config: Config;
+  file: string; // the config file, shell-quoted, for fixes
+  capEff: bigint | null;
+  sysctl: Map<string, string | null>; // "net/ipv4/conf/eth0/rp_filter" -> "1"
+  nft: { status: 'ok' | 'missing' | 'denied' | 'error'; detail: string; rs: NftRuleset | null };
+  tableText: string | null; // `nft list table inet honeygate`
+  probes: { feature: string; ok: boolean | null; detail: string }[];
+  rules: Record<4 | 6, IpRule[] | null>;
+  rulesError: Record<4 | 6, string>;
+  routes: Map<string, RouteInfo[]>; // "4 4210" -> routes of that table
+  defaults4: RouteInfo[]; // default routes of the main table
+  links: Link[] | null;
+  foreign: ForeignRules;
+  iptables: string[]; // the iptables-save variants read, for messages
+  processes: ProcessInfo[];
+  servers: Map<string, { route: RouteInfo | null; error: string }>; // transparent servers' hosts
+  protectedPorts: ProtectedPort[];
+  plan: RulesetPlan | null;
+  native: { ok: true } | { ok: false; reason: string } | null; // null: not checked
+}
+
+const LINE = (s: string) => s.trim().split('\n')[0] ?? '';
+
+function parseJson<T>(text: string): T | null {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return null;
+  }
+}
+
+export function toRule(r: Record<string, unknown>): IpRule {
+  const num = (v: unknown) => (typeof v === 'string' ? Number.parseInt(v, 16) >>> 0 : null);
+  return {
+    priority: Number(r.priority ?? 0),
+    raw: r,
+    fwmark: num(r.fwmark),
+    fwmask: r.fwmask === undefined ? 0xffffffff : (num(r.fwmask) ?? 0xffffffff),
+    not: 'not' in r,
+    table: typeof r.table === 'string' ? r.table : null,
+    action: typeof r.action === 'string' ? r.action : null,
+  };
+}
+
+export function shellQuote(s: string): string {
+  return /^[\w./@%+=:,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export const tproxyListeners = (c: Config) => c.listeners.filter((l) => l.tproxy);
+
+export function transparentServers(c: Config): { backend: string; host: string; port: number }[] {
+  const out: { backend: string; host: string; port: number }[] = [];
+  for (const b of c.backends.values()) {
+    if (b.source !== 'transparent') continue;
+    for (const s of b.servers) out.push({ backend: b.name, host: s.host, port: s.port });
+  }
+  return out;
+}
+
+const NFT_PROBES: { feature: string; family: 4 | 6 | null; rule: string }[] = [
+  {
+    feature: 'nft_tproxy (IPv4)',
+    family: 4,
+    rule: 'meta nfproto ipv4 meta l4proto tcp tproxy ip to 127.0.0.1:1',
+  },
+  {
+    feature: 'nft_tproxy (IPv6)',
+    family: 6,
+    rule: 'meta nfproto ipv6 meta l4proto tcp tproxy ip6 to [::1]:1',
+  },
+  { feature: 'nft_socket', family: null, rule: 'meta l4proto tcp socket transparent 1 accept' },
+  // only when the ruleset has the own-listeners rule
+  { feature: 'nft_fib_inet', family: null, rule: 'meta l4proto tcp fib daddr type local accept' },
+];
+
+/**
+ * A throw-away table with one rule. `nft --check` sends it to the kernel, which validates it
+ * (autoloading the module, as `apply` would) and aborts the batch: nothing is created.
+ */
+function probeTable(rule: string): string {
+  return [
+    'table inet honeygate_doctor_probe {',
+    '\tchain probe {',
+    '\t\ttype filter hook prerouting priority dstnat + 10; policy accept;',
+    `\t\t${rule}`,
+    '\t}',
+    '}',
+    '',
+  ].join('\n');
+}
+
+const denied = (s: string) => /Operation not permitted|Permission denied/i.test(s);
+
+/** Reads everything the checks need. Never throws: a fact that cannot be read stays empty. */
+export async function gather(config: Config, host: Host, file = 'FILE'): Promise<Facts> {
+  const status = (await host.readFile('/proc/self/status')) ?? '';
+  const capHex = /^CapEff:\s*([0-9a-f]+)/im.exec(status)?.[1];
+
+  const ss = await host.exec('ss', ['-ltnpH']);
+  const protectedPorts = protectedFrom(config, parseSshdListeners(ss.code === 0 ? ss.stdout : ''));
+  const plan = planRuleset(config, { protectedPorts });
+
+  const facts: Facts = {
+    config,
+    file: shellQuote(file),
+    capEff: capHex ? BigInt(`0x${capHex}`) : null,
+    sysctl: new Map(),
+    nft: { status: 'ok', detail: '', rs: null },
+    tableText: null,
+    probes: [],
+    rules: { 4: null, 6: null },
+    rulesError: { 4: '', 6: '' },
+    routes: new Map(),
+    defaults4: [],
+    links: null,
+    foreign: { nat: [], marks: [], inputDrops: [] },
+    iptables: [],
+    processes: [],
+    servers: new Map(),
+    protectedPorts,
+    plan,
+    native: host.native?.() ?? null,
+  };
+
+  // nftables: the whole ruleset (others' tables too), then ours as text for its comment
+  const nft = await host.exec('nft', ['-j', 'list', 'ruleset']);
+  const rs = nft.code === 0 ? parseNftJson(nft.stdout) : null;
+  if (nft.missing) facts.nft = { status: 'missing', detail: nft.stderr, rs: null };
+  else if (nft.code !== 0) {
+    facts.nft = { status: denied(nft.stderr) ? 'denied' : 'error', detail: LINE(nft.stderr), rs: null };
+  } else if (!rs) facts.nft = { status: 'error', detail: 'nft printed something that is not JSON', rs: null };
+  else facts.nft = { status: 'ok', detail: '', rs };
+  if (rs && hasTable(rs, { family: FAMILY, name: TABLE })) {
+    const t = await host.exec('nft', ['list', 'table', FAMILY, TABLE]);
+    if (t.code === 0) facts.tableText = t.stdout;
+  }
+  if (plan && facts.nft.status === 'ok') {
+    const families = new Set(tproxyListeners(config).flatMap((l) => l.tproxy!.addresses.map(ipFamily)));
+    for (const p of NFT_PROBES) {
+      if (p.family !== null && !families.has(p.family)) continue;
+      if (p.feature === 'nft_fib_inet' && !plan.chains.some((c) => c.rules.includes(RULE.own))) continue;
+      const r = await host.exec('nft', ['--check', '-f', '-'], probeTable(p.rule));
+      facts.probes.push({
+        feature: p.feature,
+        ok: r.code === 0 ? true : denied(r.stderr) ? null : false,
+        detail: r.stderr.trim().split('\n').slice(0, 2).join(' | '),
+      });
+    }
+  }
+
+  // policy routing
+  const tables = new Set<string>();
+  for (const family of [4, 6] as const) {
+    const r = await host.exec('ip', ['-j', '-N', `-${family}`, 'rule', 'show']);
+    const list = r.code === 0 ? parseJson<Record<string, unknown>[]>(r.stdout || '[]') : null;
+    facts.rules[family] = list ? list.map(toRule) : null;
+    facts.rulesError[family] = r.missing ? 'ip (iproute2) is not installed' : LINE(r.stderr);
+    tables.clear();
+    tables.add(String(config.firewall.table));
+    // the tables of rules tried before honeygate's: the ip-rule-order check reads their routes
+    for (const rule of facts.rules[family] ?? [])
+      if (rule.priority < config.firewall.rulePriority && rule.table) tables.add(rule.table);
+    for (const t of tables) {
+      const routes = await host.exec('ip', ['-j', `-${family}`, 'route', 'show', 'table', t]);
+      // a table that does not exist prints half a JSON array and exits 2: it has no routes
+      facts.routes.set(`${family} ${t}`, (routes.code === 0 && parseJson<RouteInfo[]>(routes.stdout)) || []);
+    }
+  }
+  const defaults = await host.exec('ip', ['-j', '-4', 'route', 'show', 'default']);
+  facts.defaults4 = (defaults.code === 0 && parseJson<RouteInfo[]>(defaults.stdout)) || [];
+
+  // interfaces with their kind (bridge, veth, ...) and addresses
+  const addr = await host.exec('ip', ['-j', '-d', 'addr', 'show']);
+  const links = addr.code === 0 ? parseJson<Record<string, unknown>[]>(addr.stdout) : null;
+  facts.links =
+    links?.map((l) => ({
+      name: String(l.ifname),
+      kind: ((l.linkinfo as { info_kind?: string } | undefined)?.info_kind ?? null) as string | null,
+      master: typeof l.master === 'string' ? l.master : null,
+      addrs: ((l.addr_info as { family?: string; local?: string; scope?: string }[] | undefined) ?? [])
+        .filter((a) => a.local && (a.family === 'inet' || a.family === 'inet6'))
+        .map((a) => ({ family: a.family === 'inet' ? 4 : 6, local: a.local!, scope: a.scope ?? '' })),
+    })) ?? null;
+
+  for (const s of transparentServers(config)) {
+    if (facts.servers.has(s.host)) continue;
+    const r = await host.exec('ip', ['-j', 'route', 'get', s.host]);
+    const route = r.code === 0 ? (parseJson<RouteInfo[]>(r.stdout)?.[0] ?? null) : null;
+    facts.servers.set(s.host, { route, error: LINE(r.stderr) });
+  }
+
+  // sysctls: global ones, then per interface (effective values combine `all` and the interface)
+  const keys = [
+    'net/ipv4/ip_forward',
+    'net/ipv6/conf/all/forwarding',
+    'net/ipv6/conf/all/disable_ipv6',
+    'net/ipv4/ip_unprivileged_port_start',
+    'net/bridge/bridge-nf-call-iptables',
+    'net/bridge/bridge-nf-call-ip6tables',
+  ];
+  for (const dev of ['all', ...(facts.links ?? []).map((l) => l.name)]) {
+    for (const k of ['rp_filter', 'src_valid_mark', 'accept_local', 'route_localnet']) {
+      keys.push(`net/ipv4/conf/${dev}/${k}`);
+    }
+  }
+  for (const k of keys) facts.sysctl.set(k, (await host.readFile(`/proc/sys/${k}`))?.trim() ?? null);
+
+  // others' rules: native nftables from the JSON, iptables (both backends) from iptables-save
+  if (facts.nft.rs) facts.foreign = fromNftJson(facts.nft.rs, { family: FAMILY, name: TABLE });
+  for (const family of [4, 6] as const) {
+    const tool = family === 4 ? 'iptables' : 'ip6tables';
+    const variants: string[] = [`${tool}-nft-save`];
+    const legacyNames = await host.readFile(`/proc/net/${family === 4 ? 'ip' : 'ip6'}_tables_names`);
+    // Only when legacy tables exist: reading them must not load x_tables modules.
+    if (legacyNames?.trim()) variants.push(`${tool}-legacy-save`);
+    for (const v of variants) {
+      let r = await host.exec(v, []);
+      let label = v.replace(/-save$/, '');
+      if (r.missing && v.endsWith('-nft-save')) {
+        r = await host.exec(`${tool}-save`, []);
+        label = tool;
+      }
+      if (r.code !== 0 || !r.stdout.trim()) continue;
+      const parsed = fromIptablesSave(r.stdout, family, label);
+      facts.foreign.nat.push(...parsed.nat);
+      facts.foreign.marks.push(...parsed.marks);
+      // iptables-nft's chains are in nft's JSON already
+      if (!label.endsWith('-nft')) facts.foreign.inputDrops.push(...parsed.inputDrops);
+      facts.iptables.push(label);
+    }
+  }
+
+  facts.processes = await host.processes();
+  return facts;
+}
