@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { positiveDuration } from '../config/schema.js';
 import type { Config } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
-import { apply, remove, show } from '../firewall/apply.js';
+import { apply, remove, show, undivertedNotes } from '../firewall/apply.js';
 import {
   applyWithConfirm,
   cancelPending,
@@ -175,10 +175,13 @@ export function register(program: Command): void {
 
 function report(config: Config, r: Awaited<ReturnType<typeof apply>>): void {
   if (!r.ruleset) {
+    const why = config.listeners.some((l) => l.tproxy)
+      ? 'no divert on its tproxy listeners, no transparent backend'
+      : 'no tproxy listener, no transparent backend';
     out(
       r.tableRemoved
-        ? 'the config needs no firewall rules (no tproxy listener, no transparent backend): deleted table inet honeygate'
-        : 'the config needs no firewall rules (no tproxy listener, no transparent backend): nothing to apply',
+        ? `the config needs no firewall rules (${why}): deleted table inet honeygate`
+        : `the config needs no firewall rules (${why}): nothing to apply`,
     );
   } else {
     const diverts = (r.ruleset.match(/ tproxy ip6? to /g) ?? []).length;
@@ -194,4 +197,5 @@ function report(config: Config, r: Awaited<ReturnType<typeof apply>>): void {
   }
   for (const e of r.removed)
     out(`deleted (family no longer used): ${e.argv.join(' ').replace(' add ', ' ')}`);
+  for (const note of undivertedNotes(config)) out(note);
 }

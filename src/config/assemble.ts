@@ -19,19 +19,20 @@ function toListener(raw: RawListener): ListenerConfig {
     bind: expandBind(raw),
     acceptProxy: ap ? { versions: [...new Set(ap.versions)], from: ap.from, timeoutMs: ap.timeout } : null,
     originalDst: raw.originalDst,
-    tproxy:
-      raw.tproxy && raw.divert
-        ? {
-            port: raw.tproxy.port,
-            addresses: raw.tproxy.address,
-            divert: {
-              interfaces: raw.divert.interface,
-              addresses: raw.divert.addresses ?? null,
-              ports: raw.divert.ports,
-              exclude: raw.divert.exclude,
-            },
-          }
-        : null,
+    tproxy: raw.tproxy
+      ? {
+          port: raw.tproxy.port,
+          addresses: raw.tproxy.address,
+          divert: raw.divert
+            ? {
+                interfaces: raw.divert.interface,
+                addresses: raw.divert.addresses ?? null,
+                ports: raw.divert.ports,
+                exclude: raw.divert.exclude,
+              }
+            : null,
+        }
+      : null,
   };
 }
 

@@ -128,7 +128,7 @@ function known(names: string[]): string {
   return names.length ? `known: ${[...new Set(names)].join(', ')}` : 'none defined';
 }
 
-/** A listener is either `bind` (with optional acceptProxy, originalDst) or `tproxy` + `divert`. */
+/** A listener is either `bind` (with optional acceptProxy, originalDst) or `tproxy` (+ `divert`). */
 function checkListenerKind(report: Report, path: Path, raw: RawListener): boolean {
   if (raw.tproxy) {
     let ok = true;
@@ -144,19 +144,13 @@ function checkListenerKind(report: Report, path: Path, raw: RawListener): boolea
       report.error([...path, 'originalDst'], 'a tproxy listener knows the original destination already');
       ok = false;
     }
-    if (!raw.divert) {
-      report.error(
-        [...path, 'divert'],
-        'a tproxy listener needs divert: { interface: ..., ports: ... } (what the firewall sends it)',
-      );
-      return false;
-    }
+    // Without divert, TPROXY rules managed elsewhere send the listener its connections.
     const families = raw.tproxy.address.map((a) => (a.includes(':') ? 6 : 4));
     if (new Set(families).size !== families.length) {
       report.error([...path, 'tproxy', 'address'], 'at most one IPv4 and one IPv6 address');
       ok = false;
     }
-    for (const c of raw.divert.addresses ?? []) {
+    for (const c of raw.divert?.addresses ?? []) {
       if (families.includes(c.family)) continue;
       report.error(
         [...path, 'divert', 'addresses'],

@@ -127,6 +127,12 @@ function describeListener(l: ListenerConfig): string {
     const t = l.tproxy;
     const sockets = t.addresses.map((host) => formatEndpoint({ host, port: t.port })).join(', ');
     const d = t.divert;
+    if (!d) {
+      return (
+        `${l.name}: transparent ${sockets}; honeygate diverts nothing to it: ` +
+        'TPROXY rules managed elsewhere must send it connections'
+      );
+    }
     const ranges = (rs: { from: number; to: number }[]) =>
       rs.map((r) => (r.from === r.to ? `${r.from}` : `${r.from}-${r.to}`)).join(', ');
     const to = d.addresses ? ` to ${orList(d.addresses.map((c) => c.text))}` : '';

@@ -40,7 +40,7 @@ export interface Divert {
 export interface TproxyConfig {
   port: number;
   addresses: string[]; // literal IPs the transparent sockets bind (one per family at most)
-  divert: Divert;
+  divert: Divert | null; // null: TPROXY rules managed elsewhere send it connections
 }
 
 export interface ListenerConfig {

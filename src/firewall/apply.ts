@@ -360,6 +360,25 @@ export async function verify(
   return problems;
 }
 
+/**
+ * One line per tproxy listener without `divert`: honeygate diverts nothing to it, and what
+ * the rules managed elsewhere must do for its connections to arrive.
+ */
+export function undivertedNotes(config: Config): string[] {
+  const fw = config.firewall;
+  return config.listeners.flatMap((l) => {
+    const t = l.tproxy;
+    if (!t || t.divert) return [];
+    const to = t.addresses.map((host) => (host.includes(':') ? `[${host}]:${t.port}` : `${host}:${t.port}`));
+    return [
+      `listener ${l.name}: nothing is diverted to it (no divert:); honeygate only listens on ${to.join(' and ')}. ` +
+        `Your own TPROXY rules must send its connections there and mark them, and an ip rule must route ` +
+        `that mark to a table with a local default route (as honeygate's own: fwmark ${hex(fw.mark)}/${hex(fw.mask)} ` +
+        `lookup ${fw.table}; local default dev lo table ${fw.table}). \`honeygate firewall doctor\` checks what it can see`,
+    ];
+  });
+}
+
 /** The report `firewall show` prints: what apply would load, then what this namespace has. */
 export async function show(config: Config): Promise<string> {
   const prot = await protectedPorts(config);
@@ -368,13 +387,15 @@ export async function show(config: Config): Promise<string> {
   const fw = config.firewall;
   const lines: string[] = [];
   if (!ruleset) {
-    lines.push(
-      '# the config has no tproxy listener and no transparent backend: honeygate needs no firewall rules',
-    );
+    const what = config.listeners.some((l) => l.tproxy)
+      ? 'diverts nothing (no tproxy listener has divert:)'
+      : 'has no tproxy listener';
+    lines.push(`# the config ${what} and no transparent backend: honeygate needs no firewall rules`);
   } else {
     lines.push('# what `honeygate firewall apply` loads (nft -f -):', ruleset.trimEnd(), '');
     lines.push('# and the policy routing it adds when missing:', ...routing.map((e) => e.argv.join(' ')));
   }
+  for (const note of undivertedNotes(config)) lines.push(`# ${note}`);
   lines.push('', '# live state in this network namespace:');
   const table = await liveTable();
   lines.push(table === null ? `# table ${FAMILY} ${TABLE}: absent` : table.trimEnd());

@@ -3,7 +3,15 @@
 // `apply` loads. docs/firewall.md explains the design: hooks, priorities, mark math.
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
-import type { Cidr, Config, Divert, FirewallConfig, PortRange } from '../config/types.js';
+import type {
+  Cidr,
+  Config,
+  Divert,
+  FirewallConfig,
+  ListenerConfig,
+  PortRange,
+  TproxyConfig,
+} from '../config/types.js';
 
 export const TABLE = 'honeygate';
 export const FAMILY = 'inet';
@@ -184,7 +192,18 @@ function setMark(key: 'meta mark' | 'ct mark', fw: FirewallConfig): string {
 
 /** True when the config needs honeygate's table at all. */
 export function needsFirewall(config: Config): boolean {
-  return config.listeners.some((l) => l.tproxy) || transparentFamilies(config).length > 0;
+  return divertedListeners(config).length > 0 || transparentFamilies(config).length > 0;
+}
+
+/** A tproxy listener whose connections honeygate's own rules divert. */
+export type DivertedListener = ListenerConfig & { tproxy: TproxyConfig & { divert: Divert } };
+
+/**
+ * The tproxy listeners with `divert`; the others get their connections from TPROXY rules
+ * managed elsewhere, and honeygate renders nothing for them.
+ */
+export function divertedListeners(config: Config): DivertedListener[] {
+  return config.listeners.filter((l): l is DivertedListener => !!l.tproxy?.divert);
 }
 
 function transparentFamilies(config: Config): (4 | 6)[] {
@@ -236,7 +255,7 @@ function render(config: Config, opts: RenderOptions): Rendered {
   const sets: string[] = [];
   const divertRules: string[] = [];
   const divertComments: string[] = [];
-  const tproxies = config.listeners.filter((l) => l.tproxy);
+  const tproxies = divertedListeners(config);
   const bases = setBaseNames(tproxies.map((l) => l.name));
   tproxies.forEach((l, i) => {
     const t = l.tproxy!;

@@ -339,7 +339,7 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     ],
   },
   {
-    name: 'tproxy listeners: divert is required, bind/acceptProxy do not mix, families must match',
+    name: 'tproxy listeners: bind/acceptProxy do not mix, families must match (divert is optional)',
     text: lines(
       'listeners:',
       '  - name: a',
@@ -356,7 +356,6 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
       '    divert: { interface: eth0, addresses: 2001:db8::/32 }',
     ),
     errors: [
-      'config.yaml:2: listeners[0].divert: a tproxy listener needs divert: { interface: ..., ports: ... } (what the firewall sends it)',
       "config.yaml:5: listeners[1].bind: a tproxy listener takes no bind (its connections arrive through the firewall's divert rules)",
       'config.yaml:6: listeners[1].tproxy.address: at most one IPv4 and one IPv6 address',
       'config.yaml:7: listeners[1].divert.addresses: 2001:db8::/32 is IPv6 but tproxy.address has no IPv6 address to receive it',

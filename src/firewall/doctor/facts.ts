@@ -7,6 +7,7 @@ import { ipFamily } from '../../net/address.js';
 import { type ForeignRules, fromIptablesSave, fromNftJson } from '../foreign-rules.js';
 import { hasTable, type NftRuleset, parseNftJson } from '../nft-json.js';
 import {
+  divertedListeners,
   FAMILY,
   type ProtectedPort,
   parseSshdListeners,
@@ -91,8 +92,6 @@ export function toRule(r: Record<string, unknown>): IpRule {
 export function shellQuote(s: string): string {
   return /^[\w./@%+=:,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
-
-export const tproxyListeners = (c: Config) => c.listeners.filter((l) => l.tproxy);
 
 export function transparentServers(c: Config): { backend: string; host: string; port: number }[] {
   const out: { backend: string; host: string; port: number }[] = [];
@@ -181,7 +180,7 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
     if (t.code === 0) facts.tableText = t.stdout;
   }
   if (plan && facts.nft.status === 'ok') {
-    const families = new Set(tproxyListeners(config).flatMap((l) => l.tproxy!.addresses.map(ipFamily)));
+    const families = new Set(divertedListeners(config).flatMap((l) => l.tproxy!.addresses.map(ipFamily)));
     for (const p of NFT_PROBES) {
       if (p.family !== null && !families.has(p.family)) continue;
       if (p.feature === 'nft_fib_inet' && !plan.chains.some((c) => c.rules.includes(RULE.own))) continue;
@@ -203,9 +202,12 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
     facts.rulesError[family] = r.missing ? 'ip (iproute2) is not installed' : LINE(r.stderr);
     tables.clear();
     tables.add(String(config.firewall.table));
-    // the tables of rules tried before honeygate's: the ip-rule-order check reads their routes
-    for (const rule of facts.rules[family] ?? [])
-      if (rule.priority < config.firewall.rulePriority && rule.table) tables.add(rule.table);
+    // the tables of rules tried before honeygate's (the ip-rule-order check reads their
+    // routes) and of every fwmark rule (the reply path of TPROXY rules managed elsewhere)
+    for (const rule of facts.rules[family] ?? []) {
+      const wanted = rule.priority < config.firewall.rulePriority || (rule.fwmark !== null && !rule.not);
+      if (wanted && rule.table) tables.add(rule.table);
+    }
     for (const t of tables) {
       const routes = await host.exec('ip', ['-j', `-${family}`, 'route', 'show', 'table', t]);
       // a table that does not exist prints half a JSON array and exits 2: it has no routes

@@ -15,6 +15,7 @@ import { capabilities, kernel, native, nftables } from './checks/kernel.js';
 import { fwmark } from './checks/marks.js';
 import { input, nat, originalDst } from './checks/nat.js';
 import {
+  externalTproxy,
   interfaces,
   ipRoute,
   ipRule,
@@ -45,6 +46,7 @@ const CHECKS: [string, Check][] = [
   ['ip-rule', ipRule],
   ['ip-route', ipRoute],
   ['ip-rule-order', ipRuleOrder],
+  ['external-tproxy', externalTproxy],
   ['fwmark', fwmark],
   ['src_valid_mark', srcValidMark],
   ['rp_filter', rpFilter],

@@ -5,8 +5,8 @@ import { cidrContains, ipFamily } from '../../net/address.js';
 import { isOurRule } from '../apply.js';
 import type { NatEntry } from '../foreign-rules.js';
 import { commentOf, hasTable, type LiveTable, liveTable } from '../nft-json.js';
-import { FAMILY, TABLE } from '../render.js';
-import { type Facts, type IpRule, tproxyListeners } from './facts.js';
+import { divertedListeners, FAMILY, TABLE } from '../render.js';
+import type { Facts, IpRule } from './facts.js';
 
 /** False when nft could not read the ruleset: checks of others' rules then stay silent. */
 export function rulesRead(f: Facts): boolean {
@@ -60,7 +60,7 @@ export function expandInterfaces(f: Facts, names: string[]): string[] {
 export function divertInterfaces(f: Facts): string[] {
   return expandInterfaces(
     f,
-    tproxyListeners(f.config).flatMap((l) => l.tproxy!.divert.interfaces),
+    divertedListeners(f.config).flatMap((l) => l.tproxy!.divert.interfaces),
   );
 }
 

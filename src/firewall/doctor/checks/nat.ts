@@ -1,8 +1,7 @@
 // Other tables on the paths of diverted connections: DNAT, REDIRECT and TPROXY on diverted
 // ports, the NAT rules that feed originalDst listeners, and input chains that drop by default.
 import { ipFamily } from '../../../net/address.js';
-import { divertPorts, formatRange, hex } from '../../render.js';
-import { tproxyListeners } from '../facts.js';
+import { divertedListeners, divertPorts, formatRange, hex } from '../../render.js';
 import { type Check, entryTarget, type Finding, fail, joinWords, ok, portsText, warn } from '../finding.js';
 import {
   cidrsOverlap,
@@ -19,7 +18,7 @@ import {
 /** DNAT / REDIRECT / TPROXY in other tables on ports honeygate diverts. */
 export const nat: Check = (f) => {
   const C = 'nat';
-  const listeners = tproxyListeners(f.config);
+  const listeners = divertedListeners(f.config);
   if (listeners.length === 0 || !rulesRead(f)) return [];
   const out: Finding[] = [];
   const originalDstPorts = new Map<number, string>();

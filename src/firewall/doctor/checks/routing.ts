@@ -2,8 +2,8 @@
 // come first, the source checks (src_valid_mark, rp_filter), the divert interfaces, IPv6,
 // and the way to and back from transparent servers.
 import { formatEndpoint, ipFamily } from '../../../net/address.js';
-import { hex, RULE, routingEntries } from '../../render.js';
-import { tproxyListeners, transparentServers } from '../facts.js';
+import { divertedListeners, hex, RULE, routingEntries } from '../../render.js';
+import { type Facts, type IpRule, transparentServers } from '../facts.js';
 import { type Check, entryTarget, type Finding, fail, joinWords, ok, ruleText, warn } from '../finding.js';
 import {
   divertInterfaces,
@@ -239,7 +239,7 @@ export const interfaces: Check = (f) => {
   const C = 'interfaces';
   if (!f.links) return [];
   const out: Finding[] = [];
-  for (const l of tproxyListeners(f.config)) {
+  for (const l of divertedListeners(f.config)) {
     for (const name of l.tproxy!.divert.interfaces) {
       if (expandInterfaces(f, [name]).length === 0) {
         out.push(
@@ -264,7 +264,7 @@ export const ipv6: Check = (f) => {
   const C = 'ipv6';
   if (num(f, 'net/ipv6/conf/all/disable_ipv6') === 1) return [];
   const out: Finding[] = [];
-  for (const l of tproxyListeners(f.config)) {
+  for (const l of divertedListeners(f.config)) {
     const t = l.tproxy!;
     const hasV6Socket = t.addresses.some((a) => ipFamily(a) === 6);
     const v6Blocks = t.divert.addresses === null || t.divert.addresses.some((c) => c.family === 6);
@@ -359,6 +359,102 @@ export const transparentBackends: Check = (f) => {
           'is their default gateway)',
       ),
     );
+  }
+  return out;
+};
+
+/** Whether `r` sends the packets it matches to a table whose default route is local. */
+function deliversLocally(f: Facts, family: 4 | 6, r: IpRule): boolean {
+  if (r.fwmark === null || r.not || r.action || !r.table) return false;
+  const routes = f.routes.get(`${family} ${r.table}`) ?? [];
+  return routes.some((x) => x.type === 'local' && x.dst === 'default');
+}
+
+/**
+ * tproxy listeners without `divert`: TPROXY rules managed elsewhere (by hand, another tool,
+ * the orchestrator) send them connections. honeygate renders nothing for them, so it looks
+ * for those rules and for the policy routing that delivers marked packets to this host,
+ * and says what it cannot know (which mark those rules set, rules in other namespaces).
+ */
+export const externalTproxy: Check = (f) => {
+  const C = 'external-tproxy';
+  const out: Finding[] = [];
+  for (const l of f.config.listeners) {
+    const t = l.tproxy;
+    if (!t || t.divert) continue;
+    const sockets = joinWords(t.addresses.map((host) => formatEndpoint({ host, port: t.port })));
+    const feeding = f.foreign.nat.filter(
+      (e) =>
+        e.kind === 'tproxy' &&
+        (e.toPorts === null || (e.toPorts.from <= t.port && t.port <= e.toPorts.to)) &&
+        (e.toHost === null || t.addresses.includes(e.toHost)),
+    );
+    if (!rulesRead(f)) {
+      // nftables says why (check nftables); the routing below can still be read
+    } else if (feeding.length) {
+      out.push(
+        ok(
+          C,
+          `listener ${l.name} (${sockets}) has no divert: honeygate adds no rules for it, and ` +
+            `${joinWords(feeding.map((e) => e.where))} TPROXY${feeding.length > 1 ? '' : 's'} connections to it`,
+        ),
+      );
+    } else {
+      out.push(
+        warn(
+          C,
+          `listener ${l.name} (${sockets}) has no divert, and no TPROXY rule readable here sends ` +
+            `connections to port ${t.port}: it receives nothing until rules managed elsewhere do ` +
+            '(rules loaded later or in another network namespace cannot be seen)',
+          `e.g.: nft add rule inet YOUR_TABLE YOUR_PREROUTING_CHAIN iifname "eth0" meta l4proto tcp ` +
+            `tproxy ip to ${t.addresses.find((a) => ipFamily(a) === 4) ?? '127.0.0.1'}:${t.port} meta mark set 0x1 accept`,
+        ),
+      );
+    }
+    for (const family of [...new Set(t.addresses.map(ipFamily))].sort()) {
+      const rules = f.rules[family];
+      if (rules === null) {
+        out.push(warn(C, `IPv${family}: cannot list ip rules: ${f.rulesError[family]}`));
+        continue;
+      }
+      const local = rules.filter((r) => deliversLocally(f, family, r));
+      const marks = f.foreign.marks.filter(
+        (m) => m.key === 'meta' && feeding.some((e) => e.where === m.where),
+      );
+      const matched = local.filter((r) => marks.some((m) => (m.set & r.fwmask) >>> 0 === r.fwmark));
+      if (matched.length) {
+        out.push(
+          ok(
+            C,
+            `IPv${family}: the TPROXY rule's chain sets a mark that \`${ruleText(matched[0]!)}\` ` +
+              `delivers to this host (table ${matched[0]!.table}: local default): replies and diverted ` +
+              `packets to other addresses reach listener ${l.name}`,
+          ),
+        );
+      } else if (local.length) {
+        out.push(
+          ok(
+            C,
+            `IPv${family}: ${joinWords(local.map((r) => `\`${ruleText(r)}\``))} deliver${local.length > 1 ? '' : 's'} ` +
+              'marked packets to this host (a local default route); honeygate cannot tell whether ' +
+              `the TPROXY rules for listener ${l.name} set that mark: they must, for connections ` +
+              "to addresses that are not this host's",
+          ),
+        );
+      } else {
+        const lo = family === 4 ? '0.0.0.0/0' : '::/0';
+        out.push(
+          warn(
+            C,
+            `IPv${family}: no ip rule sends marked packets to a table with a local default route: ` +
+              `connections that TPROXY rules managed elsewhere divert to listener ${l.name} reach it ` +
+              "only when addressed to this host's own addresses; the others are routed on",
+            `ip -${family} rule add fwmark 0x1/0x1 lookup 100 && ip -${family} route add local ${lo} dev lo table 100` +
+              '   # with the TPROXY rule setting mark 0x1',
+          ),
+        );
+      }
+    }
   }
   return out;
 };

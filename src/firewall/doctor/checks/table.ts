@@ -9,17 +9,19 @@ export const table: Check = (f) => {
   const C = 'table';
   if (f.nft.status !== 'ok') return [];
   const present = hasOurTable(f);
+  const what = f.config.listeners.some((l) => l.tproxy)
+    ? 'diverts nothing (no tproxy listener has divert:)'
+    : 'has no tproxy listener';
   if (!f.plan) {
     return present
       ? [
           warn(
             C,
-            `table ${FAMILY} ${TABLE} exists, but the config has no tproxy listener ` +
-              'and no transparent backend',
+            `table ${FAMILY} ${TABLE} exists, but the config ${what} ` + 'and no transparent backend',
             `honeygate firewall remove -c ${f.file}`,
           ),
         ]
-      : [ok(C, 'the config has no tproxy listener and no transparent backend: it needs no firewall rules')];
+      : [ok(C, `the config ${what} and no transparent backend: it needs no firewall rules`)];
   }
   const live = ourTable(f);
   if (!live) {
