@@ -1155,3 +1155,91 @@ test('native: a config needing the addon, which does not load: fail, with the bu
   const none = await doctor(plain.config, { ...plain.host, native: () => ({ ok: false, reason }) });
   assert.deepEqual(only(none, 'native'), [], 'a config without transparent mode does not need it');
 });
+
+describe('external-tproxy: a tproxy listener without divert, fed by TPROXY rules managed elsewhere', () => {
+  const yaml = `
+listeners:
+  - name: outside
+    tproxy: { port: 15001, address: 127.0.0.1 }
+routes:
+  - capture: {}
+`;
+  /** The operator's own table: TPROXY to port 15001 setting mark 0x1. */
+  const operator = (port: number) => [
+    { table: { family: 'inet', name: 'operator' } },
+    {
+      chain: {
+        family: 'inet',
+        table: 'operator',
+        name: 'pre',
+        type: 'filter',
+        hook: 'prerouting',
+        prio: -150,
+      },
+    },
+    {
+      rule: {
+        family: 'inet',
+        table: 'operator',
+        chain: 'pre',
+        expr: [
+          { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+          { tproxy: { family: 'ip', addr: '127.0.0.1', port } },
+          { mangle: { key: { meta: { key: 'mark' } }, value: 1 } },
+          { accept: null },
+        ],
+      },
+    },
+  ];
+  const markRule = { priority: 9000, src: 'all', fwmark: '0x1', fwmask: '0x1', table: '100' };
+  const localRoute = { '4 100': [{ type: 'local', dst: 'default', dev: 'lo', scope: 'host', flags: [] }] };
+
+  test('the TPROXY rule and the ip rule for its mark: ok, no table needed, nothing fails', async () => {
+    const findings = await run({
+      yaml,
+      foreignNft: operator(15001),
+      rules: { 4: [...RULES_BASE[4], markRule] },
+      routes: localRoute,
+    });
+    one(
+      findings,
+      'external-tproxy',
+      'ok',
+      /^listener outside \(127\.0\.0\.1:15001\) has no divert: honeygate adds no rules for it, and table inet operator chain pre TPROXYs connections to it$/,
+    );
+    one(
+      findings,
+      'external-tproxy',
+      'ok',
+      /^IPv4: the TPROXY rule's chain sets a mark that `9000: fwmark 0x1\/0x1 lookup 100` delivers to this host/,
+    );
+    one(
+      findings,
+      'table',
+      'ok',
+      /^the config diverts nothing \(no tproxy listener has divert:\) and no transparent backend/,
+    );
+    assert.equal(exitCode(findings), 0);
+  });
+
+  test('no TPROXY rule to its port and no policy routing: two warnings, each with a fix', async () => {
+    const findings = await run({ yaml, foreignNft: operator(15999) });
+    const w = one(
+      findings,
+      'external-tproxy',
+      'warn',
+      /^listener outside .* no TPROXY rule readable here sends connections to port 15001/,
+    );
+    assert.match(w.fix!, /tproxy ip to 127\.0\.0\.1:15001 meta mark set 0x1 accept$/);
+    const r = one(
+      findings,
+      'external-tproxy',
+      'warn',
+      /^IPv4: no ip rule sends marked packets to a table with a local default route/,
+    );
+    assert.match(
+      r.fix!,
+      /^ip -4 rule add fwmark 0x1\/0x1 lookup 100 && ip -4 route add local 0\.0\.0\.0\/0 dev lo table 100/,
+    );
+  });
+});
