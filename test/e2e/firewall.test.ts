@@ -301,10 +301,12 @@ test('apply --confirm then confirm: the new state stays', { skip }, async () => 
   assert.equal(r.code, 1);
   assert.match(r.stderr, /nothing to confirm/);
 
-  await ok('firewall', 'apply', '-c', configPath, '--confirm', '2s');
+  // 10 s: on a loaded machine (load average 10 on 2 cores) starting the CLI twice took
+  // longer than the 2 s this used, and the rollback came first.
+  await ok('firewall', 'apply', '-c', configPath, '--confirm', '10s');
   const applied = await netState();
   const pid = rollbackPid()!;
-  const deadline = Date.now() + 2000;
+  const deadline = Date.now() + 10_000;
   assert.equal((await ok('firewall', 'confirm')).trim(), 'kept');
   assert.deepEqual(stateFiles(), []);
   // Past the deadline, with the rollback process gone, nothing has changed.
