@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
+import { type ActionType, backendsOf, rawBackends } from '../actions/definitions/index.js';
 import { FOREIGN_MARKS } from '../firewall/marks.js';
 import { formatEndpoint } from '../net/address.js';
 import { FD_RESERVE, flowsWithin } from '../net/fd-limit.js';
@@ -39,7 +40,7 @@ import type { Config, Endpoint } from './types.js';
 export interface Parsed {
   listeners: { index: number; raw: RawListener }[];
   listenerNames: string[]; // every name written, even in a listener that failed to parse
-  routes: { index: number; raw: RawRoute; action: (typeof ACTION_KEYS)[number] | null }[];
+  routes: { index: number; raw: RawRoute; action: ActionType | null }[];
   backends: Map<string, RawBackend>;
   backendNames: string[]; // every key under backends:, even if its body is broken
   limits?: z.output<typeof limitsSchema>;
@@ -235,8 +236,11 @@ function checkRoutes(report: Report, p: Parsed, rawRoutes: unknown): void {
         report.error([...path, 'name'], `duplicate route name "${r.name}" (also routes[${first}])`);
       else names.set(r.name, index);
     }
-    if (typeof r.forward === 'string' && !p.backendNames.includes(r.forward)) {
-      report.error([...path, 'forward'], `unknown backend "${r.forward}" (${known(p.backendNames)})`);
+    for (const type of ACTION_KEYS.filter((k) => k in r)) {
+      for (const backend of rawBackends(type, r[type])) {
+        if (!p.backendNames.includes(backend))
+          report.error([...path, type], `unknown backend "${backend}" (${known(p.backendNames)})`);
+      }
     }
     const listeners = isRecord(r.match) ? r.match.listeners : undefined;
     const list = Array.isArray(listeners) ? listeners : [listeners];
@@ -386,7 +390,7 @@ function isLoopback(host: string): boolean {
 /** Things that are allowed but probably not meant; `openFiles`: the open-file limit to check against. */
 export function warnAbout(report: Report, config: Config, openFiles: number | null): void {
   const used = new Set<string>();
-  for (const r of config.routes) if (r.action.type === 'forward') used.add(r.action.backend);
+  for (const r of config.routes) for (const b of backendsOf(r.action)) used.add(b);
   for (const b of config.backends.values()) if (b.fallback) used.add(b.fallback);
   for (const name of config.backends.keys()) {
     if (!used.has(name)) report.warn(['backends', name], 'not used by any route or fallback');

@@ -1,6 +1,8 @@
 // The defaulted, validated configuration every stage reads. The raw YAML shape lives in
 // schema.ts; load.ts turns raw into this. Durations are milliseconds, sizes are bytes.
 
+import type { Action } from '../actions/definitions/index.js';
+
 export type SourceMode = 'none' | 'proxy-v1' | 'proxy-v2' | 'transparent';
 export type Balance = 'roundrobin' | 'leastconn' | 'source-hash';
 export type ProxyVersion = 'v1' | 'v2';
@@ -59,17 +61,9 @@ export interface RouteMatch {
   protocols: string[] | null; // detected protocol (see src/classifiers); 'unknown' when none matched
 }
 
-export interface CaptureOptions {
-  maxBytes: number; // read at most this much, then close
-  timeoutMs: number; // close after this long even if the attacker sent less
-  banner: string | null; // sent on accept (e.g. a fake SSH banner), or nothing
-}
-
-export type Action =
-  | { type: 'forward'; backend: string }
-  | { type: 'capture'; capture: CaptureOptions }
-  | { type: 'reject' } // RST
-  | { type: 'drop' }; // close without a word (FIN, nothing sent)
+// What a route does: each action's options and words are its definition's
+// (src/actions/definitions/), so adding an action does not touch this file.
+export type { Action, CaptureOptions } from '../actions/definitions/index.js';
 
 export interface Route {
   index: number; // position in routes[], for messages and events
