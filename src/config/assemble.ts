@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { assembleAction, DEFAULT_CAPTURE } from '../actions/definitions/index.js';
 import { expandBind, type Parsed, workerCount } from './checks.js';
 import type { RawBackend, RawListener, RawRoute } from './schema.js';
-import type { BackendConfig, Config, ListenerConfig, Route, RouteMatch } from './types.js';
+import type { BackendConfig, Config, EventsConfig, ListenerConfig, Route, RouteMatch } from './types.js';
 
 export { DEFAULT_CAPTURE } from '../actions/definitions/index.js';
 
@@ -65,6 +65,19 @@ function toBackend(name: string, b: RawBackend): BackendConfig {
   };
 }
 
+/** The events section; relative sink paths resolve against `baseDir` (the config file's directory). */
+export function assembleEvents(events: Checked['events'], baseDir: string): EventsConfig {
+  return {
+    sensor: events.sensor ?? hostname(),
+    sqlite: events.sqlite === null ? null : resolve(baseDir, events.sqlite),
+    jsonl: events.jsonl === null ? null : resolve(baseDir, events.jsonl),
+    createDirectories: events.createDirectories,
+    updateIntervalMs: events.updateInterval,
+    queueSize: events.queueSize,
+    batchMs: events.batch,
+  };
+}
+
 /** The sections of a document `checkDocument` passed, every part present. */
 export type Checked = Parsed & Required<Pick<Parsed, 'limits' | 'events' | 'log' | 'firewall' | 'workers'>>;
 
@@ -97,14 +110,7 @@ export function assemble(p: Checked, baseDir: string): Config {
       rejectLogIntervalMs: limits.rejectLogInterval,
       graceMs: limits.grace,
     },
-    events: {
-      sensor: events.sensor ?? hostname(),
-      sqlite: events.sqlite === null ? null : resolve(baseDir, events.sqlite),
-      jsonl: events.jsonl === null ? null : resolve(baseDir, events.jsonl),
-      updateIntervalMs: events.updateInterval,
-      queueSize: events.queueSize,
-      batchMs: events.batch,
-    },
+    events: assembleEvents(events, baseDir),
     admin: admin ? { listen: admin.listen, token: admin.token } : null,
     firewall: {
       mark: firewall.mark,

@@ -329,6 +329,17 @@ function checkWorkerPorts(report: Report, p: Parsed, workers: number): void {
   }
 }
 
+/** The events section, checked on its own (`events -c FILE` reads nothing else). */
+export function checkEvents(
+  report: Report,
+  raw: unknown,
+  baseDir: string,
+): z.output<typeof eventsSchema> | undefined {
+  const events = report.parse(eventsSchema, raw ?? {}, ['events']);
+  if (events) checkSinks(report, events, baseDir);
+  return events;
+}
+
 /** A listener's bind addresses, ranges expanded: one endpoint per socket. */
 export function expandBind(raw: RawListener): Endpoint[] {
   const out: Endpoint[] = [];
@@ -362,7 +373,7 @@ export function checkDocument(report: Report, raw: Record<string, unknown>, base
   parseRoutes(report, raw.routes, p);
   parseBackends(report, raw.backends, p);
   p.limits = report.parse(limitsSchema, raw.limits ?? {}, ['limits']);
-  p.events = report.parse(eventsSchema, raw.events ?? {}, ['events']);
+  p.events = checkEvents(report, raw.events, baseDir);
   if (raw.admin !== undefined) p.admin = report.parse(adminSchema, raw.admin ?? {}, ['admin']);
   p.log = report.parse(logSchema, raw.log ?? {}, ['log']);
   p.firewall = report.parse(firewallSchema, raw.firewall ?? {}, ['firewall']);
@@ -371,7 +382,6 @@ export function checkDocument(report: Report, raw: Record<string, unknown>, base
   checkListeners(report, p);
   checkRoutes(report, p, raw.routes);
   checkBackends(report, p, raw.backends);
-  if (p.events) checkSinks(report, p.events, baseDir);
   if (p.workers !== undefined) checkWorkerPorts(report, p, workerCount(p.workers));
   return p;
 }

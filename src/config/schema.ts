@@ -231,6 +231,7 @@ export const eventsSchema = obj({
   sensor: conv(nonEmptyText).optional(),
   sqlite: conv(sinkPath).default(DEFAULT_SQLITE),
   jsonl: conv(sinkPath).default(null),
+  createDirectories: z.boolean({ error: 'expected true or false' }).default(false),
   updateInterval: conv(positiveDuration).default(60_000),
   queueSize: conv(intIn(1, 10_000_000)).default(100_000),
   batch: conv(positiveDuration).default(200),

@@ -107,6 +107,7 @@ export interface EventsConfig {
   sensor: string; // this gateway's name in every event
   sqlite: string | null; // path, or null for none
   jsonl: string | null;
+  createDirectories: boolean; // create a sink's missing directory at start; false: a missing one is an error
   updateIntervalMs: number; // long flows get an update event this often
   queueSize: number; // events waiting for sinks; beyond this they are counted as dropped
   batchMs: number; // sinks write at most this often

@@ -71,6 +71,7 @@ test('a minimal file gets every default', () => {
       sensor: hostname(),
       sqlite: join(BASE, 'data/events.db'),
       jsonl: null,
+      createDirectories: false,
       updateIntervalMs: 60_000,
       queueSize: 100_000,
       batchMs: 200,
