@@ -105,6 +105,7 @@ export const SOURCE_MODES: readonly SourceMode[] = ['transparent', 'proxy-v2', '
 export const BALANCES: readonly Balance[] = ['roundrobin', 'leastconn', 'source-hash'];
 export const PROXY_VERSIONS: readonly ProxyVersion[] = ['v1', 'v2'];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 
 /** Top-level sections. Each is parsed on its own so one broken section hides nothing else. */
 export const TOP_KEYS = [
@@ -291,6 +292,7 @@ export function workers(v: unknown): number | 'auto' {
 
 export const logSchema = obj({
   level: conv(oneOf(LOG_LEVELS)).default('info'),
+  format: conv(oneOf(LOG_FORMATS)).default('auto'),
 });
 
 export type RawListener = z.output<typeof listenerSchema>;

@@ -15,6 +15,17 @@ function sinkDirs(events: EventsConfig): ['sqlite' | 'jsonl', string][] {
   return out;
 }
 
+/**
+ * Where events go, for the `ready` line: each sink with its path, e.g.
+ * `{ sqlite: '/var/lib/honeygate/events.db' }`, or 'none'.
+ */
+export function sinkPaths(events: EventsConfig): Record<string, string> | 'none' {
+  const out: Record<string, string> = {};
+  if (events.sqlite) out.sqlite = events.sqlite;
+  if (events.jsonl) out.jsonl = events.jsonl;
+  return Object.keys(out).length ? out : 'none';
+}
+
 /** Why `dir` cannot hold a sink's file ("does not exist", "is not a directory"), or null. */
 function dirProblem(dir: string): string | null {
   try {

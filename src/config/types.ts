@@ -135,7 +135,10 @@ export interface Config {
   events: EventsConfig;
   admin: AdminConfig | null;
   firewall: FirewallConfig;
-  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  log: {
+    level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+    format: 'auto' | 'json' | 'pretty'; // auto: pretty when stdout is a terminal, JSON lines otherwise
+  };
   /**
    * Worker processes of `run` (`auto` resolved to the number of CPUs). 1: one process, no
    * fork. More: a primary forks them; each binds every listener with SO_REUSEPORT.

@@ -78,7 +78,7 @@ test('a minimal file gets every default', () => {
     },
     admin: null,
     firewall: { mark: 0x1000, mask: 0x1000, table: 4210, rulePriority: 10000, checkIntervalMs: 5000 },
-    log: { level: 'info' },
+    log: { level: 'info', format: 'auto' },
     workers: 1,
   });
   assert.deepEqual(warnings, [
