@@ -1,8 +1,9 @@
 // Built-in capture: stands where a honeypot would. Optionally greets, then reads what the
 // attacker sends (up to maxBytes, within timeoutMs) and closes.
-import type { CaptureOptions } from '../config/types.js';
+
 import type { Flow } from '../gateway/flow.js';
 import { closeGently } from './close.js';
+import type { CaptureOptions } from './definitions/index.js';
 
 export function capture(flow: Flow, opts: CaptureOptions): void {
   const down = flow.downstream;

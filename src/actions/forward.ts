@@ -3,13 +3,13 @@
 // down, the backend's fallback takes the flow (another backend, or capture).
 
 import net from 'node:net';
-import { CAPTURE_DEFAULTS } from '../config/schema.js';
-import type { BackendConfig, CaptureOptions } from '../config/types.js';
+import type { BackendConfig } from '../config/types.js';
 import { dial, planDial } from '../gateway/dial.js';
 import type { Flow } from '../gateway/flow.js';
 import { pump } from '../gateway/pump.js';
 import type { DialPlan } from '../gateway/relay.js';
 import { capture } from './capture.js';
+import { CAPTURE_DEFAULTS, type CaptureOptions } from './definitions/index.js';
 
 const MAX_FALLBACK_DEPTH = 8; // config validation rejects cycles; this is a second guard
 

@@ -1,6 +1,8 @@
 // `honeygate check -c FILE`: validate a configuration and print what it means — the
 // listeners, the backends, the routing table in words, warnings, and rules that can never
-// match. Exit code 0 when valid (also with warnings), 2 when not.
+// match. Exit code 0 when valid (also with warnings), 2 when not. An unset ${VAR} is a
+// warning here (run gets it from its service's environment), and so is an event store
+// directory missing on this host (run would refuse to start).
 import type { Command } from 'commander';
 import {
   explainBackends,
@@ -9,6 +11,7 @@ import {
   findUnboundPortRoutes,
   findUnreachableRoutes,
 } from '../config/explain.js';
+import { missingStoreDirs } from '../config/store-dirs.js';
 import type { Config } from '../config/types.js';
 import { loadOrReport } from './load-config.js';
 
@@ -48,6 +51,12 @@ export function register(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      process.stdout.write(`${checkReport(opts.config, result.config, result.warnings).join('\n')}\n`);
+      const warnings = [
+        ...result.warnings,
+        ...(result.config.events.createDirectories ? [] : missingStoreDirs(result.config.events)).map(
+          (m) => `${opts.config}: ${m}; run would not start`,
+        ),
+      ];
+      process.stdout.write(`${checkReport(opts.config, result.config, warnings).join('\n')}\n`);
     });
 }

@@ -4,6 +4,7 @@
 import { type Command, Option } from 'commander';
 import { startAdmin } from '../admin/server.js';
 import { loadConfigFile } from '../config/load.js';
+import { sinkPaths } from '../config/store-dirs.js';
 import type { Sink } from '../events/event.js';
 import { Recorder } from '../events/recorder.js';
 import { openSinks } from '../events/sinks.js';
@@ -40,7 +41,7 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
   const loaded = loadOrReport('run', path, undefined, '; not started');
   if (!loaded) return 2;
   const config = loaded.config;
-  const log = createLogger(config.log.level);
+  const log = createLogger(config.log.level, config.log.format);
   for (const w of loaded.warnings) log.warn({ config: path }, w);
   if (config.workers > 1) return runPrimary(path, config, log, opts);
 
@@ -88,7 +89,17 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     signals.detach();
     return 1;
   }
-  log.info({ config: path, listeners: config.listeners.length, routes: config.routes.length }, 'ready');
+  // Where everything is, in the one line an operator looks for.
+  log.info(
+    {
+      config: path,
+      listeners: config.listeners.length,
+      routes: config.routes.length,
+      events: sinkPaths(config.events),
+      admin: admin?.address ?? 'off',
+    },
+    'ready',
+  );
   started();
   await signals.stopped;
   log.info({ openFlows: gateway.openFlows }, 'stopping');

@@ -2,15 +2,12 @@
 // when checks.ts found no problem, so nothing here reports one.
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { assembleAction, DEFAULT_CAPTURE } from '../actions/definitions/index.js';
 import { expandBind, type Parsed, workerCount } from './checks.js';
-import {
-  type ACTION_KEYS,
-  CAPTURE_DEFAULTS,
-  type RawBackend,
-  type RawListener,
-  type RawRoute,
-} from './schema.js';
-import type { Action, BackendConfig, Config, ListenerConfig, Route, RouteMatch } from './types.js';
+import type { RawBackend, RawListener, RawRoute } from './schema.js';
+import type { BackendConfig, Config, EventsConfig, ListenerConfig, Route, RouteMatch } from './types.js';
+
+export { DEFAULT_CAPTURE } from '../actions/definitions/index.js';
 
 function toListener(raw: RawListener): ListenerConfig {
   const ap = raw.acceptProxy;
@@ -49,30 +46,6 @@ function toMatch(raw: RawRoute['match']): RouteMatch | null {
   return Object.values(m).every((v) => v === null) ? null : m;
 }
 
-function toAction(raw: RawRoute, key: (typeof ACTION_KEYS)[number]): Action {
-  switch (key) {
-    case 'forward':
-      return { type: 'forward', backend: raw.forward! };
-    case 'capture': {
-      const c = raw.capture!;
-      return {
-        type: 'capture',
-        capture: { maxBytes: c.maxBytes, timeoutMs: c.timeout, banner: c.banner ?? null },
-      };
-    }
-    case 'reject':
-      return { type: 'reject' };
-    case 'drop':
-      return { type: 'drop' };
-  }
-}
-
-/** The rule used when routes: is absent or empty. */
-export const DEFAULT_CAPTURE: Action = {
-  type: 'capture',
-  capture: CAPTURE_DEFAULTS,
-};
-
 function toBackend(name: string, b: RawBackend): BackendConfig {
   return {
     name,
@@ -93,6 +66,19 @@ function toBackend(name: string, b: RawBackend): BackendConfig {
   };
 }
 
+/** The events section; relative sink paths resolve against `baseDir` (the config file's directory). */
+export function assembleEvents(events: Checked['events'], baseDir: string): EventsConfig {
+  return {
+    sensor: events.sensor ?? hostname(),
+    sqlite: events.sqlite === null ? null : resolve(baseDir, events.sqlite),
+    jsonl: events.jsonl === null ? null : resolve(baseDir, events.jsonl),
+    createDirectories: events.createDirectories,
+    updateIntervalMs: events.updateInterval,
+    queueSize: events.queueSize,
+    batchMs: events.batch,
+  };
+}
+
 /** The sections of a document `checkDocument` passed, every part present. */
 export type Checked = Parsed & Required<Pick<Parsed, 'limits' | 'events' | 'log' | 'firewall' | 'workers'>>;
 
@@ -104,7 +90,7 @@ export function assemble(p: Checked, baseDir: string): Config {
     index,
     name: r.name ?? `#${index}`,
     match: toMatch(r.match),
-    action: toAction(r, action!),
+    action: assembleAction(action!, r[action!]),
   }));
   if (routes.length === 0) routes.push({ index: 0, name: '#0', match: null, action: DEFAULT_CAPTURE });
   const backends = new Map<string, BackendConfig>();
@@ -125,14 +111,7 @@ export function assemble(p: Checked, baseDir: string): Config {
       rejectLogIntervalMs: limits.rejectLogInterval,
       graceMs: limits.grace,
     },
-    events: {
-      sensor: events.sensor ?? hostname(),
-      sqlite: events.sqlite === null ? null : resolve(baseDir, events.sqlite),
-      jsonl: events.jsonl === null ? null : resolve(baseDir, events.jsonl),
-      updateIntervalMs: events.updateInterval,
-      queueSize: events.queueSize,
-      batchMs: events.batch,
-    },
+    events: assembleEvents(events, baseDir),
     admin: admin ? { listen: admin.listen, token: admin.token } : null,
     firewall: {
       mark: firewall.mark,

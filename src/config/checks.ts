@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
+import { type ActionType, backendsOf, rawBackends } from '../actions/definitions/index.js';
 import { FOREIGN_MARKS } from '../firewall/marks.js';
 import { formatEndpoint } from '../net/address.js';
 import { FD_RESERVE, flowsWithin } from '../net/fd-limit.js';
@@ -39,7 +40,7 @@ import type { Config, Endpoint } from './types.js';
 export interface Parsed {
   listeners: { index: number; raw: RawListener }[];
   listenerNames: string[]; // every name written, even in a listener that failed to parse
-  routes: { index: number; raw: RawRoute; action: (typeof ACTION_KEYS)[number] | null }[];
+  routes: { index: number; raw: RawRoute; action: ActionType | null }[];
   backends: Map<string, RawBackend>;
   backendNames: string[]; // every key under backends:, even if its body is broken
   limits?: z.output<typeof limitsSchema>;
@@ -229,8 +230,11 @@ function checkRoutes(report: Report, p: Parsed, rawRoutes: unknown): void {
         report.error([...path, 'name'], `duplicate route name "${r.name}" (also routes[${first}])`);
       else names.set(r.name, index);
     }
-    if (typeof r.forward === 'string' && !p.backendNames.includes(r.forward)) {
-      report.error([...path, 'forward'], `unknown backend "${r.forward}" (${known(p.backendNames)})`);
+    for (const type of ACTION_KEYS.filter((k) => k in r)) {
+      for (const backend of rawBackends(type, r[type])) {
+        if (!p.backendNames.includes(backend))
+          report.error([...path, type], `unknown backend "${backend}" (${known(p.backendNames)})`);
+      }
     }
     const listeners = isRecord(r.match) ? r.match.listeners : undefined;
     const list = Array.isArray(listeners) ? listeners : [listeners];
@@ -319,6 +323,17 @@ function checkWorkerPorts(report: Report, p: Parsed, workers: number): void {
   }
 }
 
+/** The events section, checked on its own (`events -c FILE` reads nothing else). */
+export function checkEvents(
+  report: Report,
+  raw: unknown,
+  baseDir: string,
+): z.output<typeof eventsSchema> | undefined {
+  const events = report.parse(eventsSchema, raw ?? {}, ['events']);
+  if (events) checkSinks(report, events, baseDir);
+  return events;
+}
+
 /** A listener's bind addresses, ranges expanded: one endpoint per socket. */
 export function expandBind(raw: RawListener): Endpoint[] {
   const out: Endpoint[] = [];
@@ -352,7 +367,7 @@ export function checkDocument(report: Report, raw: Record<string, unknown>, base
   parseRoutes(report, raw.routes, p);
   parseBackends(report, raw.backends, p);
   p.limits = report.parse(limitsSchema, raw.limits ?? {}, ['limits']);
-  p.events = report.parse(eventsSchema, raw.events ?? {}, ['events']);
+  p.events = checkEvents(report, raw.events, baseDir);
   if (raw.admin !== undefined) p.admin = report.parse(adminSchema, raw.admin ?? {}, ['admin']);
   p.log = report.parse(logSchema, raw.log ?? {}, ['log']);
   p.firewall = report.parse(firewallSchema, raw.firewall ?? {}, ['firewall']);
@@ -361,7 +376,6 @@ export function checkDocument(report: Report, raw: Record<string, unknown>, base
   checkListeners(report, p);
   checkRoutes(report, p, raw.routes);
   checkBackends(report, p, raw.backends);
-  if (p.events) checkSinks(report, p.events, baseDir);
   if (p.workers !== undefined) checkWorkerPorts(report, p, workerCount(p.workers));
   return p;
 }
@@ -380,7 +394,7 @@ function isLoopback(host: string): boolean {
 /** Things that are allowed but probably not meant; `openFiles`: the open-file limit to check against. */
 export function warnAbout(report: Report, config: Config, openFiles: number | null): void {
   const used = new Set<string>();
-  for (const r of config.routes) if (r.action.type === 'forward') used.add(r.action.backend);
+  for (const r of config.routes) for (const b of backendsOf(r.action)) used.add(b);
   for (const b of config.backends.values()) if (b.fallback) used.add(b.fallback);
   for (const name of config.backends.keys()) {
     if (!used.has(name)) report.warn(['backends', name], 'not used by any route or fallback');

@@ -2,9 +2,9 @@
 // the dashboard show them, and which rules can never match because an earlier rule
 // already takes every flow they would.
 import ipaddr from 'ipaddr.js';
+import { describeAction } from '../actions/definitions/index.js';
 import { cidrContains, formatEndpoint, parseCidr } from '../net/address.js';
 import type {
-  Action,
   BackendConfig,
   Cidr,
   Config,
@@ -14,20 +14,9 @@ import type {
   Route,
   RouteMatch,
 } from './types.js';
+import { formatDuration } from './zod.js';
 
-/** 10000 -> "10s", 300000 -> "5m", 1500 -> "1.5s", 200 -> "200ms". */
-export function formatDuration(ms: number): string {
-  if (ms === 0) return '0s';
-  for (const [unit, size] of [
-    ['d', 86_400_000],
-    ['h', 3_600_000],
-    ['m', 60_000],
-    ['s', 1000],
-  ] as const) {
-    if (ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return ms > 1000 ? `${ms / 1000}s` : `${ms}ms`;
-}
+export { formatDuration } from './zod.js';
 
 /** "a", "a or b", "a, b or c". */
 function orList(items: string[]): string {
@@ -68,25 +57,12 @@ function fallbackWords(fallback: string | null): string {
   return fallback === 'capture' ? 'capture' : `backend ${fallback}`;
 }
 
-function describeAction(a: Action, config: Config): string {
-  switch (a.type) {
-    case 'forward': {
-      const b = config.backends.get(a.backend);
-      if (!b) return `forward to backend ${a.backend} (not defined)`;
-      const servers = plural(b.servers.length, 'server');
-      return `forward to backend ${b.name} (${servers}, ${b.balance}, ${SOURCE_WORDS[b.source]}; if all down: ${fallbackWords(b.fallback)})`;
-    }
-    case 'capture': {
-      const c = a.capture;
-      const banner =
-        c.banner === null ? '' : `send a banner (${plural(Buffer.byteLength(c.banner), 'byte')}), `;
-      return `${banner}capture up to ${c.maxBytes} bytes for ${formatDuration(c.timeoutMs)}, then close`;
-    }
-    case 'reject':
-      return 'reject (RST)';
-    case 'drop':
-      return 'drop (close, send nothing)';
-  }
+/** A backend as a forward action names it: "backend web (2 servers, roundrobin, plain; ...)". */
+function backendWords(config: Config, name: string): string | null {
+  const b = config.backends.get(name);
+  if (!b) return null;
+  const servers = plural(b.servers.length, 'server');
+  return `backend ${b.name} (${servers}, ${b.balance}, ${SOURCE_WORDS[b.source]}; if all down: ${fallbackWords(b.fallback)})`;
 }
 
 function label(r: Route): string {
@@ -96,7 +72,8 @@ function label(r: Route): string {
 /** The routing table, one line per rule in order: "#0 ssh: flows ... -> forward to ...". */
 export function explainRoutes(config: Config): string[] {
   return config.routes.map(
-    (r) => `${label(r)}: ${describeMatch(r.match, r.index)} -> ${describeAction(r.action, config)}`,
+    (r) =>
+      `${label(r)}: ${describeMatch(r.match, r.index)} -> ${describeAction(r.action, { backend: (name) => backendWords(config, name) })}`,
   );
 }
 

@@ -3,18 +3,20 @@
 // Config (assemble.ts). Every problem in the file is collected and reported at once, each
 // as "FILE:LINE: key.path: what is wrong (allowed ...)" (report.ts).
 //
-// Relative sink paths (events.sqlite, events.jsonl) resolve against the current working
-// directory, not the config file's directory: `./data/events.db` means what it says in
-// the shell the operator typed the command in.
+// Relative paths in a config file (events.sqlite, events.jsonl) resolve against the
+// directory of the file, not the working directory: `honeygate events -c /etc/x.yaml` from
+// anywhere, a systemd unit and a shell all read and write the same store. Text without a
+// file resolves against the working directory.
 import { readFileSync } from 'node:fs';
-import { isCollection, isPair, LineCounter, type Node, parseDocument } from 'yaml';
+import { dirname, resolve } from 'node:path';
+import { isCollection, isMap, isPair, LineCounter, type Node, parseDocument } from 'yaml';
 import { ERRORS } from '../errors.js';
 import { openFileLimit } from '../net/fd-limit.js';
-import { assemble, type Checked } from './assemble.js';
-import { checkDocument, checkShape, type Parsed, warnAbout } from './checks.js';
-import { substituteEnv } from './env.js';
-import { format, isRecord, type Problem, Report, sorted } from './report.js';
-import type { Config } from './types.js';
+import { assemble, assembleEvents, type Checked } from './assemble.js';
+import { checkDocument, checkEvents, checkShape, type Parsed, warnAbout } from './checks.js';
+import { substituteEnv, type UnsetEnv } from './env.js';
+import { format, isRecord, keyText, type Problem, Report, sorted } from './report.js';
+import type { Config, EventsConfig } from './types.js';
 
 export { DEFAULT_CAPTURE } from './assemble.js';
 export { formatPath } from './report.js';
@@ -23,10 +25,16 @@ export type LoadResult = { ok: true; config: Config; warnings: string[] } | { ok
 
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv; // for ${VAR}; default process.env
-  baseDir?: string; // relative sink paths resolve against this; default process.cwd()
+  baseDir?: string; // relative paths resolve against this; default the file's directory, or process.cwd() for text
   fileName?: string; // shown in messages; default "config"
   openFiles?: number | null; // the open-file limit maxConnections is checked against; default this process's
+  unsetEnv?: UnsetEnv; // an unset ${VAR}: 'error' (default) or, for `check`, 'warn'
 }
+
+/** The events section alone, for `events -c FILE`: the other sections are neither substituted nor checked. */
+export type EventsLoadResult =
+  | { ok: true; config: { events: EventsConfig }; warnings: string[] }
+  | { ok: false; errors: string[] };
 
 // The deepest key a configuration has is 5 levels down (backends.NAME.health.rise); the limit
 // leaves room for flow-style values while keeping every recursive step far from the stack's end.
@@ -103,12 +111,23 @@ function complete(p: Parsed | undefined): p is Checked {
   );
 }
 
-/** Loads configuration text. Never throws on bad input: every problem is in `errors`. */
-export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult {
+/** The document as read: its problems so far, and its value (undefined when it could not be read). */
+interface Read {
+  report: Report;
+  yamlProblems: Problem[];
+  raw: unknown;
+}
+
+/**
+ * Parses the YAML and substitutes ${VAR}: in the whole document, or in the section `only`
+ * (what a verb that reads one section needs; an unset variable elsewhere is none of its
+ * business). Returns the lines to print when the text is too deep to parse at all.
+ */
+function read(text: string, opts: LoadOptions, only?: string): Read | string[] {
   const fileName = opts.fileName ?? 'config';
   const env = opts.env ?? process.env;
   const deepLine = deepTextLine(text);
-  if (deepLine !== null) return { ok: false, errors: [`${fileName}:${deepLine}: ${TOO_DEEP}`] };
+  if (deepLine !== null) return [`${fileName}:${deepLine}: ${TOO_DEEP}`];
   const lines = new LineCounter();
   // logLevel error: yaml would print its own warnings to stderr; ours are collected below.
   const doc = parseDocument(text, {
@@ -143,13 +162,42 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
 
   let raw: unknown;
   if (!odd && !yamlProblems.some((y) => y.message === TOO_DEEP)) {
-    substituteEnv(report, doc.contents, [], env);
+    if (only === undefined) substituteEnv(report, doc.contents, [], env, opts.unsetEnv);
+    else if (isMap(doc.contents)) {
+      const section = doc.contents.items.find((pair) => keyText(pair.key) === only);
+      if (section) substituteEnv(report, section.value, [only], env, opts.unsetEnv);
+    }
     try {
       raw = doc.toJS({ maxAliasCount: 100 });
     } catch (err) {
       report.error([], `cannot read the document: ${(err as Error).message}`);
     }
   }
+  return { report, yamlProblems, raw };
+}
+
+/**
+ * The problems to print, sorted and formatted. After a syntax error the document is a
+ * guess: only field problems above the first one are kept, since the rest (and every
+ * cross-field check) may be echoes of it.
+ */
+function problemLines(fileName: string, { report, yamlProblems }: Read): string[] {
+  let problems = report.problems;
+  if (yamlProblems.length) {
+    const firstBad = Math.min(...yamlProblems.map((y) => y.line));
+    // Document-level problems (an odd top-level key) are the syntax error seen from above.
+    const above = (x: Problem) => x.kind === 'field' && x.line < firstBad && x.path.length > 0;
+    problems = [...yamlProblems, ...problems.filter(above)];
+  }
+  return sorted(problems).map((x) => format(fileName, x));
+}
+
+/** Loads configuration text. Never throws on bad input: every problem is in `errors`. */
+export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult {
+  const fileName = opts.fileName ?? 'config';
+  const doc = read(text, opts);
+  if (Array.isArray(doc)) return { ok: false, errors: doc };
+  const { report, yamlProblems, raw } = doc;
 
   const baseDir = opts.baseDir ?? process.cwd();
   let p: Parsed | undefined;
@@ -162,17 +210,8 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
     p = checkDocument(report, raw, baseDir);
   }
 
-  // After a syntax error the document is a guess: keep only field problems above the first
-  // one, since the rest (and every cross-field check) may be echoes of it.
-  let problems = report.problems;
-  if (yamlProblems.length) {
-    const firstBad = Math.min(...yamlProblems.map((y) => y.line));
-    // Document-level problems (an odd top-level key) are the syntax error seen from above.
-    const above = (x: Problem) => x.kind === 'field' && x.line < firstBad && x.path.length > 0;
-    problems = [...yamlProblems, ...problems.filter(above)];
-  }
-  if (problems.length || !complete(p)) {
-    const errors = sorted(problems).map((x) => format(fileName, x));
+  const errors = problemLines(fileName, doc);
+  if (errors.length || !complete(p)) {
     if (!errors.length) errors.push(`${fileName}:1: ${ERRORS.HG_ERR_CONFIG}`);
     return { ok: false, errors };
   }
@@ -182,13 +221,52 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
   return { ok: true, config, warnings: sorted(report.warnings).map((x) => format(fileName, x)) };
 }
 
-/** Reads and loads a configuration file; messages start with the path as given. */
-export function loadConfigFile(path: string, opts: Omit<LoadOptions, 'fileName'> = {}): LoadResult {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    return { ok: false, errors: [`${path}: ${ERRORS.HG_ERR_CONFIG_READ}: ${(err as Error).message}`] };
+/**
+ * The events section of configuration text, checked and defaulted; the rest of the document
+ * is only parsed as YAML (a syntax error anywhere is still one). Never throws.
+ */
+export function loadEventsText(text: string, opts: LoadOptions = {}): EventsLoadResult {
+  const fileName = opts.fileName ?? 'config';
+  const doc = read(text, opts, 'events');
+  if (Array.isArray(doc)) return { ok: false, errors: doc };
+  const { report, raw } = doc;
+  const baseDir = opts.baseDir ?? process.cwd();
+  let events: EventsConfig | null = null;
+  if (raw !== undefined && raw !== null && !isRecord(raw)) checkShape(report, raw);
+  else if (!doc.yamlProblems.length) {
+    const parsed = checkEvents(report, isRecord(raw) ? raw.events : undefined, baseDir);
+    if (parsed) events = assembleEvents(parsed, baseDir);
   }
-  return loadConfigText(text, { ...opts, fileName: path });
+  const errors = problemLines(fileName, doc);
+  if (errors.length || !events) {
+    if (!errors.length) errors.push(`${fileName}:1: ${ERRORS.HG_ERR_CONFIG}`);
+    return { ok: false, errors };
+  }
+  return { ok: true, config: { events }, warnings: sorted(report.warnings).map((x) => format(fileName, x)) };
+}
+
+/** The text of a config file, or the problem line that says why it cannot be read. */
+function readText(path: string): { text: string } | { errors: string[] } {
+  try {
+    return { text: readFileSync(path, 'utf8') };
+  } catch (err) {
+    return { errors: [`${path}: ${ERRORS.HG_ERR_CONFIG_READ}: ${(err as Error).message}`] };
+  }
+}
+
+/**
+ * Reads and loads a configuration file; messages start with the path as given, and relative
+ * paths in it resolve against its directory.
+ */
+export function loadConfigFile(path: string, opts: Omit<LoadOptions, 'fileName'> = {}): LoadResult {
+  const file = readText(path);
+  if ('errors' in file) return { ok: false, errors: file.errors };
+  return loadConfigText(file.text, { baseDir: dirname(resolve(path)), ...opts, fileName: path });
+}
+
+/** loadEventsText of a file (`events -c FILE`). */
+export function loadEventsFile(path: string, opts: Omit<LoadOptions, 'fileName'> = {}): EventsLoadResult {
+  const file = readText(path);
+  if ('errors' in file) return { ok: false, errors: file.errors };
+  return loadEventsText(file.text, { baseDir: dirname(resolve(path)), ...opts, fileName: path });
 }

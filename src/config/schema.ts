@@ -1,137 +1,53 @@
 // The raw YAML shape (what users write) as zod 4 schemas, plus the scalar forms it
-// accepts: durations, sizes, rates, ports, endpoints, CIDRs. Each scalar is parsed by a
-// plain function that throws a message naming the allowed forms; `conv` turns that into a
-// zod issue, so every problem in a file is collected in one pass. Cross-field checks
-// (names that must exist, cycles) live in load.ts, which sees the whole file.
+// accepts that know addresses: ports, endpoints, CIDRs (the others, and the zod glue, are
+// zod.ts's, re-exported here). Each scalar is parsed by a plain function that throws a
+// message naming the allowed forms; `conv` turns that into a zod issue, so every problem in
+// a file is collected in one pass. A route's action keys come from the action definitions
+// (src/actions/definitions/). Cross-field checks (names that must exist, cycles) live in
+// checks.ts, which sees the whole file.
 
 import { z } from 'zod';
+import { ACTION_SHAPE } from '../actions/definitions/index.js';
 import { PROTOCOLS } from '../classifiers/index.js';
 import { normalizeIp, parseCidr, parseEndpoint } from '../net/address.js';
-import type {
-  Balance,
-  CaptureOptions,
-  Cidr,
-  Endpoint,
-  PortRange,
-  ProxyVersion,
-  SourceMode,
-} from './types.js';
+import type { Balance, Cidr, Endpoint, PortRange, ProxyVersion, SourceMode } from './types.js';
+import {
+  conv,
+  describe,
+  intIn,
+  list,
+  name,
+  nonEmptyText,
+  obj,
+  oneOf,
+  parseDuration,
+  parseRate,
+  parseSize,
+  positiveDuration,
+  sizeUpTo,
+  text,
+} from './zod.js';
+
+export { ACTION_KEYS, CAPTURE_DEFAULTS } from '../actions/definitions/index.js';
+export {
+  conv,
+  describe,
+  intIn,
+  list,
+  MAX_DURATION_MS,
+  name,
+  nonEmptyText,
+  obj,
+  oneOf,
+  parseDuration,
+  parseRate,
+  parseSize,
+  positiveDuration,
+  sizeUpTo,
+  text,
+} from './zod.js';
 
 // ---- scalar forms -------------------------------------------------------------------
-
-/** Describes a YAML value for messages: `a string "x"`, `a list`, `nothing`. */
-export function describe(v: unknown): string {
-  if (v === null || v === undefined) return 'nothing';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  if (typeof v === 'string') return `"${v}"`;
-  return String(v);
-}
-
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-const DURATION_FORMS = 'use 500ms, 5s, 5m, 1h, 1d or a number of seconds';
-
-/** "500ms", "5s", "5m", "1h", "1d", or a plain number of seconds (number or numeric text) -> ms. */
-export function parseDuration(v: unknown): number {
-  let ms: number;
-  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) ms = Math.round(v * 1000);
-  else {
-    const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(v) : null;
-    if (!m) throw new Error(`invalid duration ${describe(v)} (${DURATION_FORMS})`);
-    ms = Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!);
-  }
-  // Node turns a longer timer into 1 ms (TimeoutOverflowWarning): a 30d timeout would fire at once.
-  if (ms > MAX_DURATION_MS)
-    throw new Error(`invalid duration ${describe(v)}: at most 24d (timers cannot wait longer)`);
-  return ms;
-}
-
-/** The longest timer Node runs as asked: 2^31 - 1 ms, about 24.8 days. */
-export const MAX_DURATION_MS = 2 ** 31 - 1;
-
-const SIZE_UNITS: Record<string, number> = {
-  b: 1,
-  kib: 1024,
-  mib: 1024 ** 2,
-  gib: 1024 ** 3,
-  kb: 1000,
-  mb: 1000 ** 2,
-  gb: 1000 ** 3,
-};
-const SIZE_FORMS = 'use a number of bytes or 4KiB, 10MiB, 1GiB (KB, MB, GB are 1000-based)';
-
-/** 4096, "4KiB", "10MiB", "1GiB", "4KB" (1000-based) -> bytes. */
-export function parseSize(v: unknown): number {
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
-  const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)?\s*$/.exec(v) : null;
-  const unit = m ? SIZE_UNITS[(m[2] ?? 'b').toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new Error(`invalid size ${describe(v)} (${SIZE_FORMS})`);
-  const bytes = Math.round(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(bytes)) throw new Error(`invalid size ${describe(v)}: too large`);
-  return bytes;
-}
-
-/** A size that is kept in memory per flow (and in every queued event): at most `max`. */
-export function sizeUpTo(max: number, maxText: string): (v: unknown) => number {
-  return (v) => {
-    const bytes = parseSize(v);
-    if (bytes > max)
-      throw new Error(`invalid size ${describe(v)}: at most ${maxText} (kept in memory per flow)`);
-    return bytes;
-  };
-}
-
-const RATE_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000 };
-
-/** "50/s", "600/m", "1000/h", or a plain number (per second) -> { count, perMs }. */
-export function parseRate(v: unknown): { count: number; perMs: number } {
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) return { count: v, perMs: 1000 };
-  const m = typeof v === 'string' ? /^\s*(\d+)\s*\/\s*(s|m|h)\s*$/.exec(v) : null;
-  if (!m || Number(m[1]) === 0) throw new Error(`invalid rate ${describe(v)} (use 50/s, 600/m or 1000/h)`);
-  return { count: Number(m[1]), perMs: RATE_UNITS[m[2]!]! };
-}
-
-/** A duration that must be more than zero (a zero timeout or interval means nothing useful). */
-export function positiveDuration(v: unknown): number {
-  const ms = parseDuration(v);
-  if (ms <= 0) throw new Error(`invalid duration ${describe(v)}: must be more than 0`);
-  return ms;
-}
-
-export function intIn(min: number, max: number): (v: unknown) => number {
-  return (v) => {
-    if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max) return v;
-    throw new Error(`invalid value ${describe(v)} (a whole number ${min}-${max})`);
-  };
-}
-
-export function oneOf<T extends string>(allowed: readonly T[]): (v: unknown) => T {
-  return (v) => {
-    if (typeof v === 'string' && (allowed as readonly string[]).includes(v)) return v as T;
-    throw new Error(`invalid value ${describe(v)} (allowed: ${allowed.join(', ')})`);
-  };
-}
-
-export function text(v: unknown): string {
-  if (typeof v === 'string') return v;
-  throw new Error(`expected text, got ${describe(v)}`);
-}
-
-export function nonEmptyText(v: unknown): string {
-  const s = text(v);
-  if (s.trim() === '') throw new Error('must not be empty');
-  return s;
-}
-
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
-/** Listener, route and backend names: short, printable, safe in logs and nft comments. */
-export function name(v: unknown): string {
-  if (typeof v === 'string' && NAME_RE.test(v)) return v;
-  throw new Error(
-    `invalid name ${describe(v)} (letters, digits, '_', '.', '-'; at most 64; starting with a letter or digit)`,
-  );
-}
 
 function portNumber(s: string, min: number): number | null {
   if (!/^\d{1,5}$/.test(s)) return null;
@@ -183,75 +99,13 @@ export function cidr(v: unknown): Cidr {
   return parseCidr(text(v));
 }
 
-// ---- zod glue -----------------------------------------------------------------------
-
-/** A zod schema running `parse` on the raw value; a thrown message becomes an issue at this path. */
-export function conv<T>(parse: (v: unknown) => T) {
-  return z.unknown().transform((v, ctx): T => {
-    if (v === undefined) {
-      ctx.issues.push({ code: 'custom', message: 'required key is missing', input: v });
-      return z.NEVER;
-    }
-    try {
-      return parse(v);
-    } catch (err) {
-      ctx.issues.push({ code: 'custom', message: (err as Error).message, input: v });
-      return z.NEVER;
-    }
-  });
-}
-
-/** One value or a list of them -> a list; each bad element is its own issue, at its index. */
-export function list<T>(parse: (v: unknown) => T, opts: { min?: number } = {}) {
-  return z.unknown().transform((v, ctx): T[] => {
-    if (v === undefined) {
-      ctx.issues.push({ code: 'custom', message: 'required key is missing', input: v });
-      return z.NEVER;
-    }
-    const items = Array.isArray(v) ? v : [v];
-    const out: T[] = [];
-    if (items.length < (opts.min ?? 0)) {
-      ctx.issues.push({
-        code: 'custom',
-        message: opts.min === 1 ? 'needs at least one value' : `needs at least ${opts.min} values`,
-        input: v,
-      });
-    }
-    items.forEach((item, i) => {
-      try {
-        out.push(parse(item));
-      } catch (err) {
-        const path = Array.isArray(v) ? [i] : [];
-        ctx.issues.push({ code: 'custom', message: (err as Error).message, input: item, path });
-      }
-    });
-    return out;
-  });
-}
-
-/**
- * A strict mapping: unknown keys are issues whose message lists the allowed keys
- * (load.ts prints one line per key: "unknown key 'sevrers' (allowed: servers, ...)").
- */
-export function obj<S extends z.core.$ZodLooseShape>(shape: S) {
-  const allowed = Object.keys(shape).join(', ');
-  return z.strictObject(shape, {
-    error: (iss) => {
-      if (iss.code === 'unrecognized_keys') return `allowed: ${allowed}`;
-      if (iss.code === 'invalid_type')
-        return `expected a mapping (keys: ${allowed}), got ${describe(iss.input)}`;
-      return undefined;
-    },
-  });
-}
-
 // ---- the raw shape ------------------------------------------------------------------
 
 export const SOURCE_MODES: readonly SourceMode[] = ['transparent', 'proxy-v2', 'proxy-v1', 'none'];
 export const BALANCES: readonly Balance[] = ['roundrobin', 'leastconn', 'source-hash'];
 export const PROXY_VERSIONS: readonly ProxyVersion[] = ['v1', 'v2'];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-export const ACTION_KEYS = ['forward', 'capture', 'reject', 'drop'] as const;
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 
 /** Top-level sections. Each is parsed on its own so one broken section hides nothing else. */
 export const TOP_KEYS = [
@@ -333,35 +187,10 @@ export const matchSchema = obj({
   protocol: list(oneOf([...PROTOCOLS, 'unknown']), { min: 1 }).optional(),
 });
 
-/** What `capture: {}` means; also the capture a backend falls back to (with firstBytes as its size). */
-export const CAPTURE_DEFAULTS: CaptureOptions = { maxBytes: 4096, timeoutMs: 10_000, banner: null };
-
-/** `capture: {}`, `capture: true` and a bare `capture:` all mean "capture with defaults". */
-const flag = (v: unknown) => (v === true || v === null ? {} : v);
-
-export const captureSchema = z.preprocess(
-  flag,
-  obj({
-    maxBytes: conv(parseSize).default(CAPTURE_DEFAULTS.maxBytes),
-    timeout: conv(positiveDuration).default(CAPTURE_DEFAULTS.timeoutMs),
-    banner: conv(text).optional(),
-  }),
-);
-
-/** `reject: {}` / `reject: true` (same for drop): the action takes no options. */
-export const emptyActionSchema = conv((v) => {
-  if (v === true || v === null || (typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0))
-    return {};
-  throw new Error(`takes no options (write {} or true), got ${describe(v)}`);
-});
-
 export const routeSchema = obj({
   name: conv(name).optional(),
   match: matchSchema.optional(),
-  forward: conv(name).optional(),
-  capture: captureSchema.optional(),
-  reject: emptyActionSchema.optional(),
-  drop: emptyActionSchema.optional(),
+  ...ACTION_SHAPE,
 });
 
 export const healthSchema = obj({
@@ -403,6 +232,7 @@ export const eventsSchema = obj({
   sensor: conv(nonEmptyText).optional(),
   sqlite: conv(sinkPath).default(DEFAULT_SQLITE),
   jsonl: conv(sinkPath).default(null),
+  createDirectories: z.boolean({ error: 'expected true or false' }).default(false),
   updateInterval: conv(positiveDuration).default(60_000),
   queueSize: conv(intIn(1, 10_000_000)).default(100_000),
   batch: conv(positiveDuration).default(200),
@@ -462,6 +292,7 @@ export function workers(v: unknown): number | 'auto' {
 
 export const logSchema = obj({
   level: conv(oneOf(LOG_LEVELS)).default('info'),
+  format: conv(oneOf(LOG_FORMATS)).default('auto'),
 });
 
 export type RawListener = z.output<typeof listenerSchema>;

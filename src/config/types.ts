@@ -1,6 +1,8 @@
 // The defaulted, validated configuration every stage reads. The raw YAML shape lives in
 // schema.ts; load.ts turns raw into this. Durations are milliseconds, sizes are bytes.
 
+import type { Action } from '../actions/definitions/index.js';
+
 export type SourceMode = 'none' | 'proxy-v1' | 'proxy-v2' | 'transparent';
 export type Balance = 'roundrobin' | 'leastconn' | 'source-hash';
 export type ProxyVersion = 'v1' | 'v2';
@@ -59,17 +61,9 @@ export interface RouteMatch {
   protocols: string[] | null; // detected protocol (see src/classifiers); 'unknown' when none matched
 }
 
-export interface CaptureOptions {
-  maxBytes: number; // read at most this much, then close
-  timeoutMs: number; // close after this long even if the attacker sent less
-  banner: string | null; // sent on accept (e.g. a fake SSH banner), or nothing
-}
-
-export type Action =
-  | { type: 'forward'; backend: string }
-  | { type: 'capture'; capture: CaptureOptions }
-  | { type: 'reject' } // RST
-  | { type: 'drop' }; // close without a word (FIN, nothing sent)
+// What a route does: each action's options and words are its definition's
+// (src/actions/definitions/), so adding an action does not touch this file.
+export type { Action, CaptureOptions } from '../actions/definitions/index.js';
 
 export interface Route {
   index: number; // position in routes[], for messages and events
@@ -113,6 +107,7 @@ export interface EventsConfig {
   sensor: string; // this gateway's name in every event
   sqlite: string | null; // path, or null for none
   jsonl: string | null;
+  createDirectories: boolean; // create a sink's missing directory at start; false: a missing one is an error
   updateIntervalMs: number; // long flows get an update event this often
   queueSize: number; // events waiting for sinks; beyond this they are counted as dropped
   batchMs: number; // sinks write at most this often
@@ -140,7 +135,10 @@ export interface Config {
   events: EventsConfig;
   admin: AdminConfig | null;
   firewall: FirewallConfig;
-  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
+  log: {
+    level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+    format: 'auto' | 'json' | 'pretty'; // auto: pretty when stdout is a terminal, JSON lines otherwise
+  };
   /**
    * Worker processes of `run` (`auto` resolved to the number of CPUs). 1: one process, no
    * fork. More: a primary forks them; each binds every listener with SO_REUSEPORT.

@@ -1,6 +1,7 @@
 // One record per flow (plus periodic updates, plus aggregated admission rejections).
 // Every sink stores exactly these fields; names are ours, the JSON lines sink maps them
 // to the Elastic Common Schema.
+import type { ActionType } from '../actions/definitions/index.js';
 
 export type EventType =
   | 'flow' // a flow ended: the one final record
@@ -48,7 +49,7 @@ export interface FlowEvent {
   peer: Address | null; // the proxy peer (the socket's own peer) when its PROXY header replaced src
   proxyHeader: 'v1' | 'v2' | 'local' | null; // inbound PROXY header accepted, if any
   route: string | null;
-  action: 'forward' | 'capture' | 'reject' | 'drop' | 'close' | null; // 'close': refused before routing
+  action: ActionType | 'close' | null; // 'close': refused before routing
   backend: string | null;
   server: string | null; // "ip:port" of the honeypot that got it
   sourceMode: string | null;

@@ -1,11 +1,14 @@
 // The configured sinks, opened at start: all of them, or none (a failure closes those
-// already open and throws HG_ERR_SINK).
+// already open and throws HG_ERR_SINK). Their directories must exist, or be created when
+// events.createDirectories says so (config/store-dirs.ts).
+import { prepareStoreDirs } from '../config/store-dirs.js';
 import type { Config } from '../config/types.js';
 import type { Sink } from './event.js';
 import { JsonlSink } from './jsonl.js';
 import { SqliteSink } from './sqlite.js';
 
 export function openSinks(config: Config): Sink[] {
+  prepareStoreDirs(config.events);
   const sinks: Sink[] = [];
   try {
     if (config.events.sqlite) sinks.push(new SqliteSink(config.events.sqlite));

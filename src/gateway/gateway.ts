@@ -18,6 +18,7 @@ import { Deadlines } from './deadlines.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
 import { type Acceptor, type BoundSocket, bindAll, endpointsOf, socketKey } from './listener.js';
+import { logListening } from './listening.js';
 import { Slots } from './live.js';
 import { Relay, type RelayConn, relayWanted } from './relay.js';
 import { NEEDS_PEEK, routeAfterPeek, routeByAddress, routeWithoutPeek } from './route.js';
@@ -129,6 +130,7 @@ export class Gateway {
     checkTransparentCapable(this.config);
     const bound = await bindAll(this.config.listeners, new Set(), this.acceptor);
     for (const b of bound) this.addSocket(b);
+    logListening(this.log, bound);
     this.fitToOpenFiles();
     this.runtime.start();
     this.startTallies();
@@ -175,6 +177,7 @@ export class Gateway {
     this.admission.setLimits(config.limits);
     if (config.limits.rejectLogIntervalMs !== old.config.limits.rejectLogIntervalMs) this.startTallies();
     for (const b of bound) this.addSocket(b);
+    logListening(this.log, bound);
     // The firewall points at the new sockets before the old ones close (a tproxy port change).
     await beforeClosing();
     for (const [key, b] of this.sockets) {
@@ -208,7 +211,6 @@ export class Gateway {
 
   private addSocket(b: BoundSocket): void {
     this.sockets.set(b.key, b);
-    this.log.info({ listener: b.listener, address: b.address }, 'listening');
   }
 
   private flushTallies(): void {

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { startAdmin } from '../admin/server.js';
 import { handleSignals } from '../cli/signals.js';
 import { loadConfigFile } from '../config/load.js';
+import { sinkPaths } from '../config/store-dirs.js';
 import type { Config } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import { Recorder, type RecorderStats } from '../events/recorder.js';
@@ -448,6 +449,8 @@ export async function runPrimary(
       workers: config.workers,
       listeners: config.listeners.length,
       routes: config.routes.length,
+      events: sinkPaths(config.events),
+      admin: admin?.address ?? 'off',
     },
     'ready',
   );

@@ -58,7 +58,7 @@ export async function runWorker(path: string, index: number): Promise<number> {
     return leave(2);
   }
   const config = loaded.config;
-  const log = createLogger(config.log.level).child({ worker: index });
+  const log = createLogger(config.log.level, config.log.format).child({ worker: index });
   const recorder = new Recorder([new PrimarySink()], {
     queueSize: config.events.queueSize,
     batchMs: config.events.batchMs,

@@ -3,8 +3,8 @@
 // pino JSON log lines, and queries its events through `honeygate events --json`.
 //
 // Contract relied on (src/main.ts, src/cli):
-//   - each bound socket logs {"msg":"listening","listener":NAME,"address":"IP:PORT"},
-//     then {"msg":"ready"} once everything is up;
+//   - each listener logs {"msg":"listening","listener":NAME,"address":"IP:PORT","ports":1}
+//     per run of consecutive ports ("IP:FROM-TO"), then {"msg":"ready"} once everything is up;
 //   - SIGHUP reloads: "config reloaded" or "reload rejected" (with `errors`);
 //   - SIGTERM: stop accepting, wait up to limits.grace, close the rest ("shutdown"),
 //     flush the sinks, log "stopped", exit 0;
@@ -81,7 +81,7 @@ export interface Honeygate {
   logs(from?: number): LogRecord[];
   /** Resolves to the first log record at index >= `from` matching `predicate`. */
   waitForLine(predicate: (r: LogRecord) => boolean, timeoutMs?: number, from?: number): Promise<LogRecord>;
-  /** The port a listener bound (from its "listening" line); throws if it logged none. */
+  /** The (first) port a listener bound (from its "listening" line); throws if it logged none. */
   port(listener: string): number;
   events(filterArgs?: string[]): Promise<EventRecord[]>;
   /** Polls the event store every 50 ms until `predicate(all events)` holds; resolves to them. */
@@ -240,7 +240,7 @@ export async function startHoneygate(configYaml: string, opts: StartOptions = {}
     waitForLine,
     port(listener) {
       const r = records.find((x) => x.msg === 'listening' && x.listener === listener);
-      const m = typeof r?.address === 'string' ? /:(\d+)$/.exec(r.address) : null;
+      const m = typeof r?.address === 'string' ? /:(\d+)(?:-\d+)?$/.exec(r.address) : null;
       if (!m) throw new Error(`listener "${listener}" logged no "listening" line\n${output()}`);
       return Number(m[1]);
     },

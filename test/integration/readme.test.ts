@@ -1,5 +1,7 @@
 // The README's first steps, verbatim: the default example config, an SSH banner grab, an
-// HTTP request and an nmap connect scan, then `honeygate events` shows every flow.
+// HTTP request and an nmap connect scan, then `honeygate events -c` shows every flow. The
+// example is copied into a temp dir, since its store is beside it (examples/data/), and the
+// run starts elsewhere: relative paths are the config file's, not the working directory's.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,8 +15,12 @@ import { waitFor } from '../helpers/wait.js';
 
 test('README: run examples/honeygate.yaml, attack it, see the events', { timeout: 60_000 }, async (t) => {
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-readme-'));
-  const proc = spawn(process.execPath, [BIN, 'run', '-c', path.join(ROOT, 'examples/honeygate.yaml')], {
-    cwd,
+  const elsewhere = path.join(cwd, 'elsewhere');
+  fs.mkdirSync(path.join(cwd, 'examples'));
+  fs.mkdirSync(elsewhere);
+  fs.copyFileSync(path.join(ROOT, 'examples/honeygate.yaml'), path.join(cwd, 'examples/honeygate.yaml'));
+  const proc = spawn(process.execPath, [BIN, 'run', '-c', '../examples/honeygate.yaml'], {
+    cwd: elsewhere,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -50,7 +56,9 @@ test('README: run examples/honeygate.yaml, attack it, see the events', { timeout
 
   proc.kill('SIGTERM');
   assert.equal(await exited, 0);
-  const res = await runCli(['events', '--json', '--limit', '1000'], { cwd });
+  assert.ok(fs.existsSync(path.join(cwd, 'examples/data/events.db')), 'the store is beside the config');
+  assert.ok(!fs.existsSync(path.join(elsewhere, 'data')), 'not in the working directory');
+  const res = await runCli(['events', '-c', 'examples/honeygate.yaml', '--json', '--limit', '1000'], { cwd });
   assert.equal(res.code, 0, res.stderr);
   const events = res.stdout
     .trim()
@@ -65,6 +73,6 @@ test('README: run examples/honeygate.yaml, attack it, see the events', { timeout
   const scanned = new Set(events.filter((e) => e.listener === 'misc').map((e) => e.dst.port));
   assert.equal(scanned.size, expected - 2, 'one event per scanned port');
 
-  const table = await runCli(['events'], { cwd });
+  const table = await runCli(['events', '-c', 'examples/honeygate.yaml'], { cwd });
   assert.match(table.stdout, /ssh-banner/);
 });

@@ -44,6 +44,7 @@ test('a valid file: the routing table, warnings and unreachable rules; exit 0', 
       '  - { match: { dstPorts: 2222 }, capture: {} }',
       'backends:',
       '  cowrie: { servers: "192.0.2.10:2222", fallback: capture }',
+      'events: { createDirectories: true }',
       '',
     ].join('\n'),
   );

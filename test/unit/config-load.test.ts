@@ -71,13 +71,14 @@ test('a minimal file gets every default', () => {
       sensor: hostname(),
       sqlite: join(BASE, 'data/events.db'),
       jsonl: null,
+      createDirectories: false,
       updateIntervalMs: 60_000,
       queueSize: 100_000,
       batchMs: 200,
     },
     admin: null,
     firewall: { mark: 0x1000, mask: 0x1000, table: 4210, rulePriority: 10000, checkIntervalMs: 5000 },
-    log: { level: 'info' },
+    log: { level: 'info', format: 'auto' },
     workers: 1,
   });
   assert.deepEqual(warnings, [

@@ -105,7 +105,7 @@ describe('honeygate events', () => {
       config,
       'listeners:\n  - name: l\n    bind: "127.0.0.1:0"\nroutes:\n  - capture: {}\nevents:\n  sqlite: ./events.db\n',
     );
-    // Relative sink paths resolve against the working directory, as for `run`.
+    // Relative sink paths resolve against the config file's directory, as for `run`.
     const r = await honeygate(['events', '-c', config, '--json'], tmp.dir);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim().split('\n').length, 2);
@@ -115,13 +115,13 @@ describe('honeygate events', () => {
     const config = join(tmp.dir, 'broken.yaml');
     writeFileSync(
       config,
-      'listeners:\n  - name: l\n    bind: "127.0.0.1:0"\nroutes:\n  - forward: nowhere\n',
+      'listeners:\n  - name: l\n    bind: "127.0.0.1:0"\nevents:\n  sqlit: ./events.db\n',
     );
     const r = await honeygate(['events', '-c', config], tmp.dir);
     assert.equal(r.code, 2);
     assert.equal(
       r.stderr,
-      `${config}:5: routes[0].forward: unknown backend "nowhere" (none defined)\nhoneygate events: 1 problem in ${config}\n`,
+      `${config}:5: events: unknown key 'sqlit' (allowed: sensor, sqlite, jsonl, createDirectories, updateInterval, queueSize, batch)\nhoneygate events: 1 problem in ${config}\n`,
     );
   });
 

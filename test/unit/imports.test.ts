@@ -88,3 +88,39 @@ test('no module in src/ imports itself through other modules', () => {
   const found = cycles(importGraph()).map((c) => c.join(' -> '));
   assert.deepEqual(found, []);
 });
+
+/** Every module `from` loads, itself included. */
+function reachable(graph: Map<string, string[]>, from: string): Set<string> {
+  const seen = new Set<string>();
+  const stack = [from];
+  while (stack.length) {
+    const m = stack.pop()!;
+    if (seen.has(m)) continue;
+    seen.add(m);
+    stack.push(...(graph.get(m) ?? []));
+  }
+  return seen;
+}
+
+// #12: an action's definition (config key, options, words) is config; its code is the data
+// path. `check` and the config loader read the definitions and never load the code, the
+// gateway, the native addon's wrapper or the event sinks.
+test('check and the config loader do not import the data path', () => {
+  const graph = importGraph();
+  const dataPath = (m: string) =>
+    (m.startsWith(`actions${path.sep}`) && !m.startsWith(path.join('actions', 'definitions'))) ||
+    m.startsWith(`gateway${path.sep}`) ||
+    m.startsWith(`events${path.sep}`) ||
+    m === path.join('net', 'native.ts');
+  for (const root of [path.join('cli', 'check.ts'), path.join('config', 'load.ts')]) {
+    assert.ok(graph.has(root), root);
+    const loaded = [...reachable(graph, root)];
+    assert.ok(
+      loaded.includes(path.join('actions', 'definitions', 'index.ts')),
+      `${root} reads the definitions`,
+    );
+    assert.deepEqual(loaded.filter(dataPath).sort(), [], `${root} loads the data path`);
+  }
+  // The walk would see it: the gateway does load the action code.
+  assert.ok(reachable(graph, path.join('gateway', 'gateway.ts')).has(path.join('actions', 'capture.ts')));
+});

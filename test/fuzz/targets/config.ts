@@ -84,6 +84,7 @@ export const config: Target = {
   covers: [
     'config/load.js',
     'config/schema.js',
+    'config/zod.js',
     'config/checks.js',
     'config/assemble.js',
     'config/env.js',
