@@ -29,6 +29,7 @@ export type CloseReason =
   | 'bad-proxy-header'
   | 'proxy-header-timeout'
   | 'shutdown' // still open when the grace period ended
+  | 'fd-exhausted' // honeygate ran out of file descriptors (EMFILE, ENFILE): not the honeypot's fault
   | 'error';
 
 export interface Address {

@@ -4,7 +4,18 @@
 import type { Limits } from '../config/types.js';
 import type { Address, CloseReason, FlowEvent } from '../events/event.js';
 
-export type Refusal = Extract<CloseReason, 'limit-global' | 'limit-per-source' | 'limit-rate'>;
+export type Refusal = Extract<
+  CloseReason,
+  'limit-global' | 'limit-per-source' | 'limit-rate' | 'fd-exhausted'
+>;
+
+/** Every reason admission refuses a flow for: the label set of the refusal metrics. */
+export const REFUSALS: readonly Refusal[] = [
+  'limit-global',
+  'limit-per-source',
+  'limit-rate',
+  'fd-exhausted',
+];
 
 /** Distinct (source, reason) pairs kept per interval; beyond it, one "*" entry takes the rest. */
 const MAX_TALLIES = 10_000;
@@ -24,6 +35,11 @@ export class Admission {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private tallies = new Map<string, Tally>();
   refusedTotal = 0;
+  /** refusedTotal by reason. */
+  readonly refusedBy: Record<Refusal, number> = Object.fromEntries(REFUSALS.map((r) => [r, 0])) as Record<
+    Refusal,
+    number
+  >;
 
   private fdCap = Number.POSITIVE_INFINITY;
 
@@ -89,6 +105,7 @@ export class Admission {
 
   refused(ip: string, reason: Refusal, listener: string, dst: Address): void {
     this.refusedTotal++;
+    this.refusedBy[reason]++;
     let key = `${ip}|${reason}`;
     if (!this.tallies.has(key) && this.tallies.size >= MAX_TALLIES) key = `*|${reason}`;
     const t = this.tallies.get(key);

@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 import { anyContains, normalizeIp, socketIp } from '../net/address.js';
 import { flowsWithin, openFileLimit } from '../net/fd-limit.js';
 import { originalDst, socketFd, upstreamSocket } from '../net/native.js';
-import { Admission } from './admit.js';
+import { Admission, type Refusal } from './admit.js';
 import { Deadlines } from './deadlines.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
@@ -26,6 +26,7 @@ import { Runtime } from './runtime.js';
 export interface GatewayStats {
   openFlows: number;
   refused: number; // flows refused by admission limits since start
+  refusedBy?: Partial<Record<Refusal, number>>; // the same by reason
   listeners: { listener: string; address: string }[];
   backends: { backend: string; servers: { server: string; up: boolean; active: number }[] }[];
 }
@@ -116,6 +117,7 @@ export class Gateway {
     return {
       openFlows: this.open.size,
       refused: this.admission.refusedTotal,
+      refusedBy: { ...this.admission.refusedBy },
       listeners: [...this.sockets.values()].map((b) => ({ listener: b.listener, address: b.address })),
       backends: [...this.runtime.pools.values()].map((p) => ({
         backend: p.backend.name,

@@ -251,6 +251,7 @@ export class WorkerPool {
     return {
       openFlows: all.reduce((n, g) => n + g.openFlows, 0),
       refused: all.reduce((n, g) => n + g.refused, 0),
+      refusedBy: sumBy(all.map((g) => g.refusedBy ?? {})),
       listeners: all[0]?.listeners ?? [],
       backends: [...backends.values()],
     };
@@ -353,6 +354,15 @@ export class WorkerPool {
     }
     clearTimeout(timer);
   }
+}
+
+/** Counts by key, summed over the workers. */
+function sumBy<K extends string>(all: Partial<Record<K, number>>[]): Partial<Record<K, number>> {
+  const sum: Partial<Record<K, number>> = {};
+  for (const counts of all) {
+    for (const [k, n] of Object.entries(counts) as [K, number][]) sum[k] = (sum[k] ?? 0) + n;
+  }
+  return sum;
 }
 
 /** `run` with workers > 1: the primary's whole life; returns the exit code. */

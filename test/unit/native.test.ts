@@ -96,6 +96,7 @@ const CLOSE_REASONS: Record<CloseReason, true> = {
   'bad-proxy-header': true,
   'proxy-header-timeout': true,
   shutdown: true,
+  'fd-exhausted': true,
   error: true,
 };
 
