@@ -272,6 +272,9 @@ export class Gateway {
       return;
     }
     const flow = new Flow(client, listener, rt, src, dst);
+    // Before anything can end it: a crash from here on leaves this start line behind.
+    const journal = this.recorder.journal;
+    if (journal) flow.journaled = journal.start(flow.id, flow.openedAt, listenerName, src, dst);
     const slot = this.open.add(flow);
     flow.defer(() => this.open.remove(slot, flow));
     flow.defer(this.admission.hold());
