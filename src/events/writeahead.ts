@@ -254,9 +254,9 @@ export class StartJournal {
 
   private readonly flush = (): void => {
     this.scheduled = false;
-    if (this.pending === '' || this.fd < 0) return;
     const text = this.pending;
-    this.pending = '';
+    this.pending = ''; // without a file (it could not be opened), the lines go: never pile up
+    if (text === '' || this.fd < 0) return;
     try {
       this.bytes += writeSync(this.fd, text);
     } catch (err) {
