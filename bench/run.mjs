@@ -142,13 +142,16 @@ const TARGETS = {
   'haproxy-pp': { port: PORTS.haproxyProxy },
   'honeygate-pp': { port: PORTS.honeygateProxy, honeygate: true },
   relay: { port: PORTS.relayAlone }, // the floor: bench/relay-alone.mjs
+  // honeygate without its start journal (HONEYGATE_JOURNAL=off): what the crash-window
+  // write-ahead costs, side by side with `honeygate`.
+  'honeygate-nojournal': { port: PORTS.honeygateNoJournal, honeygate: true },
 };
 const PLAIN = ['direct', 'haproxy', 'honeygate'];
 const WITH_PP = [...PLAIN, 'haproxy-pp', 'honeygate-pp'];
 
 // ---- figures measured per layout ---------------------------------------------------------
 const FIGURES = {
-  connrate: { targets: WITH_PP, connections: 50, unit: 'connections/s' },
+  connrate: { targets: [...WITH_PP, 'honeygate-nojournal'], connections: 50, unit: 'connections/s' },
   keepalive: { targets: PLAIN, connections: 50, unit: 'requests/s' },
   bulk: { targets: PLAIN, connections: 2, unit: 'MB/s' },
   latency: { targets: WITH_PP, unit: 'ms' },
@@ -395,8 +398,9 @@ async function startLayout(layout, dir, needed) {
         threads: layout.proxyThreads,
         listens: [{ name: 'bench', port, server, sendProxy }],
       });
-    const honeygate = (name, port, server, source, admin) =>
+    const honeygate = (name, port, server, source, admin, env = process.env) =>
       startHoneygate(dir, name, {
+        env,
         root: HG_ROOT,
         node: settings.node,
         cpus: layout.proxyCpus,
@@ -411,6 +415,21 @@ async function startLayout(layout, dir, needed) {
       add('haproxy-pp', await haproxy('haproxy-pp', PORTS.haproxyProxy, PORTS.nginxProxy, true));
     if (needed.has('honeygate'))
       add('honeygate', await honeygate('honeygate', PORTS.honeygate, PORTS.nginx, 'none', PORTS.admin + 1));
+    if (needed.has('honeygate-nojournal'))
+      add(
+        'honeygate-nojournal',
+        await honeygate(
+          'honeygate-nojournal',
+          PORTS.honeygateNoJournal,
+          PORTS.nginx,
+          'none',
+          PORTS.admin + 3,
+          {
+            ...process.env,
+            HONEYGATE_JOURNAL: 'off',
+          },
+        ),
+      );
     if (needed.has('honeygate-pp'))
       add(
         'honeygate-pp',

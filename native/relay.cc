@@ -11,6 +11,13 @@
 //   [4, id, reason, bytesIn, bytesOut, firstStart, firstEnd, hasDetail]  detail (if hasDetail)  finished
 //   [5, tag]                                                       message                          accept failed (EMFILE, ...)
 //
+// Out of file descriptors, the relay keeps one in reserve (as nginx and HAProxy do): it
+// closes it, accepts one connection and reports it as record 1 right after the record 5
+// that says EMFILE or ENFILE, so JS records and closes that flow (fd-exhausted) instead of
+// the listener staying readable and the queue waiting; the reserve is reopened once a
+// descriptor is free again. Unlisten() first accepts what the kernel has queued and
+// reports it, so a stop or a reload records those flows instead of resetting them.
+//
 // Record tags, listen flags and close reasons (record 4's reason is a code) are in
 // boundary.h, which this file exports to JS. The finished flows' first bytes come as one
 // Buffer per batch, the callback's third argument: record 4 gives its range (-1, -1:
@@ -175,6 +182,7 @@ class Relay {
     timer_.data = this;
     uv_poll_init(loop, &poll_, epfd_);
     uv_poll_start(&poll_, UV_READABLE, [](uv_poll_t* p, int, int) { static_cast<Relay*>(p->data)->OnReady(); });
+    reserve_ = OpenReserve();
     uv_timer_init(loop, &timer_);
     uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<Relay*>(t->data)->OnTick(); }, 100, 100);
     uv_unref(reinterpret_cast<uv_handle_t*>(&timer_));
@@ -194,6 +202,8 @@ class Relay {
     listeners_.clear();
     for (auto& [id, c] : conns_) Free(c);
     conns_.clear();
+    if (reserve_ >= 0) close(reserve_);
+    reserve_ = -1;
     uv_poll_stop(&poll_);
     uv_timer_stop(&timer_);
     // epfd_, callback and scratch go when both handles are closed.
@@ -227,8 +237,15 @@ class Relay {
     return "";
   }
 
+  // Closes a listener after accepting (and reporting, now) what the kernel has queued on it:
+  // close() would reset those connections, which their clients saw accepted.
   void Unlisten(uint32_t tag) {
     auto it = listeners_.find(tag);
+    if (it == listeners_.end()) return;
+    while (OnAccept(it->second)) {
+    }
+    Deliver();
+    it = listeners_.find(tag);  // JS ran: it may have unlistened this one itself
     if (it == listeners_.end()) return;
     close(it->second->fd);  // also leaves epoll
     delete it->second;
@@ -275,6 +292,7 @@ class Relay {
     }
     conns_.erase(id);
     Free(c);
+    RestoreReserve();
     UpdateRef();
   }
 
@@ -644,22 +662,58 @@ class Relay {
     }
   }
 
-  void OnAccept(Listener* l) {
+  static int OpenReserve() { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
+  // Reopens the reserve descriptor once one is free; listeners that rested for want of it
+  // accept again at once (each such round sheds one connection: progress, not a spin).
+  void RestoreReserve() {
+    if (reserve_ >= 0 || destroyed_) return;
+    reserve_ = OpenReserve();
+    if (reserve_ >= 0) ResumeListeners();
+  }
+
+  void ResumeListeners() {
+    for (auto& [tag, l] : listeners_) {
+      if (!l->paused) continue;
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = reinterpret_cast<uintptr_t>(l) | kListener;
+      if (epoll_ctl(epfd_, EPOLL_CTL_ADD, l->fd, &ev) == 0) l->paused = false;
+    }
+  }
+
+  // Accepts up to a batch; true when the batch ended with more possibly queued.
+  bool OnAccept(Listener* l) {
     for (int i = 0; i < kAcceptBatch; i++) {
       sockaddr_storage peer{};
       socklen_t len = sizeof peer;
       int fd = accept4(l->fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
-        if (errno == EAGAIN) return;
+        if (errno == EAGAIN) return false;
+        int err = errno;
         Record r{kRecordAcceptFailed, 0};
         r.tag = l->tag;
-        r.a = "accept: " + ErrName(errno);
+        r.a = "accept: " + ErrName(err);
         records_.push_back(std::move(r));
-        // Out of fds (or memory): rest until the next tick rather than spin on a full queue.
+        if ((err == EMFILE || err == ENFILE) && reserve_ >= 0) {
+          // The reserve's descriptor takes one connection, reported next: JS sheds it.
+          close(reserve_);
+          reserve_ = -1;
+          len = sizeof peer;
+          fd = accept4(l->fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        }
+        if (fd < 0) {
+          RestoreReserve();
+          // Out of fds (or memory): rest until a descriptor is free or the next tick, rather
+          // than spin on a full queue.
+          epoll_ctl(epfd_, EPOLL_CTL_DEL, l->fd, nullptr);
+          l->paused = true;
+          return false;
+        }
+        i = kAcceptBatch;  // this one, then rest until the reserve is back
         epoll_ctl(epfd_, EPOLL_CTL_DEL, l->fd, nullptr);
         l->paused = true;
-        return;
       }
       Conn* c = Waiting(fd);
       Record r{kRecordAccepted, c->id};
@@ -684,6 +738,7 @@ class Relay {
       }
       records_.push_back(std::move(r));
     }
+    return true;
   }
 
   void OnReady() {
@@ -702,17 +757,13 @@ class Relay {
     for (Conn* c : graveyard_) Free(c);
     graveyard_.clear();
     Deliver();
+    RestoreReserve();
   }
 
   void OnTick() {
     if (destroyed_) return;
-    for (auto& [tag, l] : listeners_) {
-      if (!l->paused) continue;
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.u64 = reinterpret_cast<uintptr_t>(l) | kListener;
-      if (epoll_ctl(epfd_, EPOLL_CTL_ADD, l->fd, &ev) == 0) l->paused = false;
-    }
+    RestoreReserve();
+    ResumeListeners();
     if (connecting_ > 0) {
       uint64_t now = NowMs();
       std::vector<Conn*> late;
@@ -827,6 +878,7 @@ class Relay {
   bool destroyed_ = false, released_ = false, orphaned_ = false, delivering_ = false;
   uint32_t nextId_ = 1;
   int connecting_ = 0;
+  int reserve_ = -1;  // /dev/null, held for the accept that sheds a flow when fds run out
   std::unordered_map<uint32_t, Listener*> listeners_;
   std::unordered_map<uint32_t, Conn*> conns_;
   std::vector<Conn*> graveyard_;

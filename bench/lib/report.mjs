@@ -102,6 +102,23 @@ function layoutTable(layout) {
   };
   alone('new connections/s', f.connrate, 0);
   alone('proxy CPU µs per new connection', f['connrate-cpu'], 1);
+  // The crash-window write-ahead: honeygate as shipped against HONEYGATE_JOURNAL=off (in the
+  // HAProxy column); the ratio is what the start journal leaves of the rate (target >= 0.97).
+  const journal = (title, fig, digits) => {
+    if (!fig?.targets['honeygate-nojournal']) return;
+    const t = fig.targets;
+    lines.push(
+      row([
+        `start journal on vs off: ${title}`,
+        '—',
+        cell(t['honeygate-nojournal'], digits),
+        cell(t.honeygate, digits),
+        ratio(t.honeygate, t['honeygate-nojournal']),
+      ]),
+    );
+  };
+  journal('new connections/s', f.connrate, 0);
+  journal('proxy CPU µs per new connection', f['connrate-cpu'], 1);
   return lines.join('\n');
 }
 

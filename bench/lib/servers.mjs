@@ -13,6 +13,7 @@ export const PORTS = {
   honeygate: 9101,
   honeygateProxy: 9102, // source: proxy-v2
   relayAlone: 9103, // bench/relay-alone.mjs
+  honeygateNoJournal: 9104, // HONEYGATE_JOURNAL=off: the start journal's cost
   admin: 9200, // honeygate admin APIs: 9200 + n
   burst: 20000, // first port of the burst range (below the ephemeral range, 32768+)
 };
@@ -140,7 +141,19 @@ ${sections.join('')}`;
 export async function startHoneygate(
   dir,
   name,
-  { root, node, cpus, listens, server, source, admin, maxFlows = MAX_FLOWS, nodeArgs = [], workers = 1 },
+  {
+    root,
+    node,
+    cpus,
+    listens,
+    server,
+    source,
+    admin,
+    maxFlows = MAX_FLOWS,
+    nodeArgs = [],
+    workers = 1,
+    env = process.env,
+  },
 ) {
   const ranges = [];
   for (const l of listens) {
@@ -171,6 +184,7 @@ ${honeygateCommonYaml({ maxFlows, db, admin })}${workers > 1 ? `workers: ${worke
     admin,
     nodeArgs,
     ports: listenPorts(listens),
+    env,
   });
 }
 
@@ -215,7 +229,7 @@ log:
 export async function launchHoneygate(
   dir,
   name,
-  { root, node, cpus, yaml, db, admin, nodeArgs = [], args = [], ports, netns = null },
+  { root, node, cpus, yaml, db, admin, nodeArgs = [], args = [], ports, netns = null, env = process.env },
 ) {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, yaml);
@@ -225,7 +239,7 @@ export async function launchHoneygate(
     process: startProcess(
       node,
       [...nodeArgs, join(root, 'bin', 'honeygate.js'), 'run', '-c', file, ...args],
-      { cpus, netns, logFile, cwd: dir },
+      { cpus, netns, logFile, cwd: dir, env },
     ),
     db,
     admin,

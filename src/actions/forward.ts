@@ -7,7 +7,7 @@ import type { BackendConfig } from '../config/types.js';
 import { dial, planDial } from '../gateway/dial.js';
 import type { Flow } from '../gateway/flow.js';
 import { pump } from '../gateway/pump.js';
-import type { DialPlan } from '../gateway/relay.js';
+import { type DialPlan, isFdExhaustion } from '../gateway/relay.js';
 import { capture } from './capture.js';
 import { CAPTURE_DEFAULTS, type CaptureOptions } from './definitions/index.js';
 
@@ -45,6 +45,9 @@ export function forward(flow: Flow, backendName: string, depth = 0): void {
     const failed = (err: unknown): void => {
       pool.release(server);
       if (flow.closed) return; // the attacker left while we were dialing
+      // No descriptor for the upstream socket: our shortage, not the honeypot's. Another
+      // server or a fallback would not help; the flow ends and new ones wait (admission).
+      if (isFdExhaustion(err)) return flow.finish('fd-exhausted', (err as Error).message);
       lastError = (err as Error).message;
       warnThrottled(flow, backend, server.key, lastError);
       guard(flow, next);

@@ -2,13 +2,16 @@
 // prom-client's global one, so tests and reloads can make as many as they like).
 // Counts of finished flows come from the flowEnd diagnostics channel; everything else is
 // read from the stats() snapshots at scrape time. Labels only ever carry names from the
-// config (listener, backend, server) or our own enums, never an attacker's address.
+// config (listener, route, backend, server) or our own enums (action, close reason, refusal
+// reason, the classifiers' protocols), never an attacker's address: every label set is bounded.
 // With worker processes this is the primary's registry: it publishes flowEnd for the events
 // the workers send, its stats() sum theirs, and the process_* metrics are its own.
 import diagnostics from 'node:diagnostics_channel';
 import prom from 'prom-client';
+import { PROTOCOLS } from '../classifiers/index.js';
 import type { FlowEvent } from '../events/event.js';
 import type { RecorderStats } from '../events/recorder.js';
+import { REFUSALS } from '../gateway/admit.js';
 import { flowEnd } from '../gateway/flow.js';
 import type { GatewayStats } from '../gateway/gateway.js';
 
@@ -25,6 +28,10 @@ export interface Metrics {
 }
 
 const PREFIX = 'honeygate_';
+
+/** Distinct route names counted; beyond, "other" (routes come from the config: a guard, not a limit in use). */
+const MAX_ROUTES = 1000;
+const KNOWN_PROTOCOLS = new Set(PROTOCOLS);
 
 // collectDefaultMetrics starts a GC observer and an event-loop-delay monitor that cannot be
 // stopped; doing that once per process (not once per createMetrics) keeps them from piling up.
@@ -58,8 +65,8 @@ export function createMetrics(source: MetricsSource): Metrics {
 
   const flows = new prom.Counter({
     name: `${PREFIX}flows_total`,
-    help: 'Finished flows by listener, action and close reason.',
-    labelNames: ['listener', 'action', 'close_reason'] as const,
+    help: 'Finished flows by listener, route, action, detected protocol and close reason.',
+    labelNames: ['listener', 'route', 'action', 'protocol', 'close_reason'] as const,
     registers: [registry],
   });
   const bytes = new prom.Counter({
@@ -80,14 +87,23 @@ export function createMetrics(source: MetricsSource): Metrics {
       this.set(source.gateway.stats().openFlows);
     },
   });
-  totalCounter(
-    registry,
-    `${PREFIX}refused_flows_total`,
-    'Flows refused by admission limits since start.',
-    () => {
-      return source.gateway.stats().refused;
+  new prom.Counter({
+    name: `${PREFIX}refused_flows_total`,
+    help: 'Flows refused at accept since start, by reason (admission limits, file descriptors run out).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      const stats = source.gateway.stats();
+      this.reset();
+      const by = stats.refusedBy ?? {};
+      // A source without the breakdown (an older worker): its total under limit-global.
+      const known = REFUSALS.reduce((n, r) => n + (by[r] ?? 0), 0);
+      for (const reason of REFUSALS) {
+        const extra = reason === 'limit-global' ? Math.max(0, stats.refused - known) : 0;
+        this.inc({ reason }, (by[reason] ?? 0) + extra);
+      }
     },
-  );
+  });
 
   const serverLabels = ['backend', 'server'] as const;
   const eachServer = (
@@ -159,13 +175,28 @@ export function createMetrics(source: MetricsSource): Metrics {
     );
   }
 
+  const routes = new Set<string>();
+  const routeLabel = (route: string | null): string => {
+    if (route === null) return 'none';
+    if (routes.has(route)) return route;
+    if (routes.size >= MAX_ROUTES) return 'other';
+    routes.add(route);
+    return route;
+  };
   // A subscriber that throws becomes an uncaught exception in the data path: never throw.
   const onFlowEnd = (message: unknown): void => {
     try {
       const e = message as FlowEvent;
       if (e?.type !== 'flow') return;
+      const protocol = e.protocol === null ? 'none' : KNOWN_PROTOCOLS.has(e.protocol) ? e.protocol : 'other';
       flows.inc(
-        { listener: e.listener, action: e.action ?? 'none', close_reason: e.closeReason ?? 'none' },
+        {
+          listener: e.listener,
+          route: routeLabel(e.route),
+          action: e.action ?? 'none',
+          protocol,
+          close_reason: e.closeReason ?? 'none',
+        },
         e.count > 0 ? e.count : 1,
       );
       if (e.bytesIn > 0) bytes.inc({ direction: 'in' }, e.bytesIn);

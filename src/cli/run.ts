@@ -8,6 +8,7 @@ import { sinkPaths } from '../config/store-dirs.js';
 import type { Sink } from '../events/event.js';
 import { Recorder } from '../events/recorder.js';
 import { openSinks } from '../events/sinks.js';
+import { openJournal, recordRecovered } from '../events/writeahead.js';
 import { FirewallWatch } from '../firewall/watch.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger, type Logger, logFatal } from '../log.js';
@@ -52,11 +53,15 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     logFatal(log, err);
     return 1;
   }
+  // Before the first accept: the flows a killed previous run left unrecorded become events.
+  const { journal, recovered } = openJournal(config.events, 'main', log, { recoverAll: true, own: true });
   const recorder = new Recorder(sinks, {
     queueSize: config.events.queueSize,
     batchMs: config.events.batchMs,
     log,
+    journal,
   });
+  await recordRecovered(recorder, recovered, log);
   const gateway = new Gateway(config, log, recorder);
   const firewall = opts.manageFirewall ? new FirewallWatch(config, log, recorder) : null;
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;

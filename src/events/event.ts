@@ -30,6 +30,8 @@ export type CloseReason =
   | 'bad-proxy-header'
   | 'proxy-header-timeout'
   | 'shutdown' // still open when the grace period ended
+  | 'fd-exhausted' // honeygate ran out of file descriptors (EMFILE, ENFILE): not the honeypot's fault
+  | 'crash' // honeygate was killed before recording the flow: recovered from the start journal at the next start
   | 'error';
 
 export interface Address {

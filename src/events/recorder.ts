@@ -5,6 +5,7 @@
 import { randomFillSync } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { FlowEvent, Sink } from './event.js';
+import type { StartJournal } from './writeahead.js';
 
 const WARN_INTERVAL_MS = 10_000;
 
@@ -12,6 +13,7 @@ export interface RecorderOptions {
   queueSize: number; // events waiting for sinks; beyond this they are dropped
   batchMs: number; // how often the queue is handed to the sinks
   log: Logger;
+  journal?: StartJournal | null; // the write-ahead of flow starts (writeahead.ts); told when batches are written
 }
 
 export interface RecorderStats {
@@ -64,9 +66,14 @@ export class Recorder {
   private sinkErrors = 0;
   private lastDropWarn = Number.NEGATIVE_INFINITY;
   private readonly lastSinkWarn = new Map<string, number>();
+  /** The start journal, and the flows that ended since the last batch (ids and generations). */
+  readonly journal: StartJournal | null;
+  private endIds: string[] = [];
+  private endGenerations: number[] = [];
 
   constructor(sinks: Sink[], opts: RecorderOptions) {
     this.sinks = [...sinks];
+    this.journal = opts.journal ?? null;
     this.queueSize = Math.max(0, Math.floor(opts.queueSize));
     this.log = opts.log;
     this.timer = setInterval(() => this.tick(), Math.max(1, opts.batchMs));
@@ -74,8 +81,12 @@ export class Recorder {
     this.timer.unref();
   }
 
-  /** Queues one event. Called on the data path: never blocks, never throws. */
-  record(e: FlowEvent): void {
+  /**
+   * Queues one event. Called on the data path: never blocks, never throws. `generation`: the
+   * journal generation of the flow this event ends (StartJournal.start), -1 for none.
+   */
+  record(e: FlowEvent, generation = -1): void {
+    if (generation >= 0) this.settle(e.id, generation);
     if (this.closing === null && this.queue.length < this.queueSize) {
       this.queue.push(e);
       return;
@@ -93,6 +104,13 @@ export class Recorder {
         // a broken logger must not break the data path
       }
     }
+  }
+
+  /** A journaled flow that ends without an event (or whose event was dropped): settled with the next batch. */
+  settle(id: string, generation: number): void {
+    if (generation < 0 || this.journal === null) return;
+    this.endIds.push(id);
+    this.endGenerations.push(generation);
   }
 
   /** Writes every event queued now to every sink; resolves when they have answered. */
@@ -138,22 +156,29 @@ export class Recorder {
         this.sinkFailed(sink, err, 'close');
       }
     }
+    this.journal?.close();
   }
 
   private tick(): void {
     // A slow sink must not stack up batches: skip the tick while one is in flight.
-    if (this.busy || this.queue.length === 0) return;
+    if (this.busy || (this.queue.length === 0 && this.endIds.length === 0)) return;
     void this.flush();
   }
 
   private async drain(): Promise<void> {
-    if (this.queue.length === 0) return;
+    if (this.queue.length === 0 && this.endIds.length === 0) return;
     const batch = this.queue;
     this.queue = [];
+    // The flows whose events are in this batch (or that have none): settled once it is written.
+    const ids = this.endIds;
+    const generations = this.endGenerations;
+    this.endIds = [];
+    this.endGenerations = [];
     this.busy = true;
     try {
-      await Promise.all(this.sinks.map((sink) => this.writeTo(sink, batch)));
+      if (batch.length > 0) await Promise.all(this.sinks.map((sink) => this.writeTo(sink, batch)));
       this.written += batch.length;
+      this.journal?.settled(ids, generations);
     } finally {
       this.busy = false;
     }

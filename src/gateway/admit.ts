@@ -3,8 +3,25 @@
 // source and reason per interval, so a flood cannot fill the disk.
 import type { Limits } from '../config/types.js';
 import type { Address, CloseReason, FlowEvent } from '../events/event.js';
+import { FD_RESERVE } from '../net/fd-limit.js';
 
-export type Refusal = Extract<CloseReason, 'limit-global' | 'limit-per-source' | 'limit-rate'>;
+export type Refusal = Extract<
+  CloseReason,
+  'limit-global' | 'limit-per-source' | 'limit-rate' | 'fd-exhausted'
+>;
+
+/** Every reason admission refuses a flow for: the label set of the refusal metrics. */
+export const REFUSALS: readonly Refusal[] = [
+  'limit-global',
+  'limit-per-source',
+  'limit-rate',
+  'fd-exhausted',
+];
+
+/** Flows (two descriptors each) kept free below the count at which descriptors ran out. */
+const FD_HEADROOM = FD_RESERVE / 2;
+/** How often the cap learned from running out of descriptors is raised again by FD_HEADROOM. */
+const FD_RECOVERY_MS = 1000;
 
 /** Distinct (source, reason) pairs kept per interval; beyond it, one "*" entry takes the rest. */
 const MAX_TALLIES = 10_000;
@@ -24,8 +41,16 @@ export class Admission {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private tallies = new Map<string, Tally>();
   refusedTotal = 0;
+  /** refusedTotal by reason. */
+  readonly refusedBy: Record<Refusal, number> = Object.fromEntries(REFUSALS.map((r) => [r, 0])) as Record<
+    Refusal,
+    number
+  >;
 
   private fdCap = Number.POSITIVE_INFINITY;
+  /** Learned when descriptors actually ran out (EMFILE, ENFILE): below what was open then. */
+  private shortCap = Number.POSITIVE_INFINITY;
+  private shortAt = 0;
 
   constructor(private limits: Limits) {}
 
@@ -50,9 +75,31 @@ export class Admission {
     return this.total;
   }
 
+  /**
+   * Descriptors ran out with `active` flows open: new flows are refused (fd-exhausted) until
+   * FD_HEADROOM of those have closed, so the open ones and the admin API get the descriptors
+   * that free up. The cap rises again by FD_HEADROOM each FD_RECOVERY_MS without another shortage.
+   */
+  fdExhausted(): void {
+    this.shortCap = Math.max(0, Math.min(this.shortCap, this.total - FD_HEADROOM));
+    this.shortAt = Date.now();
+  }
+
   /** The global limit, checked at accept before anything else. */
   checkGlobal(): Refusal | null {
+    if (this.total >= this.shortCap && !this.recovered()) return 'fd-exhausted';
     return this.total >= this.maxFlows ? 'limit-global' : null;
+  }
+
+  /** Raises the learned cap once FD_RECOVERY_MS passed since the last shortage; true when it is gone. */
+  private recovered(): boolean {
+    const now = Date.now();
+    if (now - this.shortAt < FD_RECOVERY_MS) return false;
+    this.shortAt = now;
+    this.shortCap += FD_HEADROOM;
+    if (this.shortCap < this.maxFlows) return this.total < this.shortCap;
+    this.shortCap = Number.POSITIVE_INFINITY;
+    return true;
   }
 
   /** Per-source concurrency and rate for `ip`; takes a rate token when admitted. */
@@ -89,6 +136,7 @@ export class Admission {
 
   refused(ip: string, reason: Refusal, listener: string, dst: Address): void {
     this.refusedTotal++;
+    this.refusedBy[reason]++;
     let key = `${ip}|${reason}`;
     if (!this.tallies.has(key) && this.tallies.size >= MAX_TALLIES) key = `*|${reason}`;
     const t = this.tallies.get(key);

@@ -63,6 +63,8 @@ export class Flow {
   private cleanups: (() => void)[] = [];
   /** Set when the flow must leave no flow event (admission counts it instead). */
   silent = false;
+  /** The start journal's generation of this flow's start line (src/events/writeahead.ts); -1: none. */
+  journaled = -1;
 
   /** The attacker's socket once Node has it; until then the relay holds it (`conn`). */
   private socket: net.Socket | null = null;
@@ -227,7 +229,10 @@ export class Flow {
       this.setRelayFirst(this.conn!.firstBytes());
       this.conn!.close();
     }
-    if (this.silent) return;
+    if (this.silent) {
+      this.runtime.recorder.settle(this.id, this.journaled);
+      return;
+    }
     if (this.protocol === null && this.bytesIn > 0) {
       const v = classify(this.firstBytes(), true);
       if ('match' in v && v.match) {
@@ -236,7 +241,7 @@ export class Flow {
       }
     }
     const event = this.toEvent('flow');
-    this.runtime.recorder.record(event);
+    this.runtime.recorder.record(event, this.journaled);
     if (flowEnd.hasSubscribers) flowEnd.publish(event);
   }
 

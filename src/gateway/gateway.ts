@@ -13,20 +13,24 @@ import type { Logger } from '../log.js';
 import { anyContains, normalizeIp, socketIp } from '../net/address.js';
 import { flowsWithin, openFileLimit } from '../net/fd-limit.js';
 import { originalDst, socketFd, upstreamSocket } from '../net/native.js';
-import { Admission } from './admit.js';
+import { Admission, type Refusal } from './admit.js';
 import { Deadlines } from './deadlines.js';
 import { Flow } from './flow.js';
 import { readProxyHeader } from './header.js';
 import { type Acceptor, type BoundSocket, bindAll, endpointsOf, socketKey } from './listener.js';
 import { logListening } from './listening.js';
 import { Slots } from './live.js';
-import { Relay, type RelayConn, relayWanted } from './relay.js';
+import { isFdExhaustion, Relay, type RelayConn, relayWanted } from './relay.js';
 import { NEEDS_PEEK, routeAfterPeek, routeByAddress, routeWithoutPeek } from './route.js';
 import { Runtime } from './runtime.js';
+
+/** How long stop() goes on accepting what Node's listeners have queued, at most. */
+const DRAIN_MS = 2000;
 
 export interface GatewayStats {
   openFlows: number;
   refused: number; // flows refused by admission limits since start
+  refusedBy?: Partial<Record<Refusal, number>>; // the same by reason
   listeners: { listener: string; address: string }[];
   backends: { backend: string; servers: { server: string; up: boolean; active: number }[] }[];
 }
@@ -88,6 +92,7 @@ export class Gateway {
   private readonly deadlines = new Deadlines();
   private tallyTimer: NodeJS.Timeout | null = null;
   private stopping = false;
+  private connections = 0; // accepted by Node's listeners (stop() drains them by this count)
   private readonly relay: Relay | null;
   private readonly acceptor: Acceptor;
 
@@ -100,8 +105,13 @@ export class Gateway {
   ) {
     this.runtime = new Runtime(config, log, recorder, this.deadlines);
     this.admission = new Admission(config.limits);
-    this.relay = relayWanted() ? new Relay(this.onRelayAccept, log) : null;
-    this.acceptor = { onConnection: this.onConnection, relay: this.relay, shared: opts.shared ?? false };
+    this.relay = relayWanted() ? new Relay(this.onRelayAccept, log, () => this.fdExhausted()) : null;
+    this.acceptor = {
+      onConnection: this.onConnection,
+      relay: this.relay,
+      shared: opts.shared ?? false,
+      onAcceptError: this.onAcceptError,
+    };
   }
 
   get config(): Config {
@@ -117,6 +127,7 @@ export class Gateway {
     return {
       openFlows: this.open.size,
       refused: this.admission.refusedTotal,
+      refusedBy: { ...this.admission.refusedBy },
       listeners: [...this.sockets.values()].map((b) => ({ listener: b.listener, address: b.address })),
       backends: [...this.runtime.pools.values()].map((p) => ({
         backend: p.backend.name,
@@ -193,9 +204,25 @@ export class Gateway {
     this.fitToOpenFiles();
   }
 
-  /** Stops accepting, lets open flows finish within graceMs, closes the rest. */
+  /**
+   * Stops accepting, lets open flows finish within graceMs, closes the rest. What the kernel
+   * had queued on the listeners is accepted first and recorded as `shutdown`: closing a
+   * listener resets those connections, which their clients saw accepted.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
+    // Node's listeners: libuv accepts in its poll phase (here one connection per loop turn),
+    // so turn the loop until two turns in a row brought none: each queue is drained through
+    // onConnection. Bounded: a flood that keeps the queues full must not hold the stop.
+    if (!this.relay) {
+      const until = Date.now() + DRAIN_MS;
+      for (let quiet = 0; quiet < 2 && Date.now() < until; ) {
+        const before = this.connections;
+        await new Promise((r) => setImmediate(r));
+        quiet = this.connections === before ? quiet + 1 : 0;
+      }
+    }
+    // The relay's: unlisten() accepts and reports the queue before it closes the socket.
     for (const b of this.sockets.values()) b.close();
     this.sockets.clear();
     this.runtime.stop();
@@ -218,6 +245,7 @@ export class Gateway {
   }
 
   private readonly onConnection = (socket: net.Socket, bound: BoundSocket): void => {
+    this.connections++;
     socket.on('error', () => socket.destroy()); // until the flow takes over
     const listener = this.runtime.listener(bound.listener);
     const remote = socket.remoteAddress;
@@ -233,25 +261,61 @@ export class Gateway {
     bound: BoundSocket,
     src: Address,
     dst: Address | null,
+    shed: boolean,
   ) => {
-    this.accept(conn, bound, src, dst ?? bound.local ?? { ip: '', port: 0 });
+    this.accept(conn, bound, src, dst ?? bound.local ?? { ip: '', port: 0 }, shed);
   };
 
-  /** A new connection from either acceptor; `src` null: reset before we accepted it. */
+  /** Descriptors ran out (an accept, a dial): new flows wait until some close (Admission.fdExhausted). */
+  private fdExhausted(): void {
+    this.admission.fdExhausted();
+  }
+
+  private lastAcceptWarning = 0;
+
+  /**
+   * Node's listener failed to accept. Out of descriptors, libuv has already accepted and
+   * closed what was queued (its own reserve descriptor), without telling us who it was.
+   */
+  private readonly onAcceptError = (err: NodeJS.ErrnoException, bound: BoundSocket): void => {
+    const exhausted = isFdExhaustion(err);
+    if (exhausted) this.fdExhausted();
+    const now = Date.now();
+    if (now - this.lastAcceptWarning < 10_000) return;
+    this.lastAcceptWarning = now;
+    this.log.warn(
+      { code: 'HG_ERR_LISTEN', listener: bound.listener, address: bound.address, err: err.message },
+      exhausted
+        ? 'out of file descriptors: connections queued on this listener were closed unrecorded; ' +
+            'new flows are refused as fd-exhausted until some close (raise LimitNOFILE= or ulimit -n)'
+        : `cannot accept more connections (${err.message})`,
+    );
+  };
+
+  /**
+   * A new connection from either acceptor; `src` null: reset before we accepted it. `shed`:
+   * accepted on the relay's reserve descriptor when descriptors ran out.
+   */
   private accept(
     client: net.Socket | RelayConn,
     bound: BoundSocket,
     src: Address | null,
     dst: Address,
+    shed = false,
   ): void {
     const listenerName = bound.listener;
     const rt = this.runtime;
     const listener = rt.listener(listenerName);
-    if (!listener || this.stopping) {
+    if (!listener) {
       if (client instanceof net.Socket)
         client.destroy(); // a listener being removed
       else client.close(true);
       return;
+    }
+    if (this.stopping) {
+      // Queued in the kernel when the stop came (the listeners' last accepts): recorded, closed.
+      const flow = new Flow(client, listener, rt, src ?? { ip: '', port: 0 }, dst);
+      return flow.finish('shutdown', 'queued when honeygate stopped: closed unserved');
     }
     if (!src) {
       // Reset before Node accepted it (nmap -sT does this): libuv's accept() does not return
@@ -263,8 +327,9 @@ export class Gateway {
     }
     // A proxy peer speaks for many attackers: their per-source limits wait for its header.
     const viaProxyPeer = listener.acceptProxy !== null && anyContains(listener.acceptProxy.from, src.ip);
-    const refusal =
-      this.admission.checkGlobal() ?? (viaProxyPeer ? null : this.admission.checkSource(src.ip));
+    const refusal = shed
+      ? 'fd-exhausted'
+      : (this.admission.checkGlobal() ?? (viaProxyPeer ? null : this.admission.checkSource(src.ip)));
     if (refusal) {
       this.admission.refused(src.ip, refusal, listenerName, dst);
       if (client instanceof net.Socket) client.resetAndDestroy();
@@ -272,8 +337,15 @@ export class Gateway {
       return;
     }
     const flow = new Flow(client, listener, rt, src, dst);
+    // Before anything can end it: a crash from here on leaves this start line behind.
+    const journal = this.recorder.journal;
+    if (journal) flow.journaled = journal.start(flow.id, flow.openedAt, listenerName, src, dst);
     const slot = this.open.add(flow);
-    flow.defer(() => this.open.remove(slot, flow));
+    flow.defer(() => {
+      this.open.remove(slot, flow);
+      // A dial that found no descriptor (forward.ts): new flows wait for open ones to close.
+      if (flow.closeReason === 'fd-exhausted') this.fdExhausted();
+    });
     flow.defer(this.admission.hold());
     if (!viaProxyPeer) flow.defer(this.admission.holdSource(src.ip));
     // Synchronous unless a stage must wait for the attacker's bytes (PROXY header, peek):

@@ -78,7 +78,14 @@ export class HealthChecker {
       this.cancel(state);
       if (this.running) this.record(state, error);
     };
-    socket.on('error', (err: NodeJS.ErrnoException) => finish(`connect ${err.code ?? err.message}`));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      // Out of descriptors here says nothing about the server: skip this check, not fail it.
+      if (err.code === 'EMFILE' || err.code === 'ENFILE') {
+        if (state.probe?.socket === socket) this.cancel(state);
+        return;
+      }
+      finish(`connect ${err.code ?? err.message}`);
+    });
     socket.once('connect', () => {
       if (this.opts.hello) socket.end(this.opts.hello);
       finish(null);

@@ -51,6 +51,8 @@ export interface Acceptor {
   onConnection: OnConnection;
   relay: RelayListen | null;
   shared: boolean; // SO_REUSEPORT: every worker process binds the same addresses
+  /** Node's accept() failed on `bound` (EMFILE: libuv closed the queued connections itself). */
+  onAcceptError?: (err: NodeJS.ErrnoException, bound: BoundSocket) => void;
 }
 
 /** BoundSocket.local: the bound address, unless it is a wildcard or a transparent socket's. */
@@ -103,7 +105,8 @@ export function bindOne(
     });
     const listening = () => {
       server.removeAllListeners('error');
-      server.on('error', () => {}); // after listen, errors come per connection and are handled there
+      // After listen, an error is a failed accept (EMFILE, ...); connections' own are handled there.
+      server.on('error', (err: NodeJS.ErrnoException) => acceptor.onAcceptError?.(err, bound));
       const a = server.address() as net.AddressInfo;
       bound.address = formatEndpoint({ host: a.address, port: a.port });
       bound.local = fixedLocal(a.address, a.port, transparent);

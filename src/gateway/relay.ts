@@ -138,7 +138,24 @@ function connectError(server: Endpoint, why: string): HoneygateError {
   return new HoneygateError('HG_ERR_UPSTREAM_CONNECT', `${server.host}:${server.port}: ${why}`);
 }
 
-export type OnRelayAccept = (conn: RelayConn, bound: BoundSocket, src: Address, dst: Address | null) => void;
+/** `shed`: accepted on the reserve descriptor because descriptors ran out: end it at once. */
+export type OnRelayAccept = (
+  conn: RelayConn,
+  bound: BoundSocket,
+  src: Address,
+  dst: Address | null,
+  shed: boolean,
+) => void;
+
+/** An accept or dial error that means this process (EMFILE) or the host (ENFILE) is out of descriptors. */
+export function isFdExhaustion(err: unknown): boolean {
+  for (let e = err as (Error & { code?: string; cause?: unknown }) | undefined, i = 0; e && i < 4; i++) {
+    if (e.code === 'EMFILE' || e.code === 'ENFILE') return true;
+    if (typeof e.message === 'string' && /\bE[MN]FILE\b/.test(e.message)) return true;
+    e = e.cause as typeof e;
+  }
+  return typeof err === 'string' && /\bE[MN]FILE\b/.test(err);
+}
 
 export class Relay {
   readonly native: NativeRelay;
@@ -147,12 +164,15 @@ export class Relay {
   private readonly bound = new Map<number, BoundSocket>();
   private nextTag = 1;
   private lastAcceptWarning = 0;
+  /** The listener tag whose next accepted record took the reserve descriptor (native/relay.cc). */
+  private shedNext = -1;
   private readonly records: RelayBoundary['records'];
   private readonly closeReasons: RelayBoundary['closeReasons'];
 
   constructor(
     private readonly onAccept: OnRelayAccept,
     private readonly log: Logger,
+    private readonly onFdExhausted: () => void = () => {},
   ) {
     this.native = createRelay(this.onRecords, this.counters);
     ({ records: this.records, closeReasons: this.closeReasons } = relayBoundary());
@@ -175,10 +195,13 @@ export class Relay {
     return conn;
   }
 
-  /** Closes the listening socket; flows it accepted go on. */
+  /**
+   * Closes the listening socket; flows it accepted go on. The connections the kernel had
+   * queued on it are accepted and reported first (onAccept runs for each before this returns).
+   */
   unlisten(tag: number): void {
-    this.bound.delete(tag);
     this.native.unlisten(tag);
+    this.bound.delete(tag);
   }
 
   destroy(): void {
@@ -203,11 +226,13 @@ export class Relay {
           const dstPort = n[i + 4]!;
           const dst = dstPort >= 0 ? { ip: canonical(s[k++]!), port: dstPort } : null;
           i += 5;
+          const shed = this.shedNext === n[i - 3]!;
+          this.shedNext = -1;
           const conn = new RelayConn(this, id);
           this.conns.add(conn);
           if (!bound)
             conn.close(true); // its listener closed in this very batch
-          else this.onAccept(conn, bound, src, dst);
+          else this.onAccept(conn, bound, src, dst, shed);
         } else if (type === tags.dialed) {
           i += 2;
           this.conns.get(id)?.dialed(null);
@@ -236,6 +261,10 @@ export class Relay {
         } else if (type === tags.acceptFailed) {
           const message = s[k++]!;
           i += 2;
+          if (isFdExhaustion(message)) {
+            this.shedNext = id;
+            this.onFdExhausted();
+          }
           this.acceptFailed(this.bound.get(id), message);
         } else {
           throw new Error(`relay: unknown record ${type}`);
@@ -254,7 +283,9 @@ export class Relay {
     this.lastAcceptWarning = now;
     this.log.warn(
       { code: 'HG_ERR_LISTEN', listener: bound?.listener, address: bound?.address },
-      `cannot accept more connections (${message}); retrying every 100 ms`,
+      isFdExhaustion(message)
+        ? `out of file descriptors (${message}): new flows are refused as fd-exhausted until some close (raise LimitNOFILE= or ulimit -n)`
+        : `cannot accept more connections (${message}); retrying every 100 ms`,
     );
   }
 }

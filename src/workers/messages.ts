@@ -12,6 +12,7 @@ export type ToWorker =
   | { type: 'reload-continue'; id: number } // the firewall points at the new sockets: close the old ones
   | { type: 'reopen' } // SIGUSR1
   | { type: 'stats'; id: number }
+  | { type: 'events-written'; id: number } // the sinks took the events of that batch
   | { type: 'stop' }; // SIGTERM: drain, send the last events, exit
 
 /** Worker -> primary. */
@@ -20,7 +21,9 @@ export type FromWorker =
   | { type: 'failed'; message: string; code?: string } // could not start; exits 1
   // Events as the values of their SQLite rows: half the bytes of objects, and less than
   // half the time to serialize and deserialize (no property names per event).
-  | { type: 'events'; rows: EventValues[] }
+  // `id`: answered with events-written once the primary's sinks took them, so the worker's
+  // start journal settles those flows only then (a killed primary loses no flow unseen).
+  | { type: 'events'; rows: EventValues[]; id: number }
   | { type: 'reload-bound'; id: number } // new sockets bound, waiting for reload-continue
   | { type: 'reloaded'; id: number; error?: string }
   | { type: 'stats'; id: number; gateway: GatewayStats; recorder: RecorderStats }

@@ -14,6 +14,7 @@ import { HoneygateError } from '../errors.js';
 import { Recorder, type RecorderStats } from '../events/recorder.js';
 import { valuesToEvent } from '../events/row.js';
 import { openSinks } from '../events/sinks.js';
+import { openJournal, recordRecovered } from '../events/writeahead.js';
 import { FirewallWatch } from '../firewall/watch.js';
 import { flowEnd } from '../gateway/flow.js';
 import type { GatewayStats } from '../gateway/gateway.js';
@@ -105,13 +106,17 @@ export class WorkerPool {
     });
     child.on('message', (m: FromWorker) => {
       switch (m.type) {
-        case 'events':
+        case 'events': {
           for (const row of m.rows) {
             const e = valuesToEvent(row);
             this.recorder.record(e);
             if (e.type === 'flow' && flowEnd.hasSubscribers) flowEnd.publish(e);
           }
+          // The worker's start journal settles these flows once the sinks took them.
+          const id = m.id;
+          void this.recorder.flush().then(() => this.tell(w, { type: 'events-written', id }));
           break;
+        }
         case 'ready':
           w.ready = true;
           this.log.info(
@@ -252,6 +257,7 @@ export class WorkerPool {
     return {
       openFlows: all.reduce((n, g) => n + g.openFlows, 0),
       refused: all.reduce((n, g) => n + g.refused, 0),
+      refusedBy: sumBy(all.map((g) => g.refusedBy ?? {})),
       listeners: all[0]?.listeners ?? [],
       backends: [...backends.values()],
     };
@@ -356,6 +362,15 @@ export class WorkerPool {
   }
 }
 
+/** Counts by key, summed over the workers. */
+function sumBy<K extends string>(all: Partial<Record<K, number>>[]): Partial<Record<K, number>> {
+  const sum: Partial<Record<K, number>> = {};
+  for (const counts of all) {
+    for (const [k, n] of Object.entries(counts) as [K, number][]) sum[k] = (sum[k] ?? 0) + n;
+  }
+  return sum;
+}
+
 /** `run` with workers > 1: the primary's whole life; returns the exit code. */
 export async function runPrimary(
   path: string,
@@ -422,6 +437,13 @@ export async function runPrimary(
   );
 
   try {
+    // Every journal a killed previous run left (its workers', or a single process's), before
+    // any worker starts one of its own.
+    await recordRecovered(
+      recorder,
+      openJournal(config.events, 'primary', log, { recoverAll: true, own: false }).recovered,
+      log,
+    );
     await pool.start();
     // Rules after the sockets: a diverted flow needs a tproxy socket to land on.
     await firewall?.start();

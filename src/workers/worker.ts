@@ -12,6 +12,7 @@ import { HoneygateError } from '../errors.js';
 import type { FlowEvent, Sink } from '../events/event.js';
 import { Recorder } from '../events/recorder.js';
 import { eventValues } from '../events/row.js';
+import { openJournal, recordRecovered } from '../events/writeahead.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger, logFatal } from '../log.js';
 import type { FromWorker, ToWorker } from './messages.js';
@@ -28,11 +29,33 @@ function send(m: FromWorker): Promise<void> {
   });
 }
 
-/** The worker's only sink: each batch goes to the primary's recorder. */
+/**
+ * The worker's only sink: each batch goes to the primary's recorder, and is written when
+ * the primary says its sinks took it (events-written), not when it left the pipe.
+ */
 class PrimarySink implements Sink {
   readonly name = 'primary';
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
   write(events: FlowEvent[]): Promise<void> {
-    return send({ type: 'events', rows: events.map(eventValues) });
+    const id = this.nextId++;
+    const written = new Promise<void>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    return send({ type: 'events', rows: events.map(eventValues), id }).then(
+      () => written,
+      (err) => {
+        this.waiting.delete(id);
+        throw err;
+      },
+    );
+  }
+  written(id: number): void {
+    this.waiting.get(id)?.resolve();
+    this.waiting.delete(id);
+  }
+  /** The primary is gone: no batch in flight will be confirmed. */
+  abandon(): void {
+    for (const w of this.waiting.values()) w.reject(new HoneygateError('HG_ERR_SINK', 'primary: gone'));
+    this.waiting.clear();
   }
   reopen(): void {}
   close(): void {}
@@ -59,10 +82,18 @@ export async function runWorker(path: string, index: number): Promise<number> {
   }
   const config = loaded.config;
   const log = createLogger(config.log.level, config.log.format).child({ worker: index });
-  const recorder = new Recorder([new PrimarySink()], {
+  // Its own journal; a previous worker N's (killed while the primary ran on) is recovered
+  // here. The primary recovered every journal before it forked the first workers.
+  const { journal, recovered } = openJournal(config.events, `w${index}`, log, {
+    recoverAll: false,
+    own: true,
+  });
+  const primary = new PrimarySink();
+  const recorder = new Recorder([primary], {
     queueSize: config.events.queueSize,
     batchMs: config.events.batchMs,
     log,
+    journal,
   });
   const gateway = new Gateway(config, log, recorder, { shared: true });
 
@@ -74,6 +105,7 @@ export async function runWorker(path: string, index: number): Promise<number> {
   const onTerm = () => stop(0);
   const onDisconnect = () => {
     log.warn('the primary process is gone: stopping (events not yet sent are lost)');
+    primary.abandon();
     stop(1);
   };
 
@@ -115,6 +147,9 @@ export async function runWorker(path: string, index: number): Promise<number> {
       case 'reopen':
         recorder.reopen();
         break;
+      case 'events-written':
+        primary.written(m.id);
+        break;
       case 'stop':
         stop(0);
         break;
@@ -133,6 +168,7 @@ export async function runWorker(path: string, index: number): Promise<number> {
   };
 
   try {
+    await recordRecovered(recorder, recovered, log);
     await gateway.start();
   } catch (err) {
     logFatal(log, err);

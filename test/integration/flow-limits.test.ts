@@ -1,12 +1,13 @@
 // Per-flow limits of the pump, and what a PROXY v2 honeypot receives: the original
 // addresses and a UNIQUE_ID equal to the event id, so its logs join honeygate's events.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import type net from 'node:net';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parseProxyHeader } from '../../src/net/proxy-protocol.js';
-import { connect, exchange, readAll } from '../helpers/client.js';
+import { connect, exchange, readAll, readUntil } from '../helpers/client.js';
 import { startHoneygate } from '../helpers/honeygate.js';
 import { needs, startEchoServer, startNginxProxyProtocol, startTcpServer } from '../helpers/peers.js';
 import { freePort } from '../helpers/ports.js';
@@ -164,5 +165,101 @@ admin: { listen: "127.0.0.1:${adminPort}" }
       for (const s of held) s.destroy();
       await hg.close();
     }
+  });
+});
+
+// Regression: when descriptors ran out anyway (the limit lowered under a running gateway,
+// or the host's table full: ENFILE), a forwarded flow blamed the honeypot
+// (server-unavailable ... EMFILE) and the listener waited on a full queue. Now the flow
+// ends as fd-exhausted, new flows are shed (refused as fd-exhausted) while open ones keep
+// their descriptors, /healthz answers once some close, and new flows are served again.
+describe('running out of file descriptors', { timeout: 60_000 }, () => {
+  test('sheds new flows as fd-exhausted, never blames the honeypot, and recovers', async (t) => {
+    const echo = await startEchoServer();
+    const adminPort = await freePort();
+    const hg = await startHoneygate(`
+listeners:
+  - name: f
+    bind: "127.0.0.1:0"
+routes:
+  - name: echo
+    forward: echo
+backends:
+  echo: { servers: ["127.0.0.1:${echo.port}"] }
+limits: { perSource: 100000, perSourceRate: 100000/s, rejectLogInterval: 200ms }
+admin: { listen: "127.0.0.1:${adminPort}" }
+`);
+    const held: net.Socket[] = [];
+    t.after(async () => {
+      for (const s of held) s.destroy();
+      await hg.close();
+      await echo.stop();
+    });
+    const pid = hg.proc.pid!;
+    // Room for 25 forwarded flows (two descriptors each) and 10 descriptors more.
+    const base = fs.readdirSync(`/proc/${pid}/fd`).length;
+    const limit = base + 60;
+    execFileSync('prlimit', ['--pid', String(pid), `--nofile=${limit}:${limit}`]);
+    const echoed = async (s: net.Socket, text: string) => {
+      s.write(text);
+      return (await readUntil(s, (d) => d.toString() === text, 3000).then(
+        () => true,
+        () => false,
+      )) as boolean;
+    };
+    for (let i = 0; i < 25; i++) {
+      const s = await connect(hg.port('f'));
+      held.push(s);
+      assert.ok(await echoed(s, `held ${i}`), `held flow ${i} is served`);
+    }
+    // A burst past what is left: some served, the rest shed, none hanging in the queue.
+    const burst = await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const s = await connect(hg.port('f')).catch(() => null);
+        if (!s) return 'refused';
+        const ok = await echoed(s, `burst ${i}`);
+        s.destroy();
+        return ok ? 'served' : 'shed';
+      }),
+    );
+    assert.ok(burst.includes('shed'), `some of the burst were shed: ${burst.join(' ')}`);
+    for (const [i, s] of held.entries())
+      assert.ok(await echoed(s, `still ${i}`), `held flow ${i} still works`);
+    for (const s of held) s.destroy();
+    // Descriptors free again: the admin API answers and new flows are served.
+    await waitFor(
+      '/healthz to answer',
+      async () => (await fetch(`http://127.0.0.1:${adminPort}/healthz`)).ok,
+      10_000,
+    );
+    await waitFor(
+      'a new flow served again',
+      async () => {
+        const s = await connect(hg.port('f'));
+        try {
+          return await echoed(s, 'again');
+        } finally {
+          s.destroy();
+        }
+      },
+      10_000,
+    );
+    const events = await hg.waitForEvents((all) => all.some((e) => e.closeReason === 'fd-exhausted'), 10_000);
+    const blamed = events.filter(
+      (e) =>
+        e.closeReason === 'server-unavailable' ||
+        (/E[MN]FILE/.test(e.detail ?? '') && e.closeReason !== 'fd-exhausted'),
+    );
+    assert.deepEqual(blamed, [], 'no flow blames the honeypot for our descriptors');
+    const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    const refusedFd = /^honeygate_refused_flows_total\{reason="fd-exhausted"\} (\d+)/m.exec(metrics);
+    const flowsFd = /^honeygate_flows_total\{[^}]*close_reason="fd-exhausted"\} (\d+)/m.exec(metrics);
+    assert.ok(Number(refusedFd?.[1] ?? 0) + Number(flowsFd?.[1] ?? 0) > 0, metrics);
+    // #13: flows carry their route and detected protocol; refusals their reason.
+    assert.match(
+      metrics,
+      /^honeygate_flows_total\{listener="f",route="echo",action="forward",protocol="none",close_reason="client-closed"\} \d+/m,
+    );
+    assert.match(metrics, /^honeygate_refused_flows_total\{reason="limit-rate"\} 0$/m);
   });
 });

@@ -232,4 +232,31 @@ describe('workers: 2', { skip, timeout: 90_000 }, () => {
     assert.ok((s.workers.find((w) => w.worker === victim.worker)?.openFlows ?? 0) > 0, JSON.stringify(s));
     await closeAll(held);
   });
+
+  // #14 crash window, with workers: a killed worker's flows are in its start journal, and
+  // the worker started in its place records them as crash before it accepts.
+  test("a killed worker's open flows are recorded as crash by the worker started again", async () => {
+    const echo = await startEchoServer();
+    cleanup.push(() => echo.stop());
+    const [port, admin] = [await freePort(), await freePort()];
+    const hg = await startHoneygate(config(port, admin, echo.port).replace('batch: 50ms', 'batch: 10s'));
+    cleanup.push(() => hg.close());
+    const held = await openEchoing(port, 40);
+    const ports = held.map((s) => s.localPort!);
+    const victim = (await status(admin)).workers.find((w) => (w.openFlows ?? 0) > 0)!;
+    const mark = hg.lines.length;
+    process.kill(victim.pid!, 'SIGKILL');
+    await hg.waitForLine((r) => r.msg === 'worker restarted' && r.worker === victim.worker, 15_000, mark);
+    await closeAll(held.filter((s) => !s.destroyed && !s.readableEnded));
+    for (const s of held) s.destroy();
+    assert.equal(await hg.stop(), 0);
+    const events = await hg.events();
+    const missing = ports.filter((p) => !events.some((e) => e.src.port === p));
+    assert.deepEqual(missing, [], 'every flow a client saw has an event');
+    assert.equal(
+      events.filter((e) => e.closeReason === 'crash').length,
+      victim.openFlows,
+      "the killed worker's open flows, as crash",
+    );
+  });
 });

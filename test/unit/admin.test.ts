@@ -22,6 +22,7 @@ function fakes() {
   const gw: GatewayStats = {
     openFlows: 3,
     refused: 7,
+    refusedBy: { 'limit-rate': 4, 'limit-global': 2, 'fd-exhausted': 1 },
     listeners: [{ listener: 'all-ports', address: '127.0.0.1:15001' }],
     backends: [
       {
@@ -137,7 +138,11 @@ describe('admin API', () => {
     assert.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/);
     const t = res.body;
     assert.equal(sample(t, 'honeygate_open_flows'), 3);
-    assert.equal(sample(t, 'honeygate_refused_flows_total'), 7);
+    // #13: refusals carry their reason; every reason is present from the first scrape.
+    assert.equal(sample(t, 'honeygate_refused_flows_total{reason="limit-rate"}'), 4);
+    assert.equal(sample(t, 'honeygate_refused_flows_total{reason="limit-global"}'), 2);
+    assert.equal(sample(t, 'honeygate_refused_flows_total{reason="fd-exhausted"}'), 1);
+    assert.equal(sample(t, 'honeygate_refused_flows_total{reason="limit-per-source"}'), 0);
     assert.match(t, /# TYPE honeygate_refused_flows_total counter/);
     assert.equal(sample(t, 'honeygate_server_up{backend="cowrie",server="192.0.2.10:2222"}'), 1);
     assert.equal(sample(t, 'honeygate_server_up{backend="cowrie",server="192.0.2.11:2222"}'), 0);
@@ -161,21 +166,41 @@ describe('admin API', () => {
     const { admin } = await start(null);
     const before = (await request(admin.address, '/metrics')).body;
     const series =
-      'honeygate_flows_total{listener="all-ports",action="forward",close_reason="client-closed"}';
+      'honeygate_flows_total{listener="all-ports",route="ssh",action="forward",protocol="ssh",close_reason="client-closed"}';
     const base = sample(before, series) ?? 0;
     const baseIn = sample(before, 'honeygate_flow_bytes_total{direction="in"}') ?? 0;
     flowEnd.publish(sampleEvent());
     flowEnd.publish(sampleEvent());
     flowEnd.publish(
-      sampleEvent({ action: null, closeReason: 'limit-global', listener: 'ssh', bytesIn: 0, bytesOut: 0 }),
+      sampleEvent({
+        action: null,
+        closeReason: 'limit-global',
+        listener: 'ssh',
+        route: null,
+        protocol: null,
+        bytesIn: 0,
+        bytesOut: 0,
+      }),
     );
+    // An unknown protocol name (not one of the classifiers') is counted as "other".
+    flowEnd.publish(sampleEvent({ protocol: 'made-up', route: 'web' }));
     const t = (await request(admin.address, '/metrics')).body;
     assert.equal(sample(t, series), base + 2);
     assert.equal(
-      sample(t, 'honeygate_flows_total{listener="ssh",action="none",close_reason="limit-global"}'),
+      sample(
+        t,
+        'honeygate_flows_total{listener="ssh",route="none",action="none",protocol="none",close_reason="limit-global"}',
+      ),
       1,
     );
-    assert.equal(sample(t, 'honeygate_flow_bytes_total{direction="in"}'), baseIn + 246);
+    assert.equal(
+      sample(
+        t,
+        'honeygate_flows_total{listener="all-ports",route="web",action="forward",protocol="other",close_reason="client-closed"}',
+      ),
+      1,
+    );
+    assert.equal(sample(t, 'honeygate_flow_bytes_total{direction="in"}'), baseIn + 369);
     assert.ok(!t.includes('198.51.100.7'), 'no source address in any label');
     // Garbage on the channel is ignored, not a crash.
     flowEnd.publish(null);
@@ -313,7 +338,7 @@ describe('createMetrics', () => {
     const f = fakes();
     const m = createMetrics(f);
     const series =
-      'honeygate_flows_total{listener="closed-test",action="forward",close_reason="client-closed"}';
+      'honeygate_flows_total{listener="closed-test",route="ssh",action="forward",protocol="ssh",close_reason="client-closed"}';
     flowEnd.publish(sampleEvent({ listener: 'closed-test' }));
     m.close();
     flowEnd.publish(sampleEvent({ listener: 'closed-test' }));
@@ -327,7 +352,8 @@ describe('createMetrics', () => {
       flowEnd.publish(sampleEvent({ listener: 'only-a' }));
       b.close();
       flowEnd.publish(sampleEvent({ listener: 'only-a' }));
-      const series = 'honeygate_flows_total{listener="only-a",action="forward",close_reason="client-closed"}';
+      const series =
+        'honeygate_flows_total{listener="only-a",route="ssh",action="forward",protocol="ssh",close_reason="client-closed"}';
       assert.equal(sample(await a.registry.metrics(), series), 2);
       assert.equal(sample(await b.registry.metrics(), series), 1);
     } finally {

@@ -96,6 +96,8 @@ const CLOSE_REASONS: Record<CloseReason, true> = {
   'bad-proxy-header': true,
   'proxy-header-timeout': true,
   shutdown: true,
+  'fd-exhausted': true,
+  crash: true,
   error: true,
 };
 

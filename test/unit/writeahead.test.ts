@@ -1,0 +1,75 @@
+// The start journal (#14 crash window): a flow started and never settled is recovered as a
+// crash event; settled flows are not; files go once nothing in them is in flight.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import pino from 'pino';
+import { Recorder } from '../../src/events/recorder.js';
+import { recoverJournal, StartJournal } from '../../src/events/writeahead.js';
+import { sampleEvent, tempDir } from '../helpers/events.js';
+
+const log = pino({ level: 'silent' });
+const src = { ip: '198.51.100.7', port: 40001 };
+const dst = { ip: '192.0.2.1', port: 22 };
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+test('a started, unsettled flow is recovered as crash; a settled one is not', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const base = path.join(dir, 'events.db');
+    const journal = new StartJournal(base, 'main', log);
+    const a = sampleEvent();
+    const b = sampleEvent({ src: { ip: '203.0.113.9', port: 5555 } });
+    const ga = journal.start(a.id, 1000, 'ssh', src, dst);
+    const gb = journal.start(b.id, 2000, 'web\tx', b.src, dst);
+    await turn(); // the starts of a turn go out in one write
+    journal.settled([a.id], [ga]);
+    // Killed here: b never settled.
+    const { events, files } = recoverJournal(base, 'gw-1');
+    assert.equal(files.length, 1);
+    assert.deepEqual(
+      events.map((e) => [e.id, e.closeReason, e.listener, e.src, e.openedAt, e.sensor]),
+      [[b.id, 'crash', 'web x', { ip: '203.0.113.9', port: 5555 }, 2000, 'gw-1']],
+    );
+    assert.equal(gb, ga);
+    // A torn last line (a crash mid-write) is skipped, not misread.
+    fs.appendFileSync(files[0]!, `S\t${sampleEvent().id}\t3000\tssh\t198.51`);
+    assert.equal(recoverJournal(base, 'gw-1').events.length, 1);
+    journal.settled([b.id], [gb]);
+    journal.close();
+    assert.deepEqual(fs.readdirSync(dir), [], 'a clean close leaves no journal');
+  } finally {
+    cleanup();
+  }
+});
+
+test('the recorder settles a flow once its batch is written, dropped or silent ones too', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const base = path.join(dir, 'events.db');
+    const journal = new StartJournal(base, 'main', log);
+    const written: string[] = [];
+    const sink = {
+      name: 'mem',
+      write: (es: { id: string }[]) => void written.push(...es.map((e) => e.id)),
+      reopen() {},
+      close() {},
+    };
+    const recorder = new Recorder([sink], { queueSize: 1, batchMs: 60_000, log, journal });
+    const [x, y, z] = [sampleEvent(), sampleEvent(), sampleEvent()];
+    const gens = [x, y, z].map((e) => journal.start(e.id, e.openedAt, 'l', src, dst));
+    recorder.record(x, gens[0]);
+    recorder.record(y, gens[1]); // the queue holds one: dropped, but settled all the same
+    recorder.settle(z.id, gens[2]!); // a flow that leaves no event
+    await turn();
+    assert.equal(recoverJournal(base, 's').events.length, 3, 'before the batch, all three are in flight');
+    await recorder.flush();
+    assert.deepEqual(written, [x.id]);
+    assert.equal(recoverJournal(base, 's').events.length, 0);
+    await recorder.close();
+    assert.deepEqual(fs.readdirSync(dir), []);
+  } finally {
+    cleanup();
+  }
+});
