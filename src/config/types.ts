@@ -1,6 +1,8 @@
 // The defaulted, validated configuration every stage reads. The raw YAML shape lives in
 // schema.ts; load.ts turns raw into this. Durations are milliseconds, sizes are bytes.
 
+import type { Identity } from '../privileges/identity.js';
+
 export type SourceMode = 'none' | 'proxy-v1' | 'proxy-v2' | 'transparent';
 export type Balance = 'roundrobin' | 'leastconn' | 'source-hash';
 export type ProxyVersion = 'v1' | 'v2';
@@ -146,4 +148,6 @@ export interface Config {
    * fork. More: a primary forks them; each binds every listener with SO_REUSEPORT.
    */
   workers: number;
+  /** `user:`/`group:`: the account `run` drops to after start-up (src/privileges), or null. */
+  user: Identity | null;
 }

@@ -14,6 +14,7 @@ import { Recorder } from '../events/recorder.js';
 import { eventValues } from '../events/row.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger, logFatal } from '../log.js';
+import { dropToUser } from '../privileges/drop.js';
 import type { FromWorker, ToWorker } from './messages.js';
 
 function send(m: FromWorker): Promise<void> {
@@ -134,6 +135,8 @@ export async function runWorker(path: string, index: number): Promise<number> {
 
   try {
     await gateway.start();
+    // The primary holds the event files and warns about root; a worker only drops.
+    if (config.user) dropToUser(config, log, []);
   } catch (err) {
     logFatal(log, err);
     const code = err instanceof HoneygateError ? err.code : undefined;
