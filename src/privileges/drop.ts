@@ -34,7 +34,8 @@ export function capabilityNames(mask: bigint): string[] {
 /**
  * The event store's files (SQLite with its -wal and -shm, JSON lines) plus every regular file
  * this process holds open in their directories (a write-ahead file beside them): the files
- * the unprivileged process must go on writing.
+ * the unprivileged process must go on writing. Not stdin, stdout or stderr: a log file the
+ * service manager opened stays its own.
  */
 export function eventFiles(config: Config): string[] {
   const files = new Set<string>();
@@ -49,6 +50,7 @@ export function eventFiles(config: Config): string[] {
   }
   try {
     for (const fd of readdirSync('/proc/self/fd')) {
+      if (Number(fd) <= 2) continue;
       let target: string;
       try {
         target = readlinkSync(`/proc/self/fd/${fd}`);
