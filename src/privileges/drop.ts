@@ -97,6 +97,13 @@ export function dropToUser(config: Config, log: Logger, files: string[], configP
       `started as uid ${euid}, gid ${process.getegid?.()}, but user: ${who.user} is uid ${who.uid}, gid ${who.gid}: only root can switch accounts; start as root, or as ${who.user} (systemd User=${who.user} with AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE)`,
     );
   }
+  if (euid === 0 && process.env.UV_USE_IO_URING !== undefined && process.env.UV_USE_IO_URING !== '0') {
+    // libuv's ring, set up at start, keeps root's credentials for the file operations on it.
+    throw new HoneygateError(
+      'HG_ERR_PRIVILEGES',
+      `UV_USE_IO_URING=${process.env.UV_USE_IO_URING}: file operations would keep root's credentials after the drop (CVE-2024-22017); unset it`,
+    );
+  }
   if (euid === 0) {
     for (const file of files) {
       try {
