@@ -24,6 +24,7 @@
 #include "socket.h"
 
 napi_value InitRelay(napi_env env, napi_value exports);  // relay.cc
+napi_value InitPrivileges(napi_env env, napi_value exports);  // privileges.cc
 
 namespace {
 
@@ -266,6 +267,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"socketName", nullptr, SocketName, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
+  InitPrivileges(env, exports);
   return InitRelay(env, exports);
 }
 

@@ -16,6 +16,7 @@ export const ERRORS = {
   HG_ERR_DOCKER: 'Docker Engine in a namespace failed',
   HG_ERR_FIREWALL: 'cannot read or change the firewall',
   HG_ERR_WORKER: 'a worker process failed',
+  HG_ERR_PRIVILEGES: 'cannot drop root privileges',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

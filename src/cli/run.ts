@@ -12,6 +12,7 @@ import { openJournal, recordRecovered } from '../events/writeahead.js';
 import { FirewallWatch } from '../firewall/watch.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger, type Logger, logFatal } from '../log.js';
+import { dropToUser, eventFiles } from '../privileges/drop.js';
 import { WORKER_FLAG } from '../workers/messages.js';
 import { runPrimary } from '../workers/primary.js';
 import { runWorker } from '../workers/worker.js';
@@ -86,8 +87,11 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     // Rules after the sockets: a diverted flow needs the tproxy socket to land on.
     await firewall?.start();
     if (config.admin) admin = await startAdmin(config.admin, { gateway, recorder, log });
+    // Last: everything that needs root is open or applied.
+    dropToUser(config, log, eventFiles(config), path);
   } catch (err) {
     logFatal(log, err);
+    await admin?.close();
     await firewall?.stop();
     await gateway.stop();
     await recorder.close();
@@ -159,6 +163,7 @@ async function reload(
   const kept = [
     JSON.stringify(eventsBefore) !== JSON.stringify(eventsAfter) && 'events',
     JSON.stringify(before.admin) !== JSON.stringify(loaded.config.admin) && 'admin',
+    JSON.stringify(before.user) !== JSON.stringify(loaded.config.user) && 'user',
   ].filter(Boolean);
   if (kept.length)
     log.warn({ config: path, sections: kept }, `changes to ${kept.join(' and ')} take effect on restart`);

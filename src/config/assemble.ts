@@ -122,5 +122,6 @@ export function assemble(p: Checked, baseDir: string): Config {
     },
     log,
     workers: workerCount(workers),
+    user: p.identity ?? null,
   };
 }

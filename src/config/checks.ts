@@ -10,9 +10,11 @@ import { type ActionType, backendsOf, rawBackends } from '../actions/definitions
 import { FOREIGN_MARKS } from '../firewall/marks.js';
 import { formatEndpoint } from '../net/address.js';
 import { FD_RESERVE, flowsWithin } from '../net/fd-limit.js';
+import { type Identity, resolveIdentity } from '../privileges/identity.js';
 import { isRecord, type Path, type Report } from './report.js';
 import {
   ACTION_KEYS,
+  accountSchema,
   adminSchema,
   backendSchema,
   conv,
@@ -50,6 +52,7 @@ export interface Parsed {
   log?: z.output<typeof logSchema>;
   firewall?: RawFirewall;
   workers?: number | 'auto';
+  identity?: Identity | null; // user:/group:, looked up; undefined when the lookup failed
 }
 
 function parseListeners(report: Report, raw: unknown, out: Parsed): void {
@@ -377,6 +380,7 @@ export function checkDocument(report: Report, raw: Record<string, unknown>, base
   checkRoutes(report, p, raw.routes);
   checkBackends(report, p, raw.backends);
   if (p.workers !== undefined) checkWorkerPorts(report, p, workerCount(p.workers));
+  p.identity = checkIdentity(report, raw.user, raw.group);
   return p;
 }
 
@@ -429,4 +433,16 @@ export function warnAbout(report: Report, config: Config, openFiles: number | nu
         `(systemd: LimitNOFILE=${fds}; a shell: ulimit -n ${fds}) or lower maxConnections`,
     );
   }
+}
+
+/** `user:` and `group:`, parsed and looked up on this host; undefined after an error. */
+function checkIdentity(report: Report, rawUser: unknown, rawGroup: unknown): Identity | null | undefined {
+  const user = rawUser === undefined ? undefined : report.parse(accountSchema, rawUser, ['user']);
+  const group = rawGroup === undefined ? undefined : report.parse(accountSchema, rawGroup, ['group']);
+  if ((rawUser !== undefined && user === undefined) || (rawGroup !== undefined && group === undefined))
+    return undefined;
+  const result = resolveIdentity(user, group);
+  if (result.ok) return result.identity;
+  for (const e of result.errors) report.error([e.key], e.message, 'field');
+  return undefined;
 }

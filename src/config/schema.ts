@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { ACTION_SHAPE } from '../actions/definitions/index.js';
 import { PROTOCOLS } from '../classifiers/index.js';
 import { normalizeIp, parseCidr, parseEndpoint } from '../net/address.js';
+import { account } from '../privileges/identity.js';
 import type { Balance, Cidr, Endpoint, PortRange, ProxyVersion, SourceMode } from './types.js';
 import {
   conv,
@@ -118,6 +119,8 @@ export const TOP_KEYS = [
   'firewall',
   'log',
   'workers',
+  'user',
+  'group',
 ] as const;
 export const topSchema = obj(Object.fromEntries(TOP_KEYS.map((k) => [k, z.unknown().optional()])));
 
@@ -289,6 +292,9 @@ export function workers(v: unknown): number | 'auto' {
   if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 256) return v;
   throw new Error(`expected a number of worker processes from 1 to 256, or auto; got ${describe(v)}`);
 }
+
+/** `user:` / `group:`: an account name or numeric id (looked up in src/privileges/identity.ts). */
+export const accountSchema = conv(account).optional();
 
 export const logSchema = obj({
   level: conv(oneOf(LOG_LEVELS)).default('info'),

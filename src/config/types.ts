@@ -2,6 +2,7 @@
 // schema.ts; load.ts turns raw into this. Durations are milliseconds, sizes are bytes.
 
 import type { Action } from '../actions/definitions/index.js';
+import type { Identity } from '../privileges/identity.js';
 
 export type SourceMode = 'none' | 'proxy-v1' | 'proxy-v2' | 'transparent';
 export type Balance = 'roundrobin' | 'leastconn' | 'source-hash';
@@ -144,4 +145,6 @@ export interface Config {
    * fork. More: a primary forks them; each binds every listener with SO_REUSEPORT.
    */
   workers: number;
+  /** `user:`/`group:`: the account `run` drops to after start-up (src/privileges), or null. */
+  user: Identity | null;
 }

@@ -28,6 +28,8 @@ interface Addon {
   relayRecords: RelayBoundary['records'];
   relayListen: RelayBoundary['listen'];
   relayCloseReasons: CloseReason[];
+  dropPrivileges(target: { uid: number; gid: number; groups: number[]; keep: number[] }): void;
+  privileges(): ThreadPrivileges;
 }
 
 /** The native relay (native/relay.cc): accept, connect and copy off the JS heap. See src/gateway/relay.ts. */
@@ -270,4 +272,31 @@ function dialOnce(opts: UpstreamOptions, localPort: number, timeoutMs: number): 
       fail(err as Error); // invalid arguments throw at once
     }
   });
+}
+
+/** The calling thread's ids and capability sets (bit N: capability N), as privileges() reports them. */
+export interface ThreadPrivileges {
+  uid: number;
+  euid: number;
+  gid: number;
+  egid: number;
+  effective: bigint;
+  permitted: bigint;
+  inheritable: bigint;
+  ambient: bigint;
+  noNewPrivs: number;
+}
+
+/**
+ * Switches the process to uid/gid/groups keeping only the `keep` capabilities on the calling
+ * (main) thread, also as ambient ones, and sets no_new_privs on every thread
+ * (native/privileges.cc). Throws HG_ERR_NATIVE without the addon, or the failed call.
+ */
+export function dropPrivileges(target: { uid: number; gid: number; groups: number[]; keep: number[] }): void {
+  addon().dropPrivileges(target);
+}
+
+/** The calling thread's ids and capabilities. Throws HG_ERR_NATIVE without the addon. */
+export function threadPrivileges(): ThreadPrivileges {
+  return addon().privileges();
 }

@@ -19,6 +19,7 @@ import { FirewallWatch } from '../firewall/watch.js';
 import { flowEnd } from '../gateway/flow.js';
 import type { GatewayStats } from '../gateway/gateway.js';
 import { type Logger, logFatal } from '../log.js';
+import { dropToUser, eventFiles } from '../privileges/drop.js';
 import { type FromWorker, type ToWorker, WORKER_FLAG } from './messages.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/honeygate.js', import.meta.url));
@@ -413,14 +414,20 @@ export async function runPrimary(
     }
     log.level = loaded.config.log.level;
     for (const w of loaded.warnings) log.warn({ config: path }, w);
-    const kept = (['events', 'admin', 'workers'] as const).filter((k) => {
+    const kept = (['events', 'admin', 'workers', 'user'] as const).filter((k) => {
       const before = k === 'events' ? { ...current.events, sensor: '' } : current[k];
       const after = k === 'events' ? { ...loaded.config.events, sensor: '' } : loaded.config[k];
       return JSON.stringify(before) !== JSON.stringify(after);
     });
     if (kept.length)
       log.warn({ config: path, sections: kept }, `changes to ${kept.join(' and ')} take effect on restart`);
-    current = { ...loaded.config, events: current.events, admin: current.admin, workers: current.workers };
+    current = {
+      ...loaded.config,
+      events: current.events,
+      admin: current.admin,
+      workers: current.workers,
+      user: current.user,
+    };
     log.info({ config: path, workers: pool.running }, 'config reloaded');
   };
   const { stopped, detach } = handleSignals(
@@ -457,8 +464,12 @@ export async function runPrimary(
         log,
       });
     }
+    // Last: the workers drop on their own once bound; a worker started again later inherits
+    // this process's ambient capabilities.
+    dropToUser(config, log, eventFiles(config), path);
   } catch (err) {
     logFatal(log, err);
+    await admin?.close();
     await pool.stop(0);
     await firewall?.stop();
     await recorder.close();

@@ -15,6 +15,7 @@ import { eventValues } from '../events/row.js';
 import { openJournal, recordRecovered } from '../events/writeahead.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger, logFatal } from '../log.js';
+import { dropToUser } from '../privileges/drop.js';
 import type { FromWorker, ToWorker } from './messages.js';
 
 function send(m: FromWorker): Promise<void> {
@@ -169,6 +170,12 @@ export async function runWorker(path: string, index: number): Promise<number> {
 
   try {
     await recordRecovered(recorder, recovered, log);
+    // Before binding: the kernel lets a socket join a SO_REUSEPORT group only if it was made
+    // by the same effective uid, so a worker started again (by the primary, already
+    // unprivileged) or a reload's new socket can join only sockets made as `user:`, never
+    // root's. CAP_NET_ADMIN and CAP_NET_BIND_SERVICE are all binding needs. The primary holds
+    // the event files and warns about root; a worker only drops.
+    if (config.user) dropToUser(config, log, []);
     await gateway.start();
   } catch (err) {
     logFatal(log, err);

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import {
+  accountSchema,
   adminSchema,
   backendSchema,
   conv,
@@ -36,6 +37,8 @@ const SECTIONS: Record<(typeof TOP_KEYS)[number], { prefix: string; schema: Sche
   firewall: { prefix: 'firewall.', schema: firewallSchema },
   log: { prefix: 'log.', schema: logSchema },
   workers: { prefix: 'workers', schema: conv(workers).default(1) },
+  user: { prefix: 'user', schema: accountSchema },
+  group: { prefix: 'group', schema: accountSchema },
 };
 
 /** The object inside optional/default/preprocess wrappers, or undefined for a leaf. */

@@ -80,6 +80,7 @@ test('a minimal file gets every default', () => {
     firewall: { mark: 0x1000, mask: 0x1000, table: 4210, rulePriority: 10000, checkIntervalMs: 5000 },
     log: { level: 'info', format: 'auto' },
     workers: 1,
+    user: null,
   });
   assert.deepEqual(warnings, [
     'config.yaml:1: routes: no routes: every flow is captured (an implicit `- capture: {}`)',
@@ -422,7 +423,7 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     text: lines(LISTENER.trimEnd(), 'limits: [1, 2]', 'dashboard: {}'),
     errors: [
       'config.yaml:4: limits: expected a mapping (keys: maxConnections, perSource, perSourceRate, idleTimeout, maxDuration, maxBytesIn, maxBytesOut, firstBytes, rejectLogInterval, grace), got a list',
-      "config.yaml:5: unknown key 'dashboard' (allowed: listeners, routes, backends, limits, events, admin, firewall, log, workers)",
+      "config.yaml:5: unknown key 'dashboard' (allowed: listeners, routes, backends, limits, events, admin, firewall, log, workers, user, group)",
     ],
   },
   {
