@@ -126,7 +126,7 @@ export function dropToUser(config: Config, log: Logger, files: string[], configP
         if (!writableBy(dir, who)) {
           log.warn(
             { dir, user: who.user },
-            `${dir} is not writable by ${who.user}: after a rotation (rename, then SIGUSR1) the event files cannot be created again; chown the directory to ${who.user}:${who.group} or let logrotate create them (create 0640 ${who.user} ${who.group})`,
+            `${dir} is not writable by ${who.user}: the start journal (crash records) cannot turn over, and after a rotation (rename, then SIGUSR1) the event files cannot be created again; chown the directory to ${who.user}:${who.group} or let logrotate create them (create 0640 ${who.user} ${who.group})`,
           );
         }
       } catch {
