@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
@@ -124,6 +124,39 @@ describe('honeygate events', () => {
     const doc = JSON.parse(e.stdout);
     assert.equal(doc.event.id, ssh.id);
     assert.equal(doc.ecs.version, '8.17.0');
+  });
+
+  it('--follow prints the last events, then each new one as it is recorded', async () => {
+    const own = join(tmp.dir, 'follow.db'); // its own store: new rows would change the other tests
+    const first = new SqliteSink(own);
+    first.write([web, ssh]);
+    first.close();
+    const child = spawn(process.execPath, [BIN, 'events', '--db', own, '--follow', '--json', '--limit', '1']);
+    let out = '';
+    const seen = (n: number) =>
+      new Promise<void>((resolve, reject) => {
+        const check = () => {
+          if (out.split('\n').filter(Boolean).length >= n) resolve();
+        };
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          check();
+        });
+        child.once('exit', () => reject(new Error(`exited early: ${out}`)));
+        check();
+      });
+    try {
+      await seen(1);
+      assert.equal(JSON.parse(out.split('\n')[0]!).id, ssh.id);
+      const fresh = sampleEvent({ openedAt: Date.now() });
+      const sink = new SqliteSink(own);
+      sink.write([fresh]);
+      sink.close();
+      await seen(2);
+      assert.equal(JSON.parse(out.split('\n')[1]!).id, fresh.id);
+    } finally {
+      child.kill('SIGINT');
+    }
   });
 
   it('reads the store path from --config', async () => {
