@@ -3,14 +3,24 @@
 import type { Command } from 'commander';
 import { parsePortRange } from '../config/schema.js';
 import type { PortRange } from '../config/types.js';
+import { toEcs } from '../events/ecs.js';
 import type { FlowEvent } from '../events/event.js';
 import { escapeBytes } from '../events/format.js';
-import { DEFAULT_LIMIT, type EventQuery, queryEvents } from '../events/query.js';
+import {
+  DEFAULT_LIMIT,
+  type EventQuery,
+  type EventSummary,
+  followEvents,
+  queryEvents,
+  summarizeEvents,
+} from '../events/query.js';
 import { formatEndpoint, parseCidr } from '../net/address.js';
 
 export const DEFAULT_DB = './data/events.db';
 const ACTIONS = ['forward', 'capture', 'reject', 'drop', 'close'];
 const TYPES = ['flow', 'update', 'rejected', 'firewall'];
+const FORMATS = ['native', 'ecs'];
+const TABLE_WIDTH = 120; // when stdout is not a terminal that says otherwise
 const UNIT_MS: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 };
 
 export interface EventsOptions {
@@ -25,11 +35,17 @@ export interface EventsOptions {
   type?: string;
   limit?: string;
   json?: boolean;
+  format?: string;
+  summary?: boolean;
+  follow?: boolean;
+  wide?: boolean;
 }
 
 export interface Output {
   out: (text: string) => void;
   err: (text: string) => void;
+  width?: number; // the terminal's columns, when stdout is one
+  follow?: (stop: AbortController) => void; // --follow started: how to end it (tests)
 }
 
 class UsageError extends Error {}
@@ -51,6 +67,13 @@ export function register(program: Command): void {
     .option('--type <type>', `event type: ${TYPES.join('|')}`)
     .option('--limit <n>', `at most this many events (default ${DEFAULT_LIMIT})`)
     .option('--json', 'one JSON object per line (firstBytes in base64)')
+    .option(
+      '--format <format>',
+      `with --json: ${FORMATS.join('|')} (ecs: the documents of the JSON lines file)`,
+    )
+    .option('--summary', 'top sources, ports, protocols, user agents and SSH clients (with --since)')
+    .option('-f, --follow', 'print new events as they are recorded (Ctrl-C ends)')
+    .option('--wide', 'every column, however wide (the table fits the terminal, 120 columns off one)')
     .action(async (opts: EventsOptions) => {
       // `honeygate events | head`: a closed pipe ends the output, it is not a crash.
       process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -60,6 +83,7 @@ export function register(program: Command): void {
       process.exitCode = await runEvents(opts, {
         out: (t) => process.stdout.write(t),
         err: (t) => process.stderr.write(t),
+        width: process.stdout.isTTY ? Math.max(80, process.stdout.columns) : undefined,
       });
     });
 }
@@ -76,23 +100,68 @@ export async function runEvents(opts: EventsOptions, io: Output, now = Date.now(
     io.err(`honeygate events: ${(err as Error).message}\n`);
     return err instanceof UsageError ? 2 : 1;
   }
-  let events: FlowEvent[];
+  const json = opts.json || opts.format === 'ecs';
+  const line = (e: FlowEvent) =>
+    opts.format === 'ecs'
+      ? `${JSON.stringify(toEcs(e))}\n`
+      : `${JSON.stringify({ ...e, firstBytes: e.firstBytes.toString('base64') })}\n`;
+  const table: TableOptions = { width: opts.wide ? Number.POSITIVE_INFINITY : (io.width ?? TABLE_WIDTH) };
   try {
-    events = queryEvents(dbPath, query);
+    if (opts.summary) {
+      const summary = summarizeEvents(dbPath, query);
+      io.out(json ? `${JSON.stringify(summary)}\n` : formatSummary(summary, query, now));
+      return 0;
+    }
+    if (opts.follow) {
+      let header = !json;
+      const ac = new AbortController();
+      const stop = () => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      io.follow?.(ac);
+      try {
+        if (header) io.err(`following ${dbPath} (Ctrl-C ends)\n`);
+        await followEvents(
+          dbPath,
+          query,
+          (events) => {
+            io.out(json ? events.map(line).join('') : formatTable(events, { ...table, header, fixed: true }));
+            header = false;
+          },
+          ac.signal,
+          { backlog: query.limit ?? 10 },
+        );
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
+      return 0;
+    }
+    const events = queryEvents(dbPath, query);
+    if (json) io.out(events.map(line).join(''));
+    else if (events.length === 0) io.err(`no events${describeQuery(query, now)} in ${dbPath}\n`);
+    else io.out(formatTable(events, table));
   } catch (err) {
     io.err(`honeygate events: ${(err as Error).message}\n`);
     return 1;
   }
-  if (opts.json) {
-    io.out(
-      events
-        .map((e) => `${JSON.stringify({ ...e, firstBytes: e.firstBytes.toString('base64') })}\n`)
-        .join(''),
-    );
-  } else {
-    io.out(formatTable(events));
-  }
   return 0;
+}
+
+/** " opened since ..., from ..." for the filters the user gave, or "" for none. */
+function describeQuery(q: EventQuery, now: number): string {
+  const parts: string[] = [];
+  if (q.since !== undefined) parts.push(`since ${tableTime(q.since, now).trim()}`);
+  if (q.until !== undefined) parts.push(`until ${tableTime(q.until, now).trim()}`);
+  if (q.src !== undefined) parts.push(`from ${q.src}`);
+  if (q.dstPort !== undefined)
+    parts.push(
+      `to port ${typeof q.dstPort === 'number' ? q.dstPort : q.dstPort.map((r) => (r.from === r.to ? r.from : `${r.from}-${r.to}`)).join(',')}`,
+    );
+  if (q.route !== undefined) parts.push(`route ${q.route}`);
+  if (q.action !== undefined) parts.push(`action ${q.action}`);
+  if (q.type !== undefined) parts.push(`type ${q.type}`);
+  return parts.length ? ` (${parts.join(', ')})` : '';
 }
 
 function toQuery(o: EventsOptions, now: number): EventQuery {
@@ -112,6 +181,8 @@ function toQuery(o: EventsOptions, now: number): EventQuery {
   if (o.action !== undefined) q.action = oneOf('--action', o.action, ACTIONS);
   if (o.type !== undefined) q.type = oneOf('--type', o.type, TYPES);
   if (o.limit !== undefined) q.limit = parseWhole('--limit', o.limit, 1, Number.MAX_SAFE_INTEGER);
+  if (o.format !== undefined) oneOf('--format', o.format, FORMATS);
+  if (o.summary && o.follow) throw new UsageError('give --summary or --follow, not both');
   return q;
 }
 
@@ -179,43 +250,108 @@ function oneOf(flag: string, text: string, allowed: string[]): string {
   return text;
 }
 
-const COLUMNS = [
-  'TIME',
-  'TYPE',
-  'SRC',
-  'DST',
-  'LISTENER',
-  'ROUTE',
-  'ACTION',
-  'SERVER',
-  'IN/OUT',
-  'DURATION',
-  'REASON',
-  'PROTO',
-  'FIRST BYTES',
-];
+interface Column {
+  name: string;
+  min: number; // narrowest it gets before the table gives up on the width
+  max: number; // widest it gets in --follow, where later rows cannot widen it
+  wide?: boolean; // only with --wide
+}
 
-/** The human table: one row per event, columns padded to their widest cell. */
-export function formatTable(events: FlowEvent[]): string {
-  const rows = [COLUMNS, ...events.map(tableRow)];
+// Shrunk in this order when the table is too wide: the first bytes, then names.
+const COLUMNS: Column[] = [
+  { name: 'TIME', min: 14, max: 20 },
+  { name: 'TYPE', min: 4, max: 12 },
+  { name: 'SRC', min: 15, max: 23 },
+  { name: 'DST', min: 12, max: 23 },
+  { name: 'LISTENER', min: 8, max: 12, wide: true },
+  { name: 'ROUTE', min: 5, max: 10 },
+  { name: 'ACTION', min: 6, max: 7 },
+  { name: 'SERVER', min: 6, max: 24, wide: true },
+  { name: 'IN/OUT', min: 6, max: 13 },
+  { name: 'DUR', min: 5, max: 6 },
+  { name: 'REASON', min: 6, max: 14 },
+  { name: 'PROTO', min: 5, max: 6 },
+  { name: 'FIRST BYTES', min: 11, max: 40 },
+];
+const SHRINK_ORDER = ['FIRST BYTES', 'SRC', 'DST', 'REASON', 'ROUTE', 'TYPE', 'IN/OUT'];
+const GAP = '  ';
+
+export interface TableOptions {
+  width?: number; // columns available (default 120; Infinity for --wide)
+  header?: boolean; // default true
+  fixed?: boolean; // widths from COLUMNS' max, not from the rows (--follow)
+  now?: number; // for the time zone shown in the header
+}
+
+/**
+ * The human table: one row per event, columns padded to their widest cell. Within
+ * `width`, the LISTENER and SERVER columns are left out and cells cut with "~" (the first
+ * bytes first); times are local, with the zone in the TIME header.
+ */
+export function formatTable(events: FlowEvent[], opts: TableOptions = {}): string {
+  const width = opts.width ?? TABLE_WIDTH;
+  const now = opts.now ?? Date.now();
+  const cols = COLUMNS.filter((c) => width === Number.POSITIVE_INFINITY || !c.wide);
+  const index = cols.map((c) => COLUMNS.indexOf(c));
+  const zone = zoneName(events[0]?.openedAt ?? now);
+  const head = cols.map((c) => (c.name === 'TIME' ? `TIME (${zone})` : c.name));
+  const rows = events.map((e) => {
+    const r = tableRow(e, zone, now);
+    return index.map((i) => r[i]!);
+  });
   // A loop, not Math.max(...): spreading 100k+ rows overflows the call stack.
-  const widths = COLUMNS.map((_, i) => rows.reduce((w, r) => Math.max(w, r[i]!.length), 0));
-  return rows
-    .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '))
+  const widths = opts.fixed
+    ? cols.map((c, i) => Math.max(c.max, head[i]!.length))
+    : cols.map((_, i) => rows.reduce((w, r) => Math.max(w, r[i]!.length), head[i]!.length));
+  const total = () => widths.reduce((a, b) => a + b, 0) + GAP.length * (widths.length - 1);
+  for (const name of SHRINK_ORDER) {
+    const i = cols.findIndex((c) => c.name === name);
+    if (i < 0 || total() <= width) continue;
+    widths[i] = Math.max(cols[i]!.min, head[i]!.length, widths[i]! - (total() - width));
+  }
+  const fit = (cell: string, w: number) => (cell.length > w ? `${cell.slice(0, w - 1)}~` : cell);
+  const lines = opts.header === false ? rows : [head, ...rows];
+  return lines
+    .map((r) =>
+      r
+        .map((cell, i) =>
+          i === r.length - 1 ? fit(cell, widths[i]!) : fit(cell, widths[i]!).padEnd(widths[i]!),
+        )
+        .join(GAP),
+    )
     .map((l) => `${l.trimEnd()}\n`)
     .join('');
 }
 
-function tableRow(e: FlowEvent): string[] {
+function tableRow(e: FlowEvent, zone: string, now: number): string[] {
+  const time = tableTime(e.openedAt, now, zone);
   if (e.type === 'firewall') {
     // Not a flow: what happened to the rules goes where a flow's bytes would.
-    const cells = [localTime(e.openedAt), e.type, ...Array<string>(COLUMNS.length - 3).fill('-')];
+    const cells = [time, e.type, ...Array<string>(COLUMNS.length - 3).fill('-')];
     return [...cells, (e.detail ?? '').slice(0, 200)].map(printable);
   }
   const server = e.backend || e.server ? `${e.backend ?? '-'}/${e.server ?? '-'}` : '-';
+  if (e.type === 'rejected') {
+    // A tally: refusals from one source (any port) over an interval; dst is the first one's.
+    return [
+      time,
+      `rejected x${e.count}`,
+      e.src.ip === '*' ? 'many sources' : e.src.ip || 'unknown',
+      e.dst.port ? `${formatEndpoint(e.dst)} first` : '-',
+      e.listener,
+      '-',
+      e.action ?? '-',
+      '-',
+      '-',
+      formatDuration(e.durationMs),
+      e.closeReason ?? '-',
+      '-',
+      '-',
+    ].map(printable);
+  }
   return [
-    localTime(e.openedAt),
-    e.type === 'rejected' ? `rejected x${e.count}` : e.type,
+    time,
+    e.type,
     e.src.ip ? formatEndpoint(e.src) : 'unknown', // reset before accept: no address to show
     formatEndpoint(e.dst),
     e.listener,
@@ -228,6 +364,52 @@ function tableRow(e: FlowEvent): string[] {
     e.protocol ?? '-',
     e.firstBytes.length ? escapeBytes(e.firstBytes, 40) : '-',
   ].map(printable);
+}
+
+/** "UTC" or the offset from it ("UTC+02:00") of local time at `ms`. */
+export function zoneName(ms: number): string {
+  const off = -new Date(ms).getTimezoneOffset();
+  if (off === 0 || Number.isNaN(off)) return 'UTC';
+  const a = Math.abs(off);
+  return `UTC${off < 0 ? '-' : '+'}${String(Math.floor(a / 60)).padStart(2, '0')}:${String(a % 60).padStart(2, '0')}`;
+}
+
+/**
+ * Local time for the table: "05-01 14:03:07" within the year of `now`, with the year
+ * otherwise; a row whose zone offset differs from the header's (a DST change in between)
+ * carries its own.
+ */
+export function tableTime(ms: number, now: number, zone = zoneName(ms)): string {
+  const t = localTime(ms);
+  if (t === '-') return t;
+  const short = t.slice(0, 4) === localTime(now).slice(0, 4) ? t.slice(5) : t;
+  const own = zoneName(ms);
+  return `${short.replace('T', ' ')}${own === zone ? '' : ` ${own}`}`;
+}
+
+/** The --summary text: totals, then the top entries of each list side by side with counts. */
+export function formatSummary(s: EventSummary, q: EventQuery, now: number): string {
+  const span = q.since !== undefined ? ` since ${tableTime(q.since, now)} (${zoneName(q.since)})` : '';
+  if (s.flows === 0 && s.refused === 0) return `no flows or refusals${span}\n`;
+  const out = [
+    `${s.flows} flows, ${s.refused} refused, from ${s.sources} sources${span}`,
+    s.first === null
+      ? ''
+      : `first ${tableTime(s.first, now)}, last ${tableTime(s.last!, now)} (${zoneName(s.last!)})`,
+  ];
+  const section = (title: string, list: [string | number, number][]) => {
+    out.push('', title);
+    if (list.length === 0) out.push('  (none)');
+    const w = list.reduce((m, [, n]) => Math.max(m, String(n).length), 0);
+    for (const [k, n] of list) out.push(`  ${String(n).padStart(w)}  ${printable(String(k)).slice(0, 100)}`);
+  };
+  section('TOP SOURCES (flows + refused)', s.top.sources);
+  section('TOP PORTS', s.top.ports);
+  section('TOP PROTOCOLS', s.top.protocols);
+  section('TOP HTTP USER AGENTS', s.top.userAgents);
+  section('TOP SSH CLIENTS', s.top.sshClients);
+  section('TOP CLOSE REASONS', s.top.reasons);
+  return `${out.filter((l, i) => i !== 1 || l !== '').join('\n')}\n`;
 }
 
 // Names come from config and classifiers, but nothing reaching a terminal gets to steer it.

@@ -7,121 +7,13 @@
 // before it is in the old file, every line after it in the new one, nothing in between.
 
 import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { HoneygateError } from '../errors.js';
+import { toEcs } from './ecs.js';
 import type { FlowEvent, Sink } from './event.js';
-import { escapeBytes, safeJson } from './format.js';
+import { safeJson } from './format.js';
 
-const EVENT_TYPES: Record<FlowEvent['type'], string[]> = {
-  flow: ['connection', 'end'],
-  update: ['connection', 'info'],
-  rejected: ['connection', 'denied'],
-  firewall: ['change'],
-};
-
-/** One line of the file. Optional fields are left out, not null, when the event has no value. */
-export interface EcsDocument {
-  '@timestamp'?: string;
-  event: {
-    id: string;
-    kind: 'event';
-    category: string[];
-    type: string[];
-    action?: string;
-    reason?: string;
-    start?: string;
-    end?: string;
-    duration: number; // nanoseconds
-    dataset: 'honeygate.flow';
-  };
-  observer: { name: string; type: 'honeypot-gateway' };
-  source: { ip?: string; port?: number; bytes: number };
-  destination: { ip?: string; port?: number; bytes: number };
-  network: { transport: 'tcp'; protocol?: string; bytes: number };
-  honeygate: {
-    type: string;
-    listener: string;
-    route?: string;
-    backend?: string;
-    server?: string;
-    source_mode?: string;
-    proxy_header?: string;
-    peer?: { ip: string; port: number };
-    first_bytes: string; // base64
-    first_bytes_text: string; // printable, non-printables escaped
-    protocol_fields?: Record<string, unknown>;
-    count: number;
-    detail?: string;
-  };
-}
-
-/** Maps an event to its ECS document (nested objects; absent values are left out). */
-export function toEcs(e: FlowEvent): EcsDocument {
-  const at = e.closedAt ?? e.openedAt + e.durationMs; // close time, or the update's time
-  const first = Buffer.isBuffer(e.firstBytes) ? e.firstBytes : Buffer.from(e.firstBytes ?? []);
-  return compact<EcsDocument>({
-    '@timestamp': iso(at),
-    event: {
-      id: e.id,
-      kind: 'event',
-      category: e.type === 'firewall' ? ['configuration'] : ['network'],
-      type: EVENT_TYPES[e.type] ?? ['connection'],
-      action: e.action ?? undefined,
-      reason: e.closeReason ?? undefined,
-      start: iso(e.openedAt),
-      end: e.closedAt == null ? undefined : iso(e.closedAt),
-      duration: Math.round(e.durationMs * 1_000_000), // ECS wants nanoseconds
-      dataset: 'honeygate.flow',
-    },
-    observer: { name: e.sensor, type: 'honeypot-gateway' },
-    // An ECS ip field must hold an IP: unknown ('') and aggregated ('*') sources are left out.
-    source: { ip: ipOrUndefined(e.src.ip), port: e.src.port || undefined, bytes: e.bytesIn },
-    destination: { ip: ipOrUndefined(e.dst.ip), port: e.dst.port || undefined, bytes: e.bytesOut },
-    network: {
-      transport: 'tcp',
-      protocol: e.protocol?.toLowerCase() ?? undefined,
-      bytes: e.bytesIn + e.bytesOut,
-    },
-    honeygate: {
-      type: e.type,
-      listener: e.listener,
-      route: e.route ?? undefined,
-      backend: e.backend ?? undefined,
-      server: e.server ?? undefined,
-      source_mode: e.sourceMode ?? undefined,
-      proxy_header: e.proxyHeader ?? undefined,
-      peer: e.peer ? { ip: e.peer.ip, port: e.peer.port } : undefined,
-      first_bytes: first.toString('base64'),
-      first_bytes_text: escapeBytes(first),
-      protocol_fields: e.protocolFields ?? undefined,
-      count: e.count,
-      detail: e.detail ?? undefined,
-    },
-  });
-}
-
-// Leaves absent values out of the document itself (not only its JSON text), one level deep.
-function compact<T extends object>(doc: T): T {
-  const top = doc as Record<string, unknown>;
-  for (const [key, value] of Object.entries(top)) {
-    if (value === undefined) delete top[key];
-    else if (value && typeof value === 'object' && !Array.isArray(value)) {
-      for (const [k, v] of Object.entries(value))
-        if (v === undefined) delete (value as Record<string, unknown>)[k];
-    }
-  }
-  return doc;
-}
-
-function ipOrUndefined(ip: string): string | undefined {
-  return isIP(ip) ? ip : undefined;
-}
-
-function iso(ms: number): string | undefined {
-  const d = new Date(ms);
-  return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
-}
+export { type EcsDocument, toEcs } from './ecs.js';
 
 export class JsonlSink implements Sink {
   readonly name = 'jsonl';
@@ -187,9 +79,8 @@ function line(e: FlowEvent): string {
     return `${JSON.stringify(toEcs(e))}\n`;
   } catch {
     // protocolFields JSON cannot hold (BigInt, a cycle): keep the event, flatten that field.
-    const doc = toEcs({ ...e, protocolFields: null });
-    doc.honeygate.protocol_fields = JSON.parse(safeJson(e.protocolFields) ?? 'null') ?? undefined;
-    return `${JSON.stringify(doc)}\n`;
+    const fields = JSON.parse(safeJson(e.protocolFields) ?? 'null') as FlowEvent['protocolFields'];
+    return `${JSON.stringify(toEcs({ ...e, protocolFields: fields }))}\n`;
   }
 }
 

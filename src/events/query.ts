@@ -31,6 +31,36 @@ export function queryEvents(dbPath: string, q: EventQuery): FlowEvent[] {
   if (!Number.isInteger(limit) || limit < 0) {
     throw new HoneygateError('HG_ERR_EVENTS_QUERY', `limit must be a whole number >= 0, got ${limit}`);
   }
+  const { where, params, cidr } = filters(q);
+
+  const db = openStore(dbPath);
+  try {
+    const sql =
+      `SELECT * FROM events${where.length ? ` WHERE ${where.join(' AND ')}` : ''}` +
+      ' ORDER BY opened_at DESC, seq DESC' +
+      (cidr ? '' : ' LIMIT @limit');
+    if (!cidr) params.limit = limit;
+    const out: FlowEvent[] = [];
+    if (limit === 0) return out;
+    for (const row of db.prepare(sql).iterate(params) as unknown as IterableIterator<EventRow>) {
+      if (cidr && !cidrContains(cidr, row.src_ip)) continue;
+      out.push(rowToEvent(row));
+      if (out.length >= limit) break;
+    }
+    return out;
+  } catch (err) {
+    if (err instanceof HoneygateError) throw err;
+    throw new HoneygateError('HG_ERR_EVENTS_QUERY', `${dbPath}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    db.close();
+  }
+}
+
+type Cidr = ReturnType<typeof parseCidr>;
+
+// The WHERE terms of `q` (all but `limit`). A source block SQL cannot express exactly is
+// narrowed in SQL and decided by `cidr` on each row.
+function filters(q: EventQuery): { where: string[]; params: Record<string, unknown>; cidr: Cidr | null } {
   const where: string[] = [];
   const params: Record<string, unknown> = {};
   const add = (sql: string, name: string, value: unknown) => {
@@ -52,7 +82,7 @@ export function queryEvents(dbPath: string, q: EventQuery): FlowEvent[] {
   if (q.action !== undefined) add('action = @action', 'action', q.action);
   if (q.type !== undefined) add('type = @type', 'type', q.type);
 
-  let cidr: ReturnType<typeof parseCidr> | null = null;
+  let cidr: Cidr | null = null;
   if (q.src !== undefined) {
     try {
       cidr = parseCidr(q.src);
@@ -69,21 +99,153 @@ export function queryEvents(dbPath: string, q: EventQuery): FlowEvent[] {
     }
   }
 
+  return { where, params, cidr };
+}
+
+/** Counts behind `honeygate events --summary`: what came, from where, to which ports. */
+export interface EventSummary {
+  flows: number; // flow events (one per connection; updates are not counted again)
+  refused: number; // flows refused at admission (the sum of the rejected tallies)
+  sources: number; // distinct source addresses, flows and refusals
+  first: number | null; // earliest opened_at, epoch ms
+  last: number | null;
+  top: {
+    sources: [string, number][];
+    ports: [number, number][];
+    protocols: [string, number][];
+    userAgents: [string, number][];
+    sshClients: [string, number][];
+    reasons: [string, number][];
+  };
+}
+
+/**
+ * Tallies the events matching `q` (its `limit` is ignored; `top` entries per list). One
+ * pass over the rows in SQLite's order; user agents and SSH versions are read from the
+ * stored protocol fields with json_extract. Throws as queryEvents does.
+ */
+export function summarizeEvents(dbPath: string, q: EventQuery, top = 10): EventSummary {
+  const { where, params, cidr } = filters(q);
+  where.push("type IN ('flow', 'rejected')");
+  const sql =
+    'SELECT type, src_ip, dst_port, protocol, close_reason, count, opened_at,' +
+    " json_extract(protocol_fields, '$.userAgent') AS ua, json_extract(protocol_fields, '$.clientVersion') AS ssh" +
+    ` FROM events WHERE ${where.join(' AND ')}`;
+  const tally = () => new Map<string | number, number>();
+  const sources = tally();
+  const ports = tally();
+  const protocols = tally();
+  const uas = tally();
+  const ssh = tally();
+  const reasons = tally();
+  const add = (m: Map<string | number, number>, k: unknown, n: number) => {
+    if (k === null || k === undefined || k === '') return;
+    const key = typeof k === 'number' ? k : String(k);
+    m.set(key, (m.get(key) ?? 0) + n);
+  };
+  const out: EventSummary = {
+    flows: 0,
+    refused: 0,
+    sources: 0,
+    first: null,
+    last: null,
+    top: { sources: [], ports: [], protocols: [], userAgents: [], sshClients: [], reasons: [] },
+  };
   const db = openStore(dbPath);
   try {
-    const sql =
-      `SELECT * FROM events${where.length ? ` WHERE ${where.join(' AND ')}` : ''}` +
-      ' ORDER BY opened_at DESC, seq DESC' +
-      (cidr ? '' : ' LIMIT @limit');
-    if (!cidr) params.limit = limit;
-    const out: FlowEvent[] = [];
-    if (limit === 0) return out;
-    for (const row of db.prepare(sql).iterate(params) as unknown as IterableIterator<EventRow>) {
-      if (cidr && !cidrContains(cidr, row.src_ip)) continue;
-      out.push(rowToEvent(row));
-      if (out.length >= limit) break;
+    for (const r of db.prepare(sql).iterate(params) as unknown as IterableIterator<SummaryRow>) {
+      if (cidr && !cidrContains(cidr, r.src_ip)) continue;
+      const n = r.type === 'rejected' ? r.count : 1;
+      if (r.type === 'rejected') out.refused += n;
+      else {
+        out.flows++;
+        add(ports, r.dst_port, 1);
+        add(protocols, r.protocol ?? 'unknown', 1);
+        add(uas, r.ua, 1);
+        add(ssh, r.ssh, 1);
+      }
+      add(sources, r.src_ip || 'unknown', n);
+      add(reasons, r.close_reason, n);
+      if (out.first === null || r.opened_at < out.first) out.first = r.opened_at;
+      if (out.last === null || r.opened_at > out.last) out.last = r.opened_at;
     }
-    return out;
+  } catch (err) {
+    if (err instanceof HoneygateError) throw err;
+    throw new HoneygateError('HG_ERR_EVENTS_QUERY', `${dbPath}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    db.close();
+  }
+  const best = <K>(m: Map<string | number, number>) =>
+    [...m].sort((a, b) => b[1] - a[1] || String(a[0]).localeCompare(String(b[0]))).slice(0, top) as [
+      K,
+      number,
+    ][];
+  sources.delete('*'); // a tally over many sources (the tally table was full) names none
+  out.sources = sources.size;
+  out.top = {
+    sources: best<string>(sources),
+    ports: best<number>(ports),
+    protocols: best<string>(protocols),
+    userAgents: best<string>(uas),
+    sshClients: best<string>(ssh),
+    reasons: best<string>(reasons),
+  };
+  return out;
+}
+
+interface SummaryRow {
+  type: string;
+  src_ip: string;
+  dst_port: number;
+  protocol: string | null;
+  close_reason: string | null;
+  count: number;
+  opened_at: number;
+  ua: string | null;
+  ssh: string | null;
+}
+
+/**
+ * Calls `onEvents` with the events matching `q` recorded after the store's current last
+ * row, in the order they were recorded, polling every `intervalMs` (by rowid, so it costs
+ * an index lookup when nothing is new) until `signal` aborts. `q.limit` is ignored; with
+ * `backlog` > 0 the last `backlog` matching events come first. Resolves when aborted.
+ */
+export async function followEvents(
+  dbPath: string,
+  q: EventQuery,
+  onEvents: (events: FlowEvent[]) => void,
+  signal: AbortSignal,
+  opts: { intervalMs?: number; backlog?: number } = {},
+): Promise<void> {
+  const { where, params, cidr } = filters(q);
+  const db = openStore(dbPath);
+  try {
+    const cond = where.length ? ` AND ${where.join(' AND ')}` : '';
+    const newer = db.prepare(`SELECT * FROM events WHERE seq > @after${cond} ORDER BY seq LIMIT 1000`);
+    const top = db.prepare('SELECT max(seq) AS seq FROM events').get() as { seq: number | null } | undefined;
+    let after = top?.seq ?? 0;
+    const backlog = opts.backlog ?? 0;
+    if (backlog > 0) {
+      const recent = queryEvents(dbPath, { ...q, limit: backlog });
+      if (recent.length) onEvents(recent.reverse());
+    }
+    while (!signal.aborted) {
+      const rows = [...(newer.iterate({ ...params, after }) as unknown as IterableIterator<EventRow>)];
+      if (rows.length) after = rows[rows.length - 1]!.seq;
+      const events = rows.filter((r) => !cidr || cidrContains(cidr, r.src_ip)).map(rowToEvent);
+      if (events.length) onEvents(events);
+      if (rows.length === 1000) continue; // more waiting: no pause
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, opts.intervalMs ?? 500);
+        function done() {
+          clearTimeout(t);
+          signal.removeEventListener('abort', done);
+          resolve();
+        }
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
   } catch (err) {
     if (err instanceof HoneygateError) throw err;
     throw new HoneygateError('HG_ERR_EVENTS_QUERY', `${dbPath}: ${(err as Error).message}`, { cause: err });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { formatDuration, localTime, parseTime } from '../../src/cli/events.js';
+import { formatDuration, localTime, parseTime, tableTime } from '../../src/cli/events.js';
 import { SqliteSink } from '../../src/events/sqlite.js';
 import { sampleEvent, tempDir } from '../helpers/events.js';
 
@@ -82,21 +82,81 @@ describe('honeygate events', () => {
   });
 
   it('prints an aligned table with an escaped preview of the first bytes', async () => {
-    const r = await honeygate(['events', '--db', db]);
+    const r = await honeygate(['events', '--db', db, '--wide']);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
     assert.equal(lines.length, 3);
-    assert.match(lines[0]!, /^TIME\s+TYPE\s+SRC\s+DST\s+LISTENER\s+ROUTE\s+ACTION\s+SERVER\s+IN\/OUT/);
+    assert.match(
+      lines[0]!,
+      /^TIME \(UTC[^)]*\)\s+TYPE\s+SRC\s+DST\s+LISTENER\s+ROUTE\s+ACTION\s+SERVER\s+IN\/OUT/,
+    );
     const col = (name: string) => lines[0]!.indexOf(name);
     assert.equal(lines[1]!.indexOf('198.51.100.7:40001'), col('SRC'));
     assert.equal(lines[2]!.indexOf('[2001:db8::9]:5555'), col('SRC'));
-    assert.ok(lines[1]!.includes(localTime(ssh.openedAt)));
+    assert.ok(lines[1]!.includes(tableTime(ssh.openedAt, Date.now())));
     assert.ok(lines[1]!.includes('cowrie/192.0.2.10:2222'));
     assert.ok(lines[1]!.includes('123/4567'));
     assert.ok(lines[1]!.includes('SSH-\\x00\\x1b\\xff'), 'non-printables are escaped');
     assert.equal(/[\x00-\x08\x1b]/.test(r.stdout), false, 'no control characters reach the terminal');
     const preview = lines[1]!.slice(col('FIRST BYTES'));
     assert.ok(preview.length <= 43 && preview.endsWith('...'), `preview capped: ${preview}`);
+  });
+
+  it('fits the table in 120 columns, shows the zone, and says when nothing matched', async () => {
+    const r = await honeygate(['events', '--db', db]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const l of r.stdout.trimEnd().split('\n')) assert.ok(l.length <= 120, `${l.length}: ${l}`);
+    assert.match(r.stdout, /^TIME \(UTC/);
+    const none = await honeygate(['events', '--db', db, '--route', 'nope']);
+    assert.equal(none.code, 0);
+    assert.equal(none.stdout, '');
+    assert.match(none.stderr, /^no events \(route nope\) in /);
+  });
+
+  it('--summary counts sources, ports, protocols; --format ecs prints ECS documents', async () => {
+    const r = await honeygate(['events', '--db', db, '--summary', '--since', '24h']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^2 flows, 0 refused, from 2 sources since /);
+    assert.match(r.stdout, /TOP PORTS\n {2}1 {2}22\n {2}1 {2}8080\n/);
+    assert.match(r.stdout, /TOP SSH CLIENTS\n {2}2 {2}SSH-2.0-Go\n/);
+    const e = await honeygate(['events', '--db', db, '--json', '--format', 'ecs', '--limit', '1']);
+    assert.equal(e.code, 0, e.stderr);
+    const doc = JSON.parse(e.stdout);
+    assert.equal(doc.event.id, ssh.id);
+    assert.equal(doc.ecs.version, '8.17.0');
+  });
+
+  it('--follow prints the last events, then each new one as it is recorded', async () => {
+    const own = join(tmp.dir, 'follow.db'); // its own store: new rows would change the other tests
+    const first = new SqliteSink(own);
+    first.write([web, ssh]);
+    first.close();
+    const child = spawn(process.execPath, [BIN, 'events', '--db', own, '--follow', '--json', '--limit', '1']);
+    let out = '';
+    const seen = (n: number) =>
+      new Promise<void>((resolve, reject) => {
+        const check = () => {
+          if (out.split('\n').filter(Boolean).length >= n) resolve();
+        };
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          check();
+        });
+        child.once('exit', () => reject(new Error(`exited early: ${out}`)));
+        check();
+      });
+    try {
+      await seen(1);
+      assert.equal(JSON.parse(out.split('\n')[0]!).id, ssh.id);
+      const fresh = sampleEvent({ openedAt: Date.now() });
+      const sink = new SqliteSink(own);
+      sink.write([fresh]);
+      sink.close();
+      await seen(2);
+      assert.equal(JSON.parse(out.split('\n')[1]!).id, fresh.id);
+    } finally {
+      child.kill('SIGINT');
+    }
   });
 
   it('reads the store path from --config', async () => {

@@ -38,11 +38,24 @@ describe('toEcs', () => {
       end: '2024-05-01T12:00:01.750Z',
       duration: 1_500_000_000,
       dataset: 'honeygate.flow',
+      module: 'honeygate',
     });
-    assert.deepEqual(doc.observer, { name: 'gw-test', type: 'honeypot-gateway' });
+    assert.deepEqual(doc.observer, {
+      name: 'gw-test',
+      product: 'honeygate',
+      vendor: 'honeygate',
+      type: 'proxy',
+    });
     assert.deepEqual(doc.source, { ip: '198.51.100.7', port: 40001, bytes: 123 });
     assert.deepEqual(doc.destination, { ip: '192.0.2.1', port: 22, bytes: 4567 });
-    assert.deepEqual(doc.network, { transport: 'tcp', protocol: 'http', bytes: 4690 });
+    assert.deepEqual(doc.network, {
+      type: 'ipv4',
+      transport: 'tcp',
+      direction: 'inbound',
+      protocol: 'http',
+      community_id: '1:HwbKeRXDabjxRLpl4xqGzjFtbYs=',
+      bytes: 4690,
+    });
     assert.deepEqual(doc.honeygate, {
       type: 'flow',
       listener: 'all-ports',
@@ -54,10 +67,10 @@ describe('toEcs', () => {
       peer: { ip: '203.0.113.9', port: 7000 },
       first_bytes: e.firstBytes.toString('base64'),
       first_bytes_text: 'GET / HTTP/1.1\\r\\n\\x00\\xff\\\\',
-      protocol_fields: { path: '/' },
       count: 1,
       detail: 'x',
     });
+    assert.deepEqual(doc.url, { original: '/', path: '/' });
     assert.ok(!Object.keys(doc).some((k) => k.includes('.')), 'no dotted keys');
   });
 
@@ -150,10 +163,11 @@ describe('JsonlSink', () => {
     const sink = new JsonlSink(path);
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
-    sink.write([sampleEvent({ protocolFields: cyclic })]);
+    sink.write([sampleEvent({ protocol: 'odd', protocolFields: cyclic })]);
     sink.close();
     const [line] = readLines(path);
-    assert.ok(line?.honeygate.protocol_fields?._unserializable);
+    const self = line?.honeygate.protocol_fields?.self as Record<string, unknown> | undefined;
+    assert.ok(self?._unserializable);
   });
 
   it('fails to open a path it cannot create, with HG_ERR_SINK', () => {
