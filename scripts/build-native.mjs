@@ -1,19 +1,36 @@
 #!/usr/bin/env node
-// Builds the native addon (native/honeygate.cc -> build/Release/honeygate.node) with node-gyp;
-// package.json's "install" script runs it at `npm install` / `npm ci`. Offline: when this
-// Node has its headers beside it (Debian's /usr/include/node, the official tarballs'
-// include/node) node-gyp is pointed at them instead of downloading them.
+// The native addon (native/*.cc), for package.json's "install" script (`npm install`,
+// `npm ci`) and for packaging:
+//
+//   node scripts/build-native.mjs             the package's prebuild loads on this Node: done;
+//                                             otherwise build build/Release/honeygate.node
+//   node scripts/build-native.mjs --source    always build from source (also: npm install
+//                                             --build-from-source, HONEYGATE_BUILD_FROM_SOURCE=1)
+//   node scripts/build-native.mjs --prebuild  build prebuilds/linux-x64/honeygate.glibc.node with
+//                                             prebuildify, for `npm pack` (package.json "prepack")
+//
+// The npm package carries the prebuild, so installing it needs no compiler: the addon uses only
+// N-API (NAPI_VERSION 8), and one build loads on every Node >= 20 (node-gyp-build picks it,
+// src/net/native.ts loads it). Offline: when this Node has its headers beside it (Debian's
+// /usr/include/node, the official tarballs' include/node) node-gyp is pointed at them instead
+// of downloading them.
 //
 // A failed build is a warning, not a failed install: only tproxy listeners, originalDst
 // listeners and `source: transparent` backends need the addon.
 // HONEYGATE_REQUIRE_NATIVE=1 makes it an error (CI, packaging).
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, realpathSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const output = path.join(root, 'build', 'Release', 'honeygate.node');
+const mode = process.argv[2] ?? '';
+if (!['', '--source', '--prebuild'].includes(mode)) {
+  process.stderr.write('Usage: node scripts/build-native.mjs [--source | --prebuild]\n');
+  process.exit(2);
+}
 
 /** The node-gyp to run, as [command, ...args], or null. */
 function findNodeGyp() {
@@ -83,6 +100,67 @@ function warn(reason) {
   process.stderr.write(lines.join('\n'));
   process.exit(process.env.HONEYGATE_REQUIRE_NATIVE === '1' ? 1 : 0);
 }
+
+/**
+ * The shipped prebuild that fits this Node and loads, or null. The same choice as
+ * src/net/native.ts's loader: node-gyp-build's platform, arch, libc and N-API tags.
+ */
+function loadablePrebuild() {
+  const folder = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+  if (!existsSync(folder)) return null;
+  let ngb;
+  try {
+    ngb = createRequire(import.meta.url)('node-gyp-build');
+  } catch {
+    return null; // a dependency: missing only in a broken install
+  }
+  const fits = readdirSync(folder)
+    .filter((f) => f.endsWith('.node'))
+    .map((f) => ngb.parseTags(f))
+    .filter(ngb.matchTags('node', process.versions.modules))
+    .sort(ngb.compareTags('node'));
+  if (!fits[0]) return null;
+  const file = path.join(folder, fits[0].file);
+  // Loaded in a child: a prebuild that crashes on load must not take the install with it.
+  const check = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', file], { stdio: 'ignore' });
+  return check.status === 0 ? file : null;
+}
+
+/** prebuildify --napi: one build for every Node with N-API 8, into prebuilds/. */
+function prebuild() {
+  const bin = path.join(root, 'node_modules', 'prebuildify', 'bin.js');
+  if (!existsSync(bin)) {
+    process.stderr.write('honeygate: prebuildify is not installed (npm ci installs it)\n');
+    process.exit(1);
+  }
+  const nodeGyp = findNodeGyp();
+  // prebuildify spawns node-gyp itself: a script it can execute, not [node, script].
+  const gypBin = nodeGyp?.at(-1);
+  if (!gypBin || !isExecutable(gypBin)) {
+    process.stderr.write('honeygate: node-gyp not found (it ships with npm)\n');
+    process.exit(1);
+  }
+  const env = { ...process.env, PREBUILD_NODE_GYP: gypBin };
+  // --target is this Node; nodedir makes node-gyp use its local headers (offline).
+  const nodedir = nodedirArgs()[0];
+  if (nodedir) env.npm_config_nodedir = nodedir.slice('--nodedir='.length);
+  const args = [bin, '--napi', '--strip', '--tag-libc', '--target', `node@${process.versions.node}`];
+  const run = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env });
+  if (run.status !== 0) {
+    process.stderr.write(`honeygate: prebuildify exited ${run.status ?? run.signal}\n`);
+    process.exit(1);
+  }
+}
+
+if (mode === '--prebuild') {
+  prebuild();
+  process.exit(0);
+}
+const fromSource =
+  mode === '--source' ||
+  process.env.HONEYGATE_BUILD_FROM_SOURCE === '1' ||
+  process.env.npm_config_build_from_source === 'true';
+if (!fromSource && loadablePrebuild()) process.exit(0); // nothing to build
 
 const nodeGyp = findNodeGyp();
 if (!nodeGyp) warn('node-gyp not found (it ships with npm)');

@@ -27,6 +27,8 @@ fail() {
 # ---- 1. test peers from apt ---------------------------------------------------------
 # binary:package; the integration tests skip what needs a binary that is missing.
 PEERS="haproxy:haproxy nginx:nginx socat:socat nmap:nmap sqlite3:sqlite3 nc:netcat-openbsd curl:curl"
+# deploy/logrotate/honeygate is run by the real logrotate (test/integration/deploy.test.ts).
+PEERS="$PEERS logrotate:logrotate"
 # The e2e tests: namespaces, nftables and a real Docker Engine inside a test namespace.
 PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
 NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
@@ -95,7 +97,7 @@ stop_root_docker() {
   done
 }
 
-step "test peers (haproxy, nginx, socat, nmap, sqlite3, nc, curl; nftables, iptables, docker.io, busybox-static)"
+step "test peers (haproxy, nginx, socat, nmap, sqlite3, nc, curl, logrotate; nftables, iptables, docker.io, busybox-static)"
 MISSING=$(missing_packages)
 if [ -z "$MISSING" ]; then
   echo "all installed"

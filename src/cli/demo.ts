@@ -2,9 +2,10 @@
 // gateway, a honeypot host), runs honeygate in the gateway with transparent mode and its
 // own firewall rules, attacks from both attackers (a connect scan, an SSH banner grab, an
 // HTTP request), prints what the honeypot saw and the recorded events, and tears it all
-// down, also on Ctrl-C. Needs root (namespaces, nftables) and nothing else installed.
+// down, also on Ctrl-C, then says what it removed and checks that nothing is left. Needs root
+// (namespaces, nftables) and nothing else installed.
 import { type ChildProcess, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -129,6 +130,14 @@ export async function demo(keep: boolean): Promise<number> {
   const dir = mkdtempSync(path.join(tmpdir(), 'honeygate-demo-'));
   farm.topology.onDestroy(() => rmSync(dir, { recursive: true, force: true }));
   const t = farm.topology;
+  const made = ownNamespaces(t.id);
+  // Ctrl-C (or a kill): the farm's own exit hooks tear it down first; this one says what went.
+  const onInterrupt = (signal: NodeJS.Signals) => {
+    void farm.destroy();
+    process.exit(reportCleanup(t.id, made, dir, signal) ? 130 : 1);
+  };
+  process.once('SIGINT', onInterrupt);
+  process.once('SIGTERM', onInterrupt);
   const node = process.execPath;
   try {
     const hp = farm.honeypot!;
@@ -216,7 +225,38 @@ export async function demo(keep: boolean): Promise<number> {
     process.stderr.write(`honeygate demo: ${(err as Error).message}\n`);
     return 1;
   } finally {
+    process.off('SIGINT', onInterrupt);
+    process.off('SIGTERM', onInterrupt);
     await farm.destroy();
-    say('\nfarm removed');
+    if (!reportCleanup(t.id, made, dir)) process.exitCode = 1;
   }
+}
+
+/** The network namespaces whose names start with the farm's id. */
+function ownNamespaces(id: string): string[] {
+  const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  return (list.stdout ?? '')
+    .split('\n')
+    .map((line) => line.split(' ')[0]!)
+    .filter((ns) => ns.startsWith(`${id}-`))
+    .sort();
+}
+
+/**
+ * Prints what the teardown removed, then checks it: no namespace of the farm and no temp dir
+ * left. Returns whether nothing is left.
+ */
+function reportCleanup(id: string, made: string[], dir: string, signal?: NodeJS.Signals): boolean {
+  say(`\n${signal ? `${signal}: ` : ''}cleaning up`);
+  say('  stopped honeygate, the honeypot and the attackers');
+  say(`  removed network namespaces ${made.join(', ')}`);
+  say("    (with them their veth pairs, routes and honeygate's nftables rules)");
+  say(`  removed ${dir} (config and events.db)`);
+  const left = [...ownNamespaces(id), ...(existsSync(dir) ? [dir] : [])];
+  if (left.length > 0) {
+    process.stderr.write(`honeygate demo: left behind: ${left.join(', ')}\n`);
+    return false;
+  }
+  say(`nothing left behind: no ${id}-* namespace, no ${dir}`);
+  return true;
 }

@@ -6,9 +6,10 @@
 // The addon loads on first use, so importing this module never fails; nativeAvailable()
 // says whether it can load and, if not, every path tried.
 
-import { closeSync } from 'node:fs';
+import { closeSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HoneygateError } from '../errors.js';
 import type { CloseReason } from '../events/event.js';
@@ -93,28 +94,68 @@ export function socketName(fd: number): { host: string; port: number } {
   return call((a) => a.socketName(fd));
 }
 
-// This file runs as dist/src/net/native.js; node-gyp builds into the package root.
+// This file runs as dist/src/net/native.js; node-gyp builds into the package root, and the
+// npm package carries a prebuild (prebuildify: prebuilds/linux-x64/honeygate.glibc.node).
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CANDIDATES = ['build/Release/honeygate.node', 'build/Debug/honeygate.node'];
 
 let loaded: Addon | undefined;
 let loadError: HoneygateError | undefined;
+let loadedFrom = '';
 
+/**
+ * The prebuild in `dir`/prebuilds that fits this Node (node-gyp-build's own choice of
+ * platform, arch, libc and N-API tags), or a note on why there is none.
+ */
+export function prebuildFor(dir: string): { path: string } | { none: string } {
+  const require = createRequire(import.meta.url);
+  const folder = path.join(dir, 'prebuilds', `${process.platform}-${process.arch}`);
+  let files: string[];
+  try {
+    files = readdirSync(folder).filter((f) => f.endsWith('.node'));
+  } catch {
+    return { none: `${folder}/ (not found)` };
+  }
+  let ngb: NodeGypBuild;
+  try {
+    ngb = require('node-gyp-build') as NodeGypBuild;
+  } catch {
+    return { none: `${folder}/ (node-gyp-build is not installed)` };
+  }
+  const fits = files
+    .map((f) => ngb.parseTags(f))
+    .filter(ngb.matchTags('node', process.versions.modules))
+    .sort(ngb.compareTags('node'));
+  if (fits[0]) return { path: path.join(folder, fits[0].file) };
+  return { none: `${folder}/ (none of ${files.join(', ') || 'no files'} fits this Node)` };
+}
+
+interface NodeGypBuild {
+  parseTags(file: string): { file: string };
+  matchTags(runtime: string, abi: string): (tags: { file: string }) => boolean;
+  compareTags(runtime: string): (a: { file: string }, b: { file: string }) => number;
+}
+
+/** Loads the addon: a local build first (build/Release, build/Debug), then the shipped prebuild. */
 function addon(): Addon {
   if (loaded) return loaded;
   if (loadError) throw loadError;
   const require = createRequire(import.meta.url);
   const tried: string[] = [];
-  for (const candidate of CANDIDATES) {
-    const path = ROOT + candidate;
+  const paths = CANDIDATES.map((c) => ROOT + c);
+  const prebuild = prebuildFor(ROOT);
+  if ('path' in prebuild) paths.push(prebuild.path);
+  for (const file of paths) {
     try {
-      loaded = require(path) as Addon;
+      loaded = require(file) as Addon;
+      loadedFrom = file;
       return loaded;
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      tried.push(`${path} (${e.code === 'MODULE_NOT_FOUND' ? 'not found' : e.message})`);
+      tried.push(`${file} (${e.code === 'MODULE_NOT_FOUND' ? 'not found' : e.message})`);
     }
   }
+  if ('none' in prebuild) tried.push(prebuild.none);
   loadError = new HoneygateError(
     'HG_ERR_NATIVE',
     `tried ${tried.join(', ')}; run npm ci (needs g++, python3, make) or node scripts/build-native.mjs`,
@@ -122,11 +163,11 @@ function addon(): Addon {
   throw loadError;
 }
 
-/** Whether the addon loads; the reason lists every path tried. */
-export function nativeAvailable(): { ok: true } | { ok: false; reason: string } {
+/** Whether the addon loads, and from which file; the reason lists every path tried. */
+export function nativeAvailable(): { ok: true; path: string } | { ok: false; reason: string } {
   try {
     addon();
-    return { ok: true };
+    return { ok: true, path: loadedFrom };
   } catch (err) {
     return { ok: false, reason: (err as Error).message };
   }

@@ -71,7 +71,7 @@ async function freePort(host: string): Promise<number> {
 }
 
 test('the addon loads', () => {
-  assert.deepEqual(nativeAvailable(), { ok: true });
+  assert.equal(nativeAvailable().ok, true);
 });
 
 // Every CloseReason, once: the compiler rejects a missing or an unknown key.

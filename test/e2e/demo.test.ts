@@ -1,0 +1,67 @@
+// Issue 13: `honeygate demo` confirms its cleanup after Ctrl-C. Run with --keep, it waits with
+// the farm up; SIGINT (what Ctrl-C sends) makes it say what it removed and check that nothing
+// is left: no namespace of its farm, no temp dir, no change in the root namespace.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { describe, test } from 'node:test';
+import { BIN } from '../helpers/honeygate.js';
+import { namespaces, needsRoot, rootState } from '../helpers/netns.js';
+import { waitFor } from '../helpers/wait.js';
+
+const skip = needsRoot();
+
+describe('honeygate demo', () => {
+  test('after Ctrl-C it prints what it removed, and nothing is left', {
+    skip,
+    timeout: 180_000,
+  }, async () => {
+    const rootBefore = rootState();
+    const demo = spawn(process.execPath, [BIN, 'demo', '--keep'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    demo.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    demo.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
+    try {
+      const id = await waitFor(
+        'the demo to wait for Ctrl-C',
+        () => {
+          if (demo.exitCode !== null) throw new Error(`demo exited ${demo.exitCode}\n${out}${err}`);
+          return /namespaces (\S+)-\* are up; Ctrl-C removes them/.exec(out)?.[1];
+        },
+        120_000,
+        100,
+      );
+      const dir = /honeygate run -c (\S+)\/honeygate\.yaml/.exec(out)![1]!;
+      const made = namespaces().filter((ns) => ns.startsWith(`${id}-`));
+      assert.ok(made.length >= 4, `the farm is up: ${made.join(', ')}`);
+      assert.ok(fs.existsSync(dir));
+
+      demo.kill('SIGINT');
+      assert.equal(await exited, 130, `${out}${err}`);
+      const report = out.slice(out.indexOf('SIGINT: cleaning up'));
+      assert.match(report, /^SIGINT: cleaning up\n {2}stopped honeygate, the honeypot and the attackers\n/);
+      assert.ok(report.includes(`removed network namespaces ${made.sort().join(', ')}\n`), report);
+      assert.ok(report.includes(`removed ${dir} (config and events.db)`), report);
+      assert.ok(report.includes(`nothing left behind: no ${id}-* namespace, no ${dir}`), report);
+      assert.equal(err, '');
+      // What it says is so.
+      assert.deepEqual(
+        namespaces().filter((ns) => ns.startsWith(`${id}-`)),
+        [],
+      );
+      assert.equal(fs.existsSync(dir), false);
+      assert.deepEqual(rootState(), rootBefore);
+    } finally {
+      if (demo.exitCode === null) {
+        demo.kill('SIGTERM');
+        await exited;
+      }
+    }
+  });
+});
