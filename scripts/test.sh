@@ -29,6 +29,8 @@ fail() {
 PEERS="haproxy:haproxy nginx:nginx socat:socat nmap:nmap sqlite3:sqlite3 nc:netcat-openbsd curl:curl"
 # deploy/logrotate/honeygate is run by the real logrotate (test/integration/deploy.test.ts).
 PEERS="$PEERS logrotate:logrotate"
+# The allow-listed resolver of the containment test (test/e2e/contain.test.ts).
+PEERS="$PEERS dnsmasq:dnsmasq-base"
 # The e2e tests: namespaces, nftables and a real Docker Engine inside a test namespace.
 PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
 NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so

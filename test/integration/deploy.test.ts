@@ -99,6 +99,7 @@ routes:
   - capture: { timeout: 2s }
 events:
   jsonl: "{{dir}}/log/events.jsonl"
+  createDirectories: true
   batch: 20ms
 `);
     hg = gw;
