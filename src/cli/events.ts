@@ -10,7 +10,7 @@ import { formatEndpoint, parseCidr } from '../net/address.js';
 
 export const DEFAULT_DB = './data/events.db';
 const ACTIONS = ['forward', 'capture', 'reject', 'drop', 'close'];
-const TYPES = ['flow', 'update', 'rejected', 'firewall'];
+const TYPES = ['flow', 'update', 'rejected', 'firewall', 'egress'];
 const UNIT_MS: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 };
 
 export interface EventsOptions {
@@ -215,7 +215,7 @@ function tableRow(e: FlowEvent): string[] {
   const server = e.backend || e.server ? `${e.backend ?? '-'}/${e.server ?? '-'}` : '-';
   return [
     localTime(e.openedAt),
-    e.type === 'rejected' ? `rejected x${e.count}` : e.type,
+    e.type === 'rejected' || e.type === 'egress' ? `${e.type} x${e.count}` : e.type,
     e.src.ip ? formatEndpoint(e.src) : 'unknown', // reset before accept: no address to show
     formatEndpoint(e.dst),
     e.listener,

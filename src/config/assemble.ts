@@ -2,6 +2,7 @@
 // when checks.ts found no problem, so nothing here reports one.
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { toContain } from '../contain/config.js';
 import { expandBind, type Parsed, workerCount } from './checks.js';
 import {
   type ACTION_KEYS,
@@ -140,6 +141,7 @@ export function assemble(p: Checked, baseDir: string): Config {
       rulePriority: firewall.rulePriority,
       checkIntervalMs: firewall.checkInterval,
     },
+    contain: toContain(p.contain),
     log,
     workers: workerCount(workers),
   };

@@ -262,6 +262,7 @@ export const TOP_KEYS = [
   'events',
   'admin',
   'firewall',
+  'contain',
   'log',
   'workers',
 ] as const;

@@ -1,5 +1,6 @@
 // The defaulted, validated configuration every stage reads. The raw YAML shape lives in
 // schema.ts; load.ts turns raw into this. Durations are milliseconds, sizes are bytes.
+import type { ContainConfig } from '../contain/config.js';
 
 export type SourceMode = 'none' | 'proxy-v1' | 'proxy-v2' | 'transparent';
 export type Balance = 'roundrobin' | 'leastconn' | 'source-hash';
@@ -140,6 +141,7 @@ export interface Config {
   events: EventsConfig;
   admin: AdminConfig | null;
   firewall: FirewallConfig;
+  contain: ContainConfig | null; // egress containment of honeypots (src/contain); null: none
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent' };
   /**
    * Worker processes of `run` (`auto` resolved to the number of CPUs). 1: one process, no

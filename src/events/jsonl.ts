@@ -18,6 +18,7 @@ const EVENT_TYPES: Record<FlowEvent['type'], string[]> = {
   update: ['connection', 'info'],
   rejected: ['connection', 'denied'],
   firewall: ['change'],
+  egress: ['connection', 'denied'],
 };
 
 /** One line of the file. Optional fields are left out, not null, when the event has no value. */
@@ -38,7 +39,7 @@ export interface EcsDocument {
   observer: { name: string; type: 'honeypot-gateway' };
   source: { ip?: string; port?: number; bytes: number };
   destination: { ip?: string; port?: number; bytes: number };
-  network: { transport: 'tcp'; protocol?: string; bytes: number };
+  network: { transport: string; protocol?: string; bytes: number };
   honeygate: {
     type: string;
     listener: string;
@@ -79,8 +80,9 @@ export function toEcs(e: FlowEvent): EcsDocument {
     source: { ip: ipOrUndefined(e.src.ip), port: e.src.port || undefined, bytes: e.bytesIn },
     destination: { ip: ipOrUndefined(e.dst.ip), port: e.dst.port || undefined, bytes: e.bytesOut },
     network: {
-      transport: 'tcp',
-      protocol: e.protocol?.toLowerCase() ?? undefined,
+      // an egress event's protocol is its transport (tcp, udp, icmp): it has no application data
+      transport: e.type === 'egress' ? (e.protocol ?? 'unknown') : 'tcp',
+      protocol: e.type === 'egress' ? undefined : (e.protocol?.toLowerCase() ?? undefined),
       bytes: e.bytesIn + e.bytesOut,
     },
     honeygate: {

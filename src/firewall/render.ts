@@ -4,6 +4,8 @@
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type { Cidr, Config, Divert, FirewallConfig, PortRange } from '../config/types.js';
+import type { ContainTargets } from '../contain/docker.js';
+import { renderContain } from '../contain/render.js';
 
 export const TABLE = 'honeygate';
 export const FAMILY = 'inet';
@@ -16,6 +18,7 @@ export interface ProtectedPort {
 
 export interface RenderOptions {
   protectedPorts: ProtectedPort[];
+  contain?: ContainTargets; // contain.networks as resolved now (src/contain/docker.ts); absent: none found
 }
 
 /**
@@ -35,7 +38,7 @@ export const RULE = {
 export interface RulesetPlan {
   hash: string; // sha256 of the table body, kept in the table's comment
   chains: { name: string; type: string; hook: string; prio: number; rules: string[] }[];
-  sets: { name: string; type: 'inet_service' | 'ipv4_addr' | 'ipv6_addr'; elements: string[] }[];
+  sets: { name: string; type: 'inet_service' | 'ipv4_addr' | 'ipv6_addr' | 'ifname'; elements: string[] }[];
   families: (4 | 6)[]; // address families that need policy routing
 }
 
@@ -184,7 +187,9 @@ function setMark(key: 'meta mark' | 'ct mark', fw: FirewallConfig): string {
 
 /** True when the config needs honeygate's table at all. */
 export function needsFirewall(config: Config): boolean {
-  return config.listeners.some((l) => l.tproxy) || transparentFamilies(config).length > 0;
+  return (
+    config.listeners.some((l) => l.tproxy) || transparentFamilies(config).length > 0 || config.contain != null
+  );
 }
 
 function transparentFamilies(config: Config): (4 | 6)[] {
@@ -320,7 +325,14 @@ function render(config: Config, opts: RenderOptions): Rendered {
     `\t\tmeta l4proto tcp socket transparent 1 ${setMark('ct mark', fw)} comment "${RULE.ctMark}"`,
     '\t}',
   ];
-  const body = [...sets, ...prerouting, '', ...output].join('\n');
+  const contain = config.contain ? renderContain(config.contain, opts.contain) : null;
+  if (contain) {
+    sets.push(...contain.sets);
+    plan.sets.push(...contain.planSets);
+  }
+  const body = [...sets, ...prerouting, '', ...output, ...(contain ? ['', ...contain.chains] : [])]
+    .join('\n')
+    .trimEnd();
   plan.hash = createHash('sha256').update(body).digest('hex').slice(0, 16);
   plan.chains = [
     {
@@ -331,6 +343,7 @@ function render(config: Config, opts: RenderOptions): Rendered {
       rules: [RULE.reply, RULE.transparent, RULE.dnat, ...(own.length ? [RULE.own] : []), ...divertComments],
     },
     { name: 'output', type: 'route', hook: 'output', prio: -140, rules: [RULE.ctMark] },
+    ...(contain?.planChains ?? []),
   ];
   plan.families = [...families].sort();
 
