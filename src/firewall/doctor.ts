@@ -10,6 +10,8 @@
 // DNATed addresses); where a claim depends on someone else's rules, messages say "can".
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import type { Config, PortRange } from '../config/types.js';
+import { type ContainTargets, resolveNetworks } from '../contain/docker.js';
+import { containment } from '../contain/doctor.js';
 import { cidrContains, formatEndpoint, ipFamily } from '../net/address.js';
 import { nativeAvailable } from '../net/native.js';
 import { elementText, isOurRule, sameElements, spawnCollect } from './apply.js';
@@ -154,6 +156,7 @@ export interface Facts {
   servers: Map<string, { route: RouteInfo | null; error: string }>; // transparent servers' hosts
   protectedPorts: ProtectedPort[];
   plan: RulesetPlan | null;
+  contain?: ContainTargets; // contain.networks as Docker reports them now
   native: { ok: true } | { ok: false; reason: string } | null; // null: not checked
 }
 
@@ -236,10 +239,12 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
 
   const ss = await host.exec('ss', ['-ltnpH']);
   const protectedPorts = protectedFrom(config, parseSshdListeners(ss.code === 0 ? ss.stdout : ''));
-  const plan = planRuleset(config, { protectedPorts });
+  const contain = await resolveNetworks(config.contain);
+  const plan = planRuleset(config, { protectedPorts, contain });
 
   const facts: Facts = {
     config,
+    contain,
     file: shellQuote(file),
     capEff: capHex ? BigInt(`0x${capHex}`) : null,
     sysctl: new Map(),
@@ -1488,6 +1493,7 @@ const CHECKS: [string, Check][] = [
   ['ip_forward', ipForward],
   ['docker-proxy', dockerProxy],
   ['br_netfilter', brNetfilter],
+  ['contain', containment],
 ];
 
 /** Runs every check over facts already gathered. */

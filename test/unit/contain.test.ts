@@ -31,7 +31,10 @@ function errors(text: string): string {
 
 test('contain: a config error names the key and what is allowed', () => {
   assert.match(errors('contain: {}\n'), /config\.yaml:2: contain: names nothing to contain: give honeypots/);
-  assert.match(errors('contain: { honeypots: ["192.0.2.300"] }\n'), /contain\.honeypots\[0\]: "192\.0\.2\.300" is not an IP address/);
+  assert.match(
+    errors('contain: { honeypots: ["192.0.2.300"] }\n'),
+    /contain\.honeypots\[0\]: "192\.0\.2\.300" is not an IP address/,
+  );
   assert.match(errors('contain: { honeypots: ["0.0.0.0/0"] }\n'), /would hold in every address/);
   assert.match(errors('contain: { networks: ["-bad"] }\n'), /invalid Docker network name "-bad"/);
   assert.match(
@@ -67,7 +70,7 @@ test('contain: defaults', () => {
     .contain!;
   assert.deepEqual(a.allow[0]!.protocols, ['tcp', 'udp']);
   assert.deepEqual(a.allow[0]!.rate, { count: 10, unit: 'minute' });
-  assert.equal(config("").contain, null);
+  assert.equal(config('').contain, null);
 });
 
 const NETWORKS = {
