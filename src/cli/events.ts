@@ -18,7 +18,7 @@ import { formatEndpoint, parseCidr } from '../net/address.js';
 
 export const DEFAULT_DB = './data/events.db';
 const ACTIONS = ['forward', 'capture', 'reject', 'drop', 'close'];
-const TYPES = ['flow', 'update', 'rejected', 'firewall'];
+const TYPES = ['flow', 'update', 'rejected', 'firewall', 'egress'];
 const FORMATS = ['native', 'ecs'];
 const TABLE_WIDTH = 120; // when stdout is not a terminal that says otherwise
 const UNIT_MS: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 };
@@ -351,7 +351,7 @@ function tableRow(e: FlowEvent, zone: string, now: number): string[] {
   }
   return [
     time,
-    e.type,
+    e.type === 'egress' ? `egress x${e.count}` : e.type,
     e.src.ip ? formatEndpoint(e.src) : 'unknown', // reset before accept: no address to show
     formatEndpoint(e.dst),
     e.listener,

@@ -3,6 +3,7 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { assembleAction, DEFAULT_CAPTURE } from '../actions/definitions/index.js';
+import { toContain } from '../contain/config.js';
 import { expandBind, type Parsed, workerCount } from './checks.js';
 import type { RawBackend, RawListener, RawRoute } from './schema.js';
 import type { BackendConfig, Config, EventsConfig, ListenerConfig, Route, RouteMatch } from './types.js';
@@ -120,6 +121,7 @@ export function assemble(p: Checked, baseDir: string): Config {
       rulePriority: firewall.rulePriority,
       checkIntervalMs: firewall.checkInterval,
     },
+    contain: toContain(p.contain),
     log,
     workers: workerCount(workers),
     user: p.identity ?? null,

@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
 import { type ActionType, backendsOf, rawBackends } from '../actions/definitions/index.js';
+import { checkContain, containSchema, type RawContainSection } from '../contain/schema.js';
 import { FOREIGN_MARKS } from '../firewall/marks.js';
 import { formatEndpoint } from '../net/address.js';
 import { FD_RESERVE, flowsWithin } from '../net/fd-limit.js';
@@ -51,6 +52,7 @@ export interface Parsed {
   adminWritten: boolean;
   log?: z.output<typeof logSchema>;
   firewall?: RawFirewall;
+  contain?: RawContainSection;
   workers?: number | 'auto';
   identity?: Identity | null; // user:/group:, looked up; undefined when the lookup failed
 }
@@ -375,6 +377,8 @@ export function checkDocument(report: Report, raw: Record<string, unknown>, base
   p.log = report.parse(logSchema, raw.log ?? {}, ['log']);
   p.firewall = report.parse(firewallSchema, raw.firewall ?? {}, ['firewall']);
   if (p.firewall) checkFirewall(report, p.firewall);
+  if (raw.contain != null) p.contain = report.parse(containSchema, raw.contain, ['contain']);
+  if (p.contain) checkContain(p.contain, (path, message) => report.error(path, message));
   p.workers = raw.workers === undefined ? 1 : report.parse(conv(parseWorkers), raw.workers, ['workers']);
   checkListeners(report, p);
   checkRoutes(report, p, raw.routes);

@@ -117,6 +117,7 @@ export const TOP_KEYS = [
   'events',
   'admin',
   'firewall',
+  'contain',
   'log',
   'workers',
   'user',

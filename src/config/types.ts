@@ -136,6 +136,7 @@ export interface Config {
   events: EventsConfig;
   admin: AdminConfig | null;
   firewall: FirewallConfig;
+  contain: ContainConfig | null; // egress containment of honeypots (src/contain); null: none
   log: {
     level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
     format: 'auto' | 'json' | 'pretty'; // auto: pretty when stdout is a terminal, JSON lines otherwise
@@ -147,4 +148,24 @@ export interface Config {
   workers: number;
   /** `user:`/`group:`: the account `run` drops to after start-up (src/privileges), or null. */
   user: Identity | null;
+}
+
+/** `contain:` (src/contain). */
+export type ContainProtocol = 'tcp' | 'udp';
+
+/** One allow-list entry: new flows from a honeypot to `to` (and `ports`) pass, at most at `rate`. */
+export interface ContainAllow {
+  to: Cidr[];
+  protocols: ContainProtocol[];
+  ports: PortRange[] | null; // null: every port
+  rate: { count: number; unit: 'second' | 'minute' | 'hour' } | null; // null: no limit
+}
+
+export interface ContainConfig {
+  honeypots: Cidr[]; // source addresses held in
+  networks: string[]; // Docker networks by name, resolved to their bridge at apply
+  docker: string; // the Docker API's unix socket
+  allow: ContainAllow[];
+  recordIntervalMs: number; // how often the egress counters become events
+  sizes: number; // distinct (honeypot, destination, protocol, port) tuples kept between two reads
 }

@@ -19,6 +19,7 @@ const EVENT_TYPES: Record<string, string[]> = {
   update: ['connection', 'info'],
   rejected: ['connection', 'denied'],
   firewall: ['change'],
+  egress: ['connection', 'denied'],
 };
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
@@ -45,8 +46,8 @@ export interface EcsDocument {
   destination?: { ip?: string; port?: number; bytes: number };
   network?: {
     type?: 'ipv4' | 'ipv6';
-    transport: 'tcp';
-    direction: 'inbound';
+    transport: string;
+    direction: 'inbound' | 'outbound';
     protocol?: string;
     community_id?: string;
     bytes: number;
@@ -83,6 +84,7 @@ export function toEcs(e: FlowEvent): EcsDocument {
   const at = end ?? e.openedAt + e.durationMs; // close time, or the update's time
   const first = Buffer.isBuffer(e.firstBytes) ? e.firstBytes : Buffer.from(e.firstBytes ?? []);
   const isFlow = e.type !== 'firewall';
+  const egress = e.type === 'egress';
   const srcIp = ipOrUndefined(e.src?.ip);
   const dstIp = ipOrUndefined(e.dst?.ip);
   const fields = protocolDoc(e.protocol?.toLowerCase() ?? null, e.protocolFields);
@@ -127,12 +129,15 @@ export function toEcs(e: FlowEvent): EcsDocument {
     const family = dstIp ? isIP(dstIp) : srcIp ? isIP(srcIp) : 0;
     doc.network = {
       type: family === 4 ? 'ipv4' : family === 6 ? 'ipv6' : undefined,
-      transport: 'tcp',
-      direction: 'inbound', // attackers reach in from outside; the gateway is the perimeter
-      protocol: e.protocol?.toLowerCase() ?? undefined,
-      // One flow's id: a rejection tally covers many flows (and has no source port).
+      // An egress event's protocol is its transport (tcp, udp, icmp): a honeypot's own
+      // attempt, dropped before any application data.
+      transport: egress ? (e.protocol ?? 'unknown') : 'tcp',
+      // attackers reach in from outside; the gateway is the perimeter
+      direction: egress ? 'outbound' : 'inbound',
+      protocol: egress ? undefined : (e.protocol?.toLowerCase() ?? undefined),
+      // One flow's id: a rejection or egress tally covers many flows.
       community_id:
-        e.type !== 'rejected' && srcIp && dstIp && e.src.port && e.dst.port
+        e.type !== 'rejected' && !egress && srcIp && dstIp && e.src.port && e.dst.port
           ? communityId(srcIp, e.src.port, dstIp, e.dst.port, 6)
           : undefined,
       bytes: e.bytesIn + e.bytesOut,

@@ -7,7 +7,8 @@ export type EventType =
   | 'flow' // a flow ended: the one final record
   | 'update' // a long flow is still open: counters so far (same id as the final record)
   | 'rejected' // admission refused `count` flows from one source over an interval
-  | 'firewall'; // run --manage-firewall applied its rules, or found them gone and applied them again
+  | 'firewall' // run --manage-firewall applied its rules, or found them gone and applied them again
+  | 'egress'; // a contained honeypot started flows to one destination: `count` packets dropped over an interval
 
 export type CloseReason =
   | 'client-closed' // attacker closed first (FIN), then the rest drained

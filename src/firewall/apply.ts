@@ -4,6 +4,7 @@
 // (pref + fwmark/mask + table). The tools are nft and ip (ss for sshd's ports).
 import { spawn } from 'node:child_process';
 import type { Config, FirewallConfig } from '../config/types.js';
+import { type ContainTargets, resolveNetworks } from '../contain/docker.js';
 import { HoneygateError } from '../errors.js';
 import {
   commentOf,
@@ -271,10 +272,11 @@ export interface ApplyResult {
  */
 export async function apply(
   config: Config,
-  opts: { protectedPorts?: ProtectedPort[] } = {},
+  opts: { protectedPorts?: ProtectedPort[]; contain?: ContainTargets } = {},
 ): Promise<ApplyResult> {
   const prot = opts.protectedPorts ?? (await protectedPorts(config));
-  const ruleset = renderRuleset(config, { protectedPorts: prot });
+  const contain = opts.contain ?? (await resolveNetworks(config.contain));
+  const ruleset = renderRuleset(config, { protectedPorts: prot, contain });
   const fw = config.firewall;
   const wanted = renderRouting(config, { protectedPorts: prot });
   const added: RoutingEntry[] = [];
@@ -297,6 +299,13 @@ export async function apply(
       throw err;
     }
   } else tableRemoved = await deleteTable();
+  // The rest is contained now; a network that is not must not pass unnoticed.
+  if (contain.missing.length) {
+    throw new HoneygateError(
+      'HG_ERR_FIREWALL',
+      `contain.networks: ${contain.missing.map((m) => `${m.name}: ${m.why}`).join('; ')} (the other honeypots are contained)`,
+    );
+  }
   return { ruleset, protectedPorts: prot, added, removed, tableRemoved };
 }
 
@@ -340,10 +349,11 @@ function notJson(args: string[]): HoneygateError {
  */
 export async function verify(
   config: Config,
-  opts: { protectedPorts?: ProtectedPort[] } = {},
+  opts: { protectedPorts?: ProtectedPort[]; contain?: ContainTargets } = {},
 ): Promise<string[]> {
   const prot = opts.protectedPorts ?? (await protectedPorts(config));
-  const plan = planRuleset(config, { protectedPorts: prot });
+  const contain = opts.contain ?? (await resolveNetworks(config.contain));
+  const plan = planRuleset(config, { protectedPorts: prot, contain });
   const fw = config.firewall;
   const text = await liveTable();
   // without a plan only the table's presence matters: no need to read its contents
@@ -382,7 +392,8 @@ export function undivertedNotes(config: Config): string[] {
 /** The report `firewall show` prints: what apply would load, then what this namespace has. */
 export async function show(config: Config): Promise<string> {
   const prot = await protectedPorts(config);
-  const ruleset = renderRuleset(config, { protectedPorts: prot });
+  const contain = await resolveNetworks(config.contain);
+  const ruleset = renderRuleset(config, { protectedPorts: prot, contain });
   const routing = renderRouting(config, { protectedPorts: prot });
   const fw = config.firewall;
   const lines: string[] = [];
@@ -403,7 +414,7 @@ export async function show(config: Config): Promise<string> {
   const ours = `pref ${fw.rulePriority} fwmark ${hex(fw.mark)}/${hex(fw.mask)} lookup ${fw.table}`;
   if (live.length === 0) lines.push(`# no ip rule ${ours}, no local route in table ${fw.table}`);
   for (const e of live) lines.push(`# present: ${e.argv.join(' ').replace(' add ', ' ')}`);
-  const problems = await verify(config, { protectedPorts: prot });
+  const problems = await verify(config, { protectedPorts: prot, contain });
   lines.push(
     problems.length
       ? `# differences (run \`honeygate firewall apply\`):\n${problems.map((p) => `#   ${p}`).join('\n')}`

@@ -2,9 +2,7 @@
 // so the output is golden-tested (test/helpers/fixtures/firewall) and `show` prints exactly what
 // `apply` loads. docs/firewall.md explains the design: hooks, priorities, mark math.
 import { createHash } from 'node:crypto';
-import ipaddr from 'ipaddr.js';
 import type {
-  Cidr,
   Config,
   Divert,
   FirewallConfig,
@@ -12,6 +10,9 @@ import type {
   PortRange,
   TproxyConfig,
 } from '../config/types.js';
+import type { ContainTargets } from '../contain/docker.js';
+import { renderContain } from '../contain/render.js';
+import { familyAddresses } from '../net/address.js';
 
 export const TABLE = 'honeygate';
 export const FAMILY = 'inet';
@@ -24,6 +25,7 @@ export interface ProtectedPort {
 
 export interface RenderOptions {
   protectedPorts: ProtectedPort[];
+  contain?: ContainTargets; // contain.networks as resolved now (src/contain/docker.ts); absent: none found
 }
 
 /**
@@ -43,7 +45,7 @@ export const RULE = {
 export interface RulesetPlan {
   hash: string; // sha256 of the table body, kept in the table's comment
   chains: { name: string; type: string; hook: string; prio: number; rules: string[] }[];
-  sets: { name: string; type: 'inet_service' | 'ipv4_addr' | 'ipv6_addr'; elements: string[] }[];
+  sets: { name: string; type: 'inet_service' | 'ipv4_addr' | 'ipv6_addr' | 'ifname'; elements: string[] }[];
   families: (4 | 6)[]; // address families that need policy routing
 }
 
@@ -144,38 +146,6 @@ export function ownListenerPorts(config: Config): PortRange[] {
 
 // ---- address arithmetic ---------------------------------------------------------------
 
-function cidrRange(c: Cidr): [bigint, bigint] {
-  const bits = c.family === 4 ? 32 : 128;
-  let start = 0n;
-  for (const b of c.bytes) start = (start << 8n) | BigInt(b);
-  const size = 1n << BigInt(bits - c.prefix);
-  return [start, start + size - 1n];
-}
-
-/**
- * The blocks of one family in nft's element syntax, sorted, with blocks inside another
- * dropped (an interval set rejects overlapping elements). null: the family is covered
- * entirely (a /0), so the rule needs no address match at all.
- */
-export function familyAddresses(cidrs: Cidr[], family: 4 | 6): string[] | null {
-  const mine = cidrs.filter((c) => c.family === family);
-  if (mine.some((c) => c.prefix === 0)) return null;
-  const ranged = mine
-    .map((c) => ({ c, r: cidrRange(c) }))
-    .sort((a, b) => (a.r[0] < b.r[0] ? -1 : a.r[0] > b.r[0] ? 1 : b.c.prefix - a.c.prefix));
-  const kept: typeof ranged = [];
-  for (const x of ranged) {
-    const last = kept[kept.length - 1];
-    if (last && x.r[0] >= last.r[0] && x.r[1] <= last.r[1]) continue;
-    kept.push(x);
-  }
-  const max = family === 4 ? 32 : 128;
-  return kept.map(({ c }) => {
-    const addr = ipaddr.fromByteArray([...c.bytes]).toString();
-    return c.prefix === max ? addr : `${addr}/${c.prefix}`;
-  });
-}
-
 // ---- marks ----------------------------------------------------------------------------
 
 export function hex(n: number): string {
@@ -192,7 +162,9 @@ function setMark(key: 'meta mark' | 'ct mark', fw: FirewallConfig): string {
 
 /** True when the config needs honeygate's table at all. */
 export function needsFirewall(config: Config): boolean {
-  return divertedListeners(config).length > 0 || transparentFamilies(config).length > 0;
+  return (
+    divertedListeners(config).length > 0 || transparentFamilies(config).length > 0 || config.contain != null
+  );
 }
 
 /** A tproxy listener whose connections honeygate's own rules divert. */
@@ -339,7 +311,14 @@ function render(config: Config, opts: RenderOptions): Rendered {
     `\t\tmeta l4proto tcp socket transparent 1 ${setMark('ct mark', fw)} comment "${RULE.ctMark}"`,
     '\t}',
   ];
-  const body = [...sets, ...prerouting, '', ...output].join('\n');
+  const contain = config.contain ? renderContain(config.contain, opts.contain) : null;
+  if (contain) {
+    sets.push(...contain.sets);
+    plan.sets.push(...contain.planSets);
+  }
+  const body = [...sets, ...prerouting, '', ...output, ...(contain ? ['', ...contain.chains] : [])]
+    .join('\n')
+    .trimEnd();
   plan.hash = createHash('sha256').update(body).digest('hex').slice(0, 16);
   plan.chains = [
     {
@@ -350,6 +329,7 @@ function render(config: Config, opts: RenderOptions): Rendered {
       rules: [RULE.reply, RULE.transparent, RULE.dnat, ...(own.length ? [RULE.own] : []), ...divertComments],
     },
     { name: 'output', type: 'route', hook: 'output', prio: -140, rules: [RULE.ctMark] },
+    ...(contain?.planChains ?? []),
   ];
   plan.families = [...families].sort();
 

@@ -3,6 +3,7 @@
 // and Docker restarts wipe other tables' rules; when ours vanished they are applied again and
 // a `firewall` event records what was missing.
 import type { Config } from '../config/types.js';
+import { EgressRecorder } from '../contain/egress.js';
 import type { FlowEvent } from '../events/event.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
@@ -16,12 +17,16 @@ export class FirewallWatch {
   // Every sshd listener seen since start: a check while sshd restarts (no listener for a
   // moment) must not put its port back into the divert set, sending the admin to a honeypot.
   private readonly sshd: SshdListener[] = [];
+  // contain: the egress counters of the table this watch applies
+  private readonly egress: EgressRecorder;
 
   constructor(
     private config: Config,
     private readonly log: Logger,
     private readonly recorder: Recorder,
-  ) {}
+  ) {
+    this.egress = new EgressRecorder(config, log, recorder);
+  }
 
   /** Applies the rules (throws HG_ERR_FIREWALL when nft or ip fails), then starts checking. */
   async start(): Promise<void> {
@@ -30,6 +35,7 @@ export class FirewallWatch {
     this.log.info({ protectedPorts: r.protectedPorts.map((p) => p.port) }, 'firewall rules applied');
     this.record('applied at start', []);
     this.schedule();
+    this.egress.start();
   }
 
   /** A reload: the new config's rules replace the old ones (same table, one transaction). */
@@ -37,6 +43,8 @@ export class FirewallWatch {
     const old = this.config;
     this.config = config;
     await this.checking;
+    await this.egress.read(); // applying empties the egress sets: their counts first
+    this.egress.reload(config);
     if (JSON.stringify(old.firewall) !== JSON.stringify(config.firewall)) await remove(old);
     await apply(config, { protectedPorts: await this.protectedPorts() });
     this.log.info('firewall rules re-applied for the new config');
@@ -51,6 +59,7 @@ export class FirewallWatch {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.checking;
+    await this.egress.stop();
     if (!this.started) return;
     try {
       await remove(this.config);
@@ -78,6 +87,7 @@ export class FirewallWatch {
         { code: 'HG_ERR_FIREWALL', missing },
         'firewall rules changed from outside; applying them again',
       );
+      if (this.config.contain) await this.egress.read();
       await apply(this.config, { protectedPorts });
       this.record('re-applied', missing);
     } catch (err) {

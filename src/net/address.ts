@@ -85,3 +85,35 @@ export function parseEndpoint(text: string): Endpoint {
   if (port > 65535) throw new Error(`"${text}": port must be 0-65535`);
   return { host, port };
 }
+
+function cidrRange(c: Cidr): [bigint, bigint] {
+  const bits = c.family === 4 ? 32 : 128;
+  let start = 0n;
+  for (const b of c.bytes) start = (start << 8n) | BigInt(b);
+  const size = 1n << BigInt(bits - c.prefix);
+  return [start, start + size - 1n];
+}
+
+/**
+ * The blocks of one family in nft's element syntax, sorted, with blocks inside another
+ * dropped (an interval set rejects overlapping elements). null: the family is covered
+ * entirely (a /0), so the rule needs no address match at all.
+ */
+export function familyAddresses(cidrs: Cidr[], family: 4 | 6): string[] | null {
+  const mine = cidrs.filter((c) => c.family === family);
+  if (mine.some((c) => c.prefix === 0)) return null;
+  const ranged = mine
+    .map((c) => ({ c, r: cidrRange(c) }))
+    .sort((a, b) => (a.r[0] < b.r[0] ? -1 : a.r[0] > b.r[0] ? 1 : b.c.prefix - a.c.prefix));
+  const kept: typeof ranged = [];
+  for (const x of ranged) {
+    const last = kept[kept.length - 1];
+    if (last && x.r[0] >= last.r[0] && x.r[1] <= last.r[1]) continue;
+    kept.push(x);
+  }
+  const max = family === 4 ? 32 : 128;
+  return kept.map(({ c }) => {
+    const addr = ipaddr.fromByteArray([...c.bytes]).toString();
+    return c.prefix === max ? addr : `${addr}/${c.prefix}`;
+  });
+}

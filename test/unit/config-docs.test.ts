@@ -20,9 +20,17 @@ import {
   TOP_KEYS,
   workers,
 } from '../../src/config/schema.js';
+import { containSchema } from '../../src/contain/schema.js';
 
 type Schema = z.ZodType;
-type Def = { type: string; innerType?: Schema; in?: Schema; out?: Schema; shape?: Record<string, Schema> };
+type Def = {
+  type: string;
+  innerType?: Schema;
+  in?: Schema;
+  out?: Schema;
+  shape?: Record<string, Schema>;
+  element?: Schema;
+};
 const def = (s: Schema): Def => (s as unknown as { _zod: { def: Def } })._zod.def;
 
 // How each top-level section is read (src/config/load.ts parses each on its own); the
@@ -35,6 +43,7 @@ const SECTIONS: Record<(typeof TOP_KEYS)[number], { prefix: string; schema: Sche
   events: { prefix: 'events.', schema: eventsSchema },
   admin: { prefix: 'admin.', schema: adminSchema },
   firewall: { prefix: 'firewall.', schema: firewallSchema },
+  contain: { prefix: 'contain.', schema: containSchema },
   log: { prefix: 'log.', schema: logSchema },
   workers: { prefix: 'workers', schema: conv(workers).default(1) },
   user: { prefix: 'user', schema: accountSchema },
@@ -50,6 +59,14 @@ function objectOf(s: Schema): Record<string, Schema> | undefined {
   return undefined;
 }
 
+/** The element schema of a list (inside optional/default wrappers), or undefined. */
+function listOf(s: Schema): Schema | undefined {
+  const d = def(s);
+  if (d.type === 'array') return d.element;
+  if ((d.type === 'optional' || d.type === 'default') && d.innerType) return listOf(d.innerType);
+  return undefined;
+}
+
 /** Every key path of the schema, each with the schema that parses its value. */
 function walk(prefix: string, s: Schema, out: Map<string, Schema>): void {
   const shape = objectOf(s);
@@ -57,6 +74,9 @@ function walk(prefix: string, s: Schema, out: Map<string, Schema>): void {
   for (const [key, child] of Object.entries(shape)) {
     out.set(prefix + key, child);
     walk(`${prefix}${key}.`, child, out);
+    // a list of mappings (contain.allow): its keys as `key[].name`
+    const items = listOf(child);
+    if (items) walk(`${prefix}${key}[].`, items, out);
   }
 }
 

@@ -78,6 +78,7 @@ test('a minimal file gets every default', () => {
     },
     admin: null,
     firewall: { mark: 0x1000, mask: 0x1000, table: 4210, rulePriority: 10000, checkIntervalMs: 5000 },
+    contain: null,
     log: { level: 'info', format: 'auto' },
     workers: 1,
     user: null,
@@ -423,7 +424,7 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     text: lines(LISTENER.trimEnd(), 'limits: [1, 2]', 'dashboard: {}'),
     errors: [
       'config.yaml:4: limits: expected a mapping (keys: maxConnections, perSource, perSourceRate, idleTimeout, maxDuration, maxBytesIn, maxBytesOut, firstBytes, rejectLogInterval, grace), got a list',
-      "config.yaml:5: unknown key 'dashboard' (allowed: listeners, routes, backends, limits, events, admin, firewall, log, workers, user, group)",
+      "config.yaml:5: unknown key 'dashboard' (allowed: listeners, routes, backends, limits, events, admin, firewall, contain, log, workers, user, group)",
     ],
   },
   {

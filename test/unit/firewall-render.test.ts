@@ -11,7 +11,6 @@ import { loadConfigFile, loadConfigText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import {
   divertPorts,
-  familyAddresses,
   mergeRanges,
   parseSshdListeners,
   planRuleset,
@@ -20,7 +19,7 @@ import {
   renderRuleset,
   subtractRanges,
 } from '../../src/firewall/render.js';
-import { parseCidr } from '../../src/net/address.js';
+import { familyAddresses, parseCidr } from '../../src/net/address.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const FIXTURES = `${ROOT}test/helpers/fixtures/firewall/`;

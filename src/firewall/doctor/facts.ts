@@ -3,6 +3,7 @@
 // foreign-rules.ts, ip's JSON, sysctls, processes). Never throws: a fact that cannot be
 // read stays empty and the checks that need it say so or stay silent.
 import type { Config } from '../../config/types.js';
+import { type ContainTargets, resolveNetworks } from '../../contain/docker.js';
 import { ipFamily } from '../../net/address.js';
 import { type ForeignRules, fromIptablesSave, fromNftJson } from '../foreign-rules.js';
 import { hasTable, type NftRuleset, parseNftJson } from '../nft-json.js';
@@ -63,6 +64,7 @@ export interface Facts {
   servers: Map<string, { route: RouteInfo | null; error: string }>; // transparent servers' hosts
   protectedPorts: ProtectedPort[];
   plan: RulesetPlan | null;
+  contain?: ContainTargets; // contain.networks as Docker reports them now
   native: { ok: true } | { ok: false; reason: string } | null; // null: not checked
 }
 
@@ -143,10 +145,12 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
 
   const ss = await host.exec('ss', ['-ltnpH']);
   const protectedPorts = protectedFrom(config, parseSshdListeners(ss.code === 0 ? ss.stdout : ''));
-  const plan = planRuleset(config, { protectedPorts });
+  const contain = await resolveNetworks(config.contain);
+  const plan = planRuleset(config, { protectedPorts, contain });
 
   const facts: Facts = {
     config,
+    contain,
     file: shellQuote(file),
     capEff: capHex ? BigInt(`0x${capHex}`) : null,
     sysctl: new Map(),

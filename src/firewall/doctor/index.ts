@@ -10,6 +10,7 @@
 // (src_valid_mark, rp_filter, route_localnet, br_netfilter, transparent dials to local and
 // DNATed addresses); where a claim depends on someone else's rules, messages say "can".
 import type { Config } from '../../config/types.js';
+import { containment } from '../../contain/doctor.js';
 import { brNetfilter, dockerProxy, ipForward } from './checks/docker.js';
 import { capabilities, kernel, native, nftables } from './checks/kernel.js';
 import { fwmark } from './checks/marks.js';
@@ -59,6 +60,7 @@ const CHECKS: [string, Check][] = [
   ['ip_forward', ipForward],
   ['docker-proxy', dockerProxy],
   ['br_netfilter', brNetfilter],
+  ['contain', containment],
 ];
 
 /** Runs every check over facts already gathered. */

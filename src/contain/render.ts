@@ -1,0 +1,173 @@
+// contain: -> the chains and sets it adds to honeygate's nft table. Pure, like the rest of
+// render.ts, which places this output in the table; docs/containment.md explains the design.
+//
+// Two base chains at priority filter - 10, one on the forward hook (honeypot -> anywhere
+// routed through this host) and one on input (honeypot -> this host), both before Docker's
+// filter chains at priority 0. In nftables a drop in any base chain is final and an accept
+// is not, so these chains only ever drop: the flows they let pass still meet Docker's rules.
+// Replies (ct state established, related) pass untouched: the honeypot answers every flow
+// that reached it. What is new from a honeypot is either on the allow list (accept, maybe
+// rate-limited) or recorded in a dynamic set and dropped. Recording comes first in its own
+// rule without a verdict, so a full set (a failed update ends its rule) never lets a packet through.
+import type { Cidr } from '../config/types.js';
+import { familyAddresses } from '../net/address.js';
+import type { ContainAllow, ContainConfig } from './config.js';
+import type { ContainTargets } from './docker.js';
+
+/** Protocols with ports: their attempts are recorded with the destination port. */
+export const PORT_PROTOCOLS = ['tcp', 'udp', 'sctp', 'dccp', 'udplite'] as const;
+
+/** The dynamic sets honeygate reads the egress counters from, by family and kind. */
+export const EGRESS_SETS = [
+  { name: 'egress_v4', family: 4, ports: true },
+  { name: 'egress_v4_other', family: 4, ports: false },
+  { name: 'egress_v6', family: 6, ports: true },
+  { name: 'egress_v6_other', family: 6, ports: false },
+] as const;
+
+export const CONTAIN_RULE = {
+  replies: (hook: Hook) => `honeygate: contain (${hook}): replies and related packets pass`,
+  nd: (hook: Hook) => `honeygate: contain (${hook}): IPv6 neighbour discovery passes`,
+  allow: (hook: Hook, who: string, i: number) => `honeygate: contain (${hook}): ${who} allow[${i}]`,
+  record: (hook: Hook, who: string, set: string) => `honeygate: contain (${hook}): ${who} record in ${set}`,
+  drop: (hook: Hook, who: string) => `honeygate: contain (${hook}): ${who} drop`,
+} as const;
+
+export type Hook = 'forward' | 'input';
+
+export interface ContainRendered {
+  sets: string[]; // set blocks (text)
+  chains: string[]; // chain blocks (text lines)
+  planChains: { name: string; type: string; hook: string; prio: number; rules: string[] }[];
+  planSets: { name: string; type: 'ipv4_addr' | 'ipv6_addr' | 'ifname'; elements: string[] }[];
+}
+
+/** A honeypot match: the nft expression and its name in rule comments. */
+interface Who {
+  match: string;
+  name: string;
+  family: 4 | 6 | null; // null: both (an interface)
+}
+
+function allowMatch(a: ContainAllow, family: 4 | 6, addrs: string[] | null): string {
+  const parts: string[] = [];
+  if (addrs) parts.push(`${family === 4 ? 'ip' : 'ip6'} daddr { ${addrs.join(', ')} }`);
+  else parts.push(`meta nfproto ipv${family}`);
+  parts.push(`meta l4proto { ${a.protocols.join(', ')} }`);
+  if (a.ports) {
+    const ports = a.ports.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`));
+    parts.push(`th dport { ${ports.join(', ')} }`);
+  }
+  if (a.rate) parts.push(`limit rate ${a.rate.count}/${a.rate.unit}`);
+  return parts.join(' ');
+}
+
+function setBlock(lines: string[]): string {
+  return [...lines.map((l, i) => (i === 0 || i === lines.length - 1 ? `\t${l}` : `\t\t${l}`)), ''].join('\n');
+}
+
+/** The sets and chains for `contain`; `targets`: its Docker networks as resolved now. */
+export function renderContain(contain: ContainConfig, targets: ContainTargets | undefined): ContainRendered {
+  const out: ContainRendered = { sets: [], chains: [], planChains: [], planSets: [] };
+  const who: Who[] = [];
+  const bridges = [...new Set((targets?.networks ?? []).map((n) => n.bridge))].sort();
+  if (bridges.length) {
+    const elements = bridges.map((b) => `"${b}"`);
+    out.sets.push(
+      setBlock(['set contain_ifaces {', 'type ifname', `elements = { ${elements.join(', ')} }`, '}']),
+    );
+    out.planSets.push({ name: 'contain_ifaces', type: 'ifname', elements: bridges });
+    who.push({ match: 'iifname @contain_ifaces', name: 'networks', family: null });
+  }
+  for (const family of [4, 6] as const) {
+    const addrs = familyAddresses(contain.honeypots, family);
+    if (!addrs?.length) continue; // a /0 is refused by the config check
+    const name = `contain_v${family}`;
+    const type = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
+    out.sets.push(
+      setBlock([
+        `set ${name} {`,
+        `type ${type}`,
+        'flags interval',
+        `elements = { ${addrs.join(', ')} }`,
+        '}',
+      ]),
+    );
+    out.planSets.push({ name, type, elements: addrs });
+    who.push({
+      match: `${family === 4 ? 'ip' : 'ip6'} saddr @${name}`,
+      name: `honeypots IPv${family}`,
+      family,
+    });
+  }
+  for (const s of EGRESS_SETS) {
+    const addr = s.family === 4 ? 'ipv4_addr' : 'ipv6_addr';
+    const type = s.ports ? `${addr} . ${addr} . inet_proto . inet_service` : `${addr} . ${addr} . inet_proto`;
+    // The timeout only frees memory: honeygate reads the counters every recordInterval.
+    const timeout = Math.max(3600, Math.ceil((contain.recordIntervalMs * 10) / 1000));
+    out.sets.push(
+      setBlock([
+        `set ${s.name} {`,
+        `type ${type}`,
+        `size ${contain.sizes}`,
+        'flags dynamic,timeout',
+        `timeout ${timeout}s`,
+        'counter',
+        '}',
+      ]),
+    );
+  }
+
+  const comments = (targets?.missing ?? []).map((m) => `\t\t# network ${m.name} is NOT contained: ${m.why}`);
+  for (const hook of ['forward', 'input'] as const) {
+    const name = `contain_${hook}`;
+    const rules: string[] = [];
+    const lines: string[] = [
+      `\tchain ${name} {`,
+      `\t\ttype filter hook ${hook} priority filter - 10; policy accept;`,
+      ...comments,
+      '\t\t# replies to the flows that reached a honeypot, and their ICMP errors: nothing more to check',
+    ];
+    const add = (rule: string, comment: string) => {
+      lines.push(`\t\t${rule} comment "${comment}"`);
+      rules.push(comment);
+    };
+    add('ct state { established, related } accept', CONTAIN_RULE.replies(hook));
+    add(
+      'icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report } accept',
+      CONTAIN_RULE.nd(hook),
+    );
+    for (const w of who) {
+      lines.push(`\t\t# ${w.name}: new flows they start`);
+      contain.allow.forEach((a, i) => {
+        for (const family of [4, 6] as const) {
+          if (w.family !== null && w.family !== family) continue;
+          const addrs = familyAddresses(a.to as Cidr[], family);
+          if (addrs?.length === 0) continue;
+          const suffix = w.family === null ? ` IPv${family}` : '';
+          add(
+            `${w.match} ${allowMatch(a, family, addrs)} accept`,
+            CONTAIN_RULE.allow(hook, `${w.name}${suffix}`, i),
+          );
+        }
+      });
+      for (const s of EGRESS_SETS) {
+        if (w.family !== null && w.family !== s.family) continue;
+        const ip = s.family === 4 ? 'ip' : 'ip6';
+        const protos = `{ ${PORT_PROTOCOLS.join(', ')} }`;
+        const key = s.ports
+          ? `${ip} saddr . ${ip} daddr . meta l4proto . th dport`
+          : `${ip} saddr . ${ip} daddr . meta l4proto`;
+        const l4 = s.ports
+          ? `meta l4proto ${protos}`
+          : `meta nfproto ipv${s.family} meta l4proto != ${protos}`;
+        add(`${w.match} ${l4} update @${s.name} { ${key} }`, CONTAIN_RULE.record(hook, w.name, s.name));
+      }
+      add(`${w.match} drop`, CONTAIN_RULE.drop(hook, w.name));
+    }
+    lines.push('\t}');
+    out.chains.push(...lines, '');
+    out.planChains.push({ name, type: 'filter', hook, prio: -10, rules });
+  }
+  return out;
+}
