@@ -2,8 +2,8 @@
 // policy routing, in the network namespace the command runs in. Exit 0 ok, 1 the firewall
 // could not be read or changed (or doctor found a problem), 2 usage or config error.
 import type { Command } from 'commander';
-import { positiveDuration } from '../config/schema.js';
 import type { Config } from '../config/types.js';
+import { positiveDuration } from '../config/zod.js';
 import { HoneygateError } from '../errors.js';
 import { apply, remove, show, undivertedNotes } from '../firewall/apply.js';
 import {

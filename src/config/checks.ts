@@ -18,14 +18,12 @@ import {
   accountSchema,
   adminSchema,
   backendSchema,
-  conv,
   eventsSchema,
   firewallSchema,
   limitsSchema,
   listenerSchema,
   logSchema,
   MAX_BIND_PORTS,
-  name as parseName,
   workers as parseWorkers,
   type RawBackend,
   type RawFirewall,
@@ -36,6 +34,7 @@ import {
   topSchema,
 } from './schema.js';
 import type { Config, Endpoint } from './types.js';
+import { conv, name as parseName } from './zod.js';
 
 // ---- sections -----------------------------------------------------------------------
 

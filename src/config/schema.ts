@@ -1,6 +1,6 @@
 // The raw YAML shape (what users write) as zod 4 schemas, plus the scalar forms it
 // accepts that know addresses: ports, endpoints, CIDRs (the others, and the zod glue, are
-// zod.ts's, re-exported here). Each scalar is parsed by a plain function that throws a
+// in zod.ts). Each scalar is parsed by a plain function that throws a
 // message naming the allowed forms; `conv` turns that into a zod issue, so every problem in
 // a file is collected in one pass. A route's action keys come from the action definitions
 // (src/actions/definitions/). Cross-field checks (names that must exist, cycles) live in
@@ -30,23 +30,6 @@ import {
 } from './zod.js';
 
 export { ACTION_KEYS, CAPTURE_DEFAULTS } from '../actions/definitions/index.js';
-export {
-  conv,
-  describe,
-  intIn,
-  list,
-  MAX_DURATION_MS,
-  name,
-  nonEmptyText,
-  obj,
-  oneOf,
-  parseDuration,
-  parseRate,
-  parseSize,
-  positiveDuration,
-  sizeUpTo,
-  text,
-} from './zod.js';
 
 // ---- scalar forms -------------------------------------------------------------------
 

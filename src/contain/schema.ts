@@ -1,7 +1,7 @@
 // The raw shape of `contain:` (docs/configuration.md, docs/containment.md).
 import { z } from 'zod';
+import { cidr, parsePortRange } from '../config/schema.js';
 import {
-  cidr,
   conv,
   describe,
   intIn,
@@ -9,10 +9,9 @@ import {
   nonEmptyText,
   obj,
   oneOf,
-  parsePortRange,
   parseRate,
   positiveDuration,
-} from '../config/schema.js';
+} from '../config/zod.js';
 import { type ContainProtocol, DEFAULT_DOCKER_SOCKET, nftRate } from './config.js';
 
 const PROTOCOLS: readonly ContainProtocol[] = ['tcp', 'udp'];

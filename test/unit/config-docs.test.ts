@@ -10,7 +10,6 @@ import {
   accountSchema,
   adminSchema,
   backendSchema,
-  conv,
   eventsSchema,
   firewallSchema,
   limitsSchema,
@@ -20,6 +19,7 @@ import {
   TOP_KEYS,
   workers,
 } from '../../src/config/schema.js';
+import { conv } from '../../src/config/zod.js';
 import { containSchema } from '../../src/contain/schema.js';
 
 type Schema = z.ZodType;

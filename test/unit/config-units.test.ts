@@ -1,14 +1,8 @@
 // Scalar forms users write in the YAML: durations, sizes, rates, ports, bind addresses.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  parseBind,
-  parseDuration,
-  parsePortRange,
-  parseRate,
-  parseSize,
-  sizeUpTo,
-} from '../../src/config/schema.js';
+import { parseBind, parsePortRange } from '../../src/config/schema.js';
+import { parseDuration, parseRate, parseSize, sizeUpTo } from '../../src/config/zod.js';
 
 test('durations: ms, s, m, h, d and plain seconds', () => {
   const cases: [unknown, number][] = [
