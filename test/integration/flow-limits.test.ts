@@ -244,7 +244,13 @@ admin: { listen: "127.0.0.1:${adminPort}" }
       },
       10_000,
     );
-    const events = await hg.waitForEvents((all) => all.some((e) => e.closeReason === 'fd-exhausted'), 10_000);
+    // Without the relay, libuv may shed the whole burst at accept, unseen (docs/architecture.md,
+    // Known limits): an fd-exhausted record is certain only when the relay accepts.
+    const relayed = process.env.HONEYGATE_RELAY !== 'off';
+    const events = await hg.waitForEvents(
+      (all) => !relayed || all.some((e) => e.closeReason === 'fd-exhausted'),
+      10_000,
+    );
     const blamed = events.filter(
       (e) =>
         e.closeReason === 'server-unavailable' ||
@@ -254,7 +260,7 @@ admin: { listen: "127.0.0.1:${adminPort}" }
     const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
     const refusedFd = /^honeygate_refused_flows_total\{reason="fd-exhausted"\} (\d+)/m.exec(metrics);
     const flowsFd = /^honeygate_flows_total\{[^}]*close_reason="fd-exhausted"\} (\d+)/m.exec(metrics);
-    assert.ok(Number(refusedFd?.[1] ?? 0) + Number(flowsFd?.[1] ?? 0) > 0, metrics);
+    if (relayed) assert.ok(Number(refusedFd?.[1] ?? 0) + Number(flowsFd?.[1] ?? 0) > 0, metrics);
     // #13: flows carry their route and detected protocol; refusals their reason.
     assert.match(
       metrics,
