@@ -67,6 +67,35 @@ export interface FlowEvent {
   detail: string | null; // error text or other context for a human
 }
 
+/** The fields every event needs; the rest default to "none" (null, 0, no bytes, count 1). */
+type EventCore = Pick<FlowEvent, 'id' | 'type' | 'openedAt' | 'closedAt' | 'sensor'>;
+
+/** An event that is not a served flow (a tally, a recovered start, a firewall note): unset fields empty. */
+export function blankEvent(fields: EventCore & Partial<FlowEvent>): FlowEvent {
+  return {
+    listener: '',
+    src: { ip: '', port: 0 },
+    dst: { ip: '', port: 0 },
+    peer: null,
+    proxyHeader: null,
+    route: null,
+    action: null,
+    backend: null,
+    server: null,
+    sourceMode: null,
+    bytesIn: 0,
+    bytesOut: 0,
+    durationMs: fields.closedAt === null ? 0 : fields.closedAt - fields.openedAt,
+    closeReason: null,
+    firstBytes: Buffer.alloc(0),
+    protocol: null,
+    protocolFields: null,
+    count: 1,
+    detail: null,
+    ...fields,
+  };
+}
+
 export interface Sink {
   readonly name: string;
   /** Writes a batch. Called off the data path; may throw (the recorder counts it). */

@@ -19,7 +19,7 @@ import { closeSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, w
 import { basename, dirname, join } from 'node:path';
 import type { EventsConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import type { Address, FlowEvent } from './event.js';
+import { type Address, blankEvent, type FlowEvent } from './event.js';
 
 const GENERATION_BYTES = 4 * 1024 * 1024;
 const GENERATION_MS = 60_000;
@@ -93,33 +93,21 @@ export function recoverJournal(base: string, sensor: string, owner?: string): Re
     if (!Number.isFinite(openedAt)) continue;
     const closedAt = Math.max(openedAt, Math.floor(lastSeen));
     const address = (ip: string, port: string): Address => ({ ip, port: Number(port) || 0 });
-    events.push({
-      id,
-      type: 'flow',
-      openedAt,
-      closedAt,
-      sensor,
-      listener: line[3]!,
-      src: address(line[4]!, line[5]!),
-      dst: address(line[6]!, line[7]!),
-      peer: null,
-      proxyHeader: null,
-      route: null,
-      action: null,
-      backend: null,
-      server: null,
-      sourceMode: null,
-      bytesIn: 0,
-      bytesOut: 0,
-      durationMs: closedAt - openedAt,
-      closeReason: 'crash',
-      firstBytes: Buffer.alloc(0),
-      protocol: null,
-      protocolFields: null,
-      count: 1,
-      detail:
-        'honeygate stopped without recording this flow (killed or crashed); recovered from its start journal',
-    });
+    events.push(
+      blankEvent({
+        id,
+        type: 'flow',
+        openedAt,
+        closedAt,
+        sensor,
+        listener: line[3]!,
+        src: address(line[4]!, line[5]!),
+        dst: address(line[6]!, line[7]!),
+        closeReason: 'crash',
+        detail:
+          'honeygate stopped without recording this flow (killed or crashed); recovered from its start journal',
+      }),
+    );
   }
   return { events, files };
 }

@@ -4,7 +4,7 @@
 // a `firewall` event records what was missing.
 import type { Config } from '../config/types.js';
 import { EgressRecorder } from '../contain/egress.js';
-import type { FlowEvent } from '../events/event.js';
+import { blankEvent } from '../events/event.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
 import { apply, remove, sshdListeners, verify } from './apply.js';
@@ -105,32 +105,14 @@ export class FirewallWatch {
 
   private record(what: string, missing: string[]): void {
     const now = Date.now();
-    const event: FlowEvent = {
+    const event = blankEvent({
       id: newEventId(),
       type: 'firewall',
       openedAt: now,
       closedAt: now,
       sensor: this.config.events.sensor,
-      listener: '',
-      src: { ip: '', port: 0 },
-      dst: { ip: '', port: 0 },
-      peer: null,
-      proxyHeader: null,
-      route: null,
-      action: null,
-      backend: null,
-      server: null,
-      sourceMode: null,
-      bytesIn: 0,
-      bytesOut: 0,
-      durationMs: 0,
-      closeReason: null,
-      firstBytes: Buffer.alloc(0),
-      protocol: null,
-      protocolFields: null,
-      count: 1,
       detail: missing.length ? `${what}: ${missing.join('; ')}` : what,
-    };
+    });
     this.recorder.record(event);
   }
 }

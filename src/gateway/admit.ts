@@ -2,7 +2,7 @@
 // connection is reset at once and counted; the counts become one 'rejected' event per
 // source and reason per interval, so a flood cannot fill the disk.
 import type { Limits } from '../config/types.js';
-import type { Address, CloseReason, FlowEvent } from '../events/event.js';
+import { type Address, blankEvent, type CloseReason, type FlowEvent } from '../events/event.js';
 import { FD_RESERVE } from '../net/fd-limit.js';
 
 export type Refusal = Extract<
@@ -157,32 +157,22 @@ export class Admission {
     const now = Date.now();
     const events: FlowEvent[] = [];
     for (const t of this.tallies.values()) {
-      events.push({
-        id: newId(),
-        type: 'rejected',
-        openedAt: t.first,
-        closedAt: now,
-        sensor,
-        listener: t.listener,
-        src: { ip: t.ip, port: 0 },
-        dst: t.dst,
-        peer: null,
-        proxyHeader: null,
-        route: null,
-        action: 'close',
-        backend: null,
-        server: null,
-        sourceMode: null,
-        bytesIn: 0,
-        bytesOut: 0,
-        durationMs: now - t.first,
-        closeReason: t.reason,
-        firstBytes: Buffer.alloc(0),
-        protocol: null,
-        protocolFields: null,
-        count: t.count,
-        detail: `${t.count} flows refused (${t.reason})`,
-      });
+      events.push(
+        blankEvent({
+          id: newId(),
+          type: 'rejected',
+          openedAt: t.first,
+          closedAt: now,
+          sensor,
+          listener: t.listener,
+          src: { ip: t.ip, port: 0 },
+          dst: t.dst,
+          action: 'close',
+          closeReason: t.reason,
+          count: t.count,
+          detail: `${t.count} flows refused (${t.reason})`,
+        }),
+      );
     }
     this.tallies = new Map();
     const { count, perMs } = this.limits.perSourceRate;
