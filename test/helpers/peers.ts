@@ -86,7 +86,7 @@ export function receiveQueue(port: number, peerPort: number): number | undefined
   return undefined;
 }
 
-async function startProcessPeer(
+export async function startProcessPeer(
   name: string,
   dir: string,
   port: number,
@@ -146,7 +146,7 @@ async function startProcessPeer(
   return { name, port, dir, proc, output, stop };
 }
 
-function tempDir(prefix: string): string {
+export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `hg-${prefix}-`));
 }
 
