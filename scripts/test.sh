@@ -31,6 +31,8 @@ PEERS="haproxy:haproxy nginx:nginx socat:socat nmap:nmap sqlite3:sqlite3 nc:netc
 PEERS="$PEERS logrotate:logrotate"
 # The allow-listed resolver of the containment test (test/e2e/contain.test.ts).
 PEERS="$PEERS dnsmasq:dnsmasq-base"
+# go-mmproxy in front of a honeypot, the recipe in docs/proxy-protocol.md (test/e2e/proxy-mmproxy.test.ts).
+PEERS="$PEERS go-mmproxy:go-mmproxy"
 # The e2e tests: namespaces, nftables and a real Docker Engine inside a test namespace.
 PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
 NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
