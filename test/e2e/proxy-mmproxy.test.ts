@@ -1,9 +1,10 @@
 // The go-mmproxy recipe of docs/proxy-protocol.md, run as written in a farm's gateway
 // namespace (its `ip rule`/`ip route` lines, its allowed-subnets file, its go-mmproxy
 // command, and the honeygate YAML beside it): an attacker in attacker1 connects to
-// honeygate on port 22, honeygate sends PROXY v2 to go-mmproxy, and go-mmproxy connects to
-// the "Cowrie" on 127.0.0.1:2222 from the attacker's own address. Cowrie is not installed:
-// the stand-in prints the peer address its accept() returned, which is what Cowrie logs.
+// honeygate on port 22 over IPv4 and IPv6, honeygate sends PROXY v2 to go-mmproxy, and
+// go-mmproxy connects to the "Cowrie" on 127.0.0.1:2222 ([::1]:2222) from the attacker's
+// own address. Cowrie is not installed: the stand-in prints the peer address its accept()
+// returned, which is what Cowrie logs.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -80,31 +81,38 @@ test('go-mmproxy in front of Cowrie: Cowrie sees the attacker, honeygate records
       15_000,
     );
 
-    // The attacker connects to port 22; Cowrie's side says who connected.
+    // The attacker connects to port 22, over IPv4 and IPv6 (go-mmproxy's -4 and -6, and
+    // the ip -6 rules); Cowrie's side says who connected.
     const attacker = farm.attacker1;
-    const client = await connectFrom(topology, attacker.ns, attacker.gw4, 22);
-    assert.ok(client.local.startsWith(`${attacker.ip4}:`), client.local);
-    const seen = await client.line().catch((err: Error) => {
-      throw new Error(`${err.message}\ngo-mmproxy:\n${mmLog.text()}\nhoneygate:\n${hgLog.text()}`);
-    });
-    assert.equal(seen, `peer ${client.local}`, 'Cowrie accepted the attacker address and port');
-    client.write('SSH-2.0-Go\r\n');
-    assert.equal(await client.line(), 'SSH-2.0-Go\r', 'bytes go both ways through go-mmproxy');
-    await client.close();
+    for (const [ip, gwIp] of [
+      [attacker.ip4, attacker.gw4],
+      [attacker.ip6, attacker.gw6],
+    ] as const) {
+      const client = await connectFrom(topology, attacker.ns, gwIp, 22);
+      const local = ip.includes(':') ? `[${ip}]` : ip;
+      assert.ok(client.local.startsWith(`${local}:`), client.local);
+      const seen = await client.line().catch((err: Error) => {
+        throw new Error(`${err.message}\ngo-mmproxy:\n${mmLog.text()}\nhoneygate:\n${hgLog.text()}`);
+      });
+      assert.equal(seen, `peer ${client.local}`, 'Cowrie accepted the attacker address and port');
+      client.write('SSH-2.0-Go\r\n');
+      assert.equal(await client.line(), 'SSH-2.0-Go\r', 'bytes go both ways through go-mmproxy');
+      await client.close();
 
-    const port = Number(client.local.split(':')[1]);
-    const flow = await waitFor('the flow in honeygate events', async () => {
-      const r = await runCli(['events', '--db', dbPath, '--json']);
-      const evs = r.stdout
-        .split('\n')
-        .filter((l) => l.trim() !== '')
-        .map((l) => JSON.parse(l) as EventRecord);
-      return evs.find((e) => e.src.ip === attacker.ip4 && e.src.port === port && e.closedAt !== null);
-    });
-    assert.equal(flow.route, 'ssh-to-cowrie-via-mmproxy');
-    assert.equal(flow.backend, 'cowrie');
-    assert.equal(flow.sourceMode, 'proxy-v2');
-    assert.deepEqual(flow.dst, { ip: attacker.gw4, port: 22 });
+      const port = Number(client.local.slice(client.local.lastIndexOf(':') + 1));
+      const flow = await waitFor(`the flow from ${client.local} in honeygate events`, async () => {
+        const r = await runCli(['events', '--db', dbPath, '--json']);
+        const evs = r.stdout
+          .split('\n')
+          .filter((l) => l.trim() !== '')
+          .map((l) => JSON.parse(l) as EventRecord);
+        return evs.find((e) => e.src.ip === ip && e.src.port === port && e.closedAt !== null);
+      });
+      assert.equal(flow.route, 'ssh-to-cowrie-via-mmproxy');
+      assert.equal(flow.backend, 'cowrie');
+      assert.equal(flow.sourceMode, 'proxy-v2');
+      assert.deepEqual(flow.dst, { ip: gwIp, port: 22 });
+    }
 
     hg.kill('SIGTERM');
     await waitFor('honeygate to exit', () => hg.exitCode !== null || hg.signalCode !== null, 15_000);
