@@ -2,7 +2,12 @@
   "targets": [
     {
       "target_name": "honeygate",
-      "sources": ["native/honeygate.cc", "native/relay.cc", "native/privileges.cc"],
+      "sources": [
+        "native/honeygate.cc",
+        "native/relay.cc",
+        "native/relay_core.cc",
+        "native/privileges.cc"
+      ],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fstack-protector-strong"]
     }
   ]

@@ -6,20 +6,17 @@
 // Every failure closes the fd it opened and throws an Error whose message is the failed
 // call, e.g. "setsockopt(SOL_IP, IP_TRANSPARENT, 1): EPERM", with .code and .syscall.
 // src/net/native.ts is the only importer.
-#define NAPI_VERSION 8
-#include <node_api.h>
-
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 
+#include "address.h"
+#include "napi_util.h"
 #include "original_dst.h"
 #include "socket.h"
 
@@ -27,6 +24,9 @@ napi_value InitRelay(napi_env env, napi_value exports);  // relay.cc
 napi_value InitPrivileges(napi_env env, napi_value exports);  // privileges.cc
 
 namespace {
+
+using hg::GetInteger;
+using hg::Usage;
 
 const char kListenUsage[] =
     "Usage: listenSocket(host: string, port: number, options?: { transparent?: boolean, mark?: number, "
@@ -46,29 +46,7 @@ struct Options : hg::SocketOptions {
 // Returns nullptr so callers can `return Fail(...)`.
 napi_value Fail(napi_env env, int fd, const char* syscall, const char* args, int err) {
   if (fd >= 0) close(fd);
-  std::string code = hg::ErrName(err);
-  std::string message = hg::SocketError{syscall, args, err}.Message();
-  napi_value code_value, message_value, syscall_value, error;
-  napi_create_string_utf8(env, code.c_str(), NAPI_AUTO_LENGTH, &code_value);
-  napi_create_string_utf8(env, message.c_str(), NAPI_AUTO_LENGTH, &message_value);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value);
-  napi_create_error(env, code_value, message_value, &error);
-  napi_set_named_property(env, error, "syscall", syscall_value);
-  napi_throw(env, error);
-  return nullptr;
-}
-
-napi_value Usage(napi_env env, const char* usage) {
-  napi_throw_type_error(env, nullptr, usage);
-  return nullptr;
-}
-
-// An integer in [min, max], or false.
-bool GetInteger(napi_env env, napi_value value, double min, double max, double* out) {
-  napi_valuetype type;
-  if (napi_typeof(env, value, &type) != napi_ok || type != napi_number) return false;
-  if (napi_get_value_double(env, value, out) != napi_ok) return false;
-  return std::floor(*out) == *out && *out >= min && *out <= max;
+  return hg::ThrowSyscall(env, syscall, args, err);
 }
 
 // Reads the options object; undefined properties keep their defaults. False on a bad value.
@@ -130,22 +108,10 @@ napi_value ListenSocket(napi_env env, napi_callback_info info) {
   Options opts;
   if (argc >= 3 && !GetOptions(env, argv[2], &opts)) return Usage(env, kListenUsage);
 
-  sockaddr_storage addr{};
+  sockaddr_storage addr;
   socklen_t addr_len;
-  int family;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    family = v4->sin_family = AF_INET;
-    v4->sin_port = htons(static_cast<uint16_t>(port));
-    addr_len = sizeof *v4;
-  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    family = v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(static_cast<uint16_t>(port));
-    addr_len = sizeof *v6;
-  } else {
-    return Usage(env, kListenUsage);
-  }
+  if (!hg::ParseAddress(host, static_cast<uint32_t>(port), &addr, &addr_len)) return Usage(env, kListenUsage);
+  int family = addr.ss_family;
 
   int fd = NewSocket(env, family, opts, true);
   if (fd < 0) return nullptr;
@@ -184,14 +150,15 @@ napi_value UpstreamSocket(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// { host, port } from an IPv4 or IPv6 socket address.
-napi_value Endpoint(napi_env env, int family, const void* address, uint16_t port) {
-  char text[INET6_ADDRSTRLEN];
-  if (inet_ntop(family, address, text, sizeof text) == nullptr) return nullptr;
+// { host, port } from an IPv4 or IPv6 socket address (a v4-mapped one as it is).
+napi_value Endpoint(napi_env env, const sockaddr_storage& address) {
+  uint32_t port = 0;
+  std::string text = hg::AddressText(address, &port, false);
+  if (text.empty()) return nullptr;
   napi_value object, host, port_value;
   napi_create_object(env, &object);
-  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &host);
-  napi_create_uint32(env, ntohs(port), &port_value);
+  napi_create_string_utf8(env, text.c_str(), text.size(), &host);
+  napi_create_uint32(env, port, &port_value);
   napi_set_named_property(env, object, "host", host);
   napi_set_named_property(env, object, "port", port_value);
   return object;
@@ -219,24 +186,23 @@ napi_value OriginalDst(napi_env env, napi_callback_info info) {
 
   napi_value null_value;
   napi_get_null(env, &null_value);
+  sockaddr_storage dst{};
   if (ipv4) {
-    sockaddr_in dst{};
-    len = sizeof dst;
+    len = sizeof(sockaddr_in);
     snprintf(args, sizeof args, "%d, SOL_IP, SO_ORIGINAL_DST", fd);
     if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &len) != 0) {
       if (errno == ENOENT) return null_value;  // conntrack does not track this flow
       return Fail(env, -1, "getsockopt", args, errno);
     }
-    return Endpoint(env, AF_INET, &dst.sin_addr, dst.sin_port);
+    return Endpoint(env, dst);
   }
-  sockaddr_in6 dst{};
-  len = sizeof dst;
+  len = sizeof(sockaddr_in6);
   snprintf(args, sizeof args, "%d, SOL_IPV6, IP6T_SO_ORIGINAL_DST", fd);
   if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &len) != 0) {
     if (errno == ENOENT) return null_value;
     return Fail(env, -1, "getsockopt", args, errno);
   }
-  return Endpoint(env, AF_INET6, &dst.sin6_addr, dst.sin6_port);
+  return Endpoint(env, dst);
 }
 
 // { host, port } a socket is bound to (getsockname): a listener on port 0 learns its port.
@@ -247,24 +213,20 @@ napi_value SocketName(napi_env env, napi_callback_info info) {
   double fd_number;
   if (argc < 1 || !GetInteger(env, argv[0], 0, 2147483647.0, &fd_number)) return Usage(env, kSocketNameUsage);
   int fd = static_cast<int>(fd_number);
-  sockaddr_in6 local{};
+  sockaddr_storage local{};
   socklen_t len = sizeof local;
   char args[16];
   snprintf(args, sizeof args, "%d", fd);
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return Fail(env, -1, "getsockname", args, errno);
-  if (local.sin6_family == AF_INET) {
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&local);
-    return Endpoint(env, AF_INET, &v4->sin_addr, v4->sin_port);
-  }
-  return Endpoint(env, AF_INET6, &local.sin6_addr, local.sin6_port);
+  return Endpoint(env, local);
 }
 
 napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
-      {"listenSocket", nullptr, ListenSocket, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"upstreamSocket", nullptr, UpstreamSocket, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"originalDst", nullptr, OriginalDst, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"socketName", nullptr, SocketName, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      hg::Method("listenSocket", ListenSocket, napi_enumerable),
+      hg::Method("upstreamSocket", UpstreamSocket, napi_enumerable),
+      hg::Method("originalDst", OriginalDst, napi_enumerable),
+      hg::Method("socketName", SocketName, napi_enumerable),
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   InitPrivileges(env, exports);
