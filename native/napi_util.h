@@ -1,4 +1,4 @@
-// The N-API helpers that honeygate.cc and relay.cc share: throwing (a usage error, an
+// The N-API helpers that honeygate.cc, privileges.cc and relay.cc share: throwing (a usage error, an
 // error that names the failed syscall), reading arguments, returning nothing.
 #pragma once
 #define NAPI_VERSION 8
@@ -26,7 +26,7 @@ inline napi_value Throw(napi_env env, const char* message) {
 }
 
 // Throws Error("SYSCALL(ARGS): ECODE") with .code and .syscall. Returns nullptr.
-inline napi_value ThrowSyscall(napi_env env, const char* syscall, const char* args, int err) {
+inline napi_value ThrowSyscall(napi_env env, const char* syscall, const std::string& args, int err) {
   std::string code = ErrName(err);
   std::string message = SocketError{syscall, args, err}.Message();
   napi_value code_value, message_value, syscall_value, error;

@@ -19,10 +19,7 @@
 // Started as a non-root user (systemd User= with AmbientCapabilities=) there is no id to
 // switch: the sets are only trimmed to `keep`, and no_new_privs set.
 //
-// Self-contained: it shares nothing with the socket code beside the module's exports object.
-#define NAPI_VERSION 8
-#include <node_api.h>
-
+// It shares the N-API helpers (napi_util.h) with the socket code, and the exports object.
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -32,11 +29,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cmath>
 #include <cstdint>
-#include <cstring>
+#include <cstdio>
 #include <string>
 #include <vector>
+
+#include "napi_util.h"
 
 namespace {
 
@@ -44,36 +42,9 @@ const char kDropUsage[] =
     "Usage: dropPrivileges({ uid: number, gid: number, groups: number[], keep: number[] }): ids 0-4294967294, "
     "keep lists capability numbers 0-63";
 
-std::string ErrName(int err) {
-  const char* name = strerrorname_np(err);
-  return name ? name : "errno " + std::to_string(err);
-}
-
-// Throws Error("SYSCALL(ARGS): ECODE") with .code and .syscall. Returns nullptr.
-napi_value Fail(napi_env env, const char* syscall, const std::string& args, int err) {
-  std::string code = ErrName(err);
-  std::string message = std::string(syscall) + "(" + args + "): " + code;
-  napi_value code_value, message_value, syscall_value, error;
-  napi_create_string_utf8(env, code.c_str(), NAPI_AUTO_LENGTH, &code_value);
-  napi_create_string_utf8(env, message.c_str(), NAPI_AUTO_LENGTH, &message_value);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value);
-  napi_create_error(env, code_value, message_value, &error);
-  napi_set_named_property(env, error, "syscall", syscall_value);
-  napi_throw(env, error);
-  return nullptr;
-}
-
-napi_value Usage(napi_env env) {
-  napi_throw_type_error(env, nullptr, kDropUsage);
-  return nullptr;
-}
-
-bool GetInteger(napi_env env, napi_value value, double min, double max, double* out) {
-  napi_valuetype type;
-  if (napi_typeof(env, value, &type) != napi_ok || type != napi_number) return false;
-  if (napi_get_value_double(env, value, out) != napi_ok) return false;
-  return std::floor(*out) == *out && *out >= min && *out <= max;
-}
+using hg::GetInteger;
+using hg::ThrowSyscall;
+using hg::Usage;
 
 bool GetId(napi_env env, napi_value object, const char* key, uint32_t* out) {
   napi_value value;
@@ -136,18 +107,18 @@ napi_value DropPrivileges(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value arg;
   napi_valuetype type;
-  if (napi_get_cb_info(env, info, &argc, &arg, nullptr, nullptr) != napi_ok || argc < 1) return Usage(env);
-  if (napi_typeof(env, arg, &type) != napi_ok || type != napi_object) return Usage(env);
+  if (napi_get_cb_info(env, info, &argc, &arg, nullptr, nullptr) != napi_ok || argc < 1) return Usage(env, kDropUsage);
+  if (napi_typeof(env, arg, &type) != napi_ok || type != napi_object) return Usage(env, kDropUsage);
   uint32_t uid, gid;
   std::vector<uint32_t> groups, keep_list;
   if (!GetId(env, arg, "uid", &uid) || !GetId(env, arg, "gid", &gid) ||
       !GetList(env, arg, "groups", 4294967294.0, &groups) || !GetList(env, arg, "keep", 63, &keep_list))
-    return Usage(env);
+    return Usage(env, kDropUsage);
   uint64_t keep = 0;
   for (uint32_t cap : keep_list) keep |= uint64_t{1} << cap;
 
   Caps before;
-  if (int err = GetCaps(&before)) return Fail(env, "capget", "", err);
+  if (int err = GetCaps(&before)) return ThrowSyscall(env, "capget", "", err);
   bool switch_ids = geteuid() != uid || getuid() != uid || getegid() != gid || getgid() != gid;
   if (!switch_ids) keep &= before.permitted;  // a non-root start can only lower its sets
 
@@ -157,43 +128,45 @@ napi_value DropPrivileges(napi_env env, napi_callback_info info) {
       if (keep & (uint64_t{1} << cap)) continue;
       if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1) continue;  // 0: dropped; -1: no such cap
       if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
-        return Fail(env, "prctl", "PR_CAPBSET_DROP, " + std::to_string(cap), errno);
+        return ThrowSyscall(env, "prctl", "PR_CAPBSET_DROP, " + std::to_string(cap), errno);
     }
   }
 
   if (switch_ids) {
-    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return Fail(env, "prctl", "PR_SET_KEEPCAPS, 1", errno);
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return ThrowSyscall(env, "prctl", "PR_SET_KEEPCAPS, 1", errno);
     std::vector<gid_t> list(groups.begin(), groups.end());
     if (setgroups(list.size(), list.data()) != 0)
-      return Fail(env, "setgroups", std::to_string(list.size()) + " groups", errno);
+      return ThrowSyscall(env, "setgroups", std::to_string(list.size()) + " groups", errno);
     if (setresgid(gid, gid, gid) != 0) {
       std::string g = std::to_string(gid);
-      return Fail(env, "setresgid", g + ", " + g + ", " + g, errno);
+      return ThrowSyscall(env, "setresgid", g + ", " + g + ", " + g, errno);
     }
     if (setresuid(uid, uid, uid) != 0) {
       std::string u = std::to_string(uid);
-      return Fail(env, "setresuid", u + ", " + u + ", " + u, errno);
+      return ThrowSyscall(env, "setresuid", u + ", " + u + ", " + u, errno);
     }
-    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return Fail(env, "prctl", "PR_SET_KEEPCAPS, 0", errno);
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return ThrowSyscall(env, "prctl", "PR_SET_KEEPCAPS, 0", errno);
   }
 
-  if (int err = SetCaps(keep)) return Fail(env, "capset", "permitted, effective, inheritable " + Hex(keep), err);
+  if (int err = SetCaps(keep)) {
+    return ThrowSyscall(env, "capset", "permitted, effective, inheritable " + Hex(keep), err);
+  }
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0)
-    return Fail(env, "prctl", "PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL", errno);
+    return ThrowSyscall(env, "prctl", "PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL", errno);
   for (int cap = 0; cap <= 63; cap++) {
     if (!(keep & (uint64_t{1} << cap))) continue;
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0)
-      return Fail(env, "prctl", "PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, " + std::to_string(cap), errno);
+      return ThrowSyscall(env, "prctl", "PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, " + std::to_string(cap), errno);
   }
 
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Fail(env, "prctl", "PR_SET_NO_NEW_PRIVS, 1", errno);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return ThrowSyscall(env, "prctl", "PR_SET_NO_NEW_PRIVS, 1", errno);
   // Allows every system call; TSYNC gives every thread this thread's filter and no_new_privs.
   sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
   sock_fprog program{1, allow};
   long synced = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program);
   if (synced != 0) {
     // > 0: the id of a thread that could not be synchronised.
-    return Fail(env, "seccomp", "SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, allow",
+    return ThrowSyscall(env, "seccomp", "SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, allow",
                 synced > 0 ? ESRCH : errno);
   }
   return nullptr;
@@ -217,7 +190,7 @@ napi_value SetBig(napi_env env, napi_value object, const char* key, uint64_t val
 // masks), noNewPrivs } of the calling thread.
 napi_value Privileges(napi_env env, napi_callback_info) {
   Caps caps;
-  if (int err = GetCaps(&caps)) return Fail(env, "capget", "", err);
+  if (int err = GetCaps(&caps)) return ThrowSyscall(env, "capget", "", err);
   uint64_t ambient = 0;
   for (int cap = 0; cap <= 63; cap++) {
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0) == 1) ambient |= uint64_t{1} << cap;
