@@ -12,15 +12,29 @@ const [root, listenPort, serverPort] = process.argv.slice(2);
 const native = await import(pathToFileURL(join(root, 'dist', 'src', 'net', 'native.js')).href);
 
 // Record layout: native/relay.cc's header comment (numbers per record type).
-const LENGTH = { 1: 5, 2: 2, 3: 2, 4: 7, 5: 2 };
-const relay = native.createRelay((n) => {
-  for (let i = 0; i < n.length; i += LENGTH[n[i]]) {
-    const id = n[i + 1];
-    if (n[i] === 1)
-      relay.forward(id, '127.0.0.1', Number(serverPort), null, null, 0, false, 0, 5000, 0, 0, 0);
-    else if (n[i] === 3) relay.close(id, true); // the server refused: nothing retries here
-  }
-}, new Float64Array(2));
+const LENGTH = { 1: 5, 2: 2, 3: 2, 4: 8, 5: 2 };
+// forward()'s numbers go in the dial spec (native/boundary.h); a tree from before the spec
+// (BENCH_HONEYGATE) takes them as arguments.
+const fields = native.relayBoundary().dial;
+const dial = new Float64Array(fields?.length ?? 0);
+if (fields) {
+  dial[fields.port] = Number(serverPort);
+  dial[fields.timeoutMs] = 5000;
+}
+const forward = fields
+  ? (id) => relay.forward(id, '127.0.0.1', null, null)
+  : (id) => relay.forward(id, '127.0.0.1', Number(serverPort), null, null, 0, false, 0, 5000, 0, 0, 0);
+const relay = native.createRelay(
+  (n) => {
+    for (let i = 0; i < n.length; i += LENGTH[n[i]]) {
+      const id = n[i + 1];
+      if (n[i] === 1) forward(id);
+      else if (n[i] === 3) relay.close(id, true); // the server refused: nothing retries here
+    }
+  },
+  new Float64Array(2),
+  dial,
+);
 relay.listen(native.listenSocket('127.0.0.1', Number(listenPort), { backlog: 4096 }), 1, 0);
 process.on('SIGTERM', () => {
   relay.destroy();

@@ -16,11 +16,11 @@
 // (fd-exhausted). unlisten() first accepts what the kernel has queued and reports it, so a
 // stop or a reload records those flows instead of resetting them.
 //
-// Record tags, listen flags and close reasons (record 4's reason is a code) are in
-// boundary.h, which this file exports to JS. The finished flows' first bytes come as one
-// Buffer per batch, the callback's third argument: record 4 gives its range (-1, -1:
-// none). One backing store per batch instead of one per flow: the young-generation GC
-// pays for each one.
+// Record tags, listen flags, forward()'s dial spec and close reasons (record 4's reason is
+// a code) are in boundary.h, which this file exports to JS. The finished flows' first bytes
+// come as one Buffer per batch, the callback's third argument: record 4 gives its range
+// (-1, -1: none). One backing store per batch instead of one per flow: the young-generation
+// GC pays for each one.
 #include <uv.h>
 
 #include <sys/socket.h>
@@ -42,8 +42,8 @@ constexpr size_t kNumbers[] = {0, 5, 2, 2, 8, 2};  // numbers per record type (h
 
 class Relay : public RecordSink {
  public:
-  // counters: Float64Array(2) for Counters().
-  explicit Relay(double* counters) : counters_(counters) {}
+  // counters: Float64Array(2) for Counters(); dial: Float64Array(kDialFields), forward()'s spec.
+  Relay(double* counters, double* dial) : counters_(counters), dial_(dial) {}
 
   RelayCore& core() { return core_; }
 
@@ -70,6 +70,7 @@ class Relay : public RecordSink {
   }
 
   bool destroyed() const { return destroyed_; }
+  const double* dial() const { return dial_; }
 
   void Push(Record&& record) override { records_.push_back(std::move(record)); }
 
@@ -242,6 +243,7 @@ class Relay : public RecordSink {
   napi_ref resource_ = nullptr;
   napi_async_context async_ = nullptr;
   double* counters_;
+  double* dial_;
   uv_poll_t poll_{};
   uv_timer_t timer_{};
   int pendingClose_ = 0;
@@ -297,24 +299,28 @@ double* Float64Data(napi_env env, napi_value value, size_t length) {
   return type == napi_float64_array && have >= length ? static_cast<double*>(data) : nullptr;
 }
 
-// new Relay(onRecords(batch: unknown[]), counters: Float64Array(2))
+// new Relay(onRecords(batch: unknown[]), counters: Float64Array(2), dial: Float64Array(relayDial.length))
 napi_value New(napi_env env, napi_callback_info info) {
-  static const char usage[] = "Usage: new Relay(onRecords: Function, counters: Float64Array(2))";
-  size_t argc = 2;
-  napi_value argv[2], self;
+  static const char usage[] =
+      "Usage: new Relay(onRecords: Function, counters: Float64Array(2), dial: Float64Array(relayDial.length))";
+  size_t argc = 3;
+  napi_value argv[3], self;
   napi_get_cb_info(env, info, &argc, argv, &self, nullptr);
   napi_valuetype type;
-  if (argc < 2 || napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function) return Usage(env, usage);
+  if (argc < 3 || napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function) return Usage(env, usage);
   double* counters = Float64Data(env, argv[1], 2);
-  if (!counters) return Usage(env, usage);
-  auto* relay = new Relay(counters);
+  double* dial = Float64Data(env, argv[2], kDialFields);
+  if (!counters || !dial) return Usage(env, usage);
+  auto* relay = new Relay(counters, dial);
   std::string error = relay->core().Open();
   if (!error.empty()) {
     delete relay;
     return Throw(env, error.c_str());
   }
   relay->Start(env, argv[0]);
-  napi_set_named_property(env, self, "_counters", argv[1]);  // keeps the memory alive
+  // Keep the memory of both arrays alive as long as the relay.
+  napi_set_named_property(env, self, "_counters", argv[1]);
+  napi_set_named_property(env, self, "_dial", argv[2]);
   napi_wrap(
       env, self, relay, [](napi_env, void* data, void*) { static_cast<Relay*>(data)->Orphan(); }, nullptr, nullptr);
   return self;
@@ -344,18 +350,29 @@ napi_value Unlisten(napi_env env, napi_callback_info info) {
   return Undefined(env);
 }
 
-// forward(id, host, port, header|null, localIp|null, localPort, transparent, mark, timeoutMs,
-//         firstCap, maxIn, maxOut): undefined, or why it could not start.
+// A dial spec number as an unsigned integer below `max` (JS writes them; NaN and negatives
+// read as 0).
+uint64_t SpecNumber(double value, double max) {
+  return value >= 0 && value <= max ? static_cast<uint64_t>(value) : 0;
+}
+
+// forward(id, host, localIp|null, header|null), its numbers in the dial spec (boundary.h's
+// DialField): undefined, or why it could not start.
 napi_value Forward(napi_env env, napi_callback_info info) {
-  size_t argc = 12;
-  napi_value argv[12];
+  size_t argc = 4;
+  napi_value argv[4];
   Relay* r = Self(env, info, &argc, argv);
   if (!r) return nullptr;
   uint32_t id;
-  if (argc < 12 || !GetUint32(env, argv[0], &id)) return Throw(env, "Usage: forward(id, host, port, ...)");
+  if (argc < 4 || !GetUint32(env, argv[0], &id) || !IsString(env, argv[1])) {
+    return Throw(env, "Usage: forward(id, host, localIp | null, header | null)");
+  }
+  const double* spec = r->dial();
   Dial d;
   d.host = GetString(env, argv[1]);
-  GetUint32(env, argv[2], &d.port);
+  d.port = static_cast<uint32_t>(SpecNumber(spec[kDialPort], 65535));
+  if (IsString(env, argv[2])) d.localIp = GetString(env, argv[2]);
+  d.localPort = static_cast<uint32_t>(SpecNumber(spec[kDialLocalPort], 65535));
   bool isBuffer = false;
   napi_is_buffer(env, argv[3], &isBuffer);
   if (isBuffer) {
@@ -364,15 +381,12 @@ napi_value Forward(napi_env env, napi_callback_info info) {
     napi_get_buffer_info(env, argv[3], &data, &len);
     d.header.assign(static_cast<char*>(data), len);
   }
-  if (IsString(env, argv[4])) d.localIp = GetString(env, argv[4]);
-  GetUint32(env, argv[5], &d.localPort);
-  napi_get_value_bool(env, argv[6], &d.transparent);
-  GetUint32(env, argv[7], &d.mark);
-  GetUint32(env, argv[8], &d.timeoutMs);
-  GetUint32(env, argv[9], &d.firstCap);
-  double number;
-  d.maxIn = napi_get_value_double(env, argv[10], &number) == napi_ok ? static_cast<uint64_t>(number) : 0;
-  d.maxOut = napi_get_value_double(env, argv[11], &number) == napi_ok ? static_cast<uint64_t>(number) : 0;
+  d.transparent = spec[kDialTransparent] != 0;
+  d.mark = static_cast<uint32_t>(SpecNumber(spec[kDialMark], 4294967295.0));
+  d.timeoutMs = static_cast<uint32_t>(SpecNumber(spec[kDialTimeoutMs], 4294967295.0));
+  d.firstCap = static_cast<uint32_t>(SpecNumber(spec[kDialFirstCap], 4294967295.0));
+  d.maxIn = SpecNumber(spec[kDialMaxIn], 9007199254740991.0);
+  d.maxOut = SpecNumber(spec[kDialMaxOut], 9007199254740991.0);
   return MessageOrUndefined(env, r->core().Forward(id, d));
 }
 
@@ -465,6 +479,7 @@ napi_value InitRelay(napi_env env, napi_value exports) {
   };
   table("relayRecords", kRecordTags, sizeof kRecordTags / sizeof kRecordTags[0]);
   table("relayListen", kListenFlags, sizeof kListenFlags / sizeof kListenFlags[0]);
+  table("relayDial", kDialFieldNames, sizeof kDialFieldNames / sizeof kDialFieldNames[0]);
   napi_value reasons, name;
   napi_create_array_with_length(env, kCloseCodes, &reasons);
   for (uint32_t i = 0; i < kCloseCodes; i++) {

@@ -1,8 +1,9 @@
-// The native relay stage (native/relay.cc). With the addon, the relay accepts on every
-// listener's socket, so a flow costs no net.Socket until a stage needs its bytes in JS
-// (an inbound PROXY header, a protocol peek, capture): then take() hands the socket to
-// Node. A flow forwarded without that is dialed and copied by the relay too; JS keeps
-// every decision and the Flow record, and hears back in batches.
+// The native relay stage (native/relay.cc, over the epoll core in native/relay_core.cc).
+// With the addon, the relay accepts on every listener's socket, so a flow costs no
+// net.Socket until a stage needs its bytes in JS (an inbound PROXY header, a protocol
+// peek, capture): then take() hands the socket to Node. A flow forwarded without that is
+// dialed and copied by the relay too; JS keeps every decision and the Flow record, and
+// hears back in batches.
 //
 // HONEYGATE_RELAY=off keeps everything in Node (the lever's "before" in bench/).
 import net from 'node:net';
@@ -83,20 +84,17 @@ export class RelayConn {
     done: (err: Error | null) => void,
   ): void {
     if (this.closed) return done(new Error('flow closed'));
-    const error = this.relay.native.forward(
-      this.id,
-      server.host,
-      server.port,
-      plan.header,
-      plan.local?.ip ?? null,
-      plan.local?.port ?? 0,
-      plan.transparent,
-      0,
-      timeoutMs,
-      caps.firstBytes,
-      caps.maxBytesIn,
-      caps.maxBytesOut,
-    );
+    // The dial spec: numbers written in place (no object per flow), strings as arguments.
+    const { dial: spec, dialFields: at } = this.relay;
+    spec[at.port] = server.port;
+    spec[at.localPort] = plan.local?.port ?? 0;
+    spec[at.transparent] = plan.transparent ? 1 : 0;
+    spec[at.mark] = 0;
+    spec[at.timeoutMs] = timeoutMs;
+    spec[at.firstCap] = caps.firstBytes;
+    spec[at.maxIn] = caps.maxBytesIn;
+    spec[at.maxOut] = caps.maxBytesOut;
+    const error = this.relay.native.forward(this.id, server.host, plan.local?.ip ?? null, plan.header);
     if (error !== undefined) return done(connectError(server, error));
     this.dial = { done, server, timeoutMs };
   }
@@ -160,6 +158,9 @@ export function isFdExhaustion(err: unknown): boolean {
 export class Relay {
   readonly native: NativeRelay;
   readonly counters = new Float64Array(2);
+  /** forward()'s dial spec, at dialFields' indexes (native/boundary.h's DialField). */
+  readonly dial: Float64Array;
+  readonly dialFields: RelayBoundary['dial'];
   readonly conns = new IdTable<RelayConn>();
   private readonly bound = new Map<number, BoundSocket>();
   private nextTag = 1;
@@ -174,8 +175,10 @@ export class Relay {
     private readonly log: Logger,
     private readonly onFdExhausted: () => void = () => {},
   ) {
-    this.native = createRelay(this.onRecords, this.counters);
-    ({ records: this.records, closeReasons: this.closeReasons } = relayBoundary());
+    const boundary = relayBoundary();
+    ({ records: this.records, closeReasons: this.closeReasons, dial: this.dialFields } = boundary);
+    this.dial = new Float64Array(boundary.dial.length);
+    this.native = createRelay(this.onRecords, this.counters, this.dial);
   }
 
   /** Accepts on fd for `bound` from now on; returns the tag that unlisten() takes. */

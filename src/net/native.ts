@@ -25,34 +25,29 @@ interface Addon {
   upstreamSocket(family: 4 | 6, opts: SocketOptions): number;
   originalDst(fd: number): { host: string; port: number } | null;
   socketName(fd: number): { host: string; port: number };
-  Relay: new (onRecords: RelayRecords, counters: Float64Array) => NativeRelay;
+  Relay: new (onRecords: RelayRecords, counters: Float64Array, dial: Float64Array) => NativeRelay;
   relayRecords: RelayBoundary['records'];
   relayListen: RelayBoundary['listen'];
+  relayDial: RelayBoundary['dial'];
   relayCloseReasons: CloseReason[];
   dropPrivileges(target: { uid: number; gid: number; groups: number[]; keep: number[] }): void;
   privileges(): ThreadPrivileges;
 }
 
-/** The native relay (native/relay.cc): accept, connect and copy off the JS heap. See src/gateway/relay.ts. */
+/**
+ * The native relay (native/relay.cc over native/relay_core.cc): accept, connect and copy
+ * off the JS heap. See src/gateway/relay.ts.
+ */
 export interface NativeRelay {
   /** Accepts on fd (non-blocking from now on; closed by unlisten). flags: relayBoundary().listen. */
   listen(fd: number, tag: number, flags: number): void;
   unlisten(tag: number): void;
-  /** Starts dialing for a waiting flow: undefined, or why it could not start. */
-  forward(
-    id: number,
-    host: string,
-    port: number,
-    header: Buffer | null,
-    localIp: string | null,
-    localPort: number,
-    transparent: boolean,
-    mark: number,
-    timeoutMs: number,
-    firstCap: number,
-    maxIn: number,
-    maxOut: number,
-  ): string | undefined;
+  /**
+   * Starts dialing host for a waiting flow, from localIp when not null, sending header
+   * first. The numbers (port, caps, ...) are read from the dial spec given to createRelay(),
+   * written just before at relayBoundary().dial's indexes. Undefined, or why it could not start.
+   */
+  forward(id: number, host: string, localIp: string | null, header: Buffer | null): string | undefined;
   /** The attacker's fd of a waiting flow, now the caller's; -1 when there is none. */
   take(id: number): number;
   /** A waiting flow on a dup of fd (the caller closes its own); a negative errno on failure. */
@@ -71,6 +66,18 @@ export interface RelayBoundary {
   records: { accepted: number; dialed: number; dialFailed: number; finished: number; acceptFailed: number };
   /** listen()'s flags: local reports getsockname() as dst, originalDst SO_ORIGINAL_DST. */
   listen: { local: number; originalDst: number };
+  /** forward()'s numbers: their indexes in the dial spec, and its length. */
+  dial: {
+    port: number;
+    localPort: number;
+    transparent: number; // 1: IP_TRANSPARENT
+    mark: number; // SO_MARK; 0: unset
+    timeoutMs: number;
+    firstCap: number; // the attacker's first bytes to keep
+    maxIn: number; // 0: no cap
+    maxOut: number;
+    length: number;
+  };
   /** Record 4's close reason by its code (test/unit/native.test.ts checks they are CloseReasons). */
   closeReasons: readonly CloseReason[];
 }
@@ -78,15 +85,28 @@ export interface RelayBoundary {
 /** The relay's record tags, listen flags and close reasons; throws HG_ERR_NATIVE without the addon. */
 export function relayBoundary(): RelayBoundary {
   const a = addon();
-  return { records: a.relayRecords, listen: a.relayListen, closeReasons: a.relayCloseReasons };
+  return {
+    records: a.relayRecords,
+    listen: a.relayListen,
+    dial: a.relayDial,
+    closeReasons: a.relayCloseReasons,
+  };
 }
 
 /** A batch of relay records (numbers, then their strings in order), and the first bytes its finished flows point into. */
 export type RelayRecords = (numbers: Float64Array, strings: string[], firstBytes: Buffer | null) => void;
 
-/** A relay whose records go to onRecords; throws HG_ERR_NATIVE without the addon. */
-export function createRelay(onRecords: RelayRecords, counters: Float64Array): NativeRelay {
-  return new (addon().Relay)(onRecords, counters);
+/**
+ * A relay whose records go to onRecords; counters (2 numbers) is where counters() writes,
+ * dial (relayBoundary().dial.length numbers) where forward() reads its spec. Throws
+ * HG_ERR_NATIVE without the addon.
+ */
+export function createRelay(
+  onRecords: RelayRecords,
+  counters: Float64Array,
+  dial: Float64Array,
+): NativeRelay {
+  return new (addon().Relay)(onRecords, counters, dial);
 }
 
 /** The address a socket is bound to (getsockname). Throws HG_ERR_SOCKET. */

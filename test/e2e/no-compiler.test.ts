@@ -108,7 +108,8 @@ describe('the npm package installs and runs without a compiler', () => {
         const fd = native.listenSocket('127.0.0.1', 0, { transparent: true });
         const { port } = native.socketName(fd);
         (await import('node:fs')).closeSync(fd);
-        const relay = native.createRelay(() => {}, new Float64Array(2));
+        const dial = new Float64Array(native.relayBoundary().dial.length);
+        const relay = native.createRelay(() => {}, new Float64Array(2), dial);
         relay.destroy();
         console.log(JSON.stringify({ available, port }));`;
       const r = withoutCompiler([node!, '--input-type=module', '-e', script]);

@@ -131,6 +131,24 @@ test("native/boundary.h's tables: the relay's close reasons are CloseReasons, it
   assert.equal(listen.local & listen.originalDst, 0, 'flags are distinct bits');
 });
 
+test("native/boundary.h's dial spec: forward()'s numbers at distinct indexes below its length", () => {
+  const { dial } = relayBoundary();
+  const { length, ...fields } = dial;
+  assert.deepEqual(Object.keys(fields).sort(), [
+    'firstCap',
+    'localPort',
+    'mark',
+    'maxIn',
+    'maxOut',
+    'port',
+    'timeoutMs',
+    'transparent',
+  ]);
+  const indexes = Object.values(fields);
+  assert.equal(new Set(indexes).size, indexes.length);
+  for (const index of indexes) assert.ok(Number.isInteger(index) && index >= 0 && index < length);
+});
+
 test('without a build, the loader names every path it tried', async () => {
   // A copy of the wrapper where no build/ directory is: dist/src/net -> ../../.. has none.
   const root = mkdtempSync(path.join(tmpdir(), 'hg-native-'));
