@@ -440,8 +440,14 @@ napi_value FirstBytes(napi_env env, napi_callback_info info) {
   if (!r) return nullptr;
   const std::string* first = r->core().First(id);
   napi_value v;
-  if (first) napi_create_buffer_copy(env, first->size(), first->data(), nullptr, &v);
-  else napi_get_null(env, &v);
+  if (!first) {
+    napi_get_null(env, &v);
+    return v;
+  }
+  // Up to the flow's firstBytes cap; a failed allocation throws rather than return garbage.
+  if (napi_create_buffer_copy(env, first->size(), first->data(), nullptr, &v) != napi_ok) {
+    return Throw(env, "firstBytes: out of memory");
+  }
   return v;
 }
 
