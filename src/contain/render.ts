@@ -17,13 +17,50 @@ import type { ContainTargets } from './docker.js';
 /** Protocols with ports: their attempts are recorded with the destination port. */
 export const PORT_PROTOCOLS = ['tcp', 'udp', 'sctp', 'dccp', 'udplite'] as const;
 
-/** The dynamic sets honeygate reads the egress counters from, by family and kind. */
+/**
+ * The dynamic sets honeygate reads the egress counters from, by family and kind: `ports`
+ * keyed by honeypot, destination, protocol and port; `icmp` by honeypot, destination and
+ * ICMP (ICMPv6) type; `other` (GRE, raw IP, ...) by honeypot, destination and protocol.
+ */
 export const EGRESS_SETS = [
-  { name: 'egress_v4', family: 4, ports: true },
-  { name: 'egress_v4_other', family: 4, ports: false },
-  { name: 'egress_v6', family: 6, ports: true },
-  { name: 'egress_v6_other', family: 6, ports: false },
+  { name: 'egress_v4', family: 4, kind: 'ports' },
+  { name: 'egress_v4_icmp', family: 4, kind: 'icmp' },
+  { name: 'egress_v4_other', family: 4, kind: 'other' },
+  { name: 'egress_v6', family: 6, kind: 'ports' },
+  { name: 'egress_v6_icmp', family: 6, kind: 'icmp' },
+  { name: 'egress_v6_other', family: 6, kind: 'other' },
 ] as const;
+
+export type EgressSet = (typeof EGRESS_SETS)[number];
+
+/** nft's set type and the rule's match and key for one egress set. */
+export function egressSetShape(s: EgressSet): { type: string; match: string; key: string } {
+  const v4 = s.family === 4;
+  const ip = v4 ? 'ip' : 'ip6';
+  const addr = v4 ? 'ipv4_addr' : 'ipv6_addr';
+  const icmp = v4 ? 'icmp' : 'ipv6-icmp';
+  const pair = `${ip} saddr . ${ip} daddr`;
+  if (s.kind === 'ports') {
+    return {
+      type: `${addr} . ${addr} . inet_proto . inet_service`,
+      // nft adds `meta nfproto` for the key's `ip saddr`: an IPv6 packet never lands in egress_v4
+      match: `meta l4proto { ${PORT_PROTOCOLS.join(', ')} }`,
+      key: `${pair} . meta l4proto . th dport`,
+    };
+  }
+  if (s.kind === 'icmp') {
+    return {
+      type: `${addr} . ${addr} . ${v4 ? 'icmp_type' : 'icmpv6_type'}`,
+      match: `meta l4proto ${icmp}`,
+      key: `${pair} . ${v4 ? 'icmp' : 'icmpv6'} type`,
+    };
+  }
+  return {
+    type: `${addr} . ${addr} . inet_proto`,
+    match: `meta nfproto ipv${s.family} meta l4proto != { ${[...PORT_PROTOCOLS, icmp].join(', ')} }`,
+    key: `${pair} . meta l4proto`,
+  };
+}
 
 export const CONTAIN_RULE = {
   replies: (hook: Hook) => `honeygate: contain (${hook}): replies and related packets pass`,
@@ -101,14 +138,12 @@ export function renderContain(contain: ContainConfig, targets: ContainTargets | 
     });
   }
   for (const s of EGRESS_SETS) {
-    const addr = s.family === 4 ? 'ipv4_addr' : 'ipv6_addr';
-    const type = s.ports ? `${addr} . ${addr} . inet_proto . inet_service` : `${addr} . ${addr} . inet_proto`;
     // The timeout only frees memory: honeygate reads the counters every recordInterval.
     const timeout = Math.max(3600, Math.ceil((contain.recordIntervalMs * 10) / 1000));
     out.sets.push(
       setBlock([
         `set ${s.name} {`,
-        `type ${type}`,
+        `type ${egressSetShape(s).type}`,
         `size ${contain.sizes}`,
         'flags dynamic,timeout',
         `timeout ${timeout}s`,
@@ -153,15 +188,8 @@ export function renderContain(contain: ContainConfig, targets: ContainTargets | 
       });
       for (const s of EGRESS_SETS) {
         if (w.family !== null && w.family !== s.family) continue;
-        const ip = s.family === 4 ? 'ip' : 'ip6';
-        const protos = `{ ${PORT_PROTOCOLS.join(', ')} }`;
-        const key = s.ports
-          ? `${ip} saddr . ${ip} daddr . meta l4proto . th dport`
-          : `${ip} saddr . ${ip} daddr . meta l4proto`;
-        const l4 = s.ports
-          ? `meta l4proto ${protos}`
-          : `meta nfproto ipv${s.family} meta l4proto != ${protos}`;
-        add(`${w.match} ${l4} update @${s.name} { ${key} }`, CONTAIN_RULE.record(hook, w.name, s.name));
+        const { match, key } = egressSetShape(s);
+        add(`${w.match} ${match} update @${s.name} { ${key} }`, CONTAIN_RULE.record(hook, w.name, s.name));
       }
       add(`${w.match} drop`, CONTAIN_RULE.drop(hook, w.name));
     }

@@ -188,15 +188,23 @@ contain:
     const pings = await waitFor(
       'egress events for the ping sweep',
       () => {
-        const hosts = new Set(
+        const hosts = new Map(
           egress()
             .filter((e) => e.src.ip === HP && e.protocol === 'icmp' && e.dst.ip.startsWith('203.0.113.'))
-            .map((e) => e.dst.ip),
+            .map((e) => [e.dst.ip, e]),
         );
         return hosts.size >= 12 && hosts;
       },
       15_000,
     );
+    for (const e of pings.values()) {
+      assert.equal(e.dst.port, 0, 'ICMP has no port');
+      assert.deepEqual(
+        [e.protocolFields?.icmpType, e.protocolFields?.icmpTypeName],
+        [8, 'echo-request'],
+        `the type of the ping to ${e.dst.ip}`,
+      );
+    }
     for (let i = 1; i <= 12; i++) assert.ok(pings.has(`203.0.113.${i}`), `ping to 203.0.113.${i} recorded`);
     assert.equal(fs.existsSync(path.join(dir, 'victim-hits')), false, 'nothing reached the victim');
   });
@@ -213,6 +221,7 @@ contain:
       () => seen(BRIDGE, 2222, 'tcp') && seen(BRIDGE, 0, 'icmp'),
       15_000,
     );
+    assert.equal(seen(BRIDGE, 0, 'icmp')?.protocolFields?.icmpTypeName, 'echo-request');
   });
 
   test('an allow-listed resolver still answers, and is not recorded', {

@@ -151,10 +151,21 @@ test("contain: Docker's network answer -> its bridge, or why it cannot be held i
   );
 });
 
-// As `nft -j list set inet honeygate egress_v4` prints it (nftables 1.0.6).
-const SET_JSON = JSON.stringify({
+// As `nft -j list table inet honeygate` prints the egress sets (nftables 1.0.6; chains, rules
+// and the other sets left out).
+const TABLE_JSON = JSON.stringify({
   nftables: [
     { metainfo: { version: '1.0.6' } },
+    { table: { family: 'inet', name: 'honeygate' } },
+    {
+      set: {
+        family: 'inet',
+        name: 'contain_ifaces',
+        table: 'honeygate',
+        type: 'ifname',
+        elem: ['br-61794b0f8bee'],
+      },
+    },
     {
       set: {
         family: 'inet',
@@ -179,12 +190,50 @@ const SET_JSON = JSON.stringify({
     },
     {
       set: {
-        name: 'egress_v4_other',
+        family: 'inet',
+        name: 'egress_v4_icmp',
+        table: 'honeygate',
         elem: [
           {
             elem: {
-              val: { concat: ['192.0.2.10', '203.0.113.7', 'icmp'] },
+              val: { concat: ['192.0.2.10', '203.0.113.7', 'echo-request'] },
               counter: { packets: 4, bytes: 336 },
+            },
+          },
+          {
+            elem: {
+              val: { concat: ['192.0.2.10', '203.0.113.7', 42] }, // a type nft has no name for
+              counter: { packets: 1, bytes: 28 },
+            },
+          },
+        ],
+      },
+    },
+    {
+      set: {
+        family: 'inet',
+        name: 'egress_v6_icmp',
+        table: 'honeygate',
+        elem: [
+          {
+            elem: {
+              val: { concat: ['2001:db8:e::10', '2001:db8:2::7', 'echo-request'] },
+              counter: { packets: 1, bytes: 104 },
+            },
+          },
+        ],
+      },
+    },
+    {
+      set: {
+        family: 'inet',
+        name: 'egress_v4_other',
+        table: 'honeygate',
+        elem: [
+          {
+            elem: {
+              val: { concat: ['192.0.2.10', '203.0.113.8', 'gre'] },
+              counter: { packets: 2, bytes: 200 },
             },
           },
         ],
@@ -194,12 +243,21 @@ const SET_JSON = JSON.stringify({
 });
 
 test('egress: set counters become one event per honeypot, destination, protocol and port, counting what grew', () => {
-  const counts = parseEgressSets(SET_JSON);
+  const counts = parseEgressSets(TABLE_JSON);
   assert.deepEqual(
-    counts.map((c) => `${c.honeypot} ${c.dst} ${c.protocol} ${c.port} ${c.packets}`),
-    ['192.0.2.10 203.0.113.5 tcp 80 3', '192.0.2.10 203.0.113.6 udp 53 1', '192.0.2.10 203.0.113.7 icmp 0 4'],
+    counts.map((c) => `${c.honeypot} ${c.dst} ${c.protocol} ${c.port} ${c.icmpType} ${c.packets}`),
+    [
+      '192.0.2.10 203.0.113.5 tcp 80 null 3',
+      '192.0.2.10 203.0.113.6 udp 53 null 1',
+      '192.0.2.10 203.0.113.7 icmp 0 8 4',
+      '192.0.2.10 203.0.113.7 icmp 0 42 1',
+      '2001:db8:e::10 2001:db8:2::7 ipv6-icmp 0 128 1',
+      '192.0.2.10 203.0.113.8 gre 0 null 2',
+    ],
   );
-  const before = new Map(counts.map((c) => [`${c.honeypot}|${c.dst}|${c.protocol}|${c.port}`, c]));
+  const before = new Map(
+    counts.map((c) => [`${c.honeypot}|${c.dst}|${c.protocol}|${c.port}|${c.icmpType ?? ''}`, c]),
+  );
   const later = counts.map((c) => ({ ...c }));
   later[0]!.packets = 5; // 2 more SYNs
   later[2]!.packets = 1; // the element was created again (the table re-applied): 1 new
@@ -215,4 +273,23 @@ test('egress: set counters become one event per honeypot, destination, protocol 
     [{ ip: '192.0.2.10', port: 0 }, { ip: '203.0.113.5', port: 80 }, 'tcp', 2, 'drop'],
   );
   assert.equal(e.durationMs, 10_000);
+});
+
+test('egress: an ICMP attempt is recorded with its type, by number and by name', () => {
+  const [, , echo, unnamed, echo6] = parseEgressSets(TABLE_JSON);
+  const e = egressEvent(echo!, 'gw1', 0, 1);
+  assert.deepEqual([e.dst, e.protocol], [{ ip: '203.0.113.7', port: 0 }, 'icmp']);
+  assert.deepEqual(e.protocolFields, { packets: 4, bytes: 336, icmpType: 8, icmpTypeName: 'echo-request' });
+  assert.match(e.detail ?? '', /\(icmp echo-request\) dropped$/);
+  assert.equal(egressEvent(unnamed!, 'gw1', 0, 1).protocolFields?.icmpTypeName, '42');
+  assert.deepEqual(egressEvent(echo6!, 'gw1', 0, 1).protocolFields, {
+    packets: 1,
+    bytes: 104,
+    icmpType: 128,
+    icmpTypeName: 'echo-request',
+  });
+});
+
+test('egress: output that is not JSON is an error, not an empty read', () => {
+  assert.throws(() => parseEgressSets('Error: No such file or directory'), /no JSON/);
 });
