@@ -11,6 +11,7 @@ import { type NftRuleset, parseNftJson } from '../firewall/nft-json.js';
 import { FAMILY, TABLE } from '../firewall/render.js';
 import type { Logger } from '../log.js';
 import { EGRESS_SETS } from './render.js';
+import { EgressSink, type SinkOptions } from './sink.js';
 
 /** One element of an egress set. */
 export interface EgressCount {
@@ -170,13 +171,18 @@ export function egressEvent(c: EgressCount, sensor: string, from: number, to: nu
   };
 }
 
-/** Reads the egress sets every contain.recordInterval while `run` runs; never throws. */
+/**
+ * Reads the egress sets every contain.recordInterval while `run` runs, and runs contain.sink's
+ * listener when it is configured. Only start() throws: when the sink cannot listen.
+ */
 export class EgressRecorder {
   private timer: NodeJS.Timeout | null = null;
   private reading: Promise<void> = Promise.resolve();
   private last = new Map<string, EgressCount>();
   private lastAt = Date.now();
   private warned = false;
+  private sink: EgressSink | null = null;
+  private queued = false; // a timed read runs or waits
 
   constructor(
     private config: Config,
@@ -184,29 +190,66 @@ export class EgressRecorder {
     private readonly recorder: Recorder,
   ) {}
 
-  start(): void {
+  async start(): Promise<void> {
     if (!this.config.contain) return;
     this.lastAt = Date.now();
-    this.timer = setInterval(() => {
-      this.reading = this.reading.then(() => this.read());
-    }, this.config.contain.recordIntervalMs);
+    this.timer = setInterval(() => this.tick(), this.config.contain.recordIntervalMs);
     this.timer.unref();
+    await this.startSink();
   }
 
-  reload(config: Config): void {
+  async reload(config: Config): Promise<void> {
     this.config = config;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.start();
+    const opts = this.sinkOptions();
+    if (this.sink && opts) {
+      await this.sink.reload(opts);
+    } else if (this.sink) {
+      await this.sink.stop();
+      this.sink = null;
+    }
+    if (!this.config.contain) return;
+    this.lastAt = Date.now();
+    this.timer = setInterval(() => this.tick(), this.config.contain.recordIntervalMs);
+    this.timer.unref();
+    if (!this.sink) await this.startSink();
   }
 
   /** Stops reading after one last read, so the last interval's attempts are recorded too. */
   async stop(): Promise<void> {
+    await this.sink?.stop();
+    this.sink = null;
     if (!this.timer) return this.reading; // never started
     clearInterval(this.timer);
     this.timer = null;
     this.reading = this.reading.then(() => this.read());
     await this.reading;
+  }
+
+  /** A timed read, unless one still runs (a read slower than the interval must not pile up). */
+  private tick(): void {
+    if (this.queued) return;
+    this.queued = true;
+    this.reading = this.reading
+      .then(() => this.read())
+      .finally(() => {
+        this.queued = false;
+      });
+  }
+
+  private sinkOptions(): SinkOptions | null {
+    const sink = this.config.contain?.sink;
+    if (!sink) return null;
+    return { sink, firstBytes: this.config.limits.firstBytes, sensor: this.config.events.sensor };
+  }
+
+  private async startSink(): Promise<void> {
+    const opts = this.sinkOptions();
+    if (!opts) return;
+    const sink = new EgressSink(opts, this.log, this.recorder);
+    await sink.start();
+    this.sink = sink;
   }
 
   /** One read: the table's egress sets, then one event per grown element. */

@@ -68,6 +68,10 @@ export const CONTAIN_RULE = {
   allow: (hook: Hook, who: string, i: number) => `honeygate: contain (${hook}): ${who} allow[${i}]`,
   record: (hook: Hook, who: string, set: string) => `honeygate: contain (${hook}): ${who} record in ${set}`,
   drop: (hook: Hook, who: string) => `honeygate: contain (${hook}): ${who} drop`,
+  sinkDirect: 'honeygate: contain (input): the sink takes redirected connections only',
+  sinkPass: 'honeygate: contain (input): connections redirected to the sink pass',
+  sinkAllow: (who: string, i: number) => `honeygate: contain (sink): ${who} allow[${i}] is not redirected`,
+  sinkRedirect: (who: string) => `honeygate: contain (sink): ${who} new TCP connections go to the sink`,
 } as const;
 
 export type Hook = 'forward' | 'input';
@@ -86,7 +90,7 @@ interface Who {
   family: 4 | 6 | null; // null: both (an interface)
 }
 
-function allowMatch(a: ContainAllow, family: 4 | 6, addrs: string[] | null): string {
+function allowMatch(a: ContainAllow, family: 4 | 6, addrs: string[] | null, rate = true): string {
   const parts: string[] = [];
   if (addrs) parts.push(`${family === 4 ? 'ip' : 'ip6'} daddr { ${addrs.join(', ')} }`);
   else parts.push(`meta nfproto ipv${family}`);
@@ -95,7 +99,7 @@ function allowMatch(a: ContainAllow, family: 4 | 6, addrs: string[] | null): str
     const ports = a.ports.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`));
     parts.push(`th dport { ${ports.join(', ')} }`);
   }
-  if (a.rate) parts.push(`limit rate ${a.rate.count}/${a.rate.unit}`);
+  if (a.rate && rate) parts.push(`limit rate ${a.rate.count}/${a.rate.unit}`);
   return parts.join(' ');
 }
 
@@ -172,6 +176,14 @@ export function renderContain(contain: ContainConfig, targets: ContainTargets | 
       'icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report } accept',
       CONTAIN_RULE.nd(hook),
     );
+    if (contain.sink && hook === 'input') {
+      const port = contain.sink.port;
+      lines.push(
+        `\t\t# the sink (port ${port}) answers only what contain_sink redirected: no one reaches it directly`,
+      );
+      add(`meta l4proto tcp th dport ${port} ct status ! dnat drop`, CONTAIN_RULE.sinkDirect);
+      add(`meta l4proto tcp th dport ${port} ct status dnat accept`, CONTAIN_RULE.sinkPass);
+    }
     for (const w of who) {
       lines.push(`\t\t# ${w.name}: new flows they start`);
       contain.allow.forEach((a, i) => {
@@ -197,5 +209,49 @@ export function renderContain(contain: ContainConfig, targets: ContainTargets | 
     out.chains.push(...lines, '');
     out.planChains.push({ name, type: 'filter', hook, prio: -10, rules });
   }
+  if (contain.sink) renderSink(contain, who, out);
   return out;
+}
+
+/**
+ * contain.sink: a nat chain before Docker's (dstnat - 10) redirects each new TCP connection
+ * a honeypot starts, at most contain.sink.rate of them, to honeygate's sink on this host, which
+ * records its first bytes; the allow list is not redirected. It sees only a connection's first
+ * packet, so replies to the flows that reached a honeypot never come here. Connections over
+ * the rate are not redirected: contain_forward and contain_input drop and count them.
+ */
+function renderSink(contain: ContainConfig, who: Who[], out: ContainRendered): void {
+  const sink = contain.sink!;
+  const rules: string[] = [];
+  const lines: string[] = [
+    '\tchain contain_sink {',
+    '\t\ttype nat hook prerouting priority dstnat - 10; policy accept;',
+  ];
+  const add = (rule: string, comment: string) => {
+    lines.push(`\t\t${rule} comment "${comment}"`);
+    rules.push(comment);
+  };
+  for (const w of who) {
+    lines.push(`\t\t# ${w.name}: new TCP connections they start go to the sink (port ${sink.port})`);
+    contain.allow.forEach((a, i) => {
+      if (!a.protocols.includes('tcp')) return;
+      for (const family of [4, 6] as const) {
+        if (w.family !== null && w.family !== family) continue;
+        const addrs = familyAddresses(a.to as Cidr[], family);
+        if (addrs?.length === 0) continue;
+        const suffix = w.family === null ? ` IPv${family}` : '';
+        add(
+          `${w.match} ${allowMatch(a, family, addrs, false)} accept`,
+          CONTAIN_RULE.sinkAllow(`${w.name}${suffix}`, i),
+        );
+      }
+    });
+    add(
+      `${w.match} meta l4proto tcp limit rate ${sink.rate.count}/${sink.rate.unit} redirect to :${sink.port}`,
+      CONTAIN_RULE.sinkRedirect(w.name),
+    );
+  }
+  lines.push('\t}');
+  out.chains.push(...lines, '');
+  out.planChains.push({ name: 'contain_sink', type: 'nat', hook: 'prerouting', prio: -110, rules });
 }

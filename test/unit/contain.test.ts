@@ -124,6 +124,69 @@ test('contain: a Docker network is held in by its bridge, in both hooks, before 
   }
 });
 
+test('contain.sink: defaults, and its errors name the key', () => {
+  assert.equal(config('contain: { networks: [hp] }\n').contain!.sink, null);
+  assert.deepEqual(config('contain: { networks: [hp], sink: {} }\n').contain!.sink, {
+    port: 15071,
+    rate: { count: 10, unit: 'second' },
+    holdMs: 5_000,
+  });
+  assert.deepEqual(
+    config('contain: { networks: [hp], sink: { port: 9999, rate: 600/m, hold: 2s } }\n').contain!.sink,
+    { port: 9999, rate: { count: 600, unit: 'minute' }, holdMs: 2_000 },
+  );
+  assert.match(errors('contain: { networks: [hp], sink: { port: 0 } }\n'), /contain\.sink\.port: /);
+  assert.match(
+    errors('contain: { networks: [hp], sink: { rate: 5/d } }\n'),
+    /contain\.sink\.rate: invalid rate/,
+  );
+  assert.match(
+    errors('contain: { networks: [hp], sink: { ports: 1 } }\n'),
+    /unknown key 'ports' \(allowed: port, rate, hold\)/,
+  );
+});
+
+test('contain.sink: new TCP connections are redirected before Docker, the allow list is not, and only redirected ones reach the port', () => {
+  const c = config(
+    'contain: { networks: [farm], honeypots: ["192.0.2.70"], sink: { port: 15071, rate: 20/s },' +
+      ' allow: [{ to: "192.0.2.53", ports: ["53"] }, { to: "192.0.2.54", protocol: udp }] }\n',
+  );
+  const text = renderRuleset(c, { protectedPorts: [], contain: NETWORKS });
+  assert.match(
+    text,
+    /chain contain_sink \{\n\t\ttype nat hook prerouting priority dstnat - 10; policy accept;/,
+  );
+  assert.match(
+    text,
+    /iifname @contain_ifaces ip daddr \{ 192\.0\.2\.53 \} meta l4proto \{ tcp, udp \} th dport \{ 53 \} accept comment "honeygate: contain \(sink\): networks IPv4 allow\[0\] is not redirected"/,
+  );
+  assert.doesNotMatch(text, /allow\[1\] is not redirected/, 'a UDP-only allow entry has no TCP to exempt');
+  assert.match(text, /iifname @contain_ifaces meta l4proto tcp limit rate 20\/second redirect to :15071/);
+  assert.match(text, /ip saddr @contain_v4 meta l4proto tcp limit rate 20\/second redirect to :15071/);
+  const input = text.slice(text.indexOf('chain contain_input'));
+  assert.match(input, /meta l4proto tcp th dport 15071 ct status ! dnat drop/);
+  assert.ok(
+    input.indexOf('ct status ! dnat drop') < input.indexOf('record in egress_v4"'),
+    'redirected connections pass before the recording rules',
+  );
+  const plan = planRuleset(c, { protectedPorts: [], contain: NETWORKS })!;
+  const sink = plan.chains.find((x) => x.name === 'contain_sink');
+  assert.deepEqual([sink?.type, sink?.hook, sink?.prio], ['nat', 'prerouting', -110]);
+
+  if (process.getuid?.() === 0 && !spawnSync('nft', ['--version']).error) {
+    const dir = mkdtempSync(join(tmpdir(), 'hg-contain-'));
+    try {
+      writeFileSync(join(dir, 'r.nft'), text);
+      const r = spawnSync('unshare', ['--net', 'nft', '--check', '-f', join(dir, 'r.nft')], {
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 0, r.stderr);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
+
 test("contain: Docker's network answer -> its bridge, or why it cannot be held in", () => {
   assert.deepEqual(
     fromInspect('farm', {
