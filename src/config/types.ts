@@ -168,4 +168,12 @@ export interface ContainConfig {
   allow: ContainAllow[];
   recordIntervalMs: number; // how often the egress counters become events
   sizes: number; // distinct (honeypot, destination, protocol, port) tuples kept between two reads
+  sink: ContainSink | null; // null: TCP attempts are dropped and counted like the rest
+}
+
+/** contain.sink: new TCP connections from honeypots are redirected here, their first bytes recorded. */
+export interface ContainSink {
+  port: number; // honeygate's listener for redirected connections (every local address)
+  rate: { count: number; unit: 'second' | 'minute' | 'hour' }; // beyond it: dropped and counted
+  holdMs: number; // how long the sink waits for first bytes before it closes
 }

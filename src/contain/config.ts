@@ -1,9 +1,16 @@
 // `contain:` — honeypots that may answer the flows reaching them but start none of their own.
 // The raw schema (the config loader parses the section with it), the defaulted type, and
 // the assembly from one to the other.
-import type { Cidr, ContainAllow, ContainConfig, ContainProtocol, PortRange } from '../config/types.js';
+import type {
+  Cidr,
+  ContainAllow,
+  ContainConfig,
+  ContainProtocol,
+  ContainSink,
+  PortRange,
+} from '../config/types.js';
 
-export type { ContainAllow, ContainConfig, ContainProtocol };
+export type { ContainAllow, ContainConfig, ContainProtocol, ContainSink };
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 
@@ -26,6 +33,7 @@ export type RawContain = {
   }[];
   recordInterval: number;
   size: number;
+  sink?: { port: number; rate: { count: number; perMs: number }; hold: number };
 };
 
 export function toContain(raw: RawContain | undefined): ContainConfig | null {
@@ -42,5 +50,6 @@ export function toContain(raw: RawContain | undefined): ContainConfig | null {
     })),
     recordIntervalMs: raw.recordInterval,
     sizes: raw.size,
+    sink: raw.sink ? { port: raw.sink.port, rate: nftRate(raw.sink.rate)!, holdMs: raw.sink.hold } : null,
   };
 }

@@ -17,13 +17,50 @@ import type { ContainTargets } from './docker.js';
 /** Protocols with ports: their attempts are recorded with the destination port. */
 export const PORT_PROTOCOLS = ['tcp', 'udp', 'sctp', 'dccp', 'udplite'] as const;
 
-/** The dynamic sets honeygate reads the egress counters from, by family and kind. */
+/**
+ * The dynamic sets honeygate reads the egress counters from, by family and kind: `ports`
+ * keyed by honeypot, destination, protocol and port; `icmp` by honeypot, destination and
+ * ICMP (ICMPv6) type; `other` (GRE, raw IP, ...) by honeypot, destination and protocol.
+ */
 export const EGRESS_SETS = [
-  { name: 'egress_v4', family: 4, ports: true },
-  { name: 'egress_v4_other', family: 4, ports: false },
-  { name: 'egress_v6', family: 6, ports: true },
-  { name: 'egress_v6_other', family: 6, ports: false },
+  { name: 'egress_v4', family: 4, kind: 'ports' },
+  { name: 'egress_v4_icmp', family: 4, kind: 'icmp' },
+  { name: 'egress_v4_other', family: 4, kind: 'other' },
+  { name: 'egress_v6', family: 6, kind: 'ports' },
+  { name: 'egress_v6_icmp', family: 6, kind: 'icmp' },
+  { name: 'egress_v6_other', family: 6, kind: 'other' },
 ] as const;
+
+export type EgressSet = (typeof EGRESS_SETS)[number];
+
+/** nft's set type and the rule's match and key for one egress set. */
+export function egressSetShape(s: EgressSet): { type: string; match: string; key: string } {
+  const v4 = s.family === 4;
+  const ip = v4 ? 'ip' : 'ip6';
+  const addr = v4 ? 'ipv4_addr' : 'ipv6_addr';
+  const icmp = v4 ? 'icmp' : 'ipv6-icmp';
+  const pair = `${ip} saddr . ${ip} daddr`;
+  if (s.kind === 'ports') {
+    return {
+      type: `${addr} . ${addr} . inet_proto . inet_service`,
+      // nft adds `meta nfproto` for the key's `ip saddr`: an IPv6 packet never lands in egress_v4
+      match: `meta l4proto { ${PORT_PROTOCOLS.join(', ')} }`,
+      key: `${pair} . meta l4proto . th dport`,
+    };
+  }
+  if (s.kind === 'icmp') {
+    return {
+      type: `${addr} . ${addr} . ${v4 ? 'icmp_type' : 'icmpv6_type'}`,
+      match: `meta l4proto ${icmp}`,
+      key: `${pair} . ${v4 ? 'icmp' : 'icmpv6'} type`,
+    };
+  }
+  return {
+    type: `${addr} . ${addr} . inet_proto`,
+    match: `meta nfproto ipv${s.family} meta l4proto != { ${[...PORT_PROTOCOLS, icmp].join(', ')} }`,
+    key: `${pair} . meta l4proto`,
+  };
+}
 
 export const CONTAIN_RULE = {
   replies: (hook: Hook) => `honeygate: contain (${hook}): replies and related packets pass`,
@@ -31,6 +68,10 @@ export const CONTAIN_RULE = {
   allow: (hook: Hook, who: string, i: number) => `honeygate: contain (${hook}): ${who} allow[${i}]`,
   record: (hook: Hook, who: string, set: string) => `honeygate: contain (${hook}): ${who} record in ${set}`,
   drop: (hook: Hook, who: string) => `honeygate: contain (${hook}): ${who} drop`,
+  sinkDirect: 'honeygate: contain (input): the sink takes redirected connections only',
+  sinkPass: 'honeygate: contain (input): connections redirected to the sink pass',
+  sinkAllow: (who: string, i: number) => `honeygate: contain (sink): ${who} allow[${i}] is not redirected`,
+  sinkRedirect: (who: string) => `honeygate: contain (sink): ${who} new TCP connections go to the sink`,
 } as const;
 
 export type Hook = 'forward' | 'input';
@@ -49,7 +90,7 @@ interface Who {
   family: 4 | 6 | null; // null: both (an interface)
 }
 
-function allowMatch(a: ContainAllow, family: 4 | 6, addrs: string[] | null): string {
+function allowMatch(a: ContainAllow, family: 4 | 6, addrs: string[] | null, rate = true): string {
   const parts: string[] = [];
   if (addrs) parts.push(`${family === 4 ? 'ip' : 'ip6'} daddr { ${addrs.join(', ')} }`);
   else parts.push(`meta nfproto ipv${family}`);
@@ -58,7 +99,7 @@ function allowMatch(a: ContainAllow, family: 4 | 6, addrs: string[] | null): str
     const ports = a.ports.map((r) => (r.from === r.to ? String(r.from) : `${r.from}-${r.to}`));
     parts.push(`th dport { ${ports.join(', ')} }`);
   }
-  if (a.rate) parts.push(`limit rate ${a.rate.count}/${a.rate.unit}`);
+  if (a.rate && rate) parts.push(`limit rate ${a.rate.count}/${a.rate.unit}`);
   return parts.join(' ');
 }
 
@@ -101,14 +142,12 @@ export function renderContain(contain: ContainConfig, targets: ContainTargets | 
     });
   }
   for (const s of EGRESS_SETS) {
-    const addr = s.family === 4 ? 'ipv4_addr' : 'ipv6_addr';
-    const type = s.ports ? `${addr} . ${addr} . inet_proto . inet_service` : `${addr} . ${addr} . inet_proto`;
     // The timeout only frees memory: honeygate reads the counters every recordInterval.
     const timeout = Math.max(3600, Math.ceil((contain.recordIntervalMs * 10) / 1000));
     out.sets.push(
       setBlock([
         `set ${s.name} {`,
-        `type ${type}`,
+        `type ${egressSetShape(s).type}`,
         `size ${contain.sizes}`,
         'flags dynamic,timeout',
         `timeout ${timeout}s`,
@@ -137,6 +176,14 @@ export function renderContain(contain: ContainConfig, targets: ContainTargets | 
       'icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report } accept',
       CONTAIN_RULE.nd(hook),
     );
+    if (contain.sink && hook === 'input') {
+      const port = contain.sink.port;
+      lines.push(
+        `\t\t# the sink (port ${port}) answers only what contain_sink redirected: no one reaches it directly`,
+      );
+      add(`meta l4proto tcp th dport ${port} ct status ! dnat drop`, CONTAIN_RULE.sinkDirect);
+      add(`meta l4proto tcp th dport ${port} ct status dnat accept`, CONTAIN_RULE.sinkPass);
+    }
     for (const w of who) {
       lines.push(`\t\t# ${w.name}: new flows they start`);
       contain.allow.forEach((a, i) => {
@@ -153,15 +200,8 @@ export function renderContain(contain: ContainConfig, targets: ContainTargets | 
       });
       for (const s of EGRESS_SETS) {
         if (w.family !== null && w.family !== s.family) continue;
-        const ip = s.family === 4 ? 'ip' : 'ip6';
-        const protos = `{ ${PORT_PROTOCOLS.join(', ')} }`;
-        const key = s.ports
-          ? `${ip} saddr . ${ip} daddr . meta l4proto . th dport`
-          : `${ip} saddr . ${ip} daddr . meta l4proto`;
-        const l4 = s.ports
-          ? `meta l4proto ${protos}`
-          : `meta nfproto ipv${s.family} meta l4proto != ${protos}`;
-        add(`${w.match} ${l4} update @${s.name} { ${key} }`, CONTAIN_RULE.record(hook, w.name, s.name));
+        const { match, key } = egressSetShape(s);
+        add(`${w.match} ${match} update @${s.name} { ${key} }`, CONTAIN_RULE.record(hook, w.name, s.name));
       }
       add(`${w.match} drop`, CONTAIN_RULE.drop(hook, w.name));
     }
@@ -169,5 +209,49 @@ export function renderContain(contain: ContainConfig, targets: ContainTargets | 
     out.chains.push(...lines, '');
     out.planChains.push({ name, type: 'filter', hook, prio: -10, rules });
   }
+  if (contain.sink) renderSink(contain, who, out);
   return out;
+}
+
+/**
+ * contain.sink: a nat chain before Docker's (dstnat - 10) redirects each new TCP connection
+ * a honeypot starts, at most contain.sink.rate of them, to honeygate's sink on this host, which
+ * records its first bytes; the allow list is not redirected. It sees only a connection's first
+ * packet, so replies to the flows that reached a honeypot never come here. Connections over
+ * the rate are not redirected: contain_forward and contain_input drop and count them.
+ */
+function renderSink(contain: ContainConfig, who: Who[], out: ContainRendered): void {
+  const sink = contain.sink!;
+  const rules: string[] = [];
+  const lines: string[] = [
+    '\tchain contain_sink {',
+    '\t\ttype nat hook prerouting priority dstnat - 10; policy accept;',
+  ];
+  const add = (rule: string, comment: string) => {
+    lines.push(`\t\t${rule} comment "${comment}"`);
+    rules.push(comment);
+  };
+  for (const w of who) {
+    lines.push(`\t\t# ${w.name}: new TCP connections they start go to the sink (port ${sink.port})`);
+    contain.allow.forEach((a, i) => {
+      if (!a.protocols.includes('tcp')) return;
+      for (const family of [4, 6] as const) {
+        if (w.family !== null && w.family !== family) continue;
+        const addrs = familyAddresses(a.to as Cidr[], family);
+        if (addrs?.length === 0) continue;
+        const suffix = w.family === null ? ` IPv${family}` : '';
+        add(
+          `${w.match} ${allowMatch(a, family, addrs, false)} accept`,
+          CONTAIN_RULE.sinkAllow(`${w.name}${suffix}`, i),
+        );
+      }
+    });
+    add(
+      `${w.match} meta l4proto tcp limit rate ${sink.rate.count}/${sink.rate.unit} redirect to :${sink.port}`,
+      CONTAIN_RULE.sinkRedirect(w.name),
+    );
+  }
+  lines.push('\t}');
+  out.chains.push(...lines, '');
+  out.planChains.push({ name: 'contain_sink', type: 'nat', hook: 'prerouting', prio: -110, rules });
 }

