@@ -4,7 +4,7 @@
 // into one `egress` event with the growth as its count. The volume is bounded by the
 // interval and by the sets' size, whatever the honeypot sends.
 import type { Config } from '../config/types.js';
-import type { FlowEvent } from '../events/event.js';
+import { blankEvent, type FlowEvent } from '../events/event.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import { runTool } from '../firewall/apply.js';
 import { type NftRuleset, parseNftJson } from '../firewall/nft-json.js';
@@ -137,27 +137,17 @@ export function egressDeltas(before: Map<string, EgressCount>, now: EgressCount[
 export function egressEvent(c: EgressCount, sensor: string, from: number, to: number): FlowEvent {
   const family = c.honeypot.includes(':') ? 6 : 4;
   const what = c.icmpType === null ? c.protocol : `${c.protocol} ${icmpTypeName(c.icmpType, family)}`;
-  return {
+  return blankEvent({
     id: newEventId(),
     type: 'egress',
     openedAt: from,
     closedAt: to,
     sensor,
-    listener: '',
     src: { ip: c.honeypot, port: 0 },
     dst: { ip: c.dst, port: c.port },
-    peer: null,
-    proxyHeader: null,
-    route: null,
     action: 'drop',
-    backend: null,
-    server: null,
-    sourceMode: null,
     bytesIn: c.bytes,
-    bytesOut: 0,
-    durationMs: to - from,
     closeReason: 'dropped',
-    firstBytes: Buffer.alloc(0),
     protocol: c.protocol,
     protocolFields: {
       packets: c.packets,
@@ -168,7 +158,7 @@ export function egressEvent(c: EgressCount, sensor: string, from: number, to: nu
     },
     count: c.packets,
     detail: `contained: ${c.packets} packet${c.packets === 1 ? '' : 's'} from honeypot ${c.honeypot} to ${c.dst}${c.port ? ` port ${c.port}` : ''} (${what}) dropped`,
-  };
+  });
 }
 
 /**
