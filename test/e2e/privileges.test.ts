@@ -286,13 +286,21 @@ log: { level: info }
     try {
       await g.ready();
       const primary = pidOf(g);
+      // The primary's children, less the nft it runs for the firewall watch now and then.
       const workers = () =>
         fs
           .readFileSync(`/proc/${primary}/task/${primary}/children`, 'utf8')
           .trim()
           .split(/\s+/)
           .filter(Boolean)
-          .map(Number);
+          .map(Number)
+          .filter((p) => {
+            try {
+              return fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim() !== 'nft';
+            } catch {
+              return false; // gone already
+            }
+          });
       assertUnprivileged(primary, { bounding: true });
       const first = workers();
       assert.equal(first.length, 2, `two workers: ${first}`);
@@ -312,7 +320,12 @@ log: { level: info }
         15_000,
         100,
       );
-      await g.waitForLog('the new worker to be ready', (r) => r.msg === 'worker ready' && r.pid === next);
+      // A worker's start-up (load the config, bind, drop) can take seconds on a loaded machine.
+      await g.waitForLog(
+        'the new worker to be ready',
+        (r) => r.msg === 'worker ready' && r.pid === next,
+        45_000,
+      );
       assertUnprivileged(next, { bounding: true });
       await transparentPeer();
 
