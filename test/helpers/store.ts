@@ -16,6 +16,7 @@ export function makeStore(path: string, rows: number, now: number, span: number)
     db.pragma('journal_mode = OFF');
     db.pragma('synchronous = OFF');
     db.pragma('cache_size = -262144');
+    db.pragma('temp_store = MEMORY'); // the index sorts, in memory rather than in temporary files
     const indexes = db
       .prepare(
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL",
