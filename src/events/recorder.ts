@@ -145,16 +145,17 @@ export class Recorder {
       written: this.written,
       dropped: this.dropped,
       sinkErrors: this.sinkErrors,
-      store: this.storeStats(),
+      ...this.storeStats(),
     };
   }
 
-  private storeStats(): RetentionStats | null {
+  /** `{ store }` when a sink runs retention, else nothing (the stats stay as they were). */
+  private storeStats(): { store?: RetentionStats } {
     for (const sink of this.sinks) {
-      const stats = (sink as { stats?: () => RetentionStats | null }).stats?.();
-      if (stats) return stats;
+      const store = (sink as { stats?: () => RetentionStats | null }).stats?.();
+      if (store) return { store };
     }
-    return null;
+    return {};
   }
 
   private async shutdown(): Promise<void> {

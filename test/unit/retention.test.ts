@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createMetrics } from '../../src/admin/metrics.js';
-import { loadEventsText } from '../../src/config/load.js';
+import { loadConfigText, loadEventsText } from '../../src/config/load.js';
 import { Recorder } from '../../src/events/recorder.js';
 import { APPLICATION_ID, MIGRATIONS, SqliteSink } from '../../src/events/sqlite.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
@@ -44,6 +44,18 @@ describe('events.retention config', () => {
     const empty = load('{}');
     assert.ok(empty.ok);
     assert.equal(empty.config.events.retention, null);
+  });
+
+  it('warns when there is no SQLite store to bound', () => {
+    const r = loadConfigText(
+      'listeners: [{ name: a, bind: "127.0.0.1:0" }]\nroutes: [{ reject: {} }]\nevents: { sqlite: false, jsonl: /tmp/x.jsonl, retention: { maxAge: 7d } }\n',
+      { fileName: 'c.yaml' },
+    );
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.match(
+      r.warnings.join('\n'),
+      /events\.retention: bounds the SQLite store, and events\.sqlite is off/,
+    );
   });
 
   it('names the key and the allowed forms of a bad value', () => {
