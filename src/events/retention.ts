@@ -91,12 +91,14 @@ export class StoreRetention {
     }
   }
 
-  /** Checks the bounds now and then every interval. */
+  /** Checks the bounds on the next turn of the loop (not inside the caller's start-up), then every interval. */
   start(): void {
     if (this.timer || this.closed) return;
     this.timer = setInterval(() => void this.run(), this.intervalMs);
     this.timer.unref();
-    void this.run();
+    setTimeout(() => {
+      if (!this.closed) void this.run();
+    }, 0).unref();
   }
 
   /** One pass: deletes until both bounds hold, then vacuums. Resolves when done (a pass already running: that one). */

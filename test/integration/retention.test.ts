@@ -126,9 +126,9 @@ describe(`events.retention on ${ROWS} rows`, () => {
   it('maxAge deletes every older event in steps while the sink writes on, and counts them', async () => {
     const path = join(tmp.dir, 'age.db');
     copyFileSync(seed, path);
-    const maxAgeMs = 37 * DAY; // the oldest 3 of 40 days: 150,000 rows of 2,000,000
+    const maxAgeMs = 39 * DAY; // the oldest of 40 days: 50,000 rows of 2,000,000
     const older = count(path, `opened_at < ${NOW - maxAgeMs}`);
-    assert.ok(older > ROWS * 0.07, `${older} rows to delete`);
+    assert.ok(older > ROWS * 0.02, `${older} rows to delete`);
     // The same writes without retention first: how long the gaps are on this machine now.
     const plain = new SqliteSink(path);
     const plainRecorder = new Recorder([plain], { queueSize: 100_000, batchMs: 60_000, log });
@@ -206,7 +206,7 @@ describe(`events.retention on ${ROWS} rows`, () => {
     const path = join(tmp.dir, 'size.db');
     copyFileSync(seed, path);
     const before = statSync(path).size;
-    const maxBytes = Math.floor(before * 0.93);
+    const maxBytes = Math.floor(before * 0.97); // about 100,000 rows over, with the 2% margin
     const firstDay = count(path, `opened_at < ${NOW - SPAN + DAY}`);
     const sink = new SqliteSink(path, { retention: { maxAgeMs: null, maxBytes }, log });
     const recorder = new Recorder([sink], { queueSize: 100_000, batchMs: 60_000, log });
