@@ -157,6 +157,30 @@ export function createMetrics(source: MetricsSource): Metrics {
     },
   });
 
+  // events.retention: rows deleted from the SQLite store, by the bound that deleted them.
+  new prom.Counter({
+    name: `${PREFIX}events_deleted_total`,
+    help: 'Events deleted from the SQLite store by events.retention, by reason (max-age, max-size).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      const deleted = source.recorder.stats().store?.deleted;
+      this.reset();
+      this.inc({ reason: 'max-age' }, deleted?.['max-age'] ?? 0);
+      this.inc({ reason: 'max-size' }, deleted?.['max-size'] ?? 0);
+    },
+  });
+  if (source.recorder.stats().store) {
+    new prom.Gauge({
+      name: `${PREFIX}events_store_bytes`,
+      help: 'Size of the SQLite event store (pages x page size; the file once checkpointed), with events.retention.',
+      registers: [registry],
+      collect() {
+        this.set(source.recorder.stats().store?.storeBytes ?? 0);
+      },
+    });
+  }
+
   const workers = source.workers;
   if (workers) {
     new prom.Gauge({

@@ -49,7 +49,7 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
 
   let sinks: Sink[];
   try {
-    sinks = openSinks(config);
+    sinks = openSinks(config, log);
   } catch (err) {
     logFatal(log, err);
     return 1;

@@ -77,6 +77,10 @@ export function assembleEvents(events: Checked['events'], baseDir: string): Even
     updateIntervalMs: events.updateInterval,
     queueSize: events.queueSize,
     batchMs: events.batch,
+    retention:
+      events.retention && (events.retention.maxAge !== undefined || events.retention.maxSize !== undefined)
+        ? { maxAgeMs: events.retention.maxAge ?? null, maxBytes: events.retention.maxSize ?? null }
+        : null,
   };
 }
 

@@ -424,6 +424,12 @@ export function warnAbout(report: Report, config: Config, openFiles: number | nu
   if (!config.events.sqlite && !config.events.jsonl) {
     report.warn(['events'], 'no event sink (sqlite and jsonl are both off): connections are not recorded');
   }
+  if (config.events.retention && !config.events.sqlite) {
+    report.warn(
+      ['events', 'retention'],
+      'bounds the SQLite store, and events.sqlite is off: nothing is deleted',
+    );
+  }
   let sockets = 0;
   for (const l of config.listeners) sockets += l.bind.length;
   const fds = sockets + 2 * config.limits.maxConnections + FD_RESERVE;

@@ -22,6 +22,7 @@ import {
   obj,
   oneOf,
   parseDuration,
+  parsePeriod,
   parseRate,
   parseSize,
   positiveDuration,
@@ -215,6 +216,20 @@ const sinkPath = (v: unknown): string | null => (v === null || v === false || v 
 
 export const DEFAULT_SQLITE = './data/events.db';
 
+/** events.retention: how long and how much the SQLite store keeps; each bound optional. */
+export const retentionSchema = obj({
+  maxAge: conv((v) => {
+    const ms = parsePeriod(v);
+    if (ms < 60_000) throw new Error(`invalid duration ${describe(v)}: at least 1m`);
+    return ms;
+  }).optional(),
+  maxSize: conv((v) => {
+    const bytes = parseSize(v);
+    if (bytes < 1024 ** 2) throw new Error(`invalid size ${describe(v)}: at least 1MiB`);
+    return bytes;
+  }).optional(),
+});
+
 export const eventsSchema = obj({
   sensor: conv(nonEmptyText).optional(),
   sqlite: conv(sinkPath).default(DEFAULT_SQLITE),
@@ -223,6 +238,7 @@ export const eventsSchema = obj({
   updateInterval: conv(positiveDuration).default(60_000),
   queueSize: conv(intIn(1, 10_000_000)).default(100_000),
   batch: conv(positiveDuration).default(200),
+  retention: retentionSchema.optional(),
 });
 
 export const adminSchema = obj({

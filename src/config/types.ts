@@ -112,6 +112,12 @@ export interface EventsConfig {
   updateIntervalMs: number; // long flows get an update event this often
   queueSize: number; // events waiting for sinks; beyond this they are counted as dropped
   batchMs: number; // sinks write at most this often
+  retention?: Retention | null; // bounds of the SQLite store (events/retention.ts); null: keep everything
+}
+
+export interface Retention {
+  maxAgeMs: number | null; // events opened longer ago are deleted
+  maxBytes: number | null; // the store's pages in use are kept at or below this
 }
 
 export interface AdminConfig {

@@ -23,16 +23,20 @@ const DURATION_FORMS = 'use 500ms, 5s, 5m, 1h, 1d or a number of seconds';
 
 /** "500ms", "5s", "5m", "1h", "1d", or a plain number of seconds (number or numeric text) -> ms. */
 export function parseDuration(v: unknown): number {
-  let ms: number;
-  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) ms = Math.round(v * 1000);
-  else {
-    const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(v) : null;
-    if (!m) throw new Error(`invalid duration ${describe(v)} (${DURATION_FORMS})`);
-    ms = Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!);
-  }
+  const ms = parsePeriod(v);
   // Node turns a longer timer into 1 ms (TimeoutOverflowWarning): a 30d timeout would fire at once.
   if (ms > MAX_DURATION_MS)
     throw new Error(`invalid duration ${describe(v)}: at most 24d (timers cannot wait longer)`);
+  return ms;
+}
+
+/** A duration that no timer waits for (an age, like events.retention.maxAge: 30d): parseDuration's forms, no 24d cap. */
+export function parsePeriod(v: unknown): number {
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return Math.round(v * 1000);
+  const m = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(v) : null;
+  if (!m) throw new Error(`invalid duration ${describe(v)} (${DURATION_FORMS})`);
+  const ms = Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 's']!);
+  if (!Number.isSafeInteger(ms)) throw new Error(`invalid duration ${describe(v)}: too large`);
   return ms;
 }
 

@@ -5,6 +5,7 @@
 import { randomFillSync } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { FlowEvent, Sink } from './event.js';
+import type { RetentionStats } from './retention.js';
 import type { StartJournal } from './writeahead.js';
 
 const WARN_INTERVAL_MS = 10_000;
@@ -21,6 +22,7 @@ export interface RecorderStats {
   written: number; // handed to the sinks (each event once, whatever the sinks answered)
   dropped: number; // refused because the queue was full or the recorder closed
   sinkErrors: number; // failed sink calls (write or reopen), one per sink per batch
+  store?: RetentionStats | null; // the SQLite store's retention: rows deleted, size (null: no retention)
 }
 
 // Ids come from one random buffer refilled every 256 ids: randomBytes(16) per flow makes a
@@ -143,7 +145,17 @@ export class Recorder {
       written: this.written,
       dropped: this.dropped,
       sinkErrors: this.sinkErrors,
+      ...this.storeStats(),
     };
+  }
+
+  /** `{ store }` when a sink runs retention, else nothing (the stats stay as they were). */
+  private storeStats(): { store?: RetentionStats } {
+    for (const sink of this.sinks) {
+      const store = (sink as { stats?: () => RetentionStats | null }).stats?.();
+      if (store) return { store };
+    }
+    return {};
   }
 
   private async shutdown(): Promise<void> {

@@ -3,15 +3,17 @@
 // events.createDirectories says so (config/store-dirs.ts).
 import { prepareStoreDirs } from '../config/store-dirs.js';
 import type { Config } from '../config/types.js';
+import type { Logger } from '../log.js';
 import type { Sink } from './event.js';
 import { JsonlSink } from './jsonl.js';
 import { SqliteSink } from './sqlite.js';
 
-export function openSinks(config: Config): Sink[] {
+export function openSinks(config: Config, log?: Logger): Sink[] {
   prepareStoreDirs(config.events);
   const sinks: Sink[] = [];
   try {
-    if (config.events.sqlite) sinks.push(new SqliteSink(config.events.sqlite));
+    if (config.events.sqlite)
+      sinks.push(new SqliteSink(config.events.sqlite, { retention: config.events.retention ?? null, log }));
     if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));
   } catch (err) {
     for (const s of sinks.reverse()) void s.close();

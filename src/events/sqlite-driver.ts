@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 
 export interface Statement {
   /** Named parameters, or positional ones (an array: cheaper to bind, for the hot insert). */
-  run(params?: Record<string, unknown> | unknown[]): void;
+  run(params?: Record<string, unknown> | unknown[]): { changes: number };
   get(params?: Record<string, unknown>): Record<string, unknown> | undefined;
   iterate(params?: Record<string, unknown>): IterableIterator<Record<string, unknown>>;
 }
@@ -74,7 +74,7 @@ function openBuiltin(mod: NodeSqlite, path: string, opts: OpenOptions): Database
     prepare(sql) {
       const st = db.prepare(sql);
       return {
-        run: (p) => void st.run(...bind(p)),
+        run: (p) => ({ changes: Number((st.run(...bind(p)) as { changes: number | bigint }).changes) }),
         get: (p) => toBuffers(st.get(...bind(p)) as Record<string, unknown> | undefined),
         *iterate(p) {
           for (const row of st.iterate(...bind(p))) yield toBuffers(row as Record<string, unknown>)!;
@@ -106,7 +106,7 @@ function openBetter(path: string, opts: OpenOptions): Database {
     prepare(sql) {
       const st = db.prepare(sql);
       return {
-        run: (p) => void st.run(...bind(p)),
+        run: (p) => ({ changes: st.run(...bind(p)).changes }),
         get: (p) => st.get(...bind(p)) as Record<string, unknown> | undefined,
         iterate: (p) => st.iterate(...bind(p)) as IterableIterator<Record<string, unknown>>,
       };

@@ -4,8 +4,12 @@
 // under the flow's id, so a flow's history stays visible.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { Retention } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { Checkpointer } from './checkpointer.js';
 import type { FlowEvent, Sink } from './event.js';
+import { type RetentionStats, StoreRetention } from './retention.js';
 import { COLUMNS, eventValues } from './row.js';
 import { type Database, openDatabase } from './sqlite-driver.js';
 
@@ -56,6 +60,10 @@ export const STORE_PRAGMAS = [
   // Takes effect only on a new file (before WAL and the first table): 16 KiB pages make an
   // insert cheaper than 4 KiB ones (fewer page splits and WAL frames).
   'page_size = 16384',
+  // Also only on a new file, and after page_size (set first, it left 4 KiB pages): freed
+  // pages can be given back in steps (events.retention, retention.ts). Costs one
+  // pointer-map page per ~3,000 pages, and nothing without deletes.
+  'auto_vacuum = INCREMENTAL',
   'journal_mode = WAL',
   'synchronous = NORMAL',
 ] as const;
@@ -65,7 +73,14 @@ export const INSERT = `INSERT INTO events (${COLUMNS.join(', ')}) VALUES (${COLU
 
 export interface SqliteSinkOptions {
   busyTimeoutMs?: number; // how long a write waits for a reader's checkpoint lock
+  retention?: Retention | null; // events.retention: delete the oldest rows beyond an age or size
+  log?: Logger; // retention's warnings
 }
+
+/** How often the checkpoint thread folds the WAL into the store (with retention). */
+const CHECKPOINT_MS = 1000;
+/** The WAL is cut back to this after a checkpoint (with retention; SQLite keeps its largest size otherwise). */
+const WAL_LIMIT = 64 * 1024 * 1024;
 
 /** Errors that pass: another writer's lock, a full disk, an I/O hiccup. Others would recur. */
 const TRANSIENT = /busy|locked|full|disk|I\/O|ioerr/i;
@@ -78,6 +93,8 @@ export class SqliteSink implements Sink {
   private readonly insertBatch: (events: FlowEvent[]) => void;
   private closed = false;
   private retry: FlowEvent[] = [];
+  private readonly retention: StoreRetention | null = null;
+  private checkpointer: Checkpointer | null = null;
   /** Events given up because the retry buffer was full. */
   lost = 0;
 
@@ -100,7 +117,23 @@ export class SqliteSink implements Sink {
       this.insertBatch = this.db.transaction((events: FlowEvent[]) => {
         for (const e of events) insert.run(eventValues(e));
       });
+      if (opts.retention) {
+        // Retention writes as much WAL as the events do: its checkpoints go off the loop.
+        this.db.pragma(`journal_size_limit = ${WAL_LIMIT}`);
+        this.checkpointer = new Checkpointer(path, CHECKPOINT_MS, (err) => {
+          this.checkpointer = null;
+          if (!this.closed) this.db.pragma('wal_autocheckpoint = 1000');
+          opts.log?.warn(
+            { err },
+            `event store checkpoint thread failed, checkpoints back on the loop: ${err.message}`,
+          );
+        });
+        this.db.pragma('wal_autocheckpoint = 0');
+        this.retention = new StoreRetention(this.db, path, opts.retention, { log: opts.log });
+        this.retention.start();
+      }
     } catch (err) {
+      this.checkpointer?.stop();
       this.db.close();
       if (err instanceof HoneygateError) throw err;
       throw new HoneygateError('HG_ERR_SINK', `sqlite: cannot set up ${path}: ${(err as Error).message}`, {
@@ -133,6 +166,16 @@ export class SqliteSink implements Sink {
     }
   }
 
+  /** Rows deleted by retention and the store's size; null without retention. */
+  stats(): RetentionStats | null {
+    return this.retention?.stats() ?? null;
+  }
+
+  /** Runs a retention pass now and resolves when the bounds hold (tests, benchmarks). */
+  trim(): Promise<void> {
+    return this.retention?.run() ?? Promise.resolve();
+  }
+
   /** Nothing to do: SQLite keeps the file open by inode and logrotate must not move it. */
   reopen(): void {}
 
@@ -146,6 +189,8 @@ export class SqliteSink implements Sink {
       }
     }
     this.closed = true;
+    this.retention?.close();
+    this.checkpointer?.stop();
     try {
       // Fold the WAL back in so the file is complete on its own (copies, backups).
       this.db.pragma('wal_checkpoint(TRUNCATE)');

@@ -272,6 +272,7 @@ export class WorkerPool {
       written: own.written,
       dropped: own.dropped + all.reduce((n, r) => n + r.dropped, 0),
       sinkErrors: own.sinkErrors + all.reduce((n, r) => n + r.sinkErrors, 0),
+      store: own.store ?? null, // the store is the primary's
     };
   }
 
@@ -381,7 +382,7 @@ export async function runPrimary(
 ): Promise<number> {
   let recorder: Recorder;
   try {
-    recorder = new Recorder(openSinks(config), {
+    recorder = new Recorder(openSinks(config, log), {
       queueSize: config.events.queueSize,
       batchMs: config.events.batchMs,
       log,

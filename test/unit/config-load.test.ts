@@ -75,6 +75,7 @@ test('a minimal file gets every default', () => {
       updateIntervalMs: 60_000,
       queueSize: 100_000,
       batchMs: 200,
+      retention: null,
     },
     admin: null,
     firewall: { mark: 0x1000, mask: 0x1000, table: 4210, rulePriority: 10000, checkIntervalMs: 5000 },
