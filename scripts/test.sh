@@ -35,6 +35,8 @@ PEERS="$PEERS dnsmasq:dnsmasq-base"
 PEERS="$PEERS go-mmproxy:go-mmproxy"
 # The e2e tests: namespaces, nftables and a real Docker Engine inside a test namespace.
 PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
+# deploy/docker/compose.yaml is brought up by the real docker-compose (test/e2e/docker-image.test.ts).
+PEERS="$PEERS docker-compose:docker-compose"
 NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
 
 missing_packages() {
@@ -101,7 +103,7 @@ stop_root_docker() {
   done
 }
 
-step "test peers (haproxy, nginx, socat, nmap, sqlite3, nc, curl, logrotate; nftables, iptables, docker.io, busybox-static)"
+step "test peers (haproxy, nginx, socat, nmap, sqlite3, nc, curl, logrotate; nftables, iptables, docker.io, docker-compose, busybox-static)"
 MISSING=$(missing_packages)
 if [ -z "$MISSING" ]; then
   echo "all installed"
