@@ -48,7 +48,10 @@ export function timelineChart(el: HTMLElement, t: Timeline, old: uPlot | null): 
 }
 
 /** Sizes `canvas` for the screen (device pixels) and returns its 2D context in CSS pixels. */
-function prepare(canvas: HTMLCanvasElement, height: number): { ctx: CanvasRenderingContext2D; w: number; h: number } {
+function prepare(
+  canvas: HTMLCanvasElement,
+  height: number,
+): { ctx: CanvasRenderingContext2D; w: number; h: number } {
   const w = Math.max(200, canvas.parentElement?.clientWidth ?? 300);
   const dpr = window.devicePixelRatio || 1;
   canvas.width = Math.round(w * dpr);
@@ -62,7 +65,11 @@ function prepare(canvas: HTMLCanvasElement, height: number): { ctx: CanvasRender
 }
 
 /** Horizontal bars: one row per item, label left, count right. */
-export function barChart(canvas: HTMLCanvasElement, items: { label: string; value: number }[], colorVar = '--c1'): void {
+export function barChart(
+  canvas: HTMLCanvasElement,
+  items: { label: string; value: number }[],
+  colorVar = '--c1',
+): void {
   const row = 22;
   const { ctx, w } = prepare(canvas, Math.max(1, items.length) * row + 4);
   const font = getComputedStyle(document.body).fontFamily;
@@ -113,10 +120,13 @@ export function heatmapChart(canvas: HTMLCanvasElement, m: Heatmap): (x: number,
   // Time labels: about five across, local time.
   ctx.fillStyle = cssVar('--muted');
   ctx.textAlign = 'center';
-  const step = Math.max(1, Math.ceil(cols / 5));
+  const step = Math.max(1, Math.ceil(cols / Math.max(2, Math.floor((w - labelW) / 120))));
   for (let j = 0; j < cols; j += step) {
     const d = new Date(m.times[j]!);
-    const label = m.slotMs >= 86_400_000 ? d.toLocaleDateString() : `${d.toLocaleDateString(undefined, { weekday: 'short' })} ${d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`;
+    const label =
+      m.slotMs >= 86_400_000
+        ? d.toLocaleDateString()
+        : `${d.toLocaleDateString(undefined, { weekday: 'short' })} ${d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`;
     ctx.fillText(label, Math.min(w - 40, labelW + j * cellW + 40), m.ports.length * row + axisH / 2);
   }
   return (x, y) => {

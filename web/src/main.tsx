@@ -73,8 +73,14 @@ function usePoll<T>(path: string, deps: unknown[]): { data: T | null; error: str
     let alive = true;
     const load = () =>
       get<T>(path).then(
-        (d) => alive && (setData(d), setError(null)),
-        (e: Error) => alive && setError(e.message),
+        (d) => {
+          if (!alive) return;
+          setData(d);
+          setError(null);
+        },
+        (e: Error) => {
+          if (alive) setError(e.message);
+        },
       );
     load();
     const t = setInterval(load, REFRESH_MS);
@@ -86,7 +92,13 @@ function usePoll<T>(path: string, deps: unknown[]): { data: T | null; error: str
   return { data, error };
 }
 
-function Card(props: { title: string; id: string; wide?: boolean; children: preact.ComponentChildren; error?: string | null }) {
+function Card(props: {
+  title: string;
+  id: string;
+  wide?: boolean;
+  children: preact.ComponentChildren;
+  error?: string | null;
+}) {
   return (
     <section class={`card${props.wide ? ' wide' : ''}`} id={props.id} aria-labelledby={`${props.id}-h`}>
       <h2 id={`${props.id}-h`}>{props.title}</h2>
@@ -99,7 +111,17 @@ function Empty({ what }: { what: string }) {
   return <p class="empty">No {what} in this range.</p>;
 }
 
-function TimelineCard({ range, by, setBy, width }: { range: Range; by: string; setBy: (b: string) => void; width: number }) {
+function TimelineCard({
+  range,
+  by,
+  setBy,
+  width,
+}: {
+  range: Range;
+  by: string;
+  setBy: (b: string) => void;
+  width: number;
+}) {
   const { data, error } = usePoll<Timeline>(`/api/stats/timeline?range=${range}&by=${by}`, [range, by]);
   const el = useRef<HTMLDivElement>(null);
   const chart = useRef<uPlot | null>(null);
@@ -139,7 +161,13 @@ function BarsCard(props: {
   return (
     <Card title={props.title} id={props.id} error={props.error}>
       {props.items && props.items.length === 0 ? <Empty what={props.what} /> : null}
-      <canvas ref={canvas} data-chart={props.id} hidden={!props.items?.length} role="img" aria-label={props.title} />
+      <canvas
+        ref={canvas}
+        data-chart={props.id}
+        hidden={!props.items?.length}
+        role="img"
+        aria-label={props.title}
+      />
       {props.children}
     </Card>
   );
@@ -196,7 +224,11 @@ function SourcesCard({ range, onSearch }: { range: Range; onSearch: (f: Filters)
               {data.sources.map((s) => (
                 <tr>
                   <td>
-                    <button type="button" class="link" onClick={() => onSearch({ ...NO_FILTERS, src: s.ip, since: range })}>
+                    <button
+                      type="button"
+                      class="link"
+                      onClick={() => onSearch({ ...NO_FILTERS, src: s.ip, since: range })}
+                    >
                       {s.ip}
                     </button>
                   </td>
@@ -234,8 +266,11 @@ function BackendsCard() {
             <ul>
               {b.servers.map((s) => (
                 <li class={s.up ? 'up' : 'down'}>
-                  <span class="dot" aria-hidden="true" />
-                  {s.server} <span class="muted">{s.up ? 'up' : 'down'}, {s.active} open</span>
+                  <span class={`dot ${s.up ? 'up' : 'down'}`} aria-hidden="true" />
+                  {s.server}{' '}
+                  <span class="muted">
+                    {s.up ? 'up' : 'down'}, {s.active} open
+                  </span>
                 </li>
               ))}
             </ul>
@@ -244,7 +279,8 @@ function BackendsCard() {
       </ul>
       {data ? (
         <p class="muted">
-          {data.openFlows} open flows, {data.refused} refused since start, up {Math.round(data.uptimeSeconds / 60)} min
+          {data.openFlows} open flows, {data.refused} refused since start, up{' '}
+          {Math.round(data.uptimeSeconds / 60)} min
         </p>
       ) : null}
     </Card>
@@ -307,7 +343,16 @@ interface Filters {
   type: string;
   limit: string;
 }
-const NO_FILTERS: Filters = { since: '24h', until: '', src: '', dstPort: '', route: '', action: '', type: '', limit: '100' };
+const NO_FILTERS: Filters = {
+  since: '24h',
+  until: '',
+  src: '',
+  dstPort: '',
+  route: '',
+  action: '',
+  type: '',
+  limit: '100',
+};
 
 function queryString(f: Filters): string {
   const p = new URLSearchParams();
@@ -315,7 +360,15 @@ function queryString(f: Filters): string {
   return p.toString();
 }
 
-function EventsTable({ events, onOpen, live = false }: { events: Ev[]; onOpen: (id: string) => void; live?: boolean }) {
+function EventsTable({
+  events,
+  onOpen,
+  live = false,
+}: {
+  events: Ev[];
+  onOpen: (id: string) => void;
+  live?: boolean;
+}) {
   return (
     <div class="scroll">
       <table class="events">
@@ -347,7 +400,7 @@ function EventsTable({ events, onOpen, live = false }: { events: Ev[]; onOpen: (
               <td>{e.type === 'flow' ? (e.action ?? '-') : e.type}</td>
               <td class="hide-narrow">{e.protocol ?? ''}</td>
               <td class="hide-narrow">{e.closeReason ?? ''}</td>
-              <td class="num hide-narrow">{e.bytesIn.toLocaleString()}</td>
+              <td class="num hide-narrow">{e.type === 'rejected' ? '' : e.bytesIn.toLocaleString()}</td>
             </tr>
           ))}
         </tbody>
@@ -373,22 +426,40 @@ function LiveCard({ onOpen }: { onOpen: (id: string) => void }) {
   return (
     <Card title="Live feed" id="live" wide>
       <p class={`live-state ${state}`} role="status">
-        <span class="dot" aria-hidden="true" /> {state}
+        <span class={`dot ${state}`} aria-hidden="true" /> {state}
       </p>
-      {events.length === 0 ? <p class="empty">Waiting for connections…</p> : <EventsTable events={events} onOpen={onOpen} live />}
+      {events.length === 0 ? (
+        <p class="empty">Waiting for connections…</p>
+      ) : (
+        <EventsTable events={events} onOpen={onOpen} live />
+      )}
     </Card>
   );
 }
 
-function SearchCard({ filters, setFilters, onOpen }: { filters: Filters; setFilters: (f: Filters) => void; onOpen: (id: string) => void }) {
+function SearchCard({
+  filters,
+  setFilters,
+  onOpen,
+}: {
+  filters: Filters;
+  setFilters: (f: Filters) => void;
+  onOpen: (id: string) => void;
+}) {
   const [draft, setDraft] = useState(filters);
   const [result, setResult] = useState<Ev[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     setDraft(filters);
     get<{ events: Ev[] }>(`/api/events?${queryString(filters)}`).then(
-      (r) => (setResult(r.events), setError(null)),
-      (e: Error) => (setResult(null), setError(e.message)),
+      (r) => {
+        setResult(r.events);
+        setError(null);
+      },
+      (e: Error) => {
+        setResult(null);
+        setError(e.message);
+      },
     );
   }, [filters]);
   const field = (name: keyof Filters, label: string, placeholder: string) => (
@@ -405,7 +476,11 @@ function SearchCard({ filters, setFilters, onOpen }: { filters: Filters; setFilt
   const select = (name: keyof Filters, label: string, options: string[]) => (
     <label>
       {label}
-      <select name={name} value={draft[name]} onChange={(e) => setDraft({ ...draft, [name]: (e.target as HTMLSelectElement).value })}>
+      <select
+        name={name}
+        value={draft[name]}
+        onChange={(e) => setDraft({ ...draft, [name]: (e.target as HTMLSelectElement).value })}
+      >
         <option value="">any</option>
         {options.map((o) => (
           <option value={o}>{o}</option>
@@ -466,7 +541,9 @@ function hexDump(hex: string): string {
       const c = Number.parseInt(p, 16);
       return c >= 0x20 && c <= 0x7e ? String.fromCharCode(c) : '.';
     });
-    lines.push(`${(off / 2).toString(16).padStart(6, '0')}  ${pairs.join(' ').padEnd(47)}  ${ascii.join('')}`);
+    lines.push(
+      `${(off / 2).toString(16).padStart(6, '0')}  ${pairs.join(' ').padEnd(47)}  ${ascii.join('')}`,
+    );
   }
   return lines.join('\n');
 }
@@ -498,7 +575,10 @@ function Detail({ id, onClose }: { id: string; onClose: () => void }) {
         ['proxy peer', e.peer ? `${endpoint(e.peer)} (PROXY ${e.proxyHeader})` : '-'],
         ['route', e.route ?? '-'],
         ['action', e.action ?? '-'],
-        ['backend', e.backend ? `${e.backend}${e.server ? ` → ${e.server}` : ''} (${e.sourceMode ?? 'none'})` : '-'],
+        [
+          'backend',
+          e.backend ? `${e.backend}${e.server ? ` → ${e.server}` : ''} (${e.sourceMode ?? 'none'})` : '-',
+        ],
         ['bytes', `${bytes(e.bytesIn)} in, ${bytes(e.bytesOut)} out`],
         ['close reason', e.closeReason ?? '-'],
         ['count', String(e.count)],
@@ -507,7 +587,8 @@ function Detail({ id, onClose }: { id: string; onClose: () => void }) {
       ]
     : [];
   return (
-    <div class="overlay" onClick={(ev) => ev.target === ev.currentTarget && onClose()}>
+    <div class="overlay">
+      <button type="button" class="backdrop" aria-label="close" tabIndex={-1} onClick={onClose} />
       <section class="detail" role="dialog" aria-modal="true" aria-labelledby="detail-h" id="detail">
         <header>
           <h2 id="detail-h">Flow {id.slice(0, 12)}…</h2>
@@ -534,9 +615,13 @@ function Detail({ id, onClose }: { id: string; onClose: () => void }) {
             ) : null}
             <h3>First bytes ({(e.firstBytesHex?.length ?? 0) / 2} bytes)</h3>
             <h4>text</h4>
-            <pre class="bytes" id="first-text">{e.firstBytesText || '(none)'}</pre>
+            <pre class="bytes" id="first-text">
+              {e.firstBytesText || '(none)'}
+            </pre>
             <h4>hex</h4>
-            <pre class="bytes" id="first-hex">{e.firstBytesHex ? hexDump(e.firstBytesHex) : '(none)'}</pre>
+            <pre class="bytes" id="first-hex">
+              {e.firstBytesHex ? hexDump(e.firstBytesHex) : '(none)'}
+            </pre>
             {events && events.length > 1 ? (
               <p class="muted">
                 {events.length - 1} update{events.length > 2 ? 's' : ''} recorded while the flow was open.
@@ -556,8 +641,13 @@ function App() {
   const [filters, setFilters] = useState<Filters>(NO_FILTERS);
   const [open, setOpen] = useState<string | null>(null);
   const overview = usePoll<Overview>(`/api/stats/overview?range=${range}`, [range]);
-  const ports = usePoll<{ ports: { port: number; flows: number }[] }>(`/api/stats/ports?range=${range}`, [range]);
-  const protocols = usePoll<{ protocols: { protocol: string; flows: number }[] }>(`/api/stats/protocols?range=${range}`, [range]);
+  const ports = usePoll<{ ports: { port: number; flows: number }[] }>(`/api/stats/ports?range=${range}`, [
+    range,
+  ]);
+  const protocols = usePoll<{ protocols: { protocol: string; flows: number }[] }>(
+    `/api/stats/protocols?range=${range}`,
+    [range],
+  );
   const refusals = usePoll<Refusals>(`/api/stats/refusals?range=${range}`, [range]);
   const search = (f: Filters) => {
     setFilters(f);
@@ -576,7 +666,12 @@ function App() {
         <h1>honeygate</h1>
         <nav class="ranges" aria-label="time range">
           {RANGES.map((r) => (
-            <button type="button" class={r === range ? 'on' : ''} aria-pressed={r === range} onClick={() => setRange(r)}>
+            <button
+              type="button"
+              class={r === range ? 'on' : ''}
+              aria-pressed={r === range}
+              onClick={() => setRange(r)}
+            >
               {r}
             </button>
           ))}
@@ -601,8 +696,8 @@ function App() {
           </div>
         </section>
         <div class="grid">
-          <LiveCard onOpen={setOpen} />
           <TimelineCard range={range} by={by} setBy={setBy} width={width} />
+          <LiveCard onOpen={setOpen} />
           <SourcesCard range={range} onSearch={search} />
           <BarsCard
             title="Top destination ports"
@@ -651,4 +746,6 @@ function App() {
   );
 }
 
-render(<App />, document.getElementById('app')!);
+const root = document.getElementById('app')!;
+root.textContent = ''; // the "Loading…" placeholder: render() adds to what is there
+render(<App />, root);
