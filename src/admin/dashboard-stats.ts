@@ -54,6 +54,8 @@ function all<T>(db: Database, sql: string, params: Record<string, unknown>): T[]
 export function withStore<T>(dbPath: string, fn: (db: Database) => T): T {
   const db = openStore(dbPath);
   try {
+    // Read through a memory map: a range scan over a large store copies every page otherwise.
+    db.pragma('mmap_size = 1073741824');
     return fn(db);
   } catch (err) {
     if (err instanceof HoneygateError) throw err;
@@ -149,12 +151,29 @@ export function topSources(db: Database, r: Range, top = 20): SourceRow[] {
        FROM events WHERE ${FLOWS} GROUP BY src_ip ORDER BY flows DESC, src_ip LIMIT @top`,
     { ...window(r), top },
   );
-  const detail = db.prepare(
-    `SELECT group_concat(DISTINCT dst_port) AS ports, group_concat(DISTINCT coalesce(protocol, 'unknown')) AS protocols
-       FROM events WHERE src_ip = @ip AND ${FLOWS}`,
-  );
+  // Ports and protocols of those sources in one pass over the range: through the src_ip
+  // index (`+src_ip` keeps SQLite off it) a busy source's whole history would be read.
+  const ips: Record<string, string> = {};
+  rows.forEach((row, i) => {
+    ips[`ip${i}`] = row.ip;
+  });
+  const detail = new Map<string, { ports: string | null; protocols: string | null }>();
+  if (rows.length) {
+    for (const d of all<{ ip: string; ports: string | null; protocols: string | null }>(
+      db,
+      `SELECT src_ip AS ip, group_concat(DISTINCT dst_port) AS ports,
+              group_concat(DISTINCT coalesce(protocol, 'unknown')) AS protocols
+         FROM events WHERE ${FLOWS} AND +src_ip IN (${Object.keys(ips)
+           .map((k) => `@${k}`)
+           .join(', ')})
+         GROUP BY src_ip`,
+      { ...window(r), ...ips },
+    )) {
+      detail.set(d.ip, d);
+    }
+  }
   return rows.map((row) => {
-    const d = detail.get({ ...window(r), ip: row.ip }) as { ports: string | null; protocols: string | null };
+    const d = detail.get(row.ip) ?? { ports: null, protocols: null };
     const ports = (d.ports ?? '')
       .split(',')
       .filter(Boolean)
@@ -195,7 +214,11 @@ export interface Heatmap {
   max: number;
 }
 
-/** Flows per destination port (the `top` busiest) and slot: the port-by-hour heat map. */
+/**
+ * Flows per destination port (the `top` busiest) and slot: the port-by-hour heat map.
+ * `+dst_port` keeps SQLite on the opened_at range: through the dst_port index it would read
+ * every flow those ports ever had.
+ */
 export function heatmap(db: Database, r: Range, top = 12): Heatmap {
   const since = Math.floor(r.since / r.heatMs) * r.heatMs;
   const slots = Math.ceil((r.until - since) / r.heatMs);
@@ -208,7 +231,7 @@ export function heatmap(db: Database, r: Range, top = 12): Heatmap {
     for (const row of all<{ port: number; t: number; n: number }>(
       db,
       `SELECT dst_port AS port, ${slotExpr(r.heatMs)} AS t, count(*) AS n
-         FROM events WHERE ${FLOWS} AND dst_port IN (${ports.map((p) => Number(p)).join(',')})
+         FROM events WHERE ${FLOWS} AND +dst_port IN (${ports.map((p) => Number(p)).join(',')})
          GROUP BY port, t`,
       window(r),
     )) {

@@ -182,6 +182,11 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
   };
 
   const live = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
+    if (req.method === 'HEAD') {
+      res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'text/event-stream; charset=utf-8' });
+      res.end();
+      return;
+    }
     if (streams.size >= MAX_STREAMS) {
       return sendJson(res, 503, { error: 'busy', message: `at most ${MAX_STREAMS} live streams at once` });
     }
