@@ -341,3 +341,58 @@ export function overview(db: Database, r: Range): Overview {
     ),
   };
 }
+
+export const VIEWS = [
+  'overview',
+  'timeline',
+  'sources',
+  'ports',
+  'heatmap',
+  'protocols',
+  'refusals',
+] as const;
+export type View = (typeof VIEWS)[number];
+
+/** What the page asks of one view: its name, the range's name and, for the timeline, the grouping. */
+export interface ViewRequest {
+  view: View;
+  range: string | null;
+  by: string | null;
+  now: number;
+}
+
+/**
+ * The answer of one view over the store at `dbPath` (the body of GET /api/stats/VIEW).
+ * Throws HG_ERR_EVENTS_QUERY on a bad range or grouping, or when the store cannot be read.
+ */
+export function runView(dbPath: string, req: ViewRequest): unknown {
+  const r = toRange(req.range, req.now);
+  let by: (typeof GROUPINGS)[number] = 'action';
+  if (req.view === 'timeline' && req.by !== null) {
+    if (!(GROUPINGS as readonly string[]).includes(req.by)) {
+      throw new HoneygateError(
+        'HG_ERR_EVENTS_QUERY',
+        `by: "${req.by}" is not one of ${GROUPINGS.join(', ')}`,
+      );
+    }
+    by = req.by as (typeof GROUPINGS)[number];
+  }
+  return withStore(dbPath, (db) => {
+    switch (req.view) {
+      case 'overview':
+        return overview(db, r);
+      case 'timeline':
+        return timeline(db, r, by);
+      case 'sources':
+        return { range: r.name, sources: topSources(db, r) };
+      case 'ports':
+        return { range: r.name, ports: topPorts(db, r) };
+      case 'heatmap':
+        return heatmap(db, r);
+      case 'protocols':
+        return { range: r.name, protocols: protocolMix(db, r) };
+      case 'refusals':
+        return { range: r.name, ...refusals(db, r) };
+    }
+  });
+}

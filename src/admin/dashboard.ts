@@ -26,6 +26,7 @@ import { followEvents, queryEvents } from '../events/query.js';
 import { type EventRow, rowToEvent } from '../events/row.js';
 import type { GatewayStats } from '../gateway/gateway.js';
 import * as stats from './dashboard-stats.js';
+import { createViewRunner, ViewError } from './dashboard-worker.js';
 
 export interface DashboardOptions {
   token: string | null;
@@ -138,14 +139,26 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
     }
   };
 
+  // The aggregates run on a worker thread: a slow view must not stall the gateway's flows.
+  const views = createViewRunner();
   const statsView =
-    (fn: (db: Parameters<Parameters<typeof stats.withStore>[1]>[0], r: stats.Range, url: URL) => unknown) =>
-    (_req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
-      const body = withStore(res, (dbPath) => {
-        const range = stats.toRange(url.searchParams.get('range'), now());
-        return stats.withStore(dbPath, (db) => fn(db, range, url));
-      });
-      if (body !== undefined) sendJson(res, 200, body);
+    (view: stats.View) => async (_req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
+      const dbPath = opts.store();
+      if (!dbPath) return withStore(res, () => undefined);
+      const p = url.searchParams;
+      try {
+        sendJson(
+          res,
+          200,
+          await views.run(dbPath, { view, range: p.get('range'), by: p.get('by'), now: now() }),
+        );
+      } catch (err) {
+        if (!(err instanceof ViewError)) throw err;
+        sendJson(res, err.status, {
+          error: err.status === 400 ? 'HG_ERR_EVENTS_QUERY' : 'busy',
+          message: err.message,
+        });
+      }
     };
 
   const api: Record<string, Handler> = {
@@ -163,22 +176,7 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
         uptimeSeconds: Math.round(process.uptime()),
       });
     },
-    '/api/stats/overview': statsView((db, r) => stats.overview(db, r)),
-    '/api/stats/timeline': statsView((db, r, url) => {
-      const by = url.searchParams.get('by') ?? 'action';
-      if (!(stats.GROUPINGS as readonly string[]).includes(by)) {
-        throw new HoneygateError(
-          'HG_ERR_EVENTS_QUERY',
-          `by: "${by}" is not one of ${stats.GROUPINGS.join(', ')}`,
-        );
-      }
-      return stats.timeline(db, r, by as (typeof stats.GROUPINGS)[number]);
-    }),
-    '/api/stats/sources': statsView((db, r) => ({ range: r.name, sources: stats.topSources(db, r) })),
-    '/api/stats/ports': statsView((db, r) => ({ range: r.name, ports: stats.topPorts(db, r) })),
-    '/api/stats/heatmap': statsView((db, r) => stats.heatmap(db, r)),
-    '/api/stats/protocols': statsView((db, r) => ({ range: r.name, protocols: stats.protocolMix(db, r) })),
-    '/api/stats/refusals': statsView((db, r) => ({ range: r.name, ...stats.refusals(db, r) })),
+    ...Object.fromEntries(stats.VIEWS.map((v) => [`/api/stats/${v}`, statsView(v)])),
   };
 
   const live = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
@@ -335,6 +333,7 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
     },
     close() {
       for (const ac of streams) ac.abort();
+      views.close();
     },
   };
 }
