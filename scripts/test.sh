@@ -33,6 +33,8 @@ PEERS="$PEERS logrotate:logrotate"
 PEERS="$PEERS dnsmasq:dnsmasq-base"
 # go-mmproxy in front of a honeypot, the recipe in docs/proxy-protocol.md (test/e2e/proxy-mmproxy.test.ts).
 PEERS="$PEERS go-mmproxy:go-mmproxy"
+# The dashboard's browser tests (test/integration/dashboard-browser.test.ts), via playwright-core.
+PEERS="$PEERS chromium:chromium"
 # The e2e tests: namespaces, nftables and a real Docker Engine inside a test namespace.
 PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
 # deploy/docker/compose.yaml is brought up by the real docker-compose (test/e2e/docker-image.test.ts).
@@ -47,6 +49,10 @@ missing_packages() {
   # The e2e tests' container image is a static busybox (the `busybox` package's is dynamic).
   if command -v dpkg >/dev/null 2>&1 && ! dpkg -s busybox-static >/dev/null 2>&1; then
     printf 'busybox-static '
+  fi
+  # Headless chromium draws text only with a font installed (the screenshots must be readable).
+  if command -v dpkg >/dev/null 2>&1 && ! dpkg -s fonts-dejavu-core >/dev/null 2>&1; then
+    printf 'fonts-dejavu-core '
   fi
   # Debian builds the nginx stream module (PROXY protocol + `return`) as its own package.
   if command -v nginx >/dev/null 2>&1 && [ ! -e "$NGINX_STREAM" ] &&
@@ -103,7 +109,7 @@ stop_root_docker() {
   done
 }
 
-step "test peers (haproxy, nginx, socat, nmap, sqlite3, nc, curl, logrotate; nftables, iptables, docker.io, docker-compose, busybox-static)"
+step "test peers (haproxy, nginx, socat, nmap, sqlite3, nc, curl, logrotate, go-mmproxy, chromium; nftables, iptables, docker.io, docker-compose, busybox-static)"
 MISSING=$(missing_packages)
 if [ -z "$MISSING" ]; then
   echo "all installed"
@@ -117,6 +123,7 @@ else
   case "$MISSING" in *haproxy*) echo "  skipped: PROXY protocol tests against HAProxy (proxy-out, proxy-in, peers)" ;; esac
   case "$MISSING" in *nginx*) echo "  skipped: PROXY protocol tests against nginx (proxy-out, peers)" ;; esac
   case "$MISSING" in *nmap*) echo "  skipped: the nmap port-range scan (capture)" ;; esac
+  case "$MISSING" in *chromium*) echo "  skipped: the dashboard in a browser (dashboard-browser)" ;; esac
   case "$MISSING" in *docker.io* | *busybox-static*) echo "  skipped: the e2e tests with a Docker Engine" ;; esac
   echo "  run npm test as root (or apt-get install them) for the full suite"
 fi

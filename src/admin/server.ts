@@ -2,7 +2,10 @@
 //   GET /metrics     Prometheus text
 //   GET /healthz     "ok", never asks for a token (liveness probes)
 //   GET /api/status  JSON: gateway stats, recorder stats, uptime
-// With a token configured every route but /healthz needs `Authorization: Bearer TOKEN`.
+//   the dashboard:   /, /login, /logout, /assets/*, /api/events, /api/live, /api/stats/*,
+//                    /api/backends (dashboard.ts)
+// With a token configured every route but /healthz, /login and /assets/* needs
+// `Authorization: Bearer TOKEN` or the dashboard's session cookie.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -13,6 +16,7 @@ import { ERRORS, HoneygateError } from '../errors.js';
 import type { RecorderStats } from '../events/recorder.js';
 import type { GatewayStats } from '../gateway/gateway.js';
 import { formatEndpoint } from '../net/address.js';
+import { createDashboard } from './dashboard.js';
 import { createMetrics } from './metrics.js';
 
 export interface AdminDeps {
@@ -24,6 +28,8 @@ export interface AdminDeps {
   refresh?: () => Promise<void>;
   /** More top-level fields of /api/status. */
   status?: () => Record<string, unknown>;
+  /** The SQLite event store the dashboard reads (events.sqlite), null when none. */
+  store?: () => string | null;
   log: pino.Logger;
 }
 
@@ -55,6 +61,14 @@ export async function startAdmin(cfg: AdminConfig, deps: AdminDeps): Promise<Adm
 
   const metrics = createMetrics(deps);
   const check = cfg.token ? tokenChecker(cfg.token) : null;
+  const dashboard = createDashboard({
+    token: cfg.token || null,
+    store: deps.store ?? (() => null),
+    gateway: deps.gateway,
+    refresh: deps.refresh,
+    bearer: (req) => check?.(req.headers.authorization) ?? true,
+    log,
+  });
   const routes: Record<(typeof ROUTES)[number], Route> = {
     '/metrics': async (_req, res) => {
       await deps.refresh?.();
@@ -77,7 +91,8 @@ export async function startAdmin(cfg: AdminConfig, deps: AdminDeps): Promise<Adm
   const server = http.createServer(async (req, res) => {
     try {
       const path = (req.url ?? '/').split('?', 1)[0]!;
-      if (!PUBLIC.has(path) && check && !check(req.headers.authorization)) {
+      if (await dashboard.handle(req, res, path)) return;
+      if (!PUBLIC.has(path) && check && !check(req.headers.authorization) && !dashboard.authorized(req)) {
         res.setHeader('WWW-Authenticate', 'Bearer realm="honeygate"');
         return sendJson(res, 401, {
           error: 'HG_ERR_ADMIN_AUTH',
@@ -134,6 +149,7 @@ export async function startAdmin(cfg: AdminConfig, deps: AdminDeps): Promise<Adm
     address,
     close() {
       closing ??= new Promise<void>((resolve) => {
+        dashboard.close();
         server.close(() => resolve());
         server.closeAllConnections(); // keep-alive sockets would hold close() open
         metrics.close();

@@ -164,7 +164,8 @@ function describeQuery(q: EventQuery, now: number): string {
   return parts.length ? ` (${parts.join(', ')})` : '';
 }
 
-function toQuery(o: EventsOptions, now: number): EventQuery {
+/** The EventQuery of the verb's options (also the admin API's search); throws on bad input. */
+export function toQuery(o: EventsOptions, now: number): EventQuery {
   const q: EventQuery = {};
   if (o.since !== undefined) q.since = parseTime('--since', o.since, now);
   if (o.until !== undefined) q.until = parseTime('--until', o.until, now);

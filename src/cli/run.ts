@@ -86,7 +86,14 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     await gateway.start();
     // Rules after the sockets: a diverted flow needs the tproxy socket to land on.
     await firewall?.start();
-    if (config.admin) admin = await startAdmin(config.admin, { gateway, recorder, log });
+    if (config.admin) {
+      admin = await startAdmin(config.admin, {
+        gateway,
+        recorder,
+        store: () => gateway.config.events.sqlite,
+        log,
+      });
+    }
     // Last: everything that needs root is open or applied.
     dropToUser(config, log, eventFiles(config), path);
   } catch (err) {

@@ -254,7 +254,8 @@ export async function followEvents(
   }
 }
 
-function openStore(dbPath: string): Database {
+/** The store at `dbPath`, read-only; throws HG_ERR_EVENTS_QUERY when it is missing or not a honeygate store. */
+export function openStore(dbPath: string): Database {
   let db: Database;
   try {
     db = openDatabase(dbPath, { readonly: true });

@@ -462,6 +462,7 @@ export async function runPrimary(
         workers: { running: () => pool.running, restarts: () => pool.restarts },
         refresh: () => pool.refresh(),
         status: () => ({ workers: pool.status() }),
+        store: () => current.events.sqlite,
         log,
       });
     }
