@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { assembleAction, DEFAULT_CAPTURE } from '../actions/definitions/index.js';
 import { toContain } from '../contain/config.js';
+import { assembleNats } from '../fleet/config.js';
 import { expandBind, type Parsed, workerCount } from './checks.js';
 import type { RawBackend, RawListener, RawRoute } from './schema.js';
 import type { BackendConfig, Config, EventsConfig, ListenerConfig, Route, RouteMatch } from './types.js';
@@ -77,6 +78,7 @@ export function assembleEvents(events: Checked['events'], baseDir: string): Even
     updateIntervalMs: events.updateInterval,
     queueSize: events.queueSize,
     batchMs: events.batch,
+    ...(events.nats ? { nats: assembleNats(events.nats, baseDir) } : {}),
   };
 }
 

@@ -2,6 +2,7 @@
 // schema.ts; load.ts turns raw into this. Durations are milliseconds, sizes are bytes.
 
 import type { Action } from '../actions/definitions/index.js';
+import type { NatsConfig } from '../fleet/config.js';
 import type { Identity } from '../privileges/identity.js';
 
 export type SourceMode = 'none' | 'proxy-v1' | 'proxy-v2' | 'transparent';
@@ -112,6 +113,7 @@ export interface EventsConfig {
   updateIntervalMs: number; // long flows get an update event this often
   queueSize: number; // events waiting for sinks; beyond this they are counted as dropped
   batchMs: number; // sinks write at most this often
+  nats?: NatsConfig | null; // the fleet sink (src/fleet), or null for none
 }
 
 export interface AdminConfig {
