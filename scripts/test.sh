@@ -31,6 +31,8 @@ PEERS="haproxy:haproxy nginx:nginx socat:socat nmap:nmap sqlite3:sqlite3 nc:netc
 PEERS="$PEERS logrotate:logrotate"
 # The allow-listed resolver of the containment test (test/e2e/contain.test.ts).
 PEERS="$PEERS dnsmasq:dnsmasq-base"
+# The fleet tests' broker: NATS JetStream (test/integration/fleet.test.ts).
+PEERS="$PEERS nats-server:nats-server"
 # The e2e tests: namespaces, nftables and a real Docker Engine inside a test namespace.
 PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
 NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
@@ -68,7 +70,7 @@ install_peers() {
   [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   [ "$rc" = 0 ] || fail "apt-get install $pkgs exited $rc"
   # Belt and braces: a policy-rc.d that allowed the start, or systemd enabling the unit.
-  for svc in nginx haproxy; do
+  for svc in nginx haproxy nats-server; do
     case " $pkgs " in *" $svc "*) ;; *) continue ;; esac
     if [ -d /run/systemd/system ]; then
       systemctl disable --now "$svc" >/dev/null 2>&1 || true

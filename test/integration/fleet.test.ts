@@ -59,7 +59,8 @@ describe('fleet: nats sink, outbox, collect', { skip, timeout: 180_000 }, () => 
   let collect: CollectProcess;
   const cleanup: (() => unknown)[] = [];
 
-  const gatewayConfig = (port: number, sensor: string) => `
+  const gatewayConfig = (port: number, sensor: string, admin?: number) => `
+${admin ? `admin: { listen: "127.0.0.1:${admin}" }` : ''}
 listeners:
   - name: pot
     bind: "127.0.0.1:${port}"
@@ -105,9 +106,13 @@ events:
     for (const hg of started) await hg.close();
   });
 
-  async function gateway(sensor: string, port?: number): Promise<{ hg: Honeygate; port: number }> {
+  async function gateway(
+    sensor: string,
+    port?: number,
+    admin?: number,
+  ): Promise<{ hg: Honeygate; port: number }> {
     const p = port ?? (await freePort());
-    const hg = await startHoneygate(gatewayConfig(p, sensor));
+    const hg = await startHoneygate(gatewayConfig(p, sensor, admin));
     started.push(hg);
     return { hg, port: p };
   }
@@ -156,7 +161,14 @@ events:
   });
 
   test('broker down, then back: the outbox holds the events and drains, none lost or doubled', async () => {
-    const a = await gateway('sensor-c');
+    const adminPort = await freePort();
+    const a = await gateway('sensor-c', undefined, adminPort);
+    const metrics = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+      return Object.fromEntries(
+        [...text.matchAll(/^(honeygate_nats_\w+) ([0-9.e+-]+)$/gm)].map((m) => [m[1]!, Number(m[2])]),
+      );
+    };
     await flows(a.port, 10);
     await arrivedOnce('sensor-c', 10);
     await nats.stop();
@@ -164,9 +176,20 @@ events:
     const outbox = path.join(dir, 'sensor-c-outbox.db');
     await waitFor('30 events in the outbox', () => outboxLength(outbox) === 30, 20_000);
     await a.hg.waitForLine((r) => /broker unreachable/.test(String(r.msg)), 20_000);
+    const away = await metrics();
+    assert.equal(away.honeygate_nats_outbox_events, 30);
+    assert.ok(away.honeygate_nats_outbox_oldest_age_seconds! > 0, 'the oldest waiting event has an age');
+    assert.equal(away.honeygate_nats_connected, 0);
     await nats.start();
     await arrivedOnce('sensor-c', 40);
     await waitFor('the outbox is empty', () => outboxLength(outbox) === 0, 30_000);
+    const back = await waitFor('metrics: outbox drained', async () => {
+      const m = await metrics();
+      return m.honeygate_nats_outbox_events === 0 && m;
+    });
+    assert.equal(back.honeygate_nats_acknowledged_total, 40);
+    assert.equal(back.honeygate_nats_outbox_oldest_age_seconds, 0);
+    assert.equal(back.honeygate_nats_outbox_overflowed_total, 0);
     await a.hg.stop();
   });
 
