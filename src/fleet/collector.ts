@@ -100,7 +100,7 @@ export class Collector {
       }
       if (msgs.length > 0) this.commit(msgs);
       try {
-        const info = await consumer.info(true);
+        const info = await consumer.info();
         this.s.lag = info.num_pending + info.num_ack_pending;
       } catch {
         // the lag is a gauge: keep the last value while the broker is away
