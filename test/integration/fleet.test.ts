@@ -8,9 +8,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { jetstream } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
+import { newEventId } from '../../src/events/recorder.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
+import { encodeEvent, messageId } from '../../src/fleet/codec.js';
 import { connect } from '../helpers/client.js';
+import { sampleEvent } from '../helpers/events.js';
 import { type Honeygate, runCli, startHoneygate } from '../helpers/honeygate.js';
 import { type CollectProcess, type NatsServer, natsServer, startCollect } from '../helpers/nats.js';
 import { needs } from '../helpers/peers.js';
@@ -257,5 +261,54 @@ events:
       `# SIGKILL: ${attempted} flows attempted, ${local.length} recorded locally, ${got.length} collected, ${waiting} were in the outbox\n`,
     );
     await restarted.hg.stop();
+  });
+
+  test('a collector SIGKILLed mid-backlog, restarted: no gaps, no duplicates', async () => {
+    const N = 5000;
+    await collect.stop();
+    const nc = await natsConnect({ servers: nats.url });
+    const sent: string[] = [];
+    try {
+      const js = jetstream(nc);
+      for (let i = 0; i < N; i += 500) {
+        const batch = Array.from({ length: 500 }, () => sampleEvent({ id: newEventId(), sensor: 'bulk' }));
+        sent.push(...batch.map((e) => e.id));
+        await Promise.all(
+          batch.map((e) => js.publish('honeygate.events.bulk', encodeEvent(e), { msgID: messageId(e) })),
+        );
+      }
+    } finally {
+      await nc.close();
+    }
+    const metricsPort = await freePort();
+    const first = await startCollect(fleetConfig, central, metricsPort);
+    await waitFor(
+      'the collector stored part of the backlog',
+      async () => {
+        const m = await first.metrics().catch(() => ({}) as Record<string, number>);
+        return (m.honeygate_collector_stored_total ?? 0) > 0;
+      },
+      30_000,
+      10,
+    );
+    first.proc.kill('SIGKILL');
+    await new Promise((r) => first.proc.once('exit', r));
+    const partial = (await storeIds(central, 'bulk')).length;
+    collect = await startCollect(fleetConfig, central, await freePort());
+    cleanup.push(() => collect.stop());
+    const got = await waitFor(
+      `${N} bulk events in the central store`,
+      async () => {
+        const ids = await storeIds(central, 'bulk');
+        return ids.length >= N && ids;
+      },
+      60_000,
+      200,
+    );
+    assert.equal(got.length, N, 'no duplicates');
+    assert.deepEqual([...got].sort(), [...sent].sort(), 'no gaps');
+    process.stdout.write(
+      `# collector SIGKILL: ${partial} of ${N} stored before the kill, ${N} after the restart\n`,
+    );
   });
 });
