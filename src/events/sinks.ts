@@ -18,7 +18,9 @@ export function openSinks(config: Config): Sink[] {
     // The fleet sink: an outbox on disk, published to NATS JetStream in the background (src/fleet).
     if (config.events.nats) {
       const log = createLogger(config.log.level, config.log.format);
-      sinks.push(new NatsSink(config.events.nats, config.events.sensor, log));
+      sinks.push(
+        new NatsSink(config.events.nats, config.events.sensor, log, config.events.createDirectories),
+      );
     }
   } catch (err) {
     for (const s of sinks.reverse()) void s.close();

@@ -2,7 +2,7 @@
 // JetStream has acknowledged it. Written once per recorder batch (one transaction), so a
 // SIGKILL loses at most the batch still in the recorder's memory; read and trimmed by the
 // publisher. Bounded: beyond `maxEvents` the oldest are deleted, counted and logged.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { HoneygateError } from '../errors.js';
 import { type Database, openDatabase, type Statement } from '../events/sqlite-driver.js';
@@ -32,10 +32,17 @@ export class Outbox {
   constructor(
     path: string,
     private readonly maxEvents: number,
+    createDirectory = false,
   ) {
     this.path = path;
     try {
-      mkdirSync(dirname(path), { recursive: true });
+      // As for the event store (events.createDirectories): a typo must not become a directory tree.
+      if (createDirectory) mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+      else if (!existsSync(dirname(path))) {
+        throw new Error(
+          `directory ${dirname(path)} does not exist (create it, or set events.createDirectories: true)`,
+        );
+      }
       this.db = openDatabase(path);
       const appId = this.db.pragma('application_id') as number;
       const tables = this.db.prepare('SELECT count(*) AS n FROM sqlite_master').get() as { n: number };

@@ -51,8 +51,9 @@ export class NatsSink implements Sink {
     private readonly cfg: NatsConfig,
     sensor: string,
     private readonly log: Logger,
+    createDirectory = false,
   ) {
-    this.outbox = new Outbox(cfg.outbox, cfg.outboxSize);
+    this.outbox = new Outbox(cfg.outbox, cfg.outboxSize, createDirectory);
     this.subject = sensorSubject(cfg, sensor);
     if (this.outbox.length > 0) {
       this.log.info(
