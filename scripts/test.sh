@@ -35,6 +35,8 @@ PEERS="$PEERS dnsmasq:dnsmasq-base"
 PEERS="$PEERS go-mmproxy:go-mmproxy"
 # The dashboard's browser tests (test/integration/dashboard-browser.test.ts), via playwright-core.
 PEERS="$PEERS chromium:chromium"
+# The fleet tests' broker: NATS JetStream (test/integration/fleet.test.ts).
+PEERS="$PEERS nats-server:nats-server"
 # The e2e tests: namespaces, nftables and a real Docker Engine inside a test namespace.
 PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
 # deploy/docker/compose.yaml is brought up by the real docker-compose (test/e2e/docker-image.test.ts).
@@ -78,7 +80,7 @@ install_peers() {
   [ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   [ "$rc" = 0 ] || fail "apt-get install $pkgs exited $rc"
   # Belt and braces: a policy-rc.d that allowed the start, or systemd enabling the unit.
-  for svc in nginx haproxy; do
+  for svc in nginx haproxy nats-server; do
     case " $pkgs " in *" $svc "*) ;; *) continue ;; esac
     if [ -d /run/systemd/system ]; then
       systemctl disable --now "$svc" >/dev/null 2>&1 || true

@@ -3,12 +3,14 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { register as check } from './cli/check.js';
+import { register as collect } from './cli/collect.js';
 import { register as demo } from './cli/demo.js';
 import { register as events } from './cli/events.js';
 import { register as firewall } from './cli/firewall.js';
+import { register as fleet } from './cli/fleet.js';
 import { register as run } from './cli/run.js';
 
-const VERBS = [run, check, firewall, events, demo];
+const VERBS = [run, check, firewall, events, demo, fleet, collect];
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('honeygate')

@@ -11,6 +11,7 @@ import prom from 'prom-client';
 import { PROTOCOLS } from '../classifiers/index.js';
 import type { FlowEvent } from '../events/event.js';
 import type { RecorderStats } from '../events/recorder.js';
+import { type NatsSinkStats, openNatsSinks } from '../fleet/sink.js';
 import { REFUSALS } from '../gateway/admit.js';
 import { flowEnd } from '../gateway/flow.js';
 import type { GatewayStats } from '../gateway/gateway.js';
@@ -177,6 +178,53 @@ export function createMetrics(source: MetricsSource): Metrics {
       registers: [registry],
       collect() {
         this.set(source.recorder.stats().store?.storeBytes ?? 0);
+      },
+    });
+  }
+
+  // The fleet sink (events.nats): summed over the nats sinks open in this process (one, or none).
+  const nats = (read: (s: NatsSinkStats) => number) => () => {
+    let sum = 0;
+    for (const sink of openNatsSinks) sum += read(sink.stats());
+    return sum;
+  };
+  totalCounter(
+    registry,
+    `${PREFIX}nats_published_total`,
+    'Events sent to NATS JetStream (a retry counts again).',
+    nats((s) => s.published),
+  );
+  totalCounter(
+    registry,
+    `${PREFIX}nats_acknowledged_total`,
+    'Events JetStream acknowledged.',
+    nats((s) => s.acknowledged),
+  );
+  totalCounter(
+    registry,
+    `${PREFIX}nats_outbox_overflowed_total`,
+    'Events deleted unsent because the outbox was full.',
+    nats((s) => s.overflowed),
+  );
+  for (const [name, help, read] of [
+    ['nats_outbox_events', 'Events waiting in the outbox for an acknowledgement.', nats((s) => s.outbox)],
+    [
+      'nats_outbox_oldest_age_seconds',
+      'How long the oldest event in the outbox has waited.',
+      nats((s) => s.oldestAgeMs / 1000),
+    ],
+    [
+      'nats_connected',
+      'Whether the nats sink is connected and publishing (1) or not (0).',
+      nats((s) => (s.connected ? 1 : 0)),
+    ],
+  ] as const) {
+    new prom.Gauge({
+      name: `${PREFIX}${name}`,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
       },
     });
   }

@@ -33,6 +33,7 @@ export interface EventsOptions {
   route?: string;
   action?: string;
   type?: string;
+  sensor?: string;
   limit?: string;
   json?: boolean;
   format?: string;
@@ -65,6 +66,7 @@ export function register(program: Command): void {
     .option('--route <name>', 'route name')
     .option('--action <action>', `route action: ${ACTIONS.join('|')}`)
     .option('--type <type>', `event type: ${TYPES.join('|')}`)
+    .option('--sensor <name>', 'recorded by this gateway (events.sensor; a collector store holds many)')
     .option('--limit <n>', `at most this many events (default ${DEFAULT_LIMIT})`)
     .option('--json', 'one JSON object per line (firstBytes in base64)')
     .option(
@@ -181,6 +183,7 @@ export function toQuery(o: EventsOptions, now: number): EventQuery {
   if (o.route !== undefined) q.route = o.route;
   if (o.action !== undefined) q.action = oneOf('--action', o.action, ACTIONS);
   if (o.type !== undefined) q.type = oneOf('--type', o.type, TYPES);
+  if (o.sensor !== undefined) q.sensor = o.sensor;
   if (o.limit !== undefined) q.limit = parseWhole('--limit', o.limit, 1, Number.MAX_SAFE_INTEGER);
   if (o.format !== undefined) oneOf('--format', o.format, FORMATS);
   if (o.summary && o.follow) throw new UsageError('give --summary or --follow, not both');

@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { assembleAction, DEFAULT_CAPTURE } from '../actions/definitions/index.js';
 import { toContain } from '../contain/config.js';
+import { assembleNats } from '../fleet/config.js';
 import { expandBind, type Parsed, workerCount } from './checks.js';
 import type { RawBackend, RawListener, RawRoute } from './schema.js';
 import type { BackendConfig, Config, EventsConfig, ListenerConfig, Route, RouteMatch } from './types.js';
@@ -81,6 +82,7 @@ export function assembleEvents(events: Checked['events'], baseDir: string): Even
       events.retention && (events.retention.maxAge !== undefined || events.retention.maxSize !== undefined)
         ? { maxAgeMs: events.retention.maxAge ?? null, maxBytes: events.retention.maxSize ?? null }
         : null,
+    ...(events.nats ? { nats: assembleNats(events.nats, baseDir) } : {}),
   };
 }
 

@@ -421,7 +421,7 @@ export function warnAbout(report: Report, config: Config, openFiles: number | nu
       );
     }
   }
-  if (!config.events.sqlite && !config.events.jsonl) {
+  if (!config.events.sqlite && !config.events.jsonl && !config.events.nats) {
     report.warn(['events'], 'no event sink (sqlite and jsonl are both off): connections are not recorded');
   }
   if (config.events.retention && !config.events.sqlite) {

@@ -9,6 +9,7 @@
 import { z } from 'zod';
 import { ACTION_SHAPE } from '../actions/definitions/index.js';
 import { PROTOCOLS } from '../classifiers/index.js';
+import { natsSchema } from '../fleet/config.js';
 import { normalizeIp, parseCidr, parseEndpoint } from '../net/address.js';
 import { account } from '../privileges/identity.js';
 import type { Balance, Cidr, Endpoint, PortRange, ProxyVersion, SourceMode } from './types.js';
@@ -239,6 +240,7 @@ export const eventsSchema = obj({
   queueSize: conv(intIn(1, 10_000_000)).default(100_000),
   batch: conv(positiveDuration).default(200),
   retention: retentionSchema.optional(),
+  nats: natsSchema.optional(), // the fleet sink (src/fleet/config.ts)
 });
 
 export const adminSchema = obj({

@@ -2,6 +2,7 @@
 // schema.ts; load.ts turns raw into this. Durations are milliseconds, sizes are bytes.
 
 import type { Action } from '../actions/definitions/index.js';
+import type { NatsConfig } from '../fleet/config.js';
 import type { Identity } from '../privileges/identity.js';
 
 export type SourceMode = 'none' | 'proxy-v1' | 'proxy-v2' | 'transparent';
@@ -113,6 +114,7 @@ export interface EventsConfig {
   queueSize: number; // events waiting for sinks; beyond this they are counted as dropped
   batchMs: number; // sinks write at most this often
   retention?: Retention | null; // bounds of the SQLite store (events/retention.ts); null: keep everything
+  nats?: NatsConfig | null; // the fleet sink (src/fleet), or null for none
 }
 
 export interface Retention {

@@ -17,6 +17,7 @@ export interface EventQuery {
   route?: string;
   action?: string;
   type?: string;
+  sensor?: string; // the gateway that recorded it (a collector's store holds many)
   limit?: number; // default 100
 }
 
@@ -81,6 +82,7 @@ function filters(q: EventQuery): { where: string[]; params: Record<string, unkno
   if (q.route !== undefined) add('route = @route', 'route', q.route);
   if (q.action !== undefined) add('action = @action', 'action', q.action);
   if (q.type !== undefined) add('type = @type', 'type', q.type);
+  if (q.sensor !== undefined) add('sensor = @sensor', 'sensor', q.sensor);
 
   let cidr: Cidr | null = null;
   if (q.src !== undefined) {

@@ -1,0 +1,162 @@
+// `honeygate collect`: the durable JetStream consumer that writes every sensor's events into
+// one central SQLite store (the same schema as a gateway's, so `honeygate events` reads it).
+// A fetched batch is written in one transaction and acknowledged only after it committed.
+// Each message id is kept in `fleet_received`, so a redelivery (a collector killed before its
+// acks, another collector on the same consumer, a retry older than the stream's duplicate
+// window) is never stored twice. A message that is not a honeygate event is counted, logged
+// and terminated (never redelivered, never stored).
+import { type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { eventValues } from '../events/row.js';
+import { INSERT, SqliteSink, STORE_PRAGMAS } from '../events/sqlite.js';
+import { type Database, openDatabase } from '../events/sqlite-driver.js';
+import { decodeEvent, messageId } from './codec.js';
+import type { NatsConfig } from './config.js';
+import { connectNats } from './connect.js';
+import { ensureConsumer } from './stream.js';
+
+const BATCH = 1000;
+const FETCH_EXPIRES_MS = 1000;
+const WARN_INTERVAL_MS = 10_000;
+
+export interface CollectorStats {
+  received: number; // messages fetched (redeliveries count again)
+  stored: number; // events written to the store
+  duplicates: number; // messages whose id the store already had
+  malformed: number; // messages that were not honeygate events: terminated, not stored
+  lag: number; // messages in the stream the consumer has not yet had acknowledged (pending + unacked)
+}
+
+export class Collector {
+  private readonly db: Database;
+  private readonly writeBatch: (msgs: { id: string; values: unknown[] | null }[]) => number;
+  private nc: NatsConnection | null = null;
+  private stopping = false;
+  private readonly s: CollectorStats = { received: 0, stored: 0, duplicates: 0, malformed: 0, lag: 0 };
+  private lastWarn = Number.NEGATIVE_INFINITY;
+
+  /** Opens (or creates) the central store. Throws HG_ERR_SINK. */
+  constructor(
+    private readonly cfg: NatsConfig,
+    readonly storePath: string,
+    private readonly log: Logger,
+  ) {
+    // The schema and its migrations are the event store's own.
+    new SqliteSink(storePath).close();
+    this.db = openDatabase(storePath);
+    for (const p of STORE_PRAGMAS) this.db.pragma(p);
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec('CREATE TABLE IF NOT EXISTS fleet_received (msg_id TEXT PRIMARY KEY) WITHOUT ROWID');
+    const mark = this.db.prepare('INSERT OR IGNORE INTO fleet_received (msg_id) VALUES (?)');
+    const changes = this.db.prepare('SELECT changes() AS n');
+    const insert = this.db.prepare(INSERT);
+    let stored = 0;
+    const tx = this.db.transaction((msgs: { id: string; values: unknown[] | null }[]) => {
+      stored = 0;
+      for (const m of msgs) {
+        if (m.values === null) continue;
+        mark.run([m.id]);
+        if ((changes.get() as { n: number }).n === 0) continue;
+        insert.run(m.values);
+        stored++;
+      }
+    });
+    this.writeBatch = (msgs) => {
+      tx(msgs);
+      return stored;
+    };
+  }
+
+  stats(): CollectorStats {
+    return { ...this.s };
+  }
+
+  /** Connects, makes sure the consumer exists, and writes batches until stop(). Rejects on a store error. */
+  async run(): Promise<void> {
+    this.nc = await connectNats(this.cfg, 'honeygate collect');
+    const jsm = await jetstreamManager(this.nc);
+    await ensureConsumer(jsm, this.cfg);
+    const consumer = await jetstream(this.nc).consumers.get(this.cfg.stream, this.cfg.consumer);
+    this.log.info(
+      {
+        server: this.nc.getServer(),
+        stream: this.cfg.stream,
+        consumer: this.cfg.consumer,
+        store: this.storePath,
+      },
+      'collecting',
+    );
+    while (!this.stopping) {
+      const msgs: JsMsg[] = [];
+      try {
+        const iter = await consumer.fetch({ max_messages: BATCH, expires: FETCH_EXPIRES_MS });
+        for await (const m of iter) msgs.push(m);
+      } catch (err) {
+        if (this.stopping) break;
+        this.warn({ err: (err as Error).message }, 'collect: fetch failed; retrying');
+        await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
+      if (msgs.length > 0) this.commit(msgs);
+      try {
+        const info = await consumer.info();
+        this.s.lag = info.num_pending + info.num_ack_pending;
+      } catch {
+        // the lag is a gauge: keep the last value while the broker is away
+      }
+    }
+    // Sends the acks still buffered, then closes.
+    await this.nc.drain().catch(() => {});
+  }
+
+  /** Writes one fetched batch, then acknowledges it. A store error leaves it unacknowledged (redelivered). */
+  private commit(msgs: JsMsg[]): void {
+    this.s.received += msgs.length;
+    const rows = msgs.map((m) => {
+      const d = decodeEvent(m.data);
+      if (!d.ok) {
+        this.s.malformed++;
+        this.warn(
+          { subject: m.subject, seq: m.seq, reason: d.reason, malformed: this.s.malformed },
+          `collect: skipped a message that is not a honeygate event (${d.reason})`,
+        );
+        return { id: '', values: null };
+      }
+      return { id: messageId(d.event), values: eventValues(d.event) };
+    });
+    const valid = rows.filter((r) => r.values !== null).length;
+    const stored = this.writeBatch(rows);
+    this.s.stored += stored;
+    this.s.duplicates += valid - stored;
+    rows.forEach((r, i) => {
+      try {
+        if (r.values === null) msgs[i]!.term();
+        else msgs[i]!.ack();
+      } catch {
+        // the connection went: the batch is committed, its redelivery is found in fleet_received
+      }
+    });
+  }
+
+  /** Ends the fetch loop after the batch in hand (run() then flushes the acks and resolves). */
+  stop(): void {
+    this.stopping = true;
+  }
+
+  close(): void {
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // another reader holds it: the WAL stays, which SQLite handles
+    }
+    this.db.close();
+  }
+
+  private warn(fields: Record<string, unknown>, msg: string): void {
+    const now = Date.now();
+    if (now - this.lastWarn < WARN_INTERVAL_MS) return;
+    this.lastWarn = now;
+    this.log.warn(fields, msg);
+  }
+}

@@ -1,0 +1,143 @@
+// The nats sink's outbox: every event, encoded, in a SQLite file of its own, in order, until
+// JetStream has acknowledged it. Written once per recorder batch (one transaction), so a
+// SIGKILL loses at most the batch still in the recorder's memory; read and trimmed by the
+// publisher. Bounded: beyond `maxEvents` the oldest are deleted, counted and logged.
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { HoneygateError } from '../errors.js';
+import { type Database, openDatabase, type Statement } from '../events/sqlite-driver.js';
+
+/** PRAGMA application_id of an outbox file ("HGob"). */
+const OUTBOX_ID = 0x48476f62;
+
+export interface OutboxRow {
+  seq: number;
+  msgId: string;
+  data: Uint8Array;
+  queuedAt: number;
+}
+
+export class Outbox {
+  readonly path: string;
+  private readonly db: Database;
+  private readonly insert: Statement;
+  private readonly select: Statement;
+  private readonly add: (rows: { msgId: string; data: Uint8Array }[], now: number) => void;
+  private size: number;
+  private oldest: number | null;
+  /** Events deleted unsent because the outbox was full. */
+  overflowed = 0;
+
+  /** Opens or creates the outbox at `path`. Throws HG_ERR_SINK. */
+  constructor(
+    path: string,
+    private readonly maxEvents: number,
+    createDirectory = false,
+  ) {
+    this.path = path;
+    try {
+      // As for the event store (events.createDirectories): a typo must not become a directory tree.
+      if (createDirectory) mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+      else if (!existsSync(dirname(path))) {
+        throw new Error(
+          `directory ${dirname(path)} does not exist (create it, or set events.createDirectories: true)`,
+        );
+      }
+      this.db = openDatabase(path);
+      const appId = this.db.pragma('application_id') as number;
+      const tables = this.db.prepare('SELECT count(*) AS n FROM sqlite_master').get() as { n: number };
+      if (appId !== OUTBOX_ID && !(appId === 0 && tables.n === 0)) {
+        this.db.close();
+        throw new Error('not a honeygate nats outbox');
+      }
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('busy_timeout = 1000');
+      this.db.exec(
+        `CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL,
+           data BLOB NOT NULL, queued_at INTEGER NOT NULL)`,
+      );
+      this.db.pragma(`application_id = ${OUTBOX_ID}`);
+    } catch (err) {
+      throw new HoneygateError(
+        'HG_ERR_SINK',
+        `nats: cannot open the outbox ${path}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    this.insert = this.db.prepare('INSERT INTO outbox (msg_id, data, queued_at) VALUES (?, ?, ?)');
+    this.select = this.db.prepare(
+      'SELECT seq, msg_id, data, queued_at FROM outbox WHERE seq > @after ORDER BY seq LIMIT @n',
+    );
+    const trim = this.db.prepare(
+      'DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT @n)',
+    );
+    this.add = this.db.transaction((rows: { msgId: string; data: Uint8Array }[], now: number) => {
+      for (const r of rows) this.insert.run([r.msgId, r.data, now]);
+      const over = this.size + rows.length - this.maxEvents;
+      if (over > 0) trim.run({ n: over });
+    });
+    this.size = (this.db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
+    this.oldest = this.readOldest();
+  }
+
+  /** Appends a batch (one transaction); drops the oldest beyond the bound and returns how many. Throws on I/O errors. */
+  append(rows: { msgId: string; data: Uint8Array }[]): number {
+    if (rows.length === 0) return 0;
+    const now = Date.now();
+    this.add(rows, now);
+    const over = Math.max(0, this.size + rows.length - this.maxEvents);
+    this.size += rows.length - over;
+    this.overflowed += over;
+    if (this.oldest === null || over > 0) this.oldest = over > 0 ? this.readOldest() : now;
+    return over;
+  }
+
+  /** Up to `n` rows after seq `after`, oldest first. */
+  peek(n: number, after = 0): OutboxRow[] {
+    const out: OutboxRow[] = [];
+    for (const r of this.select.iterate({ after, n })) {
+      out.push({
+        seq: r.seq as number,
+        msgId: r.msg_id as string,
+        data: r.data as Uint8Array,
+        queuedAt: r.queued_at as number,
+      });
+    }
+    return out;
+  }
+
+  /** Deletes the rows acknowledged, `seqs` (any order). */
+  remove(seqs: number[]): void {
+    if (seqs.length === 0) return;
+    const del = this.db.prepare(`DELETE FROM outbox WHERE seq IN (${seqs.map(() => '?').join(',')})`);
+    del.run(seqs);
+    this.size -= (this.db.prepare('SELECT changes() AS n').get() as { n: number }).n;
+    this.oldest = this.readOldest();
+  }
+
+  /** Events waiting. */
+  get length(): number {
+    return this.size;
+  }
+
+  /** When the oldest waiting event was queued (epoch ms), or null when empty. */
+  get oldestQueuedAt(): number | null {
+    return this.oldest;
+  }
+
+  close(): void {
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      this.db.close();
+    }
+  }
+
+  private readOldest(): number | null {
+    const r = this.db.prepare('SELECT queued_at FROM outbox ORDER BY seq LIMIT 1').get();
+    return r ? (r.queued_at as number) : null;
+  }
+}

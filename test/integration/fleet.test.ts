@@ -1,0 +1,314 @@
+// The fleet: gateways publish their events to a real nats-server (JetStream, its own store
+// directory on loopback) through the nats sink's outbox, and `honeygate collect` writes them
+// into one central store. What a fleet operator checks: every event a gateway recorded
+// locally arrives once (counted by id), also across a broker outage and a SIGKILL of the
+// gateway; a message on the subject that is not an event is counted and skipped.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { jetstream } from '@nats-io/jetstream';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { newEventId } from '../../src/events/recorder.js';
+import { openDatabase } from '../../src/events/sqlite-driver.js';
+import { encodeEvent, messageId } from '../../src/fleet/codec.js';
+import { connect } from '../helpers/client.js';
+import { sampleEvent } from '../helpers/events.js';
+import { type Honeygate, runCli, startHoneygate } from '../helpers/honeygate.js';
+import { type CollectProcess, type NatsServer, natsServer, startCollect } from '../helpers/nats.js';
+import { needs } from '../helpers/peers.js';
+import { freePort } from '../helpers/ports.js';
+import { waitFor } from '../helpers/wait.js';
+
+const skip = needs('nats-server');
+
+/** Ids in a store (every row, with repeats), read with the events CLI. */
+async function storeIds(db: string, sensor?: string): Promise<string[]> {
+  if (!fs.existsSync(db)) return [];
+  const args = ['events', '--db', db, '--json', '--limit', '1000000', '--type', 'flow'];
+  if (sensor) args.push('--sensor', sensor);
+  const r = await runCli(args);
+  if (r.code !== 0) throw new Error(`events: ${r.stderr}`);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => (JSON.parse(l) as { id: string }).id);
+}
+
+function outboxLength(file: string): number {
+  if (!fs.existsSync(file)) return 0;
+  const db = openDatabase(file, { readonly: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+/** `n` flows, one after the other: connect, send, close. */
+async function flows(port: number, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const s = await connect(port);
+    s.end('hello');
+    await new Promise((r) => s.once('close', r));
+  }
+}
+
+describe('fleet: nats sink, outbox, collect', { skip, timeout: 180_000 }, () => {
+  let dir: string;
+  let nats: NatsServer;
+  let fleetConfig: string;
+  let central: string;
+  let collect: CollectProcess;
+  const cleanup: (() => unknown)[] = [];
+
+  const gatewayConfig = (port: number, sensor: string, admin?: number) => `
+${admin ? `admin: { listen: "127.0.0.1:${admin}" }` : ''}
+listeners:
+  - name: pot
+    bind: "127.0.0.1:${port}"
+routes:
+  - drop: {}
+limits: { perSourceRate: 100000/s, grace: 1s }
+events:
+  sensor: ${sensor}
+  sqlite: ${dir}/${sensor}.db
+  batch: 50ms
+  nats:
+    servers: ["${nats.url}"]
+    outbox: ${dir}/${sensor}-outbox.db
+    ackTimeout: 2s
+`;
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-fleet-'));
+    cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    nats = natsServer(await freePort(), path.join(dir, 'jetstream'));
+    await nats.start();
+    cleanup.push(() => nats.stop());
+    fleetConfig = path.join(dir, 'fleet.yaml');
+    fs.writeFileSync(
+      fleetConfig,
+      `events:\n  sqlite: false\n  nats:\n    servers: ["${nats.url}"]\n    duplicateWindow: 10m\n`,
+    );
+    const init = await runCli(['fleet', 'init', '-c', fleetConfig]);
+    assert.equal(init.code, 0, init.stderr);
+    assert.match(init.stdout, /stream HONEYGATE_EVENTS created: subjects honeygate\.events\.>/);
+    const again = await runCli(['fleet', 'init', '-c', fleetConfig]);
+    assert.match(again.stdout, /stream HONEYGATE_EVENTS updated/);
+    central = path.join(dir, 'central.db');
+    collect = await startCollect(fleetConfig, central, await freePort());
+    cleanup.push(() => collect.stop());
+  });
+  after(async () => {
+    for (const c of cleanup.reverse()) await c();
+  });
+
+  const started: Honeygate[] = [];
+  after(async () => {
+    for (const hg of started) await hg.close();
+  });
+
+  async function gateway(
+    sensor: string,
+    port?: number,
+    admin?: number,
+  ): Promise<{ hg: Honeygate; port: number }> {
+    const p = port ?? (await freePort());
+    const hg = await startHoneygate(gatewayConfig(p, sensor, admin));
+    started.push(hg);
+    return { hg, port: p };
+  }
+
+  /** Waits until the central store holds exactly the sensor's local flow ids, each once. */
+  async function arrivedOnce(sensor: string, expected: number): Promise<string[]> {
+    const local = await waitFor(
+      `${expected} local events`,
+      async () => {
+        const ids = await storeIds(path.join(dir, `${sensor}.db`));
+        return ids.length >= expected && ids;
+      },
+      30_000,
+      100,
+    );
+    const got = await waitFor(
+      `central store has ${local.length} events of ${sensor}`,
+      async () => {
+        const ids = await storeIds(central, sensor);
+        return ids.length >= local.length && ids;
+      },
+      60_000,
+      200,
+    );
+    assert.equal(new Set(got).size, got.length, 'no id twice in the central store');
+    assert.deepEqual([...got].sort(), [...local].sort(), 'the central store holds what the gateway recorded');
+    return got;
+  }
+
+  test('events from two running gateways arrive exactly once, by sensor', async () => {
+    const a = await gateway('sensor-a');
+    const b = await gateway('sensor-b');
+    await Promise.all([flows(a.port, 40), flows(b.port, 25)]);
+    await arrivedOnce('sensor-a', 40);
+    await arrivedOnce('sensor-b', 25);
+    const all = await storeIds(central);
+    assert.equal(all.length, 65);
+    const m = await collect.metrics();
+    assert.equal(m.honeygate_collector_stored_total, 65);
+    await waitFor(
+      'collector lag 0',
+      async () => (await collect.metrics()).honeygate_collector_lag === 0,
+      10_000,
+    );
+    for (const g of [a, b]) await g.hg.stop();
+  });
+
+  test('broker down, then back: the outbox holds the events and drains, none lost or doubled', async () => {
+    const adminPort = await freePort();
+    const a = await gateway('sensor-c', undefined, adminPort);
+    const metrics = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+      return Object.fromEntries(
+        [...text.matchAll(/^(honeygate_nats_\w+) ([0-9.e+-]+)$/gm)].map((m) => [m[1]!, Number(m[2])]),
+      );
+    };
+    await flows(a.port, 10);
+    await arrivedOnce('sensor-c', 10);
+    await nats.stop();
+    await flows(a.port, 30);
+    const outbox = path.join(dir, 'sensor-c-outbox.db');
+    await waitFor('30 events in the outbox', () => outboxLength(outbox) === 30, 20_000);
+    await a.hg.waitForLine((r) => /broker unreachable/.test(String(r.msg)), 20_000);
+    const away = await metrics();
+    assert.equal(away.honeygate_nats_outbox_events, 30);
+    assert.ok(away.honeygate_nats_outbox_oldest_age_seconds! > 0, 'the oldest waiting event has an age');
+    assert.equal(away.honeygate_nats_connected, 0);
+    await nats.start();
+    await arrivedOnce('sensor-c', 40);
+    await waitFor('the outbox is empty', () => outboxLength(outbox) === 0, 30_000);
+    const back = await waitFor('metrics: outbox drained', async () => {
+      const m = await metrics();
+      return m.honeygate_nats_outbox_events === 0 && m;
+    });
+    assert.equal(back.honeygate_nats_acknowledged_total, 40);
+    assert.equal(back.honeygate_nats_outbox_oldest_age_seconds, 0);
+    assert.equal(back.honeygate_nats_outbox_overflowed_total, 0);
+    await a.hg.stop();
+  });
+
+  test('a message that is not an event is counted and skipped by the collector', async () => {
+    const before = await storeIds(central);
+    const base = (await collect.metrics()).honeygate_collector_malformed_total ?? 0;
+    const nc = await natsConnect({ servers: nats.url });
+    try {
+      nc.publish('honeygate.events.evil', 'not json');
+      nc.publish('honeygate.events.evil', JSON.stringify({ v: 1, row: ['x'] }));
+      nc.publish('honeygate.events.evil', JSON.stringify({ hello: 'world' }));
+      await nc.flush();
+    } finally {
+      await nc.close();
+    }
+    await waitFor(
+      '3 malformed messages counted',
+      async () => {
+        return (await collect.metrics()).honeygate_collector_malformed_total === base + 3;
+      },
+      15_000,
+    );
+    assert.equal(collect.proc.exitCode, null, 'the collector still runs');
+    assert.deepEqual((await storeIds(central)).sort(), before.sort(), 'nothing stored');
+    assert.deepEqual(await storeIds(central, 'evil'), []);
+  });
+
+  test('SIGKILL of the gateway under load, then restart: the outbox drains, nothing doubled', async () => {
+    const a = await gateway('sensor-k');
+    let stop = false;
+    const load = (async () => {
+      let n = 0;
+      while (!stop) {
+        await flows(a.port, 1).catch(() => {
+          stop = true;
+        });
+        n++;
+      }
+      return n;
+    })();
+    await waitFor(
+      'events recorded under load',
+      async () => (await storeIds(path.join(dir, 'sensor-k.db'))).length >= 100,
+      30_000,
+      100,
+    );
+    // The broker away too, so the outbox is holding events when the gateway dies.
+    await nats.stop();
+    await waitFor(
+      'events wait in the outbox',
+      () => outboxLength(path.join(dir, 'sensor-k-outbox.db')) > 20,
+      20_000,
+    );
+    a.hg.proc.kill('SIGKILL');
+    await new Promise((r) => a.hg.proc.once('exit', r));
+    stop = true;
+    const attempted = await load;
+    const waiting = outboxLength(path.join(dir, 'sensor-k-outbox.db'));
+    assert.ok(waiting > 0);
+    await nats.start();
+    const restarted = await gateway('sensor-k', a.port);
+    const local = await storeIds(path.join(dir, 'sensor-k.db'));
+    const got = await arrivedOnce('sensor-k', local.length);
+    process.stdout.write(
+      `# SIGKILL: ${attempted} flows attempted, ${local.length} recorded locally, ${got.length} collected, ${waiting} were in the outbox\n`,
+    );
+    await restarted.hg.stop();
+  });
+
+  test('a collector SIGKILLed mid-backlog, restarted: no gaps, no duplicates', async () => {
+    const N = 5000;
+    await collect.stop();
+    const nc = await natsConnect({ servers: nats.url });
+    const sent: string[] = [];
+    try {
+      const js = jetstream(nc);
+      for (let i = 0; i < N; i += 500) {
+        const batch = Array.from({ length: 500 }, () => sampleEvent({ id: newEventId(), sensor: 'bulk' }));
+        sent.push(...batch.map((e) => e.id));
+        await Promise.all(
+          batch.map((e) => js.publish('honeygate.events.bulk', encodeEvent(e), { msgID: messageId(e) })),
+        );
+      }
+    } finally {
+      await nc.close();
+    }
+    const metricsPort = await freePort();
+    const first = await startCollect(fleetConfig, central, metricsPort);
+    await waitFor(
+      'the collector stored part of the backlog',
+      async () => {
+        const m = await first.metrics().catch(() => ({}) as Record<string, number>);
+        return (m.honeygate_collector_stored_total ?? 0) > 0;
+      },
+      30_000,
+      10,
+    );
+    first.proc.kill('SIGKILL');
+    await new Promise((r) => first.proc.once('exit', r));
+    const partial = (await storeIds(central, 'bulk')).length;
+    collect = await startCollect(fleetConfig, central, await freePort());
+    cleanup.push(() => collect.stop());
+    const got = await waitFor(
+      `${N} bulk events in the central store`,
+      async () => {
+        const ids = await storeIds(central, 'bulk');
+        return ids.length >= N && ids;
+      },
+      60_000,
+      200,
+    );
+    assert.equal(got.length, N, 'no duplicates');
+    assert.deepEqual([...got].sort(), [...sent].sort(), 'no gaps');
+    process.stdout.write(
+      `# collector SIGKILL: ${partial} of ${N} stored before the kill, ${N} after the restart\n`,
+    );
+  });
+});
