@@ -13,16 +13,19 @@ export function openSinks(config: Config, log?: Logger): Sink[] {
   prepareStoreDirs(config.events);
   const sinks: Sink[] = [];
   try {
-    if (config.events.sqlite)
-      sinks.push(new SqliteSink(config.events.sqlite, { retention: config.events.retention ?? null, log }));
-    if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));
-    // The fleet sink: an outbox on disk, published to NATS JetStream in the background (src/fleet).
+    // The fleet sink first: a kill between two sinks' writes then leaves a batch in the outbox
+    // but not in the store, and the next start records those flows from the start journal as
+    // `crash` under the same ids, which the stream and the collector drop as repeats. The other
+    // order would lose the batch from the fleet for good.
     if (config.events.nats) {
       const natsLog = log ?? createLogger(config.log.level, config.log.format);
       sinks.push(
         new NatsSink(config.events.nats, config.events.sensor, natsLog, config.events.createDirectories),
       );
     }
+    if (config.events.sqlite)
+      sinks.push(new SqliteSink(config.events.sqlite, { retention: config.events.retention ?? null, log }));
+    if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));
   } catch (err) {
     for (const s of sinks.reverse()) void s.close();
     throw err;
