@@ -121,6 +121,25 @@ events:
     return { hg, port: p };
   }
 
+  /** Publishes `n` sample events of `sensor` straight to the stream, as gateways would; their ids. */
+  async function publishBulk(sensor: string, n: number): Promise<string[]> {
+    const nc = await natsConnect({ servers: nats.url });
+    const sent: string[] = [];
+    try {
+      const js = jetstream(nc);
+      for (let i = 0; i < n; i += 500) {
+        const batch = Array.from({ length: 500 }, () => sampleEvent({ id: newEventId(), sensor }));
+        sent.push(...batch.map((e) => e.id));
+        await Promise.all(
+          batch.map((e) => js.publish(`honeygate.events.${sensor}`, encodeEvent(e), { msgID: messageId(e) })),
+        );
+      }
+    } finally {
+      await nc.close();
+    }
+    return sent;
+  }
+
   /** Waits until the central store holds exactly the sensor's local flow ids, each once. */
   async function arrivedOnce(sensor: string, expected: number): Promise<string[]> {
     const local = await waitFor(
@@ -266,20 +285,7 @@ events:
   test('a collector SIGKILLed mid-backlog, restarted: no gaps, no duplicates', async () => {
     const N = 5000;
     await collect.stop();
-    const nc = await natsConnect({ servers: nats.url });
-    const sent: string[] = [];
-    try {
-      const js = jetstream(nc);
-      for (let i = 0; i < N; i += 500) {
-        const batch = Array.from({ length: 500 }, () => sampleEvent({ id: newEventId(), sensor: 'bulk' }));
-        sent.push(...batch.map((e) => e.id));
-        await Promise.all(
-          batch.map((e) => js.publish('honeygate.events.bulk', encodeEvent(e), { msgID: messageId(e) })),
-        );
-      }
-    } finally {
-      await nc.close();
-    }
+    const sent = await publishBulk('bulk', N);
     const metricsPort = await freePort();
     const first = await startCollect(fleetConfig, central, metricsPort);
     await waitFor(
@@ -309,6 +315,30 @@ events:
     assert.deepEqual([...got].sort(), [...sent].sort(), 'no gaps');
     process.stdout.write(
       `# collector SIGKILL: ${partial} of ${N} stored before the kill, ${N} after the restart\n`,
+    );
+  });
+
+  test('two collectors on one consumer and one store: no gaps, no duplicates', async () => {
+    const N = 5000;
+    const second = await startCollect(fleetConfig, central, await freePort());
+    cleanup.push(() => second.stop());
+    const sent = await publishBulk('shared', N);
+    const got = await waitFor(
+      `${N} shared events in the central store`,
+      async () => {
+        const ids = await storeIds(central, 'shared');
+        return ids.length >= N && ids;
+      },
+      60_000,
+      200,
+    );
+    assert.equal(got.length, N, 'no duplicates');
+    assert.deepEqual([...got].sort(), [...sent].sort(), 'no gaps');
+    const stored = await Promise.all(
+      [collect, second].map(async (c) => (await c.metrics()).honeygate_collector_stored_total ?? 0),
+    );
+    process.stdout.write(
+      `# two collectors: stored ${stored.join(' + ')} of ${N} (each counts earlier tests' events too)\n`,
     );
   });
 });
