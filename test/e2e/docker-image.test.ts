@@ -18,7 +18,7 @@ import { DockerEngine, dockerMissing } from '../../src/netns/docker.js';
 import { buildFarm, command, type Farm } from '../../src/netns/topology.js';
 import { ROOT } from '../helpers/honeygate.js';
 import { connectFrom, needsRoot } from '../helpers/netns.js';
-import { imageNode, importNodeBase, nodeImageMissing } from '../helpers/node-image.js';
+import { importNodeBase, nodeImageMissing } from '../helpers/node-image.js';
 import { packHoneygate, packMissing } from '../helpers/pack.js';
 import { which } from '../helpers/peers.js';
 import { waitFor } from '../helpers/wait.js';
@@ -31,12 +31,9 @@ const VOLUME = `${PROJECT}_events`;
 // package's prebuild: compiling one with prebuildify is test/e2e/no-compiler.test.ts's job.
 const ADDON = path.join(ROOT, 'build/Release/honeygate.node');
 
-/**
- * The image is the same whichever Node runs this file: build it once, on the pass whose Node
- * goes into the image (npm test's Node 24 pass).
- */
+/** The image is the same whichever Node runs this file: once, on the machine's `node`. */
 function otherNode(): string | null {
-  const node = imageNode();
+  const node = which('node');
   return node && fs.realpathSync(node) !== fs.realpathSync(process.execPath)
     ? `the image does not depend on the Node that runs the test: run once, on ${node}`
     : null;
