@@ -186,18 +186,9 @@ export function renderContain(contain: ContainConfig, targets: ContainTargets | 
     }
     for (const w of who) {
       lines.push(`\t\t# ${w.name}: new flows they start`);
-      contain.allow.forEach((a, i) => {
-        for (const family of [4, 6] as const) {
-          if (w.family !== null && w.family !== family) continue;
-          const addrs = familyAddresses(a.to as Cidr[], family);
-          if (addrs?.length === 0) continue;
-          const suffix = w.family === null ? ` IPv${family}` : '';
-          add(
-            `${w.match} ${allowMatch(a, family, addrs)} accept`,
-            CONTAIN_RULE.allow(hook, `${w.name}${suffix}`, i),
-          );
-        }
-      });
+      for (const { a, i, family, addrs, who } of allowed(contain, w)) {
+        add(`${w.match} ${allowMatch(a, family, addrs)} accept`, CONTAIN_RULE.allow(hook, who, i));
+      }
       for (const s of EGRESS_SETS) {
         if (w.family !== null && w.family !== s.family) continue;
         const { match, key } = egressSetShape(s);
@@ -211,6 +202,18 @@ export function renderContain(contain: ContainConfig, targets: ContainTargets | 
   }
   if (contain.sink) renderSink(contain, who, out);
   return out;
+}
+
+/** Each allow-list entry `i` per address family that `w` and the entry's addresses have; `who` names it in comments. */
+function* allowed(contain: ContainConfig, w: Who) {
+  for (const [i, a] of contain.allow.entries()) {
+    for (const family of [4, 6] as const) {
+      if (w.family !== null && w.family !== family) continue;
+      const addrs = familyAddresses(a.to as Cidr[], family);
+      if (addrs?.length === 0) continue;
+      yield { a, i, family, addrs, who: w.family === null ? `${w.name} IPv${family}` : w.name };
+    }
+  }
 }
 
 /**
@@ -233,19 +236,10 @@ function renderSink(contain: ContainConfig, who: Who[], out: ContainRendered): v
   };
   for (const w of who) {
     lines.push(`\t\t# ${w.name}: new TCP connections they start go to the sink (port ${sink.port})`);
-    contain.allow.forEach((a, i) => {
-      if (!a.protocols.includes('tcp')) return;
-      for (const family of [4, 6] as const) {
-        if (w.family !== null && w.family !== family) continue;
-        const addrs = familyAddresses(a.to as Cidr[], family);
-        if (addrs?.length === 0) continue;
-        const suffix = w.family === null ? ` IPv${family}` : '';
-        add(
-          `${w.match} ${allowMatch(a, family, addrs, false)} accept`,
-          CONTAIN_RULE.sinkAllow(`${w.name}${suffix}`, i),
-        );
-      }
-    });
+    for (const { a, i, family, addrs, who } of allowed(contain, w)) {
+      if (!a.protocols.includes('tcp')) continue;
+      add(`${w.match} ${allowMatch(a, family, addrs, false)} accept`, CONTAIN_RULE.sinkAllow(who, i));
+    }
     add(
       `${w.match} meta l4proto tcp limit rate ${sink.rate.count}/${sink.rate.unit} redirect to :${sink.port}`,
       CONTAIN_RULE.sinkRedirect(w.name),
