@@ -6,12 +6,16 @@
 // it makes reopen() (SIGUSR1 after logrotate renamed the file) exact: every line written
 // before it is in the old file, every line after it in the new one, nothing in between.
 
-import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { HoneygateError } from '../errors.js';
 import { toEcs } from './ecs.js';
 import type { FlowEvent, Sink } from './event.js';
 import { safeJson } from './format.js';
+import { withoutRecorded } from './writeahead.js';
+
+/** How far back a recovered flow is looked for: the batches of the last loop turns before a kill. */
+const RECOVERY_TAIL = 32 * 1024 * 1024;
 
 export { type EcsDocument, toEcs } from './ecs.js';
 
@@ -26,12 +30,18 @@ export class JsonlSink implements Sink {
     this.fd = this.open();
   }
 
-  write(events: FlowEvent[]): void {
-    if (events.length === 0) return;
+  write(batch: FlowEvent[]): void {
+    if (batch.length === 0) return;
     if (this.fd === null) this.fd = this.open(); // a failed reopen gets another chance here
-    const lines = events.map((e) => line(e)).join('');
     const fd = this.fd;
     const size = fstatSync(fd).size;
+    let tail: Set<string> | null = null;
+    const events = withoutRecorded(batch, (id) => {
+      tail ??= idsInTail(this.path, size);
+      return tail.has(id);
+    });
+    if (events.length === 0) return;
+    const lines = events.map((e) => line(e)).join('');
     try {
       writeAll(fd, Buffer.from(lines, 'utf8'));
     } catch (err) {
@@ -72,6 +82,33 @@ export class JsonlSink implements Sink {
     this.fd = null;
     closeSync(fd);
   }
+}
+
+/** The ids of the flow events in the last RECOVERY_TAIL bytes of the file (update events share them). */
+function idsInTail(path: string, size: number): Set<string> {
+  const ids = new Set<string>();
+  const start = Math.max(0, size - RECOVERY_TAIL);
+  const buf = Buffer.alloc(size - start);
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return ids;
+  }
+  try {
+    let off = 0;
+    while (off < buf.length) {
+      const n = readSync(fd, buf, off, buf.length - off, start + off);
+      if (n === 0) break;
+      off += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  // The id leads the line and the type follows the sensor's name: no attacker's byte comes between.
+  const flow = /"event":\{"id":"([0-9a-f]{32})"[^\n]*?"honeygate":\{"type":"flow"/g;
+  for (const m of buf.toString('latin1').matchAll(flow)) ids.add(m[1]!);
+  return ids;
 }
 
 function line(e: FlowEvent): string {

@@ -11,7 +11,8 @@ import { Checkpointer } from './checkpointer.js';
 import type { FlowEvent, Sink } from './event.js';
 import { type RetentionStats, StoreRetention } from './retention.js';
 import { COLUMNS, eventValues } from './row.js';
-import { type Database, openDatabase } from './sqlite-driver.js';
+import { type Database, openDatabase, type Statement } from './sqlite-driver.js';
+import { withoutRecorded } from './writeahead.js';
 
 /** PRAGMA application_id of a honeygate event store ("HGev"), so we never write into someone else's file. */
 export const APPLICATION_ID = 0x48476576;
@@ -91,6 +92,7 @@ export class SqliteSink implements Sink {
   readonly path: string;
   private readonly db: Database;
   private readonly insertBatch: (events: FlowEvent[]) => void;
+  private readonly holdsFlow: Statement;
   private closed = false;
   private retry: FlowEvent[] = [];
   private readonly retention: StoreRetention | null = null;
@@ -114,6 +116,7 @@ export class SqliteSink implements Sink {
       this.db.pragma(`busy_timeout = ${Math.floor(opts.busyTimeoutMs ?? 100)}`);
       migrate(this.db, path);
       const insert = this.db.prepare(INSERT);
+      this.holdsFlow = this.db.prepare("SELECT 1 FROM events WHERE id = @id AND type = 'flow' LIMIT 1");
       this.insertBatch = this.db.transaction((events: FlowEvent[]) => {
         for (const e of events) insert.run(eventValues(e));
       });
@@ -149,7 +152,10 @@ export class SqliteSink implements Sink {
    */
   write(events: FlowEvent[]): void {
     if (this.closed) throw new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path} is closed`);
-    const batch = this.retry.length ? [...this.retry, ...events] : events;
+    const batch = withoutRecorded(
+      this.retry.length ? [...this.retry, ...events] : events,
+      (id) => this.holdsFlow.get({ id }) !== undefined,
+    );
     if (batch.length === 0) return;
     try {
       this.insertBatch(batch);

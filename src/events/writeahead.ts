@@ -112,6 +112,17 @@ export function recoverJournal(base: string, sensor: string, owner?: string): Re
   return { events, files };
 }
 
+/**
+ * `events` without the recovered (`crash`) ones a sink already holds as flows. The sinks
+ * write a batch before the journal's end lines for it go out (one loop turn later), so a
+ * kill between the two leaves flows that are both recorded and recovered; each file sink
+ * drops those repeats itself (JetStream and the collector drop them by message id).
+ */
+export function withoutRecorded(events: FlowEvent[], recorded: (id: string) => boolean): FlowEvent[] {
+  if (!events.some((e) => e.closeReason === 'crash')) return events;
+  return events.filter((e) => e.closeReason !== 'crash' || !recorded(e.id));
+}
+
 /** What a process needs at start: the previous run's flows recovered, and its own journal. */
 export interface JournalStart {
   journal: StartJournal | null;

@@ -5,7 +5,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import pino from 'pino';
+import type { FlowEvent } from '../../src/events/event.js';
+import { JsonlSink } from '../../src/events/jsonl.js';
+import { queryEvents } from '../../src/events/query.js';
 import { Recorder } from '../../src/events/recorder.js';
+import { SqliteSink } from '../../src/events/sqlite.js';
 import { recoverJournal, StartJournal } from '../../src/events/writeahead.js';
 import { sampleEvent, tempDir } from '../helpers/events.js';
 
@@ -69,6 +73,44 @@ test('the recorder settles a flow once its batch is written, dropped or silent o
     assert.equal(recoverJournal(base, 's').events.length, 0);
     await recorder.close();
     assert.deepEqual(fs.readdirSync(dir), []);
+  } finally {
+    cleanup();
+  }
+});
+
+// A kill after a batch reached the sinks but before its end lines reached the journal: the
+// next start recovers flows that are already recorded. The file sinks must not keep them twice.
+test('a recovered flow a sink already holds is not written again as crash', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const recorded = sampleEvent();
+    const updated = sampleEvent({ type: 'update' }); // an update only: the flow never ended
+    const lost = sampleEvent();
+    const crash = (e: FlowEvent): FlowEvent => ({ ...e, type: 'flow', closeReason: 'crash' });
+    const sqlite = new SqliteSink(path.join(dir, 'events.db'));
+    const jsonl = new JsonlSink(path.join(dir, 'events.jsonl'));
+    for (const sink of [sqlite, jsonl]) {
+      sink.write([recorded, updated]);
+      sink.write([crash(recorded), crash(updated), crash(lost)]);
+      sink.write([crash(recorded)]);
+    }
+    await sqlite.close();
+    jsonl.close();
+    const rows = queryEvents(path.join(dir, 'events.db'), { type: 'flow' }).map((e) => [e.id, e.closeReason]);
+    const lines = fs
+      .readFileSync(path.join(dir, 'events.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((d) => d.honeygate.type === 'flow')
+      .map((d) => [d.event.id, d.event.reason]);
+    const want = [
+      [recorded.id, 'client-closed'],
+      [updated.id, 'crash'],
+      [lost.id, 'crash'],
+    ];
+    assert.deepEqual(rows.sort(), [...want].sort(), 'sqlite');
+    assert.deepEqual(lines, want, 'jsonl');
   } finally {
     cleanup();
   }
