@@ -1,11 +1,11 @@
 // `honeygate collect`: the durable JetStream consumer that writes every sensor's events into
 // one central SQLite store (the same schema as a gateway's, so `honeygate events` reads it).
-// A fetched batch is written in one transaction and acknowledged only after it committed.
+// A batch of messages is written in one transaction and acknowledged only after it committed.
 // Each message id is kept in `fleet_received`, so a redelivery (a collector killed before its
 // acks, another collector on the same consumer, a retry older than the stream's duplicate
 // window) is never stored twice. A message that is not a honeygate event is counted, logged
 // and terminated (never redelivered, never stored).
-import { type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { type ConsumerMessages, type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { eventValues } from '../events/row.js';
@@ -17,7 +17,9 @@ import { connectNats } from './connect.js';
 import { ensureConsumer } from './stream.js';
 
 const BATCH = 1000;
-const FETCH_EXPIRES_MS = 1000;
+const FLUSH_MS = 100;
+const PULL_EXPIRES_MS = 5000;
+const LAG_MS = 1000;
 const WARN_INTERVAL_MS = 10_000;
 
 export interface CollectorStats {
@@ -33,6 +35,7 @@ export class Collector {
   private readonly writeBatch: (msgs: { id: string; values: unknown[] | null }[]) => number;
   private nc: NatsConnection | null = null;
   private stopping = false;
+  private messages: ConsumerMessages | null = null;
   private readonly s: CollectorStats = { received: 0, stored: 0, duplicates: 0, malformed: 0, lag: 0 };
   private lastWarn = Number.NEGATIVE_INFINITY;
 
@@ -87,30 +90,61 @@ export class Collector {
       },
       'collecting',
     );
-    while (!this.stopping) {
-      const msgs: JsMsg[] = [];
+    // consume(), not a loop of fetch(): it pulls ahead and re-pulls by itself after a missed
+    // heartbeat or a reconnect. A fetch that failed mid-batch (a cluster busy after a restart)
+    // left its messages unacknowledged for the 30 s ack wait: a backlog drained at a batch a
+    // minute. Messages are written in batches of BATCH, or every FLUSH_MS.
+    let batch: JsMsg[] = [];
+    const flush = () => {
+      if (batch.length === 0) return;
+      const msgs = batch;
+      batch = [];
+      this.commit(msgs);
+    };
+    let failure: unknown = null; // a store error: ends run()
+    const write = () => {
       try {
-        const iter = await consumer.fetch({ max_messages: BATCH, expires: FETCH_EXPIRES_MS });
-        for await (const m of iter) msgs.push(m);
+        flush();
       } catch (err) {
-        if (this.stopping) break;
-        this.warn({ err: (err as Error).message }, 'collect: fetch failed; retrying');
-        await new Promise((r) => setTimeout(r, 1000));
-        continue;
+        failure ??= err;
+        this.messages?.stop();
       }
-      if (msgs.length > 0) this.commit(msgs);
-      try {
-        const info = await consumer.info();
-        this.s.lag = info.num_pending + info.num_ack_pending;
-      } catch {
-        // the lag is a gauge: keep the last value while the broker is away
+    };
+    const flusher = setInterval(write, FLUSH_MS);
+    const lag = setInterval(() => {
+      consumer.info().then(
+        (info) => {
+          this.s.lag = info.num_pending + info.num_ack_pending;
+        },
+        () => {}, // the lag is a gauge: keep the last value while the broker is away
+      );
+    }, LAG_MS);
+    try {
+      while (!this.stopping && failure === null) {
+        try {
+          this.messages = await consumer.consume({ max_messages: BATCH, expires: PULL_EXPIRES_MS });
+          if (this.stopping) this.messages.stop();
+          for await (const m of this.messages) {
+            batch.push(m);
+            if (batch.length >= BATCH) write();
+          }
+        } catch (err) {
+          if (this.stopping || failure !== null) break;
+          this.warn({ err: (err as Error).message }, 'collect: pulling failed; retrying');
+          await new Promise((r) => setTimeout(r, 1000));
+        }
       }
+      if (failure === null) flush();
+    } finally {
+      clearInterval(flusher);
+      clearInterval(lag);
     }
+    if (failure !== null) throw failure;
     // Sends the acks still buffered, then closes.
     await this.nc.drain().catch(() => {});
   }
 
-  /** Writes one fetched batch, then acknowledges it. A store error leaves it unacknowledged (redelivered). */
+  /** Writes one batch, then acknowledges it. A store error leaves it unacknowledged (redelivered). */
   private commit(msgs: JsMsg[]): void {
     this.s.received += msgs.length;
     const rows = msgs.map((m) => {
@@ -139,9 +173,10 @@ export class Collector {
     });
   }
 
-  /** Ends the fetch loop after the batch in hand (run() then flushes the acks and resolves). */
+  /** Ends the pulling; run() writes what it holds, flushes the acks and resolves. */
   stop(): void {
     this.stopping = true;
+    this.messages?.stop();
   }
 
   close(): void {

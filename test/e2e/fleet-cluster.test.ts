@@ -1,0 +1,308 @@
+// The fleet on a three-node JetStream cluster, each node in a namespace of its own with routes
+// between them over a bridge, and two gateways and a collector in a fourth. What an operator
+// running a fleet checks: with a node SIGKILLed and restarted while the gateways publish, and
+// with the whole cluster away for 60 s under load, the central store holds exactly the events
+// the gateways recorded locally, counted by id: none lost, none twice.
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { openDatabase } from '../../src/events/sqlite-driver.js';
+import { Topology } from '../../src/netns/topology.js';
+import { BIN, runCli } from '../helpers/honeygate.js';
+import { needsRoot } from '../helpers/netns.js';
+import { needs } from '../helpers/peers.js';
+import { waitFor } from '../helpers/wait.js';
+
+const skip = needsRoot() || needs('nats-server');
+
+// Documentation addresses only (PRODUCT.md): the cluster's LAN.
+const NODES = ['198.51.100.11', '198.51.100.12', '198.51.100.13'];
+const GW = '198.51.100.20';
+const urls = NODES.map((ip) => `nats://${ip}:4222`);
+
+interface Proc {
+  child: ChildProcess;
+  output(): string;
+}
+
+/** Starts argv in `ns`, resolving once its output contains `ready` (or rejecting if it exits). */
+async function start(
+  topology: Topology,
+  ns: string,
+  argv: string[],
+  ready: string,
+  ms = 20_000,
+): Promise<Proc> {
+  const child = topology.spawn(ns, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  child.stderr!.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  await waitFor(
+    `${path.basename(argv[1] ?? argv[0]!)} in ${ns}: ${ready}`,
+    () => {
+      if (child.exitCode !== null) throw new Error(`${argv.join(' ')} exited ${child.exitCode}: ${out}`);
+      return out.includes(ready);
+    },
+    ms,
+    20,
+  );
+  return { child, output: () => out };
+}
+
+async function stop(p: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = new Promise((r) => p.child.once('exit', r));
+  p.child.kill(signal);
+  await exited;
+}
+
+/** Ids of the flow events in a store (every row, with repeats). */
+async function storeIds(db: string, sensor?: string): Promise<string[]> {
+  if (!fs.existsSync(db)) return [];
+  const args = ['events', '--db', db, '--json', '--limit', '10000000', '--type', 'flow'];
+  if (sensor) args.push('--sensor', sensor);
+  const r = await runCli(args);
+  if (r.code !== 0) throw new Error(`events: ${r.stderr}`);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => (JSON.parse(l) as { id: string }).id);
+}
+
+function outboxLength(file: string): number {
+  if (!fs.existsSync(file)) return 0;
+  const db = openDatabase(file, { readonly: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+// Connects to each port in turn, sends a line and closes, until stdin ends; prints the count.
+const LOAD = `
+const net = require('node:net');
+const ports = process.argv.slice(1).map(Number);
+let stop = false, n = 0;
+process.stdin.on('data', () => {});
+process.stdin.on('end', () => { stop = true; });
+(async () => {
+  while (!stop) {
+    for (const port of ports) {
+      await new Promise((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port });
+        s.on('connect', () => s.end('hello'));
+        s.on('error', resolve);
+        s.on('close', resolve);
+        s.resume();
+      });
+      n++;
+    }
+  }
+  console.log('attempted ' + n);
+})();
+`;
+
+describe('fleet on a three-node JetStream cluster in namespaces', { skip, timeout: 600_000 }, () => {
+  const topology = new Topology('hgf');
+  const removeHooks = topology.destroyOnExit();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-fleet-cluster-'));
+  const nodes: (Proc | null)[] = [null, null, null];
+  let gwNs: string;
+  const nodeNs: string[] = [];
+  const fleetConfig = path.join(dir, 'fleet.yaml');
+  const central = path.join(dir, 'central.db');
+  let collector: Proc;
+
+  const startNode = async (i: number) => {
+    const name = `n${i + 1}`;
+    const conf = path.join(dir, `${name}.conf`);
+    const routes = NODES.filter((_, j) => j !== i).map((ip) => `nats://${ip}:6222`);
+    fs.writeFileSync(
+      conf,
+      `server_name: ${name}
+listen: "${NODES[i]}:4222"
+jetstream { store_dir: "${path.join(dir, name)}" }
+cluster { name: hgf, listen: "${NODES[i]}:6222", routes: [${routes.map((r) => `"${r}"`).join(', ')}] }
+`,
+    );
+    nodes[i] = await start(topology, nodeNs[i]!, ['nats-server', '-c', conf], 'Server is ready');
+  };
+
+  const gatewayConfig = (sensor: string, port: number) => `
+listeners:
+  - name: pot
+    bind: "127.0.0.1:${port}"
+routes:
+  - drop: {}
+limits: { perSourceRate: 100000/s, perSource: 10000, grace: 1s }
+events:
+  sensor: ${sensor}
+  sqlite: ${dir}/${sensor}.db
+  batch: 50ms
+  nats:
+    servers: ${JSON.stringify(urls)}
+    outbox: ${dir}/${sensor}-outbox.db
+    ackTimeout: 2s
+`;
+
+  const gateway = async (sensor: string, port: number): Promise<Proc> => {
+    const conf = path.join(dir, `${sensor}.yaml`);
+    fs.writeFileSync(conf, gatewayConfig(sensor, port));
+    return start(topology, gwNs, [process.execPath, BIN, 'run', '-c', conf], '"msg":"ready"');
+  };
+
+  /** Load on the gateways' ports until the returned function is called; it resolves to the flows attempted. */
+  const load = (ports: number[]): (() => Promise<number>) => {
+    const child = topology.spawn(gwNs, [process.execPath, '-e', LOAD, ...ports.map(String)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    return async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.stdin!.end();
+      await exited;
+      return Number(/attempted (\d+)/.exec(out)?.[1] ?? Number.NaN);
+    };
+  };
+
+  /** Waits until the central store holds each sensor's local ids exactly once; returns the counts. */
+  const allArrived = async (sensors: string[], ms: number): Promise<number[]> => {
+    const counts: number[] = [];
+    for (const sensor of sensors) {
+      const local = await storeIds(path.join(dir, `${sensor}.db`));
+      assert.equal(new Set(local).size, local.length, `no id twice in ${sensor}'s store`);
+      const got = await waitFor(
+        `the central store holds ${local.length} events of ${sensor}`,
+        async () => {
+          const ids = await storeIds(central, sensor);
+          return ids.length >= local.length && ids;
+        },
+        ms,
+        250,
+      ).catch(async (err: Error) => {
+        const outbox = path.join(dir, `${sensor}-outbox.db`);
+        throw new Error(
+          `${err.message}: central has ${(await storeIds(central, sensor)).length}, outbox ${outboxLength(outbox)}\ncollector:\n${collector.output().slice(-3000)}`,
+        );
+      });
+      assert.equal(new Set(got).size, got.length, 'no id twice in the central store');
+      assert.deepEqual([...got].sort(), [...local].sort(), `the central store holds what ${sensor} recorded`);
+      counts.push(local.length);
+    }
+    return counts;
+  };
+
+  before(async () => {
+    const lan = await topology.namespace('lan');
+    await topology.ip(lan, ['link', 'add', 'br0', 'type', 'bridge']);
+    await topology.ip(lan, ['link', 'set', 'br0', 'up']);
+    const attach = async (role: string, ip: string) => {
+      const ns = await topology.namespace(role);
+      await topology.veth({ ns: lan, dev: `v-${role}` }, { ns, dev: 'eth0' });
+      await topology.ip(lan, ['link', 'set', `v-${role}`, 'master', 'br0']);
+      await topology.address(ns, 'eth0', `${ip}/24`);
+      return ns;
+    };
+    for (let i = 0; i < 3; i++) nodeNs.push(await attach(`n${i + 1}`, NODES[i]!));
+    gwNs = await attach('gw', GW);
+    await Promise.all([0, 1, 2].map((i) => startNode(i)));
+    fs.writeFileSync(
+      fleetConfig,
+      `events:\n  sqlite: false\n  nats:\n    servers: ${JSON.stringify(urls)}\n    replicas: 3\n    duplicateWindow: 10m\n`,
+    );
+    // A new cluster elects its meta leader first: until then stream creation fails.
+    await waitFor(
+      'fleet init on the cluster',
+      async () => {
+        const r = await topology.exec(gwNs, [process.execPath, BIN, 'fleet', 'init', '-c', fleetConfig]);
+        return r.code === 0 && /replicas 3|created|updated/.test(r.stdout);
+      },
+      60_000,
+      1000,
+    );
+    collector = await start(
+      topology,
+      gwNs,
+      [process.execPath, BIN, 'collect', '-c', fleetConfig, '--db', central],
+      '"collecting"',
+    );
+  });
+
+  after(async () => {
+    topology.destroySync();
+    removeHooks();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('two gateways publish while a node is SIGKILLed and restarted: 0 lost, 0 twice', async () => {
+    const a = await gateway('sensor-a', 7001);
+    const b = await gateway('sensor-b', 7002);
+    const done = load([7001, 7002]);
+    await waitFor(
+      'events recorded under load',
+      async () => (await storeIds(path.join(dir, 'sensor-a.db'))).length >= 200,
+      30_000,
+      200,
+    );
+    // Kill the node a gateway is most likely connected to (the first it tries), mid-load.
+    await stop(nodes[0]!, 'SIGKILL');
+    await waitFor(
+      'more events after the kill',
+      async () => (await storeIds(path.join(dir, 'sensor-b.db'))).length >= 600,
+      30_000,
+      200,
+    );
+    await startNode(0);
+    await waitFor(
+      'more events after the restart',
+      async () => (await storeIds(path.join(dir, 'sensor-a.db'))).length >= 800,
+      30_000,
+      200,
+    );
+    const attempted = await done();
+    for (const g of [a, b]) await stop(g);
+    const [na, nb] = await allArrived(['sensor-a', 'sensor-b'], 90_000);
+    process.stdout.write(
+      `# node kill: ${attempted} flows attempted, ${na} + ${nb} recorded, all collected once\n`,
+    );
+  });
+
+  test('the whole cluster away for 60 s under load: the outboxes hold the events, all arrive', async () => {
+    const a = await gateway('sensor-c', 7003);
+    const b = await gateway('sensor-d', 7004);
+    const done = load([7003, 7004]);
+    await waitFor(
+      'events recorded under load',
+      async () => (await storeIds(path.join(dir, 'sensor-c.db'))).length >= 100,
+      30_000,
+      200,
+    );
+    const cut = Date.now();
+    await Promise.all(nodes.map((n) => stop(n!)));
+    // 60 s of load with no broker anywhere.
+    const before = (await storeIds(path.join(dir, 'sensor-c.db'))).length;
+    await waitFor('60 s of outage', () => Date.now() - cut >= 60_000, 65_000, 1000);
+    const during = (await storeIds(path.join(dir, 'sensor-c.db'))).length - before;
+    assert.ok(during > 100, `the gateway kept recording while the broker was away (${during})`);
+    await Promise.all([0, 1, 2].map((i) => startNode(i)));
+    const attempted = await done();
+    // The gateways and the collector reconnect on their own and drain the outboxes.
+    const [nc, nd] = await allArrived(['sensor-c', 'sensor-d'], 120_000);
+    for (const g of [a, b]) await stop(g);
+    await stop(collector);
+    process.stdout.write(
+      `# 60 s outage: ${attempted} flows attempted, ${nc} + ${nd} recorded, ${during} of sensor-c's during it, all collected once\n`,
+    );
+  });
+});
