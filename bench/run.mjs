@@ -39,6 +39,7 @@ import {
   SMALL,
   startHaproxy,
   startHoneygate,
+  startNats,
   startNginx,
   startRelayAlone,
 } from './lib/servers.mjs';
@@ -61,6 +62,7 @@ import {
   rotate,
   rssKiB,
   run,
+  sleep,
   startProcess,
   summarize,
   waitFor,
@@ -145,13 +147,20 @@ const TARGETS = {
   // honeygate without its start journal (HONEYGATE_JOURNAL=off): what the crash-window
   // write-ahead costs, side by side with `honeygate`.
   'honeygate-nojournal': { port: PORTS.honeygateNoJournal, honeygate: true },
+  // honeygate with the fleet's nats sink beside SQLite: what the outbox costs the data path,
+  // side by side with `honeygate` (SQLite alone); each run waits until the outbox drained.
+  'honeygate-nats': { port: PORTS.honeygateNats, honeygate: true, nats: true },
 };
 const PLAIN = ['direct', 'haproxy', 'honeygate'];
 const WITH_PP = [...PLAIN, 'haproxy-pp', 'honeygate-pp'];
 
 // ---- figures measured per layout ---------------------------------------------------------
 const FIGURES = {
-  connrate: { targets: [...WITH_PP, 'honeygate-nojournal'], connections: 50, unit: 'connections/s' },
+  connrate: {
+    targets: [...WITH_PP, 'honeygate-nojournal', 'honeygate-nats'],
+    connections: 50,
+    unit: 'connections/s',
+  },
   keepalive: { targets: PLAIN, connections: 50, unit: 'requests/s' },
   bulk: { targets: PLAIN, connections: 2, unit: 'MB/s' },
   latency: { targets: WITH_PP, unit: 'ms' },
@@ -351,6 +360,15 @@ async function measureLayout(layout, dir, completeness) {
           const best = [...runs[t]].sort((a, b) => b.rate - a.rate)[0];
           completeness.push({ layout: layout.id, target: t, ...best.events });
         }
+        if (servers.nats) {
+          const nats = runs['honeygate-nats'].map((x) => x.events);
+          result.figures.nats = {
+            leftBehind: Math.max(...nats.map((x) => x.natsLeft)),
+            drainMs: nats.map((x) => x.natsDrainMs),
+            collector: await collectorThroughput(dir, servers.nats, servers['honeygate-nats'].db),
+          };
+          log(`  ${layout.id} collector: ${result.figures.nats.collector.rate.toFixed(0)} events/s`);
+        }
       }
     }
   } finally {
@@ -398,9 +416,10 @@ async function startLayout(layout, dir, needed) {
         threads: layout.proxyThreads,
         listens: [{ name: 'bench', port, server, sendProxy }],
       });
-    const honeygate = (name, port, server, source, admin, env = process.env) =>
+    const honeygate = (name, port, server, source, admin, env = process.env, nats = null) =>
       startHoneygate(dir, name, {
         env,
+        nats,
         root: HG_ROOT,
         node: settings.node,
         cpus: layout.proxyCpus,
@@ -430,6 +449,24 @@ async function startLayout(layout, dir, needed) {
           },
         ),
       );
+    if (needed.has('honeygate-nats')) {
+      const nats = add(
+        'nats',
+        await startNats(dir, { root: HG_ROOT, node: settings.node, cpus: layout.loadCpus, port: PORTS.nats }),
+      );
+      add(
+        'honeygate-nats',
+        await honeygate(
+          'honeygate-nats',
+          PORTS.honeygateNats,
+          PORTS.nginx,
+          'none',
+          PORTS.admin + 4,
+          process.env,
+          nats.url,
+        ),
+      );
+    }
     if (needed.has('honeygate-pp'))
       add(
         'honeygate-pp',
@@ -485,6 +522,7 @@ function completeness(res, before, after) {
   const events = after.events - before.events;
   const missing = Math.max(0, res.requests - events);
   return {
+    ...(after.natsLeft === undefined ? {} : { natsLeft: after.natsLeft, natsDrainMs: after.natsDrainMs }),
     rate: res.rate,
     requests: res.requests,
     errors: res.errors,
@@ -533,17 +571,77 @@ async function settle(hg) {
     },
     { timeoutMs: 30_000, intervalMs: 100 },
   );
-  return { events: await countEvents(hg.db), dropped: status.recorder.dropped };
+  const settled = { events: await countEvents(hg.db), dropped: status.recorder.dropped };
+  if (hg.name === 'honeygate-nats') {
+    // Kept up means the outbox drains once the load stops: what it still holds after 60 s is left behind.
+    const start = Date.now();
+    let left = await outboxEvents(hg);
+    while (left > 0 && Date.now() - start < 60_000) {
+      await sleep(100);
+      left = await outboxEvents(hg);
+    }
+    settled.natsLeft = left;
+    settled.natsDrainMs = Date.now() - start;
+  }
+  return settled;
+}
+
+async function outboxEvents(hg) {
+  const text = await (await fetch(`http://127.0.0.1:${hg.admin}/metrics`)).text();
+  return Number(/^honeygate_nats_outbox_events (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+}
+
+/**
+ * `honeygate collect` over the stream the honeygate-nats runs filled, into a new store:
+ * events/s from start to the last one stored (start-up included).
+ */
+async function collectorThroughput(dir, nats, recordedDb) {
+  const db = join(dir, 'central.db');
+  const started = Date.now();
+  const collector = startProcess(
+    settings.node,
+    [
+      join(HG_ROOT, 'bin', 'honeygate.js'),
+      'collect',
+      '-c',
+      nats.config,
+      '--db',
+      db,
+      '--metrics',
+      `127.0.0.1:${PORTS.collectorMetrics}`,
+    ],
+    { logFile: join(dir, 'collect.log') },
+  );
+  try {
+    const metric = async (name) => {
+      const res = await fetch(`http://127.0.0.1:${PORTS.collectorMetrics}/metrics`).catch(() => null);
+      const text = res?.ok ? await res.text() : '';
+      return Number(new RegExp(`^honeygate_collector_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+    };
+    const expected = await countEvents(recordedDb, '1');
+    const stored = await waitFor(
+      `the collector to store the ${expected} events honeygate-nats recorded`,
+      async () => {
+        const n = await metric('stored_total');
+        return n >= expected ? n : null;
+      },
+      { timeoutMs: 600_000, intervalMs: 200 },
+    );
+    const seconds = (Date.now() - started) / 1000;
+    return { events: stored, seconds, rate: stored / seconds };
+  } finally {
+    await collector.stop();
+  }
 }
 
 let openDatabase = null;
-async function countEvents(file) {
+async function countEvents(file, where = "type = 'flow'") {
   // The project's own driver: node:sqlite on Node >= 22.13, better-sqlite3 on Node 20.
   openDatabase ??= (await import(pathToFileURL(join(HG_ROOT, 'dist/src/events/sqlite-driver.js')).href))
     .openDatabase;
   const db = openDatabase(file, { readonly: true });
   try {
-    return Number(db.prepare("SELECT count(*) AS n FROM events WHERE type = 'flow'").get().n);
+    return Number(db.prepare(`SELECT count(*) AS n FROM events WHERE ${where}`).get().n);
   } finally {
     db.close();
   }

@@ -119,6 +119,32 @@ function layoutTable(layout) {
   };
   journal('new connections/s', f.connrate, 0);
   journal('proxy CPU µs per new connection', f['connrate-cpu'], 1);
+  // The fleet's nats sink beside SQLite against SQLite alone (in the HAProxy column); the
+  // ratio is what the outbox leaves of the rate (target >= 0.95).
+  const nats = (title, fig, digits) => {
+    if (!fig?.targets['honeygate-nats']) return;
+    const t = fig.targets;
+    lines.push(
+      row([
+        `nats sink on vs off: ${title}`,
+        '—',
+        cell(t.honeygate, digits),
+        cell(t['honeygate-nats'], digits),
+        ratio(t['honeygate-nats'], t.honeygate),
+      ]),
+    );
+  };
+  nats('new connections/s', f.connrate, 0);
+  nats('proxy CPU µs per new connection', f['connrate-cpu'], 1);
+  if (f.nats) {
+    const c = f.nats.collector;
+    lines.push(
+      '',
+      `nats sink: at most ${f.nats.leftBehind} events left in the outbox 60 s after a run's load (0 = kept up; ` +
+        `the outbox drained within ${Math.max(...f.nats.drainMs)} ms of the load's end). Collector into one SQLite store: ` +
+        `${c.events} events in ${c.seconds.toFixed(1)} s = ${c.rate.toFixed(0)} events/s (start-up included).`,
+    );
+  }
   return lines.join('\n');
 }
 

@@ -14,6 +14,9 @@ export const PORTS = {
   honeygateProxy: 9102, // source: proxy-v2
   relayAlone: 9103, // bench/relay-alone.mjs
   honeygateNoJournal: 9104, // HONEYGATE_JOURNAL=off: the start journal's cost
+  honeygateNats: 9105, // events also to a nats sink: its cost on the data path
+  nats: 9301, // nats-server (JetStream) for the honeygate-nats target
+  collectorMetrics: 9302,
   admin: 9200, // honeygate admin APIs: 9200 + n
   burst: 20000, // first port of the burst range (below the ephemeral range, 32768+)
 };
@@ -153,6 +156,7 @@ export async function startHoneygate(
     nodeArgs = [],
     workers = 1,
     env = process.env,
+    nats = null, // a nats-server URL: events also go to the fleet sink, its outbox in dir
   },
 ) {
   const ranges = [];
@@ -174,7 +178,7 @@ backends:
     servers: ["127.0.0.1:${server}"]
     source: ${source}
     retries: 0
-${honeygateCommonYaml({ maxFlows, db, admin })}${workers > 1 ? `workers: ${workers}\n` : ''}`;
+${honeygateCommonYaml({ maxFlows, db, admin, nats: nats && { url: nats, outbox: join(dir, `${name}-outbox.db`) } })}${workers > 1 ? `workers: ${workers}\n` : ''}`;
   return launchHoneygate(dir, name, {
     root,
     node,
@@ -186,6 +190,34 @@ ${honeygateCommonYaml({ maxFlows, db, admin })}${workers > 1 ? `workers: ${worke
     ports: listenPorts(listens),
     env,
   });
+}
+
+/** nats-server with JetStream on 127.0.0.1 (its store in dir), and the stream set up by `honeygate fleet init`. */
+export async function startNats(dir, { root, node, cpus, port }) {
+  const nats = {
+    name: 'nats',
+    process: startProcess(
+      'nats-server',
+      ['-js', '-sd', join(dir, 'jetstream'), '-a', '127.0.0.1', '-p', String(port)],
+      {
+        cpus,
+        logFile: join(dir, 'nats.log'),
+      },
+    ),
+    port,
+    url: `nats://127.0.0.1:${port}`,
+    config: join(dir, 'fleet.yaml'),
+  };
+  await waitListening(nats, [port]);
+  writeFileSync(nats.config, `events:\n  sqlite: false\n  nats:\n    servers: ["${nats.url}"]\n`);
+  const init = await run(node, [join(root, 'bin', 'honeygate.js'), 'fleet', 'init', '-c', nats.config], {
+    timeoutMs: 30_000,
+  });
+  if (init.code !== 0) {
+    await nats.process.stop();
+    throw new Error(`honeygate fleet init: ${init.stderr}`);
+  }
+  return nats;
 }
 
 /** bench/relay-alone.mjs: honeygate's native relay with nothing per flow in JS but the dial. */
@@ -204,7 +236,10 @@ export async function startRelayAlone(dir, { root, node, cpus, port, server }) {
 }
 
 /** The limits (opened up so that admission never refuses the load), events and admin parts of a bench config. */
-export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin }) {
+export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin, nats = null }) {
+  const fleet = nats
+    ? `  nats:\n    servers: [${JSON.stringify(nats.url)}]\n    outbox: ${JSON.stringify(nats.outbox)}\n`
+    : '';
   return `limits:
   maxConnections: ${maxFlows}
   perSource: 1000000
@@ -215,7 +250,7 @@ export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin }) {
   grace: 1s
 events:
   sqlite: ${JSON.stringify(db)}
-admin:
+${fleet}admin:
   listen: "127.0.0.1:${admin}"
 log:
   level: warn

@@ -18,6 +18,7 @@ const TOOLS = {
   nft: 'nftables',
   conntrack: 'conntrack',
   curl: 'curl',
+  'nats-server': 'nats-server',
   cc: 'gcc', // the recording floor (bench/sqlite-floor.c)
 };
 // Files that are not commands -> Debian package.

@@ -94,6 +94,16 @@ export class Collector {
     // heartbeat or a reconnect. A fetch that failed mid-batch (a cluster busy after a restart)
     // left its messages unacknowledged for the 30 s ack wait: a backlog drained at a batch a
     // minute. Messages are written in batches of BATCH, or every FLUSH_MS.
+    //
+    // The lag is a gauge: it keeps its last value while the broker is away.
+    const readLag = () =>
+      consumer.info().then(
+        (info) => {
+          this.s.lag = info.num_pending + info.num_ack_pending;
+        },
+        () => {},
+      );
+    await readLag();
     let batch: JsMsg[] = [];
     const flush = () => {
       if (batch.length === 0) return;
@@ -111,14 +121,7 @@ export class Collector {
       }
     };
     const flusher = setInterval(write, FLUSH_MS);
-    const lag = setInterval(() => {
-      consumer.info().then(
-        (info) => {
-          this.s.lag = info.num_pending + info.num_ack_pending;
-        },
-        () => {}, // the lag is a gauge: keep the last value while the broker is away
-      );
-    }, LAG_MS);
+    const lag = setInterval(readLag, LAG_MS);
     try {
       while (!this.stopping && failure === null) {
         try {
@@ -131,8 +134,9 @@ export class Collector {
         } catch (err) {
           if (this.stopping || failure !== null) break;
           this.warn({ err: (err as Error).message }, 'collect: pulling failed; retrying');
-          await new Promise((r) => setTimeout(r, 1000));
         }
+        // Ended without stop() (the consumer went away): pull again after a pause.
+        if (!this.stopping && failure === null) await new Promise((r) => setTimeout(r, 1000));
       }
       if (failure === null) flush();
     } finally {
