@@ -187,7 +187,8 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
     const families = new Set(divertedListeners(config).flatMap((l) => l.tproxy!.addresses.map(ipFamily)));
     for (const p of NFT_PROBES) {
       if (p.family !== null && !families.has(p.family)) continue;
-      if (p.feature === 'nft_fib_inet' && !plan.chains.some((c) => c.rules.includes(RULE.own))) continue;
+      const fib = plan.chains.some((c) => c.rules.includes(RULE.own) || c.rules.includes(RULE.ownUdp));
+      if (p.feature === 'nft_fib_inet' && !fib) continue;
       const r = await host.exec('nft', ['--check', '-f', '-'], probeTable(p.rule));
       facts.probes.push({
         feature: p.feature,
