@@ -18,7 +18,10 @@ import {
 import { diffLines } from './plan-diff.js';
 import {
   deleteArgv,
+  divertedListeners,
+  divertPorts,
   FAMILY,
+  formatRange,
   hex,
   type ProtectedPort,
   parseSshdListeners,
@@ -443,6 +446,21 @@ export function undivertedNotes(config: Config): string[] {
   });
 }
 
+/** One line per UDP listener with divert: what goes to it, and the conntrack step of apply. */
+export function udpNotes(config: Config, prot: ProtectedPort[]): string[] {
+  return divertedListeners(config).flatMap((l) => {
+    if (l.transport !== 'udp') return [];
+    const t = l.tproxy;
+    const ports = divertPorts(t.divert, prot).ports.map(formatRange).join(', ') || 'none';
+    const to = t.addresses.map((host) => (host.includes(':') ? `[${host}]:${t.port}` : `${host}:${t.port}`));
+    return [
+      `listener ${l.name} (UDP): datagrams to UDP ports ${ports} go to ${to.join(' and ')}; ` +
+        'apply also deletes UDP conntrack entries on these ports that another table NATed ' +
+        '(they would keep going to the old place: moby/libnetwork#1994)',
+    ];
+  });
+}
+
 /** The report `firewall show` prints: what apply would load, then what this namespace has. */
 export async function show(config: Config): Promise<string> {
   const prot = await protectedPorts(config);
@@ -459,6 +477,7 @@ export async function show(config: Config): Promise<string> {
   } else {
     lines.push('# what `honeygate firewall apply` loads (nft -f -):', ruleset.trimEnd(), '');
     lines.push('# and the policy routing it adds when missing:', ...routing.map((e) => e.argv.join(' ')));
+    for (const note of udpNotes(config, prot)) lines.push(`# ${note}`);
   }
   for (const note of undivertedNotes(config)) lines.push(`# ${note}`);
   lines.push('', '# live state in this network namespace:');
