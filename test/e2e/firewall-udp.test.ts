@@ -7,6 +7,8 @@
 //     port, say) keeps its conntrack entry after the DNAT rule is gone, and honeygate's
 //     `ct status dnat accept` lets its datagrams go on to the old place. `firewall apply`
 //     deletes such entries (before and after the rules exist); doctor names them until then.
+//   - A transparent upstream UDP flow (from the attacker's address to a honeypot): its answer,
+//     addressed to the attacker, comes back to the socket by the UDP reply rules.
 // Topology: att (203.0.113.7, 2001:db8::7) -- eth0 gw (203.0.113.1, 2001:db8::1) hp0 --
 // old (192.0.2.130: where the vanished DNAT rule sent port 5353).
 import assert from 'node:assert/strict';
@@ -38,7 +40,11 @@ listeners:
     tproxy: { port: ${TPROXY_PORT} }
     divert: { interface: eth0, ports: ["5000-5999"] }
 routes:
+  - match: { dstPorts: ["53"] }
+    forward: hp
   - capture: {}
+backends:
+  hp: { servers: ["192.0.2.130:53"], source: transparent }
 `;
 
 // Another table's DNAT, as Docker publishes a UDP port: 5353 on eth0 to the old container.
@@ -78,6 +84,35 @@ while True:
     print(json.dumps({'src': src, 'dst': dst, 'data': data.decode(errors='replace')}), flush=True)
 `;
 
+// The old DNAT target and the honeypot: a UDP echo server on 192.0.2.130:53 that answers
+// with whom it saw, and prints each datagram's bytes.
+const ECHO = `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('192.0.2.130', 53))
+print('listening', flush=True)
+while True:
+    data, addr = s.recvfrom(2048)
+    print(data.decode(errors='replace'), flush=True)
+    s.sendto(('%s:%d ' % addr).encode() + data, addr)
+`;
+
+// A transparent upstream UDP flow as honeygate makes one: from the attacker's address to the
+// honeypot; prints the answer (or "timeout").
+const UPSTREAM = `
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_IP, 19, 1)  # IP_TRANSPARENT
+s.bind(('203.0.113.7', 40100))
+s.settimeout(10)
+s.sendto(b'query', ('192.0.2.130', 53))
+try:
+    data, addr = s.recvfrom(2048)
+    print('%s:%d %s' % (addr[0], addr[1], data.decode()), flush=True)
+except socket.timeout:
+    print('timeout', flush=True)
+`;
+
 interface Datagram {
   src: string;
   dst: string | null;
@@ -94,9 +129,11 @@ describe('firewall for UDP listeners in namespaces', { skip }, () => {
   let topology: Topology;
   let gw = '';
   let att = '';
+  let old = '';
   let dir = '';
   let configPath = '';
   const received: Record<4 | 6, Datagram[]> = { 4: [], 6: [] };
+  const atOld: string[] = []; // what reached the old DNAT target
 
   const gwRun = async (argv: string[], input?: string): Promise<Result> => {
     const r = await topology.exec(gw, argv, { input, timeoutMs: 60_000 });
@@ -161,7 +198,7 @@ describe('firewall for UDP listeners in namespaces', { skip }, () => {
     topology.destroyOnExit();
     gw = await topology.namespace('gw');
     att = await topology.namespace('att');
-    const old = await topology.namespace('old');
+    old = await topology.namespace('old');
     await topology.veth({ ns: gw, dev: 'eth0' }, { ns: att, dev: 'eth0' });
     await topology.veth({ ns: gw, dev: 'hp0' }, { ns: old, dev: 'eth0' });
     await topology.address(gw, 'eth0', '203.0.113.1/24');
@@ -174,6 +211,13 @@ describe('firewall for UDP listeners in namespaces', { skip }, () => {
     await topology.route(att, 'default', '203.0.113.1');
     // the old DNAT target is another host: forwarded, so its conntrack entry is confirmed
     await topology.sysctl(gw, 'net.ipv4.ip_forward', '1');
+    const echo = topology.spawn(old, ['python3', '-c', ECHO], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: echo.stdout! }).on('line', (l) =>
+        l === 'listening' ? resolve() : atOld.push(l),
+      );
+      echo.on('exit', (code) => reject(new Error(`echo server exited ${code}`)));
+    });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'u2fw-'));
     configPath = path.join(dir, 'honeygate.yaml');
     fs.writeFileSync(configPath, CONFIG);
@@ -249,7 +293,14 @@ describe('firewall for UDP listeners in namespaces', { skip }, () => {
     // while the DNAT rule exists the entry is by design (ct status dnat): doctor is content
     const live = await hg('firewall', 'doctor', '-c', configPath);
     assert.match(doctorLine(live.stdout, 'udp-conntrack'), /^ok .*1 NATed by a rule that still exists/);
-    await must(['nft', 'delete', 'table', 'ip', 'u2old']);
+    // The rule goes, its chain stays, as when Docker drops one published port among others: a
+    // NAT chain on the hook is what applies an entry's NAT to its later packets. (With no NAT
+    // chain left at all they are not translated, and `ct status dnat accept` sends them to
+    // this host's port 5353, where nothing listens: no better for honeygate.)
+    await must(['nft', 'flush', 'chain', 'ip', 'u2old', 'prerouting']);
+    // the trap: with the DNAT rule gone, the flow's datagrams still go to the old place
+    await send('203.0.113.1', 5353, 40001, 'still old');
+    await waitFor('"still old" at the old DNAT target', () => atOld.includes('still old'));
 
     const doc = await hg('firewall', 'doctor', '-c', configPath);
     const line = doctorLine(doc.stdout, 'udp-conntrack');
@@ -267,5 +318,13 @@ describe('firewall for UDP listeners in namespaces', { skip }, () => {
     assert.match(doctorLine(again.stdout, 'udp-conntrack'), /^ok /);
     await send('203.0.113.1', 5353, 40001, 'new place');
     assert.equal((await arrived(4, 'new place')).src, '203.0.113.7:40001');
+  });
+
+  test("a transparent upstream UDP flow: the honeypot sees the attacker's address, its answer comes home", async () => {
+    // the answer is addressed to the attacker, whose route is the other way: only the
+    // conntrack mark (output chain) and the packet mark from it (prerouting) bring it here
+    const r = await gwRun(['python3', '-c', UPSTREAM]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '192.0.2.130:53 203.0.113.7:40100 query');
   });
 });
