@@ -14,6 +14,7 @@ import {
   readState,
   rollbackWhenDue,
 } from '../firewall/confirm.js';
+import { ctFlow, ctTarget } from '../firewall/conntrack.js';
 import { doctor, formatFindings } from '../firewall/doctor/index.js';
 import { renderRouting } from '../firewall/render.js';
 import { loadOrReport } from './load-config.js';
@@ -185,8 +186,9 @@ function report(config: Config, r: Awaited<ReturnType<typeof apply>>): void {
     );
   } else {
     const diverts = (r.ruleset.match(/ tproxy ip6? to /g) ?? []).length;
+    const udp = (r.ruleset.match(/ udp dport @\S+ tproxy ip6? to /g) ?? []).length;
     out(
-      `applied table inet honeygate (${diverts} divert rule${diverts === 1 ? '' : 's'}) in this network namespace`,
+      `applied table inet honeygate (${diverts} divert rule${diverts === 1 ? '' : 's'}${udp ? `, ${udp} of them UDP` : ''}) in this network namespace`,
     );
     out(`lock-out protection: ${r.protectedPorts.map((p) => `${p.port} (${p.why})`).join(', ')}`);
   }
@@ -198,4 +200,22 @@ function report(config: Config, r: Awaited<ReturnType<typeof apply>>): void {
   for (const e of r.removed)
     out(`deleted (family no longer used): ${e.argv.join(' ').replace(' add ', ' ')}`);
   for (const note of undivertedNotes(config)) out(note);
+  const ct = r.conntrack;
+  if (ct && 'skipped' in ct)
+    err(
+      `warning: ${ct.skipped}; stale entries can keep datagrams to diverted UDP ports away from honeygate until they expire`,
+    );
+  else if (ct) {
+    const n = ct.deleted.length;
+    out(
+      `conntrack: deleted ${n} stale UDP entr${n === 1 ? 'y' : 'ies'} (NATed elsewhere before these rules; moby/libnetwork#1994)` +
+        (n
+          ? `: ${ct.deleted
+              .slice(0, 5)
+              .map((e) => `${ctFlow(e)} was going to ${ctTarget(e)}`)
+              .join('; ')}${n > 5 ? '; ...' : ''}`
+          : ''),
+    );
+    for (const f of ct.failed) err(`warning: conntrack: could not delete ${f}`);
+  }
 }

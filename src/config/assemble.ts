@@ -15,6 +15,7 @@ function toListener(raw: RawListener): ListenerConfig {
   const ap = raw.acceptProxy;
   return {
     name: raw.name,
+    transport: raw.transport,
     bind: expandBind(raw),
     acceptProxy: ap ? { versions: [...new Set(ap.versions)], from: ap.from, timeoutMs: ap.timeout } : null,
     originalDst: raw.originalDst,

@@ -100,6 +100,11 @@ export function compressEndpoints(endpoints: Endpoint[]): string[] {
 }
 
 function describeListener(l: ListenerConfig): string {
+  if (l.transport === 'udp') return `${describeStream(l).replace(':', ' (UDP):')}`;
+  return describeStream(l);
+}
+
+function describeStream(l: ListenerConfig): string {
   if (l.tproxy) {
     const t = l.tproxy;
     const sockets = t.addresses.map((host) => formatEndpoint({ host, port: t.port })).join(', ');

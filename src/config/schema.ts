@@ -159,8 +159,11 @@ export const tproxySchema = obj({
   address: list(ipAddress, { min: 1 }).default(['127.0.0.1', '::1']),
 });
 
+export const TRANSPORTS = ['tcp', 'udp'] as const;
+
 export const listenerSchema = obj({
   name: conv(name),
+  transport: conv(oneOf(TRANSPORTS)).default('tcp'),
   bind: list(parseBind, { min: 1 }).optional(),
   acceptProxy: acceptProxySchema.optional(),
   originalDst: z.boolean({ error: 'expected true or false' }).default(false),

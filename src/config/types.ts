@@ -47,8 +47,12 @@ export interface TproxyConfig {
   divert: Divert | null; // null: TPROXY rules managed elsewhere send it connections
 }
 
+/** What a listener receives: TCP connections, or UDP datagrams grouped into flows (src/gateway/udp). */
+export type Transport = 'tcp' | 'udp';
+
 export interface ListenerConfig {
   name: string;
+  transport: Transport;
   bind: Endpoint[]; // expanded: one entry per address and port of a range; empty for tproxy
   acceptProxy: AcceptProxy | null;
   originalDst: boolean; // dst from SO_ORIGINAL_DST (traffic REDIRECTed or DNATed to a bind listener)

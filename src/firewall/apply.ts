@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import type { Config, FirewallConfig } from '../config/types.js';
 import { type ContainTargets, resolveNetworks } from '../contain/docker.js';
 import { HoneygateError } from '../errors.js';
+import { type CtEntry, deleteArgs, divertsUdp, parseConntrack, staleUdp } from './conntrack.js';
 import {
   commentOf,
   hasTable,
@@ -17,7 +18,10 @@ import {
 import { diffLines } from './plan-diff.js';
 import {
   deleteArgv,
+  divertedListeners,
+  divertPorts,
   FAMILY,
+  formatRange,
   hex,
   type ProtectedPort,
   parseSshdListeners,
@@ -33,8 +37,13 @@ import {
 
 // ---- running the tools ----------------------------------------------------------------
 
-type Tool = 'nft' | 'ip' | 'ss';
-const PACKAGE: Record<Tool, string> = { nft: 'nftables', ip: 'iproute2', ss: 'iproute2' };
+type Tool = 'nft' | 'ip' | 'ss' | 'conntrack';
+const PACKAGE: Record<Tool, string> = {
+  nft: 'nftables',
+  ip: 'iproute2',
+  ss: 'iproute2',
+  conntrack: 'conntrack',
+};
 
 interface ToolResult {
   code: number;
@@ -256,6 +265,51 @@ export async function protectedPorts(config: Config): Promise<ProtectedPort[]> {
   return protectedFrom(config, await sshdListeners());
 }
 
+// ---- stale UDP conntrack entries ------------------------------------------------------
+
+/** What the conntrack step of `apply` did; null when no UDP listener is diverted. */
+export type ConntrackResult =
+  | { deleted: CtEntry[]; failed: string[] } // failed: entries that could not be deleted, with why
+  | { skipped: string }; // the step could not run (no conntrack tool, no permission)
+
+/** The UDP entries of both families in this namespace's conntrack table. */
+export async function listUdpConntrack(): Promise<CtEntry[]> {
+  const out: CtEntry[] = [];
+  for (const family of ['ipv4', 'ipv6']) {
+    const args = ['-L', '-f', family, '-p', 'udp'];
+    out.push(...parseConntrack(await must('conntrack', args)));
+  }
+  return out;
+}
+
+/**
+ * Deletes the UDP conntrack entries that would keep datagrams to diverted ports away from
+ * honeygate (conntrack.ts says which and why), one `conntrack -D` per entry so nothing
+ * else goes. Never throws: without the tool the rules still work for new flows.
+ */
+export async function deleteStaleUdp(config: Config, prot: ProtectedPort[]): Promise<ConntrackResult | null> {
+  if (!divertsUdp(config)) return null;
+  let stale: CtEntry[];
+  try {
+    stale = staleUdp(config, prot, await listUdpConntrack());
+  } catch (err) {
+    return { skipped: `cannot look for stale UDP conntrack entries: ${(err as Error).message}` };
+  }
+  const deleted: CtEntry[] = [];
+  const failed: string[] = [];
+  for (const e of stale) {
+    const r = await runTool('conntrack', deleteArgs(e)).catch((err: Error) => ({
+      code: 1,
+      stdout: '',
+      stderr: err.message,
+    }));
+    // an entry that expired since the listing is gone too
+    if (r.code === 0 || /such conntrack doesn't exist|0 flow entries/i.test(r.stderr)) deleted.push(e);
+    else failed.push(`${e.src}:${e.sport} -> ${e.dst}:${e.dport}: ${r.stderr.trim().split('\n')[0]}`);
+  }
+  return { deleted, failed };
+}
+
 // ---- apply, remove, verify, show ------------------------------------------------------
 
 export interface ApplyResult {
@@ -264,6 +318,7 @@ export interface ApplyResult {
   added: RoutingEntry[]; // routing that was missing and is now there
   removed: RoutingEntry[]; // honeygate's routing for families the config no longer uses
   tableRemoved: boolean; // the config needs no table and an old one was deleted
+  conntrack?: ConntrackResult | null; // stale UDP entries deleted after the rules went in
 }
 
 /**
@@ -299,6 +354,8 @@ export async function apply(
       throw err;
     }
   } else tableRemoved = await deleteTable();
+  // After the rules: an entry deleted before them could come back the old way.
+  const conntrack = ruleset ? await deleteStaleUdp(config, prot) : null;
   // The rest is contained now; a network that is not must not pass unnoticed.
   if (contain.missing.length) {
     throw new HoneygateError(
@@ -306,7 +363,7 @@ export async function apply(
       `contain.networks: ${contain.missing.map((m) => `${m.name}: ${m.why}`).join('; ')} (the other honeypots are contained)`,
     );
   }
-  return { ruleset, protectedPorts: prot, added, removed, tableRemoved };
+  return { ruleset, protectedPorts: prot, added, removed, tableRemoved, conntrack };
 }
 
 export interface RemoveResult {
@@ -389,6 +446,21 @@ export function undivertedNotes(config: Config): string[] {
   });
 }
 
+/** One line per UDP listener with divert: what goes to it, and the conntrack step of apply. */
+export function udpNotes(config: Config, prot: ProtectedPort[]): string[] {
+  return divertedListeners(config).flatMap((l) => {
+    if (l.transport !== 'udp') return [];
+    const t = l.tproxy;
+    const ports = divertPorts(t.divert, prot).ports.map(formatRange).join(', ') || 'none';
+    const to = t.addresses.map((host) => (host.includes(':') ? `[${host}]:${t.port}` : `${host}:${t.port}`));
+    return [
+      `listener ${l.name} (UDP): datagrams to UDP ports ${ports} go to ${to.join(' and ')}; ` +
+        'apply also deletes UDP conntrack entries on these ports that another table NATed ' +
+        '(they would keep going to the old place: moby/libnetwork#1994)',
+    ];
+  });
+}
+
 /** The report `firewall show` prints: what apply would load, then what this namespace has. */
 export async function show(config: Config): Promise<string> {
   const prot = await protectedPorts(config);
@@ -405,6 +477,7 @@ export async function show(config: Config): Promise<string> {
   } else {
     lines.push('# what `honeygate firewall apply` loads (nft -f -):', ruleset.trimEnd(), '');
     lines.push('# and the policy routing it adds when missing:', ...routing.map((e) => e.argv.join(' ')));
+    for (const note of udpNotes(config, prot)) lines.push(`# ${note}`);
   }
   for (const note of undivertedNotes(config)) lines.push(`# ${note}`);
   lines.push('', '# live state in this network namespace:');

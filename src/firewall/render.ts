@@ -37,7 +37,10 @@ export const RULE = {
   transparent: 'honeygate: packets of transparent sockets',
   dnat: 'honeygate: already DNATed by another table',
   own: "honeygate: to honeygate's own listeners",
+  ownUdp: "honeygate: to honeygate's own UDP listeners",
   ctMark: 'honeygate: mark transparent upstream flows',
+  replyUdp: 'honeygate: replies to transparent upstream UDP flows',
+  ctMarkUdp: 'honeygate: mark transparent upstream UDP flows',
   divert: (listener: string, family: 4 | 6) => `honeygate: divert to listener ${listener} (IPv${family})`,
 } as const;
 
@@ -132,16 +135,26 @@ export function formatRange(r: PortRange): string {
  * them to the tproxy socket (an inbound-PROXY listener's load balancer would then look like
  * the attacker, its header like the attacker's bytes).
  */
-export function ownListenerPorts(config: Config): PortRange[] {
+export function ownListenerPorts(config: Config, transport: 'tcp' | 'udp' = 'tcp'): PortRange[] {
   const ports: PortRange[] = [];
   for (const l of config.listeners) {
-    if (l.tproxy) continue;
+    if (l.tproxy || transportOf(l) !== transport) continue;
     for (const e of l.bind) {
       if (e.port === 0 || /^127\./.test(e.host) || e.host === '::1') continue;
       ports.push({ from: e.port, to: e.port });
     }
   }
   return mergeRanges(ports);
+}
+
+/** A listener's transport; configs assembled before the key existed are TCP. */
+export function transportOf(l: ListenerConfig): 'tcp' | 'udp' {
+  return l.transport ?? 'tcp';
+}
+
+/** True when some listener takes UDP: transparent upstream UDP flows need their reply rules. */
+export function hasUdp(config: Config): boolean {
+  return config.listeners.some((l) => transportOf(l) === 'udp');
 }
 
 // ---- address arithmetic ---------------------------------------------------------------
@@ -227,18 +240,22 @@ function render(config: Config, opts: RenderOptions): Rendered {
   const sets: string[] = [];
   const divertRules: string[] = [];
   const divertComments: string[] = [];
+  const diverting = new Set<'tcp' | 'udp'>(); // transports some divert rule takes
   const tproxies = divertedListeners(config);
   const bases = setBaseNames(tproxies.map((l) => l.name));
   tproxies.forEach((l, i) => {
     const t = l.tproxy!;
     const base = bases[i]!;
+    const proto = transportOf(l);
     const { ports, protectedOut, protectedKept } = divertPorts(t.divert, protectedAll);
     const notes: string[] = [];
     if (t.divert.exclude.length) notes.push(`excluded ${t.divert.exclude.map(formatRange).join(', ')}`);
     if (protectedOut.length) notes.push(`protected ${protectedOut.map((p) => p.port).join(', ')}`);
     for (const p of protectedKept)
       notes.push(`${p.port} diverted although protected (${p.why}): divert.ports names it`);
-    divertRules.push(`\t\t# listener ${l.name}${notes.length ? `: ${notes.join('; ')}` : ''}`);
+    divertRules.push(
+      `\t\t# listener ${l.name}${proto === 'udp' ? ' (UDP)' : ''}${notes.length ? `: ${notes.join('; ')}` : ''}`,
+    );
     if (ports.length === 0) {
       divertRules.push('\t\t# nothing left to divert: every port is excluded or protected');
       return;
@@ -253,7 +270,7 @@ function render(config: Config, opts: RenderOptions): Rendered {
       if (!to) continue;
       const ip = family === 4 ? 'ip' : 'ip6';
       // Without an address match the family must still be pinned: `tproxy ip` needs IPv4.
-      let match = `meta nfproto ipv${family} meta l4proto tcp`;
+      let match = `meta nfproto ipv${family} meta l4proto ${proto}`;
       if (t.divert.addresses) {
         const addrs = familyAddresses(t.divert.addresses, family);
         if (addrs?.length === 0) continue; // addresses named, none of this family
@@ -262,22 +279,22 @@ function render(config: Config, opts: RenderOptions): Rendered {
           const type = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
           sets.push(renderSet(set, type, addrs));
           plan.sets.push({ name: set, type, elements: addrs });
-          match = `meta l4proto tcp ${ip} daddr @${set}`;
+          match = `meta l4proto ${proto} ${ip} daddr @${set}`;
         }
       }
       const target = family === 4 ? `${to}:${t.port}` : `[${to}]:${t.port}`;
       const comment = RULE.divert(l.name, family);
       divertRules.push(
-        `\t\tiifname ${ifaces} ${match} tcp dport @${portSet} tproxy ${ip} to ${target} ${setMark('meta mark', fw)} accept comment "${comment}"`,
+        `\t\tiifname ${ifaces} ${match} ${proto} dport @${portSet} tproxy ${ip} to ${target} ${setMark('meta mark', fw)} accept comment "${comment}"`,
       );
       divertComments.push(comment);
+      diverting.add(proto);
       families.add(family);
     }
   });
 
-  const own = divertRules.some((r) => r.includes(' tproxy '))
-    ? ownListenerPorts(config).map(formatRange)
-    : [];
+  const own = diverting.has('tcp') ? ownListenerPorts(config).map(formatRange) : [];
+  const ownUdp = diverting.has('udp') ? ownListenerPorts(config, 'udp').map(formatRange) : [];
   const ownRule: string[] = [];
   if (own.length) {
     // not a listener's set: those end in _ports, _v4 or _v6
@@ -288,11 +305,35 @@ function render(config: Config, opts: RenderOptions): Rendered {
       `\t\tmeta l4proto tcp fib daddr type local tcp dport @own_listeners accept comment "${RULE.own}"`,
     );
   }
+  if (ownUdp.length) {
+    sets.push(renderSet('own_udp_listeners', 'inet_service', ownUdp));
+    plan.sets.push({ name: 'own_udp_listeners', type: 'inet_service', elements: ownUdp });
+    ownRule.push(
+      `\t\tmeta l4proto udp fib daddr type local udp dport @own_udp_listeners accept comment "${RULE.ownUdp}"`,
+    );
+  }
+  // UDP has no connection for `socket transparent` to find: replies of transparent upstream
+  // UDP flows come home by their conntrack mark alone, set only on the flows honeygate
+  // originates (ct direction original). A datagram honeygate sends back to an attacker
+  // belongs to the attacker's entry (reply direction) and leaves it unmarked, so the
+  // attacker's later datagrams keep meeting the divert rule.
+  const udp = hasUdp(config);
+  const replyUdp = udp
+    ? [
+        `\t\tmeta l4proto udp ct mark & ${hex(fw.mask)} == ${hex(fw.mark)} ${setMark('meta mark', fw)} accept comment "${RULE.replyUdp}"`,
+      ]
+    : [];
+  const ctMarkUdp = udp
+    ? [
+        `\t\tmeta l4proto udp ct direction original socket transparent 1 ${setMark('ct mark', fw)} comment "${RULE.ctMarkUdp}"`,
+      ]
+    : [];
   const prerouting = [
     '\tchain prerouting {',
     '\t\ttype filter hook prerouting priority dstnat + 10; policy accept;',
     '\t\t# replies of our transparent upstream flows go home (also those another table DNATed)',
     `\t\tmeta l4proto tcp ct mark & ${hex(fw.mask)} == ${hex(fw.mark)} ${setMark('meta mark', fw)} accept comment "${RULE.reply}"`,
+    ...replyUdp,
     '\t\t# later packets of flows a transparent socket owns; not a new SYN: it would meet the',
     '\t\t# TIME_WAIT socket of an earlier flow from the same port and get an ACK, not a SYN-ACK;',
     '\t\t# tproxy hands it to the listener instead',
@@ -309,6 +350,7 @@ function render(config: Config, opts: RenderOptions): Rendered {
     "\t\t# a transparent upstream flow's conntrack entry carries the mark, so its replies come home",
     '\t\t# even when another table DNATed it here (a Docker-published port) and un-NATs the replies late',
     `\t\tmeta l4proto tcp socket transparent 1 ${setMark('ct mark', fw)} comment "${RULE.ctMark}"`,
+    ...ctMarkUdp,
     '\t}',
   ];
   const contain = config.contain ? renderContain(config.contain, opts.contain) : null;
@@ -326,9 +368,23 @@ function render(config: Config, opts: RenderOptions): Rendered {
       type: 'filter',
       hook: 'prerouting',
       prio: -90,
-      rules: [RULE.reply, RULE.transparent, RULE.dnat, ...(own.length ? [RULE.own] : []), ...divertComments],
+      rules: [
+        RULE.reply,
+        ...(udp ? [RULE.replyUdp] : []),
+        RULE.transparent,
+        RULE.dnat,
+        ...(own.length ? [RULE.own] : []),
+        ...(ownUdp.length ? [RULE.ownUdp] : []),
+        ...divertComments,
+      ],
     },
-    { name: 'output', type: 'route', hook: 'output', prio: -140, rules: [RULE.ctMark] },
+    {
+      name: 'output',
+      type: 'route',
+      hook: 'output',
+      prio: -140,
+      rules: [RULE.ctMark, ...(udp ? [RULE.ctMarkUdp] : [])],
+    },
     ...(contain?.planChains ?? []),
   ];
   plan.families = [...families].sort();

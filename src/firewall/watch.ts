@@ -7,7 +7,7 @@ import { EgressRecorder } from '../contain/egress.js';
 import { blankEvent } from '../events/event.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
-import { apply, remove, sshdListeners, verify } from './apply.js';
+import { apply, type ConntrackResult, remove, sshdListeners, verify } from './apply.js';
 import { type ProtectedPort, protectedFrom, type SshdListener } from './render.js';
 
 export class FirewallWatch {
@@ -34,9 +34,21 @@ export class FirewallWatch {
     this.started = true; // before apply: a half-done apply is ours to undo
     const r = await apply(this.config, { protectedPorts: await this.protectedPorts() });
     this.log.info({ protectedPorts: r.protectedPorts.map((p) => p.port) }, 'firewall rules applied');
+    this.logConntrack(r.conntrack);
     this.record('applied at start', []);
     this.schedule();
     await this.egress.start();
+  }
+
+  /** What apply's stale-UDP step did: deletions as info, a step that could not run as a warning. */
+  private logConntrack(ct: ConntrackResult | null | undefined): void {
+    if (!ct) return;
+    if ('skipped' in ct) this.log.warn({ code: 'HG_ERR_FIREWALL' }, ct.skipped);
+    else if (ct.deleted.length || ct.failed.length)
+      this.log.info(
+        { deleted: ct.deleted.length, failed: ct.failed },
+        'stale UDP conntrack entries on diverted ports deleted',
+      );
   }
 
   /** A reload: the new config's rules replace the old ones (same table, one transaction). */
@@ -47,8 +59,9 @@ export class FirewallWatch {
     await this.egress.read(); // applying empties the egress sets: their counts first
     await this.egress.reload(config);
     if (JSON.stringify(old.firewall) !== JSON.stringify(config.firewall)) await remove(old);
-    await apply(config, { protectedPorts: await this.protectedPorts() });
+    const r = await apply(config, { protectedPorts: await this.protectedPorts() });
     this.log.info('firewall rules re-applied for the new config');
+    this.logConntrack(r.conntrack);
     this.schedule();
   }
 
@@ -97,7 +110,8 @@ export class FirewallWatch {
         'firewall rules changed from outside; applying them again',
       );
       if (this.config.contain) await this.egress.read();
-      await apply(this.config, { protectedPorts });
+      const r = await apply(this.config, { protectedPorts });
+      this.logConntrack(r.conntrack);
       this.record('re-applied', missing);
     } catch (err) {
       this.log.error({ code: 'HG_ERR_FIREWALL' }, (err as Error).message);

@@ -40,6 +40,7 @@ test('a minimal file gets every default', () => {
     listeners: [
       {
         name: 'ssh',
+        transport: 'tcp',
         bind: [{ host: '127.0.0.1', port: 2222 }],
         acceptProxy: null,
         originalDst: false,
@@ -460,7 +461,7 @@ test('a file with five mistakes gets five messages, in line order', () => {
     'limits: { perSourceRate: 50/sec }', // 5: bad rate
   );
   assert.deepEqual(errors(text), [
-    "config.yaml:4: listeners[0]: unknown key 'backlog' (allowed: name, bind, acceptProxy, originalDst, tproxy, divert)",
+    "config.yaml:4: listeners[0]: unknown key 'backlog' (allowed: name, transport, bind, acceptProxy, originalDst, tproxy, divert)",
     'config.yaml:6: routes[0].forward: unknown backend "cowie" (known: cowrie)',
     'config.yaml:10: backends.cowrie.balance: invalid value "sourcehash" (allowed: roundrobin, leastconn, source-hash)',
     'config.yaml:11: backends.cowrie.connectTimeout: invalid duration "3 seconds" (use 500ms, 5s, 5m, 1h, 1d or a number of seconds)',

@@ -5,6 +5,7 @@
 import type { Config } from '../../config/types.js';
 import { type ContainTargets, resolveNetworks } from '../../contain/docker.js';
 import { ipFamily } from '../../net/address.js';
+import { type CtEntry, divertsUdp, parseConntrack } from '../conntrack.js';
 import { type ForeignRules, fromIptablesSave, fromNftJson } from '../foreign-rules.js';
 import { hasTable, type NftRuleset, parseNftJson } from '../nft-json.js';
 import {
@@ -66,6 +67,36 @@ export interface Facts {
   plan: RulesetPlan | null;
   contain?: ContainTargets; // contain.networks as Docker reports them now
   native: { ok: true } | { ok: false; reason: string } | null; // null: not checked
+  // UDP conntrack entries (`conntrack -L -p udp`), read only when a UDP listener is diverted
+  conntrack?: { status: 'ok' | 'missing' | 'denied' | 'error'; detail: string; entries: CtEntry[] };
+  // where the NAT rules of every table send flows now (any protocol): DNAT addresses, and
+  // whether some rule REDIRECTs; a NATed conntrack entry pointing elsewhere is stale
+  natTargets?: { dnat: Set<string>; redirect: boolean };
+}
+
+/** Every `dnat to ADDR` address and whether a `redirect` exists, anywhere in nft's JSON. */
+function nftNatTargets(value: unknown, out: { dnat: Set<string>; redirect: boolean }): void {
+  if (Array.isArray(value)) {
+    for (const v of value) nftNatTargets(v, out);
+    return;
+  }
+  if (!value || typeof value !== 'object') return;
+  for (const [k, v] of Object.entries(value)) {
+    if (k === 'dnat' && v && typeof v === 'object' && typeof (v as { addr?: unknown }).addr === 'string')
+      out.dnat.add((v as { addr: string }).addr);
+    if (k === 'redirect') out.redirect = true;
+    nftNatTargets(v, out);
+  }
+}
+
+/** The same from iptables-save text: `--to-destination ADDR[:PORT]` and `-j REDIRECT`. */
+function iptablesNatTargets(text: string, out: { dnat: Set<string>; redirect: boolean }): void {
+  for (const m of text.matchAll(/--to-destination\s+(\S+)/g)) {
+    const to = m[1]!;
+    const v6 = /^\[([^\]]+)\]/.exec(to);
+    out.dnat.add(v6 ? v6[1]! : to.includes('.') ? to.split(':')[0]!.split('-')[0]! : to.split('-')[0]!);
+  }
+  if (/-j REDIRECT\b/.test(text)) out.redirect = true;
 }
 
 const LINE = (s: string) => s.trim().split('\n')[0] ?? '';
@@ -179,6 +210,9 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
     facts.nft = { status: denied(nft.stderr) ? 'denied' : 'error', detail: LINE(nft.stderr), rs: null };
   } else if (!rs) facts.nft = { status: 'error', detail: 'nft printed something that is not JSON', rs: null };
   else facts.nft = { status: 'ok', detail: '', rs };
+  const natTargets = { dnat: new Set<string>(), redirect: false };
+  if (rs) nftNatTargets(rs.rules, natTargets);
+  facts.natTargets = natTargets;
   if (rs && hasTable(rs, { family: FAMILY, name: TABLE })) {
     const t = await host.exec('nft', ['list', 'table', FAMILY, TABLE]);
     if (t.code === 0) facts.tableText = t.stdout;
@@ -187,7 +221,8 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
     const families = new Set(divertedListeners(config).flatMap((l) => l.tproxy!.addresses.map(ipFamily)));
     for (const p of NFT_PROBES) {
       if (p.family !== null && !families.has(p.family)) continue;
-      if (p.feature === 'nft_fib_inet' && !plan.chains.some((c) => c.rules.includes(RULE.own))) continue;
+      const fib = plan.chains.some((c) => c.rules.includes(RULE.own) || c.rules.includes(RULE.ownUdp));
+      if (p.feature === 'nft_fib_inet' && !fib) continue;
       const r = await host.exec('nft', ['--check', '-f', '-'], probeTable(p.rule));
       facts.probes.push({
         feature: p.feature,
@@ -273,12 +308,26 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
         label = tool;
       }
       if (r.code !== 0 || !r.stdout.trim()) continue;
+      iptablesNatTargets(r.stdout, natTargets);
       const parsed = fromIptablesSave(r.stdout, family, label);
       facts.foreign.nat.push(...parsed.nat);
       facts.foreign.marks.push(...parsed.marks);
       // iptables-nft's chains are in nft's JSON already
       if (!label.endsWith('-nft')) facts.foreign.inputDrops.push(...parsed.inputDrops);
       facts.iptables.push(label);
+    }
+  }
+
+  if (divertsUdp(config)) {
+    const entries: CtEntry[] = [];
+    facts.conntrack = { status: 'ok', detail: '', entries };
+    for (const family of ['ipv4', 'ipv6']) {
+      const r = await host.exec('conntrack', ['-L', '-f', family, '-p', 'udp']);
+      if (r.missing) facts.conntrack = { status: 'missing', detail: r.stderr, entries };
+      else if (r.code !== 0)
+        facts.conntrack = { status: denied(r.stderr) ? 'denied' : 'error', detail: LINE(r.stderr), entries };
+      if (r.code !== 0) break;
+      entries.push(...parseConntrack(r.stdout));
     }
   }
 

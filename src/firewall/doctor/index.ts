@@ -11,6 +11,7 @@
 // DNATed addresses); where a claim depends on someone else's rules, messages say "can".
 import type { Config } from '../../config/types.js';
 import { containment } from '../../contain/doctor.js';
+import { udpConntrack } from './checks/conntrack.js';
 import { brNetfilter, dockerProxy, ipForward } from './checks/docker.js';
 import { capabilities, kernel, native, nftables } from './checks/kernel.js';
 import { fwmark } from './checks/marks.js';
@@ -54,6 +55,7 @@ const CHECKS: [string, Check][] = [
   ['interfaces', interfaces],
   ['ipv6', ipv6],
   ['nat', nat],
+  ['udp-conntrack', udpConntrack],
   ['input', input],
   ['transparent-backends', transparentBackends],
   ['original-dst', originalDst],

@@ -18,7 +18,8 @@ import {
 /** DNAT / REDIRECT / TPROXY in other tables on ports honeygate diverts. */
 export const nat: Check = (f) => {
   const C = 'nat';
-  const listeners = divertedListeners(f.config);
+  // other tables' rules are read for TCP only (foreign-rules.ts): UDP listeners are not compared
+  const listeners = divertedListeners(f.config).filter((l) => l.transport !== 'udp');
   if (listeners.length === 0 || !rulesRead(f)) return [];
   const out: Finding[] = [];
   const originalDstPorts = new Map<number, string>();
