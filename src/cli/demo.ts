@@ -5,17 +5,25 @@
 // down, also on Ctrl-C, then says what it removed and checks that nothing is left. Needs root
 // (namespaces, nftables) and nothing else installed.
 import { type ChildProcess, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { buildFarm, type Farm } from '../netns/topology.js';
+import { buildFarm, type Farm, type Topology } from '../netns/topology.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/src/cli
 const BIN = path.resolve(HERE, '../../../bin/honeygate.js');
 const DEMO = path.resolve(HERE, '../demo');
 const HONEYPOT_PORTS = [22, 80];
+/** The admin server's port inside the gateway's namespace. */
+const ADMIN_PORT = 9100;
+/** Where --keep offers the dashboard in the root namespace (the next free port if taken). */
+const DASHBOARD_PORT = 9100;
+/** With --keep, the attack repeats this often, so the dashboard's live feed moves. */
+const REATTACK_MS = 15_000;
 const READY_MS = 15_000;
 
 export function register(program: Command): void {
@@ -24,13 +32,16 @@ export function register(program: Command): void {
     .description(
       'build a throw-away network of namespaces, attack the gateway from it, show what the honeypot saw and the events (root)',
     )
-    .option('--keep', 'leave the namespaces up until Ctrl-C, to look around')
+    .option(
+      '--keep',
+      'leave the farm up until Ctrl-C, the gateway running and its dashboard open, attacked again every 15 s',
+    )
     .action(async (opts: { keep?: boolean }) => {
       process.exitCode = await demo(opts.keep === true);
     });
 }
 
-function config(farm: Farm, dir: string): string {
+function config(farm: Farm, dir: string, token: string): string {
   const hp = farm.honeypot!;
   const { devs } = farm.gateway;
   return `# written by honeygate demo
@@ -58,6 +69,7 @@ backends:
     source: transparent
     fallback: capture
 events: { sqlite: ${path.join(dir, 'events.db')}, sensor: demo }
+admin: { listen: "127.0.0.1:${ADMIN_PORT}", token: ${token} }
 log: { level: info }
 `;
 }
@@ -139,6 +151,7 @@ export async function demo(keep: boolean): Promise<number> {
   process.once('SIGINT', onInterrupt);
   process.once('SIGTERM', onInterrupt);
   const node = process.execPath;
+  let dashboard: net.Server | null = null;
   try {
     const hp = farm.honeypot!;
     const honeypot = t.spawn(hp.ns, [node, path.join(DEMO, 'honeypot.js'), ...HONEYPOT_PORTS.map(String)], {
@@ -159,12 +172,32 @@ export async function demo(keep: boolean): Promise<number> {
     );
 
     const configFile = path.join(dir, 'honeygate.yaml');
-    writeFileSync(configFile, config(farm, dir));
+    const token = randomBytes(16).toString('hex');
+    writeFileSync(configFile, config(farm, dir, token));
     say(`gateway: honeygate run -c ${configFile} --manage-firewall`);
     const gateway = t.spawn(farm.gateway.ns, [node, BIN, 'run', '-c', configFile, '--manage-firewall'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     await Promise.all([honeypotReady, waitForLine(gateway, /"msg":"ready"/, 'honeygate')]);
+    const attack = () =>
+      Promise.all(
+        [farm.attacker1, farm.attacker2].map((a, i) =>
+          t.exec(
+            a.ns,
+            [
+              node,
+              path.join(DEMO, 'attack.js'),
+              ...(i === 0 ? [farm.decoys.ip4] : [farm.decoys.ip6, farm.decoys.ip4]),
+            ],
+            { timeoutMs: 60_000 },
+          ),
+        ),
+      );
+    if (keep) {
+      dashboard = await openDashboard(t, farm.gateway.ns, dir);
+      const { port } = dashboard.address() as net.AddressInfo;
+      say(`dashboard: http://127.0.0.1:${port}/  (token ${token})`);
+    }
 
     say(
       '\nattacking: a connect scan of 14 ports, an SSH banner grab and an HTTP request, attacker1 on IPv4, attacker2 on IPv6 and IPv4',
@@ -172,20 +205,7 @@ export async function demo(keep: boolean): Promise<number> {
     say(
       `  targets: ${farm.decoys.ip4} and ${farm.decoys.ip6} (addresses nobody owns; the gateway catches them)\n`,
     );
-    const attacks = [farm.attacker1, farm.attacker2].map((a, i) =>
-      t.exec(
-        a.ns,
-        [
-          node,
-          path.join(DEMO, 'attack.js'),
-          ...(i === 0 ? [farm.decoys.ip4] : [farm.decoys.ip6, farm.decoys.ip4]),
-        ],
-        {
-          timeoutMs: 60_000,
-        },
-      ),
-    );
-    const results = await Promise.all(attacks);
+    const results = await attack();
     results.forEach((r, i) => {
       const who = i === 0 ? 'attacker1' : 'attacker2';
       for (const line of r.stdout.split('\n').filter((l) => l.startsWith('{'))) {
@@ -203,8 +223,11 @@ export async function demo(keep: boolean): Promise<number> {
     ).length;
     say(`  ${real} of ${seen.length} connections came from the attackers' real addresses`);
 
-    gateway.kill('SIGTERM');
-    await new Promise((r) => gateway.once('exit', r));
+    // With --keep the gateway goes on (the store is read while it writes); else it stops first.
+    if (!keep) {
+      gateway.kill('SIGTERM');
+      await new Promise((r) => gateway.once('exit', r));
+    }
     say('\nrecorded events (honeygate events):');
     const events = await t.exec(farm.gateway.ns, [
       node,
@@ -217,19 +240,55 @@ export async function demo(keep: boolean): Promise<number> {
     ]);
     process.stdout.write(events.stdout);
     if (keep) {
-      say(`\nnamespaces ${t.id}-* are up; Ctrl-C removes them`);
-      await new Promise(() => {}); // until Ctrl-C: destroyOnExit tears down
+      say(
+        `\nthe attack repeats every ${REATTACK_MS / 1000} s, for the dashboard's live feed` +
+          `\nnamespaces ${t.id}-* are up; Ctrl-C removes them`,
+      );
+      for (;;) {
+        await new Promise((r) => setTimeout(r, REATTACK_MS));
+        await attack().catch(() => {}); // until Ctrl-C: destroyOnExit tears down
+      }
     }
     return real > 0 && real === seen.length ? 0 : 1;
   } catch (err) {
     process.stderr.write(`honeygate demo: ${(err as Error).message}\n`);
     return 1;
   } finally {
+    dashboard?.close();
     process.off('SIGINT', onInterrupt);
     process.off('SIGTERM', onInterrupt);
     await farm.destroy();
     if (!reportCleanup(t.id, made, dir)) process.exitCode = 1;
   }
+}
+
+/**
+ * The dashboard from the root namespace without touching its network: a bridge in the
+ * gateway's namespace listens on a Unix socket in `dir` and connects to the admin port; this
+ * listens on 127.0.0.1 (DASHBOARD_PORT, or any free port) and hands each connection to it.
+ */
+async function openDashboard(t: Topology, ns: string, dir: string): Promise<net.Server> {
+  const socket = path.join(dir, 'admin.sock');
+  const bridge = t.spawn(ns, [process.execPath, path.join(DEMO, 'bridge.js'), socket, String(ADMIN_PORT)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  await waitForLine(bridge, /listening/, 'the dashboard bridge');
+  const server = net.createServer((browser) => {
+    const admin = net.connect(socket);
+    browser.on('error', () => admin.destroy());
+    admin.on('error', () => browser.destroy());
+    browser.pipe(admin).pipe(browser);
+  });
+  const listen = (port: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  await listen(DASHBOARD_PORT).catch(() => listen(0));
+  return server;
 }
 
 /** The network namespaces whose names start with the farm's id. */

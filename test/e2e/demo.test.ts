@@ -38,6 +38,15 @@ describe('honeygate demo', () => {
         100,
       );
       const dir = /honeygate run -c (\S+)\/honeygate\.yaml/.exec(out)![1]!;
+      // The dashboard, from the root namespace, shows the attack (issue 17).
+      const [, url, token] = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/) {2}\(token ([0-9a-f]+)\)/.exec(out)!;
+      assert.equal((await fetch(`${url}api/stats/overview`)).status, 401, 'no token, no data');
+      const overview = (await (
+        await fetch(`${url}api/stats/overview`, { headers: { authorization: `Bearer ${token}` } })
+      ).json()) as Record<string, unknown>;
+      assert.ok(JSON.stringify(overview).includes('"flows"'), JSON.stringify(overview));
+      const page = await fetch(url!, { redirect: 'manual' });
+      assert.ok([200, 302, 303].includes(page.status), `the page answers (${page.status})`);
       const made = namespaces().filter((ns) => ns.startsWith(`${id}-`));
       assert.ok(made.length >= 4, `the farm is up: ${made.join(', ')}`);
       assert.ok(fs.existsSync(dir));
