@@ -68,7 +68,9 @@ export interface EcsDocument {
     peer?: { ip: string; port: number };
     first_bytes: string; // base64
     first_bytes_text: string; // printable, non-printables escaped
-    ssh?: Record<string, Json>;
+    ssh?: Record<string, Json>; // the SSH classifier's fields, hassh and hassh_algorithms among them
+    // ECS has tls.client.ja3 but no JA4 field (as of ECS 9.4): ours until it has one.
+    tls?: { ja4: string };
     protocol_fields?: Record<string, Json>; // the classifier's fields ECS has no place for
     count: number;
     detail?: string;
@@ -117,6 +119,7 @@ export function toEcs(e: FlowEvent): EcsDocument {
       first_bytes: first.toString('base64'),
       first_bytes_text: escapeBytes(first),
       ssh: fields.ssh,
+      tls: fields.ja4 ? { ja4: fields.ja4 } : undefined,
       protocol_fields: fields.rest,
       count: e.count,
       detail: e.detail ?? undefined,
@@ -153,6 +156,7 @@ export function toEcs(e: FlowEvent): EcsDocument {
 interface ProtocolDoc {
   ecs: Partial<Pick<EcsDocument, 'http' | 'url' | 'user_agent' | 'tls'>>;
   ssh?: Record<string, Json>;
+  ja4?: string;
   rest?: Record<string, Json>;
 }
 
@@ -190,6 +194,7 @@ function protocolDoc(protocol: string | null, raw: Record<string, unknown> | nul
   } else if (protocol === 'tls') {
     const sni = str('sni');
     const name = str('version');
+    out.ja4 = str('ja4');
     const m = name ? /^(SSL|TLS)(\d\.\d)$/.exec(name) : null;
     out.ecs.tls = {
       version: m ? m[2] : undefined,
