@@ -42,7 +42,13 @@ export interface EcsDocument {
     module: 'honeygate';
   };
   observer: { name: string; product: 'honeygate'; vendor: 'honeygate'; type: 'proxy' };
-  source?: { ip?: string; port?: number; bytes: number };
+  source?: {
+    ip?: string;
+    port?: number;
+    bytes: number;
+    geo?: { country_iso_code: string }; // events.enrich
+    as?: { number?: number; organization?: { name: string } };
+  };
   destination?: { ip?: string; port?: number; bytes: number };
   network?: {
     type?: 'ipv4' | 'ipv6';
@@ -128,6 +134,15 @@ export function toEcs(e: FlowEvent): EcsDocument {
   if (isFlow) {
     // An ECS ip field must hold an IP: unknown ('') and aggregated ('*') sources are left out.
     doc.source = { ip: srcIp, port: e.src?.port || undefined, bytes: e.bytesIn };
+    const geo = e.geo;
+    if (geo && srcIp) {
+      if (geo.country) doc.source.geo = { country_iso_code: geo.country };
+      if (geo.asn !== null || geo.asOrg)
+        doc.source.as = {
+          number: geo.asn ?? undefined,
+          organization: geo.asOrg ? { name: geo.asOrg } : undefined,
+        };
+    }
     doc.destination = { ip: dstIp, port: e.dst?.port || undefined, bytes: e.bytesOut };
     const family = dstIp ? isIP(dstIp) : srcIp ? isIP(srcIp) : 0;
     doc.network = {

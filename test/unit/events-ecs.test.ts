@@ -108,9 +108,15 @@ export function everyKind(): FlowEvent[] {
     sampleEvent({ src: { ip: '', port: 0 }, closeReason: 'client-reset' }), // reset before accept
     sampleEvent({
       protocol: 'tls',
-      protocolFields: { version: 'TLS1.3', sni: null, alpn: null, ja4: 't13i1516h2_8daaf6152771_e5627efa2ab1' },
+      protocolFields: {
+        version: 'TLS1.3',
+        sni: null,
+        alpn: null,
+        ja4: 't13i1516h2_8daaf6152771_e5627efa2ab1',
+      },
     }),
     sampleEvent({
+      geo: { country: 'DE', asn: 64500, asOrg: 'Example Networks' },
       protocolFields: {
         clientVersion: 'SSH-2.0-OpenSSH_9.2p1',
         hassh: '68e0ba85e1a818f7c49ea3f4b849bd15',
@@ -244,6 +250,15 @@ describe('toEcs against the ECS field definitions', () => {
       hassh: '68e0ba85e1a818f7c49ea3f4b849bd15',
       hassh_algorithms: 'curve25519-sha256;aes128-ctr;hmac-sha2-256;none',
     });
+  });
+
+  it('puts events.enrich under source.geo and source.as', () => {
+    const doc = docs.find(([e]) => e.geo)![1];
+    assert.deepEqual(doc.source!.geo, { country_iso_code: 'DE' });
+    assert.deepEqual(doc.source!.as, { number: 64500, organization: { name: 'Example Networks' } });
+    const partial = toEcs(sampleEvent({ geo: { country: null, asn: 64501, asOrg: null } }));
+    assert.equal(partial.source!.geo, undefined);
+    assert.deepEqual(partial.source!.as, { number: 64501 });
   });
 
   it('sets network.type, direction, community_id and related.ip for flows', () => {
