@@ -43,6 +43,9 @@ PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
 PEERS="$PEERS conntrack:conntrack"
 # deploy/docker/compose.yaml is brought up by the real docker-compose (test/e2e/docker-image.test.ts).
 PEERS="$PEERS docker-compose:docker-compose"
+# Real clients for the fingerprints, and Wireshark's dissectors for an independent JA4/HASSH
+# (test/integration/fingerprints.test.ts).
+PEERS="$PEERS openssl:openssl ssh:openssh-client tshark:tshark text2pcap:wireshark-common"
 NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
 
 missing_packages() {

@@ -34,3 +34,24 @@ export function classify(buf: Buffer, final: boolean): Verdict {
   }
   return waiting && !final ? NEED_MORE : NO_MATCH;
 }
+
+const BY_PROTOCOL = new Map(CLASSIFIERS.map((c) => [c.protocol, c]));
+
+/**
+ * At a flow's end, the fields of the protocol the peek named, completed from the flow's
+ * first bytes where that protocol's classifier can add to them (SSH: the HASSH of the
+ * client's KEXINIT); otherwise `fields` as they are. Never throws.
+ */
+export function completeFields(
+  protocol: string | null,
+  fields: Record<string, unknown> | null,
+  first: () => Buffer,
+): Record<string, unknown> | null {
+  const c = protocol === null || fields === null ? undefined : BY_PROTOCOL.get(protocol);
+  if (!c?.complete) return fields;
+  try {
+    return c.complete(first(), fields!) ?? fields;
+  } catch {
+    return fields; // a classifier bug must not cost the flow its event
+  }
+}

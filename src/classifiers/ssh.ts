@@ -1,11 +1,20 @@
 // SSH: the client's identification string (RFC 4253 4.2), sent before anything else:
-// "SSH-protoversion-softwareversion SP comments CR LF", at most 255 bytes.
+// "SSH-protoversion-softwareversion SP comments CR LF", at most 255 bytes. When the bytes
+// go on to the client's SSH_MSG_KEXINIT (a client sends it once it has the server's line,
+// so a peek rarely sees it; a capture with a banner, or a forwarded flow's first bytes,
+// do), its HASSH too (hassh.ts).
+import { hasshOf } from './hassh.js';
 import { type Classifier, isPrefixOf, matched, NEED_MORE, NO_MATCH, type Verdict } from './types.js';
 
 const MAX_LINE = 255;
 
 export const ssh: Classifier = {
   protocol: 'ssh',
+  complete(buf: Buffer, fields: Record<string, unknown>): Record<string, unknown> | null {
+    if ('hassh' in fields || buf.length === 0) return null;
+    const v = this.classify(buf, true);
+    return 'match' in v && v.match && 'hassh' in v.fields ? { ...fields, ...v.fields } : null;
+  },
   classify(buf: Buffer, final = false): Verdict {
     if (buf.length < 4) return isPrefixOf(buf, 'SSH-') && !final ? NEED_MORE : NO_MATCH;
     if (!isPrefixOf(buf.subarray(0, 4), 'SSH-')) return NO_MATCH;
@@ -35,6 +44,15 @@ export const ssh: Classifier = {
       };
       if (commentsStart >= 0) out.comments = buf.toString('latin1', commentsStart, lineEnd);
       if (truncated) out.truncated = true;
+      else {
+        // The binary packets start after the line's LF.
+        const lf = buf[lineEnd] === 0x0a ? lineEnd + 1 : lineEnd + 2;
+        const h = hasshOf(buf, lf);
+        if (h) {
+          out.hassh = h.hassh;
+          out.hasshAlgorithms = h.algorithms;
+        }
+      }
       return out;
     };
 

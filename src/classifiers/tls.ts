@@ -1,6 +1,8 @@
 // TLS: a handshake record carrying a ClientHello (RFC 8446 4.1.2, RFC 5246 7.4.1.2).
 // Fields: the highest version offered (supported_versions wins over legacy_version), the
-// server name (SNI) and the ALPN list. The ClientHello may span several records.
+// server name (SNI), the ALPN list, and the client's JA4 fingerprint (ja4.ts). The
+// ClientHello may span several records.
+import { type HelloParts, isGrease, ja4 } from './ja4.js';
 import { asciiText, type Classifier, matched, NEED_MORE, NO_MATCH, type Verdict } from './types.js';
 
 const MAX_RECORD = 16384 + 2048; // TLSCiphertext limit; plaintext records are smaller still
@@ -106,27 +108,70 @@ function parseClientHello(body: Buffer): Record<string, unknown> | null {
   const sessionLen = r.u8();
   if (sessionLen === null || sessionLen > 32 || !r.bytes(sessionLen)) return null;
   const suitesLen = r.u16();
-  if (suitesLen === null || suitesLen === 0 || suitesLen % 2 !== 0 || !r.bytes(suitesLen)) return null;
+  const suites = suitesLen === null || suitesLen === 0 || suitesLen % 2 !== 0 ? null : r.bytes(suitesLen);
+  if (!suites) return null;
   const compressionLen = r.u8();
   if (!compressionLen || !r.bytes(compressionLen)) return null;
 
   const fields: Record<string, unknown> = { version: versionName(legacyVersion), sni: null, alpn: null };
-  // Extensions are optional (SSL3-era hellos have none); a broken one ends the walk, keeping what was read.
+  const parts: HelloParts = {
+    legacyVersion,
+    ciphers: u16List(suites),
+    extensions: [],
+    supportedVersions: null,
+    alpnFirst: null,
+    sigAlgs: [],
+  };
+  // Extensions are optional (SSL3-era hellos have none); a broken one ends the walk, keeping
+  // what was read, but then there is no JA4: a fingerprint of part of a hello would mislead.
+  if (r.left === 0) {
+    fields.ja4 = ja4(parts);
+    return fields;
+  }
   const extensions = r.bytes(r.u16());
   if (!extensions) return fields;
   const ext = new Reader(extensions);
-  while (ext.left >= 4) {
-    const type = ext.u16()!;
-    const data = ext.bytes(ext.u16());
-    if (!data) break;
+  let whole = true;
+  while (ext.left > 0) {
+    const type = ext.u16();
+    const data = type === null ? null : ext.bytes(ext.u16());
+    if (type === null || !data) {
+      whole = false;
+      break;
+    }
+    parts.extensions.push(type);
     if (type === 0x0000) fields.sni = serverName(data);
-    else if (type === 0x0010) fields.alpn = alpnList(data);
-    else if (type === 0x002b) {
-      const best = highestVersion(data);
+    else if (type === 0x0010) {
+      fields.alpn = alpnList(data);
+      parts.alpnFirst = firstAlpn(data);
+    } else if (type === 0x000d) {
+      const list = new Reader(data);
+      parts.sigAlgs = u16List(list.bytes(list.u16()) ?? Buffer.alloc(0));
+    } else if (type === 0x002b) {
+      const list = supportedVersions(data);
+      parts.supportedVersions = list;
+      const best = highestVersion(list);
       if (best !== null) fields.version = versionName(best);
     }
   }
+  if (whole) fields.ja4 = ja4(parts);
   return fields;
+}
+
+/** Big-endian 16-bit values of `buf` (an odd last byte is left out). */
+function u16List(buf: Buffer): number[] {
+  const out: number[] = [];
+  for (let i = 0; i + 1 < buf.length; i += 2) out.push(buf.readUInt16BE(i));
+  return out;
+}
+
+/** The raw bytes of the first protocol name in an ALPN extension, or null (none, or broken). */
+function firstAlpn(data: Buffer): Buffer | null {
+  const r = new Reader(data);
+  const list = r.bytes(r.u16());
+  if (!list) return null;
+  const protos = new Reader(list);
+  return protos.bytes(protos.u8());
 }
 
 function serverName(data: Buffer): string | null {
@@ -157,14 +202,16 @@ function alpnList(data: Buffer): string[] | null {
   return out;
 }
 
-function highestVersion(data: Buffer): number | null {
+function supportedVersions(data: Buffer): number[] {
   const r = new Reader(data);
   const list = r.bytes(r.u8());
-  if (!list) return null;
+  return list ? u16List(list) : [];
+}
+
+function highestVersion(list: number[]): number | null {
   let best: number | null = null;
-  for (let i = 0; i + 1 < list.length; i += 2) {
-    const v = list.readUInt16BE(i);
-    if ((v & 0x0f0f) === 0x0a0a) continue; // GREASE (RFC 8701)
+  for (const v of list) {
+    if (isGrease(v)) continue;
     if (best === null || v > best) best = v;
   }
   return best;

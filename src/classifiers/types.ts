@@ -15,6 +15,12 @@ export interface Classifier {
    * to fill in fields answers with what it has instead of 'need more'.
    */
   classify(buf: Buffer, final?: boolean): Verdict;
+  /**
+   * Fields that need bytes past those the peek waited for (SSH's KEXINIT follows the
+   * server's line): given the flow's first bytes at its end and the fields the peek found,
+   * returns the fields to keep instead, or null to keep them as they are. Never throws.
+   */
+  complete?(buf: Buffer, fields: Record<string, unknown>): Record<string, unknown> | null;
 }
 
 export const NEED_MORE: Verdict = { need: 'more' };

@@ -34,6 +34,8 @@ export interface EventsOptions {
   action?: string;
   type?: string;
   sensor?: string;
+  country?: string;
+  asn?: string;
   limit?: string;
   json?: boolean;
   format?: string;
@@ -67,6 +69,8 @@ export function register(program: Command): void {
     .option('--action <action>', `route action: ${ACTIONS.join('|')}`)
     .option('--type <type>', `event type: ${TYPES.join('|')}`)
     .option('--sensor <name>', 'recorded by this gateway (events.sensor; a collector store holds many)')
+    .option('--country <cc>', "source's country, ISO 3166 code (events.enrich.country): DE, US")
+    .option('--asn <n>', "source's autonomous system number (events.enrich.asn): 64500 or AS64500")
     .option('--limit <n>', `at most this many events (default ${DEFAULT_LIMIT})`)
     .option('--json', 'one JSON object per line (firstBytes in base64)')
     .option(
@@ -163,6 +167,8 @@ function describeQuery(q: EventQuery, now: number): string {
   if (q.route !== undefined) parts.push(`route ${q.route}`);
   if (q.action !== undefined) parts.push(`action ${q.action}`);
   if (q.type !== undefined) parts.push(`type ${q.type}`);
+  if (q.country !== undefined) parts.push(`country ${q.country}`);
+  if (q.asn !== undefined) parts.push(`AS${q.asn}`);
   return parts.length ? ` (${parts.join(', ')})` : '';
 }
 
@@ -184,6 +190,14 @@ export function toQuery(o: EventsOptions, now: number): EventQuery {
   if (o.action !== undefined) q.action = oneOf('--action', o.action, ACTIONS);
   if (o.type !== undefined) q.type = oneOf('--type', o.type, TYPES);
   if (o.sensor !== undefined) q.sensor = o.sensor;
+  if (o.country !== undefined) {
+    if (!/^[A-Za-z]{2}$/.test(o.country))
+      throw new UsageError(
+        `--country: "${o.country}" is not a two-letter ISO 3166 country code (DE, US, ...)`,
+      );
+    q.country = o.country.toUpperCase();
+  }
+  if (o.asn !== undefined) q.asn = parseWhole('--asn', o.asn.replace(/^AS/i, ''), 0, 4294967295);
   if (o.limit !== undefined) q.limit = parseWhole('--limit', o.limit, 1, Number.MAX_SAFE_INTEGER);
   if (o.format !== undefined) oneOf('--format', o.format, FORMATS);
   if (o.summary && o.follow) throw new UsageError('give --summary or --follow, not both');

@@ -5,6 +5,7 @@ import { type Command, Option } from 'commander';
 import { startAdmin } from '../admin/server.js';
 import { loadConfigFile } from '../config/load.js';
 import { sinkPaths } from '../config/store-dirs.js';
+import { Enricher } from '../enrich/mmdb.js';
 import type { Sink } from '../events/event.js';
 import { Recorder } from '../events/recorder.js';
 import { openSinks } from '../events/sinks.js';
@@ -62,6 +63,13 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     log,
     journal,
   });
+  try {
+    recorder.enricher = Enricher.open(config.events.enrich);
+  } catch (err) {
+    logFatal(log, err);
+    await recorder.close();
+    return 1;
+  }
   await recordRecovered(recorder, recovered, log);
   const gateway = new Gateway(config, log, recorder);
   const firewall = opts.manageFirewall ? new FirewallWatch(config, log, recorder) : null;
@@ -73,7 +81,7 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     new Promise<void>((resolve) => {
       started = resolve;
     }),
-    () => reload(path, gateway, firewall, log),
+    () => reload(path, gateway, firewall, log, recorder),
     () => {
       recorder.reopen();
       log.info(
@@ -135,10 +143,19 @@ async function reload(
   gateway: Gateway,
   firewall: FirewallWatch | null,
   log: Logger,
+  recorder: Recorder,
 ): Promise<void> {
   const loaded = loadConfigFile(path);
   if (!loaded.ok) {
     log.error({ config: path, errors: loaded.errors }, 'reload rejected');
+    return;
+  }
+  // The databases first: a file that cannot be read rejects the reload, as a bad config does.
+  let enricher: Enricher | null;
+  try {
+    enricher = Enricher.open(loaded.config.events.enrich);
+  } catch (err) {
+    log.error({ config: path, errors: [(err as Error).message] }, 'reload rejected');
     return;
   }
   const before = gateway.config;
@@ -162,11 +179,12 @@ async function reload(
       `config reloaded, but its firewall rules failed: ${(firewallError as Error).message}`,
     );
   }
+  recorder.enricher = enricher; // read again even at the same paths: a database updated in place
   log.level = loaded.config.log.level;
   for (const w of loaded.warnings) log.warn({ config: path }, w);
   // Sinks and the admin API hold files and a port; swapping them live could lose events.
-  const { sensor: _a, ...eventsBefore } = before.events;
-  const { sensor: _b, ...eventsAfter } = loaded.config.events;
+  const { sensor: _a, enrich: _c, ...eventsBefore } = before.events;
+  const { sensor: _b, enrich: _d, ...eventsAfter } = loaded.config.events;
   const kept = [
     JSON.stringify(eventsBefore) !== JSON.stringify(eventsAfter) && 'events',
     JSON.stringify(before.admin) !== JSON.stringify(loaded.config.admin) && 'admin',

@@ -84,6 +84,14 @@ export function assembleEvents(events: Checked['events'], baseDir: string): Even
         ? { maxAgeMs: events.retention.maxAge ?? null, maxBytes: events.retention.maxSize ?? null }
         : null,
     ...(events.nats ? { nats: assembleNats(events.nats, baseDir) } : {}),
+    ...(events.enrich && (events.enrich.country || events.enrich.asn)
+      ? {
+          enrich: {
+            country: events.enrich.country ? resolve(baseDir, events.enrich.country) : null,
+            asn: events.enrich.asn ? resolve(baseDir, events.enrich.asn) : null,
+          },
+        }
+      : {}),
   };
 }
 

@@ -3,11 +3,13 @@
 // then the cross-field checks (names that must exist, binds that must not clash, fallback
 // chains that must end, sinks and workers that must not collide). Warnings, which need the
 // assembled Config, are at the end.
+
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
 import { type ActionType, backendsOf, rawBackends } from '../actions/definitions/index.js';
 import { checkContain, containSchema, type RawContainSection } from '../contain/schema.js';
+import { mmdbProblem } from '../enrich/check.js';
 import { FOREIGN_MARKS } from '../firewall/marks.js';
 import { formatEndpoint } from '../net/address.js';
 import { FD_RESERVE, flowsWithin } from '../net/fd-limit.js';
@@ -327,6 +329,18 @@ function checkWorkerPorts(report: Report, p: Parsed, workers: number): void {
   }
 }
 
+/**
+ * events.enrich's databases exist and are MaxMind DB files (their tail only; `run` reads
+ * them whole). Not in checkEvents: `events -c` reads no database.
+ */
+function checkEnrich(report: Report, enrich: { country?: string; asn?: string }, baseDir: string): void {
+  for (const key of ['country', 'asn'] as const) {
+    const file = enrich[key];
+    const problem = file ? mmdbProblem(resolve(baseDir, file)) : null;
+    if (problem) report.error(['events', 'enrich', key], problem);
+  }
+}
+
 /** The events section, checked on its own (`events -c FILE` reads nothing else). */
 export function checkEvents(
   report: Report,
@@ -372,6 +386,7 @@ export function checkDocument(report: Report, raw: Record<string, unknown>, base
   parseBackends(report, raw.backends, p);
   p.limits = report.parse(limitsSchema, raw.limits ?? {}, ['limits']);
   p.events = checkEvents(report, raw.events, baseDir);
+  if (p.events?.enrich) checkEnrich(report, p.events.enrich, baseDir);
   if (raw.admin !== undefined) p.admin = report.parse(adminSchema, raw.admin ?? {}, ['admin']);
   p.log = report.parse(logSchema, raw.log ?? {}, ['log']);
   p.firewall = report.parse(firewallSchema, raw.firewall ?? {}, ['firewall']);

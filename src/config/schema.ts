@@ -244,6 +244,7 @@ export const eventsSchema = obj({
   batch: conv(positiveDuration).default(200),
   retention: retentionSchema.optional(),
   nats: natsSchema.optional(), // the fleet sink (src/fleet/config.ts)
+  enrich: obj({ country: conv(text).optional(), asn: conv(text).optional() }).optional(), // src/enrich
 });
 
 export const adminSchema = obj({

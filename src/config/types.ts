@@ -119,6 +119,13 @@ export interface EventsConfig {
   batchMs: number; // sinks write at most this often
   retention?: Retention | null; // bounds of the SQLite store (events/retention.ts); null: keep everything
   nats?: NatsConfig | null; // the fleet sink (src/fleet), or null for none
+  enrich?: EnrichConfig | null; // MaxMind-format databases for the source's country and AS (src/enrich)
+}
+
+/** events.enrich: absolute paths of .mmdb files, or null for none. */
+export interface EnrichConfig {
+  country: string | null; // GeoIP2/GeoLite2 Country or City layout: country.iso_code
+  asn: string | null; // GeoIP2/GeoLite2 ASN layout: autonomous_system_number, autonomous_system_organization
 }
 
 export interface Retention {

@@ -42,7 +42,13 @@ export interface EcsDocument {
     module: 'honeygate';
   };
   observer: { name: string; product: 'honeygate'; vendor: 'honeygate'; type: 'proxy' };
-  source?: { ip?: string; port?: number; bytes: number };
+  source?: {
+    ip?: string;
+    port?: number;
+    bytes: number;
+    geo?: { country_iso_code: string }; // events.enrich
+    as?: { number?: number; organization?: { name: string } };
+  };
   destination?: { ip?: string; port?: number; bytes: number };
   network?: {
     type?: 'ipv4' | 'ipv6';
@@ -68,7 +74,9 @@ export interface EcsDocument {
     peer?: { ip: string; port: number };
     first_bytes: string; // base64
     first_bytes_text: string; // printable, non-printables escaped
-    ssh?: Record<string, Json>;
+    ssh?: Record<string, Json>; // the SSH classifier's fields, hassh and hassh_algorithms among them
+    // ECS has tls.client.ja3 but no JA4 field (as of ECS 9.4): ours until it has one.
+    tls?: { ja4: string };
     protocol_fields?: Record<string, Json>; // the classifier's fields ECS has no place for
     count: number;
     detail?: string;
@@ -117,6 +125,7 @@ export function toEcs(e: FlowEvent): EcsDocument {
       first_bytes: first.toString('base64'),
       first_bytes_text: escapeBytes(first),
       ssh: fields.ssh,
+      tls: fields.ja4 ? { ja4: fields.ja4 } : undefined,
       protocol_fields: fields.rest,
       count: e.count,
       detail: e.detail ?? undefined,
@@ -125,6 +134,15 @@ export function toEcs(e: FlowEvent): EcsDocument {
   if (isFlow) {
     // An ECS ip field must hold an IP: unknown ('') and aggregated ('*') sources are left out.
     doc.source = { ip: srcIp, port: e.src?.port || undefined, bytes: e.bytesIn };
+    const geo = e.geo;
+    if (geo && srcIp) {
+      if (geo.country) doc.source.geo = { country_iso_code: geo.country };
+      if (geo.asn !== null || geo.asOrg)
+        doc.source.as = {
+          number: geo.asn ?? undefined,
+          organization: geo.asOrg ? { name: geo.asOrg } : undefined,
+        };
+    }
     doc.destination = { ip: dstIp, port: e.dst?.port || undefined, bytes: e.bytesOut };
     const family = dstIp ? isIP(dstIp) : srcIp ? isIP(srcIp) : 0;
     doc.network = {
@@ -153,6 +171,7 @@ export function toEcs(e: FlowEvent): EcsDocument {
 interface ProtocolDoc {
   ecs: Partial<Pick<EcsDocument, 'http' | 'url' | 'user_agent' | 'tls'>>;
   ssh?: Record<string, Json>;
+  ja4?: string;
   rest?: Record<string, Json>;
 }
 
@@ -190,6 +209,7 @@ function protocolDoc(protocol: string | null, raw: Record<string, unknown> | nul
   } else if (protocol === 'tls') {
     const sni = str('sni');
     const name = str('version');
+    out.ja4 = str('ja4');
     const m = name ? /^(SSL|TLS)(\d\.\d)$/.exec(name) : null;
     out.ecs.tls = {
       version: m ? m[2] : undefined,

@@ -65,6 +65,14 @@ export interface FlowEvent {
   protocolFields: Record<string, unknown> | null; // e.g. { userAgent, path } or { clientVersion }
   count: number; // 1 for flows; flows refused for 'rejected'
   detail: string | null; // error text or other context for a human
+  geo?: SourceGeo | null; // src's country and AS from events.enrich's databases (src/enrich), set when the recorder writes it
+}
+
+/** What events.enrich's databases say of a source address (each null when unknown). */
+export interface SourceGeo {
+  country: string | null; // ISO 3166-1 alpha-2, e.g. "DE"
+  asn: number | null; // autonomous system number
+  asOrg: string | null; // the AS's organisation
 }
 
 /** The fields every event needs; the rest default to "none" (null, 0, no bytes, count 1). */

@@ -18,6 +18,8 @@ export interface EventQuery {
   action?: string;
   type?: string;
   sensor?: string; // the gateway that recorded it (a collector's store holds many)
+  country?: string; // the source's country (events.enrich), ISO 3166 alpha-2, upper case
+  asn?: number; // the source's autonomous system number (events.enrich)
   limit?: number; // default 100
 }
 
@@ -83,6 +85,8 @@ function filters(q: EventQuery): { where: string[]; params: Record<string, unkno
   if (q.action !== undefined) add('action = @action', 'action', q.action);
   if (q.type !== undefined) add('type = @type', 'type', q.type);
   if (q.sensor !== undefined) add('sensor = @sensor', 'sensor', q.sensor);
+  if (q.country !== undefined) add('src_country = @country', 'country', q.country);
+  if (q.asn !== undefined) add('src_asn = @asn', 'asn', q.asn);
 
   let cidr: Cidr | null = null;
   if (q.src !== undefined) {

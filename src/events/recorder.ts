@@ -4,6 +4,7 @@
 // rather than letting memory grow or flows wait.
 import { randomFillSync } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { Enricher } from '../enrich/mmdb.js';
 import type { FlowEvent, Sink } from './event.js';
 import type { RetentionStats } from './retention.js';
 import type { StartJournal } from './writeahead.js';
@@ -72,6 +73,12 @@ export class Recorder {
   readonly journal: StartJournal | null;
   private endIds: string[] = [];
   private endGenerations: number[] = [];
+  /**
+   * events.enrich's databases (src/enrich): each batch's sources looked up before the sinks
+   * see it, off the data path. Set by `run` on the recorder that holds the real sinks (not a
+   * worker's); replaced on reload.
+   */
+  enricher: Enricher | null = null;
 
   constructor(sinks: Sink[], opts: RecorderOptions) {
     this.sinks = [...sinks];
@@ -188,6 +195,13 @@ export class Recorder {
     this.endGenerations = [];
     this.busy = true;
     try {
+      if (batch.length > 0 && this.enricher) {
+        try {
+          this.enricher.apply(batch);
+        } catch {
+          // apply() does not throw; a database bug must not cost a batch
+        }
+      }
       if (batch.length > 0) await Promise.all(this.sinks.map((sink) => this.writeTo(sink, batch)));
       this.written += batch.length;
       this.journal?.settled(ids, generations);

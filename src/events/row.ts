@@ -33,6 +33,9 @@ export interface EventRow {
   protocol_fields: string | null;
   count: number;
   detail: string | null;
+  src_country: string | null; // events.enrich (migration step 2)
+  src_asn: number | null;
+  src_as_org: string | null;
 }
 
 // The order of eventValues(): positional parameters, since binding 27 named ones from an
@@ -53,6 +56,7 @@ export const COLUMNS = [
   ...['peer_ip', 'peer_port', 'proxy_header', 'route', 'action', 'backend', 'server', 'source_mode'],
   ...['bytes_in', 'bytes_out', 'duration_ms', 'close_reason', 'first_bytes', 'protocol', 'protocol_fields'],
   ...['count', 'detail'],
+  ...['src_country', 'src_asn', 'src_as_org'],
 ] as const satisfies readonly (keyof EventRow)[];
 
 /** An event as the values of its row, in COLUMNS order. */
@@ -90,6 +94,9 @@ export function eventValues(e: FlowEvent): EventValues {
     safeJson(e.protocolFields),
     num(e.count),
     e.detail ?? null,
+    e.geo?.country ?? null,
+    e.geo?.asn ?? null,
+    e.geo?.asOrg ?? null,
   ];
 }
 
@@ -97,8 +104,19 @@ export function eventValues(e: FlowEvent): EventValues {
 export function valuesToEvent(v: EventValues): FlowEvent {
   const [id, type, openedAt, closedAt, sensor, listener, srcIp, srcPort, dstIp, dstPort] = v;
   const [peerIp, peerPort, proxyHeader, route, action, backend, server, sourceMode] = v.slice(10, 18);
-  const [bytesIn, bytesOut, durationMs, closeReason, firstBytes, protocol, fields, count, detail] =
-    v.slice(18);
+  const [bytesIn, bytesOut, durationMs, closeReason, firstBytes, protocol, fields, count, detail] = v.slice(
+    18,
+    27,
+  );
+  const [country, asn, asOrg] = v.slice(27, 30);
+  const geo =
+    country == null && asn == null && asOrg == null
+      ? undefined
+      : {
+          country: (country as string | null) ?? null,
+          asn: (asn as number | null) ?? null,
+          asOrg: (asOrg as string | null) ?? null,
+        };
   return {
     id: id as string,
     type: type as EventType,
@@ -124,6 +142,7 @@ export function valuesToEvent(v: EventValues): FlowEvent {
     protocolFields: parseFields(fields as string | null),
     count: count as number,
     detail: detail as string | null,
+    ...(geo ? { geo } : {}),
   };
 }
 

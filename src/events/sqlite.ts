@@ -54,6 +54,12 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX events_opened_at ON events (opened_at);
    CREATE INDEX events_src_ip ON events (src_ip);
    CREATE INDEX events_dst_port ON events (dst_port);`,
+  // events.enrich: the source's country and AS (src/enrich), for `events --country/--asn`.
+  `ALTER TABLE events ADD COLUMN src_country TEXT;
+   ALTER TABLE events ADD COLUMN src_asn INTEGER;
+   ALTER TABLE events ADD COLUMN src_as_org TEXT;
+   CREATE INDEX events_src_country ON events (src_country) WHERE src_country IS NOT NULL;
+   CREATE INDEX events_src_asn ON events (src_asn) WHERE src_asn IS NOT NULL;`,
 ];
 
 /** How the store is set up before its schema, in this order (the benchmark's recording floor takes them too). */

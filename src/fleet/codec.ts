@@ -6,6 +6,8 @@ import { COLUMNS, eventValues, valuesToEvent } from '../events/row.js';
 
 export const CODEC_VERSION = 1;
 const FIRST_BYTES = COLUMNS.indexOf('first_bytes');
+/** A row before the enrichment columns (src_country, src_asn, src_as_org): an older sensor's. */
+const ROW_BEFORE_ENRICH = COLUMNS.indexOf('src_country');
 const TYPES = new Set(['flow', 'update', 'rejected', 'firewall', 'egress']);
 const TEXT = new Set<string>(['id', 'type', 'sensor', 'listener', 'src_ip', 'dst_ip']);
 const INT = new Set<string>([
@@ -46,8 +48,9 @@ export function decodeEvent(data: Uint8Array): Decoded {
     return { ok: false, reason: `not a honeygate event (v${CODEC_VERSION})` };
   }
   const row = (doc as { row?: unknown }).row;
-  if (!Array.isArray(row) || row.length !== COLUMNS.length)
+  if (!Array.isArray(row) || (row.length !== COLUMNS.length && row.length !== ROW_BEFORE_ENRICH))
     return { ok: false, reason: 'row has the wrong shape' };
+  while (row.length < COLUMNS.length) row.push(null);
   for (let i = 0; i < COLUMNS.length; i++) {
     const col = COLUMNS[i]!;
     const v = row[i];

@@ -8,7 +8,7 @@
 // them from the relay (its counters while open, its first bytes at the end).
 import diagnostics from 'node:diagnostics_channel';
 import net from 'node:net';
-import { classify } from '../classifiers/index.js';
+import { classify, completeFields } from '../classifiers/index.js';
 import type { ListenerConfig, Route } from '../config/types.js';
 import type { Address, CloseReason, FlowEvent } from '../events/event.js';
 import { newEventId } from '../events/recorder.js';
@@ -239,6 +239,9 @@ export class Flow {
         this.protocol = v.protocol;
         this.protocolFields = v.fields;
       }
+    } else if (this.bytesIn > 0) {
+      // What the peek could not see yet (an SSH client's KEXINIT): from the first bytes.
+      this.protocolFields = completeFields(this.protocol, this.protocolFields, () => this.firstBytes());
     }
     const event = this.toEvent('flow');
     this.runtime.recorder.record(event, this.journaled);

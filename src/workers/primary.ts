@@ -10,6 +10,7 @@ import { handleSignals } from '../cli/signals.js';
 import { loadConfigFile } from '../config/load.js';
 import { sinkPaths } from '../config/store-dirs.js';
 import type { Config } from '../config/types.js';
+import { Enricher } from '../enrich/mmdb.js';
 import { HoneygateError } from '../errors.js';
 import { Recorder, type RecorderStats } from '../events/recorder.js';
 import { valuesToEvent } from '../events/row.js';
@@ -387,6 +388,7 @@ export async function runPrimary(
       batchMs: config.events.batchMs,
       log,
     });
+    recorder.enricher = Enricher.open(config.events.enrich); // the primary writes the events: it enriches them
   } catch (err) {
     logFatal(log, err);
     return 1;
@@ -400,6 +402,12 @@ export async function runPrimary(
   const reload = async () => {
     const loaded = loadConfigFile(path);
     if (!loaded.ok) return log.error({ config: path, errors: loaded.errors }, 'reload rejected');
+    let enricher: Enricher | null;
+    try {
+      enricher = Enricher.open(loaded.config.events.enrich);
+    } catch (err) {
+      return log.error({ config: path, errors: [(err as Error).message] }, 'reload rejected');
+    }
     let firewallError: unknown = null;
     const errors = await pool.reload(async () => {
       try {
@@ -409,6 +417,7 @@ export async function runPrimary(
       }
     });
     if (errors.length) return log.error({ config: path, errors }, 'reload rejected');
+    recorder.enricher = enricher;
     if (firewallError) {
       const why = (firewallError as Error).message;
       log.error({ code: 'HG_ERR_FIREWALL' }, `config reloaded, but its firewall rules failed: ${why}`);
@@ -416,8 +425,8 @@ export async function runPrimary(
     log.level = loaded.config.log.level;
     for (const w of loaded.warnings) log.warn({ config: path }, w);
     const kept = (['events', 'admin', 'workers', 'user'] as const).filter((k) => {
-      const before = k === 'events' ? { ...current.events, sensor: '' } : current[k];
-      const after = k === 'events' ? { ...loaded.config.events, sensor: '' } : loaded.config[k];
+      const before = k === 'events' ? { ...current.events, sensor: '', enrich: null } : current[k];
+      const after = k === 'events' ? { ...loaded.config.events, sensor: '', enrich: null } : loaded.config[k];
       return JSON.stringify(before) !== JSON.stringify(after);
     });
     if (kept.length)

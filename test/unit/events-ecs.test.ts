@@ -107,6 +107,23 @@ export function everyKind(): FlowEvent[] {
     }),
     sampleEvent({ src: { ip: '', port: 0 }, closeReason: 'client-reset' }), // reset before accept
     sampleEvent({
+      protocol: 'tls',
+      protocolFields: {
+        version: 'TLS1.3',
+        sni: null,
+        alpn: null,
+        ja4: 't13i1516h2_8daaf6152771_e5627efa2ab1',
+      },
+    }),
+    sampleEvent({
+      geo: { country: 'DE', asn: 64500, asOrg: 'Example Networks' },
+      protocolFields: {
+        clientVersion: 'SSH-2.0-OpenSSH_9.2p1',
+        hassh: '68e0ba85e1a818f7c49ea3f4b849bd15',
+        hasshAlgorithms: 'curve25519-sha256;aes128-ctr;hmac-sha2-256;none',
+      },
+    }),
+    sampleEvent({
       type: 'firewall',
       action: null,
       route: null,
@@ -220,6 +237,28 @@ describe('toEcs against the ECS field definitions', () => {
     assert.deepEqual(tls!.honeygate.protocol_fields, { alpn: ['h2', 'http/1.1'] });
     assert.equal(oddTls!.tls, undefined);
     assert.deepEqual(oddTls!.honeygate.protocol_fields, { version: '0x7f1c', alpn: null, truncated: true });
+  });
+
+  it('puts JA4 under honeygate.tls (ECS has no JA4 field) and HASSH under honeygate.ssh', () => {
+    const ja4 = docs.find(([e]) => e.protocolFields?.ja4)![1];
+    assert.deepEqual(ja4.honeygate.tls, { ja4: 't13i1516h2_8daaf6152771_e5627efa2ab1' });
+    assert.equal(ja4.honeygate.protocol_fields?.ja4, undefined);
+    assert.deepEqual(ja4.tls, { version: '1.3', version_protocol: 'tls' });
+    const hassh = docs.find(([e]) => e.protocolFields?.hassh)![1];
+    assert.deepEqual(hassh.honeygate.ssh, {
+      client_version: 'SSH-2.0-OpenSSH_9.2p1',
+      hassh: '68e0ba85e1a818f7c49ea3f4b849bd15',
+      hassh_algorithms: 'curve25519-sha256;aes128-ctr;hmac-sha2-256;none',
+    });
+  });
+
+  it('puts events.enrich under source.geo and source.as', () => {
+    const doc = docs.find(([e]) => e.geo)![1];
+    assert.deepEqual(doc.source!.geo, { country_iso_code: 'DE' });
+    assert.deepEqual(doc.source!.as, { number: 64500, organization: { name: 'Example Networks' } });
+    const partial = toEcs(sampleEvent({ geo: { country: null, asn: 64501, asOrg: null } }));
+    assert.equal(partial.source!.geo, undefined);
+    assert.deepEqual(partial.source!.as, { number: 64501 });
   });
 
   it('sets network.type, direction, community_id and related.ip for flows', () => {
