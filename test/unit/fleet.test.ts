@@ -1,10 +1,15 @@
 // The fleet's pure parts: the event <-> message codec (what the collector accepts and
-// refuses), message ids, subjects, and the outbox's order, bound and persistence.
+// refuses), message ids, subjects, the outbox's order, bound and persistence, and the
+// collector's pruning of the ids it keeps.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import pino from 'pino';
+import { SqliteSink } from '../../src/events/sqlite.js';
+import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { decodeEvent, encodeEvent, messageId } from '../../src/fleet/codec.js';
-import { sensorSubject } from '../../src/fleet/config.js';
+import { Collector } from '../../src/fleet/collector.js';
+import { assembleNats, natsSchema, sensorSubject } from '../../src/fleet/config.js';
 import { Outbox } from '../../src/fleet/outbox.js';
 import { sampleEvent, tempDir } from '../helpers/events.js';
 
@@ -87,5 +92,58 @@ test('the outbox keeps order across reopening, and drops the oldest beyond its b
     box.close();
   } finally {
     cleanup();
+  }
+});
+
+test("the collector's fleet_received forgets the ids the stream can no longer deliver (events.nats.maxAge)", () => {
+  const tmp = tempDir();
+  try {
+    const store = join(tmp.dir, 'central.db');
+    const log = pino({ level: 'silent' });
+    const day = 86_400_000;
+    // A store from before pruning: fleet_received with ids only.
+    new SqliteSink(store).close();
+    const old = openDatabase(store);
+    old.exec('CREATE TABLE fleet_received (msg_id TEXT PRIMARY KEY) WITHOUT ROWID');
+    old.prepare("INSERT INTO fleet_received (msg_id) VALUES ('from-before')").run();
+    old.close();
+    const cfg = assembleNats(natsSchema.parse({ servers: ['127.0.0.1:4222'], maxAge: '7d' }), tmp.dir);
+    const collector = new Collector(cfg, store, log);
+    const db = openDatabase(store);
+    try {
+      const now = Date.now();
+      const add = db.prepare('INSERT INTO fleet_received (msg_id, received_at) VALUES (?, ?)');
+      db.exec('BEGIN');
+      for (let i = 0; i < 12_000; i++) add.run([`old-${i}`, now - 8 * day - i]);
+      for (let i = 0; i < 100; i++) add.run([`new-${i}`, now - 6 * day]);
+      db.exec('COMMIT');
+      const count = (where: string) =>
+        (db.prepare(`SELECT count(*) AS n FROM fleet_received WHERE ${where}`).get() as { n: number }).n;
+      // One step at a time (between fetches), then the rest.
+      assert.equal(collector.prune(now, 1), 5000);
+      assert.equal(collector.prune(now), 7000);
+      assert.equal(count("msg_id LIKE 'old-%'"), 0, 'ids older than maxAge are gone');
+      assert.equal(count("msg_id LIKE 'new-%'"), 100, 'younger ids stay');
+      assert.equal(
+        count("msg_id = 'from-before'"),
+        1,
+        'an id of the old schema counts as received at the upgrade',
+      );
+      assert.equal(collector.stats().pruned, 12_000);
+      // 8 days on, the upgrade's ids go too.
+      assert.equal(collector.prune(now + 8 * day), 101);
+      // maxAge 0: the stream keeps everything, so does the store.
+      const forever = assembleNats(natsSchema.parse({ servers: ['127.0.0.1:4222'], maxAge: 0 }), tmp.dir);
+      collector.close();
+      add.run(['ancient', 1]);
+      const keeper = new Collector(forever, store, log);
+      assert.equal(keeper.prune(now), 0);
+      assert.equal(count("msg_id = 'ancient'"), 1);
+      keeper.close();
+    } finally {
+      db.close();
+    }
+  } finally {
+    tmp.cleanup();
   }
 });
