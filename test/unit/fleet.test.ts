@@ -2,6 +2,7 @@
 // refuses), message ids, subjects, the outbox's order, bound and persistence, and the
 // collector's pruning of the ids it keeps.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import pino from 'pino';
@@ -146,4 +147,40 @@ test("the collector's fleet_received forgets the ids the stream can no longer de
   } finally {
     tmp.cleanup();
   }
+});
+
+/** Whether an `engines.node` range admits Node `major` (the forms npm packages use: >=N, ^N, N.x, *, joined by ||). */
+function admits(range: string, major: number): boolean {
+  return range.split('||').some((alt) => {
+    const a = alt.trim();
+    if (a === '*' || a === '') return true;
+    const ge = /^>=?\s*(\d+)/.exec(a);
+    if (ge) return Number(ge[1]) <= major;
+    const eq = /^[\^~]?\s*(\d+)(\.[\dx*]+)*$/.exec(a);
+    if (eq) return Number(eq[1]) === major;
+    throw new Error(`engines range not understood: "${range}"`);
+  });
+}
+
+test('Node 20: the runtime dependencies whose engines exclude it are known, documented, and work', async () => {
+  const root = new URL('../../../', import.meta.url);
+  const lock = JSON.parse(readFileSync(new URL('package-lock.json', root), 'utf8')) as {
+    packages: Record<string, { dev?: boolean; engines?: { node?: string } }>;
+  };
+  const excluding = new Set<string>();
+  for (const [key, p] of Object.entries(lock.packages)) {
+    if (key === '' || p.dev || !p.engines?.node) continue;
+    if (!admits(p.engines.node, 20)) excluding.add(key.replace(/^.*node_modules\//, ''));
+  }
+  // npm ci on Node 20 warns EBADENGINE for these; each must be checked and named in docs/fleet.md.
+  assert.deepEqual([...excluding].sort(), ['@nats-io/nuid']);
+  const doc = readFileSync(new URL('docs/fleet.md', root), 'utf8');
+  for (const name of excluding) assert.ok(doc.includes(`\`${name}\``), `docs/fleet.md names ${name}`);
+  // What @nats-io/nuid needs of Node 22: crypto.getRandomValues on globalThis (it falls back
+  // to Math.random without it), which Node 20 has.
+  assert.equal(typeof globalThis.crypto?.getRandomValues, 'function');
+  const { nuid } = await import('@nats-io/nuid');
+  const ids = new Set(Array.from({ length: 10_000 }, () => nuid.next()));
+  assert.equal(ids.size, 10_000, 'unique');
+  for (const id of ids) assert.match(id, /^[0-9A-Za-z]{22}$/);
 });
