@@ -10,6 +10,7 @@ export const ERRORS = {
   HG_ERR_SINK: 'an event sink failed to write',
   HG_ERR_EVENTS_QUERY: 'cannot query the event store',
   HG_ERR_ADMIN_AUTH: 'admin API: missing or wrong bearer token',
+  HG_ERR_PKI: 'cannot create, read or use a certificate',
   HG_ERR_SOCKET: 'cannot set up a socket',
   HG_ERR_NATIVE: 'native addon not available',
   HG_ERR_NETNS: 'cannot build or tear down a network of namespaces',

@@ -96,6 +96,11 @@ function metricsServer(collector: Collector, _listen: string) {
     () => collector.stats().malformed,
   );
   gauge('lag', 'Messages in the stream not yet acknowledged by the consumer.', () => collector.stats().lag);
+  gauge(
+    'pruned_total',
+    "Message ids deleted from the store's fleet_received, older than events.nats.maxAge.",
+    () => collector.stats().pruned,
+  );
   return createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end();

@@ -5,6 +5,7 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { HoneygateError } from '../errors.js';
+import { sensorSubject } from '../fleet/config.js';
 import type { EventsConfig } from './types.js';
 
 /** Each sink's key and directory: [['sqlite', '/var/lib/honeygate'], ...]. */
@@ -17,12 +18,17 @@ function sinkDirs(events: EventsConfig): ['sqlite' | 'jsonl', string][] {
 
 /**
  * Where events go, for the `ready` line: each sink with its path, e.g.
- * `{ sqlite: '/var/lib/honeygate/events.db' }`, or 'none'.
+ * `{ sqlite: '/var/lib/honeygate/events.db' }`, or 'none'. The nats sink as its subject,
+ * servers and outbox: `honeygate.events.fra1 -> nats://a:4222,nats://b:4222 (outbox /x.db)`.
  */
 export function sinkPaths(events: EventsConfig): Record<string, string> | 'none' {
   const out: Record<string, string> = {};
   if (events.sqlite) out.sqlite = events.sqlite;
   if (events.jsonl) out.jsonl = events.jsonl;
+  if (events.nats) {
+    const n = events.nats;
+    out.nats = `${sensorSubject(n, events.sensor)} -> ${n.servers.join(',')} (outbox ${n.outbox})`;
+  }
   return Object.keys(out).length ? out : 'none';
 }
 

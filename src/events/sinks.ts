@@ -20,7 +20,14 @@ export function openSinks(config: Config, log?: Logger): Sink[] {
     if (config.events.nats) {
       const natsLog = log ?? createLogger(config.log.level, config.log.format);
       sinks.push(
-        new NatsSink(config.events.nats, config.events.sensor, natsLog, config.events.createDirectories),
+        new NatsSink(
+          config.events.nats,
+          config.events.sensor,
+          natsLog,
+          config.events.createDirectories,
+          // Directories it makes as root belong to the account run drops to.
+          process.geteuid?.() === 0 ? config.user : null,
+        ),
       );
     }
     if (config.events.sqlite)

@@ -5,6 +5,11 @@
 // acks, another collector on the same consumer, a retry older than the stream's duplicate
 // window) is never stored twice. A message that is not a honeygate event is counted, logged
 // and terminated (never redelivered, never stored).
+//
+// An id is kept for as long as the stream may hold its message, events.nats.maxAge (the
+// stream's max_age): a message older than that is gone from the stream and cannot come
+// again, so neither can its id. Pruned at start and every hour, in steps of PRUNE_STEP rows
+// between batches. With maxAge 0 (the stream keeps everything) the ids are kept too.
 import { type ConsumerMessages, type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -21,6 +26,9 @@ const FLUSH_MS = 100;
 const PULL_EXPIRES_MS = 5000;
 const LAG_MS = 1000;
 const WARN_INTERVAL_MS = 10_000;
+const PRUNE_INTERVAL_MS = 3_600_000;
+/** Rows one pruning transaction deletes at most: a few milliseconds, so fetches and acks are not held up. */
+const PRUNE_STEP = 5000;
 
 export interface CollectorStats {
   received: number; // messages fetched (redeliveries count again)
@@ -28,6 +36,7 @@ export interface CollectorStats {
   duplicates: number; // messages whose id the store already had
   malformed: number; // messages that were not honeygate events: terminated, not stored
   lag: number; // messages in the stream the consumer has not yet had acknowledged (pending + unacked)
+  pruned: number; // ids deleted from fleet_received, older than the stream's maxAge
 }
 
 export class Collector {
@@ -36,7 +45,16 @@ export class Collector {
   private nc: NatsConnection | null = null;
   private stopping = false;
   private messages: ConsumerMessages | null = null;
-  private readonly s: CollectorStats = { received: 0, stored: 0, duplicates: 0, malformed: 0, lag: 0 };
+  private readonly s: CollectorStats = {
+    received: 0,
+    stored: 0,
+    duplicates: 0,
+    malformed: 0,
+    lag: 0,
+    pruned: 0,
+  };
+  private readonly pruneStep: (before: number) => number;
+  private nextPrune = 0;
   private lastWarn = Number.NEGATIVE_INFINITY;
 
   /** Opens (or creates) the central store. Throws HG_ERR_SINK. */
@@ -50,16 +68,33 @@ export class Collector {
     this.db = openDatabase(storePath);
     for (const p of STORE_PRAGMAS) this.db.pragma(p);
     this.db.pragma('busy_timeout = 5000');
-    this.db.exec('CREATE TABLE IF NOT EXISTS fleet_received (msg_id TEXT PRIMARY KEY) WITHOUT ROWID');
-    const mark = this.db.prepare('INSERT OR IGNORE INTO fleet_received (msg_id) VALUES (?)');
     const changes = this.db.prepare('SELECT changes() AS n');
+    this.db.exec(
+      'CREATE TABLE IF NOT EXISTS fleet_received (msg_id TEXT PRIMARY KEY, received_at INTEGER) WITHOUT ROWID',
+    );
+    const columns = [...this.db.prepare('PRAGMA table_info(fleet_received)').iterate()].map((c) => c.name);
+    if (!columns.includes('received_at')) {
+      // A store from before pruning: its ids count as received now, and go one maxAge later.
+      this.db.exec('ALTER TABLE fleet_received ADD COLUMN received_at INTEGER');
+      this.db
+        .prepare('UPDATE fleet_received SET received_at = ? WHERE received_at IS NULL')
+        .run([Date.now()]);
+    }
+    this.db.exec('CREATE INDEX IF NOT EXISTS fleet_received_at ON fleet_received (received_at)');
+    const mark = this.db.prepare('INSERT OR IGNORE INTO fleet_received (msg_id, received_at) VALUES (?, ?)');
+    const prune = this.db.prepare(
+      `DELETE FROM fleet_received WHERE msg_id IN
+         (SELECT msg_id FROM fleet_received WHERE received_at < ? ORDER BY received_at LIMIT ${PRUNE_STEP})`,
+    );
+    this.pruneStep = (before) => prune.run([before]).changes;
     const insert = this.db.prepare(INSERT);
     let stored = 0;
     const tx = this.db.transaction((msgs: { id: string; values: unknown[] | null }[]) => {
       stored = 0;
+      const now = Date.now();
       for (const m of msgs) {
         if (m.values === null) continue;
-        mark.run([m.id]);
+        mark.run([m.id, now]);
         if ((changes.get() as { n: number }).n === 0) continue;
         insert.run(m.values);
         stored++;
@@ -74,6 +109,41 @@ export class Collector {
   stats(): CollectorStats {
     return { ...this.s };
   }
+
+  /**
+   * Deletes the ids received before `now` - events.nats.maxAge (none with maxAge 0), at most
+   * `steps` × PRUNE_STEP of them; returns how many. Throws on a store error.
+   */
+  prune(now = Date.now(), steps = Number.POSITIVE_INFINITY): number {
+    if (this.cfg.maxAgeMs === 0) return 0;
+    const before = now - this.cfg.maxAgeMs;
+    let total = 0;
+    for (let i = 0; i < steps; i++) {
+      const n = this.pruneStep(before);
+      total += n;
+      if (n < PRUNE_STEP) break;
+    }
+    this.s.pruned += total;
+    return total;
+  }
+
+  /** One pruning step when due; logs a finished pass that deleted anything. */
+  private pruneWhenDue(): void {
+    const now = Date.now();
+    if (now < this.nextPrune) return;
+    const n = this.prune(now, 1);
+    this.prunedThisPass += n;
+    if (n === PRUNE_STEP) return; // more to do: another step at the next write
+    if (this.prunedThisPass > 0) {
+      this.log.info(
+        { pruned: this.prunedThisPass, maxAge: `${this.cfg.maxAgeMs / 3_600_000}h` },
+        'collect: pruned the ids of messages the stream no longer holds',
+      );
+    }
+    this.prunedThisPass = 0;
+    this.nextPrune = now + PRUNE_INTERVAL_MS;
+  }
+  private prunedThisPass = 0;
 
   /** Connects, makes sure the consumer exists, and writes batches until stop(). Rejects on a store error. */
   async run(): Promise<void> {
@@ -115,6 +185,8 @@ export class Collector {
     const write = () => {
       try {
         flush();
+        // At most one pruning step per write, between batches.
+        this.pruneWhenDue();
       } catch (err) {
         failure ??= err;
         this.messages?.stop();

@@ -2,8 +2,8 @@
 // JetStream has acknowledged it. Written once per recorder batch (one transaction), so a
 // SIGKILL loses at most the batch still in the recorder's memory; read and trimmed by the
 // publisher. Bounded: beyond `maxEvents` the oldest are deleted, counted and logged.
-import { existsSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { chownSync, existsSync, mkdirSync } from 'node:fs';
+import { dirname, relative, resolve, sep } from 'node:path';
 import { HoneygateError } from '../errors.js';
 import { type Database, openDatabase, type Statement } from '../events/sqlite-driver.js';
 
@@ -17,6 +17,17 @@ export interface OutboxRow {
   queuedAt: number;
 }
 
+/** Chowns `first` (the first directory mkdir made) and each one below it down to `last`. */
+function chownMade(first: string, last: string, owner: { uid: number; gid: number }): void {
+  const steps = relative(resolve(first), resolve(last)).split(sep).filter(Boolean);
+  let dir = resolve(first);
+  chownSync(dir, owner.uid, owner.gid);
+  for (const step of steps) {
+    dir = resolve(dir, step);
+    chownSync(dir, owner.uid, owner.gid);
+  }
+}
+
 export class Outbox {
   readonly path: string;
   private readonly db: Database;
@@ -28,17 +39,24 @@ export class Outbox {
   /** Events deleted unsent because the outbox was full. */
   overflowed = 0;
 
-  /** Opens or creates the outbox at `path`. Throws HG_ERR_SINK. */
+  /**
+   * Opens or creates the outbox at `path`. With `createDirectory`, makes its missing
+   * directories, and hands those it made to `owner` (the `user:` run drops to; the files
+   * themselves are chowned with the event files, src/privileges/drop.ts). Throws HG_ERR_SINK.
+   */
   constructor(
     path: string,
     private readonly maxEvents: number,
     createDirectory = false,
+    owner: { uid: number; gid: number } | null = null,
   ) {
     this.path = path;
     try {
       // As for the event store (events.createDirectories): a typo must not become a directory tree.
-      if (createDirectory) mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
-      else if (!existsSync(dirname(path))) {
+      if (createDirectory) {
+        const first = mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+        if (first !== undefined && owner) chownMade(first, dirname(path), owner);
+      } else if (!existsSync(dirname(path))) {
         throw new Error(
           `directory ${dirname(path)} does not exist (create it, or set events.createDirectories: true)`,
         );

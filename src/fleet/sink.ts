@@ -46,14 +46,15 @@ export class NatsSink implements Sink {
   private lastWarn = Number.NEGATIVE_INFINITY;
   private away = false;
 
-  /** Opens the outbox (throws HG_ERR_SINK) and starts connecting in the background. */
+  /** Opens the outbox (throws HG_ERR_SINK) and starts connecting in the background. `owner`: see Outbox. */
   constructor(
     private readonly cfg: NatsConfig,
     sensor: string,
     private readonly log: Logger,
     createDirectory = false,
+    owner: { uid: number; gid: number } | null = null,
   ) {
-    this.outbox = new Outbox(cfg.outbox, cfg.outboxSize, createDirectory);
+    this.outbox = new Outbox(cfg.outbox, cfg.outboxSize, createDirectory, owner);
     this.subject = sensorSubject(cfg, sensor);
     if (this.outbox.length > 0) {
       this.log.info(

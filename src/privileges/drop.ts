@@ -32,7 +32,7 @@ export function capabilityNames(mask: bigint): string[] {
 }
 
 /**
- * The event store's files (SQLite with its -wal and -shm, JSON lines) plus every regular file
+ * The event store's files (SQLite with its -wal and -shm, JSON lines, the nats sink's outbox) plus every regular file
  * this process holds open in their directories (a write-ahead file beside them): the files
  * the unprivileged process must go on writing. Not stdin, stdout or stderr: a log file the
  * service manager opened stays its own.
@@ -47,6 +47,11 @@ export function eventFiles(config: Config): string[] {
   if (config.events.jsonl) {
     files.add(config.events.jsonl);
     dirs.add(dirname(config.events.jsonl));
+  }
+  const outbox = config.events.nats?.outbox;
+  if (outbox) {
+    for (const suffix of ['', '-wal', '-shm', '-journal']) files.add(outbox + suffix);
+    dirs.add(dirname(outbox));
   }
   try {
     for (const fd of readdirSync('/proc/self/fd')) {

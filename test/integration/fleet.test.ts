@@ -168,6 +168,12 @@ events:
   test('events from two running gateways arrive exactly once, by sensor', async () => {
     const a = await gateway('sensor-a');
     const b = await gateway('sensor-b');
+    // The ready line names the nats sink beside the others: subject, servers, outbox.
+    const ready = a.hg.logs().find((r) => r.msg === 'ready')!;
+    assert.deepEqual(ready.events, {
+      sqlite: path.join(dir, 'sensor-a.db'),
+      nats: `honeygate.events.sensor-a -> ${nats.url} (outbox ${path.join(dir, 'sensor-a-outbox.db')})`,
+    });
     await Promise.all([flows(a.port, 40), flows(b.port, 25)]);
     await arrivedOnce('sensor-a', 40);
     await arrivedOnce('sensor-b', 25);

@@ -1,10 +1,16 @@
 // The fleet's pure parts: the event <-> message codec (what the collector accepts and
-// refuses), message ids, subjects, and the outbox's order, bound and persistence.
+// refuses), message ids, subjects, the outbox's order, bound and persistence, and the
+// collector's pruning of the ids it keeps.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import pino from 'pino';
+import { SqliteSink } from '../../src/events/sqlite.js';
+import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { decodeEvent, encodeEvent, messageId } from '../../src/fleet/codec.js';
-import { sensorSubject } from '../../src/fleet/config.js';
+import { Collector } from '../../src/fleet/collector.js';
+import { assembleNats, natsSchema, sensorSubject } from '../../src/fleet/config.js';
 import { Outbox } from '../../src/fleet/outbox.js';
 import { sampleEvent, tempDir } from '../helpers/events.js';
 
@@ -88,4 +94,93 @@ test('the outbox keeps order across reopening, and drops the oldest beyond its b
   } finally {
     cleanup();
   }
+});
+
+test("the collector's fleet_received forgets the ids the stream can no longer deliver (events.nats.maxAge)", () => {
+  const tmp = tempDir();
+  try {
+    const store = join(tmp.dir, 'central.db');
+    const log = pino({ level: 'silent' });
+    const day = 86_400_000;
+    // A store from before pruning: fleet_received with ids only.
+    new SqliteSink(store).close();
+    const old = openDatabase(store);
+    old.exec('CREATE TABLE fleet_received (msg_id TEXT PRIMARY KEY) WITHOUT ROWID');
+    old.prepare("INSERT INTO fleet_received (msg_id) VALUES ('from-before')").run();
+    old.close();
+    const cfg = assembleNats(natsSchema.parse({ servers: ['127.0.0.1:4222'], maxAge: '7d' }), tmp.dir);
+    const collector = new Collector(cfg, store, log);
+    const db = openDatabase(store);
+    try {
+      const now = Date.now();
+      const add = db.prepare('INSERT INTO fleet_received (msg_id, received_at) VALUES (?, ?)');
+      db.exec('BEGIN');
+      for (let i = 0; i < 12_000; i++) add.run([`old-${i}`, now - 8 * day - i]);
+      for (let i = 0; i < 100; i++) add.run([`new-${i}`, now - 6 * day]);
+      db.exec('COMMIT');
+      const count = (where: string) =>
+        (db.prepare(`SELECT count(*) AS n FROM fleet_received WHERE ${where}`).get() as { n: number }).n;
+      // One step at a time (between fetches), then the rest.
+      assert.equal(collector.prune(now, 1), 5000);
+      assert.equal(collector.prune(now), 7000);
+      assert.equal(count("msg_id LIKE 'old-%'"), 0, 'ids older than maxAge are gone');
+      assert.equal(count("msg_id LIKE 'new-%'"), 100, 'younger ids stay');
+      assert.equal(
+        count("msg_id = 'from-before'"),
+        1,
+        'an id of the old schema counts as received at the upgrade',
+      );
+      assert.equal(collector.stats().pruned, 12_000);
+      // 8 days on, the upgrade's ids go too.
+      assert.equal(collector.prune(now + 8 * day), 101);
+      // maxAge 0: the stream keeps everything, so does the store.
+      const forever = assembleNats(natsSchema.parse({ servers: ['127.0.0.1:4222'], maxAge: 0 }), tmp.dir);
+      collector.close();
+      add.run(['ancient', 1]);
+      const keeper = new Collector(forever, store, log);
+      assert.equal(keeper.prune(now), 0);
+      assert.equal(count("msg_id = 'ancient'"), 1);
+      keeper.close();
+    } finally {
+      db.close();
+    }
+  } finally {
+    tmp.cleanup();
+  }
+});
+
+/** Whether an `engines.node` range admits Node `major` (the forms npm packages use: >=N, ^N, N.x, *, joined by ||). */
+function admits(range: string, major: number): boolean {
+  return range.split('||').some((alt) => {
+    const a = alt.trim();
+    if (a === '*' || a === '') return true;
+    const ge = /^>=?\s*(\d+)/.exec(a);
+    if (ge) return Number(ge[1]) <= major;
+    const eq = /^[\^~]?\s*(\d+)(\.[\dx*]+)*$/.exec(a);
+    if (eq) return Number(eq[1]) === major;
+    throw new Error(`engines range not understood: "${range}"`);
+  });
+}
+
+test('Node 20: the runtime dependencies whose engines exclude it are known, documented, and work', async () => {
+  const root = new URL('../../../', import.meta.url);
+  const lock = JSON.parse(readFileSync(new URL('package-lock.json', root), 'utf8')) as {
+    packages: Record<string, { dev?: boolean; engines?: { node?: string } }>;
+  };
+  const excluding = new Set<string>();
+  for (const [key, p] of Object.entries(lock.packages)) {
+    if (key === '' || p.dev || !p.engines?.node) continue;
+    if (!admits(p.engines.node, 20)) excluding.add(key.replace(/^.*node_modules\//, ''));
+  }
+  // npm ci on Node 20 warns EBADENGINE for these; each must be checked and named in docs/fleet.md.
+  assert.deepEqual([...excluding].sort(), ['@nats-io/nuid']);
+  const doc = readFileSync(new URL('docs/fleet.md', root), 'utf8');
+  for (const name of excluding) assert.ok(doc.includes(`\`${name}\``), `docs/fleet.md names ${name}`);
+  // What @nats-io/nuid needs of Node 22: crypto.getRandomValues on globalThis (it falls back
+  // to Math.random without it), which Node 20 has.
+  assert.equal(typeof globalThis.crypto?.getRandomValues, 'function');
+  const { nuid } = await import('@nats-io/nuid');
+  const ids = new Set(Array.from({ length: 10_000 }, () => nuid.next()));
+  assert.equal(ids.size, 10_000, 'unique');
+  for (const id of ids) assert.match(id, /^[0-9A-Za-z]{22}$/);
 });
