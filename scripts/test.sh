@@ -41,6 +41,8 @@ PEERS="$PEERS nats-server:nats-server"
 PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
 # deploy/docker/compose.yaml is brought up by the real docker-compose (test/e2e/docker-image.test.ts).
 PEERS="$PEERS docker-compose:docker-compose"
+# Reads the pcap files `honeygate pcap` writes (test/integration/recording.test.ts).
+PEERS="$PEERS tshark:tshark"
 NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
 
 missing_packages() {

@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { assembleAction, DEFAULT_CAPTURE } from '../actions/definitions/index.js';
 import { toContain } from '../contain/config.js';
 import { assembleNats } from '../fleet/config.js';
+import { assembleRecord, assembleRecordings } from '../record/config.js';
 import { expandBind, type Parsed, workerCount } from './checks.js';
 import type { RawBackend, RawListener, RawRoute } from './schema.js';
 import type { BackendConfig, Config, EventsConfig, ListenerConfig, Route, RouteMatch } from './types.js';
@@ -63,6 +64,7 @@ function toBackend(name: string, b: RawBackend): BackendConfig {
         }
       : null,
     fallback: b.fallback ?? null,
+    record: assembleRecord(b.record),
     connectTimeoutMs: b.connectTimeout,
     retries: b.retries,
   };
@@ -83,6 +85,11 @@ export function assembleEvents(events: Checked['events'], baseDir: string): Even
         ? { maxAgeMs: events.retention.maxAge ?? null, maxBytes: events.retention.maxSize ?? null }
         : null,
     ...(events.nats ? { nats: assembleNats(events.nats, baseDir) } : {}),
+    recordings: assembleRecordings(
+      events.recordings,
+      baseDir,
+      events.sqlite === null ? null : resolve(baseDir, events.sqlite),
+    ),
   };
 }
 
@@ -98,6 +105,7 @@ export function assemble(p: Checked, baseDir: string): Config {
     name: r.name ?? `#${index}`,
     match: toMatch(r.match),
     action: assembleAction(action!, r[action!]),
+    record: assembleRecord(r.record),
   }));
   if (routes.length === 0) routes.push({ index: 0, name: '#0', match: null, action: DEFAULT_CAPTURE });
   const backends = new Map<string, BackendConfig>();

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { ACTION_SHAPE } from '../actions/definitions/index.js';
 import { PROTOCOLS } from '../classifiers/index.js';
 import { natsSchema } from '../fleet/config.js';
+import { recordingsSchema, recordSchema } from '../record/config.js';
 import { normalizeIp, parseCidr, parseEndpoint } from '../net/address.js';
 import { account } from '../privileges/identity.js';
 import type { Balance, Cidr, Endpoint, PortRange, ProxyVersion, SourceMode } from './types.js';
@@ -180,6 +181,7 @@ export const routeSchema = obj({
   name: conv(name).optional(),
   match: matchSchema.optional(),
   ...ACTION_SHAPE,
+  record: recordSchema.optional(), // session recording (src/record/config.ts)
 });
 
 export const healthSchema = obj({
@@ -197,6 +199,7 @@ export const backendSchema = obj({
   fallback: conv(name).optional(),
   connectTimeout: conv(positiveDuration).default(3000),
   retries: conv(intIn(0, 10)).default(1),
+  record: recordSchema.optional(), // session recording (src/record/config.ts)
 });
 
 export const limitsSchema = obj({
@@ -241,6 +244,7 @@ export const eventsSchema = obj({
   batch: conv(positiveDuration).default(200),
   retention: retentionSchema.optional(),
   nats: natsSchema.optional(), // the fleet sink (src/fleet/config.ts)
+  recordings: recordingsSchema.optional(), // where session recordings go (src/record/config.ts)
 });
 
 export const adminSchema = obj({

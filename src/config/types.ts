@@ -4,6 +4,7 @@
 import type { Action } from '../actions/definitions/index.js';
 import type { NatsConfig } from '../fleet/config.js';
 import type { Identity } from '../privileges/identity.js';
+import type { RecordingsConfig, RecordOptions } from '../record/config.js';
 
 export type SourceMode = 'none' | 'proxy-v1' | 'proxy-v2' | 'transparent';
 export type Balance = 'roundrobin' | 'leastconn' | 'source-hash';
@@ -72,6 +73,7 @@ export interface Route {
   name: string; // `name:` or "#<index>"
   match: RouteMatch | null; // null: matches every flow (a default rule)
   action: Action;
+  record?: RecordOptions | null; // session recording of this route's flows (src/record/)
 }
 
 export interface HealthCheck {
@@ -90,6 +92,7 @@ export interface BackendConfig {
   fallback: string | null; // another backend's name, or "capture"; used when every server is down
   connectTimeoutMs: number;
   retries: number; // further servers tried after a failed connect
+  record?: RecordOptions | null; // session recording of flows forwarded here (a route's record wins)
 }
 
 export interface Limits {
@@ -115,6 +118,7 @@ export interface EventsConfig {
   batchMs: number; // sinks write at most this often
   retention?: Retention | null; // bounds of the SQLite store (events/retention.ts); null: keep everything
   nats?: NatsConfig | null; // the fleet sink (src/fleet), or null for none
+  recordings?: RecordingsConfig; // session recordings' directory and disk budget (src/record/)
 }
 
 export interface Retention {
