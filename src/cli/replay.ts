@@ -1,9 +1,10 @@
 // `honeygate replay ID`: print a recorded session (src/record/), text as it is, binary as
 // a hex dump; with --timing, at the pace it was recorded.
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { formatChunk, formatHeader } from '../record/replay.js';
 import { readSession } from '../record/read.js';
+import { formatChunk, formatHeader } from '../record/replay.js';
 import { loadOrReport } from './load-config.js';
 
 export const DEFAULT_RECORDINGS = './data/recordings';
@@ -19,7 +20,12 @@ export function recordingsDir(opts: RecordingsOptions, err: (t: string) => void)
   if (!opts.config) return DEFAULT_RECORDINGS;
   const loaded = loadOrReport('events', opts.config, err);
   if (!loaded) return null;
-  return loaded.config.events.recordings?.path ?? DEFAULT_RECORDINGS;
+  const events = loaded.config.events;
+  // Without an events.recordings section the files are beside the store, as `run` puts them.
+  return (
+    events.recordings?.path ??
+    (events.sqlite ? join(dirname(events.sqlite), 'recordings') : DEFAULT_RECORDINGS)
+  );
 }
 
 export interface ReplayOptions extends RecordingsOptions {

@@ -10,9 +10,9 @@ import { z } from 'zod';
 import { ACTION_SHAPE } from '../actions/definitions/index.js';
 import { PROTOCOLS } from '../classifiers/index.js';
 import { natsSchema } from '../fleet/config.js';
-import { recordingsSchema, recordSchema } from '../record/config.js';
 import { normalizeIp, parseCidr, parseEndpoint } from '../net/address.js';
 import { account } from '../privileges/identity.js';
+import { recordingsSchema, recordSchema } from '../record/config.js';
 import type { Balance, Cidr, Endpoint, PortRange, ProxyVersion, SourceMode } from './types.js';
 import {
   conv,

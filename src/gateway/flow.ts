@@ -13,8 +13,8 @@ import type { ListenerConfig, Route } from '../config/types.js';
 import type { Address, CloseReason, FlowEvent } from '../events/event.js';
 import { newEventId } from '../events/recorder.js';
 import type { Logger } from '../log.js';
-import type { Recording } from '../record/store.js';
 import { socketFd } from '../net/native.js';
+import type { Recording } from '../record/store.js';
 import type { RelayConn, RelayEnd } from './relay.js';
 import type { Runtime } from './runtime.js';
 

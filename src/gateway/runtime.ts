@@ -3,8 +3,8 @@
 import type { Config, SourceMode } from '../config/types.js';
 import type { Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
-import type { RecordStore } from '../record/store.js';
 import { encodeProxyV2 } from '../net/proxy-protocol.js';
+import type { RecordStore } from '../record/store.js';
 import type { Deadlines } from './deadlines.js';
 import { HealthChecker } from './health.js';
 import { Pool } from './pool.js';

@@ -77,7 +77,7 @@ export function addressBytes(ip: string): Buffer {
   const r = rest ? rest.split(':') : [];
   const groups = rest === undefined ? h : [...h, ...Array(8 - h.length - r.length).fill('0'), ...r];
   const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(Number.parseInt(g || '0', 16), i * 2));
+  for (const [i, g] of groups.entries()) out.writeUInt16BE(Number.parseInt(g || '0', 16), i * 2);
   return out;
 }
 
@@ -107,7 +107,8 @@ export function sessionPackets(h: RecordingHeader, chunks: Chunk[]): Packet[] {
   let sip = addressBytes(h.dst.ip);
   if (cip.length !== sip.length) {
     // One side IPv4, the other IPv6 (a dual-stack socket): write both as IPv6.
-    const six = (b: Buffer) => (b.length === 16 ? b : Buffer.concat([Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]), b]));
+    const six = (b: Buffer) =>
+      b.length === 16 ? b : Buffer.concat([Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]), b]);
     cip = six(cip);
     sip = six(sip);
   }

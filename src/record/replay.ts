@@ -7,7 +7,6 @@ import type { Session } from './read.js';
 export function looksLikeText(b: Buffer): boolean {
   const s = b.toString('utf8');
   if (s.includes('\ufffd')) return false;
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we look for
   return !/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(s);
 }
 
@@ -34,8 +33,11 @@ const WHO: Record<number, string> = {
 /** The session's opening line. */
 export function formatHeader(s: Session): string {
   const h = s.header;
-  const ep = (a: { ip: string; port: number }) => (a.ip.includes(':') ? `[${a.ip}]:${a.port}` : `${a.ip}:${a.port}`);
-  const via = [h.action, h.route && `route ${h.route}`, h.backend && `backend ${h.backend}`].filter(Boolean).join(', ');
+  const ep = (a: { ip: string; port: number }) =>
+    a.ip.includes(':') ? `[${a.ip}]:${a.port}` : `${a.ip}:${a.port}`;
+  const via = [h.action, h.route && `route ${h.route}`, h.backend && `backend ${h.backend}`]
+    .filter(Boolean)
+    .join(', ');
   return `# flow ${h.id} ${ep(h.src)} -> ${ep(h.dst)} at ${new Date(h.startedAt).toISOString()} (${via})\n`;
 }
 

@@ -319,4 +319,3 @@ export class Recording {
     fs.close(fd, done);
   }
 }
-
