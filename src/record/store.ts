@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/types.js';
+import { ERRORS } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RecordingsConfig, RecordOptions } from './config.js';
 import { encodeHead, encodeHeader, KIND, type Kind, RECORD_HEAD, type RecordingHeader } from './format.js';
@@ -168,14 +169,14 @@ export class RecordStore {
   private suspend(why: string): void {
     if (this.suspended !== null) return;
     this.suspended = why;
-    this.log.warn({ code: 'HG_ERR_RECORD' }, `recording stopped: ${why}; flows go on unrecorded`);
+    this.log.warn({ code: 'HG_ERR_RECORD' }, `${ERRORS.HG_ERR_RECORD}: ${why}; flows go on unrecorded`);
   }
 
   private warnThrottled(why: string): void {
     const now = Date.now();
     if (now - this.lastWarn < WARN_EVERY_MS) return;
     this.lastWarn = now;
-    this.log.warn({ code: 'HG_ERR_RECORD' }, `recording: ${why}`);
+    this.log.warn({ code: 'HG_ERR_RECORD' }, `${ERRORS.HG_ERR_RECORD}: ${why}`);
   }
 
   /** Reads the free space; resumes a suspended store once minFree is there again (evicting to get it). */

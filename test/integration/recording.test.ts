@@ -328,7 +328,9 @@ describe('recording: disk budget and free space', { skip: needs('socat'), timeou
       const ev = await eventOf(hg, token);
       assert.equal(ev.honeygate.recording, undefined, 'no recording is linked');
       await hg.waitForLine(
-        (r) => r.code === 'HG_ERR_RECORD' && /recording stopped: .*minFree/.test(String(r.msg)),
+        (r) =>
+          r.code === 'HG_ERR_RECORD' &&
+          /session recording stopped or cut short: .*minFree/.test(String(r.msg)),
       );
       assert.deepEqual(fs.readdirSync(path.join(hg.dir, 'recordings')), []);
       // Still serving after the warning.
