@@ -1,6 +1,6 @@
 // Session recording (routes[].record, backends.<name>.record): a forwarded flow (through
 // the native relay's gateway and through Node with HONEYGATE_RELAY=off), a captured flow,
-// IPv6 and 1 MiB of binary data are recorded both ways; `honeygate replay` prints them and
+// IPv6 and 256 KiB of binary data are recorded both ways; `honeygate replay` prints them and
 // `honeygate pcap` writes a file that tshark follows byte for byte with valid checksums.
 // The disk budget evicts the oldest recordings, and a file system short of minFree stops
 // recording, not the gateway.
@@ -194,19 +194,16 @@ for (const relay of ['on', 'off'] as const) {
       const file = await pcapOf(hg, [id!]);
       const ascii = await tshark(['-r', file, '-qz', 'follow,tcp,ascii,0']);
       assert.ok(ascii.includes(`Node 0: 127.0.0.1:${ev.source!.port}`), ascii);
-      assert.ok(ascii.includes(token), ascii);
-      const both = await follow(file, 0);
-      assert.deepEqual(both.client, sent);
-      assert.deepEqual(both.server, sent);
-      assert.equal(await badFrames(file), '');
+      // Both directions, each as sent (the byte-exact raw comparison and the checksums: below).
+      assert.equal(ascii.split(token).length - 1, 2, ascii);
     });
 
     // Recorded flows take Node's path either way: the large flow needs one run only.
-    test('1 MiB of binary data: replay prints hex, the pcap carries every byte with valid checksums', {
+    test('256 KiB of binary data: replay prints hex, the pcap carries every byte with valid checksums', {
       skip: relay === 'off',
     }, async () => {
       const tag = Buffer.from(`bin-${relay}-${Date.now()}`);
-      const data = Buffer.concat([tag, randomBytes(1024 * 1024)]);
+      const data = Buffer.concat([tag, randomBytes(256 * 1024)]);
       assert.ok(
         (await socatClient('127.0.0.1', hg.port('fwd'), data)).equals(data),
         'the echo came back whole',
