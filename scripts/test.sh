@@ -44,7 +44,8 @@ PEERS="$PEERS conntrack:conntrack"
 # deploy/docker/compose.yaml is brought up by the real docker-compose (test/e2e/docker-image.test.ts).
 PEERS="$PEERS docker-compose:docker-compose"
 # Real clients for the fingerprints, and Wireshark's dissectors for an independent JA4/HASSH
-# (test/integration/fingerprints.test.ts).
+# (test/integration/fingerprints.test.ts), and for reading
+# the pcap files `honeygate pcap` writes (test/integration/recording.test.ts).
 PEERS="$PEERS openssl:openssl ssh:openssh-client tshark:tshark text2pcap:wireshark-common"
 NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
 

@@ -18,6 +18,7 @@ export const ERRORS = {
   HG_ERR_FIREWALL: 'cannot read or change the firewall',
   HG_ERR_WORKER: 'a worker process failed',
   HG_ERR_PRIVILEGES: 'cannot drop root privileges',
+  HG_ERR_RECORD: 'session recording stopped or cut short',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -8,10 +8,12 @@ import { register as demo } from './cli/demo.js';
 import { register as events } from './cli/events.js';
 import { register as firewall } from './cli/firewall.js';
 import { register as fleet } from './cli/fleet.js';
+import { register as pcap } from './cli/pcap.js';
 import { register as pki } from './cli/pki.js';
+import { register as replay } from './cli/replay.js';
 import { register as run } from './cli/run.js';
 
-const VERBS = [run, check, firewall, events, demo, fleet, collect, pki];
+const VERBS = [run, check, firewall, events, demo, fleet, collect, pki, replay, pcap];
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('honeygate')

@@ -8,6 +8,7 @@ import { dial, planDial } from '../gateway/dial.js';
 import type { Flow } from '../gateway/flow.js';
 import { pump } from '../gateway/pump.js';
 import { type DialPlan, isFdExhaustion } from '../gateway/relay.js';
+import { startRecording } from '../record/flow.js';
 import { capture } from './capture.js';
 import { CAPTURE_DEFAULTS, type CaptureOptions } from './definitions/index.js';
 
@@ -21,6 +22,7 @@ export function forward(flow: Flow, backendName: string, depth = 0): void {
   flow.action = 'forward';
   flow.backend = backend.name;
   flow.sourceMode = backend.source;
+  startRecording(flow, flow.route?.record ?? backend.record);
 
   const tried = new Set<string>();
   const limits = rt.config.limits;
@@ -66,7 +68,8 @@ export function forward(flow: Flow, backendName: string, depth = 0): void {
     };
     try {
       // The relay holds (or takes back) the attacker's socket: it dials and copies natively.
-      if (flow.relayed || flow.handBack()) {
+      // A recorded flow stays with Node, whose pump records it (docs/recording.md, Cost).
+      if (!flow.recording && (flow.relayed || flow.handBack())) {
         flow.conn!.forward(
           server.endpoint,
           relayPlan(flow, planDial(backend.source, flow, server.endpoint)),

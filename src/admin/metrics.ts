@@ -106,6 +106,43 @@ export function createMetrics(source: MetricsSource): Metrics {
     },
   });
 
+  // Session recordings (src/record/): present once a route or backend records.
+  const recordings = () => source.gateway.stats().recordings;
+  new prom.Gauge({
+    name: `${PREFIX}recording_bytes`,
+    help: 'Size of the session recordings on disk (events.recordings.maxSize bounds it).',
+    registers: [registry],
+    collect() {
+      this.set(recordings()?.bytes ?? 0);
+    },
+  });
+  new prom.Gauge({
+    name: `${PREFIX}recording_suspended`,
+    help: 'Whether session recording has stopped for want of disk space or a usable directory (1) or not (0).',
+    registers: [registry],
+    collect() {
+      this.set(recordings()?.suspended ? 1 : 0);
+    },
+  });
+  new prom.Counter({
+    name: `${PREFIX}recordings_skipped_total`,
+    help: 'Flows not recorded, or recorded only in part, for want of budget or disk space.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(recordings()?.skipped ?? 0);
+    },
+  });
+  new prom.Counter({
+    name: `${PREFIX}recordings_evicted_total`,
+    help: 'Session recordings deleted, oldest first, to stay within maxSize and minFree.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(recordings()?.evicted ?? 0);
+    },
+  });
+
   const serverLabels = ['backend', 'server'] as const;
   const eachServer = (
     fn: (labels: { backend: string; server: string }, up: boolean, active: number) => void,

@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { assembleAction, DEFAULT_CAPTURE } from '../actions/definitions/index.js';
 import { toContain } from '../contain/config.js';
 import { assembleNats } from '../fleet/config.js';
+import { assembleRecord, assembleRecordings } from '../record/config.js';
 import { expandBind, type Parsed, workerCount } from './checks.js';
 import type { RawBackend, RawListener, RawRoute } from './schema.js';
 import type { BackendConfig, Config, EventsConfig, ListenerConfig, Route, RouteMatch } from './types.js';
@@ -64,9 +65,19 @@ function toBackend(name: string, b: RawBackend): BackendConfig {
         }
       : null,
     fallback: b.fallback ?? null,
+    ...(b.record ? { record: assembleRecord(b.record) } : {}),
     connectTimeoutMs: b.connectTimeout,
     retries: b.retries,
   };
+}
+
+/** events.recordings with its defaults (the directory beside the SQLite store). */
+function recordingsOf(events: Checked['events'], baseDir: string) {
+  return assembleRecordings(
+    events.recordings,
+    baseDir,
+    events.sqlite === null ? null : resolve(baseDir, events.sqlite),
+  );
 }
 
 /** The events section; relative sink paths resolve against `baseDir` (the config file's directory). */
@@ -92,6 +103,7 @@ export function assembleEvents(events: Checked['events'], baseDir: string): Even
           },
         }
       : {}),
+    ...(events.recordings ? { recordings: recordingsOf(events, baseDir) } : {}),
   };
 }
 
@@ -107,6 +119,7 @@ export function assemble(p: Checked, baseDir: string): Config {
     name: r.name ?? `#${index}`,
     match: toMatch(r.match),
     action: assembleAction(action!, r[action!]),
+    ...(r.record ? { record: assembleRecord(r.record) } : {}),
   }));
   if (routes.length === 0) routes.push({ index: 0, name: '#0', match: null, action: DEFAULT_CAPTURE });
   const backends = new Map<string, BackendConfig>();
@@ -127,7 +140,7 @@ export function assemble(p: Checked, baseDir: string): Config {
       rejectLogIntervalMs: limits.rejectLogInterval,
       graceMs: limits.grace,
     },
-    events: assembleEvents(events, baseDir),
+    events: withRecordings(assembleEvents(events, baseDir), events, baseDir, routes, backends),
     admin: admin ? { listen: admin.listen, token: admin.token } : null,
     firewall: {
       mark: firewall.mark,
@@ -141,4 +154,17 @@ export function assemble(p: Checked, baseDir: string): Config {
     workers: workerCount(workers),
     user: p.identity ?? null,
   };
+}
+
+/** A config that records sessions gets events.recordings' defaults when it has no such section. */
+function withRecordings(
+  assembled: EventsConfig,
+  events: Checked['events'],
+  baseDir: string,
+  routes: Route[],
+  backends: Map<string, BackendConfig>,
+): EventsConfig {
+  if (assembled.recordings) return assembled;
+  const records = routes.some((r) => r.record) || [...backends.values()].some((b) => b.record);
+  return records ? { ...assembled, recordings: recordingsOf(events, baseDir) } : assembled;
 }

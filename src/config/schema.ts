@@ -12,6 +12,7 @@ import { PROTOCOLS } from '../classifiers/index.js';
 import { natsSchema } from '../fleet/config.js';
 import { normalizeIp, parseCidr, parseEndpoint } from '../net/address.js';
 import { account } from '../privileges/identity.js';
+import { recordingsSchema, recordSchema } from '../record/config.js';
 import type { Balance, Cidr, Endpoint, PortRange, ProxyVersion, SourceMode } from './types.js';
 import {
   conv,
@@ -183,6 +184,7 @@ export const routeSchema = obj({
   name: conv(name).optional(),
   match: matchSchema.optional(),
   ...ACTION_SHAPE,
+  record: recordSchema.optional(), // session recording (src/record/config.ts)
 });
 
 export const healthSchema = obj({
@@ -200,6 +202,7 @@ export const backendSchema = obj({
   fallback: conv(name).optional(),
   connectTimeout: conv(positiveDuration).default(3000),
   retries: conv(intIn(0, 10)).default(1),
+  record: recordSchema.optional(), // session recording (src/record/config.ts)
 });
 
 export const limitsSchema = obj({
@@ -245,6 +248,7 @@ export const eventsSchema = obj({
   retention: retentionSchema.optional(),
   nats: natsSchema.optional(), // the fleet sink (src/fleet/config.ts)
   enrich: obj({ country: conv(text).optional(), asn: conv(text).optional() }).optional(), // src/enrich
+  recordings: recordingsSchema.optional(), // where session recordings go (src/record/config.ts)
 });
 
 export const adminSchema = obj({

@@ -4,6 +4,7 @@
 import type { Action } from '../actions/definitions/index.js';
 import type { NatsConfig } from '../fleet/config.js';
 import type { Identity } from '../privileges/identity.js';
+import type { RecordingsConfig, RecordOptions } from '../record/config.js';
 
 export type SourceMode = 'none' | 'proxy-v1' | 'proxy-v2' | 'transparent';
 export type Balance = 'roundrobin' | 'leastconn' | 'source-hash';
@@ -76,6 +77,7 @@ export interface Route {
   name: string; // `name:` or "#<index>"
   match: RouteMatch | null; // null: matches every flow (a default rule)
   action: Action;
+  record?: RecordOptions | null; // session recording of this route's flows (src/record/)
 }
 
 export interface HealthCheck {
@@ -94,6 +96,7 @@ export interface BackendConfig {
   fallback: string | null; // another backend's name, or "capture"; used when every server is down
   connectTimeoutMs: number;
   retries: number; // further servers tried after a failed connect
+  record?: RecordOptions | null; // session recording of flows forwarded here (a route's record wins)
 }
 
 export interface Limits {
@@ -120,6 +123,7 @@ export interface EventsConfig {
   retention?: Retention | null; // bounds of the SQLite store (events/retention.ts); null: keep everything
   nats?: NatsConfig | null; // the fleet sink (src/fleet), or null for none
   enrich?: EnrichConfig | null; // MaxMind-format databases for the source's country and AS (src/enrich)
+  recordings?: RecordingsConfig; // session recordings' directory and disk budget (src/record/)
 }
 
 /** events.enrich: absolute paths of .mmdb files, or null for none. */

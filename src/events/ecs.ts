@@ -80,6 +80,7 @@ export interface EcsDocument {
     protocol_fields?: Record<string, Json>; // the classifier's fields ECS has no place for
     count: number;
     detail?: string;
+    recording?: string; // the session recording's id (`honeygate replay ID`)
   };
 }
 
@@ -129,6 +130,7 @@ export function toEcs(e: FlowEvent): EcsDocument {
       protocol_fields: fields.rest,
       count: e.count,
       detail: e.detail ?? undefined,
+      recording: e.recording,
     },
   };
   if (isFlow) {

@@ -65,6 +65,7 @@ export interface FlowEvent {
   protocolFields: Record<string, unknown> | null; // e.g. { userAgent, path } or { clientVersion }
   count: number; // 1 for flows; flows refused for 'rejected'
   detail: string | null; // error text or other context for a human
+  recording?: string; // session recording of this flow: its id (`honeygate replay ID`, `pcap ID`), file <id>.hgrec in events.recordings.path
   geo?: SourceGeo | null; // src's country and AS from events.enrich's databases (src/enrich), set when the recorder writes it
 }
 

@@ -14,6 +14,7 @@ import type { Address, CloseReason, FlowEvent } from '../events/event.js';
 import { newEventId } from '../events/recorder.js';
 import type { Logger } from '../log.js';
 import { socketFd } from '../net/native.js';
+import type { Recording } from '../record/store.js';
 import type { RelayConn, RelayEnd } from './relay.js';
 import type { Runtime } from './runtime.js';
 
@@ -63,6 +64,8 @@ export class Flow {
   private cleanups: (() => void)[] = [];
   /** Set when the flow must leave no flow event (admission counts it instead). */
   silent = false;
+  /** The session recording, when the route or backend records (src/record/); Node copies such flows. */
+  recording: Recording | null = null;
   /** The start journal's generation of this flow's start line (src/events/writeahead.ts); -1: none. */
   journaled = -1;
 
@@ -221,6 +224,7 @@ export class Flow {
       }
     }
     this.cleanups = [];
+    this.recording?.close();
     if (this.socket) {
       if (!this.socket.destroyed) this.socket.destroy();
     } else if (!this.conn!.closed) {
@@ -284,6 +288,7 @@ export class Flow {
       protocolFields: this.protocolFields,
       count: 1,
       detail: this.detail,
+      ...(this.recording ? { recording: this.recording.id } : {}),
     };
   }
 }

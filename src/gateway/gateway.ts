@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import { anyContains, normalizeIp, socketIp } from '../net/address.js';
 import { flowsWithin, openFileLimit } from '../net/fd-limit.js';
 import { originalDst, socketFd, upstreamSocket } from '../net/native.js';
+import { type RecordStats, RecordStore, recordsAnything } from '../record/store.js';
 import { Admission, type Refusal } from './admit.js';
 import { Deadlines } from './deadlines.js';
 import { Flow } from './flow.js';
@@ -31,6 +32,7 @@ export interface GatewayStats {
   openFlows: number;
   refused: number; // flows refused by admission limits since start
   refusedBy?: Partial<Record<Refusal, number>>; // the same by reason
+  recordings?: RecordStats; // session recordings (src/record/), when a route or backend records
   listeners: { listener: string; address: string }[];
   backends: { backend: string; servers: { server: string; up: boolean; active: number }[] }[];
 }
@@ -95,6 +97,7 @@ export class Gateway {
   private connections = 0; // accepted by Node's listeners (stop() drains them by this count)
   private readonly relay: Relay | null;
   private readonly acceptor: Acceptor;
+  private recordings: RecordStore | null = null;
 
   /** `shared`: bind with SO_REUSEPORT (a worker process; its siblings bind the same addresses). */
   constructor(
@@ -103,7 +106,7 @@ export class Gateway {
     private readonly recorder: Recorder,
     opts: { shared?: boolean } = {},
   ) {
-    this.runtime = new Runtime(config, log, recorder, this.deadlines);
+    this.runtime = new Runtime(config, log, recorder, this.deadlines, this.recordingsFor(config));
     this.admission = new Admission(config.limits);
     this.relay = relayWanted() ? new Relay(this.onRelayAccept, log, () => this.fdExhausted()) : null;
     this.acceptor = {
@@ -118,6 +121,16 @@ export class Gateway {
     return this.runtime.config;
   }
 
+  /**
+   * The one store of session recordings, made when a config first records something; it
+   * outlives reloads (its directory and budget are the first such config's).
+   */
+  private recordingsFor(config: Config): RecordStore | null {
+    if (!recordsAnything(config)) return null;
+    this.recordings ??= new RecordStore(config.events.recordings!, this.log);
+    return this.recordings;
+  }
+
   get openFlows(): number {
     return this.open.size;
   }
@@ -128,6 +141,7 @@ export class Gateway {
       openFlows: this.open.size,
       refused: this.admission.refusedTotal,
       refusedBy: { ...this.admission.refusedBy },
+      ...(this.recordings ? { recordings: this.recordings.stats() } : {}),
       listeners: [...this.sockets.values()].map((b) => ({ listener: b.listener, address: b.address })),
       backends: [...this.runtime.pools.values()].map((p) => ({
         backend: p.backend.name,
@@ -139,6 +153,7 @@ export class Gateway {
   /** Binds every listener (all or nothing), starts health checks. */
   async start(): Promise<void> {
     checkTransparentCapable(this.config);
+    if (this.runtime.recordings) await this.runtime.recordings.ready();
     const bound = await bindAll(this.config.listeners, new Set(), this.acceptor);
     for (const b of bound) this.addSocket(b);
     logListening(this.log, bound);
@@ -179,7 +194,8 @@ export class Gateway {
       ),
     );
     const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.acceptor);
-    const next = new Runtime(config, this.log, this.recorder, this.deadlines);
+    const next = new Runtime(config, this.log, this.recorder, this.deadlines, this.recordingsFor(config));
+    if (next.recordings) await next.recordings.ready();
     next.adopt(this.runtime);
     const old = this.runtime;
     this.runtime = next;
@@ -232,6 +248,7 @@ export class Gateway {
     }
     for (const flow of this.open.values()) flow.finish('shutdown');
     this.relay?.destroy();
+    this.recordings?.stop();
     if (this.tallyTimer) clearInterval(this.tallyTimer);
     this.flushTallies();
   }

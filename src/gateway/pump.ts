@@ -30,12 +30,17 @@ export function pump(flow: Flow, upstream: net.Socket): void {
     if (downClosed && upClosed) flow.finish(firstEnd === 'server' ? 'server-closed' : 'client-closed');
   };
 
-  for (const chunk of flow.takePending()) upstream.write(chunk);
+  const rec = flow.recording;
+  for (const chunk of flow.takePending()) {
+    rec?.in(chunk);
+    upstream.write(chunk);
+  }
 
   down.on('data', (chunk: Buffer) => {
     flow.received(chunk);
     if (limits.maxBytesIn > 0 && flow.bytesIn > limits.maxBytesIn)
       return flow.finish('byte-cap', 'maxBytesIn');
+    rec?.in(chunk);
     if (upstream.writable && !upstream.write(chunk)) down.pause();
   });
   upstream.on('drain', () => down.resume());
@@ -43,6 +48,7 @@ export function pump(flow: Flow, upstream: net.Socket): void {
     flow.bytesOut += chunk.length;
     if (limits.maxBytesOut > 0 && flow.bytesOut > limits.maxBytesOut)
       return flow.finish('byte-cap', 'maxBytesOut');
+    rec?.out(chunk);
     if (down.writable && !down.write(chunk)) upstream.pause();
   });
   down.on('drain', () => upstream.resume());
@@ -51,10 +57,12 @@ export function pump(flow: Flow, upstream: net.Socket): void {
   // read, so once its writes are out close() sends our FIN without a shutdown() first.
   down.on('end', () => {
     firstEnd ??= 'client';
+    rec?.finIn();
     passEnd(upstream);
   });
   upstream.on('end', () => {
     firstEnd ??= 'server';
+    rec?.finOut();
     passEnd(down);
   });
   down.on('close', () => {
@@ -71,6 +79,7 @@ export function pump(flow: Flow, upstream: net.Socket): void {
   // emitted once, so pass the half-close on here or the honeypot would wait for it forever.
   if (down.readableEnded) {
     firstEnd = 'client';
+    rec?.finIn();
     upstream.end();
   }
   down.resume();

@@ -260,6 +260,7 @@ export class WorkerPool {
       openFlows: all.reduce((n, g) => n + g.openFlows, 0),
       refused: all.reduce((n, g) => n + g.refused, 0),
       refusedBy: sumBy(all.map((g) => g.refusedBy ?? {})),
+      ...sumRecordings(all),
       listeners: all[0]?.listeners ?? [],
       backends: [...backends.values()],
     };
@@ -509,4 +510,21 @@ export async function runPrimary(
   detach();
   log.info({ events: recorder.stats() }, 'stopped');
   return 0;
+}
+
+/** The workers' session recording counts together (each worker records its own flows). */
+function sumRecordings(all: GatewayStats[]): Pick<GatewayStats, 'recordings'> {
+  const rs = all.flatMap((g) => (g.recordings ? [g.recordings] : []));
+  if (rs.length === 0) return {};
+  const sum = (k: 'files' | 'bytes' | 'active' | 'evicted' | 'skipped') => rs.reduce((n, r) => n + r[k], 0);
+  return {
+    recordings: {
+      files: sum('files'),
+      bytes: sum('bytes'),
+      active: sum('active'),
+      evicted: sum('evicted'),
+      skipped: sum('skipped'),
+      suspended: rs.some((r) => r.suspended),
+    },
+  };
 }

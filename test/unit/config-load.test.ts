@@ -246,7 +246,7 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     text: lines(LISTENER.trimEnd(), 'backends:', '  cowrie:', '    sevrers: ["192.0.2.10:2222"]'),
     errors: [
       'config.yaml:5: backends.cowrie.servers: required key is missing',
-      "config.yaml:6: backends.cowrie: unknown key 'sevrers' (allowed: servers, source, balance, health, fallback, connectTimeout, retries)",
+      "config.yaml:6: backends.cowrie: unknown key 'sevrers' (allowed: servers, source, balance, health, fallback, connectTimeout, retries, record)",
     ],
   },
   {
