@@ -17,6 +17,7 @@ export const ERRORS = {
   HG_ERR_FIREWALL: 'cannot read or change the firewall',
   HG_ERR_WORKER: 'a worker process failed',
   HG_ERR_PRIVILEGES: 'cannot drop root privileges',
+  HG_ERR_TUNNEL: 'a sensor-hub tunnel failed',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

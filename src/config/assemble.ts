@@ -5,13 +5,14 @@ import { resolve } from 'node:path';
 import { assembleAction, DEFAULT_CAPTURE } from '../actions/definitions/index.js';
 import { toContain } from '../contain/config.js';
 import { assembleNats } from '../fleet/config.js';
+import { assembleTunnelDial, assembleTunnelListen } from '../tunnel/config.js';
 import { expandBind, type Parsed, workerCount } from './checks.js';
 import type { RawBackend, RawListener, RawRoute } from './schema.js';
 import type { BackendConfig, Config, EventsConfig, ListenerConfig, Route, RouteMatch } from './types.js';
 
 export { DEFAULT_CAPTURE } from '../actions/definitions/index.js';
 
-function toListener(raw: RawListener): ListenerConfig {
+function toListener(raw: RawListener, baseDir: string): ListenerConfig {
   const ap = raw.acceptProxy;
   return {
     name: raw.name,
@@ -32,6 +33,7 @@ function toListener(raw: RawListener): ListenerConfig {
             : null,
         }
       : null,
+    ...(raw.tunnel ? { tunnel: assembleTunnelListen(raw.tunnel, baseDir) } : {}),
   };
 }
 
@@ -43,15 +45,16 @@ function toMatch(raw: RawRoute['match']): RouteMatch | null {
     dstAddresses: raw.dstAddresses ?? null,
     srcAddresses: raw.srcAddresses ?? null,
     protocols: raw.protocol ?? null,
+    ...(raw.sensors ? { sensors: raw.sensors } : {}),
   };
   // `match: {}` restricts nothing: the same as no match, a default rule.
   return Object.values(m).every((v) => v === null) ? null : m;
 }
 
-function toBackend(name: string, b: RawBackend): BackendConfig {
+function toBackend(name: string, b: RawBackend, baseDir: string): BackendConfig {
   return {
     name,
-    servers: b.servers,
+    servers: b.servers ?? [],
     source: b.source,
     balance: b.balance,
     health: b.health
@@ -62,9 +65,11 @@ function toBackend(name: string, b: RawBackend): BackendConfig {
           fall: b.health.fall,
         }
       : null,
-    fallback: b.fallback ?? null,
+    // A sensor whose hub is unreachable still answers: capture unless told otherwise.
+    fallback: b.fallback ?? (b.tunnel ? 'capture' : null),
     connectTimeoutMs: b.connectTimeout,
     retries: b.retries,
+    ...(b.tunnel ? { tunnel: assembleTunnelDial(b.tunnel, baseDir) } : {}),
   };
 }
 
@@ -92,7 +97,7 @@ export type Checked = Parsed & Required<Pick<Parsed, 'limits' | 'events' | 'log'
 /** The Config of a checked document; relative sink paths resolve against `baseDir`. */
 export function assemble(p: Checked, baseDir: string): Config {
   const { limits, events, admin, firewall, log, workers } = p;
-  const listeners = p.listeners.map((l) => toListener(l.raw));
+  const listeners = p.listeners.map((l) => toListener(l.raw, baseDir));
   const routes: Route[] = p.routes.map(({ index, raw: r, action }) => ({
     index,
     name: r.name ?? `#${index}`,
@@ -101,7 +106,7 @@ export function assemble(p: Checked, baseDir: string): Config {
   }));
   if (routes.length === 0) routes.push({ index: 0, name: '#0', match: null, action: DEFAULT_CAPTURE });
   const backends = new Map<string, BackendConfig>();
-  for (const [name, b] of p.backends) backends.set(name, toBackend(name, b));
+  for (const [name, b] of p.backends) backends.set(name, toBackend(name, b, baseDir));
   return {
     listeners,
     routes,

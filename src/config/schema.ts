@@ -12,6 +12,7 @@ import { PROTOCOLS } from '../classifiers/index.js';
 import { natsSchema } from '../fleet/config.js';
 import { normalizeIp, parseCidr, parseEndpoint } from '../net/address.js';
 import { account } from '../privileges/identity.js';
+import { sensorsMatch, tunnelDialSchema, tunnelListenSchema } from '../tunnel/config.js';
 import type { Balance, Cidr, Endpoint, PortRange, ProxyVersion, SourceMode } from './types.js';
 import {
   conv,
@@ -166,6 +167,7 @@ export const listenerSchema = obj({
   originalDst: z.boolean({ error: 'expected true or false' }).default(false),
   tproxy: tproxySchema.optional(),
   divert: divertSchema.optional(),
+  tunnel: tunnelListenSchema.optional(), // a hub's tunnel listener (src/tunnel/config.ts)
 });
 
 export const matchSchema = obj({
@@ -174,6 +176,7 @@ export const matchSchema = obj({
   dstAddresses: list(cidr, { min: 1 }).optional(),
   srcAddresses: list(cidr, { min: 1 }).optional(),
   protocol: list(oneOf([...PROTOCOLS, 'unknown']), { min: 1 }).optional(),
+  sensors: sensorsMatch.optional(), // flows a hub took from these sensors' tunnels
 });
 
 export const routeSchema = obj({
@@ -190,7 +193,8 @@ export const healthSchema = obj({
 });
 
 export const backendSchema = obj({
-  servers: list(server, { min: 1 }),
+  servers: list(server, { min: 1 }).optional(), // required unless `tunnel` (checks.ts)
+  tunnel: tunnelDialSchema.optional(), // a sensor's hub (src/tunnel/config.ts)
   source: conv(oneOf(SOURCE_MODES)).default('none'),
   balance: conv(oneOf(BALANCES)).default('roundrobin'),
   health: healthSchema.optional(),

@@ -4,6 +4,7 @@ import type { Config, SourceMode } from '../config/types.js';
 import type { Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
 import { encodeProxyV2 } from '../net/proxy-protocol.js';
+import type { Tunnels } from '../tunnel/index.js';
 import type { Deadlines } from './deadlines.js';
 import { HealthChecker } from './health.js';
 import { Pool } from './pool.js';
@@ -18,6 +19,8 @@ export class Runtime {
     readonly recorder: Recorder,
     /** Not this Runtime's own: the gateway's one sweep, which outlives every Runtime. */
     readonly deadlines: Deadlines,
+    /** The gateway's tunnels (src/tunnel), which outlive every Runtime too; null: none. */
+    readonly tunnels: Tunnels | null = null,
   ) {
     for (const [name, backend] of config.backends) this.pools.set(name, new Pool(backend));
   }
