@@ -254,8 +254,14 @@ export class Hub {
       const flow = this.onFlow(socket, this.name, start);
       if (!flow || flow.closed) return;
       if (t.session.destroyed) return flow.finish('tunnel-lost', `sensor ${t.sensor}: the tunnel ended`);
+      if (stream.closed) return; // done with the tunnel already (see below)
       t.flows.add(flow);
       flow.defer(() => t.flows.delete(flow));
+      // A stream that ended while its session lived is done with the tunnel, though its
+      // flow may still be closing the honeypot's side: a tunnel lost now is not its end.
+      stream.once('close', () => {
+        if (!t.session.destroyed) t.flows.delete(flow);
+      });
     });
   }
 

@@ -123,7 +123,12 @@ export class TunnelClient {
     s.flows.add(flow);
     s.streams.add(stream);
     flow.defer(() => s.flows.delete(flow));
-    stream.once('close', () => s.streams.delete(stream));
+    // A stream that ended while its session lived is done with the tunnel, though its flow
+    // may still be closing the attacker's side: a tunnel lost now is not that flow's end.
+    stream.once('close', () => {
+      s.streams.delete(stream);
+      if (!s.session.destroyed) s.flows.delete(flow);
+    });
     return stream;
   }
 
