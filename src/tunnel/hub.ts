@@ -187,6 +187,7 @@ export class Hub {
       stopPing();
       this.lose(tunnel, 'tunnel-lost', 'the sensor closed the connection');
     };
+    socket.once('error', gone);
     socket.once('close', gone);
     socket.once('end', gone);
     session.once('close', gone);

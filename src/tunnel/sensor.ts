@@ -209,7 +209,16 @@ export class TunnelClient {
     });
     // The socket's close comes before the streams' (theirs are a tick later): the flows end
     // as tunnel-lost. The session's close covers a session Node ends on its own.
-    const gone = () => this.lose(s, 'tunnel-lost', refusal ?? 'the connection to the hub closed');
+    const gone = (err?: unknown) =>
+      this.lose(
+        s,
+        'tunnel-lost',
+        refusal ?? (err as Error | undefined)?.message ?? 'the connection to the hub closed',
+      );
+    // An error or a FIN on the socket makes Node destroy the session at once, its streams a
+    // tick later: listen for those too, not only for the close that follows them.
+    socket.once('error', gone);
+    socket.once('end', gone);
     socket.once('close', gone);
     session.once('close', gone);
     void authority;

@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http2 from 'node:http2';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { encodeProxyV2, PP2_TYPE, parseProxyHeader } from '../../src/net/proxy-protocol.js';
@@ -24,7 +25,7 @@ import {
   tempDir,
 } from '../helpers/peers.js';
 import { freePort } from '../helpers/ports.js';
-import { waitFor } from '../helpers/wait.js';
+import { GiveUp, waitFor } from '../helpers/wait.js';
 
 const missing = needs('openssl', 'nginx');
 
@@ -37,6 +38,9 @@ let hubPort: number;
 let frontPort: number;
 let webPort: number;
 let adminPort: number;
+let slowPort = 0;
+let slow: net.Server | null = null;
+const slowSockets: net.Socket[] = [];
 let hub: Honeygate | null = null;
 let sensor: Honeygate | null = null;
 
@@ -55,6 +59,9 @@ routes:
   - name: web-from-a
     match: { sensors: [sensor-a], dstPorts: ["${webPort}"] }
     forward: nginx
+  - name: slow
+    match: { dstPorts: ["${slowPort}"] }
+    forward: slow
   - name: from-a
     match: { sensors: [sensor-a] }
     forward: echo
@@ -62,6 +69,8 @@ routes:
 backends:
   echo: { servers: ["127.0.0.1:${echo.port}"], source: proxy-v2 }
   nginx: { servers: ["127.0.0.1:${nginx.port}"], source: proxy-v2 }
+  slow: { servers: ["127.0.0.1:${(slow!.address() as net.AddressInfo).port}"], source: proxy-v2 }
+limits: { maxBytesIn: 0 }
 events: { sqlite: "{{dir}}/events.db", batch: 50ms, sensor: hub }
 `;
 }
@@ -73,6 +82,9 @@ listeners:
     bind: "127.0.0.1:${frontPort}"
   - name: web
     bind: "127.0.0.1:${webPort}"
+  - name: slow
+    bind: "127.0.0.1:${slowPort}"
+limits: { maxBytesIn: 0 }
 routes:
   - forward: farm
 backends:
@@ -106,12 +118,19 @@ before(async () => {
   rogue.issue('sensor-a'); // the right name, the wrong CA
   echo = await startEchoServer();
   nginx = await startNginxProxyProtocol();
-  [hubPort, frontPort, webPort, adminPort] = await Promise.all([
-    freePort(),
-    freePort(),
-    freePort(),
-    freePort(),
-  ]);
+  hubPort = await freePort();
+  frontPort = await freePort();
+  webPort = await freePort();
+  adminPort = await freePort();
+  slowPort = await freePort();
+  // A honeypot that accepts and never reads: the tunnel's flow control must hold the attacker back.
+  const server = net.createServer((socket) => {
+    socket.pause();
+    socket.on('error', () => {});
+    slowSockets.push(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  slow = server;
   await startHub();
   sensor = await startHoneygate(sensorConfig());
   await sensor.waitForLine((r) => r.msg === 'tunnel up', 10_000);
@@ -122,6 +141,8 @@ after(async () => {
   await hub?.close();
   await nginx?.stop();
   await echo?.stop();
+  for (const socket of slowSockets) socket.destroy();
+  (slow as net.Server | null)?.close();
   if (pki) fs.rmSync(pki, { recursive: true, force: true });
 });
 
@@ -365,4 +386,55 @@ test('hub killed and restarted: open flows end as tunnel-lost, flows meanwhile a
   const metrics = await fetch(`http://127.0.0.1:${adminPort}/metrics`).then((r) => r.text());
   assert.match(metrics, /honeygate_tunnel_up\{backend="farm",hub="127\.0\.0\.1:\d+"\} 1/);
   assert.match(metrics, /honeygate_tunnel_reconnects_total\{backend="farm",hub="127\.0\.0\.1:\d+"\} [1-9]/);
+});
+
+/** Bytes in the kernel's send and receive queues of the loopback sockets with these local ports (/proc/net/tcp). */
+function kernelQueued(ports: number[]): number {
+  const hex = new Set(ports.map((p) => p.toString(16).toUpperCase().padStart(4, '0')));
+  let sum = 0;
+  for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (!f[1] || !hex.has(f[1].split(':')[1]!)) continue;
+    const [tx, rx] = f[4]!.split(':').map((x) => Number.parseInt(x, 16));
+    sum += tx! + rx!;
+  }
+  return sum;
+}
+
+test('a honeypot that does not read holds the attacker back: both gateways buffer a bounded amount', {
+  skip: missing,
+}, async (t) => {
+  await waitFor('the sensor to be connected', () => tunnelsUp(sensor!) > 0, 10_000);
+  const c = await connect(slowPort);
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  let stalledSince = Date.now();
+  let last = -1;
+  // Write whenever the socket drains, until nothing more leaves for a second.
+  const accepted = await waitFor(
+    'the attacker to be held back',
+    () => {
+      if (c.destroyed) throw new GiveUp('the attacker connection closed');
+      while (c.writableLength < 1024 * 1024) c.write(chunk);
+      const sent = c.bytesWritten - c.writableLength;
+      if (sent !== last) {
+        last = sent;
+        stalledSince = Date.now();
+        return undefined;
+      }
+      return Date.now() - stalledSince > 1000 ? sent : undefined;
+    },
+    30_000,
+    50,
+  );
+  const honeypot = slowSockets.at(-1)!;
+  const kernel = kernelQueued([c.localPort!, slowPort, honeypot.localPort!, honeypot.remotePort!]);
+  const held = accepted - kernel - honeypot.bytesRead;
+  t.diagnostic(
+    `attacker sent ${accepted} B; kernel queues ${kernel} B; honeypot read ${honeypot.bytesRead} B; ` +
+      `held by sensor, tunnel and hub: ${held} B`,
+  );
+  // 256 KiB window + Node's stream buffers on each side, and the tunnel's own TCP queues.
+  assert.ok(held < 1024 * 1024, `held ${held} B`);
+  assert.ok(held > 0);
+  c.destroy();
 });
