@@ -19,6 +19,7 @@ export const ERRORS = {
   HG_ERR_WORKER: 'a worker process failed',
   HG_ERR_PRIVILEGES: 'cannot drop root privileges',
   HG_ERR_RECORD: 'session recording stopped or cut short',
+  HG_ERR_TUNNEL: 'a sensor-hub tunnel failed',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

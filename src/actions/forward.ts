@@ -9,6 +9,7 @@ import type { Flow } from '../gateway/flow.js';
 import { pump } from '../gateway/pump.js';
 import { type DialPlan, isFdExhaustion } from '../gateway/relay.js';
 import { startRecording } from '../record/flow.js';
+import { forwardTunnel } from '../tunnel/forward.js';
 import { capture } from './capture.js';
 import { CAPTURE_DEFAULTS, type CaptureOptions } from './definitions/index.js';
 
@@ -19,6 +20,10 @@ export function forward(flow: Flow, backendName: string, depth = 0): void {
   const pool = rt.pools.get(backendName);
   if (!pool) return flow.finish('error', `unknown backend ${backendName}`);
   const backend = pool.backend;
+  if (backend.tunnel) {
+    const client = rt.tunnels?.client(backend.name) ?? null;
+    return forwardTunnel(flow, backend, client, (why) => fallback(flow, backend, why, depth));
+  }
   flow.action = 'forward';
   flow.backend = backend.name;
   flow.sourceMode = backend.source;

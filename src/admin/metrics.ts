@@ -15,6 +15,7 @@ import { type NatsSinkStats, openNatsSinks } from '../fleet/sink.js';
 import { REFUSALS } from '../gateway/admit.js';
 import { flowEnd } from '../gateway/flow.js';
 import type { GatewayStats } from '../gateway/gateway.js';
+import type { HubStats, TunnelStats } from '../tunnel/index.js';
 
 export interface MetricsSource {
   gateway: { stats(): GatewayStats };
@@ -171,6 +172,95 @@ export function createMetrics(source: MetricsSource): Metrics {
       eachServer((labels, _up, active) => this.set(labels, active));
     },
   });
+
+  // Tunnels (src/tunnel): a sensor's, one per tunnel backend; a hub's, one per connected sensor.
+  const tunnelLabels = ['backend', 'hub'] as const;
+  const eachTunnel = (fn: (labels: { backend: string; hub: string }, t: TunnelStats) => void) => {
+    for (const t of source.gateway.stats().tunnels ?? []) fn({ backend: t.backend, hub: t.hub }, t);
+  };
+  for (const [name, help, read] of [
+    [
+      'tunnel_up',
+      "Whether the sensor's tunnel to its hub is up (1) or not (0).",
+      (t: TunnelStats) => (t.up ? 1 : 0),
+    ],
+    ['tunnel_streams', 'Flows open on the tunnel (one HTTP/2 stream each).', (t: TunnelStats) => t.streams],
+    [
+      'tunnel_buffered_bytes',
+      "Bytes queued in the tunnel's open streams, both ways.",
+      (t: TunnelStats) => t.buffered,
+    ],
+  ] as const) {
+    new prom.Gauge({
+      name: `${PREFIX}${name}`,
+      help,
+      labelNames: tunnelLabels,
+      registers: [registry],
+      collect() {
+        this.reset();
+        eachTunnel((labels, t) => this.set(labels, read(t)));
+      },
+    });
+  }
+  for (const [name, help, read] of [
+    ['tunnel_streams_opened_total', 'Streams (flows) opened on the tunnel.', (t: TunnelStats) => t.opened],
+    [
+      'tunnel_reconnects_total',
+      'Tunnels to the hub set up again after the first.',
+      (t: TunnelStats) => t.reconnects,
+    ],
+  ] as const) {
+    new prom.Counter({
+      name: `${PREFIX}${name}`,
+      help,
+      labelNames: tunnelLabels,
+      registers: [registry],
+      collect() {
+        this.reset();
+        eachTunnel((labels, t) => this.inc(labels, read(t)));
+      },
+    });
+  }
+  new prom.Gauge({
+    name: `${PREFIX}hub_sensors`,
+    help: "Sensors connected to a hub's tunnel listener.",
+    labelNames: ['listener'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const h of source.gateway.stats().hubs ?? []) this.set({ listener: h.listener }, h.sensors.length);
+    },
+  });
+  new prom.Gauge({
+    name: `${PREFIX}hub_streams`,
+    help: 'Flows open on the tunnels of one sensor at a hub.',
+    labelNames: ['listener', 'sensor'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const h of source.gateway.stats().hubs ?? [])
+        for (const s of h.sensors) this.inc({ listener: h.listener, sensor: s.sensor }, s.streams);
+    },
+  });
+  for (const [name, help, read] of [
+    ['hub_streams_total', "Streams (flows) a hub's tunnel listener accepted.", (h: HubStats) => h.streams],
+    [
+      'hub_refused_total',
+      'Tunnels a hub refused (another CA, a name not listed).',
+      (h: HubStats) => h.refused,
+    ],
+  ] as const) {
+    new prom.Counter({
+      name: `${PREFIX}${name}`,
+      help,
+      labelNames: ['listener'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const h of source.gateway.stats().hubs ?? []) this.inc({ listener: h.listener }, read(h));
+      },
+    });
+  }
 
   totalCounter(registry, `${PREFIX}events_written_total`, 'Events handed to the sinks.', () => {
     return source.recorder.stats().written;

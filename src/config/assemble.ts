@@ -6,13 +6,14 @@ import { assembleAction, DEFAULT_CAPTURE } from '../actions/definitions/index.js
 import { toContain } from '../contain/config.js';
 import { assembleNats } from '../fleet/config.js';
 import { assembleRecord, assembleRecordings } from '../record/config.js';
+import { assembleTunnelDial, assembleTunnelListen } from '../tunnel/config.js';
 import { expandBind, type Parsed, workerCount } from './checks.js';
 import type { RawBackend, RawListener, RawRoute } from './schema.js';
 import type { BackendConfig, Config, EventsConfig, ListenerConfig, Route, RouteMatch } from './types.js';
 
 export { DEFAULT_CAPTURE } from '../actions/definitions/index.js';
 
-function toListener(raw: RawListener): ListenerConfig {
+function toListener(raw: RawListener, baseDir: string): ListenerConfig {
   const ap = raw.acceptProxy;
   return {
     name: raw.name,
@@ -34,6 +35,7 @@ function toListener(raw: RawListener): ListenerConfig {
             : null,
         }
       : null,
+    ...(raw.tunnel ? { tunnel: assembleTunnelListen(raw.tunnel, baseDir) } : {}),
   };
 }
 
@@ -45,15 +47,16 @@ function toMatch(raw: RawRoute['match']): RouteMatch | null {
     dstAddresses: raw.dstAddresses ?? null,
     srcAddresses: raw.srcAddresses ?? null,
     protocols: raw.protocol ?? null,
+    ...(raw.sensors ? { sensors: raw.sensors } : {}),
   };
   // `match: {}` restricts nothing: the same as no match, a default rule.
   return Object.values(m).every((v) => v === null) ? null : m;
 }
 
-function toBackend(name: string, b: RawBackend): BackendConfig {
+function toBackend(name: string, b: RawBackend, baseDir: string): BackendConfig {
   return {
     name,
-    servers: b.servers,
+    servers: b.servers ?? [],
     source: b.source,
     balance: b.balance,
     health: b.health
@@ -64,10 +67,12 @@ function toBackend(name: string, b: RawBackend): BackendConfig {
           fall: b.health.fall,
         }
       : null,
-    fallback: b.fallback ?? null,
+    // A sensor whose hub is unreachable still answers: capture unless told otherwise.
+    fallback: b.fallback ?? (b.tunnel ? 'capture' : null),
     ...(b.record ? { record: assembleRecord(b.record) } : {}),
     connectTimeoutMs: b.connectTimeout,
     retries: b.retries,
+    ...(b.tunnel ? { tunnel: assembleTunnelDial(b.tunnel, baseDir) } : {}),
   };
 }
 
@@ -113,7 +118,7 @@ export type Checked = Parsed & Required<Pick<Parsed, 'limits' | 'events' | 'log'
 /** The Config of a checked document; relative sink paths resolve against `baseDir`. */
 export function assemble(p: Checked, baseDir: string): Config {
   const { limits, events, admin, firewall, log, workers } = p;
-  const listeners = p.listeners.map((l) => toListener(l.raw));
+  const listeners = p.listeners.map((l) => toListener(l.raw, baseDir));
   const routes: Route[] = p.routes.map(({ index, raw: r, action }) => ({
     index,
     name: r.name ?? `#${index}`,
@@ -123,7 +128,7 @@ export function assemble(p: Checked, baseDir: string): Config {
   }));
   if (routes.length === 0) routes.push({ index: 0, name: '#0', match: null, action: DEFAULT_CAPTURE });
   const backends = new Map<string, BackendConfig>();
-  for (const [name, b] of p.backends) backends.set(name, toBackend(name, b));
+  for (const [name, b] of p.backends) backends.set(name, toBackend(name, b, baseDir));
   return {
     listeners,
     routes,

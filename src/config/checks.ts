@@ -121,8 +121,15 @@ function parseBackends(report: Report, raw: unknown, out: Parsed): void {
     }
     if (key === 'capture')
       report.error(path, 'the name "capture" is reserved (fallback: capture means the capture action)');
+    // servers is optional in the schema only because a tunnel backend has none.
+    if (isRecord(value) && value.servers === undefined && value.tunnel === undefined)
+      report.error([...path, 'servers'], 'required key is missing');
     const parsed = report.parse(backendSchema, value, path);
-    if (parsed) out.backends.set(key, parsed);
+    if (parsed?.tunnel && parsed.servers)
+      report.error([...path, 'servers'], 'a tunnel backend takes no servers (its server is tunnel.hub)');
+    else if (parsed?.tunnel && parsed.health)
+      report.error([...path, 'health'], 'a tunnel backend takes no health check (the tunnel pings its hub)');
+    else if (parsed && (parsed.tunnel || parsed.servers)) out.backends.set(key, parsed);
   }
 }
 
@@ -137,6 +144,17 @@ function known(names: string[]): string {
 
 /** A listener is either `bind` (with optional acceptProxy, originalDst) or `tproxy` (+ `divert`). */
 function checkListenerKind(report: Report, path: Path, raw: RawListener): boolean {
+  if (raw.tunnel) {
+    // A hub's tunnel listener: its flows' addresses come from each stream's PROXY v2 header.
+    const others = (['bind', 'tproxy', 'divert', 'acceptProxy'] as const).filter((k) => raw[k] !== undefined);
+    for (const key of others)
+      report.error(
+        [...path, key],
+        `a tunnel listener takes no ${key} (its flows arrive over sensors' tunnels)`,
+      );
+    if (raw.originalDst) report.error([...path, 'originalDst'], 'a tunnel listener takes no originalDst');
+    return others.length === 0 && !raw.originalDst;
+  }
   if (raw.tproxy) {
     let ok = true;
     for (const key of ['bind', 'acceptProxy'] as const) {
@@ -321,6 +339,10 @@ function checkSinks(report: Report, events: NonNullable<Parsed['events']>, baseD
 function checkWorkerPorts(report: Report, p: Parsed, workers: number): void {
   if (workers <= 1) return;
   for (const { index, raw } of p.listeners) {
+    if (raw.tunnel) {
+      report.error(['listeners', index, 'tunnel'], `a tunnel listener needs workers: 1 (not ${workers})`);
+      continue;
+    }
     if (raw.tproxy || !expandBind(raw).some((e) => e.port === 0)) continue;
     report.error(
       ['listeners', index, 'bind'],

@@ -13,6 +13,7 @@ import { natsSchema } from '../fleet/config.js';
 import { normalizeIp, parseCidr, parseEndpoint } from '../net/address.js';
 import { account } from '../privileges/identity.js';
 import { recordingsSchema, recordSchema } from '../record/config.js';
+import { sensorsMatch, tunnelDialSchema, tunnelListenSchema } from '../tunnel/config.js';
 import type { Balance, Cidr, Endpoint, PortRange, ProxyVersion, SourceMode } from './types.js';
 import {
   conv,
@@ -170,6 +171,7 @@ export const listenerSchema = obj({
   originalDst: z.boolean({ error: 'expected true or false' }).default(false),
   tproxy: tproxySchema.optional(),
   divert: divertSchema.optional(),
+  tunnel: tunnelListenSchema.optional(), // a hub's tunnel listener (src/tunnel/config.ts)
 });
 
 export const matchSchema = obj({
@@ -178,6 +180,7 @@ export const matchSchema = obj({
   dstAddresses: list(cidr, { min: 1 }).optional(),
   srcAddresses: list(cidr, { min: 1 }).optional(),
   protocol: list(oneOf([...PROTOCOLS, 'unknown']), { min: 1 }).optional(),
+  sensors: sensorsMatch.optional(), // flows a hub took from these sensors' tunnels
 });
 
 export const routeSchema = obj({
@@ -195,7 +198,8 @@ export const healthSchema = obj({
 });
 
 export const backendSchema = obj({
-  servers: list(server, { min: 1 }),
+  servers: list(server, { min: 1 }).optional(), // required unless `tunnel` (checks.ts)
+  tunnel: tunnelDialSchema.optional(), // a sensor's hub (src/tunnel/config.ts)
   source: conv(oneOf(SOURCE_MODES)).default('none'),
   balance: conv(oneOf(BALANCES)).default('roundrobin'),
   health: healthSchema.optional(),

@@ -58,6 +58,7 @@ export interface ListenerConfig {
   acceptProxy: AcceptProxy | null;
   originalDst: boolean; // dst from SO_ORIGINAL_DST (traffic REDIRECTed or DNATed to a bind listener)
   tproxy: TproxyConfig | null;
+  tunnel?: TunnelListen | null; // a hub's tunnel listener (src/tunnel); bind is then empty
 }
 
 export interface RouteMatch {
@@ -66,6 +67,7 @@ export interface RouteMatch {
   dstAddresses: Cidr[] | null;
   srcAddresses: Cidr[] | null;
   protocols: string[] | null; // detected protocol (see src/classifiers); 'unknown' when none matched
+  sensors?: string[] | null; // a hub's flows from these sensors' tunnels (the certificate's name)
 }
 
 // What a route does: each action's options and words are its definition's
@@ -97,6 +99,7 @@ export interface BackendConfig {
   connectTimeoutMs: number;
   retries: number; // further servers tried after a failed connect
   record?: RecordOptions | null; // session recording of flows forwarded here (a route's record wins)
+  tunnel?: TunnelDial | null; // a sensor's hub over a tunnel (src/tunnel); servers is then empty
 }
 
 export interface Limits {
@@ -199,4 +202,28 @@ export interface ContainSink {
   port: number; // honeygate's listener for redirected connections (every local address)
   rate: { count: number; unit: 'second' | 'minute' | 'hour' }; // beyond it: dropped and counted
   holdMs: number; // how long the sink waits for first bytes before it closes
+}
+
+// The tunnel's sections (src/tunnel/config.ts reads them).
+
+/** PEM files of one side of a mutual-TLS tunnel: the CA that signs the other side, our own certificate and key. */
+export interface TunnelTls {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** A hub's tunnel listener: sensors dial in here; each stream is one flow. */
+export interface TunnelListen {
+  listen: { host: string; port: number };
+  tls: TunnelTls;
+  sensors: string[]; // the certificate names accepted (CN or a DNS name of the subjectAltName)
+  headerTimeoutMs: number; // a stream's PROXY v2 header must arrive within this
+}
+
+/** A sensor's tunnel backend: the hub it dials out to. */
+export interface TunnelDial {
+  hub: { host: string; port: number }; // host may be a DNS name
+  tls: TunnelTls;
+  serverName: string; // the name the hub's certificate must carry (default: hub's host)
 }

@@ -32,6 +32,7 @@ export type CloseReason =
   | 'proxy-header-timeout'
   | 'shutdown' // still open when the grace period ended
   | 'fd-exhausted' // honeygate ran out of file descriptors (EMFILE, ENFILE): not the honeypot's fault
+  | 'tunnel-lost' // the sensor-hub tunnel carrying the flow died (src/tunnel)
   | 'crash' // honeygate was killed before recording the flow: recovered from the start journal at the next start
   | 'error';
 
@@ -45,7 +46,7 @@ export interface FlowEvent {
   type: EventType;
   openedAt: number; // epoch ms
   closedAt: number | null; // null on updates
-  sensor: string;
+  sensor: string; // the gateway that recorded it; on a hub, a tunneled flow's sensor (its certificate's name)
   listener: string;
   src: Address; // the attacker (from the PROXY header when one was accepted)
   dst: Address; // where the attacker connected to

@@ -508,6 +508,15 @@ export function protectedFrom(config: Config, sshd: SshdListener[]): ProtectedPo
     const { host, port } = config.admin.listen;
     out.push({ port, why: `admin API on ${host.includes(':') ? `[${host}]` : host}:${port}` });
   }
+  // A hub's tunnel port: diverting it would cut every sensor off.
+  for (const l of config.listeners) {
+    const t = l.tunnel?.listen;
+    if (t)
+      out.push({
+        port: t.port,
+        why: `tunnel listener ${l.name} on ${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`,
+      });
+  }
   if (sshd.length === 0) out.push({ port: 22, why: 'SSH: the default port, no listening sshd found' });
   const byPort = new Map<number, string[]>();
   for (const s of sshd) byPort.set(s.port, [...(byPort.get(s.port) ?? []), s.address]);

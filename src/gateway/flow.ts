@@ -7,7 +7,8 @@
 // first bytes are right whichever stage read them; a flow the native relay forwards gets
 // them from the relay (its counters while open, its first bytes at the end).
 import diagnostics from 'node:diagnostics_channel';
-import net from 'node:net';
+import type net from 'node:net';
+import { Duplex } from 'node:stream';
 import { classify, completeFields } from '../classifiers/index.js';
 import type { ListenerConfig, Route } from '../config/types.js';
 import type { Address, CloseReason, FlowEvent } from '../events/event.js';
@@ -37,7 +38,7 @@ export function failOn(flow: Flow, side: 'client' | 'server') {
 }
 
 export class Flow {
-  readonly id = newEventId();
+  readonly id: string;
   readonly openedAt = Date.now();
   private readonly started = performance.now(); // monotonic, as a double: no BigInt per flow
   src: Address;
@@ -68,6 +69,8 @@ export class Flow {
   recording: Recording | null = null;
   /** The start journal's generation of this flow's start line (src/events/writeahead.ts); -1: none. */
   journaled = -1;
+  /** A hub's tunneled flow: the sensor's name from its certificate (the event's `sensor`). */
+  sensor: string | null = null;
 
   /** The attacker's socket once Node has it; until then the relay holds it (`conn`). */
   private socket: net.Socket | null = null;
@@ -81,10 +84,13 @@ export class Flow {
     readonly runtime: Runtime,
     src: Address,
     dst: Address,
+    id?: string, // a tunneled flow keeps its sensor's id (src/tunnel/hub.ts)
   ) {
+    this.id = id ?? newEventId();
     this.src = src;
     this.dst = dst;
-    if (client instanceof net.Socket) {
+    // Not the relay's: a socket, or a tunnel's stream dressed as one (src/tunnel/session.ts).
+    if (client instanceof Duplex) {
       this.adopt(client);
     } else {
       this.conn = client;
@@ -268,7 +274,7 @@ export class Flow {
       type,
       openedAt: this.openedAt,
       closedAt: type === 'flow' ? Date.now() : null,
-      sensor: this.runtime.config.events.sensor,
+      sensor: this.sensor ?? this.runtime.config.events.sensor,
       listener: this.listener.name,
       src: this.src,
       dst: this.dst,

@@ -14,6 +14,7 @@ import { anyContains, normalizeIp, socketIp } from '../net/address.js';
 import { flowsWithin, openFileLimit } from '../net/fd-limit.js';
 import { originalDst, socketFd, upstreamSocket } from '../net/native.js';
 import { type RecordStats, RecordStore, recordsAnything } from '../record/store.js';
+import { type HubStats, type OnTunneled, type TunnelStats, Tunnels } from '../tunnel/index.js';
 import { Admission, type Refusal } from './admit.js';
 import { Deadlines } from './deadlines.js';
 import { Flow } from './flow.js';
@@ -35,6 +36,8 @@ export interface GatewayStats {
   recordings?: RecordStats; // session recordings (src/record/), when a route or backend records
   listeners: { listener: string; address: string }[];
   backends: { backend: string; servers: { server: string; up: boolean; active: number }[] }[];
+  hubs?: HubStats[]; // a hub's tunnel listeners and the sensors connected to each (src/tunnel)
+  tunnels?: TunnelStats[]; // a sensor's tunnels to its hubs
 }
 
 /** Where a REDIRECTed or DNATed flow was headed (conntrack's original destination); null when untracked. */
@@ -98,6 +101,7 @@ export class Gateway {
   private readonly relay: Relay | null;
   private readonly acceptor: Acceptor;
   private recordings: RecordStore | null = null;
+  private readonly tunnels: Tunnels;
 
   /** `shared`: bind with SO_REUSEPORT (a worker process; its siblings bind the same addresses). */
   constructor(
@@ -106,7 +110,15 @@ export class Gateway {
     private readonly recorder: Recorder,
     opts: { shared?: boolean } = {},
   ) {
-    this.runtime = new Runtime(config, log, recorder, this.deadlines, this.recordingsFor(config));
+    this.tunnels = new Tunnels(log, this.onTunneled);
+    this.runtime = new Runtime(
+      config,
+      log,
+      recorder,
+      this.deadlines,
+      this.recordingsFor(config),
+      this.tunnels,
+    );
     this.admission = new Admission(config.limits);
     this.relay = relayWanted() ? new Relay(this.onRelayAccept, log, () => this.fdExhausted()) : null;
     this.acceptor = {
@@ -147,6 +159,7 @@ export class Gateway {
         backend: p.backend.name,
         servers: p.servers.map((s) => ({ server: s.key, up: s.up, active: s.active })),
       })),
+      ...this.tunnels.stats(),
     };
   }
 
@@ -157,6 +170,13 @@ export class Gateway {
     const bound = await bindAll(this.config.listeners, new Set(), this.acceptor);
     for (const b of bound) this.addSocket(b);
     logListening(this.log, bound);
+    try {
+      for (const run of await this.tunnels.apply(this.config)) this.log.info(run, 'listening');
+    } catch (err) {
+      for (const b of bound) b.close();
+      this.sockets.clear();
+      throw err;
+    }
     this.fitToOpenFiles();
     this.runtime.start();
     this.startTallies();
@@ -194,7 +214,21 @@ export class Gateway {
       ),
     );
     const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.acceptor);
-    const next = new Runtime(config, this.log, this.recorder, this.deadlines, this.recordingsFor(config));
+    let tunneled: { listener: string; address: string; ports: number }[];
+    try {
+      tunneled = await this.tunnels.apply(config);
+    } catch (err) {
+      for (const b of bound) b.close();
+      throw err;
+    }
+    const next = new Runtime(
+      config,
+      this.log,
+      this.recorder,
+      this.deadlines,
+      this.recordingsFor(config),
+      this.tunnels,
+    );
     if (next.recordings) await next.recordings.ready();
     next.adopt(this.runtime);
     const old = this.runtime;
@@ -205,6 +239,7 @@ export class Gateway {
     if (config.limits.rejectLogIntervalMs !== old.config.limits.rejectLogIntervalMs) this.startTallies();
     for (const b of bound) this.addSocket(b);
     logListening(this.log, bound);
+    for (const run of tunneled) this.log.info(run, 'listening');
     // The firewall points at the new sockets before the old ones close (a tproxy port change).
     await beforeClosing();
     for (const [key, b] of this.sockets) {
@@ -241,12 +276,14 @@ export class Gateway {
     // The relay's: unlisten() accepts and reports the queue before it closes the socket.
     for (const b of this.sockets.values()) b.close();
     this.sockets.clear();
+    this.tunnels.stopAccepting();
     this.runtime.stop();
     const deadline = Date.now() + this.config.limits.graceMs;
     while (this.open.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const flow of this.open.values()) flow.finish('shutdown');
+    this.tunnels.close();
     this.relay?.destroy();
     this.recordings?.stop();
     if (this.tallyTimer) clearInterval(this.tallyTimer);
@@ -374,6 +411,57 @@ export class Gateway {
       this.failed(flow, err);
     }
   }
+
+  /**
+   * A hub's tunneled stream (src/tunnel/hub.ts), its PROXY v2 header read: admitted per
+   * attacker source (not per sensor), then routed like any flow. A stream whose header was
+   * bad is recorded under the sensor's name and ends. Returns the flow, or null.
+   */
+  private readonly onTunneled: OnTunneled = (stream, listenerName, start) => {
+    const rt = this.runtime;
+    const listener = rt.listener(listenerName);
+    if (!listener) {
+      stream.destroy();
+      return null;
+    }
+    if (!start.ok) {
+      const flow = new Flow(stream, listener, rt, start.peer, { ip: '', port: 0 });
+      flow.sensor = start.sensor;
+      if (start.bytes.length > 0) flow.received(start.bytes); // evidence
+      flow.finish(start.reason, start.detail);
+      return null;
+    }
+    const refusal = this.stopping
+      ? 'limit-global'
+      : (this.admission.checkGlobal() ?? this.admission.checkSource(start.src.ip));
+    if (refusal) {
+      this.admission.refused(start.src.ip, refusal, listenerName, start.dst);
+      stream.resetAndDestroy();
+      return null;
+    }
+    const flow = new Flow(stream, listener, rt, start.src, start.dst, start.id ?? undefined);
+    flow.sensor = start.sensor;
+    flow.peer = start.peer;
+    flow.proxyHeader = 'v2';
+    if (start.claimed !== null && start.claimed !== start.sensor)
+      flow.detail = `the stream names sensor "${start.claimed}"; its certificate ${start.sensor}`;
+    const journal = this.recorder.journal;
+    if (journal) flow.journaled = journal.start(flow.id, flow.openedAt, listenerName, flow.src, flow.dst);
+    const slot = this.open.add(flow);
+    flow.defer(() => this.open.remove(slot, flow));
+    flow.defer(this.admission.hold());
+    flow.defer(this.admission.holdSource(flow.src.ip));
+    for (const chunk of start.rest) {
+      flow.received(chunk);
+      flow.pending.push(chunk);
+    }
+    try {
+      this.dispatch(flow)?.catch((err) => this.failed(flow, err));
+    } catch (err) {
+      this.failed(flow, err);
+    }
+    return flow;
+  };
 
   private failed(flow: Flow, err: unknown): void {
     flow.log.error({ err }, 'flow failed');

@@ -12,6 +12,7 @@ export function matchesAddresses(m: RouteMatch, flow: Flow): boolean {
   if (m.dstPorts && !m.dstPorts.some((r) => flow.dst.port >= r.from && flow.dst.port <= r.to)) return false;
   if (m.dstAddresses && !anyContains(m.dstAddresses, flow.dst.ip)) return false;
   if (m.srcAddresses && !anyContains(m.srcAddresses, flow.src.ip)) return false;
+  if (m.sensors && (flow.sensor === null || !m.sensors.includes(flow.sensor))) return false;
   return true;
 }
 

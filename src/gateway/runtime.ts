@@ -5,6 +5,7 @@ import type { Recorder } from '../events/recorder.js';
 import type { Logger } from '../log.js';
 import { encodeProxyV2 } from '../net/proxy-protocol.js';
 import type { RecordStore } from '../record/store.js';
+import type { Tunnels } from '../tunnel/index.js';
 import type { Deadlines } from './deadlines.js';
 import { HealthChecker } from './health.js';
 import { Pool } from './pool.js';
@@ -21,6 +22,8 @@ export class Runtime {
     readonly deadlines: Deadlines,
     /** The gateway's session recordings (src/record/), or null when nothing is recorded. */
     readonly recordings: RecordStore | null = null,
+    /** The gateway's tunnels (src/tunnel), which outlive every Runtime too; null: none. */
+    readonly tunnels: Tunnels | null = null,
   ) {
     for (const [name, backend] of config.backends) this.pools.set(name, new Pool(backend));
   }

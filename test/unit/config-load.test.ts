@@ -246,7 +246,7 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     text: lines(LISTENER.trimEnd(), 'backends:', '  cowrie:', '    sevrers: ["192.0.2.10:2222"]'),
     errors: [
       'config.yaml:5: backends.cowrie.servers: required key is missing',
-      "config.yaml:6: backends.cowrie: unknown key 'sevrers' (allowed: servers, source, balance, health, fallback, connectTimeout, retries, record)",
+      "config.yaml:6: backends.cowrie: unknown key 'sevrers' (allowed: servers, tunnel, source, balance, health, fallback, connectTimeout, retries, record)",
     ],
   },
   {
@@ -461,7 +461,7 @@ test('a file with five mistakes gets five messages, in line order', () => {
     'limits: { perSourceRate: 50/sec }', // 5: bad rate
   );
   assert.deepEqual(errors(text), [
-    "config.yaml:4: listeners[0]: unknown key 'backlog' (allowed: name, transport, bind, acceptProxy, originalDst, tproxy, divert)",
+    "config.yaml:4: listeners[0]: unknown key 'backlog' (allowed: name, transport, bind, acceptProxy, originalDst, tproxy, divert, tunnel)",
     'config.yaml:6: routes[0].forward: unknown backend "cowie" (known: cowrie)',
     'config.yaml:10: backends.cowrie.balance: invalid value "sourcehash" (allowed: roundrobin, leastconn, source-hash)',
     'config.yaml:11: backends.cowrie.connectTimeout: invalid duration "3 seconds" (use 500ms, 5s, 5m, 1h, 1d or a number of seconds)',

@@ -97,6 +97,7 @@ const CLOSE_REASONS: Record<CloseReason, true> = {
   'proxy-header-timeout': true,
   shutdown: true,
   'fd-exhausted': true,
+  'tunnel-lost': true,
   crash: true,
   error: true,
 };

@@ -1,0 +1,138 @@
+// What both ends of a tunnel share: the TLS material, the HTTP/2 settings that bound what a
+// stream buffers, the PING that finds a dead tunnel, and a stream dressed as the socket a
+// Flow expects (its downstream on the hub, its upstream on the sensor).
+//
+// One tunnel is one HTTP/2 session over TLS 1.3 with client certificates, dialed by the
+// sensor. One flow is one CONNECT stream (RFC 9113 section 8.5: the stream carries raw
+// bytes both ways, END_STREAM is the half-close, RST_STREAM CONNECT_ERROR the reset). The
+// stream starts with a PROXY v2 header (the attacker's src and dst, UNIQUE_ID = the flow's
+// event id, the sensor's claimed name in a custom TLV), then the attacker's bytes.
+import fs from 'node:fs';
+import http2 from 'node:http2';
+import type net from 'node:net';
+import type tls from 'node:tls';
+import type { TunnelTls } from '../config/types.js';
+import { HoneygateError } from '../errors.js';
+import type { CloseReason } from '../events/event.js';
+
+/**
+ * Flow control, per stream and per session. A receiver grants at most STREAM_WINDOW bytes
+ * of one stream before it must read them, and it stops reading (stops granting) while the
+ * socket it copies into is full: so each side holds at most STREAM_WINDOW + a stream's
+ * 16 KiB highWaterMark per flow, whatever the attacker or honeypot does. SESSION_WINDOW
+ * bounds the sum over a tunnel's streams, so one slow honeypot cannot stall the others
+ * until 128 flows are each full.
+ */
+export const STREAM_WINDOW = 256 * 1024;
+export const SESSION_WINDOW = 32 * 1024 * 1024;
+/** nghttp2's per-session memory cap (MB) before it refuses new streams; Node's default 10 is a few hundred full streams. */
+export const MAX_SESSION_MEMORY_MB = 256;
+export const MAX_STREAMS = 16_384;
+
+/** A PING every PING_INTERVAL_MS; no answer within PING_TIMEOUT_MS: the tunnel is dead. Worst case 7.5 s. */
+export const PING_INTERVAL_MS = 2500;
+export const PING_TIMEOUT_MS = 5000;
+
+/** PROXY v2 custom TLV (PP2_TYPE_MIN_CUSTOM): the name the sensor claims. Informational: the certificate decides. */
+export const PP2_TYPE_SENSOR = 0xe0;
+
+export const { NGHTTP2_CONNECT_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } =
+  http2.constants;
+
+/** What a tunnel needs of a Flow (src/gateway/flow.ts): to end it, and to hear when it ends. */
+export interface TunnelFlow {
+  readonly closed: boolean;
+  finish(reason: CloseReason, detail?: string): void;
+  defer(fn: () => void): void;
+}
+
+export interface TlsMaterial {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** Reads the PEM files; throws HG_ERR_TUNNEL naming the file that cannot be read. */
+export function readTls(files: TunnelTls): TlsMaterial {
+  const read = (what: string, path: string): Buffer => {
+    try {
+      return fs.readFileSync(path);
+    } catch (err) {
+      throw new HoneygateError('HG_ERR_TUNNEL', `${what} ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  return {
+    ca: read('tunnel.ca', files.ca),
+    cert: read('tunnel.cert', files.cert),
+    key: read('tunnel.key', files.key),
+  };
+}
+
+export function sameTls(a: TlsMaterial, b: TlsMaterial): boolean {
+  return a.ca.equals(b.ca) && a.cert.equals(b.cert) && a.key.equals(b.key);
+}
+
+/** A certificate's name: its subject CN, else its first DNS subjectAltName; null when it has neither. */
+export function certificateName(cert: tls.PeerCertificate | null | undefined): string | null {
+  if (!cert || Object.keys(cert).length === 0) return null;
+  const cn = cert.subject?.CN;
+  if (typeof cn === 'string' && cn !== '') return cn;
+  const dns = /(?:^|,\s*)DNS:([^,\s]+)/.exec(cert.subjectaltname ?? '');
+  return dns ? dns[1]! : null;
+}
+
+/**
+ * PINGs the peer every PING_INTERVAL_MS; calls `dead` once when one goes unanswered for
+ * PING_TIMEOUT_MS (a cut link, a stopped peer: TCP alone would wait for minutes). Returns
+ * the stop function.
+ */
+export function keepAlive(session: http2.Http2Session, dead: (why: string) => void): () => void {
+  let sentAt = 0; // 0: no PING outstanding
+  const timer = setInterval(() => {
+    if (session.destroyed) return clearInterval(timer);
+    if (sentAt !== 0) {
+      if (Date.now() - sentAt < PING_TIMEOUT_MS) return;
+      clearInterval(timer);
+      return dead(`no answer to a PING within ${PING_TIMEOUT_MS / 1000} s`);
+    }
+    sentAt = Date.now();
+    try {
+      session.ping((err) => {
+        if (!err) sentAt = 0;
+      });
+    } catch {
+      // the session is closing: its close handler reports it
+    }
+  }, PING_INTERVAL_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** An RST_STREAM from the other end is the remote socket's reset: ECONNRESET, which Flow's failOn maps to `*-reset`. */
+function asReset(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== 'ERR_HTTP2_STREAM_ERROR' && code !== 'ERR_HTTP2_STREAM_CANCEL') return err;
+  const reset = new Error(`tunnel stream reset (${(err as Error).message})`) as NodeJS.ErrnoException;
+  reset.code = 'ECONNRESET';
+  return reset;
+}
+
+/**
+ * A stream as the net.Socket a Flow and the pump use: the same Duplex events and methods,
+ * setNoDelay a no-op (the session's socket has TCP_NODELAY), resetAndDestroy an
+ * RST_STREAM CONNECT_ERROR (the other end resets its socket), stream errors as resets.
+ */
+export function streamAsSocket(stream: http2.Http2Stream): net.Socket {
+  const s = stream as unknown as net.Socket & { emit: (event: string, ...args: unknown[]) => boolean };
+  const emit = s.emit;
+  s.emit = function (this: unknown, event: string, ...args: unknown[]) {
+    if (event === 'error') args[0] = asReset(args[0]);
+    return emit.call(this, event, ...args);
+  };
+  s.setNoDelay = () => s;
+  s.resetAndDestroy = () => {
+    if (!stream.destroyed) stream.close(NGHTTP2_CONNECT_ERROR);
+    return s;
+  };
+  return s;
+}
