@@ -18,7 +18,7 @@ import { formatEndpoint, parseCidr } from '../net/address.js';
 
 export const DEFAULT_DB = './data/events.db';
 const ACTIONS = ['forward', 'capture', 'reject', 'drop', 'close'];
-const TYPES = ['flow', 'update', 'rejected', 'firewall', 'egress'];
+const TYPES = ['flow', 'update', 'rejected', 'firewall', 'egress', 'scan'];
 const FORMATS = ['native', 'ecs'];
 const TABLE_WIDTH = 120; // when stdout is not a terminal that says otherwise
 const UNIT_MS: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 };
@@ -335,13 +335,20 @@ function tableRow(e: FlowEvent, zone: string, now: number): string[] {
     return [...cells, (e.detail ?? '').slice(0, 200)].map(printable);
   }
   const server = e.backend || e.server ? `${e.backend ?? '-'}/${e.server ?? '-'}` : '-';
-  if (e.type === 'rejected') {
-    // A tally: refusals from one source (any port) over an interval; dst is the first one's.
+  if (e.type === 'rejected' || e.type === 'scan') {
+    // A tally (refusals from one source over an interval) or a scan: the ports go where the
+    // first bytes would; dst is the first one's when the event has no port set.
+    const t = e.targets;
+    const where = t
+      ? `${t.addressCount === 1 ? t.addresses[0] : `${t.addressCount} addrs`} ${t.portCount === 1 ? `port ${t.ports}` : `${t.portCount} ports`}`
+      : e.dst.port
+        ? `${formatEndpoint(e.dst)} first`
+        : '-';
     return [
       time,
-      `rejected x${e.count}`,
+      `${e.type} x${e.count}`,
       e.src.ip === '*' ? 'many sources' : e.src.ip || 'unknown',
-      e.dst.port ? `${formatEndpoint(e.dst)} first` : '-',
+      where,
       e.listener,
       '-',
       e.action ?? '-',
@@ -350,7 +357,7 @@ function tableRow(e: FlowEvent, zone: string, now: number): string[] {
       formatDuration(e.durationMs),
       e.closeReason ?? '-',
       '-',
-      '-',
+      t ? t.ports || '-' : '-',
     ].map(printable);
   }
   return [

@@ -60,6 +60,7 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     queueSize: config.events.queueSize,
     batchMs: config.events.batchMs,
     log,
+    scan: config.events.scan ?? null,
     journal,
   });
   await recordRecovered(recorder, recovered, log);

@@ -83,6 +83,15 @@ export function assembleEvents(events: Checked['events'], baseDir: string): Even
         ? { maxAgeMs: events.retention.maxAge ?? null, maxBytes: events.retention.maxSize ?? null }
         : null,
     ...(events.nats ? { nats: assembleNats(events.nats, baseDir) } : {}),
+    scan: {
+      enabled: events.scan.enabled,
+      ports: events.scan.ports,
+      addresses: events.scan.addresses,
+      idleMs: events.scan.idle,
+      maxDurationMs: events.scan.maxDuration,
+      maxAddresses: events.scan.maxAddresses,
+      maxSources: events.scan.maxSources,
+    },
   };
 }
 

@@ -231,6 +231,17 @@ export const retentionSchema = obj({
   }).optional(),
 });
 
+/** events.scan: when a source's flows make a `scan` event (src/scan/detector.ts). */
+export const scanSchema = obj({
+  enabled: z.boolean({ error: 'expected true or false' }).default(true),
+  ports: conv(intIn(1, 65535)).default(10),
+  addresses: conv(intIn(1, 1_000_000)).default(10),
+  idle: conv(positiveDuration).default(30_000),
+  maxDuration: conv(positiveDuration).default(600_000),
+  maxAddresses: conv(intIn(1, 65536)).default(256),
+  maxSources: conv(intIn(1, 1_000_000)).default(4096),
+});
+
 export const eventsSchema = obj({
   sensor: conv(nonEmptyText).optional(),
   sqlite: conv(sinkPath).default(DEFAULT_SQLITE),
@@ -241,6 +252,7 @@ export const eventsSchema = obj({
   batch: conv(positiveDuration).default(200),
   retention: retentionSchema.optional(),
   nats: natsSchema.optional(), // the fleet sink (src/fleet/config.ts)
+  scan: scanSchema.default(scanSchema.parse({})),
 });
 
 export const adminSchema = obj({

@@ -115,6 +115,18 @@ export interface EventsConfig {
   batchMs: number; // sinks write at most this often
   retention?: Retention | null; // bounds of the SQLite store (events/retention.ts); null: keep everything
   nats?: NatsConfig | null; // the fleet sink (src/fleet), or null for none
+  scan?: ScanConfig; // scan detection (src/scan); absent: the defaults
+}
+
+/** events.scan: when a source's flows become a `scan` event (src/scan/detector.ts). */
+export interface ScanConfig {
+  enabled: boolean;
+  ports: number; // more distinct destination ports than this make a scan
+  addresses: number; // more distinct destination addresses than this make a scan
+  idleMs: number; // a source quiet this long has ended its scan
+  maxDurationMs: number; // a longer scan is reported in parts of this length
+  maxAddresses: number; // addresses listed in one event (the count goes on)
+  maxSources: number; // sources tracked at once; new ones beyond are not
 }
 
 export interface Retention {

@@ -33,6 +33,8 @@ export interface EventRow {
   protocol_fields: string | null;
   count: number;
   detail: string | null;
+  targets: string | null; // JSON of FlowEvent.targets (rejected, scan)
+  scan: string | null; // JSON of FlowEvent.scan
 }
 
 // The order of eventValues(): positional parameters, since binding 27 named ones from an
@@ -53,6 +55,7 @@ export const COLUMNS = [
   ...['peer_ip', 'peer_port', 'proxy_header', 'route', 'action', 'backend', 'server', 'source_mode'],
   ...['bytes_in', 'bytes_out', 'duration_ms', 'close_reason', 'first_bytes', 'protocol', 'protocol_fields'],
   ...['count', 'detail'],
+  ...['targets', 'scan'],
 ] as const satisfies readonly (keyof EventRow)[];
 
 /** An event as the values of its row, in COLUMNS order. */
@@ -90,6 +93,8 @@ export function eventValues(e: FlowEvent): EventValues {
     safeJson(e.protocolFields),
     num(e.count),
     e.detail ?? null,
+    e.targets ? safeJson(e.targets) : null,
+    e.scan ? safeJson(e.scan) : null,
   ];
 }
 
@@ -97,9 +102,12 @@ export function eventValues(e: FlowEvent): EventValues {
 export function valuesToEvent(v: EventValues): FlowEvent {
   const [id, type, openedAt, closedAt, sensor, listener, srcIp, srcPort, dstIp, dstPort] = v;
   const [peerIp, peerPort, proxyHeader, route, action, backend, server, sourceMode] = v.slice(10, 18);
-  const [bytesIn, bytesOut, durationMs, closeReason, firstBytes, protocol, fields, count, detail] =
-    v.slice(18);
-  return {
+  const [bytesIn, bytesOut, durationMs, closeReason, firstBytes, protocol, fields, count, detail] = v.slice(
+    18,
+    27,
+  );
+  const [targets, scan] = v.slice(27);
+  const e: FlowEvent = {
     id: id as string,
     type: type as EventType,
     openedAt: openedAt as number,
@@ -125,6 +133,10 @@ export function valuesToEvent(v: EventValues): FlowEvent {
     count: count as number,
     detail: detail as string | null,
   };
+  // Set only when present, so a flow reads back exactly as it was recorded.
+  if (typeof targets === 'string') e.targets = parseFields(targets) as unknown as FlowEvent['targets'];
+  if (typeof scan === 'string') e.scan = parseFields(scan) as unknown as FlowEvent['scan'];
+  return e;
 }
 
 // String() is a builtin call even for a string, which nearly every value here already is.

@@ -53,6 +53,9 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX events_opened_at ON events (opened_at);
    CREATE INDEX events_src_ip ON events (src_ip);
    CREATE INDEX events_dst_port ON events (dst_port);`,
+  // The destinations of rejected tallies and scan events (src/scan), as JSON.
+  `ALTER TABLE events ADD COLUMN targets TEXT;
+   ALTER TABLE events ADD COLUMN scan TEXT;`,
 ];
 
 /** How the store is set up before its schema, in this order (the benchmark's recording floor takes them too). */

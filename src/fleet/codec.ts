@@ -6,7 +6,9 @@ import { COLUMNS, eventValues, valuesToEvent } from '../events/row.js';
 
 export const CODEC_VERSION = 1;
 const FIRST_BYTES = COLUMNS.indexOf('first_bytes');
-const TYPES = new Set(['flow', 'update', 'rejected', 'firewall', 'egress']);
+const TYPES = new Set(['flow', 'update', 'rejected', 'firewall', 'egress', 'scan']);
+/** Rows of the first codec-1 senders, before the targets and scan columns: padded with nulls. */
+const LEGACY_COLUMNS = COLUMNS.length - 2;
 const TEXT = new Set<string>(['id', 'type', 'sensor', 'listener', 'src_ip', 'dst_ip']);
 const INT = new Set<string>([
   'opened_at',
@@ -46,6 +48,7 @@ export function decodeEvent(data: Uint8Array): Decoded {
     return { ok: false, reason: `not a honeygate event (v${CODEC_VERSION})` };
   }
   const row = (doc as { row?: unknown }).row;
+  if (Array.isArray(row) && row.length === LEGACY_COLUMNS) row.push(null, null);
   if (!Array.isArray(row) || row.length !== COLUMNS.length)
     return { ok: false, reason: 'row has the wrong shape' };
   for (let i = 0; i < COLUMNS.length; i++) {

@@ -386,6 +386,7 @@ export async function runPrimary(
       queueSize: config.events.queueSize,
       batchMs: config.events.batchMs,
       log,
+      scan: config.events.scan ?? null,
     });
   } catch (err) {
     logFatal(log, err);
