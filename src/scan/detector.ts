@@ -45,8 +45,11 @@ export class ScanDetector {
   observe(e: FlowEvent, now = Date.now()): void {
     if (!this.config.enabled) return;
     if (e.type !== 'flow' && e.type !== 'rejected') return;
-    const ip = e.src?.ip;
-    if (!ip || ip === '*') return; // unknown source (reset before accept), or the tallies' overflow
+    // '*': the tallies' overflow (many sources). '': flows reset before Node's accept() could
+    // learn the source (nmap -sT without the native relay): tracked together as one unknown
+    // source, so their ports are still seen as a scan.
+    const ip = e.src?.ip ?? '';
+    if (ip === '*') return;
     let t = this.tracks.get(ip);
     if (!t) {
       if (this.tracks.size >= this.config.maxSources) {
@@ -152,6 +155,7 @@ export class ScanDetector {
       },
       scan: { flows: t.flows, refused: t.refused, rate, techniques: t.techniques },
       detail:
+        (t.ip === '' ? 'source unknown (reset before accept, so no address): ' : '') +
         `scan of ${t.ports.size} ports on ${addressCount} address${addressCount === 1 ? '' : 'es'}: ` +
         `${t.flows} flows, ${rate}/s (${how})`,
     });

@@ -158,11 +158,18 @@ describe('ScanDetector', () => {
     assert.equal(second!.targets!.ports, '41-60', 'the next part starts afresh');
   });
 
-  it('ignores unknown and aggregated sources, and everything when disabled', () => {
+  it('tracks flows without a source as one unknown source, ignores the tallies overflow', () => {
     const d = new ScanDetector(CONFIG);
     for (let p = 1; p <= 20; p++) d.observe(flow('', '192.0.2.1', p), 0);
     for (let p = 1; p <= 20; p++) d.observe(flow('*', '192.0.2.1', p), 0);
-    assert.equal(d.stats().tracked, 0);
+    assert.equal(d.stats().tracked, 1);
+    const [s] = d.sweep(newId, 0, true);
+    assert.equal(s!.src.ip, '');
+    assert.equal(s!.targets!.ports, '1-20');
+    assert.match(s!.detail!, /^source unknown/);
+  });
+
+  it('does nothing when disabled', () => {
     const off = new ScanDetector({ ...CONFIG, enabled: false });
     for (let p = 1; p <= 20; p++) off.observe(flow('198.51.100.6', '192.0.2.1', p), 0);
     assert.deepEqual(off.sweep(newId, 0, true), []);
