@@ -273,6 +273,7 @@ export class WorkerPool {
       dropped: own.dropped + all.reduce((n, r) => n + r.dropped, 0),
       sinkErrors: own.sinkErrors + all.reduce((n, r) => n + r.sinkErrors, 0),
       store: own.store ?? null, // the store is the primary's
+      ...(own.scan ? { scan: own.scan } : {}), // so is scan detection
     };
   }
 
