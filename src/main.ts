@@ -9,8 +9,9 @@ import { register as events } from './cli/events.js';
 import { register as firewall } from './cli/firewall.js';
 import { register as fleet } from './cli/fleet.js';
 import { register as run } from './cli/run.js';
+import { register as stats } from './cli/stats.js';
 
-const VERBS = [run, check, firewall, events, demo, fleet, collect];
+const VERBS = [run, check, firewall, events, stats, demo, fleet, collect];
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('honeygate')

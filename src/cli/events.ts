@@ -49,9 +49,9 @@ export interface Output {
   follow?: (stop: AbortController) => void; // --follow started: how to end it (tests)
 }
 
-class UsageError extends Error {}
+export class UsageError extends Error {}
 /** A usage error already written out (the config's problems): exit 2, print nothing more. */
-class Reported extends Error {}
+export class Reported extends Error {}
 
 export function register(program: Command): void {
   program
@@ -190,7 +190,8 @@ export function toQuery(o: EventsOptions, now: number): EventQuery {
   return q;
 }
 
-async function storePath(o: EventsOptions, io: Output): Promise<string> {
+/** The store the options name: --db, events.sqlite of -c, or the default (also `honeygate stats`). */
+export async function storePath(o: Pick<EventsOptions, 'config' | 'db'>, io: Output): Promise<string> {
   if (o.config !== undefined && o.db !== undefined) throw new UsageError('give --config or --db, not both');
   if (o.db !== undefined) return o.db;
   if (o.config === undefined) return DEFAULT_DB;
