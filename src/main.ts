@@ -12,8 +12,9 @@ import { register as pcap } from './cli/pcap.js';
 import { register as pki } from './cli/pki.js';
 import { register as replay } from './cli/replay.js';
 import { register as run } from './cli/run.js';
+import { register as stats } from './cli/stats.js';
 
-const VERBS = [run, check, firewall, events, demo, fleet, collect, pki, replay, pcap];
+const VERBS = [run, check, firewall, events, stats, demo, fleet, collect, pki, replay, pcap];
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('honeygate')

@@ -18,7 +18,7 @@ import { formatEndpoint, parseCidr } from '../net/address.js';
 
 export const DEFAULT_DB = './data/events.db';
 const ACTIONS = ['forward', 'capture', 'reject', 'drop', 'close'];
-const TYPES = ['flow', 'update', 'rejected', 'firewall', 'egress'];
+const TYPES = ['flow', 'update', 'rejected', 'firewall', 'egress', 'scan'];
 const FORMATS = ['native', 'ecs'];
 const TABLE_WIDTH = 120; // when stdout is not a terminal that says otherwise
 const UNIT_MS: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3 };
@@ -51,9 +51,9 @@ export interface Output {
   follow?: (stop: AbortController) => void; // --follow started: how to end it (tests)
 }
 
-class UsageError extends Error {}
+export class UsageError extends Error {}
 /** A usage error already written out (the config's problems): exit 2, print nothing more. */
-class Reported extends Error {}
+export class Reported extends Error {}
 
 export function register(program: Command): void {
   program
@@ -204,7 +204,8 @@ export function toQuery(o: EventsOptions, now: number): EventQuery {
   return q;
 }
 
-async function storePath(o: EventsOptions, io: Output): Promise<string> {
+/** The store the options name: --db, events.sqlite of -c, or the default (also `honeygate stats`). */
+export async function storePath(o: Pick<EventsOptions, 'config' | 'db'>, io: Output): Promise<string> {
   if (o.config !== undefined && o.db !== undefined) throw new UsageError('give --config or --db, not both');
   if (o.db !== undefined) return o.db;
   if (o.config === undefined) return DEFAULT_DB;
@@ -349,13 +350,20 @@ function tableRow(e: FlowEvent, zone: string, now: number): string[] {
     return [...cells, (e.detail ?? '').slice(0, 200)].map(printable);
   }
   const server = e.backend || e.server ? `${e.backend ?? '-'}/${e.server ?? '-'}` : '-';
-  if (e.type === 'rejected') {
-    // A tally: refusals from one source (any port) over an interval; dst is the first one's.
+  if (e.type === 'rejected' || e.type === 'scan') {
+    // A tally (refusals from one source over an interval) or a scan: the ports go where the
+    // first bytes would; dst is the first one's when the event has no port set.
+    const t = e.targets;
+    const where = t
+      ? `${t.addressCount === 1 ? t.addresses[0] : `${t.addressCount} addrs`} ${t.portCount === 1 ? `port ${t.ports}` : `${t.portCount} ports`}`
+      : e.dst.port
+        ? `${formatEndpoint(e.dst)} first`
+        : '-';
     return [
       time,
-      `rejected x${e.count}`,
+      `${e.type} x${e.count}`,
       e.src.ip === '*' ? 'many sources' : e.src.ip || 'unknown',
-      e.dst.port ? `${formatEndpoint(e.dst)} first` : '-',
+      where,
       e.listener,
       '-',
       e.action ?? '-',
@@ -364,7 +372,7 @@ function tableRow(e: FlowEvent, zone: string, now: number): string[] {
       formatDuration(e.durationMs),
       e.closeReason ?? '-',
       '-',
-      '-',
+      t ? t.ports || '-' : '-',
     ].map(printable);
   }
   return [

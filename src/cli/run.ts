@@ -61,6 +61,7 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     queueSize: config.events.queueSize,
     batchMs: config.events.batchMs,
     log,
+    scan: config.events.scan ?? null,
     journal,
   });
   try {

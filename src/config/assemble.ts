@@ -109,6 +109,15 @@ export function assembleEvents(events: Checked['events'], baseDir: string): Even
         }
       : {}),
     ...(events.recordings ? { recordings: recordingsOf(events, baseDir) } : {}),
+    scan: {
+      enabled: events.scan.enabled,
+      ports: events.scan.ports,
+      addresses: events.scan.addresses,
+      idleMs: events.scan.idle,
+      maxDurationMs: events.scan.maxDuration,
+      maxAddresses: events.scan.maxAddresses,
+      maxSources: events.scan.maxSources,
+    },
   };
 }
 

@@ -241,6 +241,17 @@ export const retentionSchema = obj({
   }).optional(),
 });
 
+/** events.scan: when a source's flows make a `scan` event (src/scan/detector.ts). */
+export const scanSchema = obj({
+  enabled: z.boolean({ error: 'expected true or false' }).default(true),
+  ports: conv(intIn(1, 65535)).default(10),
+  addresses: conv(intIn(1, 1_000_000)).default(10),
+  idle: conv(positiveDuration).default(30_000),
+  maxDuration: conv(positiveDuration).default(600_000),
+  maxAddresses: conv(intIn(1, 65536)).default(256),
+  maxSources: conv(intIn(1, 1_000_000)).default(4096),
+});
+
 export const eventsSchema = obj({
   sensor: conv(nonEmptyText).optional(),
   sqlite: conv(sinkPath).default(DEFAULT_SQLITE),
@@ -253,6 +264,7 @@ export const eventsSchema = obj({
   nats: natsSchema.optional(), // the fleet sink (src/fleet/config.ts)
   enrich: obj({ country: conv(text).optional(), asn: conv(text).optional() }).optional(), // src/enrich
   recordings: recordingsSchema.optional(), // where session recordings go (src/record/config.ts)
+  scan: scanSchema.default(scanSchema.parse({})),
 });
 
 export const adminSchema = obj({

@@ -127,12 +127,24 @@ export interface EventsConfig {
   nats?: NatsConfig | null; // the fleet sink (src/fleet), or null for none
   enrich?: EnrichConfig | null; // MaxMind-format databases for the source's country and AS (src/enrich)
   recordings?: RecordingsConfig; // session recordings' directory and disk budget (src/record/)
+  scan?: ScanConfig; // scan detection (src/scan); absent: the defaults
 }
 
 /** events.enrich: absolute paths of .mmdb files, or null for none. */
 export interface EnrichConfig {
   country: string | null; // GeoIP2/GeoLite2 Country or City layout: country.iso_code
   asn: string | null; // GeoIP2/GeoLite2 ASN layout: autonomous_system_number, autonomous_system_organization
+}
+
+/** events.scan: when a source's flows become a `scan` event (src/scan/detector.ts). */
+export interface ScanConfig {
+  enabled: boolean;
+  ports: number; // more distinct destination ports than this make a scan
+  addresses: number; // more distinct destination addresses than this make a scan
+  idleMs: number; // a source quiet this long has ended its scan
+  maxDurationMs: number; // a longer scan is reported in parts of this length
+  maxAddresses: number; // addresses listed in one event (the count goes on)
+  maxSources: number; // sources tracked at once; new ones beyond are not
 }
 
 export interface Retention {

@@ -20,6 +20,7 @@ const EVENT_TYPES: Record<string, string[]> = {
   rejected: ['connection', 'denied'],
   firewall: ['change'],
   egress: ['connection', 'denied'],
+  scan: ['info'],
 };
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
@@ -81,6 +82,15 @@ export interface EcsDocument {
     count: number;
     detail?: string;
     recording?: string; // the session recording's id (`honeygate replay ID`)
+    targets?: {
+      ports: string; // ascending ranges: "22,80,8000-8099"
+      port_count: number;
+      addresses: string[];
+      address_count: number;
+      last?: string; // the last flow counted (event.start: the first)
+      ports_truncated?: boolean;
+    };
+    scan?: { flows: number; refused: number; rate: number; techniques: Record<string, number> };
   };
 }
 
@@ -103,7 +113,8 @@ export function toEcs(e: FlowEvent): EcsDocument {
     event: {
       id: e.id,
       kind: 'event',
-      category: isFlow ? ['network'] : ['configuration'],
+      category:
+        e.type === 'scan' ? ['network', 'intrusion_detection'] : isFlow ? ['network'] : ['configuration'],
       type: EVENT_TYPES[e.type] ?? ['connection'],
       action: e.action ?? undefined,
       reason: e.closeReason ?? undefined,
@@ -131,6 +142,27 @@ export function toEcs(e: FlowEvent): EcsDocument {
       count: e.count,
       detail: e.detail ?? undefined,
       recording: e.recording,
+      targets: e.targets
+        ? {
+            ports: e.targets.ports,
+            port_count: e.targets.portCount,
+            addresses: e.targets.addresses,
+            address_count: e.targets.addressCount,
+            last: iso(e.targets.lastAt),
+            ports_truncated: e.targets.portsTruncated || undefined,
+          }
+        : undefined,
+      scan: e.scan
+        ? {
+            flows: e.scan.flows,
+            refused: e.scan.refused,
+            rate: e.scan.rate,
+            // snake_case like every key of ours: connect-reset -> connect_reset
+            techniques: Object.fromEntries(
+              Object.entries(e.scan.techniques).map(([k, n]) => [k.replace(/-/g, '_'), n ?? 0]),
+            ),
+          }
+        : undefined,
     },
   };
   if (isFlow) {

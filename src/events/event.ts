@@ -8,7 +8,8 @@ export type EventType =
   | 'update' // a long flow is still open: counters so far (same id as the final record)
   | 'rejected' // admission refused `count` flows from one source over an interval
   | 'firewall' // run --manage-firewall applied its rules, or found them gone and applied them again
-  | 'egress'; // a contained honeypot started flows to one destination: `count` packets dropped over an interval
+  | 'egress' // a contained honeypot started flows to one destination: `count` packets dropped over an interval
+  | 'scan'; // one source touched more than events.scan.ports ports or .addresses addresses (src/scan): `targets`, `scan`
 
 export type CloseReason =
   | 'client-closed' // attacker closed first (FIN), then the rest drained
@@ -66,6 +67,8 @@ export interface FlowEvent {
   protocolFields: Record<string, unknown> | null; // e.g. { userAgent, path } or { clientVersion }
   count: number; // 1 for flows; flows refused for 'rejected'
   detail: string | null; // error text or other context for a human
+  targets?: Targets | null; // rejected and scan events: the destinations covered (src/scan)
+  scan?: ScanFields | null; // scan events: how the source went about it (src/scan)
   recording?: string; // session recording of this flow: its id (`honeygate replay ID`, `pcap ID`), file <id>.hgrec in events.recordings.path
   geo?: SourceGeo | null; // src's country and AS from events.enrich's databases (src/enrich), set when the recorder writes it
 }
@@ -75,6 +78,34 @@ export interface SourceGeo {
   country: string | null; // ISO 3166-1 alpha-2, e.g. "DE"
   asn: number | null; // autonomous system number
   asOrg: string | null; // the AS's organisation
+}
+
+/** The destinations a tally or a scan covered, from openedAt to lastAt. */
+export interface Targets {
+  ports: string; // destination ports as ascending ranges: "22,80,8000-8099"
+  portCount: number;
+  addresses: string[]; // destination addresses, the first events.scan.maxAddresses seen
+  addressCount: number; // distinct destination addresses (estimated past the list: scan/portset.ts)
+  lastAt: number; // epoch ms of the last flow counted
+  portsTruncated?: boolean; // true: a flood of tallies left this one its first 256 ports only
+}
+
+/**
+ * What user space sees of a flow, per flow of a scan. A half-open (SYN) scan never completes
+ * the handshake, so it never reaches accept() and is not counted here.
+ */
+export type ScanTechnique =
+  | 'connect-reset' // handshake completed, reset without a byte sent (nmap -sT)
+  | 'connect-close' // handshake completed, closed (FIN) without a byte sent
+  | 'connect-idle' // handshake completed, nothing sent until a timeout or the gateway closed it
+  | 'probe' // sent bytes (a banner grab, a service probe: nmap -sV)
+  | 'refused'; // refused by an admission limit (reset by honeygate before anything was read)
+
+export interface ScanFields {
+  flows: number; // flows counted, admitted and refused
+  refused: number; // of those, refused by admission limits
+  rate: number; // flows per second from openedAt to lastAt
+  techniques: Partial<Record<ScanTechnique, number>>; // flows by what the source did
 }
 
 /** The fields every event needs; the rest default to "none" (null, 0, no bytes, count 1). */

@@ -38,8 +38,13 @@ export function queryEvents(dbPath: string, q: EventQuery): FlowEvent[] {
 
   const db = openStore(dbPath);
   try {
+    // A source block can match a few rows or most of the store. Counted in the src_ip index
+    // up to a bound first: few, and the index finds them (sorted in memory); many, and the
+    // newest-first walk of the opened_at index meets enough of them soon, where sorting
+    // millions of rows would take minutes.
+    const wide = cidr !== null && manyInBlock(db, where, params);
     const sql =
-      `SELECT * FROM events${where.length ? ` WHERE ${where.join(' AND ')}` : ''}` +
+      `SELECT * FROM events${wide ? ' INDEXED BY events_opened_at' : ''}${where.length ? ` WHERE ${where.join(' AND ')}` : ''}` +
       ' ORDER BY opened_at DESC, seq DESC' +
       (cidr ? '' : ' LIMIT @limit');
     if (!cidr) params.limit = limit;
@@ -61,6 +66,17 @@ export function queryEvents(dbPath: string, q: EventQuery): FlowEvent[] {
 
 type Cidr = ReturnType<typeof parseCidr>;
 
+/** Rows of a source block beyond which its query walks the store newest first. */
+const BLOCK_SORT_MAX = 20_000;
+
+/** True when more than BLOCK_SORT_MAX rows match (counted in an index, up to the bound). */
+function manyInBlock(db: Database, where: string[], params: Record<string, unknown>): boolean {
+  const { limit: _limit, ...rest } = params;
+  const sql = `SELECT count(*) AS n FROM (SELECT 1 FROM events WHERE ${where.join(' AND ')} LIMIT ${BLOCK_SORT_MAX + 1})`;
+  const row = db.prepare(sql).get(rest) as { n: number } | undefined;
+  return Number(row?.n ?? 0) > BLOCK_SORT_MAX;
+}
+
 // The WHERE terms of `q` (all but `limit`). A source block SQL cannot express exactly is
 // narrowed in SQL and decided by `cidr` on each row.
 function filters(q: EventQuery): { where: string[]; params: Record<string, unknown>; cidr: Cidr | null } {
@@ -72,8 +88,15 @@ function filters(q: EventQuery): { where: string[]; params: Record<string, unkno
   };
   if (q.since !== undefined) add('opened_at >= @since', 'since', q.since);
   if (q.until !== undefined) add('opened_at <= @until', 'until', q.until);
-  if (typeof q.dstPort === 'number') add('dst_port = @dstPort', 'dstPort', q.dstPort);
-  else if (q.dstPort?.length) {
+  const onePort =
+    typeof q.dstPort === 'number'
+      ? q.dstPort
+      : q.dstPort?.length === 1 && q.dstPort[0]!.from === q.dstPort[0]!.to
+        ? q.dstPort[0]!.from
+        : null;
+  // One port as an equality: the (dst_port, opened_at) index then reads newest first, unsorted.
+  if (onePort !== null) add('dst_port = @dstPort', 'dstPort', onePort);
+  else if (typeof q.dstPort !== 'number' && q.dstPort?.length) {
     const parts = q.dstPort.map((r, i) => {
       params[`portFrom${i}`] = r.from;
       params[`portTo${i}`] = r.to;

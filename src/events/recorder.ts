@@ -4,18 +4,25 @@
 // rather than letting memory grow or flows wait.
 import { randomFillSync } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { ScanConfig } from '../config/types.js';
 import type { Enricher } from '../enrich/mmdb.js';
+import { ScanDetector, type ScanStats } from '../scan/detector.js';
 import type { FlowEvent, Sink } from './event.js';
 import type { RetentionStats } from './retention.js';
 import type { StartJournal } from './writeahead.js';
 
 const WARN_INTERVAL_MS = 10_000;
+/** How often the scan detector looks for tracks that ended. */
+const SCAN_SWEEP_MS = 1000;
 
 export interface RecorderOptions {
   queueSize: number; // events waiting for sinks; beyond this they are dropped
   batchMs: number; // how often the queue is handed to the sinks
   log: Logger;
   journal?: StartJournal | null; // the write-ahead of flow starts (writeahead.ts); told when batches are written
+  // events.scan: detect scans in the events recorded here. Only the recorder that writes the
+  // sinks (one process, or the primary of workers) detects; a worker's forwards its events.
+  scan?: ScanConfig | null;
 }
 
 export interface RecorderStats {
@@ -24,6 +31,7 @@ export interface RecorderStats {
   dropped: number; // refused because the queue was full or the recorder closed
   sinkErrors: number; // failed sink calls (write or reopen), one per sink per batch
   store?: RetentionStats | null; // the SQLite store's retention: rows deleted, size (null: no retention)
+  scan?: ScanStats; // the scan detector's sources and scans (absent where it does not run)
 }
 
 // Ids come from one random buffer refilled every 256 ids: randomBytes(16) per flow makes a
@@ -79,8 +87,11 @@ export class Recorder {
    * worker's); replaced on reload.
    */
   enricher: Enricher | null = null;
+  private readonly scanner: ScanDetector | null;
+  private lastSweep = 0;
 
   constructor(sinks: Sink[], opts: RecorderOptions) {
+    this.scanner = opts.scan ? new ScanDetector(opts.scan) : null;
     this.sinks = [...sinks];
     this.journal = opts.journal ?? null;
     this.queueSize = Math.max(0, Math.floor(opts.queueSize));
@@ -96,6 +107,13 @@ export class Recorder {
    */
   record(e: FlowEvent, generation = -1): void {
     if (generation >= 0) this.settle(e.id, generation);
+    if (this.scanner) {
+      try {
+        this.scanner.observe(e);
+      } catch {
+        // a malformed event must not cost the record itself
+      }
+    }
     if (this.closing === null && this.queue.length < this.queueSize) {
       this.queue.push(e);
       return;
@@ -153,6 +171,7 @@ export class Recorder {
       dropped: this.dropped,
       sinkErrors: this.sinkErrors,
       ...this.storeStats(),
+      ...(this.scanner ? { scan: this.scanner.stats() } : {}),
     };
   }
 
@@ -167,6 +186,8 @@ export class Recorder {
 
   private async shutdown(): Promise<void> {
     clearInterval(this.timer);
+    // Scans still going are reported as far as they got.
+    this.sweepScans(true);
     await this.flush();
     for (const sink of [...this.sinks].reverse()) {
       try {
@@ -178,7 +199,20 @@ export class Recorder {
     this.journal?.close();
   }
 
+  /** Records the scans whose tracks ended (all of them with `all`). */
+  private sweepScans(all = false): void {
+    if (!this.scanner) return;
+    const now = Date.now();
+    if (!all && now - this.lastSweep < SCAN_SWEEP_MS) return;
+    this.lastSweep = now;
+    for (const e of this.scanner.sweep(newEventId, now, all)) {
+      if (this.queue.length < this.queueSize) this.queue.push(e);
+      else this.dropped++;
+    }
+  }
+
   private tick(): void {
+    this.sweepScans();
     // A slow sink must not stack up batches: skip the tick while one is in flight.
     if (this.busy || (this.queue.length === 0 && this.endIds.length === 0)) return;
     void this.flush();

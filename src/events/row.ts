@@ -36,6 +36,8 @@ export interface EventRow {
   src_country: string | null; // events.enrich (migration step 2)
   src_asn: number | null;
   src_as_org: string | null;
+  targets: string | null; // JSON of FlowEvent.targets (rejected, scan)
+  scan: string | null; // JSON of FlowEvent.scan
 }
 
 // The order of eventValues(): positional parameters, since binding 27 named ones from an
@@ -57,6 +59,7 @@ export const COLUMNS = [
   ...['bytes_in', 'bytes_out', 'duration_ms', 'close_reason', 'first_bytes', 'protocol', 'protocol_fields'],
   ...['count', 'detail'],
   ...['src_country', 'src_asn', 'src_as_org'],
+  ...['targets', 'scan'],
 ] as const satisfies readonly (keyof EventRow)[];
 
 /** An event as the values of its row, in COLUMNS order. */
@@ -97,6 +100,8 @@ export function eventValues(e: FlowEvent): EventValues {
     e.geo?.country ?? null,
     e.geo?.asn ?? null,
     e.geo?.asOrg ?? null,
+    e.targets ? safeJson(e.targets) : null,
+    e.scan ? safeJson(e.scan) : null,
   ];
 }
 
@@ -117,7 +122,8 @@ export function valuesToEvent(v: EventValues): FlowEvent {
           asn: (asn as number | null) ?? null,
           asOrg: (asOrg as string | null) ?? null,
         };
-  return {
+  const [targets, scan] = v.slice(30, 32);
+  const e: FlowEvent = {
     id: id as string,
     type: type as EventType,
     openedAt: openedAt as number,
@@ -144,6 +150,10 @@ export function valuesToEvent(v: EventValues): FlowEvent {
     detail: detail as string | null,
     ...(geo ? { geo } : {}),
   };
+  // Set only when present, so a flow reads back exactly as it was recorded.
+  if (typeof targets === 'string') e.targets = parseFields(targets) as unknown as FlowEvent['targets'];
+  if (typeof scan === 'string') e.scan = parseFields(scan) as unknown as FlowEvent['scan'];
+  return e;
 }
 
 // String() is a builtin call even for a string, which nearly every value here already is.

@@ -8,7 +8,7 @@ export const CODEC_VERSION = 1;
 const FIRST_BYTES = COLUMNS.indexOf('first_bytes');
 /** A row before the enrichment columns (src_country, src_asn, src_as_org): an older sensor's. */
 const ROW_BEFORE_ENRICH = COLUMNS.indexOf('src_country');
-const TYPES = new Set(['flow', 'update', 'rejected', 'firewall', 'egress']);
+const TYPES = new Set(['flow', 'update', 'rejected', 'firewall', 'egress', 'scan']);
 const TEXT = new Set<string>(['id', 'type', 'sensor', 'listener', 'src_ip', 'dst_ip']);
 const INT = new Set<string>([
   'opened_at',

@@ -4,6 +4,7 @@
 import type { Limits } from '../config/types.js';
 import { type Address, blankEvent, type CloseReason, type FlowEvent } from '../events/event.js';
 import { FD_RESERVE } from '../net/fd-limit.js';
+import { AddressSet, PortSet } from '../scan/portset.js';
 
 export type Refusal = Extract<
   CloseReason,
@@ -25,14 +26,25 @@ const FD_RECOVERY_MS = 1000;
 
 /** Distinct (source, reason) pairs kept per interval; beyond it, one "*" entry takes the rest. */
 const MAX_TALLIES = 10_000;
+/** Destination addresses listed in one tally (the count goes on). */
+const TALLY_ADDRESSES = 256;
+/**
+ * Tallies per interval whose port set may grow past its list into the 8 KiB bitmap (16 MiB
+ * in all); the others keep their first 256 ports and say that the set is cut short.
+ */
+const MAX_BITMAPS = 2048;
 
 interface Tally {
   ip: string;
   reason: Refusal;
   count: number;
   first: number;
+  last: number;
   listener: string;
   dst: Address;
+  ports: PortSet;
+  addresses: AddressSet;
+  portsTruncated: boolean;
 }
 
 export class Admission {
@@ -40,6 +52,7 @@ export class Admission {
   private readonly perSource = new Map<string, number>();
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private tallies = new Map<string, Tally>();
+  private bitmaps = 0; // tallies of this interval whose port set is a bitmap
   refusedTotal = 0;
   /** refusedTotal by reason. */
   readonly refusedBy: Record<Refusal, number> = Object.fromEntries(REFUSALS.map((r) => [r, 0])) as Record<
@@ -139,17 +152,31 @@ export class Admission {
     this.refusedBy[reason]++;
     let key = `${ip}|${reason}`;
     if (!this.tallies.has(key) && this.tallies.size >= MAX_TALLIES) key = `*|${reason}`;
-    const t = this.tallies.get(key);
-    if (t) t.count++;
-    else
-      this.tallies.set(key, {
+    const now = Date.now();
+    let t = this.tallies.get(key);
+    if (t) {
+      t.count++;
+      t.last = now;
+    } else {
+      t = {
         ip: key.startsWith('*') ? '*' : ip,
         reason,
         count: 1,
-        first: Date.now(),
+        first: now,
+        last: now,
         listener,
         dst,
-      });
+        ports: new PortSet(),
+        addresses: new AddressSet(TALLY_ADDRESSES),
+        portsTruncated: false,
+      };
+      this.tallies.set(key, t);
+    }
+    if (t.ports.atListLimit && !t.ports.has(dst.port)) {
+      if (this.bitmaps >= MAX_BITMAPS) t.portsTruncated = true;
+      else if (t.ports.add(dst.port)) this.bitmaps++;
+    } else t.ports.add(dst.port);
+    t.addresses.add(dst.ip);
   }
 
   /** Turns the interval's tallies into events and forgets rate buckets that refilled. */
@@ -170,17 +197,33 @@ export class Admission {
           action: 'close',
           closeReason: t.reason,
           count: t.count,
-          detail: `${t.count} flows refused (${t.reason})`,
+          targets: {
+            ports: t.ports.toString(),
+            portCount: t.ports.size,
+            addresses: t.addresses.list(),
+            addressCount: t.addresses.count,
+            lastAt: t.last,
+            ...(t.portsTruncated ? { portsTruncated: true } : {}),
+          },
+          detail: `${t.count} flows refused (${t.reason}) on ${portsText(t)}`,
         }),
       );
     }
     this.tallies = new Map();
+    this.bitmaps = 0;
     const { count, perMs } = this.limits.perSourceRate;
     for (const [ip, b] of this.buckets) {
       if (b.tokens + ((now - b.at) * count) / perMs >= count) this.buckets.delete(ip);
     }
     return events;
   }
+}
+
+/** "port 22", "3 ports", "at least 256 ports" for a tally's detail. */
+function portsText(t: Tally): string {
+  const n = t.ports.size;
+  if (t.portsTruncated) return `at least ${n} ports`;
+  return n === 1 ? `port ${t.ports.toString()}` : `${n} ports`;
 }
 
 function once(fn: () => void): () => void {

@@ -275,6 +275,7 @@ export class WorkerPool {
       dropped: own.dropped + all.reduce((n, r) => n + r.dropped, 0),
       sinkErrors: own.sinkErrors + all.reduce((n, r) => n + r.sinkErrors, 0),
       store: own.store ?? null, // the store is the primary's
+      ...(own.scan ? { scan: own.scan } : {}), // so is scan detection
     };
   }
 
@@ -388,6 +389,7 @@ export async function runPrimary(
       queueSize: config.events.queueSize,
       batchMs: config.events.batchMs,
       log,
+      scan: config.events.scan ?? null,
     });
     recorder.enricher = Enricher.open(config.events.enrich); // the primary writes the events: it enriches them
   } catch (err) {

@@ -40,7 +40,7 @@ export type LogRecord = Record<string, unknown> & { raw: string };
 /** A recorded event as the events CLI prints it, firstBytes decoded back to bytes. */
 export interface EventRecord {
   id: string;
-  type: 'flow' | 'update' | 'rejected';
+  type: 'flow' | 'update' | 'rejected' | 'scan';
   openedAt: number;
   closedAt: number | null;
   sensor: string;
@@ -63,6 +63,8 @@ export interface EventRecord {
   protocolFields: Record<string, unknown> | null;
   count: number;
   detail: string | null;
+  targets?: import('../../src/events/event.js').Targets; // rejected and scan events
+  scan?: import('../../src/events/event.js').ScanFields;
 }
 
 export interface StartOptions {

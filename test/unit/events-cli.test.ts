@@ -181,7 +181,7 @@ describe('honeygate events', () => {
     assert.equal(r.code, 2);
     assert.equal(
       r.stderr,
-      `${config}:5: events: unknown key 'sqlit' (allowed: sensor, sqlite, jsonl, createDirectories, updateInterval, queueSize, batch, retention, nats, enrich, recordings)\nhoneygate events: 1 problem in ${config}\n`,
+      `${config}:5: events: unknown key 'sqlit' (allowed: sensor, sqlite, jsonl, createDirectories, updateInterval, queueSize, batch, retention, nats, enrich, recordings, scan)\nhoneygate events: 1 problem in ${config}\n`,
     );
   });
 

@@ -105,6 +105,38 @@ export function everyKind(): FlowEvent[] {
       src: { ip: '*', port: 0 },
       dst: { ip: '*', port: 0 },
     }),
+    sampleEvent({
+      type: 'rejected',
+      action: 'close',
+      count: 947,
+      src: { ip: '198.51.100.8', port: 0 },
+      closeReason: 'limit-rate',
+      targets: {
+        ports: '1-947',
+        portCount: 947,
+        addresses: ['192.0.2.1'],
+        addressCount: 1,
+        lastAt: 1_700_000_000_500,
+      },
+    }),
+    sampleEvent({
+      type: 'scan',
+      action: null,
+      route: null,
+      count: 1000,
+      src: { ip: '198.51.100.8', port: 0 },
+      dst: { ip: '192.0.2.1', port: 0 },
+      closeReason: null,
+      targets: {
+        ports: '1-1000',
+        portCount: 1000,
+        addresses: ['192.0.2.1'],
+        addressCount: 1,
+        lastAt: 1_700_000_001_000,
+        portsTruncated: true,
+      },
+      scan: { flows: 1000, refused: 947, rate: 500, techniques: { refused: 947, 'connect-reset': 53 } },
+    }),
     sampleEvent({ src: { ip: '', port: 0 }, closeReason: 'client-reset' }), // reset before accept
     sampleEvent({
       protocol: 'tls',

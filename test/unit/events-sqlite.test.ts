@@ -75,7 +75,18 @@ describe('SqliteSink', () => {
         .prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
         .iterate() as unknown as Iterable<{ name: string; sql: string }>;
       const cols = [...indexes].map((i) => /\(([^)]+)\)/.exec(i.sql)?.[1]?.trim()).sort();
-      assert.deepEqual(cols, ['dst_port', 'id', 'opened_at', 'src_asn', 'src_country', 'src_ip']);
+      assert.deepEqual(cols, [
+        'action, opened_at',
+        'dst_port, opened_at',
+        'id',
+        'opened_at',
+        'route, opened_at',
+        'sensor, opened_at',
+        'src_asn',
+        'src_country',
+        'src_ip, opened_at',
+        'type, opened_at',
+      ]);
       assert.equal((db.prepare('SELECT count(*) AS n FROM events').get() as unknown as { n: number }).n, 1);
     } finally {
       db.close();

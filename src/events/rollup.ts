@@ -1,0 +1,181 @@
+// Counts per hour and per day of flows by source, destination port, protocol and route,
+// kept by the SQLite sink in the transaction that inserts the events (so they never
+// disagree), and read by `honeygate stats`. A store of 10 million events answers "the top
+// sources of each day" from a few thousand rows instead of a scan of every event.
+//
+// Buckets are UTC hours and days (start, epoch ms). A `rejected` tally counts its refused
+// flows under its source and the bucket's total; ports, protocols and routes count the
+// flows that were admitted (a tally's ports are a set, not one port).
+import type { FlowEvent } from './event.js';
+
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 86_400_000;
+export type Span = 'h' | 'd';
+export type Dim = 'all' | 'src' | 'port' | 'protocol' | 'route';
+export const DIMS: readonly Dim[] = ['src', 'port', 'protocol', 'route'];
+
+/** Schema step (sqlite.ts MIGRATIONS): the table, its top-N index, and the counts of the events already stored. */
+export const ROLLUP_SCHEMA = `CREATE TABLE rollup (
+     span TEXT NOT NULL,
+     dim TEXT NOT NULL,
+     bucket INTEGER NOT NULL,
+     value NOT NULL, -- no type: text (sources, names) or integer (ports), kept as given
+     flows INTEGER NOT NULL,
+     refused INTEGER NOT NULL,
+     PRIMARY KEY (span, dim, bucket, value)
+   ) WITHOUT ROWID;
+   CREATE INDEX rollup_top ON rollup (span, dim, bucket, flows + refused);
+   ${backfill()}`;
+
+/** The counts of every stored event, into an empty rollup (a bulk load: test/helpers/store.ts). */
+export const ROLLUP_BACKFILL = backfill();
+
+function backfill(): string {
+  const sel = (span: Span, ms: number, dim: Dim, value: string, where: string) =>
+    `INSERT INTO rollup (span, dim, bucket, value, flows, refused)
+     SELECT '${span}', '${dim}', opened_at - opened_at % ${ms}, ${value},
+            sum(CASE WHEN type = 'flow' THEN 1 ELSE 0 END),
+            sum(CASE WHEN type = 'rejected' THEN count ELSE 0 END)
+     FROM events WHERE ${where} GROUP BY 3, 4;`;
+  const out: string[] = [];
+  for (const [span, ms] of [
+    ['h', HOUR_MS],
+    ['d', DAY_MS],
+  ] as const) {
+    out.push(sel(span, ms, 'all', "''", "type IN ('flow', 'rejected')"));
+    out.push(sel(span, ms, 'src', 'src_ip', "type IN ('flow', 'rejected')"));
+    out.push(sel(span, ms, 'port', 'dst_port', "type = 'flow'"));
+    out.push(sel(span, ms, 'protocol', "coalesce(protocol, '-')", "type = 'flow'"));
+    out.push(sel(span, ms, 'route', "coalesce(route, '-')", "type = 'flow'"));
+  }
+  return out.join('\n   ');
+}
+
+export const UPSERT = `INSERT INTO rollup (span, dim, bucket, value, flows, refused) VALUES (?, ?, ?, ?, ?, ?)
+  ON CONFLICT (span, dim, bucket, value) DO UPDATE SET flows = flows + excluded.flows, refused = refused + excluded.refused`;
+
+/** One row's increment: [span, dim, bucket, value, flows, refused]. */
+export type RollupRow = [Span, Dim, number, string | number, number, number];
+
+/** The increments a batch makes, summed per row (one upsert per distinct row). */
+export function rollupRows(events: readonly FlowEvent[]): RollupRow[] {
+  const rows = new Map<string, RollupRow>();
+  const add = (
+    span: Span,
+    dim: Dim,
+    bucket: number,
+    value: string | number,
+    flows: number,
+    refused: number,
+  ) => {
+    const key = `${span}|${dim}|${bucket}|${typeof value}|${value}`;
+    const r = rows.get(key);
+    if (r) {
+      r[4] += flows;
+      r[5] += refused;
+    } else rows.set(key, [span, dim, bucket, value, flows, refused]);
+  };
+  for (const e of events) {
+    if (e.type !== 'flow' && e.type !== 'rejected') continue;
+    const at = typeof e.openedAt === 'number' && Number.isFinite(e.openedAt) ? e.openedAt : 0;
+    const flow = e.type === 'flow';
+    const flows = flow ? 1 : 0;
+    const refused = flow ? 0 : typeof e.count === 'number' && Number.isFinite(e.count) ? e.count : 0;
+    for (const [span, ms] of SPANS) {
+      const bucket = at - (at % ms);
+      add(span, 'all', bucket, '', flows, refused);
+      add(span, 'src', bucket, String(e.src?.ip ?? ''), flows, refused);
+      if (!flow) continue;
+      add(span, 'port', bucket, Number.isFinite(e.dst?.port) ? e.dst.port : 0, 1, 0);
+      add(span, 'protocol', bucket, e.protocol ?? '-', 1, 0);
+      add(span, 'route', bucket, e.route ?? '-', 1, 0);
+    }
+  }
+  return [...rows.values()];
+}
+
+const SPANS: readonly [Span, number][] = [
+  ['h', HOUR_MS],
+  ['d', DAY_MS],
+];
+
+export interface StatsQuery {
+  by: 'hour' | 'day';
+  since: number; // epoch ms; the bucket holding it is the first
+  until?: number; // epoch ms; default: now
+  top?: number; // entries per list (default 5)
+}
+
+export interface StatsEntry {
+  value: string | number;
+  flows: number; // admitted
+  refused: number; // refused at admission (sources only)
+}
+
+export interface StatsBucket {
+  start: number; // epoch ms, a UTC hour or day
+  flows: number;
+  refused: number;
+  sources: StatsEntry[];
+  ports: StatsEntry[];
+  protocols: StatsEntry[];
+  routes: StatsEntry[];
+}
+
+const LISTS: readonly [Dim, 'sources' | 'ports' | 'protocols' | 'routes'][] = [
+  ['src', 'sources'],
+  ['port', 'ports'],
+  ['protocol', 'protocols'],
+  ['route', 'routes'],
+];
+
+interface Readable {
+  prepare(sql: string): {
+    iterate(params?: Record<string, unknown>): IterableIterator<Record<string, unknown>>;
+  };
+}
+
+/**
+ * The buckets from `q.since` to `q.until` that hold events, oldest first, each with its top
+ * entries (by flows plus refusals). Each list is one read of the rollup_top index.
+ */
+export function readStats(db: Readable, q: StatsQuery): StatsBucket[] {
+  const span: Span = q.by === 'hour' ? 'h' : 'd';
+  const ms = span === 'h' ? HOUR_MS : DAY_MS;
+  const top = q.top ?? 5;
+  const from = q.since - (q.since % ms);
+  const to = q.until ?? Date.now();
+  const buckets = [
+    ...db
+      .prepare(
+        `SELECT bucket, flows, refused FROM rollup
+         WHERE span = @span AND dim = 'all' AND bucket >= @from AND bucket <= @to ORDER BY bucket`,
+      )
+      .iterate({ span, from, to }),
+  ] as unknown as { bucket: number; flows: number; refused: number }[];
+  const list = db.prepare(
+    `SELECT value, flows, refused FROM rollup
+     WHERE span = @span AND dim = @dim AND bucket = @bucket ORDER BY flows + refused DESC, value DESC LIMIT @top`,
+  );
+  return buckets.map((b) => {
+    const out: StatsBucket = {
+      start: Number(b.bucket),
+      flows: Number(b.flows),
+      refused: Number(b.refused),
+      sources: [],
+      ports: [],
+      protocols: [],
+      routes: [],
+    };
+    for (const [dim, key] of LISTS) {
+      out[key] = ([...list.iterate({ span, dim, bucket: b.bucket, top })] as unknown as StatsEntry[]).map(
+        (r) => ({
+          value: typeof r.value === 'bigint' ? Number(r.value) : r.value,
+          flows: Number(r.flows),
+          refused: Number(r.refused),
+        }),
+      );
+    }
+    return out;
+  });
+}
