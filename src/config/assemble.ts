@@ -15,6 +15,7 @@ function toListener(raw: RawListener): ListenerConfig {
   const ap = raw.acceptProxy;
   return {
     name: raw.name,
+    transport: raw.transport,
     bind: expandBind(raw),
     acceptProxy: ap ? { versions: [...new Set(ap.versions)], from: ap.from, timeoutMs: ap.timeout } : null,
     originalDst: raw.originalDst,
@@ -117,6 +118,11 @@ export function assemble(p: Checked, baseDir: string): Config {
       firstBytes: limits.firstBytes,
       rejectLogIntervalMs: limits.rejectLogInterval,
       graceMs: limits.grace,
+      udp: {
+        idleTimeoutMs: limits.udp.idleTimeout,
+        maxFlows: limits.udp.maxFlows,
+        amplification: { ...limits.amplification },
+      },
     },
     events: assembleEvents(events, baseDir),
     admin: admin ? { listen: admin.listen, token: admin.token } : null,

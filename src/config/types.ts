@@ -47,8 +47,12 @@ export interface TproxyConfig {
   divert: Divert | null; // null: TPROXY rules managed elsewhere send it connections
 }
 
+/** What a listener receives: TCP connections, or UDP datagrams grouped into flows (src/gateway/udp). */
+export type Transport = 'tcp' | 'udp';
+
 export interface ListenerConfig {
   name: string;
+  transport: Transport;
   bind: Endpoint[]; // expanded: one entry per address and port of a range; empty for tproxy
   acceptProxy: AcceptProxy | null;
   originalDst: boolean; // dst from SO_ORIGINAL_DST (traffic REDIRECTed or DNATed to a bind listener)
@@ -103,6 +107,22 @@ export interface Limits {
   firstBytes: number; // bytes of the attacker's stream kept in the event
   rejectLogIntervalMs: number; // admission rejections are aggregated per source over this
   graceMs: number; // on SIGTERM, open flows get this long to finish
+  udp?: UdpLimits; // UDP listeners' flows and amplification guard (defaults when absent)
+}
+
+/** `limits.udp` and `limits.amplification`: how UDP flows end and what may go back to a source. */
+export interface UdpLimits {
+  idleTimeoutMs: number; // a UDP flow with no datagram either way for this long ends (one event)
+  maxFlows: number; // open UDP flows at most; beyond: refused as limit-global
+  amplification: AmplificationGuard;
+}
+
+export interface AmplificationGuard {
+  enabled: boolean;
+  ratio: number; // bytes sent to a source <= its bytes received x ratio
+  bytesPerSecond: number; // reply bytes to one source per second
+  packetsPerSecond: number; // reply datagrams to one source per second
+  unanswered: number; // reply datagrams to a source since its last datagram, at most
 }
 
 export interface EventsConfig {
