@@ -65,6 +65,16 @@ export interface FlowEvent {
   protocolFields: Record<string, unknown> | null; // e.g. { userAgent, path } or { clientVersion }
   count: number; // 1 for flows; flows refused for 'rejected'
   detail: string | null; // error text or other context for a human
+  transport?: 'tcp' | 'udp'; // absent or null: tcp (every event before UDP listeners)
+  udp?: UdpCounts | null; // a UDP flow's datagram counts and what the amplification guard held back
+}
+
+/** A UDP flow's datagrams (src/gateway/udp): each way, and what the amplification guard held back. */
+export interface UdpCounts {
+  datagramsIn: number; // from the attacker
+  datagramsOut: number; // to the attacker (replies that passed the guard)
+  heldDatagrams: number; // replies the guard did not send
+  heldBytes: number;
 }
 
 /** The fields every event needs; the rest default to "none" (null, 0, no bytes, count 1). */

@@ -1,6 +1,6 @@
 // An event as its row of the events table: named (EventRow, as a query returns it) or as
 // positional values in COLUMNS order (the SQLite insert, and the worker -> primary channel).
-import type { CloseReason, EventType, FlowEvent } from './event.js';
+import type { CloseReason, EventType, FlowEvent, UdpCounts } from './event.js';
 import { safeJson } from './format.js';
 
 /** One row of the events table as the driver returns it. */
@@ -33,6 +33,8 @@ export interface EventRow {
   protocol_fields: string | null;
   count: number;
   detail: string | null;
+  transport: string | null; // null: tcp (rows from before UDP listeners)
+  udp: string | null; // JSON UdpCounts of a UDP flow
 }
 
 // The order of eventValues(): positional parameters, since binding 27 named ones from an
@@ -53,6 +55,7 @@ export const COLUMNS = [
   ...['peer_ip', 'peer_port', 'proxy_header', 'route', 'action', 'backend', 'server', 'source_mode'],
   ...['bytes_in', 'bytes_out', 'duration_ms', 'close_reason', 'first_bytes', 'protocol', 'protocol_fields'],
   ...['count', 'detail'],
+  ...['transport', 'udp'],
 ] as const satisfies readonly (keyof EventRow)[];
 
 /** An event as the values of its row, in COLUMNS order. */
@@ -90,6 +93,8 @@ export function eventValues(e: FlowEvent): EventValues {
     safeJson(e.protocolFields),
     num(e.count),
     e.detail ?? null,
+    e.transport === 'udp' ? 'udp' : null,
+    e.udp ? safeJson(e.udp as unknown as Record<string, unknown>) : null,
   ];
 }
 
@@ -99,6 +104,7 @@ export function valuesToEvent(v: EventValues): FlowEvent {
   const [peerIp, peerPort, proxyHeader, route, action, backend, server, sourceMode] = v.slice(10, 18);
   const [bytesIn, bytesOut, durationMs, closeReason, firstBytes, protocol, fields, count, detail] =
     v.slice(18);
+  const [transport, udp] = v.slice(27);
   return {
     id: id as string,
     type: type as EventType,
@@ -124,7 +130,22 @@ export function valuesToEvent(v: EventValues): FlowEvent {
     protocolFields: parseFields(fields as string | null),
     count: count as number,
     detail: detail as string | null,
+    ...(transport === 'udp' ? { transport: 'udp' as const, udp: parseUdp(udp) } : {}),
   };
+}
+
+function parseUdp(v: unknown): UdpCounts | null {
+  if (typeof v !== 'string') return null;
+  const f = parseFields(v) as Partial<UdpCounts> | null;
+  const n = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
+  return f
+    ? {
+        datagramsIn: n(f.datagramsIn),
+        datagramsOut: n(f.datagramsOut),
+        heldDatagrams: n(f.heldDatagrams),
+        heldBytes: n(f.heldBytes),
+      }
+    : null;
 }
 
 // String() is a builtin call even for a string, which nearly every value here already is.

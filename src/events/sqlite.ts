@@ -53,6 +53,9 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX events_opened_at ON events (opened_at);
    CREATE INDEX events_src_ip ON events (src_ip);
    CREATE INDEX events_dst_port ON events (dst_port);`,
+  // UDP flows (src/gateway/udp): null transport is tcp.
+  `ALTER TABLE events ADD COLUMN transport TEXT;
+   ALTER TABLE events ADD COLUMN udp TEXT;`,
 ];
 
 /** How the store is set up before its schema, in this order (the benchmark's recording floor takes them too). */

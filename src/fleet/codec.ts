@@ -6,6 +6,7 @@ import { COLUMNS, eventValues, valuesToEvent } from '../events/row.js';
 
 export const CODEC_VERSION = 1;
 const FIRST_BYTES = COLUMNS.indexOf('first_bytes');
+const BASE_COLUMNS = COLUMNS.indexOf('transport'); // the row's length before UDP flows
 const TYPES = new Set(['flow', 'update', 'rejected', 'firewall', 'egress']);
 const TEXT = new Set<string>(['id', 'type', 'sensor', 'listener', 'src_ip', 'dst_ip']);
 const INT = new Set<string>([
@@ -46,8 +47,10 @@ export function decodeEvent(data: Uint8Array): Decoded {
     return { ok: false, reason: `not a honeygate event (v${CODEC_VERSION})` };
   }
   const row = (doc as { row?: unknown }).row;
-  if (!Array.isArray(row) || row.length !== COLUMNS.length)
+  // A sensor from before the trailing columns (transport, udp) sends fewer: they are null.
+  if (!Array.isArray(row) || row.length < BASE_COLUMNS || row.length > COLUMNS.length)
     return { ok: false, reason: 'row has the wrong shape' };
+  while (row.length < COLUMNS.length) row.push(null);
   for (let i = 0; i < COLUMNS.length; i++) {
     const col = COLUMNS[i]!;
     const v = row[i];

@@ -23,6 +23,12 @@ import { Slots } from './live.js';
 import { isFdExhaustion, Relay, type RelayConn, relayWanted } from './relay.js';
 import { NEEDS_PEEK, routeAfterPeek, routeByAddress, routeWithoutPeek } from './route.js';
 import { Runtime } from './runtime.js';
+import { UdpGateway } from './udp/udp.js';
+
+/** The listeners Node's net (or the relay) binds: TCP ones; UDP listeners are UdpGateway's. */
+function tcpListeners(config: Config): Config['listeners'] {
+  return config.listeners.filter((l) => l.transport !== 'udp');
+}
 
 /** How long stop() goes on accepting what Node's listeners have queued, at most. */
 const DRAIN_MS = 2000;
@@ -95,6 +101,7 @@ export class Gateway {
   private connections = 0; // accepted by Node's listeners (stop() drains them by this count)
   private readonly relay: Relay | null;
   private readonly acceptor: Acceptor;
+  private readonly udp: UdpGateway;
 
   /** `shared`: bind with SO_REUSEPORT (a worker process; its siblings bind the same addresses). */
   constructor(
@@ -105,6 +112,7 @@ export class Gateway {
   ) {
     this.runtime = new Runtime(config, log, recorder, this.deadlines);
     this.admission = new Admission(config.limits);
+    this.udp = new UdpGateway(() => this.runtime, log, recorder);
     this.relay = relayWanted() ? new Relay(this.onRelayAccept, log, () => this.fdExhausted()) : null;
     this.acceptor = {
       onConnection: this.onConnection,
@@ -119,16 +127,19 @@ export class Gateway {
   }
 
   get openFlows(): number {
-    return this.open.size;
+    return this.open.size + this.udp.openFlows;
   }
 
   /** A snapshot for the admin API and metrics. */
   stats(): GatewayStats {
     return {
-      openFlows: this.open.size,
+      openFlows: this.open.size + this.udp.openFlows,
       refused: this.admission.refusedTotal,
       refusedBy: { ...this.admission.refusedBy },
-      listeners: [...this.sockets.values()].map((b) => ({ listener: b.listener, address: b.address })),
+      listeners: [
+        ...[...this.sockets.values()].map((b) => ({ listener: b.listener, address: b.address })),
+        ...this.udp.listening(),
+      ],
       backends: [...this.runtime.pools.values()].map((p) => ({
         backend: p.backend.name,
         servers: p.servers.map((s) => ({ server: s.key, up: s.up, active: s.active })),
@@ -139,7 +150,13 @@ export class Gateway {
   /** Binds every listener (all or nothing), starts health checks. */
   async start(): Promise<void> {
     checkTransparentCapable(this.config);
-    const bound = await bindAll(this.config.listeners, new Set(), this.acceptor);
+    const bound = await bindAll(tcpListeners(this.config), new Set(), this.acceptor);
+    try {
+      await this.udp.start();
+    } catch (err) {
+      for (const b of bound) b.close();
+      throw err;
+    }
     for (const b of bound) this.addSocket(b);
     logListening(this.log, bound);
     this.fitToOpenFiles();
@@ -174,11 +191,18 @@ export class Gateway {
    */
   async reload(config: Config, beforeClosing: () => Promise<void> = async () => {}): Promise<void> {
     const owners = new Map(
-      config.listeners.flatMap((l) =>
+      tcpListeners(config).flatMap((l) =>
         endpointsOf(l).map(({ e, transparent }) => [socketKey(l.name, e, transparent), l.name]),
       ),
     );
-    const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.acceptor);
+    const bound = await bindAll(tcpListeners(config), new Set(this.sockets.keys()), this.acceptor);
+    let udpSwap: () => void;
+    try {
+      udpSwap = await this.udp.reload(config);
+    } catch (err) {
+      for (const b of bound) b.close();
+      throw err;
+    }
     const next = new Runtime(config, this.log, this.recorder, this.deadlines);
     next.adopt(this.runtime);
     const old = this.runtime;
@@ -189,6 +213,7 @@ export class Gateway {
     if (config.limits.rejectLogIntervalMs !== old.config.limits.rejectLogIntervalMs) this.startTallies();
     for (const b of bound) this.addSocket(b);
     logListening(this.log, bound);
+    udpSwap();
     // The firewall points at the new sockets before the old ones close (a tproxy port change).
     await beforeClosing();
     for (const [key, b] of this.sockets) {
@@ -225,6 +250,7 @@ export class Gateway {
     // The relay's: unlisten() accepts and reports the queue before it closes the socket.
     for (const b of this.sockets.values()) b.close();
     this.sockets.clear();
+    this.udp.stop();
     this.runtime.stop();
     const deadline = Date.now() + this.config.limits.graceMs;
     while (this.open.size > 0 && Date.now() < deadline) {
@@ -242,6 +268,7 @@ export class Gateway {
 
   private flushTallies(): void {
     for (const e of this.admission.drain(this.config.events.sensor, newEventId)) this.recorder.record(e);
+    for (const e of this.udp.drainTallies(this.config.events.sensor)) this.recorder.record(e);
   }
 
   private readonly onConnection = (socket: net.Socket, bound: BoundSocket): void => {

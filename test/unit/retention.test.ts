@@ -138,7 +138,7 @@ describe('StoreRetention on a small store', () => {
     const old = openDatabase(path);
     old.pragma('page_size = 16384');
     old.pragma('journal_mode = WAL');
-    old.exec(MIGRATIONS[0]!);
+    for (const step of MIGRATIONS) old.exec(step);
     old.pragma(`application_id = ${APPLICATION_ID}`);
     old.pragma(`user_version = ${MIGRATIONS.length}`);
     old.close();
