@@ -1,9 +1,14 @@
 // SIP (RFC 3261) requests: `METHOD URI SIP/2.0`, then headers. The request line and the
 // User-Agent name the scanner (sipvicious says so itself).
-import { asciiText, type Classifier, matched, NO_MATCH, type Verdict } from './types.js';
+import { type Classifier, matched, NO_MATCH, type Verdict } from './types.js';
 
 const REQUEST =
   /^(INVITE|REGISTER|OPTIONS|ACK|BYE|CANCEL|SUBSCRIBE|NOTIFY|MESSAGE|INFO|PRACK|UPDATE|REFER|PUBLISH) (\S{1,512}) SIP\/2\.0\r?\n/;
+
+/** The first 2 KiB as text, every byte outside printable ASCII but CR and LF as "." (fields stay printable). */
+export function textHead(buf: Buffer): string {
+  return buf.toString('latin1', 0, Math.min(buf.length, 2048)).replace(/[^\x20-\x7e\r\n]/g, '.');
+}
 
 /** A header's value from the first `max` bytes, or undefined. */
 export function headerValue(head: string, names: string[]): string | undefined {
@@ -22,7 +27,7 @@ export function headerValue(head: string, names: string[]): string | undefined {
 export const sip: Classifier = {
   protocol: 'sip',
   classify(buf: Buffer): Verdict {
-    const head = asciiText(buf, 0, buf.length, 2048);
+    const head = textHead(buf);
     const m = REQUEST.exec(head);
     if (!m) return NO_MATCH;
     const fields: Record<string, unknown> = { method: m[1], uri: m[2] };

@@ -1,14 +1,14 @@
 // SSDP (UPnP discovery): HTTP-shaped requests over UDP, `M-SEARCH * HTTP/1.1` or
 // `NOTIFY * HTTP/1.1`; the search target (ST) is what a reflector is asked for.
-import { headerValue } from './sip.js';
-import { asciiText, type Classifier, matched, NO_MATCH, type Verdict } from './types.js';
+import { headerValue, textHead } from './sip.js';
+import { type Classifier, matched, NO_MATCH, type Verdict } from './types.js';
 
 const REQUEST = /^(M-SEARCH|NOTIFY) \* HTTP\/1\.[01]\r?\n/;
 
 export const ssdp: Classifier = {
   protocol: 'ssdp',
   classify(buf: Buffer): Verdict {
-    const head = asciiText(buf, 0, buf.length, 2048);
+    const head = textHead(buf);
     const m = REQUEST.exec(head);
     if (!m) return NO_MATCH;
     const fields: Record<string, unknown> = { method: m[1] };
