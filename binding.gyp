@@ -6,7 +6,8 @@
         "native/honeygate.cc",
         "native/relay.cc",
         "native/relay_core.cc",
-        "native/privileges.cc"
+        "native/privileges.cc",
+        "native/udp.cc"
       ],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fstack-protector-strong"]
     }

@@ -19,6 +19,7 @@
 #include "napi_util.h"
 #include "original_dst.h"
 #include "socket.h"
+#include "udp.h"
 
 napi_value InitRelay(napi_env env, napi_value exports);  // relay.cc
 napi_value InitPrivileges(napi_env env, napi_value exports);  // privileges.cc
@@ -230,6 +231,7 @@ napi_value Init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   InitPrivileges(env, exports);
+  hg::InitUdp(env, exports);
   return InitRelay(env, exports);
 }
 

@@ -33,13 +33,15 @@ struct SocketError {
   std::string Message() const { return std::string(syscall) + "(" + args + "): " + ErrName(err); }
 };
 
-// socket(family, SOCK_STREAM | SOCK_CLOEXEC | flags) plus the options. Returns the fd, or -1
+// socket(family, type | SOCK_CLOEXEC | flags) plus the options. Returns the fd, or -1
 // with *error filled in (and nothing left open). v6only: an AF_INET6 socket that takes no
-// IPv4 (listeners: IPv4 gets its own socket).
-inline int OpenSocket(int family, int flags, const SocketOptions& opts, bool v6only, SocketError* error) {
-  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
+// IPv4 (listeners: IPv4 gets its own socket). type: SOCK_STREAM, or SOCK_DGRAM (udp.cc).
+inline int OpenSocket(int family, int flags, const SocketOptions& opts, bool v6only, SocketError* error,
+                      int type = SOCK_STREAM) {
+  int fd = socket(family, type | SOCK_CLOEXEC | flags, 0);
   if (fd < 0) {
-    *error = {"socket", family == AF_INET ? "AF_INET, SOCK_STREAM" : "AF_INET6, SOCK_STREAM", errno};
+    std::string args = family == AF_INET ? "AF_INET, " : "AF_INET6, ";
+    *error = {"socket", args + (type == SOCK_DGRAM ? "SOCK_DGRAM" : "SOCK_STREAM"), errno};
     return -1;
   }
   auto set = [&](int level, int name, int value, std::string args) {

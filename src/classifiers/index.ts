@@ -1,9 +1,16 @@
 // Every protocol honeygate recognises. Adding one: a new file exporting a Classifier, and
 // one line in CLASSIFIERS. Their first bytes differ, so order only settles ties.
+import { cldap } from './cldap.js';
+import { dns } from './dns.js';
 import { http } from './http.js';
+import { memcached } from './memcached.js';
+import { ntp } from './ntp.js';
 import { rdp } from './rdp.js';
 import { redis } from './redis.js';
+import { sip } from './sip.js';
 import { smb } from './smb.js';
+import { snmp } from './snmp.js';
+import { ssdp } from './ssdp.js';
 import { ssh } from './ssh.js';
 import { telnet } from './telnet.js';
 import { tls } from './tls.js';
@@ -13,8 +20,30 @@ export type { Classifier, Verdict } from './types.js';
 
 export const CLASSIFIERS: readonly Classifier[] = [tls, http, ssh, rdp, smb, redis, telnet];
 
+/**
+ * The UDP ones: each reads one whole datagram (a flow's first), so none ever asks for more.
+ * The text protocols first (their first line is unmistakable), the binary ones after.
+ */
+export const UDP_CLASSIFIERS: readonly Classifier[] = [sip, ssdp, memcached, dns, snmp, cldap, ntp];
+
+/** UDP protocol names (a rule seeing only UDP listeners may ask for these). */
+export const UDP_PROTOCOLS: readonly string[] = UDP_CLASSIFIERS.map((c) => c.protocol);
+
 /** Protocol names, for config validation ("routes[0].match.protocol: unknown protocol ..."). */
-export const PROTOCOLS: readonly string[] = CLASSIFIERS.map((c) => c.protocol);
+export const PROTOCOLS: readonly string[] = [...CLASSIFIERS.map((c) => c.protocol), ...UDP_PROTOCOLS];
+
+/** The protocol of one datagram (a UDP flow's first): a match, or no match. */
+export function classifyDatagram(buf: Buffer): Verdict {
+  for (const c of UDP_CLASSIFIERS) {
+    try {
+      const verdict = c.classify(buf, true);
+      if ('match' in verdict && verdict.match) return verdict;
+    } catch {
+      // a classifier bug must not take the flow down
+    }
+  }
+  return NO_MATCH;
+}
 
 /**
  * Runs every classifier over the bytes so far. Returns the first match; 'need more' while

@@ -153,6 +153,11 @@ export function assemble(p: Checked, baseDir: string): Config {
       firstBytes: limits.firstBytes,
       rejectLogIntervalMs: limits.rejectLogInterval,
       graceMs: limits.grace,
+      udp: {
+        idleTimeoutMs: limits.udp.idleTimeout,
+        maxFlows: limits.udp.maxFlows,
+        amplification: { ...limits.amplification },
+      },
     },
     events: withRecordings(assembleEvents(events, baseDir), events, baseDir, routes, backends),
     admin: admin ? { listen: admin.listen, token: admin.token } : null,

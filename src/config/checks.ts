@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
 import { type ActionType, backendsOf, rawBackends } from '../actions/definitions/index.js';
+import { PROTOCOLS, UDP_PROTOCOLS } from '../classifiers/index.js';
 import { checkContain, containSchema, type RawContainSection } from '../contain/schema.js';
 import { mmdbProblem } from '../enrich/check.js';
 import { FOREIGN_MARKS } from '../firewall/marks.js';
@@ -155,6 +156,24 @@ function checkListenerKind(report: Report, path: Path, raw: RawListener): boolea
     if (raw.originalDst) report.error([...path, 'originalDst'], 'a tunnel listener takes no originalDst');
     return others.length === 0 && !raw.originalDst;
   }
+  if (raw.transport === 'udp') {
+    let ok = true;
+    if (raw.acceptProxy !== undefined) {
+      report.error(
+        [...path, 'acceptProxy'],
+        'a UDP listener takes no acceptProxy (a PROXY header opens a TCP connection; UDP has no connection to open)',
+      );
+      ok = false;
+    }
+    if (raw.originalDst) {
+      report.error(
+        [...path, 'originalDst'],
+        'a UDP listener takes no originalDst (SO_ORIGINAL_DST is for TCP; use tproxy for diverted UDP)',
+      );
+      ok = false;
+    }
+    if (!ok) return false;
+  }
   if (raw.tproxy) {
     let ok = true;
     for (const key of ['bind', 'acceptProxy'] as const) {
@@ -237,6 +256,41 @@ function checkListeners(report: Report, p: Parsed): void {
         report.error([...path, 'bind'], `${key} appears twice`);
       }
       bound.set(key, raw.name);
+    }
+  }
+}
+
+/** TCP-only protocols (every classifier but the UDP ones): a UDP flow never matches them. */
+const TCP_ONLY = new Set(PROTOCOLS.filter((p) => !UDP_PROTOCOLS.includes(p)));
+
+/**
+ * Routes that can only see UDP flows (every listener they name is UDP) must not ask for a
+ * TCP protocol, and a backend a UDP flow may reach must have a UDP form of its source mode.
+ */
+function checkUdpRoutes(report: Report, p: Parsed): void {
+  const udp = new Set(p.listeners.filter((l) => l.raw.transport === 'udp').map((l) => l.raw.name));
+  if (udp.size === 0) return;
+  for (const { index, raw } of p.routes) {
+    const named = raw.match?.listeners;
+    const onlyUdp = named !== undefined && named.every((n) => udp.has(n));
+    const seesUdp = named === undefined || named.some((n) => udp.has(n));
+    const protocols = raw.match?.protocol;
+    if (onlyUdp && protocols) {
+      const tcp = protocols.filter((x) => TCP_ONLY.has(x));
+      if (tcp.length === protocols.length) {
+        report.error(
+          ['routes', index, 'match', 'protocol'],
+          `${tcp.join(', ')} ${tcp.length === 1 ? 'is a TCP protocol' : 'are TCP protocols'}: this rule sees only UDP listeners (UDP protocols: ${UDP_PROTOCOLS.join(', ')}, unknown)`,
+        );
+      }
+    }
+    if (!seesUdp || typeof raw.forward !== 'string') continue;
+    const b = p.backends.get(raw.forward);
+    if (b?.source === 'proxy-v1') {
+      report.error(
+        ['routes', index, 'forward'],
+        `backend ${raw.forward} has source: proxy-v1, which has no UDP form, and this rule can see UDP flows (use proxy-v2, transparent or none, or name the TCP listeners in match.listeners)`,
+      );
     }
   }
 }
@@ -343,6 +397,15 @@ function checkWorkerPorts(report: Report, p: Parsed, workers: number): void {
       report.error(['listeners', index, 'tunnel'], `a tunnel listener needs workers: 1 (not ${workers})`);
       continue;
     }
+    if (raw.transport === 'udp') {
+      // The amplification guard counts per source in one process; split over workers it
+      // would allow each worker's share again.
+      report.error(
+        ['listeners', index, 'transport'],
+        `a UDP listener with workers: ${workers}: UDP flows and their amplification guard live in one process (use workers: 1)`,
+      );
+      continue;
+    }
     if (raw.tproxy || !expandBind(raw).some((e) => e.port === 0)) continue;
     report.error(
       ['listeners', index, 'bind'],
@@ -418,6 +481,7 @@ export function checkDocument(report: Report, raw: Record<string, unknown>, base
   p.workers = raw.workers === undefined ? 1 : report.parse(conv(parseWorkers), raw.workers, ['workers']);
   checkListeners(report, p);
   checkRoutes(report, p, raw.routes);
+  checkUdpRoutes(report, p);
   checkBackends(report, p, raw.backends);
   if (p.workers !== undefined) checkWorkerPorts(report, p, workerCount(p.workers));
   p.identity = checkIdentity(report, raw.user, raw.group);

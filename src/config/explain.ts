@@ -100,11 +100,11 @@ export function compressEndpoints(endpoints: Endpoint[]): string[] {
 }
 
 function describeListener(l: ListenerConfig): string {
-  if (l.transport === 'udp') return `${describeStream(l).replace(':', ' (UDP):')}`;
-  return describeStream(l);
+  const line = describeSockets(l);
+  return l.transport === 'udp' ? line.replace(`${l.name}: `, `${l.name}: UDP `) : line;
 }
 
-function describeStream(l: ListenerConfig): string {
+function describeSockets(l: ListenerConfig): string {
   if (l.tproxy) {
     const t = l.tproxy;
     const sockets = t.addresses.map((host) => formatEndpoint({ host, port: t.port })).join(', ');

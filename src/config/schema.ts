@@ -220,7 +220,28 @@ export const limitsSchema = obj({
   firstBytes: conv(sizeUpTo(1024 ** 2, '1MiB')).default(4096),
   rejectLogInterval: conv(positiveDuration).default(10_000),
   grace: conv(parseDuration).default(10_000),
+  udp: obj({
+    idleTimeout: conv(positiveDuration).default(30_000),
+    maxFlows: conv(intIn(1, 1_000_000)).default(20_000),
+  }).default({ idleTimeout: 30_000, maxFlows: 20_000 }),
+  amplification: obj({
+    enabled: z.boolean({ error: 'expected true or false' }).default(true),
+    ratio: conv(ratio).default(1),
+    bytesPerSecond: conv(parseSize).default(16 * 1024),
+    packetsPerSecond: conv(intIn(1, 1_000_000)).default(20),
+    unanswered: conv(intIn(1, 1000)).default(4),
+  }).default({ enabled: true, ratio: 1, bytesPerSecond: 16 * 1024, packetsPerSecond: 20, unanswered: 4 }),
 });
+
+/** A reply-to-request byte ratio: 1, 0.5, "2.0"; 0 (send nothing back) to 100. */
+function ratio(v: unknown): number {
+  const n = typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 100)
+    throw new Error(
+      `expected a ratio from 0 to 100 (1 = no more bytes back than received), got ${describe(v)}`,
+    );
+  return n;
+}
 
 /** A sink path, or `null` / `false` / "" for none. */
 const sinkPath = (v: unknown): string | null => (v === null || v === false || v === '' ? null : text(v));

@@ -113,6 +113,22 @@ export interface Limits {
   firstBytes: number; // bytes of the attacker's stream kept in the event
   rejectLogIntervalMs: number; // admission rejections are aggregated per source over this
   graceMs: number; // on SIGTERM, open flows get this long to finish
+  udp?: UdpLimits; // UDP listeners' flows and amplification guard (defaults when absent)
+}
+
+/** `limits.udp` and `limits.amplification`: how UDP flows end and what may go back to a source. */
+export interface UdpLimits {
+  idleTimeoutMs: number; // a UDP flow with no datagram either way for this long ends (one event)
+  maxFlows: number; // open UDP flows at most; beyond: refused as limit-global
+  amplification: AmplificationGuard;
+}
+
+export interface AmplificationGuard {
+  enabled: boolean;
+  ratio: number; // bytes sent to a source <= its bytes received x ratio
+  bytesPerSecond: number; // reply bytes to one source per second
+  packetsPerSecond: number; // reply datagrams to one source per second
+  unanswered: number; // reply datagrams to a source since its last datagram, at most
 }
 
 export interface EventsConfig {

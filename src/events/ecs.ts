@@ -91,6 +91,7 @@ export interface EcsDocument {
       ports_truncated?: boolean;
     };
     scan?: { flows: number; refused: number; rate: number; techniques: Record<string, number> };
+    udp?: { datagrams_in: number; datagrams_out: number; held_datagrams: number; held_bytes: number };
   };
 }
 
@@ -163,6 +164,14 @@ export function toEcs(e: FlowEvent): EcsDocument {
             ),
           }
         : undefined,
+      udp: e.udp
+        ? {
+            datagrams_in: e.udp.datagramsIn,
+            datagrams_out: e.udp.datagramsOut,
+            held_datagrams: e.udp.heldDatagrams,
+            held_bytes: e.udp.heldBytes,
+          }
+        : undefined,
     },
   };
   if (isFlow) {
@@ -183,14 +192,14 @@ export function toEcs(e: FlowEvent): EcsDocument {
       type: family === 4 ? 'ipv4' : family === 6 ? 'ipv6' : undefined,
       // An egress event's protocol is its transport (tcp, udp, icmp): a honeypot's own
       // attempt, dropped before any application data.
-      transport: egress ? (e.protocol ?? 'unknown') : 'tcp',
+      transport: egress ? (e.protocol ?? 'unknown') : (e.transport ?? 'tcp'),
       // attackers reach in from outside; the gateway is the perimeter
       direction: egress ? 'outbound' : 'inbound',
       protocol: egress ? undefined : (e.protocol?.toLowerCase() ?? undefined),
       // One flow's id: a rejection or egress tally covers many flows.
       community_id:
         e.type !== 'rejected' && !egress && srcIp && dstIp && e.src.port && e.dst.port
-          ? communityId(srcIp, e.src.port, dstIp, e.dst.port, 6)
+          ? communityId(srcIp, e.src.port, dstIp, e.dst.port, e.transport === 'udp' ? 17 : 6)
           : undefined,
       bytes: e.bytesIn + e.bytesOut,
     };

@@ -71,6 +71,8 @@ export interface FlowEvent {
   scan?: ScanFields | null; // scan events: how the source went about it (src/scan)
   recording?: string; // session recording of this flow: its id (`honeygate replay ID`, `pcap ID`), file <id>.hgrec in events.recordings.path
   geo?: SourceGeo | null; // src's country and AS from events.enrich's databases (src/enrich), set when the recorder writes it
+  transport?: 'tcp' | 'udp'; // absent or null: tcp (every event before UDP listeners)
+  udp?: UdpCounts | null; // a UDP flow's datagram counts and what the amplification guard held back
 }
 
 /** What events.enrich's databases say of a source address (each null when unknown). */
@@ -106,6 +108,14 @@ export interface ScanFields {
   refused: number; // of those, refused by admission limits
   rate: number; // flows per second from openedAt to lastAt
   techniques: Partial<Record<ScanTechnique, number>>; // flows by what the source did
+}
+
+/** A UDP flow's datagrams (src/gateway/udp): each way, and what the amplification guard held back. */
+export interface UdpCounts {
+  datagramsIn: number; // from the attacker
+  datagramsOut: number; // to the attacker (replies that passed the guard)
+  heldDatagrams: number; // replies the guard did not send
+  heldBytes: number;
 }
 
 /** The fields every event needs; the rest default to "none" (null, 0, no bytes, count 1). */

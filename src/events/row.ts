@@ -1,6 +1,6 @@
 // An event as its row of the events table: named (EventRow, as a query returns it) or as
 // positional values in COLUMNS order (the SQLite insert, and the worker -> primary channel).
-import type { CloseReason, EventType, FlowEvent } from './event.js';
+import type { CloseReason, EventType, FlowEvent, UdpCounts } from './event.js';
 import { safeJson } from './format.js';
 
 /** One row of the events table as the driver returns it. */
@@ -38,6 +38,8 @@ export interface EventRow {
   src_as_org: string | null;
   targets: string | null; // JSON of FlowEvent.targets (rejected, scan)
   scan: string | null; // JSON of FlowEvent.scan
+  transport: string | null; // null: tcp (rows from before UDP listeners)
+  udp: string | null; // JSON UdpCounts of a UDP flow
 }
 
 // The order of eventValues(): positional parameters, since binding 27 named ones from an
@@ -60,6 +62,7 @@ export const COLUMNS = [
   ...['count', 'detail'],
   ...['src_country', 'src_asn', 'src_as_org'],
   ...['targets', 'scan'],
+  ...['transport', 'udp'],
 ] as const satisfies readonly (keyof EventRow)[];
 
 /** An event as the values of its row, in COLUMNS order. */
@@ -102,6 +105,8 @@ export function eventValues(e: FlowEvent): EventValues {
     e.geo?.asOrg ?? null,
     e.targets ? safeJson(e.targets) : null,
     e.scan ? safeJson(e.scan) : null,
+    e.transport === 'udp' ? 'udp' : null,
+    e.udp ? safeJson(e.udp as unknown as Record<string, unknown>) : null,
   ];
 }
 
@@ -123,6 +128,7 @@ export function valuesToEvent(v: EventValues): FlowEvent {
           asOrg: (asOrg as string | null) ?? null,
         };
   const [targets, scan] = v.slice(30, 32);
+  const [transport, udp] = v.slice(32, 34);
   const e: FlowEvent = {
     id: id as string,
     type: type as EventType,
@@ -149,11 +155,26 @@ export function valuesToEvent(v: EventValues): FlowEvent {
     count: count as number,
     detail: detail as string | null,
     ...(geo ? { geo } : {}),
+    ...(transport === 'udp' ? { transport: 'udp' as const, udp: parseUdp(udp) } : {}),
   };
   // Set only when present, so a flow reads back exactly as it was recorded.
   if (typeof targets === 'string') e.targets = parseFields(targets) as unknown as FlowEvent['targets'];
   if (typeof scan === 'string') e.scan = parseFields(scan) as unknown as FlowEvent['scan'];
   return e;
+}
+
+function parseUdp(v: unknown): UdpCounts | null {
+  if (typeof v !== 'string') return null;
+  const f = parseFields(v) as Partial<UdpCounts> | null;
+  const n = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
+  return f
+    ? {
+        datagramsIn: n(f.datagramsIn),
+        datagramsOut: n(f.datagramsOut),
+        heldDatagrams: n(f.heldDatagrams),
+        heldBytes: n(f.heldBytes),
+      }
+    : null;
 }
 
 // String() is a builtin call even for a string, which nearly every value here already is.

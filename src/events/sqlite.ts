@@ -77,6 +77,9 @@ export const MIGRATIONS: readonly string[] = [
    CREATE INDEX events_action ON events (action, opened_at);
    CREATE INDEX events_sensor ON events (sensor, opened_at);
    ${ROLLUP_SCHEMA}`,
+  // UDP flows (src/gateway/udp): null transport is tcp.
+  `ALTER TABLE events ADD COLUMN transport TEXT;
+   ALTER TABLE events ADD COLUMN udp TEXT;`,
 ];
 
 /** How the store is set up before its schema, in this order (the benchmark's recording floor takes them too). */

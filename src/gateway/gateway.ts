@@ -25,6 +25,12 @@ import { Slots } from './live.js';
 import { isFdExhaustion, Relay, type RelayConn, relayWanted } from './relay.js';
 import { NEEDS_PEEK, routeAfterPeek, routeByAddress, routeWithoutPeek } from './route.js';
 import { Runtime } from './runtime.js';
+import { UdpGateway } from './udp/udp.js';
+
+/** The listeners Node's net (or the relay) binds: TCP ones; UDP listeners are UdpGateway's. */
+function tcpListeners(config: Config): Config['listeners'] {
+  return config.listeners.filter((l) => l.transport !== 'udp');
+}
 
 /** How long stop() goes on accepting what Node's listeners have queued, at most. */
 const DRAIN_MS = 2000;
@@ -102,6 +108,7 @@ export class Gateway {
   private readonly acceptor: Acceptor;
   private recordings: RecordStore | null = null;
   private readonly tunnels: Tunnels;
+  private readonly udp: UdpGateway;
 
   /** `shared`: bind with SO_REUSEPORT (a worker process; its siblings bind the same addresses). */
   constructor(
@@ -120,6 +127,7 @@ export class Gateway {
       this.tunnels,
     );
     this.admission = new Admission(config.limits);
+    this.udp = new UdpGateway(() => this.runtime, log, recorder);
     this.relay = relayWanted() ? new Relay(this.onRelayAccept, log, () => this.fdExhausted()) : null;
     this.acceptor = {
       onConnection: this.onConnection,
@@ -144,17 +152,20 @@ export class Gateway {
   }
 
   get openFlows(): number {
-    return this.open.size;
+    return this.open.size + this.udp.openFlows;
   }
 
   /** A snapshot for the admin API and metrics. */
   stats(): GatewayStats {
     return {
-      openFlows: this.open.size,
+      openFlows: this.open.size + this.udp.openFlows,
       refused: this.admission.refusedTotal,
       refusedBy: { ...this.admission.refusedBy },
       ...(this.recordings ? { recordings: this.recordings.stats() } : {}),
-      listeners: [...this.sockets.values()].map((b) => ({ listener: b.listener, address: b.address })),
+      listeners: [
+        ...[...this.sockets.values()].map((b) => ({ listener: b.listener, address: b.address })),
+        ...this.udp.listening(),
+      ],
       backends: [...this.runtime.pools.values()].map((p) => ({
         backend: p.backend.name,
         servers: p.servers.map((s) => ({ server: s.key, up: s.up, active: s.active })),
@@ -167,7 +178,13 @@ export class Gateway {
   async start(): Promise<void> {
     checkTransparentCapable(this.config);
     if (this.runtime.recordings) await this.runtime.recordings.ready();
-    const bound = await bindAll(this.config.listeners, new Set(), this.acceptor);
+    const bound = await bindAll(tcpListeners(this.config), new Set(), this.acceptor);
+    try {
+      await this.udp.start();
+    } catch (err) {
+      for (const b of bound) b.close();
+      throw err;
+    }
     for (const b of bound) this.addSocket(b);
     logListening(this.log, bound);
     try {
@@ -175,6 +192,7 @@ export class Gateway {
     } catch (err) {
       for (const b of bound) b.close();
       this.sockets.clear();
+      this.udp.stop();
       throw err;
     }
     this.fitToOpenFiles();
@@ -209,14 +227,16 @@ export class Gateway {
    */
   async reload(config: Config, beforeClosing: () => Promise<void> = async () => {}): Promise<void> {
     const owners = new Map(
-      config.listeners.flatMap((l) =>
+      tcpListeners(config).flatMap((l) =>
         endpointsOf(l).map(({ e, transparent }) => [socketKey(l.name, e, transparent), l.name]),
       ),
     );
-    const bound = await bindAll(config.listeners, new Set(this.sockets.keys()), this.acceptor);
+    const bound = await bindAll(tcpListeners(config), new Set(this.sockets.keys()), this.acceptor);
     let tunneled: { listener: string; address: string; ports: number }[];
+    let udpSwap: () => void;
     try {
       tunneled = await this.tunnels.apply(config);
+      udpSwap = await this.udp.reload(config);
     } catch (err) {
       for (const b of bound) b.close();
       throw err;
@@ -240,6 +260,7 @@ export class Gateway {
     for (const b of bound) this.addSocket(b);
     logListening(this.log, bound);
     for (const run of tunneled) this.log.info(run, 'listening');
+    udpSwap();
     // The firewall points at the new sockets before the old ones close (a tproxy port change).
     await beforeClosing();
     for (const [key, b] of this.sockets) {
@@ -277,6 +298,7 @@ export class Gateway {
     for (const b of this.sockets.values()) b.close();
     this.sockets.clear();
     this.tunnels.stopAccepting();
+    this.udp.stop();
     this.runtime.stop();
     const deadline = Date.now() + this.config.limits.graceMs;
     while (this.open.size > 0 && Date.now() < deadline) {
@@ -296,6 +318,7 @@ export class Gateway {
 
   private flushTallies(): void {
     for (const e of this.admission.drain(this.config.events.sensor, newEventId)) this.recorder.record(e);
+    for (const e of this.udp.drainTallies(this.config.events.sensor)) this.recorder.record(e);
   }
 
   private readonly onConnection = (socket: net.Socket, bound: BoundSocket): void => {

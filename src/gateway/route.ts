@@ -6,13 +6,16 @@ import { anyContains } from '../net/address.js';
 import type { Flow } from './flow.js';
 import { peekProtocol } from './peek.js';
 
-/** Every condition but the protocol. */
-export function matchesAddresses(m: RouteMatch, flow: Flow): boolean {
+/** Every condition but the protocol (a UDP flow has these fields too). */
+export function matchesAddresses(
+  m: RouteMatch,
+  flow: Pick<Flow, 'listener' | 'src' | 'dst'> & { sensor?: string | null },
+): boolean {
   if (m.listeners && !m.listeners.includes(flow.listener.name)) return false;
   if (m.dstPorts && !m.dstPorts.some((r) => flow.dst.port >= r.from && flow.dst.port <= r.to)) return false;
   if (m.dstAddresses && !anyContains(m.dstAddresses, flow.dst.ip)) return false;
   if (m.srcAddresses && !anyContains(m.srcAddresses, flow.src.ip)) return false;
-  if (m.sensors && (flow.sensor === null || !m.sensors.includes(flow.sensor))) return false;
+  if (m.sensors && (!flow.sensor || !m.sensors.includes(flow.sensor))) return false;
   return true;
 }
 
@@ -37,7 +40,10 @@ export async function routeAfterPeek(flow: Flow, routes: Route[]): Promise<Route
 }
 
 /** The route a flow that can no longer be read would take: protocol conditions see "unknown". */
-export function routeWithoutPeek(flow: Flow, routes: Route[]): Route | null {
+export function routeWithoutPeek(
+  flow: Pick<Flow, 'listener' | 'src' | 'dst' | 'protocol'>,
+  routes: Route[],
+): Route | null {
   for (const route of routes) {
     const m = route.match;
     if (!m) return route;

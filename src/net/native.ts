@@ -23,6 +23,8 @@ export interface SocketOptions {
 interface Addon {
   listenSocket(host: string, port: number, opts: SocketOptions & { backlog?: number }): number;
   upstreamSocket(family: 4 | 6, opts: SocketOptions): number;
+  udpSocket(host: string, port: number, opts: UdpSocketOptions): number;
+  UdpReceiver: new (fd: number, onBatch: UdpBatch) => { close(): void };
   originalDst(fd: number): { host: string; port: number } | null;
   socketName(fd: number): { host: string; port: number };
   Relay: new (onRecords: RelayRecords, counters: Float64Array, dial: Float64Array) => NativeRelay;
@@ -225,6 +227,31 @@ function call<T>(fn: (a: Addon) => T): T {
  */
 export function listenSocket(host: string, port: number, opts: SocketOptions & { backlog?: number }): number {
   return call((a) => a.listenSocket(host, port, opts));
+}
+
+/** native/udp.cc's options for a datagram socket. */
+export interface UdpSocketOptions {
+  transparent?: boolean; // IP_TRANSPARENT: bind an address that is not this host's
+  reuseAddr?: boolean; // SO_REUSEADDR: share the address with the listener that holds it
+  mark?: number;
+  origDst?: boolean; // IP_RECVORIGDSTADDR / IPV6_RECVORIGDSTADDR (a tproxy listener)
+}
+
+/**
+ * A batch of datagrams from a UdpReceiver: per datagram 4 numbers [srcPort, dstPort,
+ * start, end] (its bytes are payload[start, end)) and 2 strings [srcHost, dstHost]
+ * (dstHost "" when the kernel gave no original destination).
+ */
+export type UdpBatch = (numbers: Float64Array, hosts: string[], payload: Buffer) => void;
+
+/** A bound, non-blocking SOCK_DGRAM fd (native/udp.cc). Throws HG_ERR_SOCKET naming the syscall. */
+export function udpSocket(host: string, port: number, opts: UdpSocketOptions): number {
+  return call((a) => a.udpSocket(host, port, opts));
+}
+
+/** Reads `fd` with recvmmsg, original destinations included; owns the fd from here on. */
+export function udpReceiver(fd: number, onBatch: UdpBatch): { close(): void } {
+  return call((a) => new a.UdpReceiver(fd, onBatch));
 }
 
 /** socket() + setsockopt(); returns an unbound, unconnected fd. Throws HG_ERR_SOCKET. */

@@ -67,6 +67,17 @@ test('a minimal file gets every default', () => {
       firstBytes: 4096,
       rejectLogIntervalMs: 10_000,
       graceMs: 10_000,
+      udp: {
+        idleTimeoutMs: 30_000,
+        maxFlows: 20_000,
+        amplification: {
+          enabled: true,
+          ratio: 1,
+          bytesPerSecond: 16_384,
+          packetsPerSecond: 20,
+          unanswered: 4,
+        },
+      },
     },
     events: {
       sensor: hostname(),
@@ -434,7 +445,7 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     name: 'wrong shapes: a list where a mapping belongs, an unknown top-level key',
     text: lines(LISTENER.trimEnd(), 'limits: [1, 2]', 'dashboard: {}'),
     errors: [
-      'config.yaml:4: limits: expected a mapping (keys: maxConnections, perSource, perSourceRate, idleTimeout, maxDuration, maxBytesIn, maxBytesOut, firstBytes, rejectLogInterval, grace), got a list',
+      'config.yaml:4: limits: expected a mapping (keys: maxConnections, perSource, perSourceRate, idleTimeout, maxDuration, maxBytesIn, maxBytesOut, firstBytes, rejectLogInterval, grace, udp, amplification), got a list',
       "config.yaml:5: unknown key 'dashboard' (allowed: listeners, routes, backends, limits, events, admin, firewall, contain, log, workers, user, group)",
     ],
   },
@@ -543,7 +554,7 @@ test('loadConfigFile names the path it could not read', () => {
 
 test('a protocol name the classifiers do not know is an error, not a rule that never matches', () => {
   assert.deepEqual(errors(`${LISTENER}routes:\n  - match: { protocol: [htttp] }\n    drop: {}\n`), [
-    'config.yaml:5: routes[0].match.protocol[0]: invalid value "htttp" (allowed: tls, http, ssh, rdp, smb, redis, telnet, unknown)',
+    'config.yaml:5: routes[0].match.protocol[0]: invalid value "htttp" (allowed: tls, http, ssh, rdp, smb, redis, telnet, sip, ssdp, memcached, dns, snmp, cldap, ntp, unknown)',
   ]);
 });
 
