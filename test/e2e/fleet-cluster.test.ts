@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { Topology } from '../../src/netns/topology.js';
 import { BIN, runCli } from '../helpers/honeygate.js';
+import { outboxLength, storeIds } from '../helpers/nats.js';
 import { needsRoot } from '../helpers/netns.js';
 import { needs } from '../helpers/peers.js';
 import { waitFor } from '../helpers/wait.js';
@@ -61,29 +62,6 @@ async function stop(p: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> 
   const exited = new Promise((r) => p.child.once('exit', r));
   p.child.kill(signal);
   await exited;
-}
-
-/** Ids of the flow events in a store (every row, with repeats). */
-async function storeIds(db: string, sensor?: string): Promise<string[]> {
-  if (!fs.existsSync(db)) return [];
-  const args = ['events', '--db', db, '--json', '--limit', '10000000', '--type', 'flow'];
-  if (sensor) args.push('--sensor', sensor);
-  const r = await runCli(args);
-  if (r.code !== 0) throw new Error(`events: ${r.stderr}`);
-  return r.stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => (JSON.parse(l) as { id: string }).id);
-}
-
-function outboxLength(file: string): number {
-  if (!fs.existsSync(file)) return 0;
-  const db = openDatabase(file, { readonly: true });
-  try {
-    return (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
 }
 
 // Connects to each port in turn, sends a line and closes, until stdin ends; prints the count.

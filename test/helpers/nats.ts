@@ -2,7 +2,9 @@
 // started and restarted on the same port (a broker coming back); and a running
 // `honeygate collect`. Both wait for their readiness lines, never sleep.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { BIN } from './honeygate.js';
+import fs from 'node:fs';
+import { openDatabase } from '../../src/events/sqlite-driver.js';
+import { BIN, runCli } from './honeygate.js';
 import { waitFor } from './wait.js';
 
 export interface NatsServer {
@@ -107,4 +109,28 @@ export async function startCollect(
       return exited;
     },
   };
+}
+
+/** Ids of the flow events in a store (every row, with repeats), read with the events CLI. */
+export async function storeIds(db: string, sensor?: string): Promise<string[]> {
+  if (!fs.existsSync(db)) return [];
+  const args = ['events', '--db', db, '--json', '--limit', '10000000', '--type', 'flow'];
+  if (sensor) args.push('--sensor', sensor);
+  const r = await runCli(args);
+  if (r.code !== 0) throw new Error(`events: ${r.stderr}`);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => (JSON.parse(l) as { id: string }).id);
+}
+
+/** Events waiting in a nats sink's outbox file. */
+export function outboxLength(file: string): number {
+  if (!fs.existsSync(file)) return 0;
+  const db = openDatabase(file, { readonly: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
 }

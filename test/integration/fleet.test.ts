@@ -16,35 +16,19 @@ import { encodeEvent, messageId } from '../../src/fleet/codec.js';
 import { connect } from '../helpers/client.js';
 import { sampleEvent } from '../helpers/events.js';
 import { type Honeygate, runCli, startHoneygate } from '../helpers/honeygate.js';
-import { type CollectProcess, type NatsServer, natsServer, startCollect } from '../helpers/nats.js';
+import {
+  type CollectProcess,
+  type NatsServer,
+  natsServer,
+  outboxLength,
+  startCollect,
+  storeIds,
+} from '../helpers/nats.js';
 import { needs } from '../helpers/peers.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
 const skip = needs('nats-server');
-
-/** Ids in a store (every row, with repeats), read with the events CLI. */
-async function storeIds(db: string, sensor?: string): Promise<string[]> {
-  if (!fs.existsSync(db)) return [];
-  const args = ['events', '--db', db, '--json', '--limit', '1000000', '--type', 'flow'];
-  if (sensor) args.push('--sensor', sensor);
-  const r = await runCli(args);
-  if (r.code !== 0) throw new Error(`events: ${r.stderr}`);
-  return r.stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => (JSON.parse(l) as { id: string }).id);
-}
-
-function outboxLength(file: string): number {
-  if (!fs.existsSync(file)) return 0;
-  const db = openDatabase(file, { readonly: true });
-  try {
-    return (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
 
 /** `n` flows, one after the other: connect, send, close. */
 async function flows(port: number, n: number): Promise<void> {
