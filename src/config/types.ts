@@ -7,6 +7,8 @@ import type { Identity } from '../privileges/identity.js';
 
 export type SourceMode = 'none' | 'proxy-v1' | 'proxy-v2' | 'transparent';
 export type Balance = 'roundrobin' | 'leastconn' | 'source-hash';
+/** Who carries a backend's flows: honeygate's relay (`user`) or nftables DNAT (`kernel`, src/kernel). */
+export type Engine = 'user' | 'kernel';
 export type ProxyVersion = 'v1' | 'v2';
 
 export interface Endpoint {
@@ -90,6 +92,7 @@ export interface BackendConfig {
   fallback: string | null; // another backend's name, or "capture"; used when every server is down
   connectTimeoutMs: number;
   retries: number; // further servers tried after a failed connect
+  engine?: Engine; // absent: user. kernel: the firewall DNATs the routes' flows (source is then transparent)
 }
 
 export interface Limits {
@@ -134,6 +137,7 @@ export interface FirewallConfig {
   table: number; // policy routing table holding `local default dev lo`
   rulePriority: number; // `ip rule` preference of `fwmark MARK/MASK lookup TABLE`
   checkIntervalMs: number; // run --manage-firewall: how often the rules are verified
+  kernelMark?: number; // absent: 0x2000. The conntrack mark bit of flows kernel routes DNAT (never a packet mark)
 }
 
 export interface Config {
