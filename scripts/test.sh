@@ -39,6 +39,8 @@ PEERS="$PEERS chromium:chromium"
 PEERS="$PEERS nats-server:nats-server"
 # The e2e tests: namespaces, nftables and a real Docker Engine inside a test namespace.
 PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
+# Kernel routes record their flows from conntrack events (test/e2e/kernel.test.ts, src/kernel/conntrack.ts).
+PEERS="$PEERS conntrack:conntrack"
 # deploy/docker/compose.yaml is brought up by the real docker-compose (test/e2e/docker-image.test.ts).
 PEERS="$PEERS docker-compose:docker-compose"
 NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so

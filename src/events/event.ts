@@ -65,6 +65,7 @@ export interface FlowEvent {
   protocolFields: Record<string, unknown> | null; // e.g. { userAgent, path } or { clientVersion }
   count: number; // 1 for flows; flows refused for 'rejected'
   detail: string | null; // error text or other context for a human
+  engine?: 'kernel'; // the flow never reached honeygate: nftables DNAT forwarded it, conntrack recorded it (src/kernel)
 }
 
 /** The fields every event needs; the rest default to "none" (null, 0, no bytes, count 1). */

@@ -6,6 +6,8 @@ import { spawn } from 'node:child_process';
 import type { Config, FirewallConfig } from '../config/types.js';
 import { type ContainTargets, resolveNetworks } from '../contain/docker.js';
 import { HoneygateError } from '../errors.js';
+import { hasKernelRoutes } from '../kernel/plan.js';
+import type { ServerUp } from '../kernel/render.js';
 import {
   commentOf,
   hasTable,
@@ -33,8 +35,8 @@ import {
 
 // ---- running the tools ----------------------------------------------------------------
 
-type Tool = 'nft' | 'ip' | 'ss';
-const PACKAGE: Record<Tool, string> = { nft: 'nftables', ip: 'iproute2', ss: 'iproute2' };
+type Tool = 'nft' | 'ip' | 'ss' | 'sysctl';
+const PACKAGE: Record<Tool, string> = { nft: 'nftables', ip: 'iproute2', ss: 'iproute2', sysctl: 'procps' };
 
 interface ToolResult {
   code: number;
@@ -141,6 +143,9 @@ export async function deleteTable(): Promise<boolean> {
   await must('nft', ['delete', 'table', FAMILY, TABLE]);
   return true;
 }
+
+/** What kernel routes need of this namespace's conntrack (per namespace; doctor checks them). */
+export const KERNEL_SYSCTLS = ['net.netfilter.nf_conntrack_acct=1', 'net.netfilter.nf_conntrack_timestamp=1'];
 
 // ---- live state -----------------------------------------------------------------------
 
@@ -272,11 +277,11 @@ export interface ApplyResult {
  */
 export async function apply(
   config: Config,
-  opts: { protectedPorts?: ProtectedPort[]; contain?: ContainTargets } = {},
+  opts: { protectedPorts?: ProtectedPort[]; contain?: ContainTargets; up?: ServerUp } = {},
 ): Promise<ApplyResult> {
   const prot = opts.protectedPorts ?? (await protectedPorts(config));
   const contain = opts.contain ?? (await resolveNetworks(config.contain));
-  const ruleset = renderRuleset(config, { protectedPorts: prot, contain });
+  const ruleset = renderRuleset(config, { protectedPorts: prot, contain, up: opts.up });
   const fw = config.firewall;
   const wanted = renderRouting(config, { protectedPorts: prot });
   const added: RoutingEntry[] = [];
@@ -299,6 +304,9 @@ export async function apply(
       throw err;
     }
   } else tableRemoved = await deleteTable();
+  // Kernel routes: conntrack's DESTROY is their flow record; it needs byte counts and times.
+  // After the table: its ct expressions load nf_conntrack, which owns these sysctls.
+  if (ruleset && hasKernelRoutes(config)) for (const kv of KERNEL_SYSCTLS) await must('sysctl', ['-qw', kv]);
   // The rest is contained now; a network that is not must not pass unnoticed.
   if (contain.missing.length) {
     throw new HoneygateError(
