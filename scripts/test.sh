@@ -39,7 +39,8 @@ PEERS="$PEERS chromium:chromium"
 PEERS="$PEERS nats-server:nats-server"
 # The e2e tests: namespaces, nftables and a real Docker Engine inside a test namespace.
 PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
-# Stale UDP conntrack entries: made, listed and deleted (test/e2e/firewall-udp.test.ts).
+# Stale UDP conntrack entries: made, listed and deleted (test/e2e/firewall-udp.test.ts); kernel
+# routes record their flows from conntrack events (test/e2e/kernel.test.ts, src/kernel/conntrack.ts).
 PEERS="$PEERS conntrack:conntrack"
 # deploy/docker/compose.yaml is brought up by the real docker-compose (test/e2e/docker-image.test.ts).
 PEERS="$PEERS docker-compose:docker-compose"

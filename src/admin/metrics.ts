@@ -15,6 +15,7 @@ import { type NatsSinkStats, openNatsSinks } from '../fleet/sink.js';
 import { REFUSALS } from '../gateway/admit.js';
 import { flowEnd } from '../gateway/flow.js';
 import type { GatewayStats } from '../gateway/gateway.js';
+import { conntrackTotals } from '../kernel/conntrack.js';
 import type { HubStats, TunnelStats } from '../tunnel/index.js';
 
 export interface MetricsSource {
@@ -262,6 +263,12 @@ export function createMetrics(source: MetricsSource): Metrics {
     });
   }
 
+  totalCounter(
+    registry,
+    `${PREFIX}conntrack_overruns_total`,
+    'Times conntrack reported ENOBUFS (events of kernel-routed flows lost; see docs/kernel.md).',
+    () => conntrackTotals().overruns,
+  );
   totalCounter(registry, `${PREFIX}events_written_total`, 'Events handed to the sinks.', () => {
     return source.recorder.stats().written;
   });

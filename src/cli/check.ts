@@ -13,6 +13,7 @@ import {
 } from '../config/explain.js';
 import { missingStoreDirs } from '../config/store-dirs.js';
 import type { Config } from '../config/types.js';
+import { explainKernel } from '../kernel/plan.js';
 import { loadOrReport } from './load-config.js';
 
 /** The report printed for a valid configuration, as lines. */
@@ -28,6 +29,12 @@ export function checkReport(file: string, config: Config, warnings: string[]): s
     ...indent(explainRoutes(config)),
   ];
   if (config.routes.every((r) => r.match)) lines.push('  flows that match no rule are closed (no-route)');
+  const kernel = explainKernel(config);
+  if (kernel.length)
+    lines.push(
+      'in the kernel (engine: kernel, `honeygate firewall show` prints the rules):',
+      ...indent(kernel),
+    );
   if (warnings.length) lines.push('warnings:', ...indent(warnings));
   const shadowed = findUnreachableRoutes(config);
   const unreachable = [

@@ -12,6 +12,7 @@ import { openSinks } from '../events/sinks.js';
 import { openJournal, recordRecovered } from '../events/writeahead.js';
 import { FirewallWatch } from '../firewall/watch.js';
 import { Gateway } from '../gateway/gateway.js';
+import { KernelFlows } from '../kernel/conntrack.js';
 import { createLogger, type Logger, logFatal } from '../log.js';
 import { dropToUser, eventFiles } from '../privileges/drop.js';
 import { WORKER_FLAG } from '../workers/messages.js';
@@ -74,6 +75,8 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
   await recordRecovered(recorder, recovered, log);
   const gateway = new Gateway(config, log, recorder);
   const firewall = opts.manageFirewall ? new FirewallWatch(config, log, recorder) : null;
+  firewall?.useHealth((backend, server) => gateway.serverUp(backend, server));
+  const kernelFlows = new KernelFlows(log, recorder);
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   // Handlers before the first rule goes in: a SIGINT while the firewall is applied must end
   // in the normal shutdown (which removes the rules), not in the default kill.
@@ -82,7 +85,7 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     new Promise<void>((resolve) => {
       started = resolve;
     }),
-    () => reload(path, gateway, firewall, log, recorder),
+    () => reload(path, gateway, firewall, log, recorder, kernelFlows),
     () => {
       recorder.reopen();
       log.info(
@@ -93,6 +96,8 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
   );
   try {
     await gateway.start();
+    // Subscribed before the rules: no kernel-routed flow goes unrecorded.
+    await kernelFlows.apply(config);
     // Rules after the sockets: a diverted flow needs the tproxy socket to land on.
     await firewall?.start();
     if (config.admin) {
@@ -110,6 +115,7 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
     await admin?.close();
     await firewall?.stop();
     await gateway.stop();
+    await kernelFlows.stop();
     await recorder.close();
     signals.detach();
     return 1;
@@ -132,6 +138,7 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
   await gateway.stop();
   // Rules last: open transparent flows need them for their packets until the grace period ends.
   await firewall?.stop();
+  await kernelFlows.stop();
   await recorder.close();
   signals.detach();
   log.info({ events: recorder.stats() }, 'stopped');
@@ -145,6 +152,7 @@ async function reload(
   firewall: FirewallWatch | null,
   log: Logger,
   recorder: Recorder,
+  kernelFlows?: KernelFlows,
 ): Promise<void> {
   const loaded = loadConfigFile(path);
   if (!loaded.ok) {
@@ -181,6 +189,9 @@ async function reload(
     );
   }
   recorder.enricher = enricher; // read again even at the same paths: a database updated in place
+  await kernelFlows
+    ?.apply(loaded.config)
+    .catch((err: Error) => log.error({ code: 'HG_ERR_FIREWALL' }, err.message));
   log.level = loaded.config.log.level;
   for (const w of loaded.warnings) log.warn({ config: path }, w);
   // Sinks and the admin API hold files and a port; swapping them live could lose events.

@@ -57,7 +57,9 @@ function toBackend(name: string, b: RawBackend, baseDir: string): BackendConfig 
   return {
     name,
     servers: b.servers ?? [],
-    source: b.source,
+    // DNAT keeps the attacker's address: a kernel backend is transparent, also for the flows
+    // user space forwards to it (bind listeners, or the kernel's map left empty by health checks)
+    source: b.engine === 'kernel' ? 'transparent' : b.source,
     balance: b.balance,
     health: b.health
       ? {
@@ -73,6 +75,7 @@ function toBackend(name: string, b: RawBackend, baseDir: string): BackendConfig 
     connectTimeoutMs: b.connectTimeout,
     retries: b.retries,
     ...(b.tunnel ? { tunnel: assembleTunnelDial(b.tunnel, baseDir) } : {}),
+    engine: b.engine,
   };
 }
 
@@ -167,6 +170,7 @@ export function assemble(p: Checked, baseDir: string): Config {
       table: firewall.table,
       rulePriority: firewall.rulePriority,
       checkIntervalMs: firewall.checkInterval,
+      kernelMark: firewall.kernelMark,
     },
     contain: toContain(p.contain),
     log,

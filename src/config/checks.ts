@@ -12,6 +12,7 @@ import { PROTOCOLS, UDP_PROTOCOLS } from '../classifiers/index.js';
 import { checkContain, containSchema, type RawContainSection } from '../contain/schema.js';
 import { mmdbProblem } from '../enrich/check.js';
 import { FOREIGN_MARKS } from '../firewall/marks.js';
+import { kernelRawProblems } from '../kernel/plan.js';
 import { formatEndpoint } from '../net/address.js';
 import { FD_RESERVE, flowsWithin } from '../net/fd-limit.js';
 import { type Identity, resolveIdentity } from '../privileges/identity.js';
@@ -371,6 +372,12 @@ function checkFirewall(report: Report, f: RawFirewall): void {
       `0x${f.mark.toString(16)} has bits outside mask 0x${mask.toString(16)}`,
     );
   }
+  if ((f.kernelMark & mask) >>> 0 !== 0) {
+    report.error(
+      ['firewall', 'kernelMark'],
+      `0x${f.kernelMark.toString(16)} shares bits with firewall.mask 0x${mask.toString(16)}: kernel-routed flows would be taken for transparent ones and their replies delivered locally`,
+    );
+  }
   for (const [bits, who] of FOREIGN_MARKS) {
     if ((mask & bits) >>> 0 === 0) continue;
     report.warn(['firewall', 'mask'], `shares bits 0x${((mask & bits) >>> 0).toString(16)} with ${who}`);
@@ -483,6 +490,7 @@ export function checkDocument(report: Report, raw: Record<string, unknown>, base
   checkRoutes(report, p, raw.routes);
   checkUdpRoutes(report, p);
   checkBackends(report, p, raw.backends);
+  for (const k of kernelRawProblems(raw.backends)) report.error(k.path, k.message);
   if (p.workers !== undefined) checkWorkerPorts(report, p, workerCount(p.workers));
   p.identity = checkIdentity(report, raw.user, raw.group);
   return p;

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { isCollection, isMap, isPair, LineCounter, type Node, parseDocument } from 'yaml';
 import { ERRORS } from '../errors.js';
+import { kernelProblems } from '../kernel/plan.js';
 import { openFileLimit } from '../net/fd-limit.js';
 import { assemble, assembleEvents, type Checked } from './assemble.js';
 import { checkDocument, checkEvents, checkShape, type Parsed, warnAbout } from './checks.js';
@@ -217,6 +218,10 @@ export function loadConfigText(text: string, opts: LoadOptions = {}): LoadResult
   }
 
   const config = assemble(p, baseDir);
+  // engine: kernel asks what only the assembled routes and listeners can answer
+  for (const k of kernelProblems(config)) report.error(k.path, k.message);
+  const late = problemLines(fileName, doc);
+  if (late.length) return { ok: false, errors: late };
   warnAbout(report, config, opts.openFiles === undefined ? openFileLimit() : opts.openFiles);
   return { ok: true, config, warnings: sorted(report.warnings).map((x) => format(fileName, x)) };
 }

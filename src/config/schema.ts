@@ -14,7 +14,7 @@ import { normalizeIp, parseCidr, parseEndpoint } from '../net/address.js';
 import { account } from '../privileges/identity.js';
 import { recordingsSchema, recordSchema } from '../record/config.js';
 import { sensorsMatch, tunnelDialSchema, tunnelListenSchema } from '../tunnel/config.js';
-import type { Balance, Cidr, Endpoint, PortRange, ProxyVersion, SourceMode } from './types.js';
+import type { Balance, Cidr, Endpoint, Engine, PortRange, ProxyVersion, SourceMode } from './types.js';
 import {
   conv,
   describe,
@@ -91,6 +91,7 @@ export function cidr(v: unknown): Cidr {
 
 export const SOURCE_MODES: readonly SourceMode[] = ['transparent', 'proxy-v2', 'proxy-v1', 'none'];
 export const BALANCES: readonly Balance[] = ['roundrobin', 'leastconn', 'source-hash'];
+export const ENGINES: readonly Engine[] = ['user', 'kernel'];
 export const PROXY_VERSIONS: readonly ProxyVersion[] = ['v1', 'v2'];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
@@ -207,6 +208,7 @@ export const backendSchema = obj({
   connectTimeout: conv(positiveDuration).default(3000),
   retries: conv(intIn(0, 10)).default(1),
   record: recordSchema.optional(), // session recording (src/record/config.ts)
+  engine: conv(oneOf(ENGINES)).default('user'),
 });
 
 export const limitsSchema = obj({
@@ -331,6 +333,7 @@ export const firewallSchema = obj({
   }).default(4210),
   rulePriority: conv(intIn(1, 32765)).default(10000),
   checkInterval: conv(positiveDuration).default(5000),
+  kernelMark: conv(mark).default(0x2000),
 });
 
 /** `workers: 2` or `workers: auto` (one per CPU). */

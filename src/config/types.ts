@@ -8,6 +8,8 @@ import type { RecordingsConfig, RecordOptions } from '../record/config.js';
 
 export type SourceMode = 'none' | 'proxy-v1' | 'proxy-v2' | 'transparent';
 export type Balance = 'roundrobin' | 'leastconn' | 'source-hash';
+/** Who carries a backend's flows: honeygate's relay (`user`) or nftables DNAT (`kernel`, src/kernel). */
+export type Engine = 'user' | 'kernel';
 export type ProxyVersion = 'v1' | 'v2';
 
 export interface Endpoint {
@@ -100,6 +102,7 @@ export interface BackendConfig {
   retries: number; // further servers tried after a failed connect
   record?: RecordOptions | null; // session recording of flows forwarded here (a route's record wins)
   tunnel?: TunnelDial | null; // a sensor's hub over a tunnel (src/tunnel); servers is then empty
+  engine?: Engine; // absent: user. kernel: the firewall DNATs the routes' flows (source is then transparent)
 }
 
 export interface Limits {
@@ -180,6 +183,7 @@ export interface FirewallConfig {
   table: number; // policy routing table holding `local default dev lo`
   rulePriority: number; // `ip rule` preference of `fwmark MARK/MASK lookup TABLE`
   checkIntervalMs: number; // run --manage-firewall: how often the rules are verified
+  kernelMark?: number; // absent: 0x2000. The conntrack mark bit of flows kernel routes DNAT (never a packet mark)
 }
 
 export interface Config {

@@ -73,6 +73,7 @@ export interface FlowEvent {
   geo?: SourceGeo | null; // src's country and AS from events.enrich's databases (src/enrich), set when the recorder writes it
   transport?: 'tcp' | 'udp'; // absent or null: tcp (every event before UDP listeners)
   udp?: UdpCounts | null; // a UDP flow's datagram counts and what the amplification guard held back
+  engine?: 'kernel'; // the flow never reached honeygate: nftables DNAT forwarded it, conntrack recorded it (src/kernel)
 }
 
 /** What events.enrich's databases say of a source address (each null when unknown). */

@@ -6,6 +6,8 @@ import { spawn } from 'node:child_process';
 import type { Config, FirewallConfig } from '../config/types.js';
 import { type ContainTargets, resolveNetworks } from '../contain/docker.js';
 import { HoneygateError } from '../errors.js';
+import { hasKernelRoutes } from '../kernel/plan.js';
+import type { ServerUp } from '../kernel/render.js';
 import { type CtEntry, deleteArgs, divertsUdp, parseConntrack, staleUdp } from './conntrack.js';
 import {
   commentOf,
@@ -37,12 +39,13 @@ import {
 
 // ---- running the tools ----------------------------------------------------------------
 
-type Tool = 'nft' | 'ip' | 'ss' | 'conntrack';
+type Tool = 'nft' | 'ip' | 'ss' | 'conntrack' | 'sysctl';
 const PACKAGE: Record<Tool, string> = {
   nft: 'nftables',
   ip: 'iproute2',
   ss: 'iproute2',
   conntrack: 'conntrack',
+  sysctl: 'procps',
 };
 
 interface ToolResult {
@@ -150,6 +153,9 @@ export async function deleteTable(): Promise<boolean> {
   await must('nft', ['delete', 'table', FAMILY, TABLE]);
   return true;
 }
+
+/** What kernel routes need of this namespace's conntrack (per namespace; doctor checks them). */
+export const KERNEL_SYSCTLS = ['net.netfilter.nf_conntrack_acct=1', 'net.netfilter.nf_conntrack_timestamp=1'];
 
 // ---- live state -----------------------------------------------------------------------
 
@@ -327,11 +333,11 @@ export interface ApplyResult {
  */
 export async function apply(
   config: Config,
-  opts: { protectedPorts?: ProtectedPort[]; contain?: ContainTargets } = {},
+  opts: { protectedPorts?: ProtectedPort[]; contain?: ContainTargets; up?: ServerUp } = {},
 ): Promise<ApplyResult> {
   const prot = opts.protectedPorts ?? (await protectedPorts(config));
   const contain = opts.contain ?? (await resolveNetworks(config.contain));
-  const ruleset = renderRuleset(config, { protectedPorts: prot, contain });
+  const ruleset = renderRuleset(config, { protectedPorts: prot, contain, up: opts.up });
   const fw = config.firewall;
   const wanted = renderRouting(config, { protectedPorts: prot });
   const added: RoutingEntry[] = [];
@@ -354,6 +360,9 @@ export async function apply(
       throw err;
     }
   } else tableRemoved = await deleteTable();
+  // Kernel routes: conntrack's DESTROY is their flow record; it needs byte counts and times.
+  // After the table: its ct expressions load nf_conntrack, which owns these sysctls.
+  if (ruleset && hasKernelRoutes(config)) for (const kv of KERNEL_SYSCTLS) await must('sysctl', ['-qw', kv]);
   // After the rules: an entry deleted before them could come back the old way.
   const conntrack = ruleset ? await deleteStaleUdp(config, prot) : null;
   // The rest is contained now; a network that is not must not pass unnoticed.

@@ -12,6 +12,7 @@ import type {
 } from '../config/types.js';
 import type { ContainTargets } from '../contain/docker.js';
 import { renderContain } from '../contain/render.js';
+import { type ListenerSets, renderKernel, type ServerUp } from '../kernel/render.js';
 import { familyAddresses } from '../net/address.js';
 
 export const TABLE = 'honeygate';
@@ -26,6 +27,7 @@ export interface ProtectedPort {
 export interface RenderOptions {
   protectedPorts: ProtectedPort[];
   contain?: ContainTargets; // contain.networks as resolved now (src/contain/docker.ts); absent: none found
+  up?: ServerUp; // kernel routes: which servers the maps hold (health checks); absent: every one
 }
 
 /**
@@ -243,6 +245,7 @@ function render(config: Config, opts: RenderOptions): Rendered {
   const diverting = new Set<'tcp' | 'udp'>(); // transports some divert rule takes
   const tproxies = divertedListeners(config);
   const bases = setBaseNames(tproxies.map((l) => l.name));
+  const listenerSets: ListenerSets[] = [];
   tproxies.forEach((l, i) => {
     const t = l.tproxy!;
     const base = bases[i]!;
@@ -265,6 +268,8 @@ function render(config: Config, opts: RenderOptions): Rendered {
     sets.push(renderSet(portSet, 'inet_service', elements));
     plan.sets.push({ name: portSet, type: 'inet_service', elements });
     const ifaces = `{ ${t.divert.interfaces.map((n) => `"${n}"`).join(', ')} }`;
+    const mine: ListenerSets = { listener: l, ports: portSet, addresses: {}, families: [] };
+    listenerSets.push(mine);
     for (const family of [4, 6] as const) {
       const to = t.addresses.find((a) => a.includes(':') === (family === 6));
       if (!to) continue;
@@ -280,8 +285,10 @@ function render(config: Config, opts: RenderOptions): Rendered {
           sets.push(renderSet(set, type, addrs));
           plan.sets.push({ name: set, type, elements: addrs });
           match = `meta l4proto ${proto} ${ip} daddr @${set}`;
+          mine.addresses[family] = set;
         }
       }
+      mine.families.push(family);
       const target = family === 4 ? `${to}:${t.port}` : `[${to}]:${t.port}`;
       const comment = RULE.divert(l.name, family);
       divertRules.push(
@@ -358,10 +365,31 @@ function render(config: Config, opts: RenderOptions): Rendered {
     sets.push(...contain.sets);
     plan.sets.push(...contain.planSets);
   }
-  const body = [...sets, ...prerouting, '', ...output, ...(contain ? ['', ...contain.chains] : [])]
+  const kernel = renderKernel(config, listenerSets, opts.up);
+  const body = [
+    ...sets,
+    ...kernel.text,
+    ...prerouting,
+    '',
+    ...output,
+    ...(contain ? ['', ...contain.chains] : []),
+  ]
     .join('\n')
     .trimEnd();
-  plan.hash = createHash('sha256').update(body).digest('hex').slice(0, 16);
+  // The hash names the config's table, not the servers' health: maps as if every server were up.
+  const hashed = opts.up
+    ? [
+        ...sets,
+        ...renderKernel(config, listenerSets).text,
+        ...prerouting,
+        '',
+        ...output,
+        ...(contain ? ['', ...contain.chains] : []),
+      ]
+        .join('\n')
+        .trimEnd()
+    : body;
+  plan.hash = createHash('sha256').update(hashed).digest('hex').slice(0, 16);
   plan.chains = [
     {
       name: 'prerouting',
@@ -385,6 +413,7 @@ function render(config: Config, opts: RenderOptions): Rendered {
       prio: -140,
       rules: [RULE.ctMark, ...(udp ? [RULE.ctMarkUdp] : [])],
     },
+    ...(kernel.chain ? [kernel.chain] : []),
     ...(contain?.planChains ?? []),
   ];
   plan.families = [...families].sort();

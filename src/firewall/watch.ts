@@ -6,6 +6,7 @@ import type { Config } from '../config/types.js';
 import { EgressRecorder } from '../contain/egress.js';
 import { blankEvent } from '../events/event.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
+import type { ServerUp } from '../kernel/render.js';
 import type { Logger } from '../log.js';
 import { apply, type ConntrackResult, remove, sshdListeners, verify } from './apply.js';
 import { type ProtectedPort, protectedFrom, type SshdListener } from './render.js';
@@ -20,6 +21,8 @@ export class FirewallWatch {
   private readonly sshd: SshdListener[] = [];
   // contain: the egress counters of the table this watch applies
   private readonly egress: EgressRecorder;
+  // kernel routes: which servers health checks left up, so an apply keeps a down one out
+  private up: ServerUp | undefined;
 
   constructor(
     private config: Config,
@@ -29,10 +32,15 @@ export class FirewallWatch {
     this.egress = new EgressRecorder(config, log, recorder);
   }
 
+  /** Where kernel maps read server health from (the gateway's pools); absent: every server up. */
+  useHealth(up: ServerUp): void {
+    this.up = up;
+  }
+
   /** Applies the rules (throws HG_ERR_FIREWALL when nft or ip fails), then starts checking. */
   async start(): Promise<void> {
     this.started = true; // before apply: a half-done apply is ours to undo
-    const r = await apply(this.config, { protectedPorts: await this.protectedPorts() });
+    const r = await apply(this.config, { protectedPorts: await this.protectedPorts(), up: this.up });
     this.log.info({ protectedPorts: r.protectedPorts.map((p) => p.port) }, 'firewall rules applied');
     this.logConntrack(r.conntrack);
     this.record('applied at start', []);
@@ -59,7 +67,7 @@ export class FirewallWatch {
     await this.egress.read(); // applying empties the egress sets: their counts first
     await this.egress.reload(config);
     if (JSON.stringify(old.firewall) !== JSON.stringify(config.firewall)) await remove(old);
-    const r = await apply(config, { protectedPorts: await this.protectedPorts() });
+    const r = await apply(config, { protectedPorts: await this.protectedPorts(), up: this.up });
     this.log.info('firewall rules re-applied for the new config');
     this.logConntrack(r.conntrack);
     this.schedule();
@@ -110,7 +118,7 @@ export class FirewallWatch {
         'firewall rules changed from outside; applying them again',
       );
       if (this.config.contain) await this.egress.read();
-      const r = await apply(this.config, { protectedPorts });
+      const r = await apply(this.config, { protectedPorts, up: this.up });
       this.logConntrack(r.conntrack);
       this.record('re-applied', missing);
     } catch (err) {

@@ -5,7 +5,7 @@
 import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { runAction } from '../actions/index.js';
-import type { Config, Route } from '../config/types.js';
+import type { Config, Endpoint, Route } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import type { Address } from '../events/event.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
@@ -219,6 +219,11 @@ export class Gateway {
     if (this.tallyTimer) clearInterval(this.tallyTimer);
     this.tallyTimer = setInterval(() => this.flushTallies(), this.config.limits.rejectLogIntervalMs);
     this.tallyTimer.unref();
+  }
+
+  /** True unless a health check of the current config took the server out (kernel maps). */
+  serverUp(backend: string, server: Endpoint): boolean {
+    return this.runtime.serverUp(backend, server);
   }
 
   /**

@@ -19,6 +19,7 @@ import { openJournal, recordRecovered } from '../events/writeahead.js';
 import { FirewallWatch } from '../firewall/watch.js';
 import { flowEnd } from '../gateway/flow.js';
 import type { GatewayStats } from '../gateway/gateway.js';
+import { KernelFlows } from '../kernel/conntrack.js';
 import { type Logger, logFatal } from '../log.js';
 import { dropToUser, eventFiles } from '../privileges/drop.js';
 import { type FromWorker, type ToWorker, WORKER_FLAG } from './messages.js';
@@ -398,6 +399,7 @@ export async function runPrimary(
   }
   const pool = new WorkerPool(path, config.workers, recorder, log);
   const firewall = opts.manageFirewall ? new FirewallWatch(config, log, recorder) : null;
+  const kernelFlows = new KernelFlows(log, recorder); // one conntrack subscription per namespace
   let current = config;
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
 
@@ -425,6 +427,9 @@ export async function runPrimary(
       const why = (firewallError as Error).message;
       log.error({ code: 'HG_ERR_FIREWALL' }, `config reloaded, but its firewall rules failed: ${why}`);
     }
+    await kernelFlows
+      .apply(loaded.config)
+      .catch((err: Error) => log.error({ code: 'HG_ERR_FIREWALL' }, err.message));
     log.level = loaded.config.log.level;
     for (const w of loaded.warnings) log.warn({ config: path }, w);
     const kept = (['events', 'admin', 'workers', 'user'] as const).filter((k) => {
@@ -465,6 +470,7 @@ export async function runPrimary(
       log,
     );
     await pool.start();
+    await kernelFlows.apply(config);
     // Rules after the sockets: a diverted flow needs a tproxy socket to land on.
     await firewall?.start();
     if (config.admin) {
@@ -486,6 +492,7 @@ export async function runPrimary(
     await admin?.close();
     await pool.stop(0);
     await firewall?.stop();
+    await kernelFlows.stop();
     await recorder.close();
     detach();
     return 1;
@@ -508,6 +515,7 @@ export async function runPrimary(
   await pool.stop(current.limits.graceMs);
   // Rules last: open transparent flows need them for their packets until the grace period ends.
   await firewall?.stop();
+  await kernelFlows.stop();
   await recorder.close();
   detach();
   log.info({ events: recorder.stats() }, 'stopped');

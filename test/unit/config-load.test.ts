@@ -99,7 +99,14 @@ test('a minimal file gets every default', () => {
       },
     },
     admin: null,
-    firewall: { mark: 0x1000, mask: 0x1000, table: 4210, rulePriority: 10000, checkIntervalMs: 5000 },
+    firewall: {
+      mark: 0x1000,
+      mask: 0x1000,
+      table: 4210,
+      rulePriority: 10000,
+      checkIntervalMs: 5000,
+      kernelMark: 0x2000,
+    },
     contain: null,
     log: { level: 'info', format: 'auto' },
     workers: 1,
@@ -146,6 +153,7 @@ test('section defaults: backend, health, acceptProxy, capture/reject/drop shorth
     fallback: null,
     connectTimeoutMs: 3000,
     retries: 1,
+    engine: 'user',
   });
   assert.deepEqual(
     config.routes.map((r) => [r.name, r.action.type]),
@@ -266,7 +274,7 @@ const CASES: { name: string; text: string; errors: string[] }[] = [
     text: lines(LISTENER.trimEnd(), 'backends:', '  cowrie:', '    sevrers: ["192.0.2.10:2222"]'),
     errors: [
       'config.yaml:5: backends.cowrie.servers: required key is missing',
-      "config.yaml:6: backends.cowrie: unknown key 'sevrers' (allowed: servers, tunnel, source, balance, health, fallback, connectTimeout, retries, record)",
+      "config.yaml:6: backends.cowrie: unknown key 'sevrers' (allowed: servers, tunnel, source, balance, health, fallback, connectTimeout, retries, record, engine)",
     ],
   },
   {
