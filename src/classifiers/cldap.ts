@@ -5,13 +5,13 @@ import { asciiText, type Classifier, matched, NO_MATCH, type Verdict } from './t
 
 function search(buf: Buffer): Record<string, unknown> | null {
   const msg = readTlv(buf, 0);
-  if (!msg || msg.tag !== 0x30) return null;
+  if (msg?.tag !== 0x30) return null;
   const id = readTlv(buf, msg.start, msg.end);
   if (!id || intValue(buf, id) === null) return null;
   const op = readTlv(buf, id.end, msg.end);
-  if (!op || op.tag !== 0x63) return null; // searchRequest
+  if (op?.tag !== 0x63) return null; // searchRequest
   const base = readTlv(buf, op.start, op.end);
-  if (!base || base.tag !== 0x04) return null;
+  if (base?.tag !== 0x04) return null;
   return {
     operation: 'search',
     messageId: intValue(buf, id),

@@ -18,7 +18,7 @@ const VERSIONS: Record<number, string> = { 0: '1', 1: '2c', 3: '3' };
 
 function snmpFields(buf: Buffer): Record<string, unknown> | null {
   const msg = readTlv(buf, 0);
-  if (!msg || msg.tag !== 0x30) return null;
+  if (msg?.tag !== 0x30) return null;
   const ver = readTlv(buf, msg.start, msg.end);
   const v = ver ? intValue(buf, ver) : null;
   if (!ver || v === null || VERSIONS[v] === undefined) return null;

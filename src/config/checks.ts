@@ -273,7 +273,7 @@ function checkUdpRoutes(report: Report, p: Parsed): void {
   if (udp.size === 0) return;
   for (const { index, raw } of p.routes) {
     const named = raw.match?.listeners;
-    const onlyUdp = named !== undefined && named.every((n) => udp.has(n));
+    const onlyUdp = named?.every((n) => udp.has(n));
     const seesUdp = named === undefined || named.some((n) => udp.has(n));
     const protocols = raw.match?.protocol;
     if (onlyUdp && protocols) {

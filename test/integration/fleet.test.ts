@@ -11,7 +11,6 @@ import { after, before, describe, test } from 'node:test';
 import { jetstream } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { newEventId } from '../../src/events/recorder.js';
-import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { encodeEvent, messageId } from '../../src/fleet/codec.js';
 import { connect } from '../helpers/client.js';
 import { sampleEvent } from '../helpers/events.js';

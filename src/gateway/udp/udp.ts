@@ -8,7 +8,6 @@
 // and a transparent socket to answer from it): see udpTproxy() in tproxy.ts.
 import dgram from 'node:dgram';
 import type { Config, ListenerConfig, UdpLimits } from '../../config/types.js';
-import type { Address } from '../../events/event.js';
 import { newEventId, type Recorder } from '../../events/recorder.js';
 import type { Logger } from '../../log.js';
 import { formatEndpoint, normalizeIp } from '../../net/address.js';
