@@ -66,9 +66,15 @@ test('README: run examples/honeygate.yaml, attack it, see the events', { timeout
     .map((l) => JSON.parse(l));
   const events = all.filter((e) => e.type === 'flow');
   assert.equal(events.length, expected, res.stdout);
-  // 13 ports from one source: a scan, kept as one event with its ports.
+  // nmap's 11 ports: a scan, kept as an event with its ports. Its source is 127.0.0.1, with
+  // the SSH and HTTP flows (2222,2300-2310,8080); without the relay, nmap's resets beat Node's
+  // accept() and leave no source, so those 11 are a scan of their own.
   const scans = all.filter((e) => e.type === 'scan');
-  if (expected > 2) assert.equal(scans[0]?.targets?.ports, '2222,2300-2310,8080', res.stdout);
+  if (expected > 2)
+    assert.ok(
+      scans.some((e) => e.targets?.ports?.includes('2300-2310')),
+      res.stdout,
+    );
   assert.equal(all.length, events.length + scans.length, res.stdout);
   const sshFlow = events.find((e) => e.src.port === ssh.localPort);
   assert.equal(sshFlow.route, 'ssh-banner');
