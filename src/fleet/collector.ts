@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { eventValues } from '../events/row.js';
 import { INSERT, SqliteSink, STORE_PRAGMAS } from '../events/sqlite.js';
 import { type Database, openDatabase } from '../events/sqlite-driver.js';
-import { decodeEvent, messageId } from './codec.js';
+import { decodeMessage, messageId } from './codec.js';
 import type { NatsConfig } from './config.js';
 import { connectNats } from './connect.js';
 import { ensureConsumer } from './stream.js';
@@ -31,9 +31,9 @@ const PRUNE_INTERVAL_MS = 3_600_000;
 const PRUNE_STEP = 5000;
 
 export interface CollectorStats {
-  received: number; // messages fetched (redeliveries count again)
+  received: number; // messages fetched (redeliveries count again), each of one or more events
   stored: number; // events written to the store
-  duplicates: number; // messages whose id the store already had
+  duplicates: number; // events whose id the store already had
   malformed: number; // messages that were not honeygate events: terminated, not stored
   lag: number; // messages in the stream the consumer has not yet had acknowledged (pending + unacked)
   pruned: number; // ids deleted from fleet_received, older than the stream's maxAge
@@ -41,7 +41,7 @@ export interface CollectorStats {
 
 export class Collector {
   private readonly db: Database;
-  private readonly writeBatch: (msgs: { id: string; values: unknown[] | null }[]) => number;
+  private readonly writeBatch: (rows: { id: string; values: unknown[] }[]) => number;
   private nc: NatsConnection | null = null;
   private stopping = false;
   private messages: ConsumerMessages | null = null;
@@ -89,19 +89,18 @@ export class Collector {
     this.pruneStep = (before) => prune.run([before]).changes;
     const insert = this.db.prepare(INSERT);
     let stored = 0;
-    const tx = this.db.transaction((msgs: { id: string; values: unknown[] | null }[]) => {
+    const tx = this.db.transaction((rows: { id: string; values: unknown[] }[]) => {
       stored = 0;
       const now = Date.now();
-      for (const m of msgs) {
-        if (m.values === null) continue;
+      for (const m of rows) {
         mark.run([m.id, now]);
         if ((changes.get() as { n: number }).n === 0) continue;
         insert.run(m.values);
         stored++;
       }
     });
-    this.writeBatch = (msgs) => {
-      tx(msgs);
+    this.writeBatch = (rows) => {
+      tx(rows);
       return stored;
     };
   }
@@ -223,25 +222,26 @@ export class Collector {
   /** Writes one batch, then acknowledges it. A store error leaves it unacknowledged (redelivered). */
   private commit(msgs: JsMsg[]): void {
     this.s.received += msgs.length;
-    const rows = msgs.map((m) => {
-      const d = decodeEvent(m.data);
+    const rows: { id: string; values: unknown[] }[] = [];
+    const good = msgs.map((m) => {
+      const d = decodeMessage(m.data);
       if (!d.ok) {
         this.s.malformed++;
         this.warn(
           { subject: m.subject, seq: m.seq, reason: d.reason, malformed: this.s.malformed },
           `collect: skipped a message that is not a honeygate event (${d.reason})`,
         );
-        return { id: '', values: null };
+        return false;
       }
-      return { id: messageId(d.event), values: eventValues(d.event) };
+      for (const e of d.events) rows.push({ id: messageId(e), values: eventValues(e) });
+      return true;
     });
-    const valid = rows.filter((r) => r.values !== null).length;
     const stored = this.writeBatch(rows);
     this.s.stored += stored;
-    this.s.duplicates += valid - stored;
-    rows.forEach((r, i) => {
+    this.s.duplicates += rows.length - stored;
+    good.forEach((ok, i) => {
       try {
-        if (r.values === null) msgs[i]!.term();
+        if (!ok) msgs[i]!.term();
         else msgs[i]!.ack();
       } catch {
         // the connection went: the batch is committed, its redelivery is found in fleet_received

@@ -1,19 +1,18 @@
-// The nats sink's outbox: every event, encoded, in a SQLite file of its own, in order, until
-// JetStream has acknowledged it. Written once per recorder batch (one transaction), so a
+// The nats sink's outbox: every event, encoded into messages (codec.ts), in a SQLite file of
+// its own, in order, until JetStream has acknowledged the message. Written once per recorder batch (one transaction), so a
 // SIGKILL loses at most the batch still in the recorder's memory; read and trimmed by the
-// publisher. Bounded: beyond `maxEvents` the oldest are deleted, counted and logged.
+// publisher. Bounded: beyond `maxEvents` events the oldest messages are deleted, counted and logged.
 import { chownSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, relative, resolve, sep } from 'node:path';
 import { HoneygateError } from '../errors.js';
 import { type Database, openDatabase, type Statement } from '../events/sqlite-driver.js';
+import type { Message } from './codec.js';
 
 /** PRAGMA application_id of an outbox file ("HGob"). */
 const OUTBOX_ID = 0x48476f62;
 
-export interface OutboxRow {
+export interface OutboxRow extends Message {
   seq: number;
-  msgId: string;
-  data: Uint8Array;
   queuedAt: number;
 }
 
@@ -33,8 +32,10 @@ export class Outbox {
   private readonly db: Database;
   private readonly insert: Statement;
   private readonly select: Statement;
-  private readonly add: (rows: { msgId: string; data: Uint8Array }[], now: number) => void;
-  private size: number;
+  private readonly add: (rows: Message[], now: number) => void;
+  private dropped = 0; // by the last add()
+  private readonly del: (rows: OutboxRow[]) => void;
+  private size: number; // events, not messages
   private oldest: number | null;
   /** Events deleted unsent because the outbox was full. */
   overflowed = 0;
@@ -73,8 +74,11 @@ export class Outbox {
       this.db.pragma('busy_timeout = 1000');
       this.db.exec(
         `CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL,
-           data BLOB NOT NULL, queued_at INTEGER NOT NULL)`,
+           data BLOB NOT NULL, queued_at INTEGER NOT NULL, n INTEGER NOT NULL DEFAULT 1)`,
       );
+      // An outbox from before messages carried several events: each of its rows is one event.
+      const columns = [...this.db.prepare('PRAGMA table_info(outbox)').iterate()].map((c) => c.name);
+      if (!columns.includes('n')) this.db.exec('ALTER TABLE outbox ADD COLUMN n INTEGER NOT NULL DEFAULT 1');
       this.db.pragma(`application_id = ${OUTBOX_ID}`);
     } catch (err) {
       throw new HoneygateError(
@@ -85,35 +89,54 @@ export class Outbox {
         },
       );
     }
-    this.insert = this.db.prepare('INSERT INTO outbox (msg_id, data, queued_at) VALUES (?, ?, ?)');
+    this.insert = this.db.prepare('INSERT INTO outbox (msg_id, data, queued_at, n) VALUES (?, ?, ?, ?)');
     this.select = this.db.prepare(
-      'SELECT seq, msg_id, data, queued_at FROM outbox WHERE seq > @after ORDER BY seq LIMIT @n',
+      'SELECT seq, msg_id, data, queued_at, n FROM outbox WHERE seq > @after ORDER BY seq LIMIT @n',
     );
-    const trim = this.db.prepare(
-      'DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT @n)',
-    );
-    this.add = this.db.transaction((rows: { msgId: string; data: Uint8Array }[], now: number) => {
-      for (const r of rows) this.insert.run([r.msgId, r.data, now]);
-      const over = this.size + rows.length - this.maxEvents;
-      if (over > 0) trim.run({ n: over });
+    const oldestRows = this.db.prepare('SELECT seq, n FROM outbox ORDER BY seq');
+    const trim = this.db.prepare('DELETE FROM outbox WHERE seq <= ?');
+    this.add = this.db.transaction((rows: Message[], now: number) => {
+      let added = 0;
+      for (const r of rows) {
+        this.insert.run([r.msgId, r.data, now, r.n]);
+        added += r.n;
+      }
+      // Over the bound: the oldest whole messages go, as many as it takes.
+      let over = this.size + added - this.maxEvents;
+      let dropped = 0;
+      let last = -1;
+      if (over > 0) {
+        for (const r of oldestRows.iterate()) {
+          if (over <= 0) break;
+          last = r.seq as number;
+          over -= r.n as number;
+          dropped += r.n as number;
+        }
+        trim.run([last]);
+      }
+      this.size += added - dropped;
+      this.dropped = dropped;
     });
-    this.size = (this.db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
+    const delete1 = this.db.prepare('DELETE FROM outbox WHERE seq = ?');
+    this.del = this.db.transaction((rows: OutboxRow[]) => {
+      for (const r of rows) if (delete1.run([r.seq]).changes > 0) this.size -= r.n;
+    });
+    this.size = (this.db.prepare('SELECT coalesce(sum(n), 0) AS n FROM outbox').get() as { n: number }).n;
     this.oldest = this.readOldest();
   }
 
-  /** Appends a batch (one transaction); drops the oldest beyond the bound and returns how many. Throws on I/O errors. */
-  append(rows: { msgId: string; data: Uint8Array }[]): number {
+  /** Appends messages (one transaction); drops the oldest beyond the bound and returns how many events. Throws on I/O errors. */
+  append(rows: Message[]): number {
     if (rows.length === 0) return 0;
     const now = Date.now();
     this.add(rows, now);
-    const over = Math.max(0, this.size + rows.length - this.maxEvents);
-    this.size += rows.length - over;
+    const over = this.dropped;
     this.overflowed += over;
     if (this.oldest === null || over > 0) this.oldest = over > 0 ? this.readOldest() : now;
     return over;
   }
 
-  /** Up to `n` rows after seq `after`, oldest first. */
+  /** Up to `n` messages after seq `after`, oldest first. */
   peek(n: number, after = 0): OutboxRow[] {
     const out: OutboxRow[] = [];
     for (const r of this.select.iterate({ after, n })) {
@@ -122,17 +145,16 @@ export class Outbox {
         msgId: r.msg_id as string,
         data: r.data as Uint8Array,
         queuedAt: r.queued_at as number,
+        n: r.n as number,
       });
     }
     return out;
   }
 
-  /** Deletes the rows acknowledged, `seqs` (any order). */
-  remove(seqs: number[]): void {
-    if (seqs.length === 0) return;
-    const del = this.db.prepare(`DELETE FROM outbox WHERE seq IN (${seqs.map(() => '?').join(',')})`);
-    del.run(seqs);
-    this.size -= (this.db.prepare('SELECT changes() AS n').get() as { n: number }).n;
+  /** Deletes the messages acknowledged (any order). */
+  remove(rows: OutboxRow[]): void {
+    if (rows.length === 0) return;
+    this.del(rows);
     this.oldest = this.readOldest();
   }
 

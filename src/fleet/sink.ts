@@ -1,27 +1,27 @@
 // The `nats` sink: the recorder hands it batches (off the data path, like every sink); it
-// appends them to its on-disk outbox and returns. A publisher loop of its own sends the
-// outbox, oldest first, to JetStream with the event's message id (Nats-Msg-Id), and deletes
-// what the stream acknowledged. While the broker is away the outbox holds the events, and the
+// encodes them as messages of many events (codec.ts), appends those to its on-disk outbox and
+// returns. A publisher loop of its own sends the outbox, oldest first, to JetStream with each
+// message's id (Nats-Msg-Id), and deletes what the stream acknowledged. While the broker is away the outbox holds the events, and the
 // loop retries every second; a dead connection only delays, it never blocks a flow or a batch.
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { FlowEvent, Sink } from '../events/event.js';
-import { encodeEvent, messageId } from './codec.js';
+import { encodeEvents } from './codec.js';
 import { type NatsConfig, sensorSubject } from './config.js';
 import { connectNats } from './connect.js';
 import { Outbox } from './outbox.js';
 
-/** Messages in flight at once (published, acknowledgement awaited). */
-const WINDOW = 512;
+/** Messages in flight at once (published, acknowledgement awaited): up to 4 MiB of events. */
+const WINDOW = 64;
 const RETRY_MS = 1000;
 const WARN_INTERVAL_MS = 10_000;
 
 export interface NatsSinkStats {
-  published: number; // publish attempts sent to the broker (a retry counts again)
+  published: number; // events sent to the broker (a retry counts again)
   acknowledged: number; // events the stream acknowledged (stored, or a duplicate it already had)
-  duplicates: number; // of those, acknowledged as duplicates (a retry of a stored event)
+  duplicates: number; // of those, acknowledged as duplicates (a retry of a stored message)
   outbox: number; // events waiting in the outbox
   oldestAgeMs: number; // how long the oldest waiting event has waited; 0 when none
   overflowed: number; // events deleted unsent because the outbox was full
@@ -35,6 +35,7 @@ export class NatsSink implements Sink {
   readonly name = 'nats';
   private readonly outbox: Outbox;
   private readonly subject: string;
+  private readonly sensor: string;
   private nc: NatsConnection | null = null;
   private js: JetStreamClient | null = null;
   private closed = false;
@@ -56,6 +57,7 @@ export class NatsSink implements Sink {
   ) {
     this.outbox = new Outbox(cfg.outbox, cfg.outboxSize, createDirectory, owner);
     this.subject = sensorSubject(cfg, sensor);
+    this.sensor = sensor;
     if (this.outbox.length > 0) {
       this.log.info(
         { outbox: this.outbox.length, path: cfg.outbox },
@@ -68,8 +70,7 @@ export class NatsSink implements Sink {
 
   /** Appends the batch to the outbox (one transaction) and wakes the publisher. Never waits on the broker. */
   write(events: FlowEvent[]): void {
-    const rows = events.map((e) => ({ msgId: messageId(e), data: encodeEvent(e) }));
-    const dropped = this.outbox.append(rows);
+    const dropped = this.outbox.append(encodeEvents(events, this.sensor));
     if (dropped > 0) {
       this.warn(
         { overflowed: this.outbox.overflowed, outboxSize: this.cfg.outboxSize },
@@ -141,24 +142,24 @@ export class NatsSink implements Sink {
     }
   }
 
-  /** Publishes up to WINDOW of the oldest events at once; deletes the acknowledged ones. False when none got through. */
+  /** Publishes up to WINDOW of the oldest messages at once; deletes the acknowledged ones. False when none got through. */
   private async publishSome(): Promise<boolean> {
     const js = this.js!;
     const rows = this.outbox.peek(WINDOW);
-    this.published += rows.length;
+    for (const r of rows) this.published += r.n;
     const results = await Promise.allSettled(
       rows.map((r) => js.publish(this.subject, r.data, { msgID: r.msgId, timeout: this.cfg.ackTimeoutMs })),
     );
-    const acked: number[] = [];
+    const acked: typeof rows = [];
     let failure: unknown = null;
     results.forEach((res, i) => {
       if (res.status === 'fulfilled') {
-        acked.push(rows[i]!.seq);
-        if (res.value.duplicate) this.duplicates++;
+        acked.push(rows[i]!);
+        this.acknowledged += rows[i]!.n;
+        if (res.value.duplicate) this.duplicates += rows[i]!.n;
       } else failure ??= res.reason;
     });
     this.outbox.remove(acked);
-    this.acknowledged += acked.length;
     if (failure) {
       this.brokerAway(failure);
       return acked.length > 0;

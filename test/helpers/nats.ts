@@ -129,7 +129,7 @@ export function outboxLength(file: string): number {
   if (!fs.existsSync(file)) return 0;
   const db = openDatabase(file, { readonly: true });
   try {
-    return (db.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
+    return (db.prepare('SELECT coalesce(sum(n), 0) AS n FROM outbox').get() as { n: number }).n;
   } finally {
     db.close();
   }

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { jetstream } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { newEventId } from '../../src/events/recorder.js';
-import { encodeEvent, messageId } from '../../src/fleet/codec.js';
+import { encodeEvents } from '../../src/fleet/codec.js';
 import { connect } from '../helpers/client.js';
 import { sampleEvent } from '../helpers/events.js';
 import { type Honeygate, runCli, startHoneygate } from '../helpers/honeygate.js';
@@ -114,7 +114,9 @@ events:
         const batch = Array.from({ length: 500 }, () => sampleEvent({ id: newEventId(), sensor }));
         sent.push(...batch.map((e) => e.id));
         await Promise.all(
-          batch.map((e) => js.publish(`honeygate.events.${sensor}`, encodeEvent(e), { msgID: messageId(e) })),
+          encodeEvents(batch, sensor).map((m) =>
+            js.publish(`honeygate.events.${sensor}`, m.data, { msgID: m.msgId }),
+          ),
         );
       }
     } finally {

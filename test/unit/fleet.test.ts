@@ -8,42 +8,78 @@ import { test } from 'node:test';
 import pino from 'pino';
 import { SqliteSink } from '../../src/events/sqlite.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
-import { decodeEvent, encodeEvent, messageId } from '../../src/fleet/codec.js';
+import { decodeMessage, encodeEvents, MESSAGE_BYTES, messageId } from '../../src/fleet/codec.js';
 import { Collector } from '../../src/fleet/collector.js';
 import { assembleNats, natsSchema, sensorSubject } from '../../src/fleet/config.js';
 import { Outbox } from '../../src/fleet/outbox.js';
 import { sampleEvent, tempDir } from '../helpers/events.js';
 
-test('an event survives the codec field for field, first bytes included', () => {
+test('events survive the codec field for field, first bytes included', () => {
   const e = sampleEvent({
     firstBytes: Buffer.from([0, 1, 2, 255, 13, 10]),
     peer: { ip: '10.0.0.1', port: 9 },
   });
-  const d = decodeEvent(encodeEvent(e));
+  const batch = [e, sampleEvent({ protocolFields: { clientVersion: 'SSH-2.0-\u00e9\u{1F600}' } })];
+  const msgs = encodeEvents(batch, 'gw-1');
+  assert.equal(msgs.length, 1);
+  assert.equal(msgs[0]!.n, 2);
+  assert.equal(msgs[0]!.msgId, `gw-1/${e.id}/2`);
+  const d = decodeMessage(msgs[0]!.data);
   assert.ok(d.ok);
-  assert.deepEqual(d.event, e);
+  assert.deepEqual(d.events, batch);
+});
+
+test('a batch is cut into messages of at most MESSAGE_BYTES, in order, none lost', () => {
+  const batch = Array.from({ length: 500 }, () => sampleEvent({ firstBytes: Buffer.alloc(300, 'x') }));
+  const msgs = encodeEvents(batch, 'gw-1');
+  assert.ok(msgs.length > 1, `${msgs.length} messages`);
+  for (const m of msgs) assert.ok(m.data.length <= MESSAGE_BYTES, `${m.data.length} bytes`);
+  const back = msgs.flatMap((m) => {
+    const d = decodeMessage(m.data);
+    assert.ok(d.ok);
+    assert.equal(d.events.length, m.n);
+    assert.equal(m.msgId, `gw-1/${d.events[0]!.id}/${m.n}`);
+    return d.events.map((x) => x.id);
+  });
+  assert.deepEqual(
+    back,
+    batch.map((x) => x.id),
+  );
+  // One event larger than a message still goes, alone.
+  const big = encodeEvents([sampleEvent({ firstBytes: Buffer.alloc(MESSAGE_BYTES, 'y') })], 'gw-1');
+  assert.equal(big.length, 1);
+  assert.equal(big[0]!.n, 1);
+});
+
+test("an older sensor's one-event message (v1) still decodes", () => {
+  const e = sampleEvent();
+  const [m] = encodeEvents([e], 'gw-1');
+  const row = (JSON.parse(Buffer.from(m!.data).toString()) as { rows: unknown[][] }).rows[0];
+  const d = decodeMessage(Buffer.from(JSON.stringify({ v: 1, row })));
+  assert.ok(d.ok);
+  assert.deepEqual(d.events, [e]);
 });
 
 test('the collector refuses what is not a honeygate event, with a reason', () => {
-  const good = JSON.parse(Buffer.from(encodeEvent(sampleEvent())).toString()) as {
-    v: number;
-    row: unknown[];
-  };
+  const [m] = encodeEvents([sampleEvent()], 'gw-1');
+  const row = (JSON.parse(Buffer.from(m!.data).toString()) as { rows: unknown[][] }).rows[0]!;
+  const v1 = (r: unknown[]) => JSON.stringify({ v: 1, row: r });
   const cases: [string, string][] = [
     ['not json', 'not JSON'],
-    ['{"hello":"world"}', 'not a honeygate event (v1)'],
-    [JSON.stringify({ v: 2, row: good.row }), 'not a honeygate event (v1)'],
-    [JSON.stringify({ v: 1, row: ['x'] }), 'row has the wrong shape'],
-    [JSON.stringify({ v: 1, row: ['zz', ...good.row.slice(1)] }), 'id is not hex'],
-    [JSON.stringify({ v: 1, row: [good.row[0], 'bogus', ...good.row.slice(2)] }), 'unknown type "bogus"'],
-    [
-      JSON.stringify({ v: 1, row: [...good.row.slice(0, 2), 'x', ...good.row.slice(3)] }),
-      'opened_at is not a number',
-    ],
+    ['{"hello":"world"}', 'not a honeygate event (v1 or v2)'],
+    [JSON.stringify({ v: 3, rows: [row] }), 'not a honeygate event (v1 or v2)'],
+    [JSON.stringify({ v: 2, rows: [] }), 'rows is not a list of events'],
+    [JSON.stringify({ v: 2, rows: 'x' }), 'rows is not a list of events'],
+    [v1(['x']), 'row has the wrong shape'],
+    [v1(['zz', ...row.slice(1)]), 'id is not hex'],
+    [v1([row[0], 'bogus', ...row.slice(2)]), 'unknown type "bogus"'],
+    [v1([...row.slice(0, 2), 'x', ...row.slice(3)]), 'opened_at is not a number'],
+    // One bad row refuses the whole message: nothing of it is stored.
+    [JSON.stringify({ v: 2, rows: [row, ['zz', ...row.slice(1)]] }), 'row 1: id is not hex'],
     ['', 'not JSON'],
   ];
   for (const [text, reason] of cases) {
-    const d = decodeEvent(Buffer.from(text));
+    const d = decodeMessage(Buffer.from(text));
     assert.equal(d.ok, false, text);
     assert.equal((d as { reason: string }).reason, reason, text);
   }
@@ -66,30 +102,67 @@ test('the outbox keeps order across reopening, and drops the oldest beyond its b
   try {
     const path = join(dir, 'outbox.db');
     let box = new Outbox(path, 1000);
+    // Messages of 2 events each: the bound counts events, and drops whole messages.
     const rows = (from: number, n: number) =>
-      Array.from({ length: n }, (_, i) => ({ msgId: `m${from + i}`, data: Buffer.from(`d${from + i}`) }));
-    assert.equal(box.append(rows(0, 600)), 0);
-    assert.equal(box.append(rows(600, 600)), 200, 'the 200 oldest dropped');
+      Array.from({ length: n }, (_, i) => ({
+        msgId: `m${from + i}`,
+        data: Buffer.from(`d${from + i}`),
+        n: 2,
+      }));
+    assert.equal(box.append(rows(0, 300)), 0);
+    assert.equal(box.append(rows(300, 300)), 200, 'the 200 oldest events (100 messages) dropped');
     assert.equal(box.length, 1000);
     assert.equal(box.overflowed, 200);
     const first = box.peek(3);
     assert.deepEqual(
       first.map((r) => r.msgId),
-      ['m200', 'm201', 'm202'],
+      ['m100', 'm101', 'm102'],
     );
-    box.remove(first.map((r) => r.seq));
-    assert.equal(box.length, 997);
+    box.remove(first);
+    box.remove(first);
+    assert.equal(box.length, 994, 'a message removed twice counts once');
     box.close();
     box = new Outbox(path, 1000);
-    assert.equal(box.length, 997, 'what waited is there after a restart');
+    assert.equal(box.length, 994, 'what waited is there after a restart');
     assert.deepEqual(
-      box.peek(1).map((r) => [r.msgId, Buffer.from(r.data).toString()]),
-      [['m203', 'd203']],
+      box.peek(1).map((r) => [r.msgId, Buffer.from(r.data).toString(), r.n]),
+      [['m103', 'd103', 2]],
     );
     assert.ok(box.oldestQueuedAt! <= Date.now());
-    box.remove(box.peek(2000).map((r) => r.seq));
+    box.remove(box.peek(2000));
     assert.equal(box.length, 0);
     assert.equal(box.oldestQueuedAt, null);
+    box.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('an outbox from before multi-event messages opens, one event a row, and drains', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const path = join(dir, 'outbox.db');
+    const db = openDatabase(path);
+    db.exec(`CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL,
+               data BLOB NOT NULL, queued_at INTEGER NOT NULL)`);
+    db.pragma('application_id = 1212641122');
+    const [m] = encodeEvents([sampleEvent()], 'gw-1');
+    const row = (JSON.parse(Buffer.from(m!.data).toString()) as { rows: unknown[][] }).rows[0];
+    db.prepare('INSERT INTO outbox (msg_id, data, queued_at) VALUES (?, ?, ?)').run([
+      'old-id',
+      Buffer.from(JSON.stringify({ v: 1, row })),
+      Date.now(),
+    ]);
+    db.close();
+    const box = new Outbox(path, 1000);
+    assert.equal(box.length, 1);
+    const [old] = box.peek(10);
+    assert.equal(old!.n, 1);
+    assert.ok(decodeMessage(old!.data).ok, 'its v1 body is sent as it is');
+    box.append(encodeEvents([sampleEvent(), sampleEvent()], 'gw-1'));
+    assert.equal(box.length, 3);
+    box.remove(box.peek(10));
+    assert.equal(box.length, 0);
     box.close();
   } finally {
     cleanup();
