@@ -266,8 +266,14 @@ export function createMetrics(source: MetricsSource): Metrics {
   totalCounter(
     registry,
     `${PREFIX}conntrack_overruns_total`,
-    'Times conntrack reported ENOBUFS (events of kernel-routed flows lost; see docs/kernel.md).',
+    'Times the conntrack event socket overran (ENOBUFS): kernel-routed flow records delayed, redelivered by the kernel (docs/kernel.md).',
     () => conntrackTotals().overruns,
+  );
+  totalCounter(
+    registry,
+    `${PREFIX}conntrack_lost_total`,
+    'Kernel-routed flows not recorded: the conntrack reader fell behind its 1,048,576-flow queue, or an event did not parse.',
+    () => conntrackTotals().dropped + conntrackTotals().malformed,
   );
   totalCounter(registry, `${PREFIX}events_written_total`, 'Events handed to the sinks.', () => {
     return source.recorder.stats().written;

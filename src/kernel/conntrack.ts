@@ -1,101 +1,109 @@
 // Flow records of kernel routes, from conntrack: the flows nftables DNATs never reach
 // honeygate's sockets, so their one event per flow comes from the kernel's own record of them.
 //
-// How: `conntrack -E -e NEW,DESTROY` (Debian package conntrack) in this network namespace,
-// filtered in the kernel by the ct mark the kernel chain sets (firewall.kernelMark). NEW gives
-// the open time, DESTROY the bytes and packets each way (nf_conntrack_acct, which `firewall
-// apply` turns on) and the end. Why the tool and not netlink in the addon: it is the
-// maintained libnetfilter_conntrack client, it forces its receive buffer past rmem_max
-// (SO_RCVBUFFORCE, `-b`), and its text is cheap to parse; docs/kernel.md has the rates it
-// kept up with. Its overrun message ("We have hit ENOBUFS") is counted and recorded as a
-// `firewall` event: events were lost, and the operator must know.
+// How: the addon's ConntrackReader (native/conntrack_reader.cc) subscribes this network
+// namespace's conntrack DESTROY events over netlink, filtered in the kernel (a socket filter)
+// by the ct mark the kernel chain sets (firewall.kernelMark), and reads them on a thread of
+// its own, parsing each by hand (native/conntrack.cc). A DESTROY has everything a record
+// needs: both tuples, the bytes and packets each way (nf_conntrack_acct, which `firewall
+// apply` turns on), the start and stop times (nf_conntrack_timestamp) and the TCP state.
+//
+// Overruns: the socket asks for NETLINK_BROADCAST_ERROR, so a DESTROY event the receive
+// buffer had no room for stays with the kernel, which delivers it again (conntrackd's
+// "reliable events"); the ENOBUFS the next read returns is still counted and recorded as a
+// `firewall` event. docs/kernel.md has the rates measured.
 //
 // The kernel's conntrack garbage collector may wait up to a minute before it reaps an
 // expired entry (and only then sends DESTROY); a dump evicts expired entries as it walks, so
-// while kernel flows are open a sweep lists the marked CLOSE entries once a second.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
+// once a second the reader asks for a dump that matches nothing.
 import type { Config, Endpoint } from '../config/types.js';
 import { blankEvent, type CloseReason, type FlowEvent } from '../events/event.js';
 import { newEventId, type Recorder } from '../events/recorder.js';
 import { flowEnd } from '../gateway/flow.js';
 import type { Logger } from '../log.js';
 import { anyContains } from '../net/address.js';
+import { CONNTRACK_FIELDS, type ConntrackReader, conntrackReader } from '../net/native.js';
 import { hasKernelRoutes, kernelMark, kernelRoutes } from './plan.js';
 
-/** The netlink receive buffer asked for (the tool forces it; the kernel doubles it). */
-export const BUFFER_BYTES = 16 * 1024 * 1024;
-/** Open flows remembered from NEW; beyond, the oldest is forgotten (its DESTROY still records it). */
-export const MAX_PENDING = 1_000_000;
+/** The netlink receive buffer asked for (forced past rmem_max; the kernel doubles it). */
+export const BUFFER_BYTES = 64 * 1024 * 1024;
 const SWEEP_MS = 1000;
+const TCP_STATES = [
+  'NONE',
+  'SYN_SENT',
+  'SYN_RECV',
+  'ESTABLISHED',
+  'FIN_WAIT',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'TIME_WAIT',
+  'CLOSE',
+  'SYN_SENT2',
+];
 
-/** One conntrack event as the tool prints it with `-o id,timestamp,extended`. */
+/** One conntrack DESTROY event, as the reader decodes it. */
 export interface CtEvent {
-  kind: 'NEW' | 'DESTROY';
-  at: number; // epoch ms of the event
+  at: number; // epoch ms the event was read
   family: 4 | 6;
-  state: string | null; // TCP state (DESTROY: the state it died in)
-  id: string;
+  state: string | null; // the TCP state the flow died in
+  id: string; // conntrack id (a hash: unique among live entries, reused over time)
   mark: number;
   orig: { src: string; dst: string; sport: number; dport: number; packets: number; bytes: number };
   reply: { src: string; dst: string; sport: number; dport: number; packets: number; bytes: number };
-  deltaS: number | null; // delta-time: seconds between start and stop (nf_conntrack_timestamp)
+  start: number | null; // epoch ms the flow began (nf_conntrack_timestamp), null without
+  stop: number | null; // epoch ms conntrack forgot it
 }
 
-/**
- * Parses one line of `conntrack -E -o id,timestamp,extended`, e.g.
- * `[1796506314.395090]\t[DESTROY] ipv4 2 tcp 6 TIME_WAIT src=... dport=80 packets=5 bytes=268
- * src=... packets=4 bytes=235 [ASSURED] mark=8192 delta-time=5 id=1404333046`; null otherwise.
- */
-export function parseCtLine(line: string): CtEvent | null {
-  const head =
-    /^\[(\d+(?:\.\d+)?)\]\s+\[(NEW|DESTROY)\]\s+(ipv4|ipv6)\s+\d+\s+tcp\s+\d+\s+(?:\d+\s+)?([A-Z_]+)?/.exec(
-      line,
-    );
-  if (!head) return null;
-  const dir = () => ({ src: '', dst: '', sport: 0, dport: 0, packets: 0, bytes: 0 });
-  const orig = dir();
-  const reply = dir();
-  let cur = orig;
-  let seenSrc = 0;
-  let mark = 0;
-  let id = '';
-  let deltaS: number | null = null;
-  for (const tok of line.slice(head[0].length).split(/\s+/)) {
-    const eq = tok.indexOf('=');
-    if (eq < 0) continue;
-    const k = tok.slice(0, eq);
-    const v = tok.slice(eq + 1);
-    if (k === 'src') {
-      seenSrc++;
-      cur = seenSrc === 1 ? orig : reply;
-      cur.src = v;
-    } else if (k === 'dst') cur.dst = v;
-    else if (k === 'sport') cur.sport = Number(v);
-    else if (k === 'dport') cur.dport = Number(v);
-    else if (k === 'packets') cur.packets = Number(v);
-    else if (k === 'bytes') cur.bytes = Number(v);
-    else if (k === 'mark') mark = Number(v);
-    else if (k === 'id') id = v;
-    else if (k === 'delta-time') deltaS = Number(v);
+/** One record of a reader's batch. overrun, malformed and dropped carry totals so far. */
+export type CtRecord =
+  | { kind: 'flow'; event: CtEvent }
+  | { kind: 'overrun' | 'malformed' | 'dropped'; total: number };
+
+const KINDS = ['flow', 'overrun', 'malformed', 'dropped'] as const;
+
+/** Decodes a ConntrackReader batch (native/conntrack_reader.cc's layout); unknown kinds are skipped. */
+export function decodeBatch(numbers: Float64Array, hosts: string[]): CtRecord[] {
+  const out: CtRecord[] = [];
+  const n = Math.floor(numbers.length / CONNTRACK_FIELDS);
+  for (let i = 0; i < n; i++) {
+    const r = numbers.subarray(i * CONNTRACK_FIELDS, (i + 1) * CONNTRACK_FIELDS);
+    const kind = KINDS[r[0]!];
+    if (!kind) continue;
+    if (kind !== 'flow') {
+      out.push({ kind, total: r[1]! });
+      continue;
+    }
+    const h = hosts.slice(i * 4, i * 4 + 4);
+    out.push({
+      kind,
+      event: {
+        at: r[17]!,
+        family: r[1] === 6 ? 6 : 4,
+        state: r[3]! >= 0 ? (TCP_STATES[r[3]!] ?? null) : null,
+        id: String(r[4]),
+        mark: r[5]!,
+        orig: {
+          src: h[0] ?? '',
+          dst: h[1] ?? '',
+          sport: r[7]!,
+          dport: r[8]!,
+          packets: r[11]!,
+          bytes: r[12]!,
+        },
+        reply: {
+          src: h[2] ?? '',
+          dst: h[3] ?? '',
+          sport: r[9]!,
+          dport: r[10]!,
+          packets: r[13]!,
+          bytes: r[14]!,
+        },
+        start: r[15]! > 0 ? Math.round(r[15]!) : null,
+        stop: r[16]! > 0 ? Math.round(r[16]!) : null,
+      },
+    });
   }
-  if (!id || !orig.src || !reply.src) return null;
-  return {
-    kind: head[2] as 'NEW' | 'DESTROY',
-    at: Math.round(Number(head[1]) * 1000),
-    family: head[3] === 'ipv6' ? 6 : 4,
-    state: head[4] ?? null,
-    id,
-    mark,
-    orig,
-    reply,
-    deltaS,
-  };
-}
-
-/** The tool's overrun warning: the kernel dropped events the socket had no room for. */
-export function isOverrun(stderrLine: string): boolean {
-  return /ENOBUFS/.test(stderrLine);
+  return out;
 }
 
 /** The listener, route and backend a kernel flow was DNATed by: the first kernel route that fits. */
@@ -130,16 +138,17 @@ const STATE_REASON: Record<string, CloseReason> = {
 };
 
 /** The flow record of a DESTROY: `action: forward`, `engine: kernel`. */
-export function flowEvent(config: Config, e: CtEvent, openedAt: number | null): FlowEvent {
+export function flowEvent(config: Config, e: CtEvent): FlowEvent {
   const who = attribute(config, e);
-  const started = openedAt ?? (e.deltaS !== null ? e.at - e.deltaS * 1000 : e.at);
+  const ended = e.stop ?? e.at;
+  const started = Math.min(e.start ?? ended, ended);
   const server = e.family === 6 ? `[${e.reply.src}]:${e.reply.sport}` : `${e.reply.src}:${e.reply.sport}`;
   return {
     ...blankEvent({
       id: newEventId(),
       type: 'flow',
       openedAt: started,
-      closedAt: Math.max(e.at, started),
+      closedAt: ended,
       sensor: config.events.sensor,
     }),
     listener: who?.listener ?? '',
@@ -163,12 +172,12 @@ export function flowEvent(config: Config, e: CtEvent, openedAt: number | null): 
 export interface ConntrackStats {
   running: boolean;
   flows: number; // flow events recorded
-  overruns: number; // ENOBUFS reported by the tool: events lost
-  unparsed: number; // lines that were not an event
-  pending: number; // NEW seen, DESTROY not yet
+  overruns: number; // ENOBUFS on the socket: the kernel had no room (DESTROY events come again)
+  malformed: number; // events that did not parse, skipped
+  dropped: number; // flows the reader could not hand to JS (its queue was full): not recorded
 }
 
-const totals = { flows: 0, overruns: 0, unparsed: 0 };
+const totals = { flows: 0, overruns: 0, malformed: 0, dropped: 0 };
 
 /** Counters of every recorder in this process (for /metrics). */
 export function conntrackTotals(): Readonly<typeof totals> {
@@ -176,24 +185,20 @@ export function conntrackTotals(): Readonly<typeof totals> {
 }
 
 /**
- * Records a flow event for every kernel-routed flow of this namespace. start() resolves once
- * the subscription is open; stop() ends it (flows still open stay in the kernel, and are
- * recorded by the next run that sees their DESTROY).
+ * Records a flow event for every kernel-routed flow of this namespace. start() subscribes
+ * (CAP_NET_ADMIN, so before privileges are dropped); stop() ends it (flows still open stay in
+ * the kernel, and are recorded by the next run that sees their DESTROY).
  */
 export class ConntrackRecorder {
-  private child: ChildProcess | null = null;
+  private reader: ConntrackReader | null = null;
   private sweeper: NodeJS.Timeout | null = null;
-  private sweeping = false;
-  private readonly pending = new Map<string, number>(); // conntrack id -> opened at
-  private stopping = false;
-  private restarts = 0;
-  readonly stats: ConntrackStats = { running: false, flows: 0, overruns: 0, unparsed: 0, pending: 0 };
+  private sweepRefused = false;
+  readonly stats: ConntrackStats = { running: false, flows: 0, overruns: 0, malformed: 0, dropped: 0 };
 
   constructor(
     private config: Config,
     private readonly log: Logger,
     private readonly recorder: Recorder,
-    private readonly tool = 'conntrack',
   ) {}
 
   /** True when the config has kernel routes to record. */
@@ -201,48 +206,13 @@ export class ConntrackRecorder {
     return hasKernelRoutes(config);
   }
 
-  async start(): Promise<void> {
-    if (this.child) return;
-    const mark = `0x${kernelMark(this.config).toString(16)}`;
-    const args = ['-E', '-e', 'NEW,DESTROY', '-o', 'id,timestamp,extended', '-p', 'tcp'];
-    args.push('-m', `${mark}/${mark}`, '-b', String(BUFFER_BYTES));
-    const PATH = [process.env.PATH, '/usr/sbin', '/sbin'].filter(Boolean).join(':');
-    // The tool writes to a pipe, so stdio buffers it by 4 KiB: the last events of a quiet
-    // moment would wait there. stdbuf (coreutils) makes it line-buffered.
-    const child = spawn('stdbuf', ['-oL', this.tool, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PATH },
-    });
-    this.child = child;
-    await new Promise<void>((resolve, reject) => {
-      child.once('spawn', () => resolve());
-      child.once('error', (err: NodeJS.ErrnoException) => {
-        this.child = null;
-        reject(
-          new Error(
-            err.code === 'ENOENT'
-              ? '`conntrack` not found: kernel routes record their flows with it (apt-get install conntrack)'
-              : `cannot run conntrack: ${err.message}`,
-          ),
-        );
-      });
-    });
+  start(): void {
+    if (this.reader) return;
+    const mark = kernelMark(this.config);
+    this.reader = conntrackReader({ mark, rcvbuf: BUFFER_BYTES }, (numbers, hosts) =>
+      this.onBatch(decodeBatch(numbers, hosts)),
+    );
     this.stats.running = true;
-    createInterface({ input: child.stdout! }).on('line', (line) => this.onLine(line));
-    createInterface({ input: child.stderr! }).on('line', (line) => this.onStderr(line));
-    child.on('exit', (code, signal) => {
-      this.stats.running = false;
-      this.child = null;
-      if (this.stopping) return;
-      // Lost events are the one thing this must never hide: say so, then subscribe again.
-      this.log.error(
-        { code: 'HG_ERR_FIREWALL' },
-        `conntrack -E exited (${signal ?? code}); subscribing again`,
-      );
-      this.note(`conntrack -E exited (${signal ?? code}): flows that ended meanwhile are not recorded`);
-      if (this.restarts++ < 10) setTimeout(() => void this.start().catch(() => {}), 1000).unref();
-    });
-    if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweeper.unref();
   }
@@ -252,75 +222,58 @@ export class ConntrackRecorder {
     this.config = config;
   }
 
-  async stop(): Promise<void> {
-    this.stopping = true;
+  stop(): void {
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = null;
-    const child = this.child;
-    if (!child) return;
-    await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-    });
+    this.reader?.close();
+    this.reader = null;
+    this.stats.running = false;
   }
 
-  private onLine(line: string): void {
-    const e = parseCtLine(line);
-    if (!e) {
-      if (line.trim()) {
-        this.stats.unparsed++;
-        totals.unparsed++;
+  private onBatch(records: CtRecord[]): void {
+    for (const r of records) {
+      if (r.kind === 'flow') {
+        const event = flowEvent(this.config, r.event);
+        this.recorder.record(event);
+        // counted in honeygate_flows_total like the flows user space carries
+        if (flowEnd.hasSubscribers) flowEnd.publish(event);
+        this.stats.flows++;
+        totals.flows++;
+      } else if (r.kind === 'overrun') {
+        totals.overruns += r.total - this.stats.overruns;
+        this.stats.overruns = r.total;
+        this.log.warn(
+          { code: 'HG_ERR_FIREWALL', overruns: r.total },
+          'conntrack events lost: the receive buffer overran (ENOBUFS)',
+        );
+        this.note(
+          `conntrack events lost: the receive buffer overran (ENOBUFS, ${r.total} so far); ` +
+            'the kernel delivers flow ends again, so records may come late',
+        );
+      } else if (r.kind === 'malformed') {
+        totals.malformed += r.total - this.stats.malformed;
+        this.stats.malformed = r.total;
+        this.log.warn({ code: 'HG_ERR_FIREWALL', malformed: r.total }, 'conntrack events that do not parse');
+      } else {
+        totals.dropped += r.total - this.stats.dropped;
+        this.stats.dropped = r.total;
+        this.log.error(
+          { code: 'HG_ERR_FIREWALL', dropped: r.total },
+          'conntrack events lost: honeygate fell behind',
+        );
+        this.note(`conntrack events lost: honeygate fell behind (${r.total} flows not recorded so far)`);
       }
-      return;
     }
-    if (e.kind === 'NEW') {
-      if (this.pending.size >= MAX_PENDING) {
-        const oldest = this.pending.keys().next().value;
-        if (oldest !== undefined) this.pending.delete(oldest);
-      }
-      this.pending.set(e.id, e.at);
-    } else {
-      const opened = this.pending.get(e.id) ?? null;
-      this.pending.delete(e.id);
-      const event = flowEvent(this.config, e, opened);
-      this.recorder.record(event);
-      // counted in honeygate_flows_total like the flows user space carries
-      if (flowEnd.hasSubscribers) flowEnd.publish(event);
-      this.stats.flows++;
-      totals.flows++;
-    }
-    this.stats.pending = this.pending.size;
-  }
-
-  private onStderr(line: string): void {
-    if (isOverrun(line)) {
-      this.stats.overruns++;
-      totals.overruns++;
-      this.log.warn({ code: 'HG_ERR_FIREWALL' }, `conntrack events lost: ${line.trim()}`);
-      this.note(
-        `conntrack events lost (ENOBUFS, ${this.stats.overruns} so far): some kernel flows are not recorded`,
-      );
-      return;
-    }
-    if (/^NOTICE|flow events have been shown|^conntrack v/.test(line)) return;
-    if (line.trim()) this.log.warn({ code: 'HG_ERR_FIREWALL' }, `conntrack: ${line.trim()}`);
   }
 
   /** A dump evicts expired entries, so DESTROY comes when the flow ended, not at the next GC. */
   private sweep(): void {
-    if (this.sweeping || this.pending.size === 0) return;
-    this.sweeping = true;
-    const mark = `0x${kernelMark(this.config).toString(16)}`;
-    const PATH = [process.env.PATH, '/usr/sbin', '/sbin'].filter(Boolean).join(':');
-    const p = spawn(this.tool, ['-L', '-p', 'tcp', '-m', `${mark}/${mark}`, '--state', 'CLOSE'], {
-      stdio: 'ignore',
-      env: { ...process.env, PATH },
-    });
-    const done = () => {
-      this.sweeping = false;
-    };
-    p.once('error', done);
-    p.once('exit', done);
+    if (this.reader?.sweep() !== false || this.sweepRefused) return;
+    this.sweepRefused = true; // once: without it the kernel's garbage collector still reaps, later
+    this.log.warn(
+      { code: 'HG_ERR_FIREWALL' },
+      'cannot sweep conntrack (CAP_NET_ADMIN?): kernel flow records may come up to a minute late',
+    );
   }
 
   private note(detail: string): void {
@@ -351,7 +304,7 @@ export class KernelFlows {
     private readonly recorder: Recorder,
   ) {}
 
-  /** Subscribes when `config` has kernel routes; throws when conntrack cannot run. */
+  /** Subscribes when `config` has kernel routes; throws HG_ERR_SOCKET when the addon cannot. */
   async apply(config: Config): Promise<void> {
     if (this.recorderOf) {
       this.recorderOf.reload(config);
@@ -359,7 +312,7 @@ export class KernelFlows {
     }
     if (!ConntrackRecorder.wanted(config)) return;
     const r = new ConntrackRecorder(config, this.log, this.recorder);
-    await r.start();
+    r.start();
     this.recorderOf = r;
     this.log.info('recording kernel routes from conntrack events');
   }
@@ -369,7 +322,7 @@ export class KernelFlows {
   }
 
   async stop(): Promise<void> {
-    await this.recorderOf?.stop();
+    this.recorderOf?.stop();
     this.recorderOf = null;
   }
 }

@@ -25,6 +25,7 @@ interface Addon {
   upstreamSocket(family: 4 | 6, opts: SocketOptions): number;
   udpSocket(host: string, port: number, opts: UdpSocketOptions): number;
   UdpReceiver: new (fd: number, onBatch: UdpBatch) => { close(): void };
+  ConntrackReader: new (opts: { mark: number; rcvbuf: number }, onBatch: ConntrackBatch) => ConntrackReader;
   originalDst(fd: number): { host: string; port: number } | null;
   socketName(fd: number): { host: string; port: number };
   Relay: new (onRecords: RelayRecords, counters: Float64Array, dial: Float64Array) => NativeRelay;
@@ -252,6 +253,32 @@ export function udpSocket(host: string, port: number, opts: UdpSocketOptions): n
 /** Reads `fd` with recvmmsg, original destinations included; owns the fd from here on. */
 export function udpReceiver(fd: number, onBatch: UdpBatch): { close(): void } {
   return call((a) => new a.UdpReceiver(fd, onBatch));
+}
+
+/**
+ * A batch of conntrack events from a ConntrackReader (native/conntrack_reader.cc's header
+ * comment has the layout): CONNTRACK_FIELDS numbers and 4 strings per record.
+ */
+export type ConntrackBatch = (numbers: Float64Array, hosts: string[]) => void;
+export const CONNTRACK_FIELDS = 19;
+
+/** native/conntrack_reader.cc's reader: a thread reading conntrack DESTROY events. */
+export interface ConntrackReader {
+  /** A dump request that makes the kernel evict expired entries now; false when refused. */
+  sweep(): boolean;
+  close(): void;
+}
+
+/**
+ * Subscribes this namespace's conntrack DESTROY events of flows whose ct mark has every bit
+ * of `mark`, with a receive buffer of `rcvbuf` bytes (forced; the kernel doubles it). Needs
+ * CAP_NET_ADMIN. Throws HG_ERR_SOCKET naming the failed call.
+ */
+export function conntrackReader(
+  opts: { mark: number; rcvbuf: number },
+  onBatch: ConntrackBatch,
+): ConntrackReader {
+  return call((a) => new a.ConntrackReader(opts, onBatch));
 }
 
 /** socket() + setsockopt(); returns an unbound, unconnected fd. Throws HG_ERR_SOCKET. */

@@ -1,41 +1,86 @@
-// conntrack -E lines as captured on Linux 6.18 / conntrack-tools 1.4.7, and the map update a
-// health change sends to nft.
+// The conntrack reader's batches as native/conntrack_reader.cc lays them out, the flow record
+// made of one, and the map update a health change sends to nft. (The ctnetlink parser itself
+// has its C++ test: native/test/conntrack_test.cc, run by native-core.test.ts.)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isOverrun, parseCtLine } from '../../src/kernel/conntrack.js';
+import { loadConfigText } from '../../src/config/load.js';
+import { decodeBatch, flowEvent } from '../../src/kernel/conntrack.js';
 import { mapUpdate } from '../../src/kernel/maps.js';
+import { CONNTRACK_FIELDS } from '../../src/net/native.js';
 
-const NEW =
-  '[1796506269.172092]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=198.51.100.10 dst=192.0.2.74 sport=58872 dport=80 [UNREPLIED] src=192.0.2.100 dst=198.51.100.10 sport=2222 dport=58872 mark=8192 id=960215248';
-const DESTROY =
-  '[1796506314.395090]\t[DESTROY] ipv4     2 tcp      6 TIME_WAIT src=198.51.100.10 dst=192.0.2.74 sport=58216 dport=80 packets=5 bytes=268 src=192.0.2.100 dst=198.51.100.10 sport=2222 dport=58216 packets=4 bytes=235 [ASSURED] mark=8192 delta-time=5 id=4094397473';
+// A DESTROY of 198.51.100.10:58216 -> 192.0.2.74:80, DNATed to 192.0.2.100:2222, then an overrun.
+function batch(): { numbers: Float64Array; hosts: string[] } {
+  const numbers = new Float64Array(CONNTRACK_FIELDS * 2);
+  numbers.set([0, 4, 6, 7, 4094397473, 0x2000, 0x18e, 58216, 80, 2222, 58216, 5, 268, 4, 235]);
+  numbers.set([1796506269172.092, 1796506274395.09, 1796506275000.5], 15);
+  numbers.set([1, 3], CONNTRACK_FIELDS);
+  const hosts = ['198.51.100.10', '192.0.2.74', '192.0.2.100', '198.51.100.10', '', '', '', ''];
+  return { numbers, hosts };
+}
 
-test('a NEW line: open time, both directions, mark and id', () => {
-  const e = parseCtLine(NEW)!;
-  assert.equal(e.kind, 'NEW');
-  assert.equal(e.at, 1796506269172);
-  assert.equal(e.state, 'SYN_SENT');
-  assert.deepEqual(
-    [e.orig.src, e.orig.dst, e.orig.sport, e.orig.dport],
-    ['198.51.100.10', '192.0.2.74', 58872, 80],
-  );
-  assert.deepEqual([e.reply.src, e.reply.sport], ['192.0.2.100', 2222]);
-  assert.equal(e.mark, 0x2000);
-  assert.equal(e.id, '960215248');
-});
-
-test('a DESTROY line: counters each way, the state it died in, delta-time', () => {
-  const e = parseCtLine(DESTROY)!;
-  assert.equal(e.kind, 'DESTROY');
+test('a batch: a DESTROY with both tuples, counters, times and state; an overrun total', () => {
+  const { numbers, hosts } = batch();
+  const [flow, overrun] = decodeBatch(numbers, hosts);
+  assert.deepEqual(overrun, { kind: 'overrun', total: 3 });
+  assert.equal(flow?.kind, 'flow');
+  const e = flow.kind === 'flow' ? flow.event : assert.fail('not a flow');
   assert.equal(e.state, 'TIME_WAIT');
-  assert.deepEqual([e.orig.packets, e.orig.bytes, e.reply.packets, e.reply.bytes], [5, 268, 4, 235]);
-  assert.equal(e.deltaS, 5);
+  assert.equal(e.id, '4094397473');
+  assert.equal(e.mark, 0x2000);
+  assert.deepEqual(e.orig, {
+    src: '198.51.100.10',
+    dst: '192.0.2.74',
+    sport: 58216,
+    dport: 80,
+    packets: 5,
+    bytes: 268,
+  });
+  assert.deepEqual(e.reply, {
+    src: '192.0.2.100',
+    dst: '198.51.100.10',
+    sport: 2222,
+    dport: 58216,
+    packets: 4,
+    bytes: 235,
+  });
+  assert.deepEqual([e.start, e.stop], [1796506269172, 1796506274395]);
+  // a truncated batch decodes its whole records only
+  assert.equal(decodeBatch(numbers.subarray(0, CONNTRACK_FIELDS + 3), hosts).length, 1);
 });
 
-test('every truncation of a line is refused or parsed, never thrown', () => {
-  for (const line of [NEW, DESTROY]) for (let i = 0; i < line.length; i++) parseCtLine(line.slice(0, i));
-  assert.equal(parseCtLine('conntrack v1.4.7 (conntrack-tools): 0 flow events have been shown.'), null);
-  assert.ok(isOverrun('WARNING: We have hit ENOBUFS! We are losing events.'));
+test('the flow record: open and close from the timestamps, listener, route, server', () => {
+  const loaded = loadConfigText(
+    `
+listeners:
+  - name: decoys
+    tproxy: { port: 15001 }
+    divert: { interface: eth0, ports: "80" }
+routes:
+  - name: web
+    forward: hp
+backends:
+  hp: { servers: ["192.0.2.100:2222"], engine: kernel }
+`,
+    { env: {}, baseDir: '/tmp', fileName: 'c.yaml' },
+  );
+  const config = loaded.ok ? loaded.config : assert.fail(loaded.errors.join('\n'));
+  const { numbers, hosts } = batch();
+  const [flow] = decodeBatch(numbers, hosts);
+  const e = flow?.kind === 'flow' ? flow.event : assert.fail('not a flow');
+  const ev = flowEvent(config, e);
+  assert.deepEqual([ev.openedAt, ev.closedAt], [1796506269172, 1796506274395]);
+  assert.deepEqual(
+    [ev.listener, ev.route, ev.backend, ev.server],
+    ['decoys', 'web', 'hp', '192.0.2.100:2222'],
+  );
+  assert.deepEqual([ev.bytesIn, ev.bytesOut, ev.action, ev.engine], [268, 235, 'forward', 'kernel']);
+  assert.match(
+    ev.detail ?? '',
+    /^kernel \(nftables DNAT\): conntrack id 4094397473, 5 packets in, 4 out, ended in TIME_WAIT/,
+  );
+  // without nf_conntrack_timestamp: both ends are the time the event was read
+  const bare = flowEvent(config, { ...e, start: null, stop: null });
+  assert.deepEqual([bare.openedAt, bare.closedAt], [e.at, e.at]);
 });
 
 test('a health change flushes and refills the map in one input; all down leaves it empty', () => {
