@@ -42,14 +42,16 @@ export async function makePki(dir, { root, node }) {
 /**
  * The honeygate pair: a hub (tunnel listener, one route to nginx's PROXY port, `source:
  * proxy-v2`) and a sensor (one bind listener, one route to the tunnel backend), each with
- * its events in SQLite; resolves once the sensor's tunnel is up. { hub, sensor }.
+ * its events in SQLite; resolves once the sensor's tunnel is up. { hub, sensor }. nodeArgs:
+ * for both node processes, `{side}` replaced by hub or sensor (e.g. a --cpu-prof-dir).
  */
-export async function startTunnelPair(dir, name, { root, node, cpus, pki, maxFlows }) {
+export async function startTunnelPair(dir, name, { root, node, cpus, pki, maxFlows, nodeArgs = [] }) {
   const hubDb = join(dir, `${name}-hub.db`);
   const hub = await launchHoneygate(dir, `${name}-hub`, {
     root,
     node,
     cpus,
+    nodeArgs: nodeArgs.map((a) => a.replace('{side}', 'hub')),
     db: hubDb,
     admin: PORTS.admin + 6,
     ports: [PORTS.tunnelHub],
@@ -79,6 +81,7 @@ ${honeygateCommonYaml({ maxFlows, db: hubDb, admin: PORTS.admin + 6 })}`,
       root,
       node,
       cpus,
+      nodeArgs: nodeArgs.map((a) => a.replace('{side}', 'sensor')),
       db: sensorDb,
       admin: PORTS.admin + 5,
       ports: [PORTS.tunnelSensor],
