@@ -28,6 +28,7 @@ describe('fleet: the admin API of a collector', { skip, timeout: 120_000 }, () =
   let nats: NatsServer;
   let collect: CollectProcess;
   let admin: string; // http://127.0.0.1:PORT
+  let config: string;
   const sent: Record<string, string[]> = {};
   const cleanup: (() => unknown)[] = [];
 
@@ -63,7 +64,7 @@ describe('fleet: the admin API of a collector', { skip, timeout: 120_000 }, () =
     // The token comes from the environment, as in a gateway's config.
     process.env.HG_S2_COLLECT_TOKEN = TOKEN;
     cleanup.push(() => delete process.env.HG_S2_COLLECT_TOKEN);
-    const config = path.join(dir, 'fleet.yaml');
+    config = path.join(dir, 'fleet.yaml');
     fs.writeFileSync(
       config,
       `events:\n  sqlite: false\n  nats:\n    servers: ["${nats.url}"]\n` +
@@ -170,6 +171,23 @@ describe('fleet: the admin API of a collector', { skip, timeout: 120_000 }, () =
     const backends = await get('/api/backends');
     assert.equal(backends.status, 404);
     assert.equal(((await backends.json()) as { error: string }).error, 'not-served');
+  });
+
+  test('--admin serves it on another address, with admin.token still required', async () => {
+    const port = await freePort();
+    const second = await startCollect(config, path.join(dir, 'central.db'), await freePort(), [
+      '--admin',
+      `127.0.0.1:${port}`,
+    ]);
+    try {
+      await waitFor('the second admin API', () => second.output().includes('"admin listening"'), 10_000);
+      const url = `http://127.0.0.1:${port}/api/events?sensor=sensor-b&limit=1000`;
+      assert.equal((await fetch(url)).status, 401);
+      const r = await fetch(url, { headers: { authorization: `Bearer ${TOKEN}` } });
+      assert.equal(((await r.json()) as { events: unknown[] }).events.length, 20);
+    } finally {
+      await second.stop();
+    }
   });
 
   test('the dashboard overview lists both sensors', async () => {
