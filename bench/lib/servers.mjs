@@ -245,7 +245,7 @@ export async function startRelayAlone(dir, { root, node, cpus, port, server }) {
 }
 
 /** The limits (opened up so that admission never refuses the load), events and admin parts of a bench config. */
-export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin, nats = null }) {
+export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin, nats = null, sensor = null }) {
   const fleet = nats
     ? `  nats:\n    servers: [${JSON.stringify(nats.url)}]\n    outbox: ${JSON.stringify(nats.outbox)}\n`
     : '';
@@ -259,7 +259,7 @@ export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin, nats = nu
   grace: 1s
 events:
   sqlite: ${JSON.stringify(db)}
-${fleet}admin:
+${sensor ? `  sensor: ${JSON.stringify(sensor)}\n` : ''}${fleet}admin:
   listen: "127.0.0.1:${admin}"
 log:
   level: warn

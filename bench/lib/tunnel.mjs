@@ -99,7 +99,7 @@ backends:
       ca: ${JSON.stringify(pki.ca)}
       cert: ${JSON.stringify(pki.sensorCert)}
       key: ${JSON.stringify(pki.sensorKey)}
-${honeygateCommonYaml({ maxFlows, db: sensorDb, admin: PORTS.admin + 5 })}`,
+${honeygateCommonYaml({ maxFlows, db: sensorDb, admin: PORTS.admin + 5, sensor: SENSOR_NAME })}`,
     });
     // Until its first tunnel is up a sensor captures (the fallback): wait for it.
     await waitFor(
