@@ -6,8 +6,9 @@
 //   BENCH_REPEATS=3          runs per target and figure (best and median are reported)
 //   BENCH_ONLY=connrate,...  figures: connrate keepalive bulk latency idle-memory burst completeness
 //                            recording-floor transparent-connrate transparent-keepalive transparent-latency
-//                            transparent-burst (default all of these; `transparent` names the four),
-//                            profile (opt-in: honeygate under --cpu-prof)
+//                            transparent-burst tunnel-connrate tunnel-bulk tunnel-memory (default all
+//                            of these; `transparent` names the four transparent-*, `tunnel` the three
+//                            tunnel-*), profile (opt-in: honeygate under --cpu-prof)
 //   BENCH_LAYOUTS=pinned,shared   CPU layouts for the rate figures
 //   BENCH_LATENCY_RATE=1000  new connections/s of the latency figure
 //   BENCH_IDLE_FLOWS=9000    idle flows of the memory figure
@@ -54,6 +55,7 @@ import {
   PLAN,
   TARGETS as TP_TARGETS,
 } from './lib/transparent.mjs';
+import { makePki, startHaproxyTlsPair, startTunnelPair } from './lib/tunnel.mjs';
 import {
   busyPercent,
   cpuSeconds,
@@ -79,6 +81,8 @@ const TRANSPARENT = [
   'transparent-latency',
   'transparent-burst',
 ];
+// attacker -> sensor -> hub -> nginx through honeygate's tunnel vs HAProxy -> HAProxy over TLS (lib/tunnel.mjs).
+const TUNNEL = ['tunnel-connrate', 'tunnel-bulk', 'tunnel-memory'];
 const ALL = [
   'connrate',
   'keepalive',
@@ -89,10 +93,11 @@ const ALL = [
   'completeness',
   'recording-floor',
   ...TRANSPARENT,
+  ...TUNNEL,
 ];
 const KNOWN = [...ALL, 'profile'];
 // Names in BENCH_ONLY that stand for several figures.
-const GROUPS = { transparent: TRANSPARENT };
+const GROUPS = { transparent: TRANSPARENT, tunnel: TUNNEL };
 
 const settings = {
   seconds: Number(env.BENCH_SECONDS ?? 4),
@@ -170,7 +175,7 @@ async function main() {
   const unknown = settings.only.filter((f) => !KNOWN.includes(f));
   if (unknown.length)
     throw new Error(
-      `BENCH_ONLY: unknown ${unknown.join(', ')} (known: ${KNOWN.join(', ')}, transparent for the transparent-* figures)`,
+      `BENCH_ONLY: unknown ${unknown.join(', ')} (known: ${KNOWN.join(', ')}, transparent for the transparent-* figures, tunnel for the tunnel-* figures)`,
     );
   if (env.BENCH_INNER) return inner();
   const started = Date.now();
@@ -239,6 +244,7 @@ async function inner({
     burst: null,
     recordingFloor: null,
     transparent: null,
+    tunnel: null,
     profile: null,
     elapsedSeconds: 0,
   };
@@ -267,6 +273,7 @@ async function inner({
         ? await measureTransparent(LAYOUTS.pinned, join(dir, 'transparent'), JSON.parse(env.BENCH_TOPOLOGY))
         : { status: 'not measured: needs root (network namespaces, nftables)' };
     }
+    if (TUNNEL.some(want)) results.tunnel = await measureTunnel(LAYOUTS.pinned, join(dir, 'tunnel'));
     if (want('profile')) results.profile = await profileHoneygate(LAYOUTS.pinned, join(dir, 'profile'));
   } finally {
     if (!env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
@@ -858,6 +865,183 @@ function haproxyLogLines(file) {
   let n = 0;
   for (let i = text.indexOf(' burst burst_be/'); i >= 0; i = text.indexOf(' burst burst_be/', i + 1)) n++;
   return n;
+}
+
+// ---- the tunnel: sensor -> hub vs HAProxy -> HAProxy over TLS --------------------------------
+// Each pair on the proxy core (both of its processes there: the pair shares CPU 1, as the
+// single proxy does in the other pinned figures); wrk, nginx and the idle clients on the load
+// core. Both back ends send PROXY v2 to nginx's proxy_protocol port.
+
+const TUNNEL_TARGETS = { 'haproxy-tls': PORTS.haproxyTlsFront, 'honeygate-tunnel': PORTS.tunnelSensor };
+const TUNNEL_LIST = Object.keys(TUNNEL_TARGETS);
+
+/** The two processes of a pair, as { sensor, hub } (HAProxy's front is the sensor's end). */
+const sidesOf = (pair) => (pair.front ? { sensor: pair.front, hub: pair.back } : pair);
+
+async function measureTunnel(layout, dir) {
+  mkdirSync(dir, { recursive: true });
+  const want = (f) => settings.only.includes(f);
+  log(`tunnel: attacker -> sensor -> hub -> nginx vs HAProxy -> HAProxy over TLS (${layout.id})`);
+  const pki = await makePki(dir, { root: HG_ROOT, node: settings.node });
+  const nginx = await startNginx(dir, { cpus: layout.loadCpus, workers: layout.nginxWorkers });
+  const result = { layout: layout.label, figures: {}, completeness: [], idleMemory: null };
+  try {
+    const rates = ['tunnel-connrate', 'tunnel-bulk'].filter(want);
+    if (rates.length) await tunnelRates(layout, dir, pki, rates, result);
+    if (want('tunnel-memory')) result.idleMemory = await tunnelMemory(layout, dir, pki);
+  } finally {
+    await nginx.process.stop();
+  }
+  return result;
+}
+
+function startPair(t, layout, dir, name, pki) {
+  return t === 'haproxy-tls'
+    ? startHaproxyTlsPair(dir, name, { cpus: layout.proxyCpus, threads: layout.proxyThreads, pki })
+    : startTunnelPair(dir, name, { root: HG_ROOT, node: settings.node, cpus: layout.proxyCpus, pki });
+}
+
+async function stopPair(pair) {
+  const { sensor, hub } = sidesOf(pair);
+  await sensor.process.stop();
+  await hub.process.stop();
+}
+
+async function tunnelRates(layout, dir, pki, figures, result) {
+  const pairs = {};
+  try {
+    for (const t of TUNNEL_LIST) pairs[t] = sidesOf(await startPair(t, layout, dir, t, pki));
+    const hg = pairs['honeygate-tunnel'];
+    const pairCpu = (t) => cpuSeconds(pairs[t].sensor.process.pid) + cpuSeconds(pairs[t].hub.process.pid);
+    for (const t of TUNNEL_LIST) {
+      const opts = { seconds: 1, connections: 20, threads: 1, cpus: layout.loadCpus };
+      await wrk(TUNNEL_TARGETS[t], SMALL, { ...opts, close: true });
+      await wrk(TUNNEL_TARGETS[t], SMALL, opts);
+    }
+    await settle(hg.sensor);
+    await settle(hg.hub);
+    for (const f of figures) {
+      const id = f === 'tunnel-connrate' ? 'connrate' : 'bulk';
+      const runs = Object.fromEntries(TUNNEL_LIST.map((t) => [t, []]));
+      for (let r = 0; r < settings.repeats; r++) {
+        for (const t of rotate(TUNNEL_LIST, r)) {
+          const port = TUNNEL_TARGETS[t];
+          const counted = id === 'connrate' && t === 'honeygate-tunnel';
+          const before = counted ? { sensor: await settle(hg.sensor), hub: await settle(hg.hub) } : null;
+          const cpuBefore = pairCpu(t);
+          const res =
+            id === 'connrate'
+              ? await wrk(port, SMALL, {
+                  seconds: settings.seconds,
+                  threads: layout.wrkThreads,
+                  cpus: layout.loadCpus,
+                  connections: FIGURES.connrate.connections,
+                  close: true,
+                })
+              : await wrk(port, LARGE, {
+                  seconds: settings.seconds,
+                  threads: 1,
+                  cpus: layout.loadCpus,
+                  connections: FIGURES.bulk.connections,
+                });
+          if (counted) {
+            res.events = {
+              sensor: completeness(res, before.sensor, await settle(hg.sensor)),
+              hub: completeness(res, before.hub, await settle(hg.hub)),
+            };
+          }
+          res.proxyCpuSeconds = pairCpu(t) - cpuBefore;
+          runs[t].push(res);
+          const ev = res.events
+            ? `, events sensor ${res.events.sensor.events} hub ${res.events.hub.events} / ${res.requests} requests`
+            : '';
+          log(
+            `  tunnel ${id} #${r + 1} ${t}: ${id === 'bulk' ? `${res.mbps.toFixed(0)} MB/s` : `${res.rate.toFixed(0)}/s`}` +
+              `${res.errors ? `, ${res.errors} socket errors` : ''}${ev}`,
+          );
+        }
+      }
+      const value = id === 'bulk' ? (x) => x.mbps : (x) => x.rate;
+      result.figures[id] = figureSummary(runs, value, false, {
+        unit: FIGURES[id].unit,
+        connections: FIGURES[id].connections,
+      });
+      const perUnit =
+        id === 'bulk'
+          ? (x) => x.proxyCpuSeconds / (x.bytes / 1e9)
+          : (x) => (x.proxyCpuSeconds * 1e6) / x.requests;
+      result.figures[`${id}-cpu`] = figureSummary(runs, perUnit, true, {
+        unit: id === 'bulk' ? 'CPU s/GB (both processes)' : 'CPU µs/request (both processes)',
+      });
+      if (id === 'connrate') {
+        const best = [...runs['honeygate-tunnel']].sort((a, b) => b.rate - a.rate)[0];
+        for (const side of ['sensor', 'hub'])
+          result.completeness.push({ layout: 'tunnel', target: `honeygate ${side}`, ...best.events[side] });
+      }
+    }
+  } finally {
+    for (const t of [...TUNNEL_LIST].reverse()) if (pairs[t]) await stopPair(pairs[t]);
+  }
+}
+
+/** Memory per idle flow on each side of a fresh pair: RSS delta over settings.idleFlows flows. */
+async function tunnelMemory(layout, dir, pki) {
+  const flows = settings.idleFlows;
+  log(`tunnel idle memory: ${flows} idle flows through each pair (${layout.id})`);
+  const runs = Object.fromEntries(TUNNEL_LIST.map((t) => [t, []]));
+  for (let r = 0; r < settings.repeats; r++) {
+    for (const t of rotate(TUNNEL_LIST, r)) {
+      const pair = sidesOf(await startPair(t, layout, dir, `${t}-idle-${r}`, pki));
+      try {
+        const port = TUNNEL_TARGETS[t];
+        const opts = { seconds: 1, connections: 20, threads: 1, cpus: layout.loadCpus };
+        await wrk(port, SMALL, { ...opts, close: true });
+        await wrk(port, SMALL, opts);
+        if (t === 'honeygate-tunnel') {
+          await settle(pair.sensor);
+          await settle(pair.hub);
+        }
+        const before = {
+          sensor: await stableRss(pair.sensor.process.pid),
+          hub: await stableRss(pair.hub.process.pid),
+        };
+        const idle = await openIdle(settings.node, port, SMALL, flows, { cpus: layout.loadCpus });
+        try {
+          const after = {
+            sensor: await stableRss(pair.sensor.process.pid),
+            hub: await stableRss(pair.hub.process.pid),
+          };
+          const kib = (side) => (after[side] - before[side]) / idle.ready;
+          const res = {
+            flows: idle.ready,
+            errors: idle.errors,
+            beforeKiB: before,
+            afterKiB: after,
+            sensorKiB: kib('sensor'),
+            hubKiB: kib('hub'),
+            kib: kib('sensor') + kib('hub'),
+          };
+          runs[t].push(res);
+          log(
+            `  tunnel idle #${r + 1} ${t}: sensor side ${res.sensorKiB.toFixed(2)} KiB/flow, hub side ` +
+              `${res.hubKiB.toFixed(2)} KiB/flow over ${idle.ready} flows`,
+          );
+        } finally {
+          await idle.close();
+        }
+      } finally {
+        await stopPair(pair);
+      }
+    }
+  }
+  const unit = { unit: 'KiB/flow' };
+  return {
+    layout: layout.label,
+    flows,
+    sensor: figureSummary(runs, (x) => x.sensorKiB, true, unit),
+    hub: figureSummary(runs, (x) => x.hubKiB, true, unit),
+    pair: figureSummary(runs, (x) => x.kib, true, unit),
+  };
 }
 
 // ---- profile (opt-in) ------------------------------------------------------------------------

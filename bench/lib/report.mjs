@@ -308,6 +308,71 @@ function floorSection(results) {
   return out;
 }
 
+/**
+ * "Sensor -> hub": honeygate's tunnel against HAProxy -> HAProxy over TLS, with the issue's
+ * targets beside each ratio (new connections/s >= 1.5x, bulk >= 0.9x, idle memory <= 2x).
+ */
+function tunnelSection(tn) {
+  const out = ['', `### Sensor → hub: honeygate's tunnel vs HAProxy → HAProxy over TLS (${tn.layout})`, ''];
+  const lines = [];
+  const line = (title, fig, digits, target) => {
+    if (!fig) return;
+    const t = fig.targets;
+    lines.push(
+      row([
+        title,
+        cell(t['haproxy-tls'], digits),
+        cell(t['honeygate-tunnel'], digits),
+        ratio(t['honeygate-tunnel'], t['haproxy-tls']),
+        target,
+      ]),
+    );
+  };
+  const f = tn.figures;
+  line(
+    `new connections/s (Connection: close, 1 KiB, ${f.connrate?.connections} conns)`,
+    f.connrate,
+    0,
+    '≥ 1.5',
+  );
+  line(`bulk MB/s (64 MiB file, ${f.bulk?.connections} conns)`, f.bulk, 0, '≥ 0.9');
+  line('CPU µs per new connection, both processes', f['connrate-cpu'], 1, '');
+  line('CPU s per GB (bulk), both processes', f['bulk-cpu'], 2, '');
+  const m = tn.idleMemory;
+  if (m) {
+    line(`memory per idle flow, sensor side, KiB (${m.flows} flows)`, m.sensor, 2, '');
+    line(`memory per idle flow, hub side, KiB (${m.flows} flows)`, m.hub, 2, '');
+    line('memory per idle flow, both sides, KiB', m.pair, 2, '≤ 2');
+  }
+  out.push(row(['figure', 'HAProxy → HAProxy (TLS)', 'sensor → hub (tunnel)', 'tunnel / HAProxy', 'target']));
+  out.push(row(['---', '---:', '---:', '---:', '---:']));
+  out.push(...lines);
+  out.push('');
+  out.push(
+    'attacker (wrk) → front → back → nginx `proxy_protocol` port, every process of both pairs on the proxy core. ' +
+      'HAProxy: the front `server ... send-proxy-v2 ssl verify none` (one TLS connection per flow, its session ' +
+      'resumed as HAProxy does by default), the back `bind ... accept-proxy ssl crt` and `send-proxy-v2` to nginx, ' +
+      'TCP mode, nbthread 1 each. honeygate: a sensor (bind listener, `tunnel:` backend) and a hub (tunnel listener, ' +
+      '`source: proxy-v2` to nginx): one mutual-TLS 1.3 HTTP/2 connection, one stream per flow, both recording every ' +
+      'flow in SQLite. Certificates from `honeygate pki` (ECDSA P-256); HAProxy serves the hub certificate. CPU: ' +
+      'both processes of the pair. Memory: a fresh pair per run, RSS of each process before and after the idle ' +
+      'flows (one keep-alive request each, then idle).',
+  );
+  if (tn.completeness?.length) {
+    out.push('');
+    out.push(
+      `Event completeness (fastest new-connection run): ${tn.completeness
+        .map(
+          (c) =>
+            `${c.target} ${num(c.events, 0)} events for ${num(c.requests, 0)} requests (${num(c.missing, 0)} missing, ` +
+            `${num(c.dropped, 0)} dropped: ${c.complete ? 'complete' : '**incomplete**'})`,
+        )
+        .join('; ')}.`,
+    );
+  }
+  return out;
+}
+
 /** How busy each CPU was during each burst run: both near 100% means the machine is the bound. */
 function busyNote(burst) {
   const runs = (t) =>
@@ -430,6 +495,7 @@ export function renderMarkdown(results) {
     );
   }
   if (results.transparent) out.push(...transparentSection(results.transparent));
+  if (results.tunnel) out.push(...tunnelSection(results.tunnel));
   if (results.profile) {
     out.push('');
     out.push('### honeygate CPU profile (self time)');

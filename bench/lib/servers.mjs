@@ -15,6 +15,10 @@ export const PORTS = {
   relayAlone: 9103, // bench/relay-alone.mjs
   honeygateNoJournal: 9104, // HONEYGATE_JOURNAL=off: the start journal's cost
   honeygateNats: 9105, // events also to a nats sink: its cost on the data path
+  tunnelSensor: 9106, // the tunnel figures: attacker -> sensor -> hub -> nginx (lib/tunnel.mjs)
+  tunnelHub: 9107, // the hub's tunnel listener (mutual TLS, HTTP/2)
+  haproxyTlsFront: 9003, // HAProxy -> HAProxy over TLS: the front (send-proxy-v2 ssl)
+  haproxyTlsBack: 9004, // ... and the back (accept-proxy ssl crt), to nginx
   nats: 9301, // nats-server (JetStream) for the honeygate-nats target
   collectorMetrics: 9302,
   admin: 9200, // honeygate admin APIs: 9200 + n
@@ -87,6 +91,8 @@ http {
  * For the namespaced figures an entry may instead give bind (its address, port still set),
  * transparent (a TPROXY listener: `bind ... transparent`), servers (["192.0.2.100:80", ...],
  * round robin) and usesrc (`source 0.0.0.0 usesrc clientip`); netns: the namespace to run in.
+ * bindOptions / serverOptions: more words on the bind / server lines (TLS: `accept-proxy ssl
+ * crt FILE`, `ssl verify none`).
  */
 export async function startHaproxy(
   dir,
@@ -98,11 +104,14 @@ export async function startHaproxy(
     const servers = l.servers ?? [`127.0.0.1:${l.server}`];
     return `
 frontend ${l.name}
-  bind ${bind}${l.transparent ? ' transparent' : ''}
+  bind ${bind}${l.transparent ? ' transparent' : ''}${l.bindOptions ? ` ${l.bindOptions}` : ''}
   default_backend ${l.name}_be
 backend ${l.name}_be
 ${servers.length > 1 ? '  balance roundrobin\n' : ''}${l.usesrc ? '  source 0.0.0.0 usesrc clientip\n' : ''}${servers
-  .map((s, i) => `  server s${i + 1} ${s}${l.sendProxy ? ' send-proxy-v2' : ''}`)
+  .map(
+    (s, i) =>
+      `  server s${i + 1} ${s}${l.sendProxy ? ' send-proxy-v2' : ''}${l.serverOptions ? ` ${l.serverOptions}` : ''}`,
+  )
   .join('\n')}
 `;
   });
@@ -236,7 +245,7 @@ export async function startRelayAlone(dir, { root, node, cpus, port, server }) {
 }
 
 /** The limits (opened up so that admission never refuses the load), events and admin parts of a bench config. */
-export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin, nats = null }) {
+export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin, nats = null, sensor = null }) {
   const fleet = nats
     ? `  nats:\n    servers: [${JSON.stringify(nats.url)}]\n    outbox: ${JSON.stringify(nats.outbox)}\n`
     : '';
@@ -250,7 +259,7 @@ export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin, nats = nu
   grace: 1s
 events:
   sqlite: ${JSON.stringify(db)}
-${fleet}admin:
+${sensor ? `  sensor: ${JSON.stringify(sensor)}\n` : ''}${fleet}admin:
   listen: "127.0.0.1:${admin}"
 log:
   level: warn

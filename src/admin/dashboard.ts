@@ -6,9 +6,9 @@
 //   GET  /assets/*             the bundled script and style (no secrets: no login needed)
 //   GET  /api/events           search, the filters of `honeygate events`; JSON, JSON lines or CSV
 //   GET  /api/events/ID        one flow: its final event and its updates
-//   GET  /api/live             Server-Sent Events: new events as they are recorded
+//   GET  /api/live             Server-Sent Events: new events as they are recorded (?sensor=NAME)
 //   GET  /api/stats/VIEW       aggregates: overview, timeline, sources, ports, heatmap, protocols, refusals
-//   GET  /api/backends         backends, their servers and health, live counters
+//   GET  /api/backends         backends, their servers and health, live counters (a gateway's only)
 //
 // With admin.token set, everything but /login and /assets needs the session cookie or
 // `Authorization: Bearer TOKEN`. Only /login and /logout change state, both by POST: /login
@@ -32,7 +32,8 @@ export interface DashboardOptions {
   token: string | null;
   /** The SQLite event store the views read (events.sqlite), or null when none is configured. */
   store: () => string | null;
-  gateway: { stats(): GatewayStats };
+  /** The gateway whose backends /api/backends shows; none on a collector (no /api/backends). */
+  gateway?: { stats(): GatewayStats };
   refresh?: () => Promise<void>;
   /** True when the request carries the right `Authorization: Bearer` header. */
   bearer: (req: http.IncomingMessage) => boolean;
@@ -161,12 +162,16 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
       }
     };
 
+  const gateway = opts.gateway;
   const api: Record<string, Handler> = {
     '/api/events': (_req, res, url) => searchEvents(res, url, withStore, now()),
     '/api/live': (req, res, url) => live(req, res, url),
-    '/api/backends': async (_req, res) => {
+    ...Object.fromEntries(stats.VIEWS.map((v) => [`/api/stats/${v}`, statsView(v)])),
+  };
+  if (gateway) {
+    api['/api/backends'] = async (_req, res) => {
       await opts.refresh?.();
-      const s = opts.gateway.stats();
+      const s = gateway.stats();
       sendJson(res, 200, {
         backends: s.backends,
         listeners: s.listeners,
@@ -175,9 +180,14 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
         refusedBy: s.refusedBy ?? {},
         uptimeSeconds: Math.round(process.uptime()),
       });
-    },
-    ...Object.fromEntries(stats.VIEWS.map((v) => [`/api/stats/${v}`, statsView(v)])),
-  };
+    };
+  } else {
+    api['/api/backends'] = (_req, res) =>
+      sendJson(res, 404, {
+        error: 'not-served',
+        message: "a collector has no backends: /api/backends is a gateway's",
+      });
+  }
 
   const live = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => {
     if (req.method === 'HEAD') {
@@ -190,6 +200,7 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
     }
     withStore(res, (dbPath) => {
       const backlog = Math.min(Number(url.searchParams.get('backlog') ?? 50) || 0, 500);
+      const sensor = url.searchParams.get('sensor') || undefined; // one gateway's, in a central store
       const ac = new AbortController();
       streams.add(ac);
       res.writeHead(200, {
@@ -205,7 +216,7 @@ export function createDashboard(opts: DashboardOptions): Dashboard {
       res.on('error', end);
       followEvents(
         dbPath,
-        {},
+        sensor === undefined ? {} : { sensor },
         (events) => res.write(`event: events\ndata: ${JSON.stringify(events.map(eventJson))}\n\n`),
         ac.signal,
         { intervalMs: LIVE_POLL_MS, backlog },
@@ -385,6 +396,7 @@ function searchEvents(res: http.ServerResponse, url: URL, withStore: WithStore, 
   o.route = get('route');
   o.action = get('action');
   o.type = get('type');
+  o.sensor = get('sensor'); // the gateway that recorded it: a collector's store holds many
   o.limit = get('limit');
   let query: ReturnType<typeof toQuery>;
   try {

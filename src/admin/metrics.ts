@@ -16,7 +16,6 @@ import { REFUSALS } from '../gateway/admit.js';
 import { flowEnd } from '../gateway/flow.js';
 import type { GatewayStats } from '../gateway/gateway.js';
 import { conntrackTotals } from '../kernel/conntrack.js';
-import type { HubStats, TunnelStats } from '../tunnel/index.js';
 
 export interface MetricsSource {
   gateway: { stats(): GatewayStats };
@@ -60,6 +59,44 @@ function totalCounter(registry: prom.Registry, name: string, help: string, read:
       this.inc(Math.max(0, read()));
     },
   });
+}
+
+/**
+ * One metric per row of `rows`, each a value per item of `items()` (read at scrape time, with
+ * the item's labels): a 'gauge' set to it, a 'sum' gauge that adds the items sharing labels,
+ * or a 'counter' that is a running total read from elsewhere. Reset at every scrape, so an
+ * item gone (a tunnel after a reload, a sensor that left) disappears.
+ */
+function perItem<T, L extends string>(
+  registry: prom.Registry,
+  kind: 'gauge' | 'sum' | 'counter',
+  labelNames: readonly L[],
+  items: () => readonly (readonly [Record<L, string>, T])[],
+  rows: readonly (readonly [name: string, help: string, read: (item: T) => number])[],
+): void {
+  for (const [name, help, read] of rows) {
+    const config = { name: `${PREFIX}${name}`, help, labelNames, registers: [registry] };
+    if (kind === 'counter') {
+      new prom.Counter({
+        ...config,
+        collect() {
+          this.reset();
+          for (const [labels, item] of items()) this.inc(labels, read(item));
+        },
+      });
+    } else {
+      new prom.Gauge({
+        ...config,
+        collect() {
+          this.reset();
+          for (const [labels, item] of items()) {
+            if (kind === 'sum') this.inc(labels, read(item));
+            else this.set(labels, read(item));
+          }
+        },
+      });
+    }
+  }
 }
 
 export function createMetrics(source: MetricsSource): Metrics {
@@ -176,92 +213,33 @@ export function createMetrics(source: MetricsSource): Metrics {
 
   // Tunnels (src/tunnel): a sensor's, one per tunnel backend; a hub's, one per connected sensor.
   const tunnelLabels = ['backend', 'hub'] as const;
-  const eachTunnel = (fn: (labels: { backend: string; hub: string }, t: TunnelStats) => void) => {
-    for (const t of source.gateway.stats().tunnels ?? []) fn({ backend: t.backend, hub: t.hub }, t);
-  };
-  for (const [name, help, read] of [
-    [
-      'tunnel_up',
-      "Whether the sensor's tunnel to its hub is up (1) or not (0).",
-      (t: TunnelStats) => (t.up ? 1 : 0),
-    ],
-    ['tunnel_streams', 'Flows open on the tunnel (one HTTP/2 stream each).', (t: TunnelStats) => t.streams],
-    [
-      'tunnel_buffered_bytes',
-      "Bytes queued in the tunnel's open streams, both ways.",
-      (t: TunnelStats) => t.buffered,
-    ],
-  ] as const) {
-    new prom.Gauge({
-      name: `${PREFIX}${name}`,
-      help,
-      labelNames: tunnelLabels,
-      registers: [registry],
-      collect() {
-        this.reset();
-        eachTunnel((labels, t) => this.set(labels, read(t)));
-      },
-    });
-  }
-  for (const [name, help, read] of [
-    ['tunnel_streams_opened_total', 'Streams (flows) opened on the tunnel.', (t: TunnelStats) => t.opened],
-    [
-      'tunnel_reconnects_total',
-      'Tunnels to the hub set up again after the first.',
-      (t: TunnelStats) => t.reconnects,
-    ],
-  ] as const) {
-    new prom.Counter({
-      name: `${PREFIX}${name}`,
-      help,
-      labelNames: tunnelLabels,
-      registers: [registry],
-      collect() {
-        this.reset();
-        eachTunnel((labels, t) => this.inc(labels, read(t)));
-      },
-    });
-  }
-  new prom.Gauge({
-    name: `${PREFIX}hub_sensors`,
-    help: "Sensors connected to a hub's tunnel listener.",
-    labelNames: ['listener'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const h of source.gateway.stats().hubs ?? []) this.set({ listener: h.listener }, h.sensors.length);
-    },
-  });
-  new prom.Gauge({
-    name: `${PREFIX}hub_streams`,
-    help: 'Flows open on the tunnels of one sensor at a hub.',
-    labelNames: ['listener', 'sensor'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const h of source.gateway.stats().hubs ?? [])
-        for (const s of h.sensors) this.inc({ listener: h.listener, sensor: s.sensor }, s.streams);
-    },
-  });
-  for (const [name, help, read] of [
-    ['hub_streams_total', "Streams (flows) a hub's tunnel listener accepted.", (h: HubStats) => h.streams],
-    [
-      'hub_refused_total',
-      'Tunnels a hub refused (another CA, a name not listed).',
-      (h: HubStats) => h.refused,
-    ],
-  ] as const) {
-    new prom.Counter({
-      name: `${PREFIX}${name}`,
-      help,
-      labelNames: ['listener'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const h of source.gateway.stats().hubs ?? []) this.inc({ listener: h.listener }, read(h));
-      },
-    });
-  }
+  const tunnels = () =>
+    (source.gateway.stats().tunnels ?? []).map((t) => [{ backend: t.backend, hub: t.hub }, t] as const);
+  const hubs = () => (source.gateway.stats().hubs ?? []).map((h) => [{ listener: h.listener }, h] as const);
+  perItem(registry, 'gauge', tunnelLabels, tunnels, [
+    ['tunnel_up', "Whether the sensor's tunnel to its hub is up (1) or not (0).", (t) => (t.up ? 1 : 0)],
+    ['tunnel_streams', 'Flows open on the tunnel (one HTTP/2 stream each).', (t) => t.streams],
+    ['tunnel_buffered_bytes', "Bytes queued in the tunnel's open streams, both ways.", (t) => t.buffered],
+  ]);
+  perItem(registry, 'counter', tunnelLabels, tunnels, [
+    ['tunnel_streams_opened_total', 'Streams (flows) opened on the tunnel.', (t) => t.opened],
+    ['tunnel_reconnects_total', 'Tunnels to the hub set up again after the first.', (t) => t.reconnects],
+  ]);
+  perItem(registry, 'gauge', ['listener'], hubs, [
+    ['hub_sensors', "Sensors connected to a hub's tunnel listener.", (h) => h.sensors.length],
+  ]);
+  // A sensor with more than one tunnel at the hub: its streams summed under one label set.
+  const hubSensors = () =>
+    (source.gateway.stats().hubs ?? []).flatMap((h) =>
+      h.sensors.map((s) => [{ listener: h.listener, sensor: s.sensor }, s] as const),
+    );
+  perItem(registry, 'sum', ['listener', 'sensor'], hubSensors, [
+    ['hub_streams', 'Flows open on the tunnels of one sensor at a hub.', (s) => s.streams],
+  ]);
+  perItem(registry, 'counter', ['listener'], hubs, [
+    ['hub_streams_total', "Streams (flows) a hub's tunnel listener accepted.", (h) => h.streams],
+    ['hub_refused_total', 'Tunnels a hub refused (another CA, a name not listed).', (h) => h.refused],
+  ]);
 
   totalCounter(
     registry,

@@ -6,6 +6,10 @@
 //                    /api/backends (dashboard.ts)
 // With a token configured every route but /healthz, /login and /assets/* needs
 // `Authorization: Bearer TOKEN` or the dashboard's session cookie.
+//
+// `honeygate collect` serves the same module over its central store (startCollectorAdmin):
+// the collector's metrics, its stats in /api/status, and the dashboard's read-only views;
+// no /api/backends (a collector has none).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -14,10 +18,12 @@ import type pino from 'pino';
 import type { AdminConfig } from '../config/types.js';
 import { ERRORS, HoneygateError } from '../errors.js';
 import type { RecorderStats } from '../events/recorder.js';
+import type { CollectorStats } from '../fleet/collector.js';
 import type { GatewayStats } from '../gateway/gateway.js';
 import { formatEndpoint } from '../net/address.js';
-import { createDashboard } from './dashboard.js';
-import { createMetrics } from './metrics.js';
+import { createCollectorMetrics } from './collector-metrics.js';
+import { createDashboard, type DashboardOptions } from './dashboard.js';
+import { createMetrics, type Metrics } from './metrics.js';
 
 export interface AdminDeps {
   gateway: { stats(): GatewayStats };
@@ -30,6 +36,13 @@ export interface AdminDeps {
   status?: () => Record<string, unknown>;
   /** The SQLite event store the dashboard reads (events.sqlite), null when none. */
   store?: () => string | null;
+  log: pino.Logger;
+}
+
+/** What `honeygate collect` serves: its stats, and its central store. */
+export interface CollectorAdminDeps {
+  collector: { stats(): CollectorStats };
+  store: string;
   log: pino.Logger;
 }
 
@@ -49,8 +62,45 @@ const CLIENT_ERROR_STATUS: Record<string, string> = {
 };
 
 /** Starts the admin API; rejects with HG_ERR_LISTEN when the address cannot be bound. */
-export async function startAdmin(cfg: AdminConfig, deps: AdminDeps): Promise<AdminServer> {
-  const { log } = deps;
+export function startAdmin(cfg: AdminConfig, deps: AdminDeps): Promise<AdminServer> {
+  return serve(cfg, {
+    metrics: createMetrics(deps),
+    status: () => ({
+      gateway: deps.gateway.stats(),
+      recorder: deps.recorder.stats(),
+      ...deps.status?.(),
+    }),
+    dashboard: { store: deps.store ?? (() => null), gateway: deps.gateway, refresh: deps.refresh },
+    refresh: deps.refresh,
+    log: deps.log,
+  });
+}
+
+/**
+ * Starts the admin API of `honeygate collect` (the same token rules as a gateway's): its
+ * metrics, its stats, the dashboard over its central store. Rejects with HG_ERR_LISTEN.
+ */
+export function startCollectorAdmin(cfg: AdminConfig, deps: CollectorAdminDeps): Promise<AdminServer> {
+  return serve(cfg, {
+    metrics: createCollectorMetrics(deps.collector),
+    status: () => ({ collector: deps.collector.stats(), store: deps.store }),
+    dashboard: { store: () => deps.store },
+    log: deps.log,
+  });
+}
+
+interface Served {
+  metrics: Metrics;
+  /** The fields of /api/status beside uptimeSeconds. */
+  status: () => Record<string, unknown>;
+  dashboard: Pick<DashboardOptions, 'store' | 'gateway' | 'refresh'>;
+  /** Runs before /metrics and /api/status read the stats. */
+  refresh?: () => Promise<void>;
+  log: pino.Logger;
+}
+
+async function serve(cfg: AdminConfig, served: Served): Promise<AdminServer> {
+  const { log, metrics } = served;
   const configured = formatEndpoint(cfg.listen);
   if (!cfg.token && !isLoopback(cfg.listen.host)) {
     log.warn(
@@ -59,32 +109,23 @@ export async function startAdmin(cfg: AdminConfig, deps: AdminDeps): Promise<Adm
     );
   }
 
-  const metrics = createMetrics(deps);
   const check = cfg.token ? tokenChecker(cfg.token) : null;
   const dashboard = createDashboard({
+    ...served.dashboard,
     token: cfg.token || null,
-    store: deps.store ?? (() => null),
-    gateway: deps.gateway,
-    refresh: deps.refresh,
     bearer: (req) => check?.(req.headers.authorization) ?? true,
     log,
   });
   const routes: Record<(typeof ROUTES)[number], Route> = {
     '/metrics': async (_req, res) => {
-      await deps.refresh?.();
+      await served.refresh?.();
       const text = await metrics.registry.metrics();
       send(res, 200, metrics.registry.contentType, text);
     },
     '/healthz': (_req, res) => send(res, 200, 'text/plain; charset=utf-8', 'ok\n'),
     '/api/status': async (_req, res) => {
-      await deps.refresh?.();
-      const body = {
-        gateway: deps.gateway.stats(),
-        recorder: deps.recorder.stats(),
-        ...deps.status?.(),
-        uptimeSeconds: Math.round(process.uptime()),
-      };
-      sendJson(res, 200, body);
+      await served.refresh?.();
+      sendJson(res, 200, { ...served.status(), uptimeSeconds: Math.round(process.uptime()) });
     },
   };
 

@@ -17,7 +17,8 @@ import { assemble, assembleEvents, type Checked } from './assemble.js';
 import { checkDocument, checkEvents, checkShape, type Parsed, warnAbout } from './checks.js';
 import { substituteEnv, type UnsetEnv } from './env.js';
 import { format, isRecord, keyText, type Problem, Report, sorted } from './report.js';
-import type { Config, EventsConfig } from './types.js';
+import { adminSchema } from './schema.js';
+import type { AdminConfig, Config, EventsConfig } from './types.js';
 
 export { DEFAULT_CAPTURE } from './assemble.js';
 export { formatPath } from './report.js';
@@ -274,4 +275,41 @@ export function loadEventsFile(path: string, opts: Omit<LoadOptions, 'fileName'>
   const file = readText(path);
   if ('errors' in file) return { ok: false, errors: file.errors };
   return loadEventsText(file.text, { baseDir: dirname(resolve(path)), ...opts, fileName: path });
+}
+
+/** The admin section alone, for `collect` (which serves the admin API over its central store). */
+export type AdminLoadResult =
+  | { ok: true; admin: AdminConfig | null; warnings: string[] }
+  | { ok: false; errors: string[] };
+
+/**
+ * The admin section of configuration text, checked and defaulted (null when the document
+ * has none); the rest is only parsed as YAML, as for loadEventsText. Never throws.
+ */
+export function loadAdminText(text: string, opts: LoadOptions = {}): AdminLoadResult {
+  const fileName = opts.fileName ?? 'config';
+  const doc = read(text, opts, 'admin');
+  if (Array.isArray(doc)) return { ok: false, errors: doc };
+  const { report, raw } = doc;
+  let admin: AdminConfig | null = null;
+  let parsed = true;
+  if (raw !== undefined && raw !== null && !isRecord(raw)) checkShape(report, raw);
+  else if (!doc.yamlProblems.length && isRecord(raw) && raw.admin !== undefined) {
+    const a = report.parse(adminSchema, raw.admin ?? {}, ['admin']);
+    if (a) admin = { listen: a.listen, token: a.token };
+    else parsed = false;
+  }
+  const errors = problemLines(fileName, doc);
+  if (errors.length || !parsed) {
+    if (!errors.length) errors.push(`${fileName}:1: ${ERRORS.HG_ERR_CONFIG}`);
+    return { ok: false, errors };
+  }
+  return { ok: true, admin, warnings: sorted(report.warnings).map((x) => format(fileName, x)) };
+}
+
+/** loadAdminText of a file (`collect -c FILE`). */
+export function loadAdminFile(path: string, opts: Omit<LoadOptions, 'fileName'> = {}): AdminLoadResult {
+  const file = readText(path);
+  if ('errors' in file) return { ok: false, errors: file.errors };
+  return loadAdminText(file.text, { baseDir: dirname(resolve(path)), ...opts, fileName: path });
 }

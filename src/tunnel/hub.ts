@@ -21,6 +21,8 @@ import {
   PP2_TYPE_SENSOR,
   readTls,
   SESSION_WINDOW,
+  STREAM_RESET_BURST,
+  STREAM_RESET_RATE,
   STREAM_WINDOW,
   streamAsSocket,
   type TlsMaterial,
@@ -86,6 +88,8 @@ export class Hub {
       allowHTTP1: false,
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
       settings: { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: MAX_STREAMS, enablePush: false },
+      // Not in @types/node yet (Node >= 22.9 and 24; older ones ignore them): see STREAM_RESET_BURST.
+      ...({ streamResetBurst: STREAM_RESET_BURST, streamResetRate: STREAM_RESET_RATE } as object),
     });
     this.server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
       this.refused++;

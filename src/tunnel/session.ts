@@ -29,6 +29,18 @@ export const SESSION_WINDOW = 32 * 1024 * 1024;
 export const MAX_SESSION_MEMORY_MB = 256;
 export const MAX_STREAMS = 16_384;
 
+/**
+ * The hub's guard against a peer that resets streams in bulk (nghttp2's rapid-reset limit,
+ * by default a burst of 1000 then 33 per second, past which it ends the whole session with
+ * INTERNAL_ERROR). A sensor is authenticated, and every attacker who resets a connection
+ * resets its stream: raised well above one sensor's flow rate. Node 24 applies it; Node 20.20
+ * ignores it (there, streams that end normally must not be reset: streamAsSocket).
+ */
+export const STREAM_RESET_BURST = MAX_STREAMS;
+export const STREAM_RESET_RATE = 10_000;
+/** How long a stream that ended both ways may take to close after our END_STREAM before it is reset. */
+export const GRACEFUL_CLOSE_MS = 5000;
+
 /** A PING every PING_INTERVAL_MS; no answer within PING_TIMEOUT_MS: the tunnel is dead. Worst case 7.5 s. */
 export const PING_INTERVAL_MS = 2500;
 export const PING_TIMEOUT_MS = 5000;
@@ -121,6 +133,11 @@ function asReset(err: unknown): unknown {
  * A stream as the net.Socket a Flow and the pump use: the same Duplex events and methods,
  * setNoDelay a no-op (the session's socket has TCP_NODELAY), resetAndDestroy an
  * RST_STREAM CONNECT_ERROR (the other end resets its socket), stream errors as resets.
+ * destroy() without an error, once the other end has sent END_STREAM, sends ours instead of
+ * an RST_STREAM CANCEL, as closing a socket sends a FIN: the stream closes when it is out.
+ * (The pump closes a socket whose peer has ended as soon as the attacker's FIN comes, and
+ * a reset per flow made the hub's nghttp2 end the whole tunnel after 1000 flows at more
+ * than 33/s: its rapid-reset guard.)
  */
 export function streamAsSocket(stream: http2.Http2Stream): net.Socket {
   const s = stream as unknown as net.Socket & { emit: (event: string, ...args: unknown[]) => boolean };
@@ -132,6 +149,20 @@ export function streamAsSocket(stream: http2.Http2Stream): net.Socket {
   s.setNoDelay = () => s;
   s.resetAndDestroy = () => {
     if (!stream.destroyed) stream.close(NGHTTP2_CONNECT_ERROR);
+    return s;
+  };
+  const destroy = s.destroy;
+  let closing = false;
+  s.destroy = function (this: net.Socket, err?: Error) {
+    if (err || stream.closed || stream.destroyed || !stream.readableEnded) return destroy.call(this, err);
+    if (closing) return s;
+    closing = true;
+    if (!stream.writableEnded) stream.end();
+    const timer = setTimeout(() => {
+      if (!stream.destroyed) destroy.call(s);
+    }, GRACEFUL_CLOSE_MS);
+    timer.unref();
+    stream.once('close', () => clearTimeout(timer));
     return s;
   };
   return s;

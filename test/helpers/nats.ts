@@ -66,10 +66,11 @@ export async function startCollect(
   configPath: string,
   db: string,
   metricsPort: number,
+  extraArgs: string[] = [],
 ): Promise<CollectProcess> {
   const proc = spawn(
     process.execPath,
-    [BIN, 'collect', '-c', configPath, '--db', db, '--metrics', `127.0.0.1:${metricsPort}`],
+    [BIN, 'collect', '-c', configPath, '--db', db, '--metrics', `127.0.0.1:${metricsPort}`, ...extraArgs],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
     },

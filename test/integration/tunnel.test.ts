@@ -70,7 +70,7 @@ backends:
   echo: { servers: ["127.0.0.1:${echo.port}"], source: proxy-v2 }
   nginx: { servers: ["127.0.0.1:${nginx.port}"], source: proxy-v2 }
   slow: { servers: ["127.0.0.1:${(slow!.address() as net.AddressInfo).port}"], source: proxy-v2 }
-limits: { maxBytesIn: 0 }
+limits: { maxBytesIn: 0, perSourceRate: 100000/s }  # the 1,500-flow test comes from one address
 events: { sqlite: "{{dir}}/events.db", batch: 50ms, sensor: hub }
 `;
 }
@@ -84,7 +84,7 @@ listeners:
     bind: "127.0.0.1:${webPort}"
   - name: slow
     bind: "127.0.0.1:${slowPort}"
-limits: { maxBytesIn: 0 }
+limits: { maxBytesIn: 0, perSourceRate: 100000/s }  # the 1,500-flow test comes from one address
 routes:
   - forward: farm
 backends:
@@ -197,6 +197,32 @@ test('nginx behind the hub (proxy_protocol) answers with the attacker address th
     (es) => es.some((e) => e.route === 'web-from-a' && e.src.port === r.localPort),
     10_000,
   );
+});
+
+// Found by the tunnel bench rows: the sensor reset (RST_STREAM CANCEL) the stream of every
+// flow whose honeypot closed first, and after 1,000 resets at more than 33/s the hub's
+// nghttp2 (its rapid-reset guard) ended the whole tunnel: flows in flight ended as
+// tunnel-lost, new ones were captured until the sensor had redialled.
+test('1,500 flows the honeypot closes first keep the tunnel up', { skip: missing }, async () => {
+  const ups = tunnelsUp(sensor!);
+  const lost = () => sensor!.logs().filter((r) => r.code === 'HG_ERR_TUNNEL').length;
+  const lostBefore = lost();
+  const FLOWS = 1500;
+  let started = 0;
+  const wrong: string[] = [];
+  await Promise.all(
+    Array.from({ length: 25 }, async () => {
+      while (started < FLOWS) {
+        started++;
+        const r = await exchange(webPort, '', { end: false, replyTimeoutMs: 10_000 });
+        if (r.data.toString() !== `127.0.0.1:${r.localPort}\n`)
+          wrong.push(r.data.toString() || String(r.error));
+      }
+    }),
+  );
+  assert.deepEqual(wrong.slice(0, 3), [], `${wrong.length} of ${FLOWS} flows did not get nginx's answer`);
+  assert.equal(lost(), lostBefore, 'the tunnel was not lost');
+  assert.equal(tunnelsUp(sensor!), ups, 'the tunnel was not set up again');
 });
 
 /** A raw HTTP/2 client with some certificate, as a rogue or broken sensor would be. */

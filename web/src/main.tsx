@@ -341,6 +341,7 @@ interface Filters {
   route: string;
   action: string;
   type: string;
+  sensor: string;
   limit: string;
 }
 const NO_FILTERS: Filters = {
@@ -351,6 +352,7 @@ const NO_FILTERS: Filters = {
   route: '',
   action: '',
   type: '',
+  sensor: '',
   limit: '100',
 };
 
@@ -505,6 +507,7 @@ function SearchCard({
         {field('route', 'route', 'name')}
         {select('action', 'action', ['forward', 'capture', 'reject', 'drop', 'close'])}
         {select('type', 'type', ['flow', 'update', 'rejected', 'firewall', 'egress'])}
+        {field('sensor', 'sensor', 'name')}
         {field('limit', 'limit', '100')}
         <div class="buttons">
           <button type="submit">Search</button>
