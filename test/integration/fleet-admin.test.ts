@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { jetstream } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { newEventId } from '../../src/events/recorder.js';
-import { encodeEvent, messageId } from '../../src/fleet/codec.js';
+import { encodeEvents } from '../../src/fleet/codec.js';
 import { sampleEvent } from '../helpers/events.js';
 import { runCli } from '../helpers/honeygate.js';
 import { type CollectProcess, type NatsServer, natsServer, startCollect } from '../helpers/nats.js';
@@ -42,7 +42,9 @@ describe('fleet: the admin API of a collector', { skip, timeout: 120_000 }, () =
         sampleEvent({ id: newEventId(), sensor, openedAt: now - 1000 - i, closedAt: now - i }),
       );
       await Promise.all(
-        events.map((e) => js.publish(`honeygate.events.${sensor}`, encodeEvent(e), { msgID: messageId(e) })),
+        encodeEvents(events, sensor).map((m) =>
+          js.publish(`honeygate.events.${sensor}`, m.data, { msgID: m.msgId }),
+        ),
       );
       return events.map((e) => e.id);
     } finally {
