@@ -13,11 +13,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { buildFarm, type Farm, type Topology } from '../netns/topology.js';
+import { demoFleet } from './demo-fleet.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/src/cli
-const BIN = path.resolve(HERE, '../../../bin/honeygate.js');
-const DEMO = path.resolve(HERE, '../demo');
-const HONEYPOT_PORTS = [22, 80];
+export const BIN = path.resolve(HERE, '../../../bin/honeygate.js');
+export const DEMO = path.resolve(HERE, '../demo');
+export const HONEYPOT_PORTS = [22, 80];
 /** The admin server's port inside the gateway's namespace. */
 const ADMIN_PORT = 9100;
 /** Where --keep offers the dashboard in the root namespace (the next free port if taken). */
@@ -36,8 +37,17 @@ export function register(program: Command): void {
       '--keep',
       'leave the farm up until Ctrl-C, the gateway running and its dashboard open, attacked again every 15 s',
     )
-    .action(async (opts: { keep?: boolean }) => {
-      process.exitCode = await demo(opts.keep === true);
+    .option(
+      '--fleet',
+      'a remote sensor: the attackers hit a sensor that tunnels to a hub in front of the honeypot',
+    )
+    .action(async (opts: { keep?: boolean; fleet?: boolean }) => {
+      if (opts.fleet && opts.keep) {
+        process.stderr.write('honeygate demo: --keep is not available with --fleet\n');
+        process.exitCode = 2;
+        return;
+      }
+      process.exitCode = opts.fleet ? await demoFleet() : await demo(opts.keep === true);
     });
 }
 
@@ -74,12 +84,17 @@ log: { level: info }
 `;
 }
 
-function say(text: string): void {
+export function say(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
 /** Resolves with the first stdout line matching `pattern`, or rejects after `ms`. */
-function waitForLine(child: ChildProcess, pattern: RegExp, what: string, ms = READY_MS): Promise<void> {
+export function waitForLine(
+  child: ChildProcess,
+  pattern: RegExp,
+  what: string,
+  ms = READY_MS,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     let buffered = '';
     let stderr = '';
@@ -109,7 +124,7 @@ function waitForLine(child: ChildProcess, pattern: RegExp, what: string, ms = RE
   });
 }
 
-function missingPrerequisite(): string | null {
+export function missingPrerequisite(): string | null {
   if (process.getuid?.() !== 0)
     return 'honeygate demo needs root (it creates network namespaces and nftables rules)';
   for (const [tool, pkg] of [
@@ -292,7 +307,7 @@ async function openDashboard(t: Topology, ns: string, dir: string): Promise<net.
 }
 
 /** The network namespaces whose names start with the farm's id. */
-function ownNamespaces(id: string): string[] {
+export function ownNamespaces(id: string): string[] {
   const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
   return (list.stdout ?? '')
     .split('\n')
@@ -305,12 +320,18 @@ function ownNamespaces(id: string): string[] {
  * Prints what the teardown removed, then checks it: no namespace of the farm and no temp dir
  * left. Returns whether nothing is left.
  */
-function reportCleanup(id: string, made: string[], dir: string, signal?: NodeJS.Signals): boolean {
+export function reportCleanup(
+  id: string,
+  made: string[],
+  dir: string,
+  signal?: NodeJS.Signals,
+  files = 'config and events.db',
+): boolean {
   say(`\n${signal ? `${signal}: ` : ''}cleaning up`);
   say('  stopped honeygate, the honeypot and the attackers');
   say(`  removed network namespaces ${made.join(', ')}`);
   say("    (with them their veth pairs, routes and honeygate's nftables rules)");
-  say(`  removed ${dir} (config and events.db)`);
+  say(`  removed ${dir} (${files})`);
   const left = [...ownNamespaces(id), ...(existsSync(dir) ? [dir] : [])];
   if (left.length > 0) {
     process.stderr.write(`honeygate demo: left behind: ${left.join(', ')}\n`);
