@@ -1,7 +1,8 @@
 // Remote sensors in network namespaces (issue 15, item 6): two attackers, two sensors on
 // public addresses each catching every port with a tproxy listener, a NAT router that
 // masquerades the sensors' tunnels to the hub, and the hub forwarding with `source:
-// transparent` to a plain honeypot host. Certificates by `honeygate pki`. What an operator
+// transparent` to a plain honeypot host and to a busybox container on a real Docker Engine
+// in the hub's namespace. Certificates by `honeygate pki`. What an operator
 // checks: the honeypot sees each attacker's own address through both sensors (IPv4 and
 // IPv6); a hub killed and restarted, and a 30 s cut of the hub's link, end the open flows as
 // `tunnel-lost`, the sensors capture while the hub is away and reconnect, and every flow is
@@ -12,12 +13,20 @@
 //   att2 203.0.113.10  ─┘  masquerade to hub) └─ s2 203.0.113.130 / 2001:db8:2::130 ──┘
 //        2001:db8:b::10     │ 198.51.100.193
 //                           └── hub 198.51.100.194:4443 ── hp 192.0.2.100 / 2001:db8:c::10
+//                                  └ docker0 192.0.2.129/25 ── busybox container (port 2323 routes there)
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { nativeAvailable } from '../../src/net/native.js';
+import {
+  type Container,
+  DockerEngine,
+  dockerMissing,
+  peerEcho,
+  staticBusybox,
+} from '../../src/netns/docker.js';
 import type { Farm } from '../../src/netns/topology.js';
 import { Topology } from '../../src/netns/topology.js';
 import { type GatewayProcess, startManagedGateway } from '../helpers/farm-gateway.js';
@@ -34,6 +43,22 @@ function skipReason(): string | false {
   return native.ok ? false : `transparent mode needs the native addon: ${native.reason}`;
 }
 const skip = skipReason();
+
+/** The honeypot container on the hub's Docker Engine: optional, its own test says why not. */
+function dockerSkipReason(): string | false {
+  if (skip) return skip;
+  const missing = dockerMissing();
+  if (missing) return missing;
+  try {
+    staticBusybox();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return false;
+}
+const dockerSkip = dockerSkipReason();
+/** The port the sensors' attackers aim at to reach the container (the hub routes it there). */
+const CONTAINER_PORT = 2323;
 
 const HUB = '198.51.100.194';
 const HUB_PORT = 4443;
@@ -59,6 +84,7 @@ describe('remote sensors behind NAT, a hub, a honeypot', { skip, timeout: 240_00
   let hub: GatewayProcess;
   const sensors = {} as Record<SensorName, GatewayProcess>;
   const extra: GatewayProcess[] = [];
+  let container: Container | null = null;
 
   /** startManagedGateway for any namespace of the topology. */
   const run = (where: string, config: string): GatewayProcess =>
@@ -82,12 +108,25 @@ listeners:
       cert: ${dir}/pki/hub.crt
       key: ${dir}/pki/hub.key
       sensors: [sensor-1, sensor-2]
-routes:
+routes:${
+        container
+          ? `
+  - match: { dstPorts: [${CONTAINER_PORT}] }
+    forward: container`
+          : ''
+      }
   - forward: pots
 backends:
   pots:
     servers: ["${HP.ip4}:${HP.port}", "[${HP.ip6}]:${HP.port}"]
-    source: transparent
+    source: transparent${
+      container
+        ? `
+  container:
+    servers: ["${container.ip4}:7000"${container.ip6 ? `, "[${container.ip6}]:7000"` : ''}]
+    source: transparent`
+        : ''
+    }
 events: { sqlite: ${dir}/hub.db, batch: 50ms, sensor: hub }
 admin: { listen: "127.0.0.1:9100" }
 log: { level: info }
@@ -256,6 +295,14 @@ log: { level: info }
     });
 
     await startPeerServer(t, ns.hp!, HP.port);
+    if (!dockerSkip) {
+      // A real Docker Engine in the hub's namespace (docker0 192.0.2.129/25), a busybox honeypot on it.
+      const started = Date.now();
+      const engine = await DockerEngine.start(t, ns.hub!);
+      await engine.importBusybox();
+      container = await engine.runContainer('hp-container', peerEcho(7000), { waitPort: 7000 });
+      process.stdout.write(`# Docker Engine and the honeypot container up in ${Date.now() - started} ms\n`);
+    }
     hub = run(ns.hub!, hubConfig());
     await hub.ready();
     for (const name of Object.keys(SENSORS) as SensorName[]) {
@@ -315,6 +362,29 @@ log: { level: info }
         assert.equal(h.dst.ip, s.dst.ip, "the hub's event has the address the attacker reached");
         // The tunnel came through the NAT: the hub sees the router's address as the sensor's end.
         assert.equal(h.peer?.ip, '198.51.100.193');
+      }
+    }
+  });
+
+  test("a honeypot container on the hub's Docker Engine sees each attacker's own address through both sensors", {
+    skip: dockerSkip,
+  }, async () => {
+    for (const from of Object.keys(ATTACKERS) as AttackerName[]) {
+      for (const to of Object.keys(SENSORS) as SensorName[]) {
+        const family = from === 'att1' ? 4 : container!.ip6 ? 6 : 4;
+        const c = await attack(from, to, family, CONTAINER_PORT);
+        const ip = family === 4 ? ATTACKERS[from].ip4 : `[${ATTACKERS[from].ip6}]`;
+        // The container's own accept() (busybox nc: its /proc/net/tcp), through sensor, NAT and hub.
+        assert.equal(await c.line(), `peer ${c.local}`, `${from} -> ${to} -> container`);
+        assert.ok(c.local.startsWith(`${ip}:`));
+        await c.close();
+        const h = await recorded('hub.db', c);
+        assert.equal(h.sensor, to);
+        assert.equal(
+          h.server?.startsWith(family === 4 ? container!.ip4 : `[${container!.ip6}]`),
+          true,
+          h.server ?? '',
+        );
       }
     }
   });
