@@ -21,7 +21,7 @@ import {
   reportCleanup,
   say,
   waitForLine,
-} from './demo.js';
+} from './demo-shared.js';
 
 /** The sensor <-> hub link (farm side) and the names in the certificates. */
 const SENSOR_IP = '192.0.2.1';
