@@ -4,27 +4,31 @@
 // HTTP request), prints what the honeypot saw and the recorded events, and tears it all
 // down, also on Ctrl-C, then says what it removed and checks that nothing is left. Needs root
 // (namespaces, nftables) and nothing else installed.
-import { type ChildProcess, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { buildFarm, type Farm, type Topology } from '../netns/topology.js';
+import { demoFleet } from './demo-fleet.js';
+import {
+  BIN,
+  DEMO,
+  HONEYPOT_PORTS,
+  missingPrerequisite,
+  ownNamespaces,
+  reportCleanup,
+  say,
+  waitForLine,
+} from './demo-shared.js';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/src/cli
-const BIN = path.resolve(HERE, '../../../bin/honeygate.js');
-const DEMO = path.resolve(HERE, '../demo');
-const HONEYPOT_PORTS = [22, 80];
 /** The admin server's port inside the gateway's namespace. */
 const ADMIN_PORT = 9100;
 /** Where --keep offers the dashboard in the root namespace (the next free port if taken). */
 const DASHBOARD_PORT = 9100;
 /** With --keep, the attack repeats this often, so the dashboard's live feed moves. */
 const REATTACK_MS = 15_000;
-const READY_MS = 15_000;
 
 export function register(program: Command): void {
   program
@@ -36,8 +40,17 @@ export function register(program: Command): void {
       '--keep',
       'leave the farm up until Ctrl-C, the gateway running and its dashboard open, attacked again every 15 s',
     )
-    .action(async (opts: { keep?: boolean }) => {
-      process.exitCode = await demo(opts.keep === true);
+    .option(
+      '--fleet',
+      'a remote sensor: the attackers hit a sensor that tunnels to a hub in front of the honeypot',
+    )
+    .action(async (opts: { keep?: boolean; fleet?: boolean }) => {
+      if (opts.fleet && opts.keep) {
+        process.stderr.write('honeygate demo: --keep is not available with --fleet\n');
+        process.exitCode = 2;
+        return;
+      }
+      process.exitCode = opts.fleet ? await demoFleet() : await demo(opts.keep === true);
     });
 }
 
@@ -72,54 +85,6 @@ events: { sqlite: ${path.join(dir, 'events.db')}, sensor: demo }
 admin: { listen: "127.0.0.1:${ADMIN_PORT}", token: ${token} }
 log: { level: info }
 `;
-}
-
-function say(text: string): void {
-  process.stdout.write(`${text}\n`);
-}
-
-/** Resolves with the first stdout line matching `pattern`, or rejects after `ms`. */
-function waitForLine(child: ChildProcess, pattern: RegExp, what: string, ms = READY_MS): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let buffered = '';
-    let stderr = '';
-    const timer = setTimeout(
-      () => done(new Error(`${what}: not ready after ${ms} ms\n${stderr}${buffered}`)),
-      ms,
-    );
-    const onData = (d: Buffer) => {
-      buffered += d.toString();
-      if (pattern.test(buffered)) done();
-    };
-    const onErr = (d: Buffer) => {
-      stderr += d.toString();
-    };
-    const onExit = (code: number | null) =>
-      done(new Error(`${what} exited (${code}) before it was ready\n${stderr}${buffered}`));
-    const done = (err?: Error) => {
-      clearTimeout(timer);
-      child.stdout?.off('data', onData);
-      child.off('exit', onExit);
-      if (err) reject(err);
-      else resolve();
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onErr);
-    child.once('exit', onExit);
-  });
-}
-
-function missingPrerequisite(): string | null {
-  if (process.getuid?.() !== 0)
-    return 'honeygate demo needs root (it creates network namespaces and nftables rules)';
-  for (const [tool, pkg] of [
-    ['ip', 'iproute2'],
-    ['nft', 'nftables'],
-  ]) {
-    if (spawnSync(tool!, ['-V'], { stdio: 'ignore' }).error)
-      return `honeygate demo needs ${tool} (apt-get install ${pkg})`;
-  }
-  return null;
 }
 
 export async function demo(keep: boolean): Promise<number> {
@@ -289,33 +254,4 @@ async function openDashboard(t: Topology, ns: string, dir: string): Promise<net.
     });
   await listen(DASHBOARD_PORT).catch(() => listen(0));
   return server;
-}
-
-/** The network namespaces whose names start with the farm's id. */
-function ownNamespaces(id: string): string[] {
-  const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  return (list.stdout ?? '')
-    .split('\n')
-    .map((line) => line.split(' ')[0]!)
-    .filter((ns) => ns.startsWith(`${id}-`))
-    .sort();
-}
-
-/**
- * Prints what the teardown removed, then checks it: no namespace of the farm and no temp dir
- * left. Returns whether nothing is left.
- */
-function reportCleanup(id: string, made: string[], dir: string, signal?: NodeJS.Signals): boolean {
-  say(`\n${signal ? `${signal}: ` : ''}cleaning up`);
-  say('  stopped honeygate, the honeypot and the attackers');
-  say(`  removed network namespaces ${made.join(', ')}`);
-  say("    (with them their veth pairs, routes and honeygate's nftables rules)");
-  say(`  removed ${dir} (config and events.db)`);
-  const left = [...ownNamespaces(id), ...(existsSync(dir) ? [dir] : [])];
-  if (left.length > 0) {
-    process.stderr.write(`honeygate demo: left behind: ${left.join(', ')}\n`);
-    return false;
-  }
-  say(`nothing left behind: no ${id}-* namespace, no ${dir}`);
-  return true;
 }

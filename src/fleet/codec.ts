@@ -34,6 +34,17 @@ export function messageId(e: Pick<FlowEvent, 'id' | 'type' | 'durationMs'>): str
   return e.type === 'update' ? `${e.id}.u${e.durationMs}` : e.id;
 }
 
+/**
+ * The id the collector keeps an event under (fleet_received): the recording gateway's subject
+ * token and messageId, `fra1:<id>`. A sensor and its hub record a tunneled flow under one id
+ * (docs/tunnel.md), and the hub's event names the sensor in `sensor`: only the gateway that
+ * sent it tells the two records apart. `gateway` null (a v1 message, from a sensor before
+ * batching): the bare messageId, as collectors have kept those.
+ */
+export function recordKey(e: Pick<FlowEvent, 'id' | 'type' | 'durationMs'>, gateway: string | null): string {
+  return gateway === null ? messageId(e) : `${gateway}:${messageId(e)}`;
+}
+
 /** One message of the outbox: its JetStream message id, its body, and how many events it carries. */
 export interface Message {
   msgId: string;
@@ -76,7 +87,9 @@ export function encodeEvents(events: FlowEvent[], gateway: string): Message[] {
   return out;
 }
 
-export type Decoded = { ok: true; events: FlowEvent[] } | { ok: false; reason: string };
+export type Decoded =
+  | { ok: true; events: FlowEvent[]; version: 1 | 2 } // version: the body's v
+  | { ok: false; reason: string };
 
 export function decodeMessage(data: Uint8Array): Decoded {
   let doc: unknown;
@@ -98,7 +111,7 @@ export function decodeMessage(data: Uint8Array): Decoded {
       return { ok: false, reason: rows.length > 1 ? `row ${events.length}: ${reason}` : reason };
     events.push(valuesToEvent(row as unknown[]));
   }
-  return { ok: true, events };
+  return { ok: true, events, version: v === 1 ? 1 : 2 };
 }
 
 /** Null when `row` is an event's values (first bytes decoded in place), else what is wrong. */

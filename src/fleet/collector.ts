@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { eventValues } from '../events/row.js';
 import { INSERT, SqliteSink, STORE_PRAGMAS } from '../events/sqlite.js';
 import { type Database, openDatabase } from '../events/sqlite-driver.js';
-import { decodeMessage, messageId } from './codec.js';
+import { decodeMessage, recordKey } from './codec.js';
 import type { NatsConfig } from './config.js';
 import { connectNats } from './connect.js';
 import { ensureConsumer } from './stream.js';
@@ -233,7 +233,8 @@ export class Collector {
         );
         return false;
       }
-      for (const e of d.events) rows.push({ id: messageId(e), values: eventValues(e) });
+      const gateway = d.version === 1 ? null : subjectGateway(m.subject, this.cfg.subject);
+      for (const e of d.events) rows.push({ id: recordKey(e, gateway), values: eventValues(e) });
       return true;
     });
     const stored = this.writeBatch(rows);
@@ -270,4 +271,9 @@ export class Collector {
     this.lastWarn = now;
     this.log.warn(fields, msg);
   }
+}
+
+/** The sending gateway's token: its subject after the stream's prefix (sink.ts publishes on PREFIX.<token>). */
+function subjectGateway(subject: string, prefix: string): string {
+  return subject.startsWith(`${prefix}.`) ? subject.slice(prefix.length + 1) : subject;
 }

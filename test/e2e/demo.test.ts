@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { describe, test } from 'node:test';
-import { BIN } from '../helpers/honeygate.js';
+import { BIN, runCli } from '../helpers/honeygate.js';
 import { namespaces, needsRoot, rootState } from '../helpers/netns.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -72,5 +72,43 @@ describe('honeygate demo', () => {
         await exited;
       }
     }
+  });
+  // Issue 15: the demo with a remote sensor. The attackers hit the sensor, its tunnel takes
+  // each flow to the hub, the hub forwards transparently: the honeypot sees the attackers'
+  // own addresses, and the hub's events carry the sensor's name and the sensor's ids.
+  test("--fleet: sensor -> hub -> honeypot, the attackers' addresses and the sensor's name", {
+    skip,
+    timeout: 120_000,
+  }, async () => {
+    const rootBefore = rootState();
+    const started = Date.now();
+    const r = await runCli(['demo', '--fleet'], { timeoutMs: 110_000 });
+    const took = Date.now() - started;
+    assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+    assert.equal(r.stderr, '');
+    assert.match(r.stdout, /the sensor dialed out to the hub: tunnel up/);
+    const [, real, seen] = /(\d+) of (\d+) connections came from the attackers' real addresses/.exec(
+      r.stdout,
+    )!;
+    assert.ok(Number(real) >= 4 && real === seen, `${real} of ${seen}`);
+    // both attackers, IPv4 and IPv6, at the honeypot
+    assert.match(r.stdout, /connection from 198\.51\.100\.10:\d+ +to 192\.0\.2\.100:22/);
+    assert.match(r.stdout, /connection from 2001:db8:b::10:\d+ +to 2001:db8:c::10:22/);
+    assert.match(
+      r.stdout,
+      /id [0-9a-f]{32} {2}sensor demo-sensor {2}198\.51\.100\.10:\d+ +-> 192\.0\.2\.74:22 +ssh/,
+    );
+    const [, named, total, same] =
+      /(\d+) of (\d+) hub events carry sensor demo-sensor \(its certificate's name\); (\d+) have the id/.exec(
+        r.stdout,
+      )!;
+    assert.ok(Number(total) > 0 && named === total && same === total, `${named}/${same} of ${total}`);
+    const id = /nothing left behind: no (\S+)-\* namespace/.exec(r.stdout)![1]!;
+    assert.deepEqual(
+      namespaces().filter((ns) => ns.startsWith(`${id}-`)),
+      [],
+    );
+    assert.deepEqual(rootState(), rootBefore);
+    process.stdout.write(`# demo --fleet: ${took} ms\n`);
   });
 });

@@ -12,6 +12,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { newEventId } from '../../src/events/recorder.js';
 import { encodeEvents } from '../../src/fleet/codec.js';
+import { Outbox } from '../../src/fleet/outbox.js';
 import { connect } from '../helpers/client.js';
 import { sampleEvent } from '../helpers/events.js';
 import { type Honeygate, runCli, startHoneygate } from '../helpers/honeygate.js';
@@ -23,6 +24,7 @@ import {
   startCollect,
   storeIds,
 } from '../helpers/nats.js';
+import { makeCa } from '../helpers/openssl-pki.js';
 import { needs } from '../helpers/peers.js';
 import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
@@ -204,6 +206,142 @@ events:
     assert.equal(back.honeygate_nats_acknowledged_total, 40);
     assert.equal(back.honeygate_nats_outbox_oldest_age_seconds, 0);
     assert.equal(back.honeygate_nats_outbox_overflowed_total, 0);
+    await a.hg.stop();
+  });
+
+  test("a sensor's and its hub's records of one flow (one id) both arrive", {
+    skip: needs('openssl'),
+  }, async () => {
+    // A sensor forwarding over the tunnel to a hub, each with its nats sink: the two events
+    // of a flow share the id (by design), and the message id names the recording gateway.
+    const pki = path.join(dir, 'pki');
+    const ca = makeCa(pki, 'farm-ca');
+    ca.issue('hub-f');
+    ca.issue('sensor-f');
+    const hubPort = await freePort();
+    const front = await freePort();
+    const natsEvents = (gw: string) => `
+  nats:
+    servers: ["${nats.url}"]
+    outbox: ${dir}/${gw}-outbox.db
+    ackTimeout: 2s`;
+    const hub = await startHoneygate(`
+listeners:
+  - name: sensors
+    tunnel:
+      listen: "127.0.0.1:${hubPort}"
+      ca: ${ca.ca}
+      cert: ${pki}/hub-f.pem
+      key: ${pki}/hub-f-key.pem
+      sensors: [sensor-f]
+routes:
+  - capture: { timeout: 2s }
+events:
+  sensor: hub-f
+  sqlite: ${dir}/hub-f.db
+  batch: 50ms${natsEvents('hub-f')}
+`);
+    started.push(hub);
+    const sensor = await startHoneygate(`
+listeners:
+  - name: front
+    bind: "127.0.0.1:${front}"
+routes:
+  - forward: farm
+backends:
+  farm:
+    tunnel:
+      hub: "127.0.0.1:${hubPort}"
+      serverName: hub-f
+      ca: ${ca.ca}
+      cert: ${pki}/sensor-f.pem
+      key: ${pki}/sensor-f-key.pem
+events:
+  sensor: sensor-f
+  sqlite: ${dir}/sensor-f.db
+  batch: 50ms${natsEvents('sensor-f')}
+`);
+    started.push(sensor);
+    await sensor.waitForLine((r) => r.msg === 'tunnel up', 10_000);
+    await flows(front, 3);
+    const local = await waitFor(
+      'both gateways recorded the 3 flows',
+      async () => {
+        const s = await storeIds(path.join(dir, 'sensor-f.db'));
+        const h = await storeIds(path.join(dir, 'hub-f.db'));
+        return s.length === 3 && h.length === 3 && { s, h };
+      },
+      20_000,
+      100,
+    );
+    assert.deepEqual([...local.h].sort(), [...local.s].sort(), 'the hub keeps the sensor ids');
+    // Both ends' records, by the sensor's name (the hub's event carries it).
+    const got = await waitFor(
+      'the central store has both records of each flow',
+      async () => {
+        const ids = await storeIds(central, 'sensor-f');
+        return ids.length >= 6 && ids;
+      },
+      30_000,
+      100,
+    );
+    assert.equal(got.length, 6, 'each record once');
+    assert.deepEqual([...got].sort(), [...local.s, ...local.s].sort());
+    const rows = await runCli([
+      'events',
+      '--db',
+      central,
+      '--json',
+      '--sensor',
+      'sensor-f',
+      '--limit',
+      '100',
+    ]);
+    const byId = new Map<string, { listener: string; sourceMode: string | null }[]>();
+    for (const line of rows.stdout.split('\n').filter((l) => l.trim() !== '')) {
+      const e = JSON.parse(line) as { id: string; listener: string; sourceMode: string | null };
+      byId.set(e.id, [...(byId.get(e.id) ?? []), e]);
+    }
+    for (const id of local.s) {
+      const listeners = byId
+        .get(id)!
+        .map((e) => e.listener)
+        .sort();
+      assert.deepEqual(listeners, ['front', 'sensors'], `flow ${id}: the sensor's record and the hub's`);
+    }
+    await sensor.stop();
+    await hub.stop();
+  });
+
+  test('an outbox of v1 messages (bare event ids) drains', async () => {
+    // Rows queued by a version before batching keep their body and msgId: they are published
+    // as they are, and the collector keeps their events under the bare ids, as it did.
+    const outboxFile = path.join(dir, 'sensor-o-outbox.db');
+    const old = new Outbox(outboxFile, 1_000_000);
+    const events = Array.from({ length: 5 }, () => sampleEvent({ id: newEventId(), sensor: 'sensor-o' }));
+    // The previous version's rows: one event each, a v1 body, the bare event id as message id.
+    const v1 = (e: (typeof events)[number]) => {
+      const { rows } = JSON.parse(Buffer.from(encodeEvents([e], 'x')[0]!.data).toString()) as {
+        rows: unknown[];
+      };
+      return Buffer.from(JSON.stringify({ v: 1, row: rows[0] }));
+    };
+    old.append(events.map((e) => ({ msgId: e.id, data: v1(e), n: 1 })));
+    old.close();
+    const a = await gateway('sensor-o');
+    await flows(a.port, 2);
+    const got = await waitFor(
+      'the old rows and the new flows in the central store',
+      async () => {
+        const ids = await storeIds(central, 'sensor-o');
+        return ids.length >= 7 && ids;
+      },
+      30_000,
+      100,
+    );
+    assert.equal(got.length, 7);
+    for (const e of events) assert.ok(got.includes(e.id), `old row ${e.id} arrived`);
+    await waitFor('the outbox is empty', () => outboxLength(outboxFile) === 0, 20_000);
     await a.hg.stop();
   });
 

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import pino from 'pino';
 import { SqliteSink } from '../../src/events/sqlite.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
-import { decodeMessage, encodeEvents, MESSAGE_BYTES, messageId } from '../../src/fleet/codec.js';
+import { decodeMessage, encodeEvents, MESSAGE_BYTES, messageId, recordKey } from '../../src/fleet/codec.js';
 import { Collector } from '../../src/fleet/collector.js';
 import { assembleNats, natsSchema, sensorSubject } from '../../src/fleet/config.js';
 import { Outbox } from '../../src/fleet/outbox.js';
@@ -89,6 +89,26 @@ test('message ids: the event id; an update adds its duration (it shares the flow
   const e = sampleEvent();
   assert.equal(messageId(e), e.id);
   assert.equal(messageId({ ...e, type: 'update', durationMs: 60000 }), `${e.id}.u60000`);
+});
+
+test("the collector's key names the recording gateway: a sensor's and its hub's records of a flow are two", () => {
+  const e = sampleEvent();
+  assert.equal(recordKey(e, 'fra1'), `fra1:${e.id}`);
+  assert.notEqual(recordKey(e, 'hub'), recordKey(e, 'fra1'));
+  assert.equal(recordKey({ ...e, type: 'update', durationMs: 5 }, 'fra1'), `fra1:${e.id}.u5`);
+  // a v1 message (a sensor from before batching): the bare id, as collectors kept it
+  assert.equal(recordKey(e, null), e.id);
+  const v1 = decodeMessage(
+    Buffer.from(
+      JSON.stringify({
+        v: 1,
+        row: JSON.parse(Buffer.from(encodeEvents([e], 'x')[0]!.data).toString()).rows[0],
+      }),
+    ),
+  );
+  assert.equal(v1.ok && v1.version, 1);
+  const v2 = decodeMessage(encodeEvents([e], 'x')[0]!.data);
+  assert.equal(v2.ok && v2.version, 2);
 });
 
 test('a sensor publishes on PREFIX.<sensor>, its name made one subject token', () => {

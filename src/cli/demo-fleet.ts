@@ -1,0 +1,266 @@
+// `honeygate demo --fleet`: the demo's farm with a remote sensor (docs/tunnel.md). The
+// attackers hit the sensor, which catches every port with tproxy and forwards each flow over
+// its mutual-TLS HTTP/2 tunnel (dialed out, certificates made by `honeygate pki`) to a hub,
+// which forwards with `source: transparent` to the honeypot host behind it. Prints what the
+// honeypot saw (the attackers' own addresses) and the hub's events (the sensor's name, the
+// sensor's ids), then tears it all down and says what it removed.
+//
+//   attacker1, attacker2 -> sensor (the farm's gateway) 192.0.2.1 ══ tunnel ══> hub 192.0.2.2
+//                                                                  -> honeypot 192.0.2.100
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { buildFarm, type Farm, PLAN } from '../netns/topology.js';
+import {
+  BIN,
+  DEMO,
+  HONEYPOT_PORTS,
+  missingPrerequisite,
+  ownNamespaces,
+  reportCleanup,
+  say,
+  waitForLine,
+} from './demo-shared.js';
+
+/** The sensor <-> hub link (farm side) and the names in the certificates. */
+const SENSOR_IP = '192.0.2.1';
+const HUB_IP = '192.0.2.2';
+const HUB_PORT = 4443;
+const SENSOR_NAME = 'demo-sensor';
+const HUB_NAME = 'demo-hub';
+
+function hubConfig(dir: string): string {
+  const hp = PLAN.honeypot;
+  return `# written by honeygate demo --fleet: the hub
+listeners:
+  - name: sensors
+    tunnel:
+      listen: "${HUB_IP}:${HUB_PORT}"
+      ca: ${dir}/pki/ca.crt
+      cert: ${dir}/pki/${HUB_NAME}.crt
+      key: ${dir}/pki/${HUB_NAME}.key
+      sensors: [${SENSOR_NAME}]
+routes:
+  - name: ssh
+    match: { dstPorts: [22, 2222] }
+    forward: ssh-honeypot
+  - name: web
+    match: { protocol: http }
+    forward: web-honeypot
+  - name: everything-else
+    capture: { timeout: 2s }
+backends:
+  ssh-honeypot:
+    servers: ["${hp.ip4}:22", "[${hp.ip6}]:22"]
+    source: transparent
+  web-honeypot:
+    servers: ["${hp.ip4}:80", "[${hp.ip6}]:80"]
+    source: transparent
+events: { sqlite: ${dir}/hub.db, sensor: ${HUB_NAME}, batch: 50ms }
+log: { level: info }
+`;
+}
+
+function sensorConfig(farm: Farm, dir: string): string {
+  const { devs } = farm.gateway;
+  return `# written by honeygate demo --fleet: the sensor
+listeners:
+  - name: every-port
+    tproxy: { port: 15001 }
+    divert: { interface: [${devs.attacker1}, ${devs.attacker2}], ports: [22, 1-65535] }
+routes:
+  - forward: farm
+backends:
+  farm:
+    tunnel:
+      hub: "${HUB_IP}:${HUB_PORT}"
+      ca: ${dir}/pki/ca.crt
+      cert: ${dir}/pki/${SENSOR_NAME}.crt
+      key: ${dir}/pki/${SENSOR_NAME}.key
+    fallback: capture
+events: { sqlite: ${dir}/sensor.db, sensor: ${SENSOR_NAME}, batch: 50ms }
+log: { level: info }
+`;
+}
+
+/** `honeygate ARGS` in this process's namespace (pki, events: files only); throws on failure. */
+function cli(args: string[]): string {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`honeygate ${args.join(' ')}: ${r.stderr || r.error?.message}`);
+  return r.stdout;
+}
+
+interface Recorded {
+  id: string;
+  sensor: string;
+  src: { ip: string; port: number };
+  dst: { ip: string; port: number };
+  route: string | null;
+  action: string | null;
+}
+
+function recorded(db: string, sensor?: string): Recorded[] {
+  return cli([
+    'events',
+    '--db',
+    db,
+    '--json',
+    '--limit',
+    '1000',
+    '--type',
+    'flow',
+    ...(sensor ? ['--sensor', sensor] : []),
+  ])
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Recorded);
+}
+
+export async function demoFleet(): Promise<number> {
+  const missing = missingPrerequisite();
+  if (missing) {
+    process.stderr.write(`${missing}\n`);
+    return 1;
+  }
+  say(
+    `building the farm: attacker1 198.51.100.10, attacker2 203.0.113.10, a sensor, a hub ${HUB_IP}, honeypot ${PLAN.honeypot.ip4} ...`,
+  );
+  let farm: Farm;
+  try {
+    farm = await buildFarm(); // removes what it made when it fails
+  } catch (err) {
+    process.stderr.write(`honeygate demo: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), 'honeygate-demo-'));
+  farm.topology.onDestroy(() => rmSync(dir, { recursive: true, force: true }));
+  const t = farm.topology;
+  const onInterrupt = (signal: NodeJS.Signals) => {
+    const made = ownNamespaces(t.id);
+    void farm.destroy();
+    process.exit(reportCleanup(t.id, made, dir, signal, 'configs, certificates, events') ? 130 : 1);
+  };
+  process.once('SIGINT', onInterrupt);
+  process.once('SIGTERM', onInterrupt);
+  const node = process.execPath;
+  let made: string[] = [];
+  try {
+    // The hub and the honeypot behind it; the farm's gateway is the sensor.
+    const hub = await t.namespace('hub');
+    const hpNs = await t.namespace('hp');
+    const sensorNs = farm.gateway.ns;
+    await t.veth({ ns: sensorNs, dev: 'hub0' }, { ns: hub, dev: 'eth0' });
+    await t.address(sensorNs, 'hub0', `${SENSOR_IP}/30`);
+    await t.address(hub, 'eth0', `${HUB_IP}/30`);
+    const hp = PLAN.honeypot;
+    await t.veth({ ns: hub, dev: 'hp0' }, { ns: hpNs, dev: 'eth0' });
+    await t.address(hub, 'hp0', `${hp.gw4}/27`);
+    await t.address(hub, 'hp0', `${hp.gw6}/64`);
+    await t.address(hpNs, 'eth0', `${hp.ip4}/27`);
+    await t.address(hpNs, 'eth0', `${hp.ip6}/64`);
+    await t.route(hpNs, 'default', hp.gw4);
+    await t.route(hpNs, 'default', hp.gw6);
+    made = ownNamespaces(t.id);
+
+    const pki = path.join(dir, 'pki');
+    say(`\ncertificates (honeygate pki, in ${pki}):`);
+    cli(['pki', 'init', '--dir', pki]);
+    cli(['pki', 'issue', HUB_NAME, '--role', 'hub', '--dir', pki, '--san', HUB_IP]);
+    cli(['pki', 'issue', SENSOR_NAME, '--role', 'sensor', '--dir', pki]);
+    say(`  a CA, the hub's certificate (${HUB_NAME}, ${HUB_IP}), the sensor's (${SENSOR_NAME})`);
+
+    const honeypot = t.spawn(hpNs, [node, path.join(DEMO, 'honeypot.js'), ...HONEYPOT_PORTS.map(String)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const seen: { peer: string; local: string }[] = [];
+    let hpBuffer = '';
+    honeypot.stdout!.on('data', (d: Buffer) => {
+      hpBuffer += d.toString();
+      const lines = hpBuffer.split('\n');
+      hpBuffer = lines.pop()!;
+      for (const l of lines) if (l.startsWith('{')) seen.push(JSON.parse(l));
+    });
+    const honeypotReady = waitForLine(
+      honeypot,
+      new RegExp(`listening ${HONEYPOT_PORTS.at(-1)}`),
+      'the honeypot',
+    );
+    const hubFile = path.join(dir, 'hub.yaml');
+    const sensorFile = path.join(dir, 'sensor.yaml');
+    writeFileSync(hubFile, hubConfig(dir));
+    writeFileSync(sensorFile, sensorConfig(farm, dir));
+    say(`hub:    honeygate run -c ${hubFile} --manage-firewall`);
+    const hubProc = t.spawn(hub, [node, BIN, 'run', '-c', hubFile, '--manage-firewall'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    await Promise.all([honeypotReady, waitForLine(hubProc, /"msg":"ready"/, 'the hub')]);
+    say(`sensor: honeygate run -c ${sensorFile} --manage-firewall`);
+    const sensor = t.spawn(sensorNs, [node, BIN, 'run', '-c', sensorFile, '--manage-firewall'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    await waitForLine(sensor, /"msg":"tunnel up"/, 'the sensor (its tunnel to the hub)');
+    say(`  the sensor dialed out to the hub: tunnel up (mutual TLS, HTTP/2)`);
+
+    say(
+      '\nattacking the sensor: a connect scan of 14 ports, an SSH banner grab and an HTTP request, attacker1 on IPv4, attacker2 on IPv6',
+    );
+    const results = await Promise.all(
+      [farm.attacker1, farm.attacker2].map((a, i) =>
+        t.exec(a.ns, [node, path.join(DEMO, 'attack.js'), i === 0 ? farm.decoys.ip4 : farm.decoys.ip6], {
+          timeoutMs: 60_000,
+        }),
+      ),
+    );
+    results.forEach((r, i) => {
+      const who = i === 0 ? 'attacker1' : 'attacker2';
+      for (const line of r.stdout.split('\n').filter((l) => l.startsWith('{'))) {
+        const { target, result } = JSON.parse(line) as { target: string; result: string };
+        if (!/^(open \(no answer\)|ECONNREFUSED|open, closed at once)$/.test(result))
+          say(`  ${who} -> ${target.padEnd(24)} ${result}`);
+      }
+    });
+
+    say('\nwhat the honeypot behind the hub saw (its own accept(), on the wire):');
+    for (const s of seen) say(`  connection from ${s.peer.padEnd(26)} to ${s.local}`);
+    const real = seen.filter((s) => /^(198\.51\.100\.10|\[?2001:db8:b::10\]?):/.test(s.peer)).length;
+    say(`  ${real} of ${seen.length} connections came from the attackers' real addresses`);
+
+    for (const p of [sensor, hubProc]) {
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('exit', r));
+    }
+    const atSensor = recorded(path.join(dir, 'sensor.db'));
+    const atHub = recorded(path.join(dir, 'hub.db'), SENSOR_NAME).reverse();
+    const hubTotal = recorded(path.join(dir, 'hub.db')).length;
+    say(
+      `\nthe hub's events of the forwarded flows (honeygate events --db hub.db --sensor ${SENSOR_NAME} --json):`,
+    );
+    const ep = (a: { ip: string; port: number }) =>
+      a.ip.includes(':') ? `[${a.ip}]:${a.port}` : `${a.ip}:${a.port}`;
+    for (const e of atHub.filter((x) => x.action === 'forward'))
+      say(`  id ${e.id}  sensor ${e.sensor}  ${ep(e.src).padEnd(24)} -> ${ep(e.dst).padEnd(20)} ${e.route}`);
+    say(
+      `  (and ${atHub.filter((x) => x.action !== 'forward').length} flows to other ports, captured by the hub)`,
+    );
+    const ids = new Set(atSensor.map((e) => e.id));
+    const named = atHub.filter((e) => e.sensor === SENSOR_NAME).length;
+    const same = atHub.filter((e) => ids.has(e.id)).length;
+    say(
+      `  ${named} of ${hubTotal} hub events carry sensor ${SENSOR_NAME} (its certificate's name); ` +
+        `${same} have the id the sensor recorded the flow under (${atSensor.length} sensor events)`,
+    );
+    const ok =
+      real > 0 && real === seen.length && atHub.length > 0 && named === hubTotal && same === hubTotal;
+    return ok ? 0 : 1;
+  } catch (err) {
+    process.stderr.write(`honeygate demo: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    process.off('SIGINT', onInterrupt);
+    process.off('SIGTERM', onInterrupt);
+    if (made.length === 0) made = ownNamespaces(t.id);
+    await farm.destroy();
+    if (!reportCleanup(t.id, made, dir, undefined, 'configs, certificates, events')) process.exitCode = 1;
+  }
+}

@@ -1,0 +1,101 @@
+// What `honeygate demo` and `demo --fleet` (demo-fleet.ts) share: where the program and the
+// demo's scripts are, the prerequisites, waiting for a child's ready line, and the report of
+// what the teardown removed.
+import { type ChildProcess, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/src/cli
+export const BIN = path.resolve(HERE, '../../../bin/honeygate.js');
+export const DEMO = path.resolve(HERE, '../demo');
+export const HONEYPOT_PORTS = [22, 80];
+const READY_MS = 15_000;
+
+export function say(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+/** Resolves with the first stdout line matching `pattern`, or rejects after `ms`. */
+export function waitForLine(
+  child: ChildProcess,
+  pattern: RegExp,
+  what: string,
+  ms = READY_MS,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    let stderr = '';
+    const timer = setTimeout(
+      () => done(new Error(`${what}: not ready after ${ms} ms\n${stderr}${buffered}`)),
+      ms,
+    );
+    const onData = (d: Buffer) => {
+      buffered += d.toString();
+      if (pattern.test(buffered)) done();
+    };
+    const onErr = (d: Buffer) => {
+      stderr += d.toString();
+    };
+    const onExit = (code: number | null) =>
+      done(new Error(`${what} exited (${code}) before it was ready\n${stderr}${buffered}`));
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve();
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onErr);
+    child.once('exit', onExit);
+  });
+}
+
+export function missingPrerequisite(): string | null {
+  if (process.getuid?.() !== 0)
+    return 'honeygate demo needs root (it creates network namespaces and nftables rules)';
+  for (const [tool, pkg] of [
+    ['ip', 'iproute2'],
+    ['nft', 'nftables'],
+  ]) {
+    if (spawnSync(tool!, ['-V'], { stdio: 'ignore' }).error)
+      return `honeygate demo needs ${tool} (apt-get install ${pkg})`;
+  }
+  return null;
+}
+
+/** The network namespaces whose names start with the farm's id. */
+export function ownNamespaces(id: string): string[] {
+  const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  return (list.stdout ?? '')
+    .split('\n')
+    .map((line) => line.split(' ')[0]!)
+    .filter((ns) => ns.startsWith(`${id}-`))
+    .sort();
+}
+
+/**
+ * Prints what the teardown removed, then checks it: no namespace of the farm and no temp dir
+ * left. Returns whether nothing is left.
+ */
+export function reportCleanup(
+  id: string,
+  made: string[],
+  dir: string,
+  signal?: NodeJS.Signals,
+  files = 'config and events.db',
+): boolean {
+  say(`\n${signal ? `${signal}: ` : ''}cleaning up`);
+  say('  stopped honeygate, the honeypot and the attackers');
+  say(`  removed network namespaces ${made.join(', ')}`);
+  say("    (with them their veth pairs, routes and honeygate's nftables rules)");
+  say(`  removed ${dir} (${files})`);
+  const left = [...ownNamespaces(id), ...(existsSync(dir) ? [dir] : [])];
+  if (left.length > 0) {
+    process.stderr.write(`honeygate demo: left behind: ${left.join(', ')}\n`);
+    return false;
+  }
+  say(`nothing left behind: no ${id}-* namespace, no ${dir}`);
+  return true;
+}
