@@ -80,6 +80,8 @@ export const MIGRATIONS: readonly string[] = [
   // UDP flows (src/gateway/udp): null transport is tcp.
   `ALTER TABLE events ADD COLUMN transport TEXT;
    ALTER TABLE events ADD COLUMN udp TEXT;`,
+  // The session recording's id (src/record), for `honeygate replay` and `pcap`.
+  'ALTER TABLE events ADD COLUMN recording TEXT;',
 ];
 
 /** How the store is set up before its schema, in this order (the benchmark's recording floor takes them too). */
