@@ -594,13 +594,14 @@ export function topPorts(db: Database, r: Range, top = 20): PortRow[] {
   if (!fromRollup(db)) return rawTopPorts(db, r, top);
   const ports = portsByFlows(db, r, top);
   if (!ports.length) return [];
-  // Distinct sources per port: the rollup has no pairs, so these come from the events, each
-  // port's flows in the range through the (dst_port, opened_at) index.
+  // Distinct sources per port: the rollup has no pairs, so these come from the events, one
+  // pass over the range's flows (\`+\`: through the dst_port index the table is read at
+  // random, 337 against 186 ms for the last hour of 10 million events).
   const distinct = new Map(
     all<{ port: number; n: number }>(
       db,
       `SELECT dst_port AS port, count(DISTINCT src_ip) AS n FROM events
-         WHERE ${FLOWS} AND dst_port IN (${ports.map((p) => Number(p.port)).join(',')}) GROUP BY dst_port`,
+         WHERE ${FLOWS} AND +dst_port IN (${ports.map((p) => Number(p.port)).join(',')}) GROUP BY dst_port`,
       window(r),
     ).map((x) => [Number(x.port), Number(x.n)]),
   );
