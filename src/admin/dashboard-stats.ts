@@ -494,8 +494,11 @@ function counts(
   const rollupIn = inList('value');
   const rawIn = values ? inList(raw.value) : '';
   const parts = pieces.map((p, i) => {
-    params[`f${i}`] = p.from;
-    params[`t${i}`] = p.to;
+    // Bound only where used: node:sqlite on Node 24 refuses a parameter the SQL does not name.
+    if (p.span === 'raw' || !values) {
+      params[`f${i}`] = p.from;
+      params[`t${i}`] = p.to;
+    }
     if (p.span === 'raw') {
       const t = slotMs === null ? '0' : slotExpr(slotMs);
       return `SELECT ${t} AS t, ${raw.value} AS value, ${raw.flows} AS flows, ${raw.refused} AS refused
