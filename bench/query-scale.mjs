@@ -17,6 +17,7 @@ import { pathToFileURL } from 'node:url';
 import { runEvents } from '../dist/src/cli/events.js';
 import { runStats } from '../dist/src/cli/stats.js';
 import { SqliteSink } from '../dist/src/events/sqlite.js';
+import { sampleEvent } from '../dist/test/helpers/events.js';
 import { DAY, makeStore } from '../dist/test/helpers/store.js';
 
 const ROWS = Number(process.argv[2] ?? 10_000_000);
@@ -26,35 +27,20 @@ const db = join(dir, 'events.db');
 const now = Date.now();
 const log = (s) => process.stderr.write(`${s}\n`);
 
+/** Event `i` of the rare ones and of the recording cost: test/helpers/events.ts's sample, an hour ago. */
 function event(i, over = {}) {
   const t = now - 3_600_000 + i;
-  return {
+  return sampleEvent({
     id: `${t.toString(16).padStart(12, '0')}${i.toString(16).padStart(20, '0')}`,
-    type: 'flow',
     openedAt: t,
     closedAt: t + 10,
     sensor: 'gw-bulk',
-    listener: 'all-ports',
     src: { ip: `198.51.${(i >> 8) & 255}.${i & 255}`, port: 40000 },
     dst: { ip: '192.0.2.1', port: [22, 80, 443][i % 3] },
-    peer: null,
-    proxyHeader: null,
     route: 'r22',
-    action: 'forward',
-    backend: 'cowrie',
-    server: '192.0.2.10:2222',
-    sourceMode: 'transparent',
-    bytesIn: 120,
-    bytesOut: 4567,
     durationMs: 10,
-    closeReason: 'client-closed',
-    firstBytes: Buffer.from('SSH-2.0-Go\r\n'),
-    protocol: 'ssh',
-    protocolFields: { clientVersion: 'SSH-2.0-Go' },
-    count: 1,
-    detail: null,
     ...over,
-  };
+  });
 }
 
 async function time(fn) {

@@ -8,11 +8,46 @@
 // flows that were admitted (a tally's ports are a set, not one port).
 import type { FlowEvent } from './event.js';
 
+export const MINUTE_MS = 60_000;
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 86_400_000;
-export type Span = 'h' | 'd';
-export type Dim = 'all' | 'src' | 'port' | 'protocol' | 'route';
+export type Span = 'm' | 'h' | 'd';
+export type Dim =
+  | 'all'
+  | 'src'
+  | 'port'
+  | 'protocol'
+  | 'route'
+  | 'action'
+  | 'close'
+  | 'reason'
+  | 'sensor'
+  | 'bytes';
 export const DIMS: readonly Dim[] = ['src', 'port', 'protocol', 'route'];
+export const SPAN_MS: Readonly<Record<Span, number>> = { m: MINUTE_MS, h: HOUR_MS, d: DAY_MS };
+
+/**
+ * The spans each dimension is counted in. The first schema step (ROLLUP_SCHEMA) counted
+ * all, src, port, protocol and route per hour and day for `honeygate stats`; the second
+ * (ROLLUP_VIEWS_SCHEMA) adds the dashboard's (src/admin/dashboard-stats.ts): per minute
+ * too, so a view's range is whole minutes of the rollup plus its last partial minute, and
+ * the dimensions its views group by. Sources stay hourly: per minute they would be nearly
+ * a row per flow. Null values are '-' (action, close, reason: none of them is ever '-'; a
+ * route name cannot be). `bytes` is one row per bucket whose `flows` holds the sum of the
+ * flows' bytes_in.
+ */
+export const DIM_SPANS: Readonly<Record<Dim, readonly Span[]>> = {
+  all: ['m', 'h', 'd'],
+  src: ['h', 'd'],
+  port: ['m', 'h', 'd'],
+  protocol: ['m', 'h', 'd'],
+  route: ['m', 'h', 'd'],
+  action: ['m', 'h', 'd'], // flows
+  close: ['m', 'h', 'd'], // flows by close_reason
+  reason: ['m', 'h', 'd'], // refused by the tally's close_reason (limit-rate, ...)
+  sensor: ['m', 'h', 'd'], // flows
+  bytes: ['m', 'h', 'd'],
+};
 
 /** Schema step (sqlite.ts MIGRATIONS): the table, its top-N index, and the counts of the events already stored. */
 export const ROLLUP_SCHEMA = `CREATE TABLE rollup (
@@ -28,7 +63,41 @@ export const ROLLUP_SCHEMA = `CREATE TABLE rollup (
    ${backfill()}`;
 
 /** The counts of every stored event, into an empty rollup (a bulk load: test/helpers/store.ts). */
-export const ROLLUP_BACKFILL = backfill();
+export const ROLLUP_BACKFILL = `${backfill()}
+   ${viewsBackfill()}`;
+
+/**
+ * Schema step (sqlite.ts MIGRATIONS): the dashboard's minute rows and dimensions
+ * (DIM_SPANS). The whole rollup is counted again from the stored events: a fleet's central
+ * store had none kept before (the collector inserted events only).
+ */
+export const ROLLUP_VIEWS_SCHEMA = `DELETE FROM rollup;
+   ${ROLLUP_BACKFILL}`;
+
+// What ROLLUP_SCHEMA's backfill() leaves out: its dimensions per minute, and the new ones.
+function viewsBackfill(): string {
+  const ins = (span: Span, dim: Dim, value: string, flows: string, refused: string, where: string) =>
+    `INSERT INTO rollup (span, dim, bucket, value, flows, refused)
+     SELECT '${span}', '${dim}', opened_at - opened_at % ${SPAN_MS[span]}, ${value}, ${flows}, ${refused}
+     FROM events WHERE ${where} GROUP BY 3, 4;`;
+  const isFlow = "sum(CASE WHEN type = 'flow' THEN 1 ELSE 0 END)";
+  const isRefused = "sum(CASE WHEN type = 'rejected' THEN count ELSE 0 END)";
+  const both = "type IN ('flow', 'rejected')";
+  const out = [
+    ins('m', 'all', "''", isFlow, isRefused, both),
+    ins('m', 'port', 'dst_port', 'count(*)', '0', "type = 'flow'"),
+    ins('m', 'protocol', "coalesce(protocol, '-')", 'count(*)', '0', "type = 'flow'"),
+    ins('m', 'route', "coalesce(route, '-')", 'count(*)', '0', "type = 'flow'"),
+  ];
+  for (const span of ['m', 'h', 'd'] as const) {
+    out.push(ins(span, 'action', "coalesce(action, '-')", 'count(*)', '0', "type = 'flow'"));
+    out.push(ins(span, 'close', "coalesce(close_reason, '-')", 'count(*)', '0', "type = 'flow'"));
+    out.push(ins(span, 'reason', "coalesce(close_reason, '-')", '0', 'sum(count)', "type = 'rejected'"));
+    out.push(ins(span, 'sensor', 'sensor', 'count(*)', '0', "type = 'flow'"));
+    out.push(ins(span, 'bytes', "''", 'sum(bytes_in)', '0', "type = 'flow'"));
+  }
+  return out.join('\n   ');
+}
 
 function backfill(): string {
   const sel = (span: Span, ms: number, dim: Dim, value: string, where: string) =>
@@ -81,20 +150,32 @@ export function rollupRows(events: readonly FlowEvent[]): RollupRow[] {
     const flow = e.type === 'flow';
     const flows = flow ? 1 : 0;
     const refused = flow ? 0 : typeof e.count === 'number' && Number.isFinite(e.count) ? e.count : 0;
+    // Values as the SQL backfill computes them from the stored row (row.ts eventValues).
+    const port = Number.isFinite(e.dst?.port) ? e.dst.port : 0;
+    const bytes = typeof e.bytesIn === 'number' && Number.isFinite(e.bytesIn) ? e.bytesIn : 0;
+    const close = e.closeReason ?? '-';
     for (const [span, ms] of SPANS) {
       const bucket = at - (at % ms);
       add(span, 'all', bucket, '', flows, refused);
-      add(span, 'src', bucket, String(e.src?.ip ?? ''), flows, refused);
-      if (!flow) continue;
-      add(span, 'port', bucket, Number.isFinite(e.dst?.port) ? e.dst.port : 0, 1, 0);
+      if (span !== 'm') add(span, 'src', bucket, String(e.src?.ip ?? ''), flows, refused);
+      if (!flow) {
+        add(span, 'reason', bucket, close, 0, refused);
+        continue;
+      }
+      add(span, 'port', bucket, port, 1, 0);
       add(span, 'protocol', bucket, e.protocol ?? '-', 1, 0);
       add(span, 'route', bucket, e.route ?? '-', 1, 0);
+      add(span, 'action', bucket, e.action ?? '-', 1, 0);
+      add(span, 'close', bucket, close, 1, 0);
+      add(span, 'sensor', bucket, typeof e.sensor === 'string' ? e.sensor : String(e.sensor ?? ''), 1, 0);
+      add(span, 'bytes', bucket, '', bytes, 0);
     }
   }
   return [...rows.values()];
 }
 
 const SPANS: readonly [Span, number][] = [
+  ['m', MINUTE_MS],
   ['h', HOUR_MS],
   ['d', DAY_MS],
 ];

@@ -40,6 +40,7 @@ export interface EventRow {
   scan: string | null; // JSON of FlowEvent.scan
   transport: string | null; // null: tcp (rows from before UDP listeners)
   udp: string | null; // JSON UdpCounts of a UDP flow
+  recording: string | null; // the session recording's id (src/record), when one was kept
 }
 
 // The order of eventValues(): positional parameters, since binding 27 named ones from an
@@ -63,6 +64,7 @@ export const COLUMNS = [
   ...['src_country', 'src_asn', 'src_as_org'],
   ...['targets', 'scan'],
   ...['transport', 'udp'],
+  ...['recording'],
 ] as const satisfies readonly (keyof EventRow)[];
 
 /** An event as the values of its row, in COLUMNS order. */
@@ -107,6 +109,7 @@ export function eventValues(e: FlowEvent): EventValues {
     e.scan ? safeJson(e.scan) : null,
     e.transport === 'udp' ? 'udp' : null,
     e.udp ? safeJson(e.udp as unknown as Record<string, unknown>) : null,
+    typeof e.recording === 'string' ? e.recording : null,
   ];
 }
 
@@ -129,6 +132,7 @@ export function valuesToEvent(v: EventValues): FlowEvent {
         };
   const [targets, scan] = v.slice(30, 32);
   const [transport, udp] = v.slice(32, 34);
+  const recording = v[34];
   const e: FlowEvent = {
     id: id as string,
     type: type as EventType,
@@ -160,6 +164,7 @@ export function valuesToEvent(v: EventValues): FlowEvent {
   // Set only when present, so a flow reads back exactly as it was recorded.
   if (typeof targets === 'string') e.targets = parseFields(targets) as unknown as FlowEvent['targets'];
   if (typeof scan === 'string') e.scan = parseFields(scan) as unknown as FlowEvent['scan'];
+  if (typeof recording === 'string') e.recording = recording;
   return e;
 }
 

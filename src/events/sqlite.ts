@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { Checkpointer } from './checkpointer.js';
 import type { FlowEvent, Sink } from './event.js';
 import { type RetentionStats, StoreRetention } from './retention.js';
-import { ROLLUP_SCHEMA, rollupRows, UPSERT } from './rollup.js';
+import { ROLLUP_SCHEMA, ROLLUP_VIEWS_SCHEMA, rollupRows, UPSERT } from './rollup.js';
 import { COLUMNS, eventValues } from './row.js';
 import { type Database, openDatabase, type Statement } from './sqlite-driver.js';
 import { withoutRecorded } from './writeahead.js';
@@ -80,6 +80,11 @@ export const MIGRATIONS: readonly string[] = [
   // UDP flows (src/gateway/udp): null transport is tcp.
   `ALTER TABLE events ADD COLUMN transport TEXT;
    ALTER TABLE events ADD COLUMN udp TEXT;`,
+  // The session recording's id (src/record), for `honeygate replay` and `pcap`.
+  'ALTER TABLE events ADD COLUMN recording TEXT;',
+  // The dashboard's views from the rollup (src/admin/dashboard-stats.ts): minute rows and
+  // the dimensions they group by (rollup.ts DIM_SPANS), counted from the stored events.
+  ROLLUP_VIEWS_SCHEMA,
 ];
 
 /** How the store is set up before its schema, in this order (the benchmark's recording floor takes them too). */

@@ -13,7 +13,9 @@
 import { type ConsumerMessages, type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { eventValues } from '../events/row.js';
+import type { FlowEvent } from '../events/event.js';
+import { rollupRows, UPSERT } from '../events/rollup.js';
+import { eventValues, valuesToEvent } from '../events/row.js';
 import { INSERT, SqliteSink, STORE_PRAGMAS } from '../events/sqlite.js';
 import { type Database, openDatabase } from '../events/sqlite-driver.js';
 import { decodeMessage, recordKey } from './codec.js';
@@ -88,16 +90,21 @@ export class Collector {
     );
     this.pruneStep = (before) => prune.run([before]).changes;
     const insert = this.db.prepare(INSERT);
+    const upsert = this.db.prepare(UPSERT);
     let stored = 0;
     const tx = this.db.transaction((rows: { id: string; values: unknown[] }[]) => {
       stored = 0;
       const now = Date.now();
+      const added: FlowEvent[] = [];
       for (const m of rows) {
         mark.run([m.id, now]);
         if ((changes.get() as { n: number }).n === 0) continue;
         insert.run(m.values);
+        added.push(valuesToEvent(m.values));
         stored++;
       }
+      // The rollup's counts, as the sink keeps them (stats, the dashboard's views).
+      for (const r of rollupRows(added)) upsert.run(r);
     });
     this.writeBatch = (rows) => {
       tx(rows);

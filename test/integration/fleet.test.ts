@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { jetstream } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
+import { overview, rawViews, toRange, withStore } from '../../src/admin/dashboard-stats.js';
 import { newEventId } from '../../src/events/recorder.js';
 import { encodeEvents } from '../../src/fleet/codec.js';
 import { Outbox } from '../../src/fleet/outbox.js';
@@ -166,6 +167,26 @@ events:
     await arrivedOnce('sensor-b', 25);
     const all = await storeIds(central);
     assert.equal(all.length, 65);
+    // The collector keeps the central store's rollup: `stats` (which reads only the rollup)
+    // counts every flow, and the dashboard's sensors view agrees with the events table.
+    const { stdout } = await runCli(['stats', '--db', central, '--json', '--since', '2d']);
+    const days = stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { flows: number });
+    assert.equal(
+      days.reduce((n, d) => n + d.flows, 0),
+      65,
+      stdout,
+    );
+    const week = toRange('7d', Date.now());
+    const seen = withStore(central, (db) => overview(db, week));
+    const sensors = (o: typeof seen) => Object.fromEntries(o.sensors.map((x) => [x.sensor, x.flows]));
+    assert.deepEqual(sensors(seen), { 'sensor-a': 40, 'sensor-b': 25 });
+    assert.deepEqual(
+      JSON.parse(JSON.stringify(seen)),
+      JSON.parse(JSON.stringify(withStore(central, (db) => overview(rawViews(db), week)))),
+    );
     const m = await collect.metrics();
     assert.equal(m.honeygate_collector_stored_total, 65);
     await waitFor(

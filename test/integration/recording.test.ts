@@ -178,8 +178,23 @@ for (const relay of ['on', 'off'] as const) {
       const sent = Buffer.from(`${token}\r\nsecond line\r\n`);
       assert.deepEqual(await socatClient('127.0.0.1', hg.port('fwd'), sent), sent);
       const ev = await eventOf(hg, token);
-      const id = ev.honeygate.recording;
-      assert.equal(id, ev.event.id, 'the event names its recording');
+      assert.equal(ev.honeygate.recording, ev.event.id, 'the event names its recording');
+      // The link is in the SQLite store too: `events --json` gives the id `replay` takes.
+      const stored = await waitFor(
+        `the flow's row in the store`,
+        async () => {
+          const { stdout } = await runCli(['events', '--db', path.join(hg.dir, 'events.db'), '--json']);
+          return stdout
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as { id: string; type: string; recording?: string })
+            .find((e) => e.id === ev.event.id && e.type === 'flow');
+        },
+        10_000,
+        200,
+      );
+      const id = stored.recording;
+      assert.equal(id, ev.event.id, 'the stored event names its recording');
 
       await complete(path.join(hg.dir, 'recordings'), id!);
       const { stdout: replay } = await runCli(['replay', '--dir', path.join(hg.dir, 'recordings'), id!]);

@@ -25,6 +25,7 @@ describe('SqliteSink', () => {
       protocolFields: { sni: 'example.test', alpn: ['h2', 'http/1.1'], n: 3 },
       detail: 'some detail',
     });
+    flow.recording = flow.id; // its session recording (issue 20): `honeygate replay` finds it by this id
     const update = sampleEvent({
       ...flow,
       type: 'update',
