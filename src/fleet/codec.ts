@@ -11,7 +11,7 @@ export const CODEC_VERSION = 2;
 /** A message's size at most, unless one event alone is larger: far under NATS's default max_payload (1 MiB). */
 export const MESSAGE_BYTES = 64 * 1024;
 const FIRST_BYTES = COLUMNS.indexOf('first_bytes');
-/** A row before the enrichment columns (src_country, src_asn, src_as_org): an older sensor's. */
+/** The shortest row accepted: an older sensor's, from before the enrichment columns (src_country, ...). Every column since is nullable. */
 const ROW_BEFORE_ENRICH = COLUMNS.indexOf('src_country');
 const TYPES = new Set(['flow', 'update', 'rejected', 'firewall', 'egress', 'scan']);
 const TEXT = new Set<string>(['id', 'type', 'sensor', 'listener', 'src_ip', 'dst_ip']);
@@ -116,7 +116,7 @@ export function decodeMessage(data: Uint8Array): Decoded {
 
 /** Null when `row` is an event's values (first bytes decoded in place), else what is wrong. */
 function checkRow(row: unknown): string | null {
-  if (!Array.isArray(row) || (row.length !== COLUMNS.length && row.length !== ROW_BEFORE_ENRICH))
+  if (!Array.isArray(row) || row.length < ROW_BEFORE_ENRICH || row.length > COLUMNS.length)
     return 'row has the wrong shape';
   while (row.length < COLUMNS.length) row.push(null);
   for (let i = 0; i < COLUMNS.length; i++) {

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import pino from 'pino';
+import { COLUMNS } from '../../src/events/row.js';
 import { SqliteSink } from '../../src/events/sqlite.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { decodeMessage, encodeEvents, MESSAGE_BYTES, messageId, recordKey } from '../../src/fleet/codec.js';
@@ -58,6 +59,13 @@ test("an older sensor's one-event message (v1) still decodes", () => {
   const d = decodeMessage(Buffer.from(JSON.stringify({ v: 1, row })));
   assert.ok(d.ok);
   assert.deepEqual(d.events, [e]);
+  // Rows of every earlier schema (each a prefix of today's columns) decode, the rest null.
+  const full = row as unknown[];
+  for (let n = COLUMNS.indexOf('src_country'); n < COLUMNS.length; n++) {
+    const older = decodeMessage(Buffer.from(JSON.stringify({ v: 2, rows: [full.slice(0, n)] })));
+    assert.ok(older.ok, `a row of ${n} values`);
+    assert.equal(older.events[0]!.id, e.id);
+  }
 });
 
 test('the collector refuses what is not a honeygate event, with a reason', () => {
