@@ -8,9 +8,13 @@ const PREFIX = 'honeygate_collector_';
 
 /** The collector's counters and its lag, as gauges of the running totals (names kept from the first release). */
 const GAUGES: readonly [name: string, help: string, read: (s: CollectorStats) => number][] = [
-  ['received_total', 'Messages fetched from the stream (redeliveries count again).', (s) => s.received],
+  [
+    'received_total',
+    'Messages fetched from the stream, each of one or more events (redeliveries count again).',
+    (s) => s.received,
+  ],
   ['stored_total', 'Events written to the central store.', (s) => s.stored],
-  ['duplicates_total', 'Messages whose id the store already had.', (s) => s.duplicates],
+  ['duplicates_total', 'Events whose id the store already had.', (s) => s.duplicates],
   ['malformed_total', 'Messages that were not honeygate events: skipped.', (s) => s.malformed],
   ['lag', 'Messages in the stream not yet acknowledged by the consumer.', (s) => s.lag],
   [

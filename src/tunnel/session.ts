@@ -152,6 +152,15 @@ export function streamAsSocket(stream: http2.Http2Stream): net.Socket {
     return s;
   };
   const destroy = s.destroy;
+  // An RST_STREAM CANCEL (the other end destroyed its socket mid-flow) emits no error, and the
+  // stream then never closed while the pump had its honeypot side paused: the hub held the
+  // flow open until the idle timeout. It is the other end's reset.
+  stream.once('aborted', () => {
+    if (stream.destroyed) return;
+    const reset = new Error('tunnel stream reset (aborted by the other end)') as NodeJS.ErrnoException;
+    reset.code = 'ECONNRESET';
+    destroy.call(s, reset);
+  });
   let closing = false;
   s.destroy = function (this: net.Socket, err?: Error) {
     if (err || stream.closed || stream.destroyed || !stream.readableEnded) return destroy.call(this, err);

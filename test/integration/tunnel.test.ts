@@ -40,6 +40,9 @@ let webPort: number;
 let adminPort: number;
 let slowPort = 0;
 let slow: net.Server | null = null;
+let floodPort = 0;
+let flood: net.Server | null = null;
+const floodSockets: net.Socket[] = [];
 const slowSockets: net.Socket[] = [];
 let hub: Honeygate | null = null;
 let sensor: Honeygate | null = null;
@@ -62,6 +65,9 @@ routes:
   - name: slow
     match: { dstPorts: ["${slowPort}"] }
     forward: slow
+  - name: flood
+    match: { dstPorts: ["${floodPort}"] }
+    forward: flood
   - name: from-a
     match: { sensors: [sensor-a] }
     forward: echo
@@ -70,6 +76,7 @@ backends:
   echo: { servers: ["127.0.0.1:${echo.port}"], source: proxy-v2 }
   nginx: { servers: ["127.0.0.1:${nginx.port}"], source: proxy-v2 }
   slow: { servers: ["127.0.0.1:${(slow!.address() as net.AddressInfo).port}"], source: proxy-v2 }
+  flood: { servers: ["127.0.0.1:${(flood!.address() as net.AddressInfo).port}"], source: proxy-v2 }
 limits: { maxBytesIn: 0, perSourceRate: 100000/s }  # the 1,500-flow test comes from one address
 events: { sqlite: "{{dir}}/events.db", batch: 50ms, sensor: hub }
 `;
@@ -84,6 +91,8 @@ listeners:
     bind: "127.0.0.1:${webPort}"
   - name: slow
     bind: "127.0.0.1:${slowPort}"
+  - name: flood
+    bind: "127.0.0.1:${floodPort}"
 limits: { maxBytesIn: 0, perSourceRate: 100000/s }  # the 1,500-flow test comes from one address
 routes:
   - forward: farm
@@ -123,6 +132,7 @@ before(async () => {
   webPort = await freePort();
   adminPort = await freePort();
   slowPort = await freePort();
+  floodPort = await freePort();
   // A honeypot that accepts and never reads: the tunnel's flow control must hold the attacker back.
   const server = net.createServer((socket) => {
     socket.pause();
@@ -131,6 +141,18 @@ before(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   slow = server;
+  // A honeypot that sends without end (a download): it writes whenever its socket drains.
+  flood = net.createServer((socket) => {
+    socket.on('error', () => {});
+    floodSockets.push(socket);
+    const chunk = Buffer.alloc(64 * 1024, 0x62);
+    const fill = () => {
+      while (!socket.destroyed && socket.write(chunk)) {}
+    };
+    socket.on('drain', fill);
+    fill();
+  });
+  await new Promise<void>((resolve) => flood!.listen(0, '127.0.0.1', () => resolve()));
   await startHub();
   sensor = await startHoneygate(sensorConfig());
   await sensor.waitForLine((r) => r.msg === 'tunnel up', 10_000);
@@ -141,8 +163,9 @@ after(async () => {
   await hub?.close();
   await nginx?.stop();
   await echo?.stop();
-  for (const socket of slowSockets) socket.destroy();
+  for (const socket of [...slowSockets, ...floodSockets]) socket.destroy();
   (slow as net.Server | null)?.close();
+  (flood as net.Server | null)?.close();
   if (pki) fs.rmSync(pki, { recursive: true, force: true });
 });
 
@@ -475,4 +498,40 @@ test('a honeypot that does not read holds the attacker back: both gateways buffe
   assert.ok(held < 1024 * 1024, `held ${held} B`);
   assert.ok(held > 0);
   c.destroy();
+});
+
+test('an attacker who resets mid-download: the hub closes the honeypot side and records the flow', {
+  skip: missing,
+}, async () => {
+  await waitFor('the sensor to be connected', () => tunnelsUp(sensor!) > 0, 10_000);
+  const c = await connect(floodPort);
+  c.pause(); // reads nothing: the honeypot's bytes back up through hub, tunnel and sensor
+  const honeypot = await waitFor('the honeypot to accept', () => floodSockets.at(-1), 10_000);
+  let last = -1;
+  let stalledSince = Date.now();
+  await waitFor(
+    'the honeypot to be held back',
+    () => {
+      if (honeypot.bytesWritten !== last) {
+        last = honeypot.bytesWritten;
+        stalledSince = Date.now();
+        return false;
+      }
+      return Date.now() - stalledSince > 500;
+    },
+    30_000,
+    50,
+  );
+  const port = c.localPort;
+  c.resetAndDestroy();
+  // The sensor's stream reset is the hub's client reset; before, the hub's stream never
+  // closed and the honeypot's side stayed open, blocked in its write, until the idle timeout.
+  await waitFor('the honeypot connection to close', () => honeypot.destroyed || honeypot.closed, 10_000, 50);
+  const es = await hub!.waitForEvents(
+    (all) => all.some((e) => e.route === 'flood' && e.src.port === port),
+    10_000,
+  );
+  const e = es.find((x) => x.route === 'flood' && x.src.port === port)!;
+  assert.equal(e.closeReason, 'client-reset');
+  assert.ok(e.bytesOut > 0, `the honeypot's bytes are counted (${e.bytesOut})`);
 });
