@@ -229,11 +229,26 @@ export const limitsSchema = obj({
   amplification: obj({
     enabled: z.boolean({ error: 'expected true or false' }).default(true),
     ratio: conv(ratio).default(1),
+    allowance: conv(datagramSize).default(512),
     bytesPerSecond: conv(parseSize).default(16 * 1024),
     packetsPerSecond: conv(intIn(1, 1_000_000)).default(20),
     unanswered: conv(intIn(1, 1000)).default(4),
-  }).default({ enabled: true, ratio: 1, bytesPerSecond: 16 * 1024, packetsPerSecond: 20, unanswered: 4 }),
+  }).default({
+    enabled: true,
+    ratio: 1,
+    allowance: 512,
+    bytesPerSecond: 16 * 1024,
+    packetsPerSecond: 20,
+    unanswered: 4,
+  }),
 });
+
+/** Bytes of one UDP datagram's worth: 512, "1KiB"; 0 to 65535. */
+function datagramSize(v: unknown): number {
+  const n = parseSize(v);
+  if (n > 65_535) throw new Error(`invalid size ${describe(v)}: at most 65535 (one datagram)`);
+  return n;
+}
 
 /** A reply-to-request byte ratio: 1, 0.5, "2.0"; 0 (send nothing back) to 100. */
 function ratio(v: unknown): number {

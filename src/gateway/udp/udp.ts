@@ -24,7 +24,14 @@ import { bindTproxy } from './tproxy.js';
 export const UDP_DEFAULTS: UdpLimits = {
   idleTimeoutMs: 30_000,
   maxFlows: 20_000,
-  amplification: { enabled: true, ratio: 1, bytesPerSecond: 16 * 1024, packetsPerSecond: 20, unanswered: 4 },
+  amplification: {
+    enabled: true,
+    ratio: 1,
+    allowance: 512,
+    bytesPerSecond: 16 * 1024,
+    packetsPerSecond: 20,
+    unanswered: 4,
+  },
 };
 
 /** The sweep runs this often at most (and at least once per idle timeout / 4). */
