@@ -211,6 +211,16 @@ export const backendSchema = obj({
   engine: conv(oneOf(ENGINES)).default('user'),
 });
 
+/** The amplification guard's defaults (the UDP gateway's too, for a config without `limits`). */
+export const AMPLIFICATION_DEFAULTS = {
+  enabled: true,
+  ratio: 1,
+  allowance: 512,
+  bytesPerSecond: 16 * 1024,
+  packetsPerSecond: 20,
+  unanswered: 4,
+};
+
 export const limitsSchema = obj({
   maxConnections: conv(intIn(1, 1_000_000)).default(8000),
   perSource: conv(intIn(1, 1_000_000)).default(64),
@@ -228,19 +238,12 @@ export const limitsSchema = obj({
   }).default({ idleTimeout: 30_000, maxFlows: 20_000 }),
   amplification: obj({
     enabled: z.boolean({ error: 'expected true or false' }).default(true),
-    ratio: conv(ratio).default(1),
-    allowance: conv(datagramSize).default(512),
-    bytesPerSecond: conv(parseSize).default(16 * 1024),
-    packetsPerSecond: conv(intIn(1, 1_000_000)).default(20),
-    unanswered: conv(intIn(1, 1000)).default(4),
-  }).default({
-    enabled: true,
-    ratio: 1,
-    allowance: 512,
-    bytesPerSecond: 16 * 1024,
-    packetsPerSecond: 20,
-    unanswered: 4,
-  }),
+    ratio: conv(ratio).default(AMPLIFICATION_DEFAULTS.ratio),
+    allowance: conv(datagramSize).default(AMPLIFICATION_DEFAULTS.allowance),
+    bytesPerSecond: conv(parseSize).default(AMPLIFICATION_DEFAULTS.bytesPerSecond),
+    packetsPerSecond: conv(intIn(1, 1_000_000)).default(AMPLIFICATION_DEFAULTS.packetsPerSecond),
+    unanswered: conv(intIn(1, 1000)).default(AMPLIFICATION_DEFAULTS.unanswered),
+  }).default(AMPLIFICATION_DEFAULTS),
 });
 
 /** Bytes of one UDP datagram's worth: 512, "1KiB"; 0 to 65535. */

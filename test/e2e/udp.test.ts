@@ -129,18 +129,13 @@ describe('UDP through a tproxy listener, against real servers', { skip, timeout:
   const exec = (ns: string, argv: string[], timeoutMs = 20_000) =>
     farm.topology.exec(ns, argv, { timeoutMs });
 
+  /** `dig +short` from `ns`, one try of `seconds`. */
+  const digIn = (ns: string, server: string, port: number, name: string, seconds: number) =>
+    exec(ns, ['dig', `+time=${seconds}`, '+tries=1', '+short', '-p', String(port), `@${server}`, name]);
+
   /** dig from attacker1; its stdout (+short), or throws with what dig said. */
   async function dig(server: string, port: number, name: string): Promise<string> {
-    const r = await exec(farm.attacker1.ns, [
-      'dig',
-      '+time=3',
-      '+tries=1',
-      '+short',
-      '-p',
-      String(port),
-      `@${server}`,
-      name,
-    ]);
+    const r = await digIn(farm.attacker1.ns, server, port, name, 3);
     assert.equal(r.code, 0, `dig @${server} -p ${port} ${name}: ${r.stdout}${r.stderr}`);
     return r.stdout.trim();
   }
@@ -162,16 +157,7 @@ describe('UDP through a tproxy listener, against real servers', { skip, timeout:
     waitFor(
       `a DNS server on ${server}:${port}`,
       async () => {
-        const r = await exec(ns, [
-          'dig',
-          '+time=1',
-          '+tries=1',
-          '+short',
-          '-p',
-          String(port),
-          `@${server}`,
-          name,
-        ]);
+        const r = await digIn(ns, server, port, name, 1);
         return r.code === 0 && r.stdout.trim() !== '';
       },
       15_000,
