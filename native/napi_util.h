@@ -1,4 +1,4 @@
-// The N-API helpers that honeygate.cc, privileges.cc and relay.cc share: throwing (a usage error, an
+// The N-API helpers that honeygate.cc, privileges.cc, relay.cc and udp.cc share: throwing (a usage error, an
 // error that names the failed syscall), reading arguments, returning nothing.
 #pragma once
 #define NAPI_VERSION 8
@@ -79,6 +79,50 @@ inline napi_value MessageOrUndefined(napi_env env, const std::string& message) {
   napi_value v;
   napi_create_string_utf8(env, message.data(), message.size(), &v);
   return v;
+}
+
+// A JS callback that native code calls later from the event loop (a batch of records for
+// JS): the function, the object napi_make_callback needs as `this` and async resource, and
+// the async context, made by Init() and released by Release(). relay.cc and udp.cc hand
+// their batches over this way.
+struct BatchCallback {
+  napi_ref callback = nullptr;
+  napi_ref resource = nullptr;
+  napi_async_context async = nullptr;
+
+  void Init(napi_env env, napi_value fn, const char* name) {
+    napi_create_reference(env, fn, 1, &callback);
+    napi_value resourceName, object;
+    napi_create_object(env, &object);
+    napi_create_reference(env, object, 1, &resource);
+    napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resourceName);
+    napi_async_init(env, object, resourceName, &async);
+  }
+
+  // Calls it with argv; an exception it throws goes to process 'uncaughtException'.
+  void Call(napi_env env, size_t argc, napi_value* argv) {
+    napi_value cb, recv;
+    napi_get_reference_value(env, callback, &cb);
+    napi_get_reference_value(env, resource, &recv);
+    if (napi_make_callback(env, async, recv, cb, argc, argv, nullptr) == napi_pending_exception) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+    }
+  }
+
+  void Release(napi_env env) {
+    napi_delete_reference(env, callback);
+    napi_delete_reference(env, resource);
+    napi_async_destroy(env, async);
+  }
+};
+
+// A new Float64Array of `count` numbers and its storage, or false (an exception pending).
+inline bool NewNumbers(napi_env env, size_t count, double** data, napi_value* array) {
+  napi_value buffer;
+  return napi_create_arraybuffer(env, count * sizeof(double), reinterpret_cast<void**>(data), &buffer) == napi_ok &&
+         napi_create_typedarray(env, napi_float64_array, count, buffer, 0, array) == napi_ok;
 }
 
 // A function property for napi_define_properties / napi_define_class.

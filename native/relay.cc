@@ -50,13 +50,7 @@ class Relay : public RecordSink {
   // Starts watching the core's epoll fd and the 100 ms tick; records go to `callback`.
   void Start(napi_env env, napi_value callback) {
     env_ = env;
-    napi_create_reference(env, callback, 1, &callback_);
-    // The callback's `this` and async resource: napi_make_callback needs an object.
-    napi_value name, resource;
-    napi_create_object(env, &resource);
-    napi_create_reference(env, resource, 1, &resource_);
-    napi_create_string_utf8(env, "honeygate:relay", NAPI_AUTO_LENGTH, &name);
-    napi_async_init(env, resource, name, &async_);
+    callback_.Init(env, callback, "honeygate:relay");
     uv_loop_t* loop;
     napi_get_uv_event_loop(env, &loop);
     poll_.data = this;
@@ -127,9 +121,7 @@ class Relay : public RecordSink {
  private:
   void Release() {
     core_.Release();
-    napi_delete_reference(env_, callback_);
-    napi_delete_reference(env_, resource_);
-    napi_async_destroy(env_, async_);
+    callback_.Release(env_);
     released_ = true;
     if (orphaned_) delete this;
   }
@@ -162,12 +154,9 @@ class Relay : public RecordSink {
       }
       napi_handle_scope scope;
       napi_open_handle_scope(env_, &scope);
-      napi_value args[3], cb, recv, buffer;
+      napi_value args[3];
       double* num = nullptr;
-      if (napi_create_arraybuffer(env_, numbers * sizeof(double), reinterpret_cast<void**>(&num), &buffer) !=
-              napi_ok ||
-          napi_create_typedarray(env_, napi_float64_array, numbers, buffer, 0, &args[0]) != napi_ok ||
-          napi_create_array(env_, &args[1]) != napi_ok) {
+      if (!NewNumbers(env_, numbers, &num, &args[0]) || napi_create_array(env_, &args[1]) != napi_ok) {
         // Out of memory: the records wait for the next tick (OnTick) rather than go missing.
         napi_value ignored;
         napi_get_and_clear_last_exception(env_, &ignored);
@@ -223,14 +212,7 @@ class Relay : public RecordSink {
             break;
         }
       }
-      napi_get_reference_value(env_, callback_, &cb);
-      napi_get_reference_value(env_, resource_, &recv);
-      napi_status status = napi_make_callback(env_, async_, recv, cb, 3, args, nullptr);
-      if (status == napi_pending_exception) {
-        napi_value err;
-        napi_get_and_clear_last_exception(env_, &err);
-        napi_fatal_exception(env_, err);
-      }
+      callback_.Call(env_, 3, args);
       napi_close_handle_scope(env_, scope);
     }
     delivering_ = false;
@@ -239,9 +221,7 @@ class Relay : public RecordSink {
 
   RelayCore core_{this};
   napi_env env_ = nullptr;
-  napi_ref callback_ = nullptr;
-  napi_ref resource_ = nullptr;
-  napi_async_context async_ = nullptr;
+  BatchCallback callback_;
   double* counters_;
   double* dial_;
   uv_poll_t poll_{};

@@ -105,12 +105,7 @@ constexpr size_t kDatagram = 65536;
 class UdpReceiver {
  public:
   UdpReceiver(napi_env env, int fd, napi_value callback) : env_(env), fd_(fd), buffers_(kBatch * kDatagram) {
-    napi_create_reference(env, callback, 1, &callback_);
-    napi_value name, resource;
-    napi_create_object(env, &resource);
-    napi_create_reference(env, resource, 1, &resource_);
-    napi_create_string_utf8(env, "honeygate:udp", NAPI_AUTO_LENGTH, &name);
-    napi_async_init(env, resource, name, &async_);
+    callback_.Init(env, callback, "honeygate:udp");
     for (unsigned i = 0; i < kBatch; i++) {
       iov_[i] = {buffers_.data() + i * kDatagram, kDatagram};
       msgs_[i].msg_hdr.msg_iov = &iov_[i];
@@ -133,9 +128,7 @@ class UdpReceiver {
       self->handleClosed_ = true;
       if (self->orphaned_) delete self;
     });
-    napi_delete_reference(env_, callback_);
-    napi_delete_reference(env_, resource_);
-    napi_async_destroy(env_, async_);
+    callback_.Release(env_);
   }
 
   void Orphan() {
@@ -184,12 +177,10 @@ class UdpReceiver {
     napi_open_handle_scope(env_, &scope);
     size_t total = 0;
     for (unsigned i = 0; i < n; i++) total += msgs_[i].msg_len;
-    napi_value args[3], numbersBuffer, cb, recv;
+    napi_value args[3];
     double* num = nullptr;
     char* data = nullptr;
-    if (napi_create_arraybuffer(env_, n * 4 * sizeof(double), reinterpret_cast<void**>(&num), &numbersBuffer) !=
-            napi_ok ||
-        napi_create_typedarray(env_, napi_float64_array, n * 4, numbersBuffer, 0, &args[0]) != napi_ok ||
+    if (!NewNumbers(env_, n * 4, &num, &args[0]) ||
         napi_create_array_with_length(env_, n * 2, &args[1]) != napi_ok ||
         napi_create_buffer(env_, total ? total : 1, reinterpret_cast<void**>(&data), &args[2]) != napi_ok) {
       napi_value ignored;
@@ -213,14 +204,7 @@ class UdpReceiver {
       napi_set_element(env_, args[1], i * 2, s);
       napi_set_element(env_, args[1], i * 2 + 1, d);
     }
-    napi_get_reference_value(env_, callback_, &cb);
-    napi_get_reference_value(env_, resource_, &recv);
-    napi_status status = napi_make_callback(env_, async_, recv, cb, 3, args, nullptr);
-    if (status == napi_pending_exception) {
-      napi_value err;
-      napi_get_and_clear_last_exception(env_, &err);
-      napi_fatal_exception(env_, err);
-    }
+    callback_.Call(env_, 3, args);
     napi_close_handle_scope(env_, scope);
   }
 
@@ -231,9 +215,7 @@ class UdpReceiver {
   mmsghdr msgs_[kBatch]{};
   sockaddr_storage names_[kBatch]{};
   char control_[kBatch][CMSG_SPACE(sizeof(sockaddr_in6)) + 64]{};
-  napi_ref callback_ = nullptr;
-  napi_ref resource_ = nullptr;
-  napi_async_context async_ = nullptr;
+  BatchCallback callback_;
   uv_poll_t poll_{};
   bool closed_ = false;
   bool handleClosed_ = false;

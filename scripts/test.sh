@@ -42,6 +42,9 @@ PEERS="$PEERS ip:iproute2 nft:nftables iptables:iptables dockerd:docker.io"
 # Stale UDP conntrack entries: made, listed and deleted (test/e2e/firewall-udp.test.ts); kernel
 # routes record their flows from conntrack events (test/e2e/kernel.test.ts, src/kernel/conntrack.ts).
 PEERS="$PEERS conntrack:conntrack"
+# UDP against real servers (test/integration/udp.test.ts, test/e2e/udp.test.ts): dig and
+# snmpget as attackers, snmpd as a honeypot, tcpdump counting what reaches a spoofed victim.
+PEERS="$PEERS dig:bind9-dnsutils snmpget:snmp snmpd:snmpd tcpdump:tcpdump"
 # deploy/docker/compose.yaml is brought up by the real docker-compose (test/e2e/docker-image.test.ts).
 PEERS="$PEERS docker-compose:docker-compose"
 # Real clients for the fingerprints, and Wireshark's dissectors for an independent JA4/HASSH

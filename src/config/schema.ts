@@ -211,6 +211,16 @@ export const backendSchema = obj({
   engine: conv(oneOf(ENGINES)).default('user'),
 });
 
+/** The amplification guard's defaults (the UDP gateway's too, for a config without `limits`). */
+export const AMPLIFICATION_DEFAULTS = {
+  enabled: true,
+  ratio: 1,
+  allowance: 512,
+  bytesPerSecond: 16 * 1024,
+  packetsPerSecond: 20,
+  unanswered: 4,
+};
+
 export const limitsSchema = obj({
   maxConnections: conv(intIn(1, 1_000_000)).default(8000),
   perSource: conv(intIn(1, 1_000_000)).default(64),
@@ -228,12 +238,20 @@ export const limitsSchema = obj({
   }).default({ idleTimeout: 30_000, maxFlows: 20_000 }),
   amplification: obj({
     enabled: z.boolean({ error: 'expected true or false' }).default(true),
-    ratio: conv(ratio).default(1),
-    bytesPerSecond: conv(parseSize).default(16 * 1024),
-    packetsPerSecond: conv(intIn(1, 1_000_000)).default(20),
-    unanswered: conv(intIn(1, 1000)).default(4),
-  }).default({ enabled: true, ratio: 1, bytesPerSecond: 16 * 1024, packetsPerSecond: 20, unanswered: 4 }),
+    ratio: conv(ratio).default(AMPLIFICATION_DEFAULTS.ratio),
+    allowance: conv(datagramSize).default(AMPLIFICATION_DEFAULTS.allowance),
+    bytesPerSecond: conv(parseSize).default(AMPLIFICATION_DEFAULTS.bytesPerSecond),
+    packetsPerSecond: conv(intIn(1, 1_000_000)).default(AMPLIFICATION_DEFAULTS.packetsPerSecond),
+    unanswered: conv(intIn(1, 1000)).default(AMPLIFICATION_DEFAULTS.unanswered),
+  }).default(AMPLIFICATION_DEFAULTS),
 });
+
+/** Bytes of one UDP datagram's worth: 512, "1KiB"; 0 to 65535. */
+function datagramSize(v: unknown): number {
+  const n = parseSize(v);
+  if (n > 65_535) throw new Error(`invalid size ${describe(v)}: at most 65535 (one datagram)`);
+  return n;
+}
 
 /** A reply-to-request byte ratio: 1, 0.5, "2.0"; 0 (send nothing back) to 100. */
 function ratio(v: unknown): number {

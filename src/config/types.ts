@@ -128,7 +128,8 @@ export interface UdpLimits {
 
 export interface AmplificationGuard {
   enabled: boolean;
-  ratio: number; // bytes sent to a source <= its bytes received x ratio
+  ratio: number; // each datagram from a source adds its bytes x ratio to its reply budget
+  allowance: number; // ... and raises the budget to at least this many bytes
   bytesPerSecond: number; // reply bytes to one source per second
   packetsPerSecond: number; // reply datagrams to one source per second
   unanswered: number; // reply datagrams to a source since its last datagram, at most

@@ -270,31 +270,62 @@ export class Flow {
 
   toEvent(type: 'flow' | 'update'): FlowEvent {
     return {
-      id: this.id,
-      type,
-      openedAt: this.openedAt,
-      closedAt: type === 'flow' ? Date.now() : null,
-      sensor: this.sensor ?? this.runtime.config.events.sensor,
-      listener: this.listener.name,
-      src: this.src,
-      dst: this.dst,
-      peer: this.peer,
-      proxyHeader: this.proxyHeader,
-      route: this.route?.name ?? null,
-      action: this.action,
-      backend: this.backend,
-      server: this.server,
-      sourceMode: this.sourceMode,
-      bytesIn: this.bytesIn,
-      bytesOut: this.bytesOut,
-      durationMs: this.durationMs(),
-      closeReason: type === 'flow' ? this.closeReason : null,
-      firstBytes: this.firstBytes(),
-      protocol: this.protocol,
-      protocolFields: this.protocolFields,
-      count: 1,
-      detail: this.detail,
+      ...flowEvent(this, type, this.sensor ?? this.runtime.config.events.sensor),
       ...(this.recording ? { recording: this.recording.id } : {}),
     };
   }
+}
+
+/** What a flow gives its event: a TCP Flow, or a UDP flow (udp/flow.ts). */
+export interface EventFields {
+  readonly id: string;
+  readonly openedAt: number;
+  readonly listener: ListenerConfig;
+  readonly src: Address;
+  readonly dst: Address;
+  readonly peer: Address | null;
+  readonly proxyHeader: FlowEvent['proxyHeader'];
+  readonly route: Route | null;
+  readonly action: FlowEvent['action'];
+  readonly backend: string | null;
+  readonly server: string | null;
+  readonly sourceMode: string | null;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly closeReason: CloseReason | null;
+  readonly protocol: string | null;
+  readonly protocolFields: Record<string, unknown> | null;
+  readonly detail: string | null;
+  durationMs(): number;
+  firstBytes(): Buffer;
+}
+
+/** The event of a flow that ends (`flow`) or goes on (`update`: not closed, no close reason). */
+export function flowEvent(f: EventFields, type: 'flow' | 'update', sensor: string): FlowEvent {
+  return {
+    id: f.id,
+    type,
+    openedAt: f.openedAt,
+    closedAt: type === 'flow' ? Date.now() : null,
+    sensor,
+    listener: f.listener.name,
+    src: f.src,
+    dst: f.dst,
+    peer: f.peer,
+    proxyHeader: f.proxyHeader,
+    route: f.route?.name ?? null,
+    action: f.action,
+    backend: f.backend,
+    server: f.server,
+    sourceMode: f.sourceMode,
+    bytesIn: f.bytesIn,
+    bytesOut: f.bytesOut,
+    durationMs: f.durationMs(),
+    closeReason: type === 'flow' ? f.closeReason : null,
+    firstBytes: f.firstBytes(),
+    protocol: f.protocol,
+    protocolFields: f.protocolFields,
+    count: 1,
+    detail: f.detail,
+  };
 }

@@ -73,6 +73,7 @@ test('a minimal file gets every default', () => {
         amplification: {
           enabled: true,
           ratio: 1,
+          allowance: 512,
           bytesPerSecond: 16_384,
           packetsPerSecond: 20,
           unanswered: 4,

@@ -29,7 +29,14 @@ test('transport defaults to tcp; udp listeners get flow and guard defaults', () 
   assert.deepEqual(r.config.limits.udp, {
     idleTimeoutMs: 30_000,
     maxFlows: 20_000,
-    amplification: { enabled: true, ratio: 1, bytesPerSecond: 16_384, packetsPerSecond: 20, unanswered: 4 },
+    amplification: {
+      enabled: true,
+      ratio: 1,
+      allowance: 512,
+      bytesPerSecond: 16_384,
+      packetsPerSecond: 20,
+      unanswered: 4,
+    },
   });
 });
 

@@ -9,7 +9,7 @@ import { classifyDatagram } from '../../classifiers/index.js';
 import type { ListenerConfig, Route } from '../../config/types.js';
 import type { Address, CloseReason, FlowEvent, UdpCounts } from '../../events/event.js';
 import { newEventId } from '../../events/recorder.js';
-import { flowEnd } from '../flow.js';
+import { flowEnd, flowEvent } from '../flow.js';
 import type { BoundSocket } from '../listener.js';
 import type { Runtime } from '../runtime.js';
 import type { Held } from './guard.js';
@@ -41,6 +41,8 @@ export class UdpFlow {
   sourceMode: string | null = null;
   bytesIn = 0;
   bytesOut = 0;
+  readonly peer = null; // no PROXY header on a UDP listener
+  readonly proxyHeader = null;
   readonly counts: UdpCounts = { datagramsIn: 0, datagramsOut: 0, heldDatagrams: 0, heldBytes: 0 };
   protocol: string | null = null;
   protocolFields: Record<string, unknown> | null = null;
@@ -149,30 +151,7 @@ export class UdpFlow {
 
   toEvent(): FlowEvent {
     return {
-      id: this.id,
-      type: 'flow',
-      openedAt: this.openedAt,
-      closedAt: Date.now(),
-      sensor: this.runtime.config.events.sensor,
-      listener: this.listener.name,
-      src: this.src,
-      dst: this.dst,
-      peer: null,
-      proxyHeader: null,
-      route: this.route?.name ?? null,
-      action: this.action,
-      backend: this.backend,
-      server: this.server,
-      sourceMode: this.sourceMode,
-      bytesIn: this.bytesIn,
-      bytesOut: this.bytesOut,
-      durationMs: this.durationMs(),
-      closeReason: this.closeReason,
-      firstBytes: this.firstBytes(),
-      protocol: this.protocol,
-      protocolFields: this.protocolFields,
-      count: 1,
-      detail: this.detail,
+      ...flowEvent(this, 'flow', this.runtime.config.events.sensor),
       transport: 'udp',
       udp: { ...this.counts },
     };

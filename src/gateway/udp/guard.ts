@@ -3,21 +3,29 @@
 // attacker named; the guard keeps honeygate from being the amplifier. Per source address,
 // across all its flows:
 //
-//   - bytes sent <= bytes received x ratio (1.0: never more than it was sent);
+//   - a reply budget: each datagram from the source adds ratio x its bytes, and raises the
+//     budget to at least `allowance` bytes (512). An honest DNS or SNMP answer repeats the
+//     request and adds a little (dnsmasq answers a 54-byte query with 58 bytes): the
+//     allowance lets it go, where a bare ratio of 1 would cut it. What does not fit the
+//     budget is held: a 3 KB answer to a 60-byte query, a memcached `stats`, an NTP monlist
+//     beyond its first datagram. Over a run of datagrams, bytes sent <= ratio x bytes
+//     received + allowance x datagrams received, and never more than the caps below;
 //   - at most bytesPerSecond and packetsPerSecond (token buckets, one second of burst);
-//   - at most `unanswered` replies since the source's last datagram (a victim that never
-//     talks gets no stream of them, whatever a honeypot keeps sending).
+//   - replies never outnumber the source's datagrams by more than `unanswered`: each datagram
+//     allows one reply, and `unanswered` more may follow (a victim that never talks gets no
+//     stream of them, whatever a honeypot keeps sending). Unused replies are kept for at
+//     most packetsPerSecond datagrams: a resolver that sends 50 queries at once gets its 50
+//     answers.
 //
 // allow() says whether one reply may go; the caller counts what it held back in the flow.
 import type { AmplificationGuard as GuardConfig } from '../../config/types.js';
 
 interface Source {
-  bytesIn: number;
-  bytesOut: number;
+  budget: number; // reply bytes it may still be sent
   tokenBytes: number;
   tokenPackets: number;
   refilledAt: number; // ms
-  unanswered: number; // replies since its last datagram
+  unanswered: number; // replies sent minus datagrams received (down to -packetsPerSecond)
   seenAt: number; // ms: its last datagram or reply
 }
 
@@ -47,8 +55,7 @@ export class AmplificationGuard {
       this.sources.delete(ip);
     } else {
       s = {
-        bytesIn: 0,
-        bytesOut: 0,
+        budget: 0,
         tokenBytes: this.config.bytesPerSecond,
         tokenPackets: this.config.packetsPerSecond,
         refilledAt: now,
@@ -68,29 +75,26 @@ export class AmplificationGuard {
   /** A datagram of `bytes` arrived from `ip`. */
   received(ip: string, bytes: number, now = Date.now()): void {
     const s = this.source(ip, now);
-    s.bytesIn += bytes;
-    s.unanswered = 0;
+    s.budget = Math.max(s.budget + bytes * this.config.ratio, this.config.allowance);
+    s.unanswered = Math.max(s.unanswered - 1, -this.config.packetsPerSecond);
   }
 
   /** Whether a reply of `bytes` to `ip` may go (and if so, counts it); the reason when not. */
   allow(ip: string, bytes: number, now = Date.now()): Held | null {
     const c = this.config;
     const s = this.source(ip, now);
-    if (!c.enabled) {
-      s.bytesOut += bytes;
-      return null;
-    }
+    if (!c.enabled) return null;
     const elapsed = Math.max(0, now - s.refilledAt) / 1000;
     s.refilledAt = now;
     s.tokenBytes = Math.min(c.bytesPerSecond, s.tokenBytes + elapsed * c.bytesPerSecond);
     s.tokenPackets = Math.min(c.packetsPerSecond, s.tokenPackets + elapsed * c.packetsPerSecond);
     if (s.unanswered >= c.unanswered) return 'unanswered';
-    if (s.bytesOut + bytes > s.bytesIn * c.ratio) return 'ratio';
+    if (bytes > s.budget) return 'ratio';
     if (s.tokenPackets < 1) return 'packets-per-second';
     if (s.tokenBytes < bytes) return 'bytes-per-second';
     s.tokenPackets -= 1;
     s.tokenBytes -= bytes;
-    s.bytesOut += bytes;
+    s.budget -= bytes;
     s.unanswered++;
     return null;
   }

@@ -7,6 +7,7 @@
 // `tproxy` listener needs the native addon (the original destination of each datagram,
 // and a transparent socket to answer from it): see udpTproxy() in tproxy.ts.
 import dgram from 'node:dgram';
+import { AMPLIFICATION_DEFAULTS } from '../../config/schema.js';
 import type { Config, ListenerConfig, UdpLimits } from '../../config/types.js';
 import { newEventId, type Recorder } from '../../events/recorder.js';
 import type { Logger } from '../../log.js';
@@ -24,7 +25,7 @@ import { bindTproxy } from './tproxy.js';
 export const UDP_DEFAULTS: UdpLimits = {
   idleTimeoutMs: 30_000,
   maxFlows: 20_000,
-  amplification: { enabled: true, ratio: 1, bytesPerSecond: 16 * 1024, packetsPerSecond: 20, unanswered: 4 },
+  amplification: { ...AMPLIFICATION_DEFAULTS },
 };
 
 /** The sweep runs this often at most (and at least once per idle timeout / 4). */
