@@ -15,11 +15,11 @@ import { buildFarm, type Farm, PLAN } from '../netns/topology.js';
 import {
   BIN,
   DEMO,
-  HONEYPOT_PORTS,
   missingPrerequisite,
   ownNamespaces,
   reportCleanup,
   say,
+  startHoneypot,
   waitForLine,
 } from './demo-shared.js';
 
@@ -170,22 +170,7 @@ export async function demoFleet(): Promise<number> {
     cli(['pki', 'issue', SENSOR_NAME, '--role', 'sensor', '--dir', pki]);
     say(`  a CA, the hub's certificate (${HUB_NAME}, ${HUB_IP}), the sensor's (${SENSOR_NAME})`);
 
-    const honeypot = t.spawn(hpNs, [node, path.join(DEMO, 'honeypot.js'), ...HONEYPOT_PORTS.map(String)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const seen: { peer: string; local: string }[] = [];
-    let hpBuffer = '';
-    honeypot.stdout!.on('data', (d: Buffer) => {
-      hpBuffer += d.toString();
-      const lines = hpBuffer.split('\n');
-      hpBuffer = lines.pop()!;
-      for (const l of lines) if (l.startsWith('{')) seen.push(JSON.parse(l));
-    });
-    const honeypotReady = waitForLine(
-      honeypot,
-      new RegExp(`listening ${HONEYPOT_PORTS.at(-1)}`),
-      'the honeypot',
-    );
+    const { seen, ready: honeypotReady } = startHoneypot(t, hpNs);
     const hubFile = path.join(dir, 'hub.yaml');
     const sensorFile = path.join(dir, 'sensor.yaml');
     writeFileSync(hubFile, hubConfig(dir));

@@ -1,10 +1,11 @@
 // What `honeygate demo` and `demo --fleet` (demo-fleet.ts) share: where the program and the
-// demo's scripts are, the prerequisites, waiting for a child's ready line, and the report of
-// what the teardown removed.
+// demo's scripts are, the prerequisites, the honeypot, waiting for a child's ready line, and
+// the report of what the teardown removed.
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Topology } from '../netns/topology.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url)); // dist/src/cli
 export const BIN = path.resolve(HERE, '../../../bin/honeygate.js');
@@ -50,6 +51,30 @@ export function waitForLine(
     child.stderr?.on('data', onErr);
     child.once('exit', onExit);
   });
+}
+
+/** Starts the demo's honeypot (demo/honeypot.js) in `ns`: what it accepted lands in `seen`. */
+export function startHoneypot(
+  t: Topology,
+  ns: string,
+): { seen: { peer: string; local: string }[]; ready: Promise<void> } {
+  const honeypot = t.spawn(
+    ns,
+    [process.execPath, path.join(DEMO, 'honeypot.js'), ...HONEYPOT_PORTS.map(String)],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const seen: { peer: string; local: string }[] = [];
+  let buffered = '';
+  honeypot.stdout!.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    const lines = buffered.split('\n');
+    buffered = lines.pop()!;
+    for (const l of lines) if (l.startsWith('{')) seen.push(JSON.parse(l));
+  });
+  const ready = waitForLine(honeypot, new RegExp(`listening ${HONEYPOT_PORTS.at(-1)}`), 'the honeypot');
+  return { seen, ready };
 }
 
 export function missingPrerequisite(): string | null {

@@ -15,11 +15,11 @@ import { demoFleet } from './demo-fleet.js';
 import {
   BIN,
   DEMO,
-  HONEYPOT_PORTS,
   missingPrerequisite,
   ownNamespaces,
   reportCleanup,
   say,
+  startHoneypot,
   waitForLine,
 } from './demo-shared.js';
 
@@ -119,22 +119,7 @@ export async function demo(keep: boolean): Promise<number> {
   let dashboard: net.Server | null = null;
   try {
     const hp = farm.honeypot!;
-    const honeypot = t.spawn(hp.ns, [node, path.join(DEMO, 'honeypot.js'), ...HONEYPOT_PORTS.map(String)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const seen: { peer: string; local: string }[] = [];
-    let hpBuffer = '';
-    honeypot.stdout!.on('data', (d: Buffer) => {
-      hpBuffer += d.toString();
-      const lines = hpBuffer.split('\n');
-      hpBuffer = lines.pop()!;
-      for (const l of lines) if (l.startsWith('{')) seen.push(JSON.parse(l));
-    });
-    const honeypotReady = waitForLine(
-      honeypot,
-      new RegExp(`listening ${HONEYPOT_PORTS.at(-1)}`),
-      'the honeypot',
-    );
+    const { seen, ready: honeypotReady } = startHoneypot(t, hp.ns);
 
     const configFile = path.join(dir, 'honeygate.yaml');
     const token = randomBytes(16).toString('hex');
