@@ -51,6 +51,8 @@ PEERS="$PEERS docker-compose:docker-compose"
 # (test/integration/fingerprints.test.ts), and for reading
 # the pcap files `honeygate pcap` writes (test/integration/recording.test.ts).
 PEERS="$PEERS openssl:openssl ssh:openssh-client tshark:tshark text2pcap:wireshark-common"
+# redis-cli as an attacker (test/integration/attackers.test.ts).
+PEERS="$PEERS redis-cli:redis-tools"
 NGINX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
 
 missing_packages() {
