@@ -1,7 +1,7 @@
 // Events as NATS messages: JSON `{"v":2,"rows":[[...],...]}`, each row's values in COLUMNS
 // order (row.ts), first bytes in base64; a message carries up to MESSAGE_BYTES of events.
-// One publish per event cost 70-80 µs of CPU, half a flow's whole cost: a message per batch
-// costs about 1 µs an event. An older sensor's `{"v":1,"row":[...]}` (one event) still decodes.
+// One publish per event cost the sink 80 µs of CPU an event, half a flow's whole cost; with a
+// message per batch the sink costs 15 µs an event (docs/performance.md). An older sensor's `{"v":1,"row":[...]}` (one event) still decodes.
 // The collector decodes with checks: anything else on the subject (another tool's message, a
 // truncated body, one bad row) is rejected with a reason, never stored.
 import type { FlowEvent } from '../events/event.js';
