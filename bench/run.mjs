@@ -57,6 +57,15 @@ import {
 } from './lib/transparent.mjs';
 import { makePki, startHaproxyTlsPair, startTunnelPair } from './lib/tunnel.mjs';
 import {
+  buildUdpLoad,
+  startEcho,
+  startHoneygateUdp,
+  startNginxUdp,
+  UDP_PORTS,
+  udpIdle,
+  udpLoad,
+} from './lib/udp.mjs';
+import {
   busyPercent,
   cpuSeconds,
   cpuTimes,
@@ -83,6 +92,8 @@ const TRANSPARENT = [
 ];
 // attacker -> sensor -> hub -> nginx through honeygate's tunnel vs HAProxy -> HAProxy over TLS (lib/tunnel.mjs).
 const TUNNEL = ['tunnel-connrate', 'tunnel-bulk', 'tunnel-memory'];
+// Datagrams through honeygate's UDP forward vs nginx's stream UDP proxy (lib/udp.mjs).
+const UDP = ['udp-rate', 'udp-memory'];
 const ALL = [
   'connrate',
   'keepalive',
@@ -94,10 +105,11 @@ const ALL = [
   'recording-floor',
   ...TRANSPARENT,
   ...TUNNEL,
+  ...UDP,
 ];
 const KNOWN = [...ALL, 'profile'];
 // Names in BENCH_ONLY that stand for several figures.
-const GROUPS = { transparent: TRANSPARENT, tunnel: TUNNEL };
+const GROUPS = { transparent: TRANSPARENT, tunnel: TUNNEL, udp: UDP };
 
 const settings = {
   seconds: Number(env.BENCH_SECONDS ?? 4),
@@ -245,6 +257,7 @@ async function inner({
     recordingFloor: null,
     transparent: null,
     tunnel: null,
+    udp: null,
     profile: null,
     elapsedSeconds: 0,
   };
@@ -274,6 +287,7 @@ async function inner({
         : { status: 'not measured: needs root (network namespaces, nftables)' };
     }
     if (TUNNEL.some(want)) results.tunnel = await measureTunnel(LAYOUTS.pinned, join(dir, 'tunnel'));
+    if (UDP.some(want)) results.udp = await measureUdp(LAYOUTS.pinned, join(dir, 'udp'));
     if (want('profile')) results.profile = await profileHoneygate(LAYOUTS.pinned, join(dir, 'profile'));
   } finally {
     if (!env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
@@ -1042,6 +1056,106 @@ async function tunnelMemory(layout, dir, pki) {
     hub: figureSummary(runs, (x) => x.hubKiB, true, unit),
     pair: figureSummary(runs, (x) => x.kib, true, unit),
   };
+}
+
+// ---- UDP: datagrams/s and memory per idle flow, honeygate vs nginx stream --------------------
+// The proxy on the proxy core; the load and the echo honeypot on the load core. The load keeps
+// UDP_WINDOW datagrams in flight on each of UDP_FLOWS flows and counts the answers.
+
+const UDP_FLOWS = 50;
+const UDP_WINDOW = 8;
+const UDP_SIZE = 64; // a DNS query's size
+const UDP_IDLE_FLOWS = 5000;
+const UDP_LIST = ['direct', 'nginx-udp', 'honeygate-udp'];
+
+async function measureUdp(layout, dir) {
+  mkdirSync(dir, { recursive: true });
+  const want = (f) => settings.only.includes(f);
+  log(`udp: datagrams through honeygate vs nginx stream UDP (${layout.id})`);
+  const binary = buildUdpLoad(HG_ROOT, dir);
+  const echo = await startEcho(binary, dir, layout.loadCpus);
+  const result = {
+    layout: layout.label,
+    flows: UDP_FLOWS,
+    window: UDP_WINDOW,
+    size: UDP_SIZE,
+    rate: null,
+    memory: null,
+  };
+  const start = (t) =>
+    t === 'nginx-udp'
+      ? startNginxUdp(dir, layout.proxyCpus)
+      : startHoneygateUdp(dir, { root: HG_ROOT, node: settings.node, cpus: layout.proxyCpus });
+  const stop = async (p) => p && (await p.process.stop());
+  try {
+    if (want('udp-rate')) {
+      const runs = Object.fromEntries(UDP_LIST.map((t) => [t, []]));
+      for (let r = 0; r < settings.repeats; r++) {
+        for (const t of rotate(UDP_LIST, r)) {
+          const proxy = t === 'direct' ? null : await start(t);
+          try {
+            const port =
+              t === 'direct' ? UDP_PORTS.echo : t === 'nginx-udp' ? UDP_PORTS.nginx : UDP_PORTS.honeygate;
+            const pid = proxy ? await proxy.pid() : null;
+            const cpu0 = pid ? cpuSeconds(pid) : 0;
+            const res = await udpLoad(binary, port, {
+              flows: UDP_FLOWS,
+              window: UDP_WINDOW,
+              seconds: settings.seconds,
+              size: UDP_SIZE,
+              cpus: layout.loadCpus,
+            });
+            if (pid) res.cpuUsPerDatagram = ((cpuSeconds(pid) - cpu0) * 1e6) / (res.total || 1);
+            runs[t].push(res);
+            log(`  udp #${r + 1} ${t}: ${res.rate.toFixed(0)} datagrams/s answered (${res.resent} resent)`);
+          } finally {
+            await stop(proxy);
+          }
+        }
+      }
+      result.rate = figureSummary(runs, (x) => x.rate, false, { unit: 'datagrams/s' });
+      result.cpu = figureSummary(
+        Object.fromEntries(UDP_LIST.slice(1).map((t) => [t, runs[t]])),
+        (x) => x.cpuUsPerDatagram,
+        true,
+        { unit: 'µs' },
+      );
+    }
+    if (want('udp-memory')) {
+      const runs = { 'nginx-udp': [], 'honeygate-udp': [] };
+      for (let r = 0; r < settings.repeats; r++) {
+        for (const t of rotate(Object.keys(runs), r)) {
+          const proxy = await start(t);
+          try {
+            const port = t === 'nginx-udp' ? UDP_PORTS.nginx : UDP_PORTS.honeygate;
+            await udpLoad(binary, port, {
+              flows: 10,
+              window: 1,
+              seconds: 1,
+              size: UDP_SIZE,
+              cpus: layout.loadCpus,
+            });
+            const pid = await proxy.pid();
+            const before = await stableRss(pid);
+            const idle = await udpIdle(binary, port, UDP_IDLE_FLOWS, layout.loadCpus);
+            try {
+              const kib = ((await stableRss(pid)) - before) / idle.answered;
+              runs[t].push({ kib, flows: idle.answered });
+              log(`  udp idle #${r + 1} ${t}: ${kib.toFixed(2)} KiB/flow over ${idle.answered} flows`);
+            } finally {
+              await idle.close();
+            }
+          } finally {
+            await stop(proxy);
+          }
+        }
+      }
+      result.memory = figureSummary(runs, (x) => x.kib, true, { unit: 'KiB/flow', flows: UDP_IDLE_FLOWS });
+    }
+  } finally {
+    await echo.stop();
+  }
+  return result;
 }
 
 // ---- profile (opt-in) ------------------------------------------------------------------------

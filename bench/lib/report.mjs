@@ -308,6 +308,40 @@ function floorSection(results) {
   return out;
 }
 
+/** UDP: datagrams/s answered through honeygate vs nginx's stream UDP proxy (target >= 1.0x), memory per idle flow. */
+function udpSection(u) {
+  const out = ['', `### UDP: honeygate vs nginx \`stream\` UDP proxy (${u.layout})`, ''];
+  out.push(row(['figure', 'direct (no proxy)', 'nginx', 'honeygate', 'honeygate / nginx', 'target']));
+  out.push(row(['---', '---:', '---:', '---:', '---:', '---:']));
+  const line = (title, fig, digits, target) => {
+    if (!fig) return;
+    const t = fig.targets;
+    out.push(
+      row([
+        title,
+        cell(t.direct, digits),
+        cell(t['nginx-udp'], digits),
+        cell(t['honeygate-udp'], digits),
+        ratio(t['honeygate-udp'], t['nginx-udp']),
+        target,
+      ]),
+    );
+  };
+  line(`datagrams/s answered (${u.flows} flows × ${u.window} in flight, ${u.size} B)`, u.rate, 0, '≥ 1.0');
+  line('proxy CPU µs per datagram answered', u.cpu, 2, '');
+  if (u.memory) line(`memory per idle UDP flow, KiB (${u.memory.flows} flows)`, u.memory, 2, '');
+  out.push('');
+  out.push(
+    'bench/udp-load.c on the load core sends to the proxy on the proxy core, which forwards to a UDP echo server ' +
+      '(the same C program) on the load core; each flow keeps its datagrams in flight and sends one more per answer. ' +
+      'nginx: `listen ... udp`, `proxy_pass` to the echo, one worker. honeygate: a `transport: udp` bind listener, ' +
+      '`forward` with `source: none`, the amplification guard on (its per-source caps raised: all flows come from ' +
+      '127.0.0.1), each flow recorded when it ends. Memory: RSS of the proxy (nginx: its worker) before and after ' +
+      'the idle flows, one datagram answered each.',
+  );
+  return out;
+}
+
 /**
  * "Sensor -> hub": honeygate's tunnel against HAProxy -> HAProxy over TLS, with the issue's
  * targets beside each ratio (new connections/s >= 1.5x, bulk >= 0.9x, idle memory <= 2x).
@@ -496,6 +530,7 @@ export function renderMarkdown(results) {
   }
   if (results.transparent) out.push(...transparentSection(results.transparent));
   if (results.tunnel) out.push(...tunnelSection(results.tunnel));
+  if (results.udp) out.push(...udpSection(results.udp));
   if (results.profile) {
     out.push('');
     out.push('### honeygate CPU profile (self time)');

@@ -19,10 +19,13 @@ const TOOLS = {
   conntrack: 'conntrack',
   curl: 'curl',
   'nats-server': 'nats-server',
-  cc: 'gcc', // the recording floor (bench/sqlite-floor.c)
+  cc: 'gcc', // the recording floor (bench/sqlite-floor.c), the UDP load (bench/udp-load.c)
 };
 // Files that are not commands -> Debian package.
-const FILES = { '/usr/include/sqlite3.h': 'libsqlite3-dev' };
+const FILES = {
+  '/usr/include/sqlite3.h': 'libsqlite3-dev',
+  '/usr/lib/nginx/modules/ngx_stream_module.so': 'libnginx-mod-stream', // the UDP figures' nginx
+};
 
 function have(bin) {
   try {
