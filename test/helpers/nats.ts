@@ -4,7 +4,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
-import { BIN, runCli } from './honeygate.js';
+import { BIN } from './honeygate.js';
 import { waitFor } from './wait.js';
 
 export interface NatsServer {
@@ -112,17 +112,23 @@ export async function startCollect(
   };
 }
 
-/** Ids of the flow events in a store (every row, with repeats), read with the events CLI. */
+/**
+ * Ids of the flow events in a store (every row, with repeats), read straight from SQLite while
+ * a gateway may be writing it. (Through `honeygate events --json`, 55,000 events outgrew the
+ * 64 MiB an exec keeps, and the 60 s outage test failed on that alone.)
+ */
 export async function storeIds(db: string, sensor?: string): Promise<string[]> {
   if (!fs.existsSync(db)) return [];
-  const args = ['events', '--db', db, '--json', '--limit', '10000000', '--type', 'flow'];
-  if (sensor) args.push('--sensor', sensor);
-  const r = await runCli(args);
-  if (r.code !== 0) throw new Error(`events: ${r.stderr}`);
-  return r.stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => (JSON.parse(l) as { id: string }).id);
+  const store = openDatabase(db, { readonly: true });
+  try {
+    store.pragma('busy_timeout = 5000');
+    const rows = sensor
+      ? store.prepare("SELECT id FROM events WHERE type = 'flow' AND sensor = @sensor").iterate({ sensor })
+      : store.prepare("SELECT id FROM events WHERE type = 'flow'").iterate();
+    return [...rows].map((r) => r.id as string);
+  } finally {
+    store.close();
+  }
 }
 
 /** Events waiting in a nats sink's outbox file. */
