@@ -5,7 +5,8 @@
 //        127.0.0.1:PORT, each keeping WINDOW datagrams of SIZE bytes in flight; prints the
 //        replies per second over SECONDS after one second of warm-up, as JSON
 //   udp-load idle PORT FLOWS                         FLOWS sockets send one datagram each and
-//        wait for the reply; prints {"answered":N} and holds them until stdin closes
+//        wait for the reply (sent again every 200 ms until answered, 10 s at most); prints
+//        {"answered":N} and holds them until stdin closes
 // A flow that got no reply in 200 ms is sent its window again (UDP may drop under load).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -121,7 +122,13 @@ static int idle(int port, int flows) {
   int answered = 0;
   char buf[64];
   double end = now() + 10;
+  double resend = now() + 0.2;
   while (answered < flows && now() < end) {
+    if (now() >= resend) { // a datagram the proxy's queue dropped: send it again
+      for (int i = 0; i < flows; i++)
+        if (p[i].fd >= 0) send(fds[i], "idle", 4, 0);
+      resend = now() + 0.2;
+    }
     if (poll(p, flows, 100) <= 0) continue;
     for (int i = 0; i < flows; i++)
       if (p[i].revents & POLLIN) {
