@@ -15,6 +15,7 @@ import { buildFarm, type Farm, PLAN } from '../netns/topology.js';
 import {
   BIN,
   DEMO,
+  honeypotRouting,
   missingPrerequisite,
   ownNamespaces,
   reportCleanup,
@@ -41,23 +42,7 @@ listeners:
       cert: ${dir}/pki/${HUB_NAME}.crt
       key: ${dir}/pki/${HUB_NAME}.key
       sensors: [${SENSOR_NAME}]
-routes:
-  - name: ssh
-    match: { dstPorts: [22, 2222] }
-    forward: ssh-honeypot
-  - name: web
-    match: { protocol: http }
-    forward: web-honeypot
-  - name: everything-else
-    capture: { timeout: 2s }
-backends:
-  ssh-honeypot:
-    servers: ["${hp.ip4}:22", "[${hp.ip6}]:22"]
-    source: transparent
-  web-honeypot:
-    servers: ["${hp.ip4}:80", "[${hp.ip6}]:80"]
-    source: transparent
-events: { sqlite: ${dir}/hub.db, sensor: ${HUB_NAME}, batch: 50ms }
+${honeypotRouting(hp, false)}events: { sqlite: ${dir}/hub.db, sensor: ${HUB_NAME}, batch: 50ms }
 log: { level: info }
 `;
 }

@@ -53,6 +53,29 @@ export function waitForLine(
   });
 }
 
+/**
+ * The routes and backends both demos give the gateway in front of the honeypot: SSH and HTTP
+ * to it with `source: transparent`, the rest captured. `fallback`: capture while it is down.
+ */
+export function honeypotRouting(hp: { ip4: string; ip6: string }, fallback: boolean): string {
+  const backend = (port: number) => `
+    servers: ["${hp.ip4}:${port}", "[${hp.ip6}]:${port}"]
+    source: transparent${fallback ? '\n    fallback: capture' : ''}`;
+  return `routes:
+  - name: ssh
+    match: { dstPorts: [22, 2222] }
+    forward: ssh-honeypot
+  - name: web
+    match: { protocol: http }
+    forward: web-honeypot
+  - name: everything-else
+    capture: { timeout: 2s }
+backends:
+  ssh-honeypot:${backend(22)}
+  web-honeypot:${backend(80)}
+`;
+}
+
 /** Starts the demo's honeypot (demo/honeypot.js) in `ns`: what it accepted lands in `seen`. */
 export function startHoneypot(
   t: Topology,

@@ -15,6 +15,7 @@ import { demoFleet } from './demo-fleet.js';
 import {
   BIN,
   DEMO,
+  honeypotRouting,
   missingPrerequisite,
   ownNamespaces,
   reportCleanup,
@@ -63,25 +64,7 @@ listeners:
     tproxy: { port: 15001 }
     # 22 named by itself: diverted although sshd's port is otherwise protected
     divert: { interface: [${devs.attacker1}, ${devs.attacker2}], ports: [22, 1-65535] }
-routes:
-  - name: ssh
-    match: { dstPorts: [22, 2222] }
-    forward: ssh-honeypot
-  - name: web
-    match: { protocol: http }
-    forward: web-honeypot
-  - name: everything-else
-    capture: { timeout: 2s }
-backends:
-  ssh-honeypot:
-    servers: ["${hp.ip4}:22", "[${hp.ip6}]:22"]
-    source: transparent
-    fallback: capture
-  web-honeypot:
-    servers: ["${hp.ip4}:80", "[${hp.ip6}]:80"]
-    source: transparent
-    fallback: capture
-events: { sqlite: ${path.join(dir, 'events.db')}, sensor: demo }
+${honeypotRouting(hp, true)}events: { sqlite: ${path.join(dir, 'events.db')}, sensor: demo }
 admin: { listen: "127.0.0.1:${ADMIN_PORT}", token: ${token} }
 log: { level: info }
 `;
