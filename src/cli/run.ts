@@ -137,6 +137,7 @@ export async function run(path: string, opts: { manageFirewall?: boolean } = {})
   await admin?.close();
   await gateway.stop();
   // Rules last: open transparent flows need them for their packets until the grace period ends.
+  await kernelFlows.settle(); // the kernel's last refusals, while its table still counts them
   await firewall?.stop();
   await kernelFlows.stop();
   await recorder.close();
@@ -171,6 +172,7 @@ async function reload(
   let firewallError: unknown = null;
   const applyFirewall = async () => {
     try {
+      await kernelFlows?.settle(); // the old table's refusal counters go with it
       await firewall?.reload(loaded.config);
     } catch (err) {
       firewallError = err;

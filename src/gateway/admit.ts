@@ -147,21 +147,22 @@ export class Admission {
     });
   }
 
-  refused(ip: string, reason: Refusal, listener: string, dst: Address): void {
-    this.refusedTotal++;
-    this.refusedBy[reason]++;
+  /** Tallies `n` refused flows (the kernel's counters hand over several at once: src/kernel/refusals.ts). */
+  refused(ip: string, reason: Refusal, listener: string, dst: Address, n = 1): void {
+    this.refusedTotal += n;
+    this.refusedBy[reason] += n;
     let key = `${ip}|${reason}`;
     if (!this.tallies.has(key) && this.tallies.size >= MAX_TALLIES) key = `*|${reason}`;
     const now = Date.now();
     let t = this.tallies.get(key);
     if (t) {
-      t.count++;
+      t.count += n;
       t.last = now;
     } else {
       t = {
         ip: key.startsWith('*') ? '*' : ip,
         reason,
-        count: 1,
+        count: n,
         first: now,
         last: now,
         listener,

@@ -23,7 +23,8 @@ import { flowEnd } from '../gateway/flow.js';
 import type { Logger } from '../log.js';
 import { anyContains } from '../net/address.js';
 import { CONNTRACK_FIELDS, type ConntrackReader, conntrackReader } from '../net/native.js';
-import { hasKernelRoutes, kernelMark, kernelRoutes } from './plan.js';
+import { divertedTo, hasKernelRoutes, kernelMark, kernelRoutes } from './plan.js';
+import { KernelRefusals } from './refusals.js';
 
 /** The netlink receive buffer asked for (forced past rmem_max; the kernel doubles it). */
 export const BUFFER_BYTES = 64 * 1024 * 1024;
@@ -119,12 +120,7 @@ export function attribute(
     if (m?.dstAddresses && !anyContains(m.dstAddresses, dst.host)) continue;
     if (m?.srcAddresses && !anyContains(m.srcAddresses, e.orig.src)) continue;
     if (!k.backend.servers.some((s) => s.host === server.host && s.port === server.port)) continue;
-    const l = k.listeners.find((x) => {
-      const d = x.tproxy!.divert!;
-      if (d.addresses && !anyContains(d.addresses, dst.host)) return false;
-      if (d.exclude.some((r) => dst.port >= r.from && dst.port <= r.to)) return false;
-      return d.ports.some((r) => dst.port >= r.from && dst.port <= r.to);
-    });
+    const l = divertedTo(k.listeners, dst);
     if (!l) continue;
     return { listener: l.name, route: k.route.name, backend: k.backend.name };
   }
@@ -298,6 +294,7 @@ export class ConntrackRecorder {
  */
 export class KernelFlows {
   private recorderOf: ConntrackRecorder | null = null;
+  private refusals: KernelRefusals | null = null;
 
   constructor(
     private readonly log: Logger,
@@ -308,20 +305,30 @@ export class KernelFlows {
   async apply(config: Config): Promise<void> {
     if (this.recorderOf) {
       this.recorderOf.reload(config);
+      this.refusals?.reload(config);
       return;
     }
     if (!ConntrackRecorder.wanted(config)) return;
     const r = new ConntrackRecorder(config, this.log, this.recorder);
     r.start();
     this.recorderOf = r;
-    this.log.info('recording kernel routes from conntrack events');
+    this.refusals = new KernelRefusals(config, this.log, this.recorder);
+    this.refusals.start();
+    this.log.info('recording kernel routes from conntrack events, and their refusals from nft counters');
   }
 
   get stats(): ConntrackStats | null {
     return this.recorderOf?.stats ?? null;
   }
 
+  /** Records the kernel's refusals counted so far: before the firewall's table goes at exit. */
+  async settle(): Promise<void> {
+    await this.refusals?.settle();
+  }
+
   async stop(): Promise<void> {
+    await this.refusals?.stop();
+    this.refusals = null;
     this.recorderOf?.stop();
     this.recorderOf = null;
   }

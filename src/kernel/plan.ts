@@ -13,7 +13,7 @@ import type {
   PortRange,
   Route,
 } from '../config/types.js';
-import { cidrContains, formatEndpoint } from '../net/address.js';
+import { anyContains, cidrContains, formatEndpoint } from '../net/address.js';
 
 /** firewall.kernelMark's default: the conntrack mark bit of kernel-routed flows. */
 export const DEFAULT_KERNEL_MARK = 0x2000;
@@ -117,6 +117,16 @@ export function kernelRoutes(config: Config): KernelRoute[] {
     });
   });
   return out;
+}
+
+/** The first of `listeners` whose divert: sends flows to `dst`, or undefined. */
+export function divertedTo(listeners: ListenerConfig[], dst: Endpoint): ListenerConfig | undefined {
+  return listeners.find((x) => {
+    const d = x.tproxy!.divert!;
+    if (d.addresses && !anyContains(d.addresses, dst.host)) return false;
+    if (d.exclude.some((r) => dst.port >= r.from && dst.port <= r.to)) return false;
+    return d.ports.some((r) => dst.port >= r.from && dst.port <= r.to);
+  });
 }
 
 export function hasKernelRoutes(config: Config): boolean {
@@ -275,6 +285,11 @@ export function explainKernel(config: Config): string[] {
       );
     if (k.userListeners.length)
       parts.push(`flows of ${k.userListeners.join(', ')} are forwarded by user space (transparent)`);
+    const { perSource, perSourceRate: r } = config.limits;
+    const unit = { 1000: 's', 60000: 'm', 3600000: 'h' }[r.perMs] ?? `${r.perMs}ms`;
+    parts.push(
+      `limits in the kernel: ${perSource} open flows (ct count) and ${r.count}/${unit} new flows (limit rate) per source; a flow over either is reset and tallied in rejected events`,
+    );
     parts.push('when every server is down, user space takes the flows (fallback)');
     return parts.join('; ');
   });

@@ -38,11 +38,42 @@ export const KERNEL_PRIO = -95;
 export const CLOSE_TIMEOUTS = 'fin_wait : 10, close_wait : 10, last_ack : 10, time_wait : 5, close : 5';
 
 export const KERNEL_RULE = {
+  perSource: (k: KernelRoute, listener: string, family: 4 | 6, n: number) =>
+    `honeygate: limits.perSource ${n} for route ${routeLabel(k.route)} in the kernel (listener ${listener}, IPv${family})`,
+  rate: (k: KernelRoute, listener: string, family: 4 | 6, rate: string) =>
+    `honeygate: limits.perSourceRate ${rate} for route ${routeLabel(k.route)} in the kernel (listener ${listener}, IPv${family})`,
   dnat: (k: KernelRoute, listener: string, family: 4 | 6) =>
     `honeygate: route ${routeLabel(k.route)} to backend ${k.backend.name} in the kernel (listener ${listener}, IPv${family})`,
   stay: (label: string, listener: string, family: 4 | 6) =>
     `honeygate: route ${label} stays in user space (listener ${listener}, IPv${family})`,
 } as const;
+
+/** The refusal reasons the kernel counts, as the user-space admission names them. */
+export type KernelRefusal = 'limit-per-source' | 'limit-rate';
+
+/**
+ * The dynamic set counting a reason's refusals, keyed by source . destination . port, one
+ * counter each: read (and diffed) by refusals.ts into `rejected` tallies.
+ */
+export function refusedSet(reason: KernelRefusal, family: 4 | 6): string {
+  return `kernel_refused_${reason === 'limit-per-source' ? 'source' : 'rate'}_v${family}`;
+}
+
+/** Distinct (source, destination, port) keys a refusal set holds; past it refusals still happen, uncounted. */
+export const REFUSED_SET_SIZE = 65_536;
+/** Sources the per-source sets track at once (`ct count`, `limit`): past it new sources pass unlimited. */
+export const SOURCE_SET_SIZE = 65_535;
+
+const RATE_UNIT: Record<number, string> = { 1000: 'second', 60000: 'minute', 3600000: 'hour' };
+
+/** limits.perSourceRate as nft's `limit rate` (the bucket holds `count`, as user space's does). */
+export function nftRate(r: { count: number; perMs: number }): string {
+  return `${r.count}/${RATE_UNIT[r.perMs] ?? `second`} burst ${r.count} packets`;
+}
+
+function rateWords(r: { count: number; perMs: number }): string {
+  return `${r.count}/${RATE_UNIT[r.perMs]?.[0] ?? 's'}`;
+}
 
 function routeLabel(r: { index: number; name: string }): string {
   return r.name === `#${r.index}` ? `#${r.index}` : `#${r.index} ${r.name}`;
@@ -119,6 +150,48 @@ export function renderKernel(config: Config, listeners: ListenerSets[], up?: Ser
       );
     }
   }
+  const { perSource, perSourceRate } = config.limits;
+  const limitFamilies = [...new Set(listeners.flatMap((s) => s.families))].sort();
+  for (const family of limitFamilies) {
+    const ip = family === 4 ? 'ip' : 'ip6';
+    const addr = family === 4 ? 'ipv4_addr' : 'ipv6_addr';
+    text.push(
+      `\t# limits in the kernel, IPv${family}: open flows (ct count) and new flows (limit rate) per source`,
+      `\tset kernel_sources_v${family} {`,
+      `\t\ttype ${addr}`,
+      `\t\tsize ${SOURCE_SET_SIZE}`,
+      '\t\tflags dynamic',
+      '\t}',
+      '',
+      `\tset kernel_rates_v${family} {`,
+      `\t\ttype ${addr}`,
+      `\t\tsize ${SOURCE_SET_SIZE}`,
+      '\t\tflags dynamic,timeout',
+      '\t\ttimeout 1h',
+      '\t}',
+      '',
+    );
+    for (const reason of ['limit-per-source', 'limit-rate'] as const) {
+      const set = refusedSet(reason, family);
+      text.push(
+        `\t# refused flows (${reason}), a counter per source . destination . port; honeygate reads them into rejected events`,
+        `\tset ${set} {`,
+        `\t\ttypeof ${ip} saddr . ${ip} daddr . tcp dport`,
+        `\t\tsize ${REFUSED_SET_SIZE}`,
+        '\t\tflags dynamic,timeout',
+        '\t\tcounter',
+        '\t\ttimeout 1h',
+        '\t}',
+        '',
+        `\tchain refuse_${set.slice('kernel_refused_'.length)} {`,
+        '\t\t# counted first: when the set is full the update fails and the reset below still happens',
+        `\t\tupdate @${set} { ${ip} saddr . ${ip} daddr . tcp dport }`,
+        '\t\treject with tcp reset',
+        '\t}',
+        '',
+      );
+    }
+  }
   for (const family of [4, 6] as const) {
     text.push(
       `\tct timeout kernel_close_v${family} {`,
@@ -161,6 +234,14 @@ export function renderKernel(config: Config, listeners: ListenerSets[], up?: Ser
           k.backend.balance === 'source-hash'
             ? `jhash ${ip} saddr mod ${slotCount(n)} seed 0x0`
             : `numgen inc mod ${slotCount(n)}`;
+        const perComment = KERNEL_RULE.perSource(k, s.listener.name, family, perSource);
+        const rateComment = KERNEL_RULE.rate(k, s.listener.name, family, rateWords(perSourceRate));
+        const tag = (r: KernelRefusal) => refusedSet(r, family).slice('kernel_refused_'.length);
+        rules.push(
+          `\t\t${match} add @kernel_sources_v${family} { ${ip} saddr ct count over ${perSource} } jump refuse_${tag('limit-per-source')} comment "${perComment}"`,
+          `\t\t${match} update @kernel_rates_v${family} { ${ip} saddr limit rate over ${nftRate(perSourceRate)} } jump refuse_${tag('limit-rate')} comment "${rateComment}"`,
+        );
+        comments.push(perComment, rateComment);
         const comment = KERNEL_RULE.dnat(k, s.listener.name, family);
         rules.push(
           `\t\t${match} ct mark set ct mark | ${mark} ct timeout set "kernel_close_v${family}" counter dnat ${ip} to ${pick} map @${mapName(k.backend.name, family)} comment "${comment}"`,
@@ -172,10 +253,12 @@ export function renderKernel(config: Config, listeners: ListenerSets[], up?: Ser
   text.push(
     `\tchain ${KERNEL_CHAIN} {`,
     `\t\ttype nat hook prerouting priority dstnat + 5; policy accept;`,
-    '\t\t# kernel routes (engine: kernel), like LVS-NAT: first match wins, as in routes:. A flow',
-    "\t\t# DNATed here is marked (ct mark) for honeygate's conntrack records, and passes the",
-    '\t\t# divert rules below as "already DNATed"; one whose map is empty (every server down)',
-    '\t\t# is not DNATed and goes on to user space',
+    '\t\t# kernel routes (engine: kernel), like LVS-NAT: first match wins, as in routes:. Limits',
+    '\t\t# first: a flow over limits.perSource open flows or limits.perSourceRate new flows of its',
+    '\t\t# source is reset here and counted in a kernel_refused_* set. A flow DNATed here is marked',
+    "\t\t# (ct mark) for honeygate's conntrack records, and passes the divert rules below as",
+    '\t\t# "already DNATed"; one whose map is empty (every server down) is not DNATed and goes on',
+    '\t\t# to user space',
     ...rules,
     '\t}',
     '',

@@ -416,6 +416,7 @@ export async function runPrimary(
     let firewallError: unknown = null;
     const errors = await pool.reload(async () => {
       try {
+        await kernelFlows.settle(); // the old table's refusal counters go with it
         await firewall?.reload(loaded.config);
       } catch (err) {
         firewallError = err;
@@ -514,6 +515,7 @@ export async function runPrimary(
   await admin?.close();
   await pool.stop(current.limits.graceMs);
   // Rules last: open transparent flows need them for their packets until the grace period ends.
+  await kernelFlows.settle(); // the kernel's last refusals, while its table still counts them
   await firewall?.stop();
   await kernelFlows.stop();
   await recorder.close();

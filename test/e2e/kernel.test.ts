@@ -69,6 +69,8 @@ backends:
   other:
     servers: ["${HP4}:2224"]
     engine: kernel
+# 10,000 connections from one source at over 1,000/s: above the default limits, which the kernel applies
+limits: { perSource: 10000, perSourceRate: 1000000/s }
 events: { sqlite: ${path.join(dir, 'events.db')}, batch: 50ms }
 log: { format: json }
 `;

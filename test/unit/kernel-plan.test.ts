@@ -113,6 +113,10 @@ backends:
   assert.match(line!, /^#1: nftables DNAT to backend web \(IPv4\) for listener all, by jhash/);
   assert.match(line!, /routes #0 match first stay in user space/);
   assert.match(line!, /flows of ssh are forwarded by user space/);
+  assert.match(
+    line!,
+    /limits in the kernel: 64 open flows \(ct count\) and 50\/s new flows \(limit rate\) per source/,
+  );
 });
 
 test('a down server gives its slots to the live ones; the others keep theirs', () => {
