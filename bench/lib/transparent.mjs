@@ -40,7 +40,13 @@ export const TARGETS = {
   haproxy: { host: '192.0.2.75', tproxyPort: 15002 },
   'honeygate-mm': { host: '192.0.2.76', tproxyPort: 15003, honeygate: true },
   'haproxy-mm': { host: '192.0.2.77', tproxyPort: 15004 },
+  // honeygate's kernel path (`engine: kernel`): its divert's flows are DNATed in the gateway to
+  // nginx's direct address (no proxy socket ever holds a flow there), recorded from conntrack.
+  kernel: { host: '192.0.2.78', tproxyPort: 15005, honeygate: true, kernel: true },
 };
+
+/** The listener name of the kernel path's decoy: its events are counted by it. */
+export const KERNEL_LISTENER = 'kernel';
 
 // HAProxy's TPROXY rules, written by hand as its users do (HAProxy's "transparent" docs, in
 // nft): a mark and table of their own beside honeygate's (0x1000, 4210), so both proxies
@@ -146,16 +152,24 @@ export function destroyTopology(names) {
   for (const n of names) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
 }
 
-const servers = (ports) => `[${ports.map((p) => `"${PLAN.honeypot}:${p}"`).join(', ')}]`;
+const servers = (ports, host = PLAN.honeypot) => `[${ports.map((p) => `"${host}:${p}"`).join(', ')}]`;
 
 // 22 (sshd's default) and the admin port are kept out of a divert unless named alone; there
 // is no sshd in the namespace, so every port is diverted.
 const divert = (host) =>
   `{ interface: att0, addresses: ["${host}/32"], ports: [22, ${PLAN.admin}, "1-65535"] }`;
 
+const kernelListener = `  - name: ${KERNEL_LISTENER}
+    tproxy: { port: ${TARGETS.kernel.tproxyPort}, address: ["127.0.0.1"] }
+    divert: ${divert(TARGETS.kernel.host)}`;
+const kernelRoute = `  - name: kernel
+    match: { listeners: [${KERNEL_LISTENER}] }
+    forward: kernel`;
+
 /**
  * honeygate for the rate figures: one tproxy listener per decoy; the first forwards with
- * `source: transparent` to nginx, the second with `source: proxy-v2` to go-mmproxy.
+ * `source: transparent` to nginx, the second with `source: proxy-v2` to go-mmproxy, the third
+ * in the kernel (`engine: kernel`, DNAT) to nginx's direct address.
  */
 export function honeygateRatesYaml({ db, maxFlows }) {
   return `
@@ -166,7 +180,9 @@ listeners:
   - name: mmproxy
     tproxy: { port: ${TARGETS['honeygate-mm'].tproxyPort}, address: ["127.0.0.1"] }
     divert: ${divert(TARGETS['honeygate-mm'].host)}
+${kernelListener}
 routes:
+${kernelRoute}
   - name: mmproxy
     match: { listeners: [mmproxy] }
     forward: mmproxy
@@ -181,6 +197,24 @@ backends:
     servers: ${servers([PLAN.mmproxyPort])}
     source: proxy-v2
     retries: 0
+  kernel:
+    servers: ${servers([PLAN.nginxPort], PLAN.honeypotDirect)}
+    engine: kernel
+${honeygateCommonYaml({ maxFlows, db, admin: PLAN.admin })}`;
+}
+
+/** honeygate for the kernel burst: the kernel decoy's every port DNATed to the burst servers, round robin. */
+export function honeygateKernelBurstYaml({ db, maxFlows }) {
+  return `
+listeners:
+${kernelListener}
+routes:
+${kernelRoute}
+backends:
+  kernel:
+    servers: ${servers(burstPorts(), PLAN.honeypotDirect)}
+    engine: kernel
+    balance: roundrobin
 ${honeygateCommonYaml({ maxFlows, db, admin: PLAN.admin })}`;
 }
 
