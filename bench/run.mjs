@@ -1559,6 +1559,11 @@ async function kernelBurst(layout, dir, ns) {
       res.overruns = await conntrackOverruns(proxy);
       runs.kernel.push(res);
       log(
+        `  kernel burst #${r + 1} after the client, s: conntrack entries / recorded: ${res.timeline
+          .map((x) => `${x.at}: ${x.conntrackEntries}/${x.recorded}`)
+          .join(', ')}`,
+      );
+      log(
         `  kernel burst #${r + 1}: ${res.recorded}/${res.flows} flows recorded in ${res.seconds?.toFixed(2) ?? '—'} s ` +
           `(client done in ${res.clientSeconds.toFixed(2)} s, ${res.connected} connected, ${res.errors} errors, ` +
           `${res.overruns} conntrack overruns; CPUs busy ${busyText(res.cpuBusy)})`,
@@ -1594,7 +1599,20 @@ async function kernelBurstOnce(hg, ns, ports, cpus) {
   const clientSeconds = (performance.now() - t0) / 1000;
   const cpuBusy = busyPercent(cpu0, cpuTimes());
   const flows = await kernelDnatFlows(ns);
-  const { events } = await kernelRecorded(hg, flows, since - 1000, since);
+  // What the records wait for after the client: conntrack still holding the flows (their
+  // close timeouts, the sweep), or the recorder (entries gone, events not yet in SQLite).
+  const timeline = [];
+  const sample = setInterval(async () => {
+    const at = (performance.now() - t0) / 1000;
+    const [entries, recorded] = await Promise.all([
+      run('conntrack', ['-C'], { netns: ns.gw, timeoutMs: 5_000 }).then((r) => Number(r.stdout.trim())),
+      countEvents(hg.db),
+    ]);
+    timeline.push({ at: Number(at.toFixed(1)), conntrackEntries: entries, recorded });
+  }, 1000);
+  const { events } = await kernelRecorded(hg, flows, since - 1000, since).finally(() =>
+    clearInterval(sample),
+  );
   const seconds = (performance.now() - t0) / 1000;
   return {
     seconds: events >= flows && c.connected === ports ? seconds : null,
@@ -1605,6 +1623,7 @@ async function kernelBurstOnce(hg, ns, ports, cpus) {
     flows,
     recorded: events,
     recordedAfterClientSeconds: seconds - clientSeconds,
+    timeline,
   };
 }
 
