@@ -195,7 +195,7 @@ async function main() {
   const unknown = settings.only.filter((f) => !KNOWN.includes(f));
   if (unknown.length)
     throw new Error(
-      `BENCH_ONLY: unknown ${unknown.join(', ')} (known: ${KNOWN.join(', ')}, transparent for the transparent-* figures, tunnel for the tunnel-* figures)`,
+      `BENCH_ONLY: unknown ${unknown.join(', ')} (known: ${KNOWN.join(', ')}, transparent for the transparent-* figures, kernel for the kernel path's, tunnel for the tunnel-* figures)`,
     );
   if (env.BENCH_INNER) return inner();
   const started = Date.now();

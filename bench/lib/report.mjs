@@ -339,13 +339,14 @@ function kernelSection(tp) {
           .map(
             (x) =>
               `${num(x.recorded, 0)}/${num(x.flows, 0)} flows recorded in ${num(x.seconds, 2)} s, client done in ` +
-              `${num(x.clientSeconds, 2)} s, ${num(x.errors, 0)} errors, ${num(x.overruns, 0)} conntrack overruns, ` +
+              `${num(x.clientSeconds, 2)} s${drained(x)}, ${num(x.errors, 0)} errors, ${num(x.overruns, 0)} conntrack overruns, ` +
               `CPUs busy ${Object.values(x.cpuBusy ?? {}).join('/')} %`,
           )
           .join(
             '; ',
           )}. A kernel flow is recorded when conntrack forgets it: 5 s of TIME_WAIT after the close, ` +
-        'plus up to 1 s to the next sweep (docs/kernel.md), so the record trails the last connection by 5-6 s.',
+        'plus up to 1 s to the next sweep (docs/kernel.md): the last record trails the last connection by that, ' +
+        'and by whatever backlog the recorder still has to store then.',
     );
   }
   out.push('');
@@ -356,6 +357,12 @@ function kernelSection(tp) {
       'the packets arrive: no per-process CPU row.',
   );
   return out;
+}
+
+/** When, after the client, conntrack had forgotten every flow (from the burst's once-a-second samples). */
+function drained(x) {
+  const empty = (x.timeline ?? []).filter((p) => p.conntrackEntries === 0).sort((a, b) => a.at - b.at)[0];
+  return empty ? `, conntrack empty ${num(empty.at - x.clientSeconds, 1)} s later at most` : '';
 }
 
 /** The load average before and after the transparent figures: a shared machine makes them noisy. */
