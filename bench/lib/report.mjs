@@ -352,7 +352,7 @@ function kernelSection(tp) {
   out.push('');
   out.push(
     'Kernel: a third `tproxy` listener with its own decoy and divert, one route to a backend with `engine: kernel` ' +
-      "(nft DNAT to nginx's direct address, in the same honeygate process as the user-space rows); its flows are " +
+      "(nft DNAT to nginx's own address for it, 192.0.2.102, in the same honeygate process as the user-space rows); its flows are " +
       "counted by the DNAT rules' counters and recorded from conntrack. Its CPU is the gateway's softirq, on whichever core " +
       'the packets arrive: no per-process CPU row.',
   );

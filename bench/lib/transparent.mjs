@@ -5,7 +5,7 @@
 //
 //   attacker ns              gateway ns                          honeypot ns
 //   198.51.100.10 eth0 ---- att0 198.51.100.1                    nginx :80-87 (+ X-Remote-Addr)
-//                                 192.0.2.97 hp0 ---------- eth0 192.0.2.100, .101 (direct)
+//                                 192.0.2.97 hp0 ---------- eth0 192.0.2.100, .101 (direct), .102 (kernel)
 //                           honeygate / HAProxy (CPU 1)          go-mmproxy :8443 -> 127.0.0.1:80
 //
 // The attacker aims at decoy addresses nobody owns (192.0.2.64/27, routed to the gateway by
@@ -24,6 +24,11 @@ export const PLAN = {
   // upstream flow with the same ports (the proxy closed first): the socket match of the
   // TPROXY rules takes nginx's SYN-ACK for that socket, and the connection hangs.
   honeypotDirect: '192.0.2.101',
+  // The kernel path's DNAT target, for the same reason on nginx's side: nginx closes first and
+  // keeps TIME_WAIT for 60 s; a kernel flow reusing a direct flow's ports on .101 meets it with
+  // timestamps of another offset (Linux derives it from the client's address pair: decoy vs
+  // .101), nginx answers its SYN with an ACK, and the client resets and retries a second later.
+  honeypotKernel: '192.0.2.102',
   honeypotGw: '192.0.2.97',
   nginxPort: 80,
   // nginx also listens on 81-87 for the burst: 65,535 upstream connections from one attacker
@@ -41,7 +46,7 @@ export const TARGETS = {
   'honeygate-mm': { host: '192.0.2.76', tproxyPort: 15003, honeygate: true },
   'haproxy-mm': { host: '192.0.2.77', tproxyPort: 15004 },
   // honeygate's kernel path (`engine: kernel`): its divert's flows are DNATed in the gateway to
-  // nginx's direct address (no proxy socket ever holds a flow there), recorded from conntrack.
+  // nginx's third address (PLAN.honeypotKernel), recorded from conntrack.
   kernel: { host: '192.0.2.78', tproxyPort: 15005, honeygate: true, kernel: true },
 };
 
@@ -97,6 +102,7 @@ export function buildTopology(id, dir, { keepTimeWait = false } = {}) {
     ip(['-n', ns.att, 'addr', 'add', `${PLAN.attacker}/24`, 'dev', 'eth0']);
     ip(['-n', ns.hp, 'addr', 'add', `${PLAN.honeypot}/27`, 'dev', 'eth0']);
     ip(['-n', ns.hp, 'addr', 'add', `${PLAN.honeypotDirect}/27`, 'dev', 'eth0']);
+    ip(['-n', ns.hp, 'addr', 'add', `${PLAN.honeypotKernel}/27`, 'dev', 'eth0']);
     ip(['-n', ns.att, 'route', 'add', 'default', 'via', PLAN.attackerGw]);
     ip(['-n', ns.hp, 'route', 'add', 'default', 'via', PLAN.honeypotGw]);
     sysctl(ns.gw, 'net.ipv4.ip_forward', '1');
@@ -198,7 +204,7 @@ backends:
     source: proxy-v2
     retries: 0
   kernel:
-    servers: ${servers([PLAN.nginxPort], PLAN.honeypotDirect)}
+    servers: ${servers([PLAN.nginxPort], PLAN.honeypotKernel)}
     engine: kernel
 ${honeygateCommonYaml({ maxFlows, db, admin: PLAN.admin })}`;
 }
@@ -212,7 +218,7 @@ routes:
 ${kernelRoute}
 backends:
   kernel:
-    servers: ${servers(burstPorts(), PLAN.honeypotDirect)}
+    servers: ${servers(burstPorts(), PLAN.honeypotKernel)}
     engine: kernel
     balance: roundrobin
 ${honeygateCommonYaml({ maxFlows, db, admin: PLAN.admin })}`;
