@@ -6,9 +6,11 @@
 //   BENCH_REPEATS=3          runs per target and figure (best and median are reported)
 //   BENCH_ONLY=connrate,...  figures: connrate keepalive bulk latency idle-memory burst completeness
 //                            recording-floor transparent-connrate transparent-keepalive transparent-latency
-//                            transparent-burst tunnel-connrate tunnel-bulk tunnel-memory (default all
-//                            of these; `transparent` names the four transparent-*, `tunnel` the three
-//                            tunnel-*), profile (opt-in: honeygate under --cpu-prof)
+//                            transparent-bulk transparent-burst transparent-kernel-burst tunnel-connrate
+//                            tunnel-bulk tunnel-memory (default all of these; `transparent` names the six
+//                            transparent-*, `kernel` the kernel path's figures transparent-connrate,
+//                            transparent-bulk and transparent-kernel-burst, `tunnel` the three tunnel-*),
+//                            profile (opt-in: honeygate under --cpu-prof)
 //   BENCH_LAYOUTS=pinned,shared   CPU layouts for the rate figures
 //   BENCH_LATENCY_RATE=1000  new connections/s of the latency figure
 //   BENCH_IDLE_FLOWS=9000    idle flows of the memory figure
@@ -24,7 +26,7 @@
 // figures run in three more (hgb-att-PID, hgb-gw-PID, hgb-hp-PID; lib/transparent.mjs).
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { measureRecordingFloor } from './lib/floor.mjs';
@@ -51,7 +53,9 @@ import {
   burstServers,
   destroyTopology,
   honeygateBurstYaml,
+  honeygateKernelBurstYaml,
   honeygateRatesYaml,
+  KERNEL_LISTENER,
   PLAN,
   TARGETS as TP_TARGETS,
 } from './lib/transparent.mjs';
@@ -88,8 +92,12 @@ const TRANSPARENT = [
   'transparent-connrate',
   'transparent-keepalive',
   'transparent-latency',
+  'transparent-bulk',
   'transparent-burst',
+  'transparent-kernel-burst',
 ];
+// honeygate's kernel path (engine: kernel) beside user space, HAProxy and direct (lib/transparent.mjs).
+const KERNEL = ['transparent-connrate', 'transparent-bulk', 'transparent-kernel-burst'];
 // attacker -> sensor -> hub -> nginx through honeygate's tunnel vs HAProxy -> HAProxy over TLS (lib/tunnel.mjs).
 const TUNNEL = ['tunnel-connrate', 'tunnel-bulk', 'tunnel-memory'];
 // Datagrams through honeygate's UDP forward vs nginx's stream UDP proxy (lib/udp.mjs).
@@ -109,7 +117,7 @@ const ALL = [
 ];
 const KNOWN = [...ALL, 'profile'];
 // Names in BENCH_ONLY that stand for several figures.
-const GROUPS = { transparent: TRANSPARENT, tunnel: TUNNEL, udp: UDP };
+const GROUPS = { transparent: TRANSPARENT, kernel: KERNEL, tunnel: TUNNEL, udp: UDP };
 
 const settings = {
   seconds: Number(env.BENCH_SECONDS ?? 4),
@@ -187,7 +195,7 @@ async function main() {
   const unknown = settings.only.filter((f) => !KNOWN.includes(f));
   if (unknown.length)
     throw new Error(
-      `BENCH_ONLY: unknown ${unknown.join(', ')} (known: ${KNOWN.join(', ')}, transparent for the transparent-* figures, tunnel for the tunnel-* figures)`,
+      `BENCH_ONLY: unknown ${unknown.join(', ')} (known: ${KNOWN.join(', ')}, transparent for the transparent-* figures, kernel for the kernel path's, tunnel for the tunnel-* figures)`,
     );
   if (env.BENCH_INNER) return inner();
   const started = Date.now();
@@ -1211,8 +1219,17 @@ const TP_RATES = {
   'transparent-connrate': { id: 'connrate', connections: 50, unit: 'connections/s' },
   'transparent-keepalive': { id: 'keepalive', connections: 50, unit: 'requests/s' },
   'transparent-latency': { id: 'latency', unit: 'ms' },
+  // Bulk without the PROXY rows: through go-mmproxy it would measure go-mmproxy's copy.
+  'transparent-bulk': {
+    id: 'bulk',
+    connections: 2,
+    unit: 'MB/s',
+    targets: ['direct', 'haproxy', 'honeygate', 'kernel'],
+  },
 };
-const TP_ALL = ['direct', 'haproxy', 'honeygate', 'haproxy-mm', 'honeygate-mm'];
+const TP_ALL = ['direct', 'haproxy', 'honeygate', 'kernel', 'haproxy-mm', 'honeygate-mm'];
+// The kernel path's flows have no process of their own: their CPU is the gateway's softirq.
+const hasProcess = (t) => t !== 'direct' && !TP_TARGETS[t].kernel;
 
 async function measureTransparent(layout, dir, ns) {
   mkdirSync(dir, { recursive: true });
@@ -1235,13 +1252,17 @@ async function measureTransparent(layout, dir, ns) {
     remoteAddress: {},
     completeness: [],
     burst: null,
+    kernelBurst: null,
+    load: { before: loadavg(), after: null, cpus: cpus().length },
   };
   try {
     if (Object.keys(TP_RATES).some(want)) await transparentRates(layout, dir, ns, result);
     if (want('transparent-burst')) result.burst = await transparentBurst(layout, dir, ns);
+    if (want('transparent-kernel-burst')) result.kernelBurst = await kernelBurst(layout, dir, ns);
   } finally {
     await nginx.process.stop();
   }
+  result.load.after = loadavg();
   return result;
 }
 
@@ -1302,7 +1323,7 @@ async function transparentRates(layout, dir, ns, result) {
       ports: [TP_TARGETS.honeygate.tproxyPort, TP_TARGETS['honeygate-mm'].tproxyPort],
       netns: ns.gw,
     });
-    servers.honeygate = servers['honeygate-mm'] = hg;
+    servers.honeygate = servers['honeygate-mm'] = servers.kernel = hg;
     servers.list.push(hg.process);
     await honeygateFirewall(hg, ns);
     const ha = await startHaproxy(dir, 'haproxy-tp', {
@@ -1347,11 +1368,12 @@ async function transparentRates(layout, dir, ns, result) {
 
     for (const f of figures) {
       const fig = TP_RATES[f];
-      const runs = Object.fromEntries(TP_ALL.map((t) => [t, []]));
+      const targets = fig.targets ?? TP_ALL;
+      const runs = Object.fromEntries(targets.map((t) => [t, []]));
       for (let r = 0; r < settings.repeats; r++) {
-        for (const t of rotate(TP_ALL, r)) {
+        for (const t of rotate(targets, r)) {
           await flushConntrack(ns);
-          const pid = t === 'direct' ? null : servers[t].process.pid;
+          const pid = hasProcess(t) ? servers[t].process.pid : null;
           const cpuBefore = pid ? cpuSeconds(pid) : 0;
           const res = await transparentRun(fig.id, layout, ns, t, servers);
           res.proxyCpuSeconds = pid ? cpuSeconds(pid) - cpuBefore : null;
@@ -1368,11 +1390,11 @@ async function transparentRates(layout, dir, ns, result) {
         }
         continue;
       }
-      result.figures[fig.id] = figureSummary(runs, (x) => x.rate, false, {
+      result.figures[fig.id] = figureSummary(runs, fig.id === 'bulk' ? (x) => x.mbps : (x) => x.rate, false, {
         unit: fig.unit,
         connections: fig.connections,
       });
-      const proxies = Object.fromEntries(Object.entries(runs).filter(([t]) => t !== 'direct'));
+      const proxies = Object.fromEntries(Object.entries(runs).filter(([t]) => hasProcess(t)));
       result.figures[`${fig.id}-cpu`] = figureSummary(
         proxies,
         (x) => (x.proxyCpuSeconds * 1e6) / x.requests,
@@ -1380,7 +1402,7 @@ async function transparentRates(layout, dir, ns, result) {
         { unit: 'CPU µs/request' },
       );
       if (fig.id === 'connrate') {
-        for (const t of ['honeygate', 'honeygate-mm']) {
+        for (const t of ['honeygate', 'honeygate-mm', 'kernel']) {
           const best = [...runs[t]].sort((a, b) => b.rate - a.rate)[0];
           result.completeness.push({ layout: 'transparent', target: t, ...best.events });
         }
@@ -1405,6 +1427,7 @@ async function transparentRun(figure, layout, ns, target, servers) {
   };
   switch (figure) {
     case 'connrate': {
+      if (TP_TARGETS[target].kernel) return kernelConnrate(ns, servers[target], base);
       const hg = TP_TARGETS[target].honeygate ? servers[target] : null;
       const before = hg ? await settle(hg) : null;
       const res = await wrk(PLAN.nginxPort, SMALL, {
@@ -1420,6 +1443,12 @@ async function transparentRun(figure, layout, ns, target, servers) {
         ...base,
         connections: TP_RATES['transparent-keepalive'].connections,
       });
+    case 'bulk':
+      return wrk(PLAN.nginxPort, LARGE, {
+        ...base,
+        threads: 1,
+        connections: TP_RATES['transparent-bulk'].connections,
+      });
     case 'latency':
       return client(
         settings.node,
@@ -1434,6 +1463,176 @@ async function transparentRun(figure, layout, ns, target, servers) {
     default:
       throw new Error(`unknown figure ${figure}`);
   }
+}
+
+// ---- the kernel path (engine: kernel) ----------------------------------------------------------
+// Its flows never reach a socket of honeygate's: the gateway DNATs them, and the conntrack reader
+// records each one when conntrack forgets it (TIME_WAIT 5 s after the close, docs/kernel.md). So
+// a run's flows are counted by the DNAT rules' counters, and the run waits for their records.
+
+const KERNEL_WHERE = `type = 'flow' AND listener = '${KERNEL_LISTENER}'`;
+
+/** Flows the kernel chain has DNATed so far: the sum of its DNAT rules' counters (the nat hook sees a flow's first packet only). */
+async function kernelDnatFlows(ns) {
+  const res = await run('nft', ['-j', 'list', 'chain', 'inet', 'honeygate', 'kernel'], { netns: ns.gw });
+  if (res.code !== 0) throw new Error(`nft list chain inet honeygate kernel: ${res.stderr.trim()}`);
+  let flows = 0;
+  for (const item of JSON.parse(res.stdout).nftables) {
+    const expr = item.rule?.expr ?? [];
+    if (!expr.some((e) => e.dnat)) continue;
+    flows += expr.find((e) => e.counter)?.counter.packets ?? 0;
+  }
+  return flows;
+}
+
+/**
+ * Waits until honeygate has recorded `flows` kernel flows opened at or after `since` (epoch
+ * ms), or until 30 s pass with none new; returns what it counted and how long after `from`.
+ */
+async function kernelRecorded(hg, flows, since, from) {
+  const where = `${KERNEL_WHERE} AND opened_at >= ${Math.floor(since)}`;
+  let events = await countEvents(hg.db, where);
+  let lastChange = Date.now();
+  while (events < flows && Date.now() - lastChange < 30_000) {
+    await sleep(50);
+    const n = await countEvents(hg.db, where);
+    if (n !== events) lastChange = Date.now();
+    events = n;
+  }
+  return { events, waitedSeconds: (Date.now() - from) / 1000 };
+}
+
+/** New connections/s through the kernel path; every flow the kernel DNATed must be recorded. */
+async function kernelConnrate(ns, hg, base) {
+  const dnatBefore = await kernelDnatFlows(ns);
+  const since = Date.now();
+  const res = await wrk(PLAN.nginxPort, SMALL, {
+    ...base,
+    connections: TP_RATES['transparent-connrate'].connections,
+    close: true,
+  });
+  const ended = Date.now();
+  const flows = (await kernelDnatFlows(ns)) - dnatBefore;
+  const { events, waitedSeconds } = await kernelRecorded(hg, flows, since, ended);
+  const status = await honeygateStatus(hg);
+  res.events = {
+    rate: res.rate,
+    requests: res.requests,
+    errors: res.errors,
+    flows,
+    events,
+    missing: Math.max(0, flows - events),
+    dropped: status.recorder.dropped,
+    recordedSecondsAfterLoad: waitedSeconds,
+    complete: events >= flows && events >= res.requests,
+  };
+  return res;
+}
+
+/**
+ * The 65,535-port burst through the kernel path: one connection to each port of the kernel
+ * decoy, DNATed to nginx's 8 ports (round robin), a fresh honeygate per run; seconds from the
+ * first connect until every flow is recorded.
+ */
+async function kernelBurst(layout, dir, ns) {
+  const ports = settings.transparentBurstPorts;
+  log(`kernel burst: one connection to each of ${ports} ports through the kernel path (${layout.id})`);
+  const runs = { kernel: [] };
+  for (let r = 0; r < settings.repeats; r++) {
+    await flushConntrack(ns);
+    const name = `kernel-burst-${r}`;
+    const db = join(dir, `${name}.db`);
+    const proxy = await launchHoneygate(dir, name, {
+      root: HG_ROOT,
+      node: settings.node,
+      cpus: layout.proxyCpus,
+      yaml: honeygateKernelBurstYaml({ db }),
+      db,
+      admin: PLAN.admin,
+      args: ['--manage-firewall'],
+      ports: [TP_TARGETS.kernel.tproxyPort],
+      netns: ns.gw,
+    });
+    try {
+      await honeygateFirewall(proxy, ns);
+      const res = await kernelBurstOnce(proxy, ns, ports, layout.loadCpus);
+      res.overruns = await conntrackOverruns(proxy);
+      runs.kernel.push(res);
+      log(
+        `  kernel burst #${r + 1} after the client, s: conntrack entries / recorded: ${res.timeline
+          .map((x) => `${x.at}: ${x.conntrackEntries}/${x.recorded}`)
+          .join(', ')}`,
+      );
+      log(
+        `  kernel burst #${r + 1}: ${res.recorded}/${res.flows} flows recorded in ${res.seconds?.toFixed(2) ?? '—'} s ` +
+          `(client done in ${res.clientSeconds.toFixed(2)} s, ${res.connected} connected, ${res.errors} errors, ` +
+          `${res.overruns} conntrack overruns; CPUs busy ${busyText(res.cpuBusy)})`,
+      );
+    } finally {
+      await proxy.process.stop();
+    }
+  }
+  return {
+    layout: layout.label,
+    ports,
+    window: settings.burstWindow,
+    servers: burstServers().length,
+    variant: 'the kernel path: nft DNAT, records from conntrack',
+    ...figureSummary(runs, (x) => x.seconds ?? Number.NaN, true, { unit: 's' }),
+  };
+}
+
+/**
+ * One kernel burst: the burst client, then the wait until every flow the DNAT rules counted
+ * (a retried SYN after a reset makes a flow of its own, so there may be more than ports) is
+ * in SQLite. Seconds from the first connect to the last record.
+ */
+async function kernelBurstOnce(hg, ns, ports, cpus) {
+  const t0 = performance.now();
+  const since = Date.now();
+  const cpu0 = cpuTimes();
+  const c = await client(settings.node, 'burst', [1, ports, settings.burstWindow], {
+    cpus,
+    ...tpWrk(ns, 'kernel'),
+    timeoutMs: 120_000,
+  });
+  const clientSeconds = (performance.now() - t0) / 1000;
+  const cpuBusy = busyPercent(cpu0, cpuTimes());
+  const flows = await kernelDnatFlows(ns);
+  // What the records wait for after the client: conntrack still holding the flows (their
+  // close timeouts, the sweep), or the recorder (entries gone, events not yet in SQLite).
+  const timeline = [];
+  const sample = setInterval(async () => {
+    const at = (performance.now() - t0) / 1000;
+    const [entries, recorded] = await Promise.all([
+      run('conntrack', ['-C'], { netns: ns.gw, timeoutMs: 5_000 }).then((r) => Number(r.stdout.trim())),
+      countEvents(hg.db),
+    ]);
+    timeline.push({ at: Number(at.toFixed(1)), conntrackEntries: entries, recorded });
+  }, 1000);
+  const { events } = await kernelRecorded(hg, flows, since - 1000, since).finally(() =>
+    clearInterval(sample),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  return {
+    seconds: events >= flows && c.connected === ports ? seconds : null,
+    cpuBusy,
+    clientSeconds,
+    connected: c.connected,
+    errors: c.errors,
+    flows,
+    recorded: events,
+    recordedAfterClientSeconds: seconds - clientSeconds,
+    timeline,
+  };
+}
+
+/** honeygate_conntrack_overruns_total, read in the gateway namespace. */
+async function conntrackOverruns(hg) {
+  const url = `http://127.0.0.1:${hg.admin}/metrics`;
+  const res = await run('curl', ['-sf', '--max-time', '5', url], { netns: hg.netns, timeoutMs: 10_000 });
+  const text = res.stdout;
+  return Number(/^honeygate_conntrack_overruns_total (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
 }
 
 /**

@@ -188,6 +188,7 @@ function transparentSection(tp) {
       b,
       withDirect,
     );
+    both(`${label}bulk MB/s (64 MiB, ${f.bulk?.connections} conns, keep-alive)`, f.bulk, 0, a, b, withDirect);
     both(`${label}proxy CPU µs per new connection`, f['connrate-cpu'], 1, a, b, false);
     both(`${label}proxy CPU µs per keep-alive request`, f['keepalive-cpu'], 2, a, b, false);
     for (const p of ['p50', 'p99'])
@@ -227,6 +228,7 @@ function transparentSection(tp) {
       'PROXY rows: the same listeners, HAProxy `send-proxy-v2` / honeygate `source: proxy-v2` to go-mmproxy ' +
       '(GOMAXPROCS=1, on the load core) in front of nginx. Each decoy address goes to one proxy; both run throughout.',
   );
+  out.push(...kernelSection(tp));
   const seen = Object.entries(tp.remoteAddress ?? {});
   if (seen.length) {
     out.push('');
@@ -262,6 +264,114 @@ function transparentSection(tp) {
     );
   }
   return out;
+}
+
+/** Kernel path (engine: kernel) beside direct, HAProxy usesrc clientip and honeygate's user space. */
+function kernelSection(tp) {
+  const f = tp.figures;
+  const out = [];
+  const lines = [];
+  const kernelRow = (title, fig, digits, target) => {
+    const t = fig?.targets;
+    if (!t?.kernel) return;
+    lines.push(
+      row([
+        title,
+        cell(t.direct, digits),
+        cell(t.haproxy, digits),
+        cell(t.honeygate, digits),
+        cell(t.kernel, digits),
+        ratio(t.kernel, t.haproxy),
+        ratio(t.kernel, t.direct),
+        target,
+      ]),
+    );
+  };
+  kernelRow(
+    `new connections/s (Connection: close, 1 KiB, ${f.connrate?.connections} conns)`,
+    f.connrate,
+    0,
+    'kernel ≥ 2× HAProxy',
+  );
+  kernelRow(`bulk MB/s (64 MiB, ${f.bulk?.connections} conns)`, f.bulk, 0, 'kernel ≥ 0.95× direct');
+  kernelRow(`keep-alive requests/s (1 KiB, ${f.keepalive?.connections} conns)`, f.keepalive, 0, '');
+  for (const p of ['p50', 'p99'])
+    kernelRow(`latency ${p} ms, ${f[`latency-${p}`]?.rate} new conns/s`, f[`latency-${p}`], 3, '');
+  const kb = tp.kernelBurst;
+  if (!lines.length && !kb) return out;
+  out.push('');
+  out.push('#### The kernel path (`engine: kernel`)');
+  if (tp.load) out.push('', loadNote(tp.load));
+  if (lines.length) {
+    out.push('');
+    out.push(
+      row([
+        'figure',
+        'direct',
+        'HAProxy usesrc clientip',
+        'honeygate user space',
+        'honeygate kernel',
+        'kernel / HAProxy',
+        'kernel / direct',
+        'target',
+      ]),
+    );
+    out.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---']));
+    out.push(...lines);
+  }
+  const c = tp.completeness?.find((x) => x.target === 'kernel');
+  if (c) {
+    out.push('');
+    out.push(
+      `Kernel flows recorded (fastest new-connection run, ${num(c.rate, 0)}/s): ${num(c.events, 0)} events for ` +
+        `${num(c.flows, 0)} flows the DNAT rules counted (${num(c.requests, 0)} wrk requests, ${num(c.errors, 0)} socket errors; ` +
+        `${num(c.missing, 0)} missing), all in ${num(c.recordedSecondsAfterLoad, 1)} s after the load stopped ` +
+        `(conntrack forgets a closed flow after 5 s of TIME_WAIT): ${c.complete ? 'complete' : '**incomplete**'}.`,
+    );
+  }
+  if (kb) {
+    const runs = kb.targets.kernel?.raw ?? [];
+    out.push('');
+    out.push(
+      `Kernel burst: ports 1-${num(kb.ports, 0)} of the kernel decoy, one connection each, ${kb.window} at a time, DNATed ` +
+        `to nginx on ${kb.servers} ports (round robin), a fresh honeygate per run; s from the first connect until every ` +
+        `flow is in SQLite: ${cell(kb.targets.kernel, 2)} (target < 2 s). Per run: ${runs
+          .map(
+            (x) =>
+              `${num(x.recorded, 0)}/${num(x.flows, 0)} flows recorded in ${num(x.seconds, 2)} s, client done in ` +
+              `${num(x.clientSeconds, 2)} s${drained(x)}, ${num(x.errors, 0)} errors, ${num(x.overruns, 0)} conntrack overruns, ` +
+              `CPUs busy ${Object.values(x.cpuBusy ?? {}).join('/')} %`,
+          )
+          .join(
+            '; ',
+          )}. A kernel flow is recorded when conntrack forgets it: 5 s of TIME_WAIT after the close, ` +
+        'plus up to 1 s to the next sweep (docs/kernel.md): the last record trails the last connection by that, ' +
+        'and by whatever backlog the recorder still has to store then.',
+    );
+  }
+  out.push('');
+  out.push(
+    'Kernel: a third `tproxy` listener with its own decoy and divert, one route to a backend with `engine: kernel` ' +
+      "(nft DNAT to nginx's own address for it, 192.0.2.102, in the same honeygate process as the user-space rows); its flows are " +
+      "counted by the DNAT rules' counters and recorded from conntrack. Its CPU is the gateway's softirq, on whichever core " +
+      'the packets arrive: no per-process CPU row.',
+  );
+  return out;
+}
+
+/** When, after the client, conntrack had forgotten every flow (from the burst's once-a-second samples). */
+function drained(x) {
+  const empty = (x.timeline ?? []).filter((p) => p.conntrackEntries === 0).sort((a, b) => a.at - b.at)[0];
+  return empty ? `, conntrack empty ${num(empty.at - x.clientSeconds, 1)} s later at most` : '';
+}
+
+/** The load average before and after the transparent figures: a shared machine makes them noisy. */
+function loadNote(load) {
+  const fmt = (l) => l.map((v) => num(v, 2)).join(' / ');
+  return (
+    `Load average (1 / 5 / 15 min) ${fmt(load.before)} before these figures, ${fmt(load.after)} after, on ` +
+    `${load.cpus} CPUs${load.before[0] > 1 ? ': **measured on a loaded machine** (other jobs ran beside it), the figures are noisy' : ''}.`
+  );
 }
 
 /**

@@ -5,7 +5,7 @@
 //
 //   attacker ns              gateway ns                          honeypot ns
 //   198.51.100.10 eth0 ---- att0 198.51.100.1                    nginx :80-87 (+ X-Remote-Addr)
-//                                 192.0.2.97 hp0 ---------- eth0 192.0.2.100, .101 (direct)
+//                                 192.0.2.97 hp0 ---------- eth0 192.0.2.100, .101 (direct), .102 (kernel)
 //                           honeygate / HAProxy (CPU 1)          go-mmproxy :8443 -> 127.0.0.1:80
 //
 // The attacker aims at decoy addresses nobody owns (192.0.2.64/27, routed to the gateway by
@@ -24,6 +24,11 @@ export const PLAN = {
   // upstream flow with the same ports (the proxy closed first): the socket match of the
   // TPROXY rules takes nginx's SYN-ACK for that socket, and the connection hangs.
   honeypotDirect: '192.0.2.101',
+  // The kernel path's DNAT target, for the same reason on nginx's side: nginx closes first and
+  // keeps TIME_WAIT for 60 s; a kernel flow reusing a direct flow's ports on .101 meets it with
+  // timestamps of another offset (Linux derives it from the client's address pair: decoy vs
+  // .101), nginx answers its SYN with an ACK, and the client resets and retries a second later.
+  honeypotKernel: '192.0.2.102',
   honeypotGw: '192.0.2.97',
   nginxPort: 80,
   // nginx also listens on 81-87 for the burst: 65,535 upstream connections from one attacker
@@ -40,7 +45,13 @@ export const TARGETS = {
   haproxy: { host: '192.0.2.75', tproxyPort: 15002 },
   'honeygate-mm': { host: '192.0.2.76', tproxyPort: 15003, honeygate: true },
   'haproxy-mm': { host: '192.0.2.77', tproxyPort: 15004 },
+  // honeygate's kernel path (`engine: kernel`): its divert's flows are DNATed in the gateway to
+  // nginx's third address (PLAN.honeypotKernel), recorded from conntrack.
+  kernel: { host: '192.0.2.78', tproxyPort: 15005, honeygate: true, kernel: true },
 };
+
+/** The listener name of the kernel path's decoy: its events are counted by it. */
+export const KERNEL_LISTENER = 'kernel';
 
 // HAProxy's TPROXY rules, written by hand as its users do (HAProxy's "transparent" docs, in
 // nft): a mark and table of their own beside honeygate's (0x1000, 4210), so both proxies
@@ -91,6 +102,7 @@ export function buildTopology(id, dir, { keepTimeWait = false } = {}) {
     ip(['-n', ns.att, 'addr', 'add', `${PLAN.attacker}/24`, 'dev', 'eth0']);
     ip(['-n', ns.hp, 'addr', 'add', `${PLAN.honeypot}/27`, 'dev', 'eth0']);
     ip(['-n', ns.hp, 'addr', 'add', `${PLAN.honeypotDirect}/27`, 'dev', 'eth0']);
+    ip(['-n', ns.hp, 'addr', 'add', `${PLAN.honeypotKernel}/27`, 'dev', 'eth0']);
     ip(['-n', ns.att, 'route', 'add', 'default', 'via', PLAN.attackerGw]);
     ip(['-n', ns.hp, 'route', 'add', 'default', 'via', PLAN.honeypotGw]);
     sysctl(ns.gw, 'net.ipv4.ip_forward', '1');
@@ -146,16 +158,24 @@ export function destroyTopology(names) {
   for (const n of names) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
 }
 
-const servers = (ports) => `[${ports.map((p) => `"${PLAN.honeypot}:${p}"`).join(', ')}]`;
+const servers = (ports, host = PLAN.honeypot) => `[${ports.map((p) => `"${host}:${p}"`).join(', ')}]`;
 
 // 22 (sshd's default) and the admin port are kept out of a divert unless named alone; there
 // is no sshd in the namespace, so every port is diverted.
 const divert = (host) =>
   `{ interface: att0, addresses: ["${host}/32"], ports: [22, ${PLAN.admin}, "1-65535"] }`;
 
+const kernelListener = `  - name: ${KERNEL_LISTENER}
+    tproxy: { port: ${TARGETS.kernel.tproxyPort}, address: ["127.0.0.1"] }
+    divert: ${divert(TARGETS.kernel.host)}`;
+const kernelRoute = `  - name: kernel
+    match: { listeners: [${KERNEL_LISTENER}] }
+    forward: kernel`;
+
 /**
  * honeygate for the rate figures: one tproxy listener per decoy; the first forwards with
- * `source: transparent` to nginx, the second with `source: proxy-v2` to go-mmproxy.
+ * `source: transparent` to nginx, the second with `source: proxy-v2` to go-mmproxy, the third
+ * in the kernel (`engine: kernel`, DNAT) to nginx's direct address.
  */
 export function honeygateRatesYaml({ db, maxFlows }) {
   return `
@@ -166,7 +186,9 @@ listeners:
   - name: mmproxy
     tproxy: { port: ${TARGETS['honeygate-mm'].tproxyPort}, address: ["127.0.0.1"] }
     divert: ${divert(TARGETS['honeygate-mm'].host)}
+${kernelListener}
 routes:
+${kernelRoute}
   - name: mmproxy
     match: { listeners: [mmproxy] }
     forward: mmproxy
@@ -181,6 +203,24 @@ backends:
     servers: ${servers([PLAN.mmproxyPort])}
     source: proxy-v2
     retries: 0
+  kernel:
+    servers: ${servers([PLAN.nginxPort], PLAN.honeypotKernel)}
+    engine: kernel
+${honeygateCommonYaml({ maxFlows, db, admin: PLAN.admin })}`;
+}
+
+/** honeygate for the kernel burst: the kernel decoy's every port DNATed to the burst servers, round robin. */
+export function honeygateKernelBurstYaml({ db, maxFlows }) {
+  return `
+listeners:
+${kernelListener}
+routes:
+${kernelRoute}
+backends:
+  kernel:
+    servers: ${servers(burstPorts(), PLAN.honeypotKernel)}
+    engine: kernel
+    balance: roundrobin
 ${honeygateCommonYaml({ maxFlows, db, admin: PLAN.admin })}`;
 }
 
