@@ -5,12 +5,16 @@
 //   BENCH_SECONDS=4          seconds per measured run
 //   BENCH_REPEATS=3          runs per target and figure (best and median are reported)
 //   BENCH_ONLY=connrate,...  figures: connrate keepalive bulk latency idle-memory burst completeness
-//                            recording-floor transparent-connrate transparent-keepalive transparent-latency
+//                            recording-floor many-sources transparent-connrate transparent-keepalive transparent-latency
 //                            transparent-burst tunnel-connrate tunnel-bulk tunnel-memory (default all
 //                            of these; `transparent` names the four transparent-*, `tunnel` the three
 //                            tunnel-*), profile (opt-in: honeygate under --cpu-prof)
 //   BENCH_LAYOUTS=pinned,shared   CPU layouts for the rate figures
 //   BENCH_LATENCY_RATE=1000  new connections/s of the latency figure
+//   BENCH_SOURCES=10000      source addresses of the many-sources figure (bench/conn-load.c)
+//   BENCH_PROBE=1            honeygate's loop delay, GC pauses and SQLite batches in the latency
+//                            and many-sources runs (lib/loop-probe.mjs)
+//   BENCH_EVENTS_BATCH=200ms honeygate's events.batch in the bench configs
 //   BENCH_IDLE_FLOWS=9000    idle flows of the memory figure
 //   BENCH_BURST_PORTS=10000  ports of the burst figure (bound by the 20,000 open files limit)
 //   BENCH_NODE=/path/node    the node that runs honeygate (default: this one)
@@ -426,7 +430,8 @@ function describe(figure, res) {
       ? `; loop delay max ${p.loopDelay.maxMs} ms, ${p.loopDelay.over1Ms}/${p.loopDelay.windows} 100-ms windows > 1 ms;` +
         ` scavenges ${p.scavenge.count} (mean ${p.scavenge.meanMs}, max ${p.scavenge.maxMs} ms, ${(p.scavenge.share * 100).toFixed(2)}%);` +
         ` other GC ${p.otherGc.count} (max ${p.otherGc.maxMs} ms); SQLite batches ${p.sqlite.count} of ${p.sqlite.rows} rows` +
-        ` (mean ${p.sqlite.meanMs}, max ${p.sqlite.maxMs} ms, ${(p.sqlite.share * 100).toFixed(2)}%)`
+        ` (mean ${p.sqlite.meanMs}, max ${p.sqlite.maxMs} ms, ${(p.sqlite.share * 100).toFixed(2)}%;` +
+        ` CPU ${((p.sqlite.cpuMs * 1000) / Math.max(1, p.sqlite.rows)).toFixed(2)} µs/row, max ${p.sqlite.maxCpuMs} ms)`
       : '';
     return `p50 ${res.p50Ms?.toFixed(3)} ms, p99 ${res.p99Ms?.toFixed(3)} ms, ${res.ok}/${res.sent} ok${probe}`;
   }
@@ -598,7 +603,12 @@ function probeSummary(file, from, to) {
     },
     scavenge: stats(rows.filter((r) => r.gc === 'scavenge')),
     otherGc: stats(rows.filter((r) => r.gc && r.gc !== 'scavenge')),
-    sqlite: { ...stats(sqlite), rows: sqlite.reduce((a, r) => a + r.sqlite, 0) },
+    sqlite: {
+      ...stats(sqlite),
+      rows: sqlite.reduce((a, r) => a + r.sqlite, 0),
+      cpuMs: Number(sqlite.reduce((a, r) => a + (r.cpuMs ?? 0), 0).toFixed(1)),
+      maxCpuMs: sqlite.length ? Math.max(...sqlite.map((r) => r.cpuMs ?? 0)) : null,
+    },
   };
 }
 
@@ -994,7 +1004,7 @@ async function measureManySources(layout, dir) {
         log(
           `  sources #${r + 1} ${c}: ${res.rate.toFixed(0)}/s, ${((res.proxyCpuSeconds * 1e6) / res.requests).toFixed(1)} CPU µs/conn` +
             `${res.errors ? `, ${res.errors} socket errors` : ''}${res.events ? `, events ${res.events.events}/${res.requests} requests from ${res.events.sources} addresses` : ''}` +
-            `${res.probe ? `; SQLite ${((res.probe.sqlite.totalMs * 1000) / Math.max(1, res.probe.sqlite.rows)).toFixed(2)} µs/row in ${res.probe.sqlite.count} batches` : ''}`,
+            `${res.probe ? `; SQLite CPU ${((res.probe.sqlite.cpuMs * 1000) / Math.max(1, res.probe.sqlite.rows)).toFixed(2)} µs/row in ${res.probe.sqlite.count} batches` : ''}`,
         );
       }
     }

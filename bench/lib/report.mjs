@@ -212,7 +212,7 @@ function manySourcesSection(ms) {
   const perRow = (sources) =>
     raw(sources)
       .filter((r) => r.probe)
-      .map((r) => ((r.probe.sqlite.totalMs * 1000) / Math.max(1, r.probe.sqlite.rows)).toFixed(2));
+      .map((r) => ((r.probe.sqlite.cpuMs * 1000) / Math.max(1, r.probe.sqlite.rows)).toFixed(2));
   out.push(
     '',
     `One client for every case (\`bench/conn-load.c\`: ${ms.connections} connections in flight, Connection: close, ` +
@@ -220,7 +220,7 @@ function manySourcesSection(ms) {
       `Distinct source addresses in honeygate's events per run: ${addresses.join(', ')}; ` +
       `${lost === 0 ? 'every flow recorded' : `${lost} flows not recorded`}. Target: ${num(n, 0)} / 1 ≥ 0.9 for honeygate.` +
       (perRow(1).length
-        ? ` SQLite batch time per row (BENCH_PROBE=1; the rollup keeps a row per source and hour): 1 source ${perRow(1).join(', ')} µs, ${num(n, 0)} sources ${perRow(n).join(', ')} µs.`
+        ? ` SQLite batch CPU per row (BENCH_PROBE=1; the rollup keeps a row per source and hour): 1 source ${perRow(1).join(', ')} µs, ${num(n, 0)} sources ${perRow(n).join(', ')} µs.`
         : ''),
   );
   return out;

@@ -296,7 +296,7 @@ export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin, nats = nu
   grace: 1s
 events:
   sqlite: ${JSON.stringify(db)}
-${sensor ? `  sensor: ${JSON.stringify(sensor)}\n` : ''}${fleet}admin:
+${process.env.BENCH_EVENTS_BATCH ? `  batch: ${process.env.BENCH_EVENTS_BATCH}\n` : ''}${sensor ? `  sensor: ${JSON.stringify(sensor)}\n` : ''}${fleet}admin:
   listen: "127.0.0.1:${admin}"
 log:
   level: warn
