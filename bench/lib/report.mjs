@@ -119,7 +119,7 @@ function layoutTable(layout) {
   };
   journal('new connections/s', f.connrate, 0);
   journal('proxy CPU µs per new connection', f['connrate-cpu'], 1);
-  // HAProxy logging every connection (the fields honeygate stores but the first bytes)
+  // HAProxy logging every connection (the fields honeygate stores, first bytes included)
   // through a local syslog socket to a file, in the HAProxy column; targets >= 1.0.
   const logging = (title, fig, digits) => {
     if (!fig?.targets['haproxy-log']) return;
@@ -158,7 +158,7 @@ function layoutTable(layout) {
     const missing = runs.reduce((n, r) => n + r.missing, 0);
     lines.push(
       '',
-      `Logging HAProxy: \`log-format\` with the fields honeygate stores but the first bytes (see bench/lib/servers.mjs) to a unix ` +
+      `Logging HAProxy: \`log-format\` with the fields honeygate stores (the first 64 bytes included) to a unix ` +
         `syslog socket, socat appending each datagram to a file, both on the proxy's CPUs (their CPU counted ` +
         `together). Lines in the file per run: ${runs.map((r) => `${r.lines}/${r.requests}`).join(', ')} ` +
         `requests (${missing === 0 ? 'one line per connection' : `${missing} connections without a line`}).`,

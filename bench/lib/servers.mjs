@@ -90,7 +90,7 @@ http {
  * HAProxy in TCP mode with splice, one frontend per listen entry.
  * listens: [{ name, port | ports: [from, to], server: port, sendProxy }]; log: write one line per session to stdout.
  * syslog: a unix datagram socket (startSyslog) to log every connection to, with the fields
- * honeygate records (SYSLOG_FORMAT).
+ * honeygate records (SYSLOG_FORMAT), the first bytes included.
  * For the namespaced figures an entry may instead give bind (its address, port still set),
  * transparent (a TPROXY listener: `bind ... transparent`), servers (["192.0.2.100:80", ...],
  * round robin) and usesrc (`source 0.0.0.0 usesrc clientip`); netns: the namespace to run in.
@@ -108,7 +108,7 @@ export async function startHaproxy(
     return `
 frontend ${l.name}
   bind ${bind}${l.transparent ? ' transparent' : ''}${l.bindOptions ? ` ${l.bindOptions}` : ''}
-  default_backend ${l.name}_be
+${syslog ? SYSLOG_CAPTURE : ''}  default_backend ${l.name}_be
 backend ${l.name}_be
 ${servers.length > 1 ? '  balance roundrobin\n' : ''}${l.usesrc ? '  source 0.0.0.0 usesrc clientip\n' : ''}${servers
   .map(
@@ -151,13 +151,19 @@ ${sections.join('')}`;
 // What honeygate stores per flow, as an HAProxy log line (`option tcplog` with this
 // log-format; HAProxy warns that the format replaces the option's, so only the format is set):
 // a unique id, time opened, source, original destination, listener, backend/server and its
-// address, bytes each way, timings (queue/connect/total: the duration) and the close reason
-// (termination state). Not the first bytes: HAProxy 2.6 captures them with `tcp-request
-// inspect-delay` + `tcp-request content capture req.payload(...)`, but with wrk's clients
-// the rule waited out the whole delay (1 s per connection, nothing captured; curl's worked),
-// so this row logs without them: it does less than honeygate, which keeps them.
-const SYSLOG_FORMAT = '%ID %t %ci:%cp %fi:%fp %ft %b/%s %si:%sp %U %B %Tw/%Tc/%Tt %ts';
+// address, bytes each way, timings (queue/connect/total: the duration), the close reason
+// (termination state) and the first bytes the client sent (up to 64, hex: honeygate keeps
+// them, and its protocol detection reads them).
+const SYSLOG_FORMAT = '%ID %t %ci:%cp %fi:%fp %ft %b/%s %si:%sp %U %B %Tw/%Tc/%Tt %ts %[capture.req.hdr(0)]';
 const UNIQUE_ID = '%{+X}o%ci%cp%fi%fp%Ts%rt%pid';
+// The first bytes: wait (at most 1 s) until the client has
+// sent something, keep up to 64 bytes of it, then forward. `req.payload(0,0)` is what has
+// arrived; `req.payload(0,64)` would wait for 64 bytes (a shorter request waited out the
+// whole delay), hence the `bytes` converter.
+const SYSLOG_CAPTURE = `  tcp-request inspect-delay 1s
+  tcp-request content capture req.payload(0,0),bytes(0,64),hex len 128 if { req.len ge 1 }
+  tcp-request content accept if { req.len ge 1 }
+`;
 
 /**
  * The local syslog daemon of the logging HAProxy rows: socat receiving datagrams on a unix
