@@ -7,10 +7,11 @@
 //                                               (perf_hooks monitorEventLoopDelay, 1 ms resolution)
 //     {"t":ms,"gc":kind,"ms":pause}              each GC pause (PerformanceObserver 'gc')
 //     {"t":ms,"sqlite":rows,"ms":took,"cpuMs":cpu} each SQLite batch (SqliteSink.write: insert +
-//                                               commit), wall and CPU time (the latter is what it
-//                                               costs on a quiet core; on a busy one, wall > CPU)
+//                                               commit), wall time and the main thread's time on a
+//                                               CPU (/proc/thread-self/schedstat, ns: not the relay's
+//                                               threads; on a busy core, wall > CPU)
 // t is the end of the thing, wall clock (Date.now()), as the load client's clock.
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver, performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
@@ -56,13 +57,12 @@ if (file && root) {
   const write = SqliteSink.prototype.write;
   SqliteSink.prototype.write = function timedWrite(events) {
     const t0 = performance.now();
-    const cpu0 = process.cpuUsage();
+    const cpu0 = onCpuNs();
     try {
       return write.call(this, events);
     } finally {
       const took = performance.now() - t0;
-      const cpu = process.cpuUsage(cpu0);
-      const cpuMs = (cpu.user + cpu.system) / 1000;
+      const cpuMs = (onCpuNs() - cpu0) / 1e6;
       lines.push(
         JSON.stringify({
           t: Date.now(),
@@ -73,6 +73,11 @@ if (file && root) {
       );
     }
   };
+
+  /** The calling thread's time on a CPU so far, ns (the first field of schedstat). */
+  function onCpuNs() {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0]);
+  }
 
   setInterval(flush, 500).unref();
   process.on('exit', flush);
