@@ -5,14 +5,18 @@
 //   BENCH_SECONDS=4          seconds per measured run
 //   BENCH_REPEATS=3          runs per target and figure (best and median are reported)
 //   BENCH_ONLY=connrate,...  figures: connrate keepalive bulk latency idle-memory burst completeness
-//                            recording-floor transparent-connrate transparent-keepalive transparent-latency
-//                            transparent-bulk transparent-burst transparent-kernel-burst tunnel-connrate
-//                            tunnel-bulk tunnel-memory (default all of these; `transparent` names the six
-//                            transparent-*, `kernel` the kernel path's figures transparent-connrate,
-//                            transparent-bulk and transparent-kernel-burst, `tunnel` the three tunnel-*),
-//                            profile (opt-in: honeygate under --cpu-prof)
+//                            recording-floor many-sources transparent-connrate transparent-keepalive
+//                            transparent-latency transparent-bulk transparent-burst transparent-kernel-burst
+//                            tunnel-connrate tunnel-bulk tunnel-memory (default all of these; `transparent`
+//                            names the six transparent-*, `kernel` the kernel path's figures
+//                            transparent-connrate, transparent-bulk and transparent-kernel-burst, `tunnel`
+//                            the three tunnel-*), profile (opt-in: honeygate under --cpu-prof)
 //   BENCH_LAYOUTS=pinned,shared   CPU layouts for the rate figures
 //   BENCH_LATENCY_RATE=1000  new connections/s of the latency figure
+//   BENCH_SOURCES=10000      source addresses of the many-sources figure (bench/conn-load.c)
+//   BENCH_PROBE=1            honeygate's loop delay, GC pauses and SQLite batches in the latency
+//                            and many-sources runs (lib/loop-probe.mjs)
+//   BENCH_EVENTS_BATCH=200ms honeygate's events.batch in the bench configs
 //   BENCH_IDLE_FLOWS=9000    idle flows of the memory figure
 //   BENCH_BURST_PORTS=10000  ports of the burst figure (bound by the 20,000 open files limit)
 //   BENCH_NODE=/path/node    the node that runs honeygate (default: this one)
@@ -31,7 +35,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { measureRecordingFloor } from './lib/floor.mjs';
 import { appendHistory } from './lib/history.mjs';
-import { client, openIdle, wrk } from './lib/load.mjs';
+import { buildConnLoad, client, connLoad, openIdle, wrk } from './lib/load.mjs';
 import { topSelfTime } from './lib/profile.mjs';
 import { renderMarkdown } from './lib/report.mjs';
 import {
@@ -45,6 +49,7 @@ import {
   startNats,
   startNginx,
   startRelayAlone,
+  startSyslog,
 } from './lib/servers.mjs';
 import { ensureBuilt, ensureTools, machineInfo } from './lib/setup.mjs';
 import {
@@ -111,6 +116,7 @@ const ALL = [
   'burst',
   'completeness',
   'recording-floor',
+  'many-sources',
   ...TRANSPARENT,
   ...TUNNEL,
   ...UDP,
@@ -130,6 +136,9 @@ const settings = {
   idleFlows: Number(env.BENCH_IDLE_FLOWS ?? 9000),
   burstPorts: Number(env.BENCH_BURST_PORTS ?? 10000),
   burstWindow: 500,
+  sources: Number(env.BENCH_SOURCES ?? 10000),
+  // honeygate's loop delay, GC pauses and SQLite batches during the latency runs (lib/loop-probe.mjs).
+  probe: env.BENCH_PROBE === '1',
   transparentBurstPorts: Number(env.BENCH_TRANSPARENT_BURST_PORTS ?? 65535),
   node: env.BENCH_NODE ?? process.execPath,
 };
@@ -165,6 +174,9 @@ const LAYOUTS = {
 const TARGETS = {
   direct: { port: PORTS.nginx },
   haproxy: { port: PORTS.haproxy },
+  // HAProxy logging every connection (the fields honeygate stores) through a local syslog
+  // socket to a file: the same work as honeygate's recording, in HAProxy's way.
+  'haproxy-log': { port: PORTS.haproxyLog },
   honeygate: { port: PORTS.honeygate, honeygate: true },
   'haproxy-pp': { port: PORTS.haproxyProxy },
   'honeygate-pp': { port: PORTS.honeygateProxy, honeygate: true },
@@ -182,7 +194,7 @@ const WITH_PP = [...PLAIN, 'haproxy-pp', 'honeygate-pp'];
 // ---- figures measured per layout ---------------------------------------------------------
 const FIGURES = {
   connrate: {
-    targets: [...WITH_PP, 'honeygate-nojournal', 'honeygate-nats'],
+    targets: [...WITH_PP, 'haproxy-log', 'honeygate-nojournal', 'honeygate-nats'],
     connections: 50,
     unit: 'connections/s',
   },
@@ -262,6 +274,7 @@ async function inner({
     completeness: [],
     idleMemory: null,
     burst: null,
+    manySources: null,
     recordingFloor: null,
     transparent: null,
     tunnel: null,
@@ -280,6 +293,8 @@ async function inner({
     }
     if (want('idle-memory')) results.idleMemory = await measureIdleMemory(LAYOUTS.pinned, join(dir, 'idle'));
     if (want('burst')) results.burst = await measureBurst(LAYOUTS.pinned, join(dir, 'burst'));
+    if (want('many-sources'))
+      results.manySources = await measureManySources(LAYOUTS.pinned, join(dir, 'sources'));
     if (want('recording-floor')) {
       results.recordingFloor = await measureRecordingFloor({
         root: HG_ROOT,
@@ -385,6 +400,7 @@ async function measureLayout(layout, dir, completeness) {
         });
       }
       if (f === 'connrate') {
+        if (runs['haproxy-log']) result.figures.haproxyLog = runs['haproxy-log'].map((x) => x.logged);
         for (const t of targets.filter((x) => TARGETS[x].honeygate)) {
           const best = [...runs[t]].sort((a, b) => b.rate - a.rate)[0];
           completeness.push({ layout: layout.id, target: t, ...best.events });
@@ -416,8 +432,17 @@ function figureSummary(runs, value, lowerIsBetter, extra) {
 }
 
 function describe(figure, res) {
-  if (figure === 'latency')
-    return `p50 ${res.p50Ms?.toFixed(3)} ms, p99 ${res.p99Ms?.toFixed(3)} ms, ${res.ok}/${res.sent} ok`;
+  if (figure === 'latency') {
+    const p = res.probe;
+    const probe = p
+      ? `; loop delay max ${p.loopDelay.maxMs} ms, ${p.loopDelay.over1Ms}/${p.loopDelay.windows} 100-ms windows > 1 ms;` +
+        ` scavenges ${p.scavenge.count} (mean ${p.scavenge.meanMs}, max ${p.scavenge.maxMs} ms, ${(p.scavenge.share * 100).toFixed(2)}%);` +
+        ` other GC ${p.otherGc.count} (max ${p.otherGc.maxMs} ms); SQLite batches ${p.sqlite.count} of ${p.sqlite.rows} rows` +
+        ` (mean ${p.sqlite.meanMs}, max ${p.sqlite.maxMs} ms, ${(p.sqlite.share * 100).toFixed(2)}%;` +
+        ` CPU ${((p.sqlite.cpuMs * 1000) / Math.max(1, p.sqlite.rows)).toFixed(2)} µs/row, max ${p.sqlite.maxCpuMs} ms)`
+      : '';
+    return `p50 ${res.p50Ms?.toFixed(3)} ms, p99 ${res.p99Ms?.toFixed(3)} ms, ${res.ok}/${res.sent} ok${probe}`;
+  }
   const main = figure === 'bulk' ? `${res.mbps.toFixed(0)} MB/s` : `${res.rate.toFixed(0)}/s`;
   const ev = res.events ? `, events ${res.events.events}/${res.requests} requests` : '';
   return `${main}${res.errors ? `, ${res.errors} socket errors` : ''}${ev}`;
@@ -447,7 +472,7 @@ async function startLayout(layout, dir, needed) {
       });
     const honeygate = (name, port, server, source, admin, env = process.env, nats = null) =>
       startHoneygate(dir, name, {
-        env,
+        ...probeOptions(dir, name, env),
         nats,
         root: HG_ROOT,
         node: settings.node,
@@ -461,6 +486,7 @@ async function startLayout(layout, dir, needed) {
     if (needed.has('haproxy')) add('haproxy', await haproxy('haproxy', PORTS.haproxy, PORTS.nginx, false));
     if (needed.has('haproxy-pp'))
       add('haproxy-pp', await haproxy('haproxy-pp', PORTS.haproxyProxy, PORTS.nginxProxy, true));
+    if (needed.has('haproxy-log')) await startLoggingHaproxy(layout, dir, add);
     if (needed.has('honeygate'))
       add('honeygate', await honeygate('honeygate', PORTS.honeygate, PORTS.nginx, 'none', PORTS.admin + 1));
     if (needed.has('honeygate-nojournal'))
@@ -534,12 +560,100 @@ async function warmUp(layout, servers, needed) {
   }
 }
 
+/** With BENCH_PROBE=1: honeygate runs with lib/loop-probe.mjs, its timeline in dir/NAME-probe.jsonl. */
+function probeOptions(dir, name, env) {
+  if (!settings.probe) return { env };
+  const probe = join(dirname(fileURLToPath(import.meta.url)), 'lib', 'loop-probe.mjs');
+  return {
+    env: { ...env, HG_PROBE_ROOT: HG_ROOT, HG_PROBE_FILE: join(dir, `${name}-probe.jsonl`) },
+    nodeArgs: ['--import', pathToFileURL(probe).href],
+  };
+}
+
+/**
+ * What held honeygate's loop back between from and to (wall clock ms), from its probe file:
+ * loop delay per 100 ms, GC pauses, SQLite batches, and the share of the window each took.
+ */
+function probeSummary(file, from, to) {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+  const rows = text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((r) => r.t >= from && r.t <= to);
+  const windowMs = to - from;
+  const stats = (list) => {
+    const ms = list.map((r) => r.ms).sort((a, b) => a - b);
+    const total = ms.reduce((a, b) => a + b, 0);
+    return {
+      count: ms.length,
+      totalMs: Number(total.toFixed(1)),
+      share: Number((total / windowMs).toFixed(4)),
+      meanMs: ms.length ? Number((total / ms.length).toFixed(3)) : null,
+      p50Ms: ms.length ? ms[Math.floor(ms.length / 2)] : null,
+      maxMs: ms.length ? ms[ms.length - 1] : null,
+    };
+  };
+  const delays = rows.filter((r) => r.delay).map((r) => r.delay.max);
+  const sqlite = rows.filter((r) => r.sqlite !== undefined);
+  return {
+    windowMs,
+    loopDelay: {
+      windows: delays.length,
+      maxMs: delays.length ? Math.max(...delays) : null,
+      over1Ms: delays.filter((d) => d > 1).length,
+      over2Ms: delays.filter((d) => d > 2).length,
+    },
+    scavenge: stats(rows.filter((r) => r.gc === 'scavenge')),
+    otherGc: stats(rows.filter((r) => r.gc && r.gc !== 'scavenge')),
+    sqlite: {
+      ...stats(sqlite),
+      rows: sqlite.reduce((a, r) => a + r.sqlite, 0),
+      cpuMs: Number(sqlite.reduce((a, r) => a + (r.cpuMs ?? 0), 0).toFixed(1)),
+      maxCpuMs: sqlite.length ? Math.max(...sqlite.map((r) => r.cpuMs ?? 0)) : null,
+    },
+  };
+}
+
+/**
+ * HAProxy with its syslog daemon (socat), both on the proxy's CPUs: on one core, writing
+ * the log is part of the proxy's work, as writing events is part of honeygate's.
+ */
+async function startLoggingHaproxy(layout, dir, add) {
+  // A unix datagram socket queues 10 datagrams by default: past that HAProxy drops the line
+  // (it never blocks on logging). As a syslog host would, allow more; only inside the
+  // bench's own namespace (the setting is per network namespace), never on the host.
+  if (env.BENCH_INNER) output('sysctl', ['-qw', 'net.unix.max_dgram_qlen=4096']);
+  const syslog = add(
+    'haproxy-log-syslog',
+    await startSyslog(dir, 'haproxy-log-syslog', { cpus: layout.proxyCpus }),
+  );
+  const haproxy = add(
+    'haproxy-log',
+    await startHaproxy(dir, 'haproxy-log', {
+      cpus: layout.proxyCpus,
+      threads: layout.proxyThreads,
+      listens: [{ name: 'bench', port: PORTS.haproxyLog, server: PORTS.nginx }],
+      syslog: syslog.socket,
+    }),
+  );
+  haproxy.syslog = syslog;
+}
+
 /** One run, with the CPU time the proxy spent on it (proxyCpuSeconds; null for direct). */
 async function measure(figure, layout, target, servers) {
-  const pid = target === 'direct' ? null : servers[target].process.pid;
-  const cpuBefore = pid ? cpuSeconds(pid) : 0;
+  const server = target === 'direct' ? null : servers[target];
+  // The logging HAProxy's syslog daemon counts as part of it.
+  const pids = server ? [server.process.pid, server.syslog?.process.pid].filter(Boolean) : [];
+  const cpu = () => pids.reduce((s, pid) => s + cpuSeconds(pid), 0);
+  const cpuBefore = cpu();
   const res = await measureRun(figure, layout, target, servers);
-  res.proxyCpuSeconds = pid ? cpuSeconds(pid) - cpuBefore : null;
+  res.proxyCpuSeconds = server ? cpu() - cpuBefore : null;
   return res;
 }
 
@@ -568,20 +682,38 @@ async function measureRun(figure, layout, target, servers) {
   switch (figure) {
     case 'connrate': {
       const hg = TARGETS[target].honeygate ? servers[target] : null;
-      const before = hg ? await settle(hg) : null;
+      const syslog = servers[target]?.syslog ?? null;
+      const before = hg ? await settle(hg) : syslog ? await settleLog(syslog.file) : null;
       const res = await wrk(port, SMALL, { ...base, connections: FIGURES.connrate.connections, close: true });
       if (hg) res.events = completeness(res, before, await settle(hg));
+      if (syslog) res.logged = logCompleteness(res, before, await settleLog(syslog.file));
       return res;
     }
     case 'keepalive':
       return wrk(port, SMALL, { ...base, connections: FIGURES.keepalive.connections });
     case 'bulk':
       return wrk(port, LARGE, { ...base, threads: 1, connections: FIGURES.bulk.connections });
-    case 'latency':
-      return client(settings.node, 'latency', [port, SMALL, settings.latencyRate, settings.seconds], {
-        cpus: layout.loadCpus,
-        timeoutMs: (settings.seconds + 60) * 1000,
-      });
+    case 'latency': {
+      const from = Date.now();
+      const res = await client(
+        settings.node,
+        'latency',
+        [port, SMALL, settings.latencyRate, settings.seconds],
+        {
+          cpus: layout.loadCpus,
+          timeoutMs: (settings.seconds + 60) * 1000,
+        },
+      );
+      if (settings.probe && TARGETS[target].honeygate) {
+        await sleep(600); // the probe writes its timeline every 500 ms
+        res.probe = probeSummary(
+          join(dirname(servers[target].logFile), `${target}-probe.jsonl`),
+          from,
+          Date.now() - 600,
+        );
+      }
+      return res;
+    }
     default:
       throw new Error(`unknown figure ${figure}`);
   }
@@ -613,6 +745,47 @@ async function settle(hg) {
     settled.natsDrainMs = Date.now() - start;
   }
   return settled;
+}
+
+/** Lines in a log file once two counts 200 ms apart agree (the writer has caught up). */
+async function settleLog(file) {
+  let last = -1;
+  return waitFor(
+    `${file} to stop growing`,
+    () => {
+      const n = logLines(file);
+      const steady = n === last;
+      last = n;
+      return steady ? { lines: n } : null;
+    },
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
+}
+
+function logLines(file) {
+  let data;
+  try {
+    data = readFileSync(file);
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  for (let i = data.indexOf(10); i >= 0; i = data.indexOf(10, i + 1)) n++;
+  return n;
+}
+
+/** The logging HAProxy's lines against the flows of one wrk run (as completeness() for honeygate). */
+function logCompleteness(res, before, after) {
+  const lines = after.lines - before.lines;
+  const missing = Math.max(0, res.requests - lines);
+  return {
+    rate: res.rate,
+    requests: res.requests,
+    errors: res.errors,
+    lines,
+    missing,
+    complete: missing === 0,
+  };
 }
 
 async function outboxEvents(hg) {
@@ -664,13 +837,13 @@ async function collectorThroughput(dir, nats, recordedDb) {
 }
 
 let openDatabase = null;
-async function countEvents(file, where = "type = 'flow'") {
+async function countEvents(file, where = "type = 'flow'", what = 'count(*)') {
   // The project's own driver: node:sqlite on Node >= 22.13, better-sqlite3 on Node 20.
   openDatabase ??= (await import(pathToFileURL(join(HG_ROOT, 'dist/src/events/sqlite-driver.js')).href))
     .openDatabase;
   const db = openDatabase(file, { readonly: true });
   try {
-    return Number(db.prepare(`SELECT count(*) AS n FROM events WHERE ${where}`).get().n);
+    return Number(db.prepare(`SELECT ${what} AS n FROM events WHERE ${where}`).get().n);
   } finally {
     db.close();
   }
@@ -762,6 +935,99 @@ async function stableRss(pid) {
     { timeoutMs: 10_000, intervalMs: 300 },
   ).catch(() => {});
   return stable;
+}
+
+// ---- many sources: new connections from 10,000 attacker addresses vs one ------------------
+
+/**
+ * New connections/s (Connection: close, 1 KiB) from settings.sources distinct 127.1.x.y
+ * addresses against the same from one, through HAProxy and honeygate, the same client
+ * (bench/conn-load.c) for all four cases, in rotated order. honeygate keeps admission state
+ * per source (concurrency, rate bucket); the ratio N sources / 1 source is what that state
+ * costs (target: >= 0.9). Every honeygate run's events are counted, and the distinct
+ * source addresses in them.
+ */
+async function measureManySources(layout, dir) {
+  mkdirSync(dir, { recursive: true });
+  const n = settings.sources;
+  log(`many sources: new connections from ${n} source addresses vs 1 (${layout.id})`);
+  const binary = buildConnLoad(ROOT, dir);
+  const { servers, add } = serverSet();
+  const cases = ['haproxy', 'honeygate'].flatMap((t) => [`${t} 1`, `${t} ${n}`]);
+  const runs = Object.fromEntries(cases.map((c) => [c, []]));
+  try {
+    add('nginx', await startNginx(dir, { cpus: layout.loadCpus, workers: layout.nginxWorkers }));
+    add(
+      'haproxy',
+      await startHaproxy(dir, 'haproxy', {
+        cpus: layout.proxyCpus,
+        threads: layout.proxyThreads,
+        listens: [{ name: 'bench', port: PORTS.haproxy, server: PORTS.nginx }],
+      }),
+    );
+    add(
+      'honeygate',
+      await startHoneygate(dir, 'honeygate', {
+        ...probeOptions(dir, 'honeygate', process.env),
+        root: HG_ROOT,
+        node: settings.node,
+        cpus: layout.proxyCpus,
+        listens: [{ port: PORTS.honeygate }],
+        server: PORTS.nginx,
+        source: 'none',
+        admin: PORTS.admin + 1,
+      }),
+    );
+    const load = (t, sources, seconds) =>
+      connLoad(binary, TARGETS[t].port, SMALL, {
+        seconds,
+        connections: FIGURES.connrate.connections,
+        sources,
+        cpus: layout.loadCpus,
+      });
+    for (const t of ['haproxy', 'honeygate']) {
+      await load(t, n, 1);
+      if (t === 'honeygate') await settle(servers.honeygate);
+    }
+    for (let r = 0; r < settings.repeats; r++) {
+      for (const c of rotate(cases, r)) {
+        const [t, sources] = c.split(' ');
+        const hg = t === 'honeygate' ? servers.honeygate : null;
+        const before = hg ? await settle(hg) : null;
+        const since = Date.now();
+        const cpu0 = cpuSeconds(servers[t].process.pid);
+        const res = await load(t, Number(sources), settings.seconds);
+        res.proxyCpuSeconds = cpuSeconds(servers[t].process.pid) - cpu0;
+        if (hg) {
+          res.events = completeness(res, before, await settle(hg));
+          res.events.sources = await countEvents(
+            hg.db,
+            `type = 'flow' AND opened_at >= ${since}`,
+            'count(DISTINCT src_ip)',
+          );
+          // SQLite's share: the rollup keeps a row per source and hour (src/events/rollup.ts).
+          if (settings.probe) res.probe = probeSummary(join(dir, 'honeygate-probe.jsonl'), since, Date.now());
+        }
+        runs[c].push(res);
+        log(
+          `  sources #${r + 1} ${c}: ${res.rate.toFixed(0)}/s, ${((res.proxyCpuSeconds * 1e6) / res.requests).toFixed(1)} CPU µs/conn` +
+            `${res.errors ? `, ${res.errors} socket errors` : ''}${res.events ? `, events ${res.events.events}/${res.requests} requests from ${res.events.sources} addresses` : ''}` +
+            `${res.probe ? `; SQLite CPU ${((res.probe.sqlite.cpuMs * 1000) / Math.max(1, res.probe.sqlite.rows)).toFixed(2)} µs/row in ${res.probe.sqlite.count} batches` : ''}`,
+        );
+      }
+    }
+  } finally {
+    await stopAll(servers);
+  }
+  return {
+    layout: layout.label,
+    sources: n,
+    connections: FIGURES.connrate.connections,
+    rate: figureSummary(runs, (x) => x.rate, false, { unit: 'connections/s' }),
+    cpu: figureSummary(runs, (x) => (x.proxyCpuSeconds * 1e6) / x.requests, true, {
+      unit: 'CPU µs/connection',
+    }),
+  };
 }
 
 // ---- burst: one connection to each of many ports -------------------------------------------

@@ -44,6 +44,15 @@ const SAMPLE = {
   protocol_fields: 'text {"method":"GET","path":"/1k","version":"1.1","host":"127.0.0.1:9003"}',
   count: 'int 1',
   detail: 'null',
+  // A TCP flow of the bench: no enrichment, tally, scan, UDP counts or recording.
+  src_country: 'null',
+  src_asn: 'null',
+  src_as_org: 'null',
+  targets: 'null',
+  scan: 'null',
+  transport: 'null',
+  udp: 'null',
+  recording: 'null',
 };
 
 /** Builds bench/sqlite-floor.c and runs it `repeats` times on `cpus`; µs of CPU per row. */

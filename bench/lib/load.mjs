@@ -1,6 +1,6 @@
 // Load generators: wrk for rates and throughput, bench/clients.mjs for fixed-rate latency,
 // idle flows and the port burst.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from './util.mjs';
@@ -105,4 +105,30 @@ export async function openIdle(node, port, path, count, { cpus, perProcess = 900
     await close();
     throw err;
   }
+}
+
+/** Compiles bench/conn-load.c (new connections from many source addresses) into dir. */
+export function buildConnLoad(root, dir) {
+  const binary = join(dir, 'conn-load');
+  execFileSync('cc', ['-O2', '-o', binary, join(root, 'bench', 'conn-load.c')], { stdio: 'inherit' });
+  return binary;
+}
+
+/**
+ * One conn-load run: `connections` in flight, each a new connection with one request
+ * (Connection: close), from `sources` distinct 127.1.x.y addresses (1: the kernel's choice,
+ * as wrk). Returns its counts plus rate (connections/s).
+ */
+export async function connLoad(
+  binary,
+  port,
+  path,
+  { seconds, connections, sources, cpus, host = '127.0.0.1' },
+) {
+  const args = [host, port, path, connections, seconds, sources].map(String);
+  const res = await run(binary, args, { cpus, timeoutMs: (seconds + 30) * 1000 });
+  const line = res.stdout.trim().split('\n').pop();
+  if (res.code !== 0 || !line) throw new Error(`conn-load exited ${res.code}: ${res.stderr}`);
+  const r = JSON.parse(line);
+  return { ...r, rate: r.requests / (r.durationUs / 1e6) };
 }

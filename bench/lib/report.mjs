@@ -119,6 +119,23 @@ function layoutTable(layout) {
   };
   journal('new connections/s', f.connrate, 0);
   journal('proxy CPU µs per new connection', f['connrate-cpu'], 1);
+  // HAProxy logging every connection (the fields honeygate stores, first bytes included)
+  // through a local syslog socket to a file, in the HAProxy column; targets >= 1.0.
+  const logging = (title, fig, digits) => {
+    if (!fig?.targets['haproxy-log']) return;
+    const t = fig.targets;
+    lines.push(
+      row([
+        `logging HAProxy: ${title}`,
+        '—',
+        cell(t['haproxy-log'], digits),
+        cell(t.honeygate, digits),
+        ratio(t.honeygate, t['haproxy-log']),
+      ]),
+    );
+  };
+  logging('new connections/s', f.connrate, 0);
+  logging('proxy CPU µs per new connection', f['connrate-cpu'], 1);
   // The fleet's nats sink beside SQLite against SQLite alone (in the HAProxy column); the
   // ratio is what the outbox leaves of the rate (target >= 0.95).
   const nats = (title, fig, digits) => {
@@ -136,6 +153,17 @@ function layoutTable(layout) {
   };
   nats('new connections/s', f.connrate, 0);
   nats('proxy CPU µs per new connection', f['connrate-cpu'], 1);
+  if (f.haproxyLog) {
+    const runs = f.haproxyLog.filter(Boolean);
+    const missing = runs.reduce((n, r) => n + r.missing, 0);
+    lines.push(
+      '',
+      `Logging HAProxy: \`log-format\` with the fields honeygate stores (the first 64 bytes included) to a unix ` +
+        `syslog socket, socat appending each datagram to a file, both on the proxy's CPUs (their CPU counted ` +
+        `together). Lines in the file per run: ${runs.map((r) => `${r.lines}/${r.requests}`).join(', ')} ` +
+        `requests (${missing === 0 ? 'one line per connection' : `${missing} connections without a line`}).`,
+    );
+  }
   if (f.nats) {
     const c = f.nats.collector;
     lines.push(
@@ -146,6 +174,56 @@ function layoutTable(layout) {
     );
   }
   return lines.join('\n');
+}
+
+/** "Many sources": new connections from N addresses against one, per proxy (bench/conn-load.c). */
+function manySourcesSection(ms) {
+  const n = ms.sources;
+  const out = ['', `### Many sources: ${num(n, 0)} attacker addresses vs 1 (${ms.layout})`, ''];
+  out.push(row(['figure', '1 source', `${num(n, 0)} sources`, `${num(n, 0)} / 1`]));
+  out.push(row(['---', '---:', '---:', '---:']));
+  for (const t of ['haproxy', 'honeygate']) {
+    const name = t === 'haproxy' ? 'HAProxy' : 'honeygate';
+    const one = (fig) => fig.targets[`${t} 1`];
+    const many = (fig) => fig.targets[`${t} ${n}`];
+    out.push(
+      row([
+        `${name}: new connections/s (${ms.connections} conns)`,
+        cell(one(ms.rate), 0),
+        cell(many(ms.rate), 0),
+        ratio(many(ms.rate), one(ms.rate)),
+      ]),
+    );
+    out.push(
+      row([
+        `${name}: proxy CPU µs per connection`,
+        cell(one(ms.cpu), 1),
+        cell(many(ms.cpu), 1),
+        ratio(many(ms.cpu), one(ms.cpu)),
+      ]),
+    );
+  }
+  const raw = (sources) => ms.rate.targets[`honeygate ${sources}`]?.raw ?? [];
+  const addresses = raw(n).map((r) => r.events?.sources ?? 0);
+  const lost = [...raw(1), ...raw(n)].reduce(
+    (a, r) => a + (r.events?.missing ?? 0) + (r.events?.dropped ?? 0),
+    0,
+  );
+  const perRow = (sources) =>
+    raw(sources)
+      .filter((r) => r.probe)
+      .map((r) => ((r.probe.sqlite.cpuMs * 1000) / Math.max(1, r.probe.sqlite.rows)).toFixed(2));
+  out.push(
+    '',
+    `One client for every case (\`bench/conn-load.c\`: ${ms.connections} connections in flight, Connection: close, ` +
+      `each bound to the next of ${num(n, 0)} addresses 127.1.0.1 + i, or left to the kernel for 1 source). ` +
+      `Distinct source addresses in honeygate's events per run: ${addresses.join(', ')}; ` +
+      `${lost === 0 ? 'every flow recorded' : `${lost} flows not recorded`}. Target: ${num(n, 0)} / 1 ≥ 0.9 for honeygate.` +
+      (perRow(1).length
+        ? ` SQLite batch CPU per row (BENCH_PROBE=1; the rollup keeps a row per source and hour): 1 source ${perRow(1).join(', ')} µs, ${num(n, 0)} sources ${perRow(n).join(', ')} µs.`
+        : ''),
+  );
+  return out;
 }
 
 /** "Transparent mode (namespaces)": honeygate vs HAProxy through TPROXY, then the go-mmproxy rows and the burst. */
@@ -638,6 +716,7 @@ export function renderMarkdown(results) {
         'requests without an event; events above the request count are connections wrk left open at the end of the run.',
     );
   }
+  if (results.manySources) out.push(...manySourcesSection(results.manySources));
   if (results.transparent) out.push(...transparentSection(results.transparent));
   if (results.tunnel) out.push(...tunnelSection(results.tunnel));
   if (results.udp) out.push(...udpSection(results.udp));

@@ -1,9 +1,9 @@
 // The backend (nginx) and the proxies under test (HAProxy, honeygate), each from a config
 // generated into the run's temp directory. A server is { name, process, port, ... }.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { rssKiB, run, startProcess, waitListening } from './util.mjs';
+import { rssKiB, run, startProcess, waitFor, waitListening } from './util.mjs';
 
 export const PORTS = {
   nginx: 8001, // plain HTTP
@@ -19,6 +19,7 @@ export const PORTS = {
   tunnelHub: 9107, // the hub's tunnel listener (mutual TLS, HTTP/2)
   haproxyTlsFront: 9003, // HAProxy -> HAProxy over TLS: the front (send-proxy-v2 ssl)
   haproxyTlsBack: 9004, // ... and the back (accept-proxy ssl crt), to nginx
+  haproxyLog: 9005, // HAProxy logging every connection through a syslog socket (startSyslog)
   nats: 9301, // nats-server (JetStream) for the honeygate-nats target
   collectorMetrics: 9302,
   admin: 9200, // honeygate admin APIs: 9200 + n
@@ -88,6 +89,8 @@ http {
 /**
  * HAProxy in TCP mode with splice, one frontend per listen entry.
  * listens: [{ name, port | ports: [from, to], server: port, sendProxy }]; log: write one line per session to stdout.
+ * syslog: a unix datagram socket (startSyslog) to log every connection to, with the fields
+ * honeygate records (SYSLOG_FORMAT), the first bytes included.
  * For the namespaced figures an entry may instead give bind (its address, port still set),
  * transparent (a TPROXY listener: `bind ... transparent`), servers (["192.0.2.100:80", ...],
  * round robin) and usesrc (`source 0.0.0.0 usesrc clientip`); netns: the namespace to run in.
@@ -97,7 +100,7 @@ http {
 export async function startHaproxy(
   dir,
   name,
-  { cpus, threads, listens, log = false, maxconn = MAX_FLOWS, netns = null },
+  { cpus, threads, listens, log = false, syslog = null, maxconn = MAX_FLOWS, netns = null },
 ) {
   const sections = listens.map((l) => {
     const bind = l.bind ?? `127.0.0.1:${l.ports ? `${l.ports[0]}-${l.ports[1]}` : l.port}`;
@@ -105,7 +108,7 @@ export async function startHaproxy(
     return `
 frontend ${l.name}
   bind ${bind}${l.transparent ? ' transparent' : ''}${l.bindOptions ? ` ${l.bindOptions}` : ''}
-  default_backend ${l.name}_be
+${syslog ? SYSLOG_CAPTURE : ''}  default_backend ${l.name}_be
 backend ${l.name}_be
 ${servers.length > 1 ? '  balance roundrobin\n' : ''}${l.usesrc ? '  source 0.0.0.0 usesrc clientip\n' : ''}${servers
   .map(
@@ -123,10 +126,10 @@ global
   nbthread ${threads}
   maxconn ${maxconn}
   maxpipes ${maxpipes}
-${log ? '  log stdout format raw local0' : ''}
+${log ? '  log stdout format raw local0' : ''}${syslog ? `  log ${syslog} len 2048 format raw local0` : ''}
 defaults
   mode tcp
-${log ? '  log global\n  option tcplog' : ''}
+${log ? '  log global\n  option tcplog' : ''}${syslog ? `  log global\n  log-format "${SYSLOG_FORMAT}"\n  unique-id-format ${UNIQUE_ID}` : ''}
   option splice-auto
   timeout connect 5s
   timeout client 10m
@@ -143,6 +146,46 @@ ${sections.join('')}`;
   };
   await waitListening(server, listenPorts(listens), 60_000);
   return server;
+}
+
+// What honeygate stores per flow, as an HAProxy log line (`option tcplog` with this
+// log-format; HAProxy warns that the format replaces the option's, so only the format is set):
+// a unique id, time opened, source, original destination, listener, backend/server and its
+// address, bytes each way, timings (queue/connect/total: the duration), the close reason
+// (termination state) and the first bytes the client sent (up to 64, hex: honeygate keeps
+// them, and its protocol detection reads them).
+const SYSLOG_FORMAT = '%ID %t %ci:%cp %fi:%fp %ft %b/%s %si:%sp %U %B %Tw/%Tc/%Tt %ts %[capture.req.hdr(0)]';
+const UNIQUE_ID = '%{+X}o%ci%cp%fi%fp%Ts%rt%pid';
+// The first bytes: wait (at most 1 s) until the client has
+// sent something, keep up to 64 bytes of it, then forward. `req.payload(0,0)` is what has
+// arrived; `req.payload(0,64)` would wait for 64 bytes (a shorter request waited out the
+// whole delay), hence the `bytes` converter.
+const SYSLOG_CAPTURE = `  tcp-request inspect-delay 1s
+  tcp-request content capture req.payload(0,0),bytes(0,64),hex len 128 if { req.len ge 1 }
+  tcp-request content accept if { req.len ge 1 }
+`;
+
+/**
+ * The local syslog daemon of the logging HAProxy rows: socat receiving datagrams on a unix
+ * socket and appending each (one log line, newline included) to a file. Resolves
+ * { name, process, socket, file } once the socket exists.
+ */
+export async function startSyslog(dir, name, { cpus, netns = null }) {
+  const socket = join(dir, `${name}.sock`);
+  const file = join(dir, `${name}.log`);
+  const syslog = {
+    name,
+    process: startProcess('socat', ['-u', `UNIX-RECV:${socket},mode=666`, `OPEN:${file},creat,append`], {
+      cpus,
+      netns,
+      logFile: join(dir, `${name}.err`),
+    }),
+    socket,
+    file,
+  };
+  await waitFor(`${name} to create ${socket}`, () => existsSync(socket) || syslog.process.exitCode !== null);
+  if (syslog.process.exitCode !== null) throw new Error(`socat (${name}) exited ${syslog.process.exitCode}`);
+  return syslog;
 }
 
 /**
@@ -259,7 +302,7 @@ export function honeygateCommonYaml({ maxFlows = MAX_FLOWS, db, admin, nats = nu
   grace: 1s
 events:
   sqlite: ${JSON.stringify(db)}
-${sensor ? `  sensor: ${JSON.stringify(sensor)}\n` : ''}${fleet}admin:
+${process.env.BENCH_EVENTS_BATCH ? `  batch: ${process.env.BENCH_EVENTS_BATCH}\n` : ''}${sensor ? `  sensor: ${JSON.stringify(sensor)}\n` : ''}${fleet}admin:
   listen: "127.0.0.1:${admin}"
 log:
   level: warn
