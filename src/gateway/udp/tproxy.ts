@@ -12,7 +12,7 @@ import dgram from 'node:dgram';
 import type { ListenerConfig } from '../../config/types.js';
 import type { Logger } from '../../log.js';
 import { formatEndpoint, normalizeIp } from '../../net/address.js';
-import { udpReceiver, udpSocket } from '../../net/native.js';
+import { udpPort, udpSocket } from '../../net/native.js';
 import type { BoundSocket } from '../listener.js';
 import type { Downstream, OnDatagram } from './flow.js';
 
@@ -32,7 +32,7 @@ export function bindTproxy(
     address: formatEndpoint({ host, port }),
     local: null,
   };
-  const receiver = udpReceiver(fd, (numbers, hosts, payload) => {
+  const receiver = udpPort(fd, (numbers, hosts, payload) => {
     for (let i = 0; i < hosts.length / 2; i++) {
       const src = { ip: normalizeIp(hosts[i * 2]!) ?? hosts[i * 2]!, port: numbers[i * 4]! };
       const dstHost = hosts[i * 2 + 1]!;
