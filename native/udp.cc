@@ -1,16 +1,21 @@
-// UDP for honeygate's tproxy listeners and transparent sends (src/gateway/udp):
+// UDP for honeygate's listeners and upstream sockets (src/gateway/udp):
 //
 //   udpSocket(host, port, { transparent?, reuseAddr?, mark?, origDst? }) -> fd
 //     a bound SOCK_DGRAM socket. transparent: IP_TRANSPARENT (bind a non-local address: the
 //     attacker's, for a transparent forward; the original destination, to answer from it).
 //     origDst: IP_RECVORIGDSTADDR / IPV6_RECVORIGDSTADDR (a tproxy listener's socket).
-//     Node adopts the fd with dgram's bind({ fd }) when it only sends and receives.
+//     With HONEYGATE_RELAY=off, Node adopts the fd with dgram's bind({ fd }).
 //
-//   new UdpReceiver(fd, onBatch(numbers: Float64Array, hosts: string[], payload: Buffer))
-//     reads a tproxy socket (dgram cannot read ancillary data): recvmmsg in batches of
-//     kBatch, each datagram as 4 numbers [srcPort, dstPort, start, end] (bytes
-//     payload[start, end)) and 2 strings [srcHost, dstHost]. dstHost is "" when the kernel
-//     gave no original destination. close() stops and closes the fd.
+//   udpConnect(fd, host, port): connect() it to its one peer (a forward's server).
+//
+//   new UdpPort(fd, onBatch(numbers: Float64Array, hosts: string[], payload: Buffer), addresses?)
+//     reads fd with recvmmsg in batches of kBatch (dgram cannot read ancillary data, and
+//     pays a callback per datagram), each datagram as 4 numbers [srcPort, dstPort, start,
+//     end] (bytes payload[start, end)) and, unless addresses is false, 2 strings [srcHost,
+//     dstHost]; dstHost is "" when the kernel gave no original destination.
+//     send(payloads, start, hosts | null, ports | null) sends up to kSendBatch with one
+//     sendmmsg; waitWritable() asks for one onBatch() call without arguments once the
+//     socket takes datagrams again. close() stops and closes the fd.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -128,13 +133,8 @@ Scratch& ThreadScratch() {
 
 class UdpPort {
  public:
-  UdpPort(napi_env env, int fd, napi_value onBatch, napi_value onWritable, bool addresses)
-      : env_(env), fd_(fd), addresses_(addresses) {
+  UdpPort(napi_env env, int fd, napi_value onBatch, bool addresses) : env_(env), fd_(fd), addresses_(addresses) {
     callback_.Init(env, onBatch, "honeygate:udp");
-    if (onWritable) {
-      writable_.Init(env, onWritable, "honeygate:udp");
-      hasWritable_ = true;
-    }
     uv_loop_t* loop;
     napi_get_uv_event_loop(env, &loop);
     poll_.data = this;
@@ -153,7 +153,6 @@ class UdpPort {
       if (self->orphaned_) delete self;
     });
     callback_.Release(env_);
-    if (hasWritable_) writable_.Release(env_);
   }
 
   void Orphan() {
@@ -164,9 +163,9 @@ class UdpPort {
 
   bool closed() const { return closed_; }
 
-  // Asks for one onWritable call when the socket can take datagrams again.
+  // Asks for one onBatch() call without arguments when the socket can take datagrams again.
   void WaitWritable() {
-    if (closed_ || !hasWritable_) return;
+    if (closed_) return;
     wantWritable_ = true;
     Poll();
   }
@@ -191,7 +190,7 @@ class UdpPort {
         self->Poll();
         napi_handle_scope scope;
         napi_open_handle_scope(self->env_, &scope);
-        self->writable_.Call(self->env_, 0, nullptr);
+        self->callback_.Call(self->env_, 0, nullptr);
         napi_close_handle_scope(self->env_, scope);
       }
     });
@@ -276,9 +275,7 @@ class UdpPort {
   napi_env env_;
   int fd_;
   bool addresses_;
-  BatchCallback callback_;
-  BatchCallback writable_;
-  bool hasWritable_ = false;
+  BatchCallback callback_;  // one per port (each holds an async context): writable calls it too
   bool wantWritable_ = false;
   uv_poll_t poll_{};
   bool closed_ = false;
@@ -299,31 +296,25 @@ UdpPort* Unwrap(napi_env env, napi_callback_info info, size_t* argc, napi_value*
 
 napi_value PortNew(napi_env env, napi_callback_info info) {
   static const char usage[] =
-      "Usage: new UdpPort(fd: number, onBatch: Function, onWritable?: Function, addresses?: boolean)";
-  size_t argc = 4;
-  napi_value argv[4], self;
+      "Usage: new UdpPort(fd: number, onBatch: Function, addresses?: boolean)";
+  size_t argc = 3;
+  napi_value argv[3], self;
   napi_get_cb_info(env, info, &argc, argv, &self, nullptr);
   double fd;
   napi_valuetype type;
   if (argc < 2 || !GetInteger(env, argv[0], 0, 2147483647.0, &fd) || napi_typeof(env, argv[1], &type) != napi_ok ||
       type != napi_function)
     return Usage(env, usage);
-  napi_value onWritable = nullptr;
+  bool addresses = true;
   if (argc >= 3) {
     if (napi_typeof(env, argv[2], &type) != napi_ok) return Usage(env, usage);
-    if (type == napi_function) onWritable = argv[2];
-    else if (type != napi_undefined) return Usage(env, usage);
-  }
-  bool addresses = true;
-  if (argc >= 4) {
-    if (napi_typeof(env, argv[3], &type) != napi_ok) return Usage(env, usage);
-    if (type == napi_boolean) napi_get_value_bool(env, argv[3], &addresses);
+    if (type == napi_boolean) napi_get_value_bool(env, argv[2], &addresses);
     else if (type != napi_undefined) return Usage(env, usage);
   }
   int flags = fcntl(static_cast<int>(fd), F_GETFL);
   if (flags < 0 || fcntl(static_cast<int>(fd), F_SETFL, flags | O_NONBLOCK) != 0)
     return ThrowSyscall(env, "fcntl", std::to_string(static_cast<int>(fd)) + ", F_SETFL, O_NONBLOCK", errno);
-  auto* port = new UdpPort(env, static_cast<int>(fd), argv[1], onWritable, addresses);
+  auto* port = new UdpPort(env, static_cast<int>(fd), argv[1], addresses);
   napi_wrap(
       env, self, port, [](napi_env, void* data, void*) { static_cast<UdpPort*>(data)->Orphan(); }, nullptr, nullptr);
   return self;
@@ -348,7 +339,7 @@ napi_value PortWaitWritable(napi_env env, napi_callback_info info) {
 // send(payloads: Buffer[], start: number, hosts: string[] | null, ports: number[] | null)
 //   sends payloads[start, ...), at most kSendBatch, with one sendmmsg: to hosts[i]:ports[i],
 //   or to the connected peer when hosts is null. Returns the count sent, or -errno when the
-//   first of them failed (EAGAIN: call waitWritable() and send the rest on onWritable).
+//   first of them failed (EAGAIN: call waitWritable() and send the rest on onBatch()).
 napi_value PortSend(napi_env env, napi_callback_info info) {
   static const char usage[] =
       "Usage: port.send(payloads: Buffer[], start: number, hosts: string[] | null, ports: number[] | null)";

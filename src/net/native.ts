@@ -25,7 +25,11 @@ interface Addon {
   upstreamSocket(family: 4 | 6, opts: SocketOptions): number;
   udpSocket(host: string, port: number, opts: UdpSocketOptions): number;
   udpConnect(fd: number, host: string, port: number): void;
-  UdpPort: new (fd: number, onBatch: UdpBatch, onWritable?: () => void, addresses?: boolean) => NativeUdpPort;
+  UdpPort: new (
+    fd: number,
+    onBatch: (numbers?: Float64Array, hosts?: string[], payload?: Buffer) => void,
+    addresses?: boolean,
+  ) => NativeUdpPort;
   ConntrackReader: new (opts: { mark: number; rcvbuf: number }, onBatch: ConntrackBatch) => ConntrackReader;
   originalDst(fd: number): { host: string; port: number } | null;
   socketName(fd: number): { host: string; port: number };
@@ -254,7 +258,7 @@ export interface NativeUdpPort {
    * the connected peer when hosts is null. The count sent, or -errno if the first failed.
    */
   send(payloads: Buffer[], start: number, hosts: string[] | null, ports: number[] | null): number;
-  /** One onWritable call when the socket takes datagrams again (after an EAGAIN). */
+  /** One call of onWritable when the socket takes datagrams again (after an EAGAIN). */
   waitWritable(): void;
   close(): void;
 }
@@ -279,7 +283,12 @@ export function udpPort(
   onWritable?: () => void,
   addresses = true,
 ): NativeUdpPort {
-  return call((a) => new a.UdpPort(fd, onBatch, onWritable, addresses));
+  // One native callback per port (each holds an async context): called without arguments, it means writable.
+  const callback = (numbers?: Float64Array, hosts?: string[], payload?: Buffer) => {
+    if (numbers) onBatch(numbers, hosts!, payload!);
+    else onWritable?.();
+  };
+  return call((a) => new a.UdpPort(fd, callback, addresses));
 }
 
 /**
