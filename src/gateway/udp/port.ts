@@ -15,6 +15,7 @@ import { type NativeUdpPort, type UdpBatch, udpPort } from '../../net/native.js'
 const EAGAIN = 11;
 const EWOULDBLOCK = EAGAIN;
 const ENOBUFS = 105;
+const EINVAL = 22;
 
 const dirty = new Set<UdpBatchPort>();
 let scheduled = false;
@@ -68,7 +69,12 @@ export class UdpBatchPort {
   /** Sends what is queued, in batches, until done or the socket is full. */
   flush(): void {
     while (!this.closed && !this.waiting && this.start < this.payloads.length) {
-      const r = this.native.send(this.payloads, this.start, this.hosts, this.ports);
+      let r: number;
+      try {
+        r = this.native.send(this.payloads, this.start, this.hosts, this.ports);
+      } catch {
+        r = -EINVAL; // a "Usage:" from the addon (an address it cannot parse): skip that datagram
+      }
       if (r > 0) {
         this.start += r;
       } else if (r === -EAGAIN || r === -EWOULDBLOCK || r === -ENOBUFS) {
