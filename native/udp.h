@@ -1,4 +1,4 @@
-// udp.cc's exports (udpSocket, UdpReceiver), added to the addon by honeygate.cc's Init.
+// udp.cc's exports (udpSocket, udpConnect, UdpPort), added to the addon by honeygate.cc's Init.
 #pragma once
 #include "napi_util.h"
 

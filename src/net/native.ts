@@ -24,7 +24,12 @@ interface Addon {
   listenSocket(host: string, port: number, opts: SocketOptions & { backlog?: number }): number;
   upstreamSocket(family: 4 | 6, opts: SocketOptions): number;
   udpSocket(host: string, port: number, opts: UdpSocketOptions): number;
-  UdpReceiver: new (fd: number, onBatch: UdpBatch) => { close(): void };
+  udpConnect(fd: number, host: string, port: number): void;
+  UdpPort: new (
+    fd: number,
+    onBatch: (numbers?: Float64Array, hosts?: string[], payload?: Buffer) => void,
+    addresses?: boolean,
+  ) => NativeUdpPort;
   ConntrackReader: new (opts: { mark: number; rcvbuf: number }, onBatch: ConntrackBatch) => ConntrackReader;
   originalDst(fd: number): { host: string; port: number } | null;
   socketName(fd: number): { host: string; port: number };
@@ -239,20 +244,51 @@ export interface UdpSocketOptions {
 }
 
 /**
- * A batch of datagrams from a UdpReceiver: per datagram 4 numbers [srcPort, dstPort,
- * start, end] (its bytes are payload[start, end)) and 2 strings [srcHost, dstHost]
- * (dstHost "" when the kernel gave no original destination).
+ * A batch of datagrams from a UdpPort: per datagram 4 numbers [srcPort, dstPort, start,
+ * end] (its bytes are payload[start, end)) and 2 strings [srcHost, dstHost] (dstHost ""
+ * when the kernel gave no original destination). A port made without addresses (a
+ * connected one) gives no strings and ports 0: numbers.length / 4 datagrams.
  */
 export type UdpBatch = (numbers: Float64Array, hosts: string[], payload: Buffer) => void;
+
+/** native/udp.cc's UdpPort: recvmmsg batches in, sendmmsg batches out, on one fd it owns. */
+export interface NativeUdpPort {
+  /**
+   * Sends payloads[start, ...) (at most 64) with one sendmmsg, to hosts[i]:ports[i], or to
+   * the connected peer when hosts is null. The count sent, or -errno if the first failed.
+   */
+  send(payloads: Buffer[], start: number, hosts: string[] | null, ports: number[] | null): number;
+  /** One call of onWritable when the socket takes datagrams again (after an EAGAIN). */
+  waitWritable(): void;
+  close(): void;
+}
 
 /** A bound, non-blocking SOCK_DGRAM fd (native/udp.cc). Throws HG_ERR_SOCKET naming the syscall. */
 export function udpSocket(host: string, port: number, opts: UdpSocketOptions): number {
   return call((a) => a.udpSocket(host, port, opts));
 }
 
-/** Reads `fd` with recvmmsg, original destinations included; owns the fd from here on. */
-export function udpReceiver(fd: number, onBatch: UdpBatch): { close(): void } {
-  return call((a) => new a.UdpReceiver(fd, onBatch));
+/** Connects a datagram socket to host:port (its only peer from then on). Throws HG_ERR_SOCKET. */
+export function udpConnect(fd: number, host: string, port: number): void {
+  call((a) => a.udpConnect(fd, host, port));
+}
+
+/**
+ * Reads and writes `fd` in batches (recvmmsg, sendmmsg); owns the fd from here on.
+ * addresses: false skips each datagram's addresses (a connected socket has one peer).
+ */
+export function udpPort(
+  fd: number,
+  onBatch: UdpBatch,
+  onWritable?: () => void,
+  addresses = true,
+): NativeUdpPort {
+  // One native callback per port (each holds an async context): called without arguments, it means writable.
+  const callback = (numbers?: Float64Array, hosts?: string[], payload?: Buffer) => {
+    if (numbers) onBatch(numbers, hosts!, payload!);
+    else onWritable?.();
+  };
+  return call((a) => new a.UdpPort(fd, callback, addresses));
 }
 
 /**

@@ -6,16 +6,22 @@
 //            honeygate's address, `proxy-v2` puts a PROXY v2 DGRAM header before each
 //            datagram (go-mmproxy's UDP mode reads exactly that), `transparent` sends from
 //            the attacker's address and port (IP_TRANSPARENT). Replies from that server
-//            go back through the guard.
+//            go back through the guard. With the addon the upstream socket is a connected
+//            UdpBatchPort (port.ts): batched sends and reads, and the kernel keeps out any
+//            datagram that is not the server's; with HONEYGATE_RELAY=off, a dgram socket.
 //   capture: records; answers each datagram with `capture.reply` when one is configured.
 //   drop, reject: records and answers nothing (UDP has no reset; reject sends no ICMP).
 import dgram from 'node:dgram';
+import { closeSync } from 'node:fs';
 import net from 'node:net';
+import { constants as osConstants } from 'node:os';
 import type { Action, BackendConfig } from '../../config/types.js';
-import { udpSocket } from '../../net/native.js';
+import { udpConnect, udpSocket } from '../../net/native.js';
 import { encodeProxyV2, PP2_TYPE } from '../../net/proxy-protocol.js';
+import { relayWanted } from '../relay.js';
 import type { UdpFlow } from './flow.js';
 import type { AmplificationGuard } from './guard.js';
+import { UdpBatchPort } from './port.js';
 
 /** Sends `payload` to the flow's attacker if the guard allows it; counts it either way. */
 export function reply(flow: UdpFlow, guard: AmplificationGuard, payload: Buffer): void {
@@ -69,12 +75,78 @@ function forwardUdp(flow: UdpFlow, backendName: string, guard: AmplificationGuar
   flow.defer(() => pool.release(server));
   const to = server.endpoint;
   flow.server = `${to.host.includes(':') ? `[${to.host}]` : to.host}:${to.port}`;
-  let upstream: dgram.Socket;
+  const header =
+    backend.source === 'proxy-v2'
+      ? encodeProxyV2({
+          family: net.isIP(flow.src.ip) === 4 && net.isIP(flow.dst.ip) === 4 ? 'UDP4' : 'UDP6',
+          src: { ip: flow.src.ip, port: flow.src.port },
+          dst: { ip: flow.dst.ip, port: flow.dst.port },
+          tlvs: [{ type: PP2_TYPE.UNIQUE_ID, value: Buffer.from(flow.id, 'ascii') }],
+        })
+      : null;
+  const serverFamily = net.isIP(to.host) as 4 | 6;
   try {
-    upstream = openUpstream(flow, backend, net.isIP(to.host) as 4 | 6);
+    if (relayWanted()) forwardBatched(flow, backend, guard, to, serverFamily, header);
+    else forwardDgram(flow, backend, guard, to, serverFamily, header);
   } catch (err) {
     return flow.finish('error', `upstream socket: ${(err as Error).message}`);
   }
+  flow.closeReason = 'idle-timeout';
+}
+
+/** The addon's way: a connected socket, datagrams out in sendmmsg batches, replies in recvmmsg batches. */
+function forwardBatched(
+  flow: UdpFlow,
+  backend: BackendConfig,
+  guard: AmplificationGuard,
+  to: { host: string; port: number },
+  family: 4 | 6,
+  header: Buffer | null,
+): void {
+  const fd =
+    backend.source === 'transparent'
+      ? udpSocket(flow.src.ip, flow.src.port, { transparent: true, reuseAddr: true, mark: 0 })
+      : udpSocket(family === 6 ? '::' : '0.0.0.0', 0, {});
+  try {
+    udpConnect(fd, to.host, to.port);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  const upstream = new UdpBatchPort(
+    fd,
+    (numbers, _hosts, payload) => {
+      for (let i = 0; i < numbers.length; i += 4)
+        reply(flow, guard, payload.subarray(numbers[i + 2]!, numbers[i + 3]!));
+    },
+    true,
+    (errno) => {
+      // ECONNREFUSED: an ICMP port unreachable from the honeypot. Kept, not fatal: UDP has no
+      // connection, and the attacker may still send.
+      flow.detail ??= `upstream: ${errnoText(errno)}`;
+    },
+  );
+  flow.upstream = upstream;
+  flow.onDatagram = header
+    ? (payload) => upstream.send(Buffer.concat([header, payload]))
+    : (payload) => upstream.send(payload);
+}
+
+function errnoText(errno: number): string {
+  const name = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0];
+  return name ? `send ${name}` : `send errno ${errno}`;
+}
+
+/** Node's way (HONEYGATE_RELAY=off): a dgram socket, a syscall and a callback per datagram. */
+function forwardDgram(
+  flow: UdpFlow,
+  backend: BackendConfig,
+  guard: AmplificationGuard,
+  to: { host: string; port: number },
+  family: 4 | 6,
+  header: Buffer | null,
+): void {
+  const upstream = openUpstream(flow, backend, family);
   flow.upstream = upstream;
   upstream.on('error', (err: NodeJS.ErrnoException) => {
     // ECONNREFUSED: an ICMP port unreachable from the honeypot. Kept, not fatal: UDP has no
@@ -86,22 +158,12 @@ function forwardUdp(flow: UdpFlow, backendName: string, guard: AmplificationGuar
     if (rinfo.port !== to.port || net.isIP(rinfo.address) === 0) return;
     reply(flow, guard, msg);
   });
-  const header =
-    backend.source === 'proxy-v2'
-      ? encodeProxyV2({
-          family: net.isIP(flow.src.ip) === 4 && net.isIP(flow.dst.ip) === 4 ? 'UDP4' : 'UDP6',
-          src: { ip: flow.src.ip, port: flow.src.port },
-          dst: { ip: flow.dst.ip, port: flow.dst.port },
-          tlvs: [{ type: PP2_TYPE.UNIQUE_ID, value: Buffer.from(flow.id, 'ascii') }],
-        })
-      : null;
   flow.onDatagram = (payload) => {
     const out = header ? Buffer.concat([header, payload]) : payload;
     upstream.send(out, to.port, to.host, (err) => {
       if (err) flow.detail ??= `upstream: ${err.message}`;
     });
   };
-  flow.closeReason = 'idle-timeout';
 }
 
 /** A socket towards the server: from the attacker's address (transparent) or an ephemeral one of ours. */

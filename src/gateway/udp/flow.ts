@@ -4,7 +4,6 @@
 // bytes, protocol) and records one event, with `transport: udp` and its datagram counts.
 //
 //   first datagram -> admit -> classify (that datagram) -> route -> action -> ... -> idle -> event
-import type dgram from 'node:dgram';
 import { classifyDatagram } from '../../classifiers/index.js';
 import type { ListenerConfig, Route } from '../../config/types.js';
 import type { Address, CloseReason, FlowEvent, UdpCounts } from '../../events/event.js';
@@ -52,8 +51,8 @@ export class UdpFlow {
   journaled = -1;
   /** The action's per-datagram step (forward's send upstream, capture's reply); set by the action. */
   onDatagram: ((payload: Buffer) => void) | null = null;
-  /** The upstream socket of a forward, closed with the flow. */
-  upstream: dgram.Socket | null = null;
+  /** The upstream socket of a forward (a UdpBatchPort, or dgram's), closed with the flow. */
+  upstream: { close(): void } | null = null;
   private first: Buffer[] = [];
   private firstLength = 0;
   private cleanups: (() => void)[] = [];

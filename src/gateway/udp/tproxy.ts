@@ -8,13 +8,14 @@
 // the original destination (SO_REUSEADDR: flows to the same destination share it), made
 // on the flow's first reply and closed with the flow. The kernel may also deliver the
 // attacker's next datagrams to that socket (TPROXY prefers a bound socket), so it reads too.
-import dgram from 'node:dgram';
+// Both sockets read and write in batches (port.ts).
 import type { ListenerConfig } from '../../config/types.js';
 import type { Logger } from '../../log.js';
-import { formatEndpoint, normalizeIp } from '../../net/address.js';
-import { udpReceiver, udpSocket } from '../../net/native.js';
+import { formatEndpoint, normalizeIp, socketIp } from '../../net/address.js';
+import { udpPort, udpSocket } from '../../net/native.js';
 import type { BoundSocket } from '../listener.js';
 import type { Downstream, OnDatagram } from './flow.js';
+import { UdpBatchPort } from './port.js';
 
 export function bindTproxy(
   l: ListenerConfig,
@@ -32,7 +33,7 @@ export function bindTproxy(
     address: formatEndpoint({ host, port }),
     local: null,
   };
-  const receiver = udpReceiver(fd, (numbers, hosts, payload) => {
+  const receiver = udpPort(fd, (numbers, hosts, payload) => {
     for (let i = 0; i < hosts.length / 2; i++) {
       const src = { ip: normalizeIp(hosts[i * 2]!) ?? hosts[i * 2]!, port: numbers[i * 4]! };
       const dstHost = hosts[i * 2 + 1]!;
@@ -51,7 +52,7 @@ function replySocket(
   onDatagram: OnDatagram,
   log: Logger,
 ): Downstream {
-  let socket: dgram.Socket | null = null;
+  let socket: UdpBatchPort | null = null;
   let failed = false;
   const self: Downstream = {
     send(payload, to) {
@@ -59,20 +60,30 @@ function replySocket(
       if (!socket) {
         try {
           const fd = udpSocket(dst.ip, dst.port, { transparent: true, reuseAddr: true });
-          socket = dgram.createSocket(dst.ip.includes(':') ? 'udp6' : 'udp4');
-          socket.on('error', () => {});
-          socket.on('message', (msg, rinfo) => {
-            const ip = normalizeIp(rinfo.address) ?? rinfo.address;
-            onDatagram(bound, msg, { ip, port: rinfo.port }, dst, () => self);
-          });
-          socket.bind({ fd });
+          socket = new UdpBatchPort(
+            fd,
+            (numbers, hosts, batch) => {
+              for (let i = 0; i < hosts.length / 2; i++) {
+                const h = hosts[i * 2]!;
+                const src = { ip: socketIp(h) ?? h, port: numbers[i * 4]! };
+                onDatagram(
+                  bound,
+                  batch.subarray(numbers[i * 4 + 2]!, numbers[i * 4 + 3]!),
+                  src,
+                  dst,
+                  () => self,
+                );
+              }
+            },
+            false,
+          );
         } catch (err) {
           failed = true;
           log.warn({ err: (err as Error).message, dst }, 'cannot answer from the original destination');
           return;
         }
       }
-      socket.send(payload, to.port, to.ip, () => {});
+      socket.send(payload, to);
     },
     close() {
       socket?.close();

@@ -2,24 +2,30 @@
 // runs their actions (actions.ts) behind the amplification guard (guard.ts), and ends
 // flows that went idle. Gateway (../gateway.ts) owns one and forwards start, reload and stop.
 //
-// `bind` listeners use Node's dgram: one socket per address and port, and a reply leaves
-// from the socket the datagram came to, so from the address the attacker aimed at. A
-// `tproxy` listener needs the native addon (the original destination of each datagram,
-// and a transparent socket to answer from it): see udpTproxy() in tproxy.ts.
+// `bind` listeners: one socket per address and port, and a reply leaves from the socket the
+// datagram came to, so from the address the attacker aimed at. With the addon they read and
+// write in batches (port.ts: recvmmsg, sendmmsg, one JS call per batch); with
+// HONEYGATE_RELAY=off or no addon, through Node's dgram, a syscall and a callback per
+// datagram. A `tproxy` listener needs the addon (the original destination of each datagram,
+// and a transparent socket to answer from it): see bindTproxy() in tproxy.ts.
 import dgram from 'node:dgram';
+import { closeSync } from 'node:fs';
 import { AMPLIFICATION_DEFAULTS } from '../../config/schema.js';
 import type { Config, ListenerConfig, UdpLimits } from '../../config/types.js';
 import { newEventId, type Recorder } from '../../events/recorder.js';
 import type { Logger } from '../../log.js';
-import { formatEndpoint, normalizeIp } from '../../net/address.js';
+import { formatEndpoint, normalizeIp, socketIp } from '../../net/address.js';
+import { socketName, udpSocket } from '../../net/native.js';
 import { Admission } from '../admit.js';
 import type { BoundSocket } from '../listener.js';
 import { listeningRuns } from '../listening.js';
+import { relayWanted } from '../relay.js';
 import { routeWithoutPeek } from '../route.js';
 import type { Runtime } from '../runtime.js';
 import { reply, runUdpAction } from './actions.js';
 import { type Downstream, type OnDatagram, UdpFlow } from './flow.js';
 import { AmplificationGuard } from './guard.js';
+import { UdpBatchPort } from './port.js';
 import { bindTproxy } from './tproxy.js';
 
 export const UDP_DEFAULTS: UdpLimits = {
@@ -85,6 +91,41 @@ function bindDgram(
   });
 }
 
+/** Binds one batched socket (the addon's); throws HG_ERR_SOCKET naming the failed call. */
+function bindBatched(l: ListenerConfig, host: string, port: number, onDatagram: OnDatagram): BoundSocket {
+  const fd = udpSocket(host, port, {});
+  const ip = normalizeIp(host) ?? host;
+  let actual = port;
+  try {
+    if (port === 0) actual = socketName(fd).port;
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  const local = { ip, port: actual };
+  const bound: BoundSocket = {
+    key: udpKey(l.name, host, port, false),
+    listener: l.name,
+    close: () => socket.close(),
+    address: formatEndpoint({ host, port: actual }),
+    local,
+  };
+  const send: Downstream = { send: (payload, to) => socket.send(payload, to) };
+  const downstream = () => send;
+  const socket = new UdpBatchPort(
+    fd,
+    (numbers, hosts, payload) => {
+      for (let i = 0; i < hosts.length / 2; i++) {
+        const h = hosts[i * 2]!;
+        const src = { ip: socketIp(h) ?? h, port: numbers[i * 4]! };
+        onDatagram(bound, payload.subarray(numbers[i * 4 + 2]!, numbers[i * 4 + 3]!), src, local, downstream);
+      }
+    },
+    false,
+  );
+  return bound;
+}
+
 export class UdpGateway {
   private readonly sockets = new Map<string, BoundSocket>();
   private readonly flows = new Map<string, UdpFlow>();
@@ -127,7 +168,11 @@ export class UdpGateway {
         }
         for (const e of l.bind) {
           if (e.port !== 0 && have.has(udpKey(l.name, e.host, e.port, false))) continue;
-          out.push(await bindDgram(l, e.host, e.port, this.onDatagram));
+          out.push(
+            relayWanted()
+              ? bindBatched(l, e.host, e.port, this.onDatagram)
+              : await bindDgram(l, e.host, e.port, this.onDatagram),
+          );
         }
       }
     } catch (err) {
