@@ -70,6 +70,17 @@ backends:
   cowrie: { servers: ["192.0.2.10:2222"], source: transparent }
 `;
 
+const KERNEL_YAML = `
+listeners:
+  - name: decoys
+    tproxy: { port: 15001 }
+    divert: { interface: eth0, ports: "80" }
+routes:
+  - forward: hp
+backends:
+  hp: { servers: ["192.0.2.100:2222"], engine: kernel }
+`;
+
 const SSHD = 'LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=1,fd=3))\n';
 
 interface Link {
@@ -672,6 +683,37 @@ const CASES: Case[] = [
     check: 'ip_forward',
     status: 'ok',
     message: /^net\.ipv4\.ip_forward is 0: .*need no forwarding; nothing here DNATs to another host$/,
+  },
+  {
+    name: 'kernel routes without forwarding, accounting or timestamps',
+    scenario: { yaml: KERNEL_YAML },
+    check: 'kernel-path',
+    status: 'fail',
+    message:
+      /^net\.ipv4\.ip_forward is 0, and kernel routes DNAT flows to 192\.0\.2\.100:2222: the kernel drops them/,
+    fix: 'sysctl -w net.ipv4.ip_forward=1',
+  },
+  {
+    name: 'kernel routes without conntrack accounting',
+    scenario: { yaml: KERNEL_YAML, sysctl: { 'net/netfilter/nf_conntrack_acct': '0' } },
+    check: 'kernel-path',
+    status: 'warn',
+    message: /^net\.netfilter\.nf_conntrack_acct is 0: kernel routes' events lack bytes and packets each way/,
+    fix: 'sysctl -w net.netfilter.nf_conntrack_acct=1',
+  },
+  {
+    name: 'kernel routes with all they need',
+    scenario: {
+      yaml: KERNEL_YAML,
+      sysctl: {
+        'net/ipv4/ip_forward': '1',
+        'net/netfilter/nf_conntrack_acct': '1',
+        'net/netfilter/nf_conntrack_timestamp': '1',
+      },
+    },
+    check: 'kernel-path',
+    status: 'ok',
+    message: /^kernel routes have forwarding, conntrack accounting and timestamps/,
   },
   {
     name: 'Docker userland-proxy running',

@@ -284,6 +284,8 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
     'net/ipv4/ip_unprivileged_port_start',
     'net/bridge/bridge-nf-call-iptables',
     'net/bridge/bridge-nf-call-ip6tables',
+    'net/netfilter/nf_conntrack_acct',
+    'net/netfilter/nf_conntrack_timestamp',
   ];
   for (const dev of ['all', ...(facts.links ?? []).map((l) => l.name)]) {
     for (const k of ['rp_filter', 'src_valid_mark', 'accept_local', 'route_localnet']) {

@@ -13,7 +13,7 @@ import type { Config } from '../../config/types.js';
 import { containment } from '../../contain/doctor.js';
 import { udpConntrack } from './checks/conntrack.js';
 import { brNetfilter, dockerProxy, ipForward } from './checks/docker.js';
-import { capabilities, kernel, native, nftables } from './checks/kernel.js';
+import { capabilities, kernel, kernelPath, native, nftables } from './checks/kernel.js';
 import { fwmark } from './checks/marks.js';
 import { input, nat, originalDst } from './checks/nat.js';
 import {
@@ -60,6 +60,7 @@ const CHECKS: [string, Check][] = [
   ['transparent-backends', transparentBackends],
   ['original-dst', originalDst],
   ['ip_forward', ipForward],
+  ['kernel-path', kernelPath],
   ['docker-proxy', dockerProxy],
   ['br_netfilter', brNetfilter],
   ['contain', containment],

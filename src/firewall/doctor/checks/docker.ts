@@ -1,5 +1,6 @@
 // Docker's side of the host: forwarding for its published ports, docker-proxy hiding the
 // client's address, and bridges that br_netfilter may or may not make visible.
+import { kernelRoutes } from '../../../kernel/plan.js';
 import { formatEndpoint, ipFamily } from '../../../net/address.js';
 import { type Check, entryTarget, type Finding, joinWords, ok, warn } from '../finding.js';
 import type { ProcessInfo } from '../host.js';
@@ -38,6 +39,8 @@ export const ipForward: Check = (f) => {
           `sysctl -w ${name}=1`,
         ),
       );
+    } else if (value === 0 && kernelServes(f, family)) {
+      // kernel-path says why this 0 drops flows
     } else if (family === 4 || forwarded.length) {
       out.push(
         ok(
@@ -51,6 +54,11 @@ export const ipForward: Check = (f) => {
   }
   return out;
 };
+
+const kernelServes = (f: Parameters<Check>[0], family: 4 | 6) =>
+  kernelRoutes(f.config).some(
+    (k) => k.listeners.length > 0 && k.backend.servers.some((s) => ipFamily(s.host) === family),
+  );
 
 export const dockerProxy: Check = (f) => {
   const C = 'docker-proxy';

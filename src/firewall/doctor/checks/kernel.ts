@@ -1,6 +1,7 @@
 // What the process and the kernel provide: capabilities, the native addon, nft itself, and
 // the nftables modules honeygate's rules use (probed with `nft --check`).
-import { formatEndpoint } from '../../../net/address.js';
+import { kernelRoutes } from '../../../kernel/plan.js';
+import { formatEndpoint, ipFamily } from '../../../net/address.js';
 import { type Check, type Finding, fail, joinWords, ok, warn } from '../finding.js';
 import { num } from '../query.js';
 
@@ -124,6 +125,62 @@ export const kernel: Check = (f) => {
   }
   if (out.length === 0) {
     out.push(ok(C, `${joinWords(f.probes.map((p) => p.feature))} work (probed with nft --check)`));
+  }
+  return out;
+};
+
+/**
+ * Kernel routes (`engine: kernel`) DNAT flows to their servers, so the kernel forwards them, and
+ * their events come from conntrack, whose bytes and times need accounting and timestamps.
+ * `firewall apply` sets both of those; doctor shows them for a host where something reset them
+ * or where the firewall is not honeygate's to manage.
+ */
+export const kernelPath: Check = (f) => {
+  const C = 'kernel-path';
+  const routes = kernelRoutes(f.config).filter((k) => k.listeners.length > 0);
+  if (routes.length === 0) return [];
+  const out: Finding[] = [];
+  for (const [key, what] of [
+    ['nf_conntrack_acct', "bytes and packets each way (the events' bytesIn/bytesOut)"],
+    ['nf_conntrack_timestamp', "start and end times (the events' openedAt/closedAt and duration)"],
+  ] as const) {
+    const value = num(f, `net/netfilter/${key}`);
+    if (value === 1) continue;
+    out.push(
+      warn(
+        C,
+        (value === null
+          ? `net.netfilter.${key} cannot be read (conntrack not loaded yet?)`
+          : `net.netfilter.${key} is 0`) +
+          `: kernel routes' events lack ${what}. \`firewall apply\` sets it in the namespace it manages`,
+        `sysctl -w net.netfilter.${key}=1`,
+      ),
+    );
+  }
+  for (const family of [4, 6] as const) {
+    const servers = routes.flatMap((k) => k.backend.servers.filter((s) => ipFamily(s.host) === family));
+    if (servers.length === 0) continue;
+    const name = family === 4 ? 'net.ipv4.ip_forward' : 'net.ipv6.conf.all.forwarding';
+    const value = num(f, family === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding');
+    if (value === 0) {
+      out.push(
+        fail(
+          C,
+          `${name} is 0, and kernel routes DNAT flows to ${formatEndpoint(servers[0]!)}` +
+            (servers.length > 1 ? ` (and ${servers.length - 1} more)` : '') +
+            ': the kernel drops them instead of forwarding them',
+          `sysctl -w ${name}=1`,
+        ),
+      );
+    }
+  }
+  if (out.length === 0) {
+    out.push(
+      ok(
+        C,
+        'kernel routes have forwarding, conntrack accounting and timestamps (nf_conntrack_acct, nf_conntrack_timestamp)',
+      ),
+    );
   }
   return out;
 };
