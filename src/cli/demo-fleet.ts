@@ -7,11 +7,13 @@
 //
 //   attacker1, attacker2 -> sensor (the farm's gateway) 192.0.2.1 ══ tunnel ══> hub 192.0.2.2
 //                                                                  -> honeypot 192.0.2.100
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { FlowEvent } from '../events/event.js';
+import { queryEvents } from '../events/query.js';
 import { buildFarm, type Farm, PLAN } from '../netns/topology.js';
+import { initCa, issueCert } from '../pki/ca.js';
 import {
   BIN,
   DEMO,
@@ -69,37 +71,19 @@ log: { level: info }
 `;
 }
 
-/** `honeygate ARGS` in this process's namespace (pki, events: files only); throws on failure. */
-function cli(args: string[]): string {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
-  if (r.status !== 0) throw new Error(`honeygate ${args.join(' ')}: ${r.stderr || r.error?.message}`);
-  return r.stdout;
+/**
+ * What `honeygate pki init` and `pki issue` make, called here rather than spawned: three
+ * more Node processes cost 2-8 s of the demo on a busy machine.
+ */
+async function makePki(pki: string): Promise<void> {
+  await initCa({ dir: pki });
+  await issueCert({ dir: pki, name: HUB_NAME, role: 'hub', sans: [{ type: 'ip', value: HUB_IP }] });
+  await issueCert({ dir: pki, name: SENSOR_NAME, role: 'sensor' });
 }
 
-interface Recorded {
-  id: string;
-  sensor: string;
-  src: { ip: string; port: number };
-  dst: { ip: string; port: number };
-  route: string | null;
-  action: string | null;
-}
-
-function recorded(db: string, sensor?: string): Recorded[] {
-  return cli([
-    'events',
-    '--db',
-    db,
-    '--json',
-    '--limit',
-    '1000',
-    '--type',
-    'flow',
-    ...(sensor ? ['--sensor', sensor] : []),
-  ])
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as Recorded);
+/** What `honeygate events --db DB --type flow [--sensor NAME]` prints, read in this process. */
+function recorded(db: string, sensor?: string): FlowEvent[] {
+  return queryEvents(db, { type: 'flow', limit: 1000, ...(sensor ? { sensor } : {}) });
 }
 
 export async function demoFleet(): Promise<number> {
@@ -131,28 +115,38 @@ export async function demoFleet(): Promise<number> {
   const node = process.execPath;
   let made: string[] = [];
   try {
-    // The hub and the honeypot behind it; the farm's gateway is the sensor.
-    const hub = await t.namespace('hub');
-    const hpNs = await t.namespace('hp');
+    // The hub and the honeypot behind it; the farm's gateway is the sensor. The certificates
+    // are made meanwhile: each of these steps is a process of its own, and they do not depend
+    // on one another.
+    const pki = path.join(dir, 'pki');
+    const certificates = makePki(pki);
+    certificates.catch(() => {}); // awaited below; a failure meanwhile must not go unhandled
+    const [hub, hpNs] = await Promise.all([t.namespace('hub'), t.namespace('hp')]);
     const sensorNs = farm.gateway.ns;
-    await t.veth({ ns: sensorNs, dev: 'hub0' }, { ns: hub, dev: 'eth0' });
-    await t.address(sensorNs, 'hub0', `${SENSOR_IP}/30`);
-    await t.address(hub, 'eth0', `${HUB_IP}/30`);
     const hp = PLAN.honeypot;
-    await t.veth({ ns: hub, dev: 'hp0' }, { ns: hpNs, dev: 'eth0' });
-    await t.address(hub, 'hp0', `${hp.gw4}/27`);
-    await t.address(hub, 'hp0', `${hp.gw6}/64`);
-    await t.address(hpNs, 'eth0', `${hp.ip4}/27`);
-    await t.address(hpNs, 'eth0', `${hp.ip6}/64`);
-    await t.route(hpNs, 'default', hp.gw4);
-    await t.route(hpNs, 'default', hp.gw6);
+    await Promise.all([
+      (async () => {
+        await t.veth({ ns: sensorNs, dev: 'hub0' }, { ns: hub, dev: 'eth0' });
+        await Promise.all([
+          t.address(sensorNs, 'hub0', `${SENSOR_IP}/30`),
+          t.address(hub, 'eth0', `${HUB_IP}/30`),
+        ]);
+      })(),
+      (async () => {
+        await t.veth({ ns: hub, dev: 'hp0' }, { ns: hpNs, dev: 'eth0' });
+        await Promise.all([
+          t.address(hub, 'hp0', `${hp.gw4}/27`),
+          t.address(hub, 'hp0', `${hp.gw6}/64`),
+          t.address(hpNs, 'eth0', `${hp.ip4}/27`),
+          t.address(hpNs, 'eth0', `${hp.ip6}/64`),
+        ]);
+        await Promise.all([t.route(hpNs, 'default', hp.gw4), t.route(hpNs, 'default', hp.gw6)]);
+      })(),
+    ]);
     made = ownNamespaces(t.id);
 
-    const pki = path.join(dir, 'pki');
     say(`\ncertificates (honeygate pki, in ${pki}):`);
-    cli(['pki', 'init', '--dir', pki]);
-    cli(['pki', 'issue', HUB_NAME, '--role', 'hub', '--dir', pki, '--san', HUB_IP]);
-    cli(['pki', 'issue', SENSOR_NAME, '--role', 'sensor', '--dir', pki]);
+    await certificates;
     say(`  a CA, the hub's certificate (${HUB_NAME}, ${HUB_IP}), the sensor's (${SENSOR_NAME})`);
 
     const { seen, ready: honeypotReady } = startHoneypot(t, hpNs);
@@ -160,16 +154,20 @@ export async function demoFleet(): Promise<number> {
     const sensorFile = path.join(dir, 'sensor.yaml');
     writeFileSync(hubFile, hubConfig(dir));
     writeFileSync(sensorFile, sensorConfig(farm, dir));
+    // Both start at once: the sensor redials (backoff from 200 ms) until the hub is up.
     say(`hub:    honeygate run -c ${hubFile} --manage-firewall`);
     const hubProc = t.spawn(hub, [node, BIN, 'run', '-c', hubFile, '--manage-firewall'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    await Promise.all([honeypotReady, waitForLine(hubProc, /"msg":"ready"/, 'the hub')]);
     say(`sensor: honeygate run -c ${sensorFile} --manage-firewall`);
     const sensor = t.spawn(sensorNs, [node, BIN, 'run', '-c', sensorFile, '--manage-firewall'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    await waitForLine(sensor, /"msg":"tunnel up"/, 'the sensor (its tunnel to the hub)');
+    await Promise.all([
+      honeypotReady,
+      waitForLine(hubProc, /"msg":"ready"/, 'the hub'),
+      waitForLine(sensor, /"msg":"tunnel up"/, 'the sensor (its tunnel to the hub)'),
+    ]);
     say(`  the sensor dialed out to the hub: tunnel up (mutual TLS, HTTP/2)`);
 
     say(
@@ -196,10 +194,13 @@ export async function demoFleet(): Promise<number> {
     const real = seen.filter((s) => /^(198\.51\.100\.10|\[?2001:db8:b::10\]?):/.test(s.peer)).length;
     say(`  ${real} of ${seen.length} connections came from the attackers' real addresses`);
 
-    for (const p of [sensor, hubProc]) {
-      p.kill('SIGTERM');
-      await new Promise((r) => p.once('exit', r));
-    }
+    await Promise.all(
+      [sensor, hubProc].map((p) => {
+        const exited = new Promise((r) => p.once('exit', r));
+        p.kill('SIGTERM');
+        return exited;
+      }),
+    );
     const atSensor = recorded(path.join(dir, 'sensor.db'));
     const atHub = recorded(path.join(dir, 'hub.db'), SENSOR_NAME).reverse();
     const hubTotal = recorded(path.join(dir, 'hub.db')).length;
