@@ -3,6 +3,7 @@
 // the report of what the teardown removed.
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Topology } from '../netns/topology.js';
@@ -12,6 +13,12 @@ export const BIN = path.resolve(HERE, '../../../bin/honeygate.js');
 export const DEMO = path.resolve(HERE, '../demo');
 export const HONEYPOT_PORTS = [22, 80];
 const READY_MS = 15_000;
+/** The admin server's port inside the namespace of the gateway whose dashboard --keep opens. */
+export const ADMIN_PORT = 9100;
+/** Where --keep offers the dashboard in the root namespace (the next free port if taken). */
+const DASHBOARD_PORT = 9100;
+/** With --keep, the attack repeats this often, so the dashboard's live feed moves. */
+export const REATTACK_MS = 15_000;
 
 export function say(text: string): void {
   process.stdout.write(`${text}\n`);
@@ -146,4 +153,33 @@ export function reportCleanup(
   }
   say(`nothing left behind: no ${id}-* namespace, no ${dir}`);
   return true;
+}
+
+/**
+ * The dashboard from the root namespace without touching its network: a bridge in the
+ * gateway's namespace listens on a Unix socket in `dir` and connects to the admin port; this
+ * listens on 127.0.0.1 (DASHBOARD_PORT, or any free port) and hands each connection to it.
+ */
+export async function openDashboard(t: Topology, ns: string, dir: string): Promise<net.Server> {
+  const socket = path.join(dir, 'admin.sock');
+  const bridge = t.spawn(ns, [process.execPath, path.join(DEMO, 'bridge.js'), socket, String(ADMIN_PORT)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  await waitForLine(bridge, /listening/, 'the dashboard bridge');
+  const server = net.createServer((browser) => {
+    const admin = net.connect(socket);
+    browser.on('error', () => admin.destroy());
+    admin.on('error', () => browser.destroy());
+    browser.pipe(admin).pipe(browser);
+  });
+  const listen = (port: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  await listen(DASHBOARD_PORT).catch(() => listen(0));
+  return server;
 }

@@ -6,30 +6,26 @@
 // (namespaces, nftables) and nothing else installed.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { buildFarm, type Farm, type Topology } from '../netns/topology.js';
+import { buildFarm, type Farm } from '../netns/topology.js';
 import { demoFleet } from './demo-fleet.js';
 import {
+  ADMIN_PORT,
   BIN,
   DEMO,
   honeypotRouting,
   missingPrerequisite,
+  openDashboard,
   ownNamespaces,
+  REATTACK_MS,
   reportCleanup,
   say,
   startHoneypot,
   waitForLine,
 } from './demo-shared.js';
-
-/** The admin server's port inside the gateway's namespace. */
-const ADMIN_PORT = 9100;
-/** Where --keep offers the dashboard in the root namespace (the next free port if taken). */
-const DASHBOARD_PORT = 9100;
-/** With --keep, the attack repeats this often, so the dashboard's live feed moves. */
-const REATTACK_MS = 15_000;
 
 export function register(program: Command): void {
   program
@@ -39,19 +35,14 @@ export function register(program: Command): void {
     )
     .option(
       '--keep',
-      'leave the farm up until Ctrl-C, the gateway running and its dashboard open, attacked again every 15 s',
+      "leave the farm up until Ctrl-C, the gateway running and its dashboard open (with --fleet: the sensor and the hub, the hub's dashboard), attacked again every 15 s",
     )
     .option(
       '--fleet',
       'a remote sensor: the attackers hit a sensor that tunnels to a hub in front of the honeypot',
     )
     .action(async (opts: { keep?: boolean; fleet?: boolean }) => {
-      if (opts.fleet && opts.keep) {
-        process.stderr.write('honeygate demo: --keep is not available with --fleet\n');
-        process.exitCode = 2;
-        return;
-      }
-      process.exitCode = opts.fleet ? await demoFleet() : await demo(opts.keep === true);
+      process.exitCode = opts.fleet ? await demoFleet(opts.keep === true) : await demo(opts.keep === true);
     });
 }
 
@@ -193,33 +184,4 @@ export async function demo(keep: boolean): Promise<number> {
     await farm.destroy();
     if (!reportCleanup(t.id, made, dir)) process.exitCode = 1;
   }
-}
-
-/**
- * The dashboard from the root namespace without touching its network: a bridge in the
- * gateway's namespace listens on a Unix socket in `dir` and connects to the admin port; this
- * listens on 127.0.0.1 (DASHBOARD_PORT, or any free port) and hands each connection to it.
- */
-async function openDashboard(t: Topology, ns: string, dir: string): Promise<net.Server> {
-  const socket = path.join(dir, 'admin.sock');
-  const bridge = t.spawn(ns, [process.execPath, path.join(DEMO, 'bridge.js'), socket, String(ADMIN_PORT)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  await waitForLine(bridge, /listening/, 'the dashboard bridge');
-  const server = net.createServer((browser) => {
-    const admin = net.connect(socket);
-    browser.on('error', () => admin.destroy());
-    admin.on('error', () => browser.destroy());
-    browser.pipe(admin).pipe(browser);
-  });
-  const listen = (port: number) =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  await listen(DASHBOARD_PORT).catch(() => listen(0));
-  return server;
 }

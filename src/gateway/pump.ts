@@ -3,6 +3,7 @@
 // stream.pipeline: we count and keep bytes per chunk, and a half-close on one side must
 // not tear down the other.
 import type net from 'node:net';
+import { batchedWrite, isTunnelStream } from '../tunnel/session.js';
 import { type Flow, failOn } from './flow.js';
 
 /** Half-closes `to` after the other side's FIN; closes it outright when it has already ended too. */
@@ -30,6 +31,10 @@ export function pump(flow: Flow, upstream: net.Socket): void {
     if (downClosed && upClosed) flow.finish(firstEnd === 'server' ? 'server-closed' : 'client-closed');
   };
 
+  // What a tunnel stream delivers goes on in batches (tunnel/session.ts).
+  const toUpstream = isTunnelStream(down) ? batchedWrite(upstream) : (c: Buffer) => upstream.write(c);
+  const toDown = isTunnelStream(upstream) ? batchedWrite(down) : (c: Buffer) => down.write(c);
+
   const rec = flow.recording;
   for (const chunk of flow.takePending()) {
     rec?.in(chunk);
@@ -41,7 +46,7 @@ export function pump(flow: Flow, upstream: net.Socket): void {
     if (limits.maxBytesIn > 0 && flow.bytesIn > limits.maxBytesIn)
       return flow.finish('byte-cap', 'maxBytesIn');
     rec?.in(chunk);
-    if (upstream.writable && !upstream.write(chunk)) down.pause();
+    if (upstream.writable && !toUpstream(chunk)) down.pause();
   });
   upstream.on('drain', () => down.resume());
   upstream.on('data', (chunk: Buffer) => {
@@ -49,7 +54,7 @@ export function pump(flow: Flow, upstream: net.Socket): void {
     if (limits.maxBytesOut > 0 && flow.bytesOut > limits.maxBytesOut)
       return flow.finish('byte-cap', 'maxBytesOut');
     rec?.out(chunk);
-    if (down.writable && !down.write(chunk)) upstream.pause();
+    if (down.writable && !toDown(chunk)) upstream.pause();
   });
   down.on('drain', () => upstream.resume());
 

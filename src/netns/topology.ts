@@ -326,9 +326,12 @@ export async function buildFarm(opts: FarmOptions = {}): Promise<Farm> {
       await topology.route(ns, 'default', plan.gw6);
       return { ns, dev: 'eth0', ip4: plan.ip4, ip6: plan.ip6, gw4: plan.gw4, gw6: plan.gw6 };
     };
-    const attacker1 = await host('att1', 'att1', PLAN.attacker1);
-    const attacker2 = await host('att2', 'att2', PLAN.attacker2);
-    const honeypot = opts.honeypotHost ? await host('hp', 'hp0', PLAN.honeypot) : null;
+    // The hosts at once: each step is an `ip` process, and the hosts do not depend on one another.
+    const [attacker1, attacker2, honeypot] = await Promise.all([
+      host('att1', 'att1', PLAN.attacker1),
+      host('att2', 'att2', PLAN.attacker2),
+      opts.honeypotHost ? host('hp', 'hp0', PLAN.honeypot) : null,
+    ]);
     return {
       topology,
       attacker1,

@@ -120,6 +120,43 @@ export function keepAlive(session: http2.Http2Session, dead: (why: string) => vo
   return () => clearInterval(timer);
 }
 
+const TUNNEL_STREAM = Symbol('tunnel stream');
+
+/** Whether `socket` is a tunnel stream dressed by streamAsSocket. */
+export function isTunnelStream(socket: net.Socket): boolean {
+  return (socket as unknown as Record<symbol, unknown>)[TUNNEL_STREAM] === true;
+}
+
+/** What batchedWrite lets a socket hold before it says "full" (the pump then pauses the stream). */
+export const BATCH_BYTES = 64 * 1024;
+
+/**
+ * A write to `to` for what a tunnel stream delivers: the chunks of one event-loop turn go
+ * out in one writev. A stream hands over at most 16 KiB per 'data' (Node's TLS layer
+ * decrypts into 16 KiB pieces and nghttp2 passes each on), one JS callback each: written
+ * one by one, each was a write(2) of its own, the sensor's largest cost in bulk. The socket
+ * is corked at the first chunk and uncorked in setImmediate (after this turn's I/O, before
+ * the next poll: no added wait), and it reports full only at BATCH_BYTES, not at its 16 KiB
+ * highWaterMark, or the pump would pause the stream after every chunk. So a flow holds at
+ * most STREAM_WINDOW + BATCH_BYTES per direction. Returns write()'s "keep going".
+ */
+export function batchedWrite(to: net.Socket): (chunk: Buffer) => boolean {
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    if (!to.destroyed && to.writableCorked > 0) to.uncork();
+  };
+  return (chunk) => {
+    if (!corked && !to.destroyed) {
+      corked = true;
+      to.cork();
+      setImmediate(uncork);
+    }
+    to.write(chunk);
+    return to.writableLength < BATCH_BYTES;
+  };
+}
+
 /** An RST_STREAM from the other end is the remote socket's reset: ECONNRESET, which Flow's failOn maps to `*-reset`. */
 function asReset(err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
@@ -141,6 +178,7 @@ function asReset(err: unknown): unknown {
  */
 export function streamAsSocket(stream: http2.Http2Stream): net.Socket {
   const s = stream as unknown as net.Socket & { emit: (event: string, ...args: unknown[]) => boolean };
+  (s as unknown as Record<symbol, unknown>)[TUNNEL_STREAM] = true;
   const emit = s.emit;
   s.emit = function (this: unknown, event: string, ...args: unknown[]) {
     if (event === 'error') args[0] = asReset(args[0]);

@@ -111,4 +111,70 @@ describe('honeygate demo', () => {
     assert.deepEqual(rootState(), rootBefore);
     process.stdout.write(`# demo --fleet: ${took} ms\n`);
   });
+  // Issue 15: `demo --keep --fleet` was refused. Now it waits with the sensor and the hub up,
+  // the hub's dashboard (with the sensor's flows) open, and Ctrl-C removes it all.
+  test("--keep --fleet: the hub's dashboard shows the sensor's flows; Ctrl-C removes everything", {
+    skip,
+    timeout: 150_000,
+  }, async () => {
+    const rootBefore = rootState();
+    const demo = spawn(process.execPath, [BIN, 'demo', '--keep', '--fleet'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    demo.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    demo.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
+    try {
+      const id = await waitFor(
+        'the demo to wait for Ctrl-C',
+        () => {
+          if (demo.exitCode !== null) throw new Error(`demo exited ${demo.exitCode}\n${out}${err}`);
+          return /namespaces (\S+)-\* are up; Ctrl-C removes them/.exec(out)?.[1];
+        },
+        120_000,
+        100,
+      );
+      const [, named, total, same] =
+        /(\d+) of (\d+) hub events carry sensor demo-sensor \(its certificate's name\); (\d+) have the id/.exec(
+          out,
+        )!;
+      assert.ok(Number(total) > 0 && named === total && same === total, `${named}/${same} of ${total}`);
+      const dir = /honeygate run -c (\S+)\/hub\.yaml/.exec(out)![1]!;
+      const [, url, token] =
+        /dashboard of the hub: (http:\/\/127\.0\.0\.1:\d+\/) {2}\(token ([0-9a-f]+)\)/.exec(out)!;
+      assert.equal((await fetch(`${url}api/stats/overview`)).status, 401, 'no token, no data');
+      const events = (await (
+        await fetch(`${url}api/events?sensor=demo-sensor&limit=5`, {
+          headers: { authorization: `Bearer ${token}` },
+        })
+      ).text()) as string;
+      assert.ok(events.includes('demo-sensor'), events.slice(0, 500));
+      const made = namespaces().filter((ns) => ns.startsWith(`${id}-`));
+      assert.ok(made.length >= 5, `the farm is up: ${made.join(', ')}`);
+
+      demo.kill('SIGINT');
+      assert.equal(await exited, 130, `${out}${err}`);
+      const report = out.slice(out.indexOf('SIGINT: cleaning up'));
+      assert.ok(report.includes(`removed network namespaces ${made.sort().join(', ')}\n`), report);
+      assert.ok(report.includes(`nothing left behind: no ${id}-* namespace, no ${dir}`), report);
+      assert.equal(err, '');
+      assert.deepEqual(
+        namespaces().filter((ns) => ns.startsWith(`${id}-`)),
+        [],
+      );
+      assert.equal(fs.existsSync(dir), false);
+      assert.deepEqual(rootState(), rootBefore);
+    } finally {
+      if (demo.exitCode === null) {
+        demo.kill('SIGTERM');
+        await exited;
+      }
+    }
+  });
 });
