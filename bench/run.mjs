@@ -7,10 +7,11 @@
 //   BENCH_ONLY=connrate,...  figures: connrate keepalive bulk latency idle-memory burst completeness
 //                            recording-floor many-sources transparent-connrate transparent-keepalive
 //                            transparent-latency transparent-bulk transparent-burst transparent-kernel-burst
-//                            tunnel-connrate tunnel-bulk tunnel-memory (default all of these; `transparent`
+//                            tunnel-connrate tunnel-bulk tunnel-memory udp-rate udp-memory
+//                            udp-transparent-rate (default all of these; `transparent`
 //                            names the six transparent-*, `kernel` the kernel path's figures
 //                            transparent-connrate, transparent-bulk and transparent-kernel-burst, `tunnel`
-//                            the three tunnel-*), profile (opt-in: honeygate under --cpu-prof)
+//                            the three tunnel-*, `udp` the three udp-*), profile (opt-in: honeygate under --cpu-prof)
 //   BENCH_LAYOUTS=pinned,shared   CPU layouts for the rate figures
 //   BENCH_LATENCY_RATE=1000  new connections/s of the latency figure
 //   BENCH_SOURCES=10000      source addresses of the many-sources figure (bench/conn-load.c)
@@ -27,7 +28,8 @@
 //
 // As root the whole run happens inside its own network namespace (hg-bench-PID, loopback
 // only), so its ports and TIME_WAIT sockets meet nothing else on the host. The transparent
-// figures run in three more (hgb-att-PID, hgb-gw-PID, hgb-hp-PID; lib/transparent.mjs).
+// figures (and udp-transparent-rate) run in three more (hgb-att-PID, hgb-gw-PID, hgb-hp-PID;
+// lib/transparent.mjs).
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
