@@ -80,6 +80,7 @@ import {
   UDP_TP,
   udpIdle,
   udpLoad,
+  udpRcvbufErrors,
 } from './lib/udp.mjs';
 import {
   busyPercent,
@@ -1486,6 +1487,7 @@ async function udpTransparent(layout, dir, binary, ns) {
           const mmPid = t === 'honeygate-mm' ? hp.mmproxy.pid : null;
           const cpu0 = pid ? cpuSeconds(pid) : 0;
           const mm0 = mmPid ? cpuSeconds(mmPid) : 0;
+          const drops0 = await Promise.all([ns.gw, ns.hp].map(udpRcvbufErrors));
           const res = await udpLoad(binary, UDP_TP[t].port, {
             flows: UDP_FLOWS,
             window: UDP_WINDOW,
@@ -1497,11 +1499,14 @@ async function udpTransparent(layout, dir, binary, ns) {
           });
           if (pid) res.cpuUsPerDatagram = ((cpuSeconds(pid) - cpu0) * 1e6) / (res.total || 1);
           if (mmPid) res.mmproxyUsPerDatagram = ((cpuSeconds(mmPid) - mm0) * 1e6) / (res.total || 1);
+          const drops1 = await Promise.all([ns.gw, ns.hp].map(udpRcvbufErrors));
+          res.drops = { gateway: drops1[0] - drops0[0], honeypot: drops1[1] - drops0[1] };
           res.source = lastSource(t === 'honeygate-mm' ? hp.loopEcho : hp.echo);
           runs[t].push(res);
           result.source[t] = { seen: res.source, ok: res.source === PLAN.attacker };
           log(
-            `  udp transparent #${r + 1} ${t}: ${res.rate.toFixed(0)} datagrams/s answered (${res.resent} resent), ` +
+            `  udp transparent #${r + 1} ${t}: ${res.rate.toFixed(0)} datagrams/s answered (${res.resent} resent; ` +
+              `full receive buffers dropped ${res.drops.gateway} in the gateway, ${res.drops.honeypot} in the honeypot), ` +
               `the echo sees ${res.source}${res.source === PLAN.attacker ? '' : ' (NOT the attacker)'}`,
           );
         } finally {
@@ -1510,6 +1515,9 @@ async function udpTransparent(layout, dir, binary, ns) {
       }
     }
     result.rate = figureSummary(runs, (x) => x.rate, false, { unit: 'datagrams/s' });
+    result.drops = figureSummary(runs, (x) => x.drops.gateway + x.drops.honeypot, true, {
+      unit: 'datagrams',
+    });
     result.cpu = figureSummary(
       {
         nginx: runs.nginx,

@@ -578,6 +578,21 @@ function udpTransparentSection(u) {
       cell(c['go-mmproxy'], 2),
     ]),
   );
+  const d = u.drops?.targets;
+  if (d) {
+    out.push(
+      row([
+        'datagrams dropped for a full receive buffer, per run (gateway + honeypot)',
+        cell(d.direct, 0),
+        cell(d.nginx, 0),
+        cell(d.honeygate, 0),
+        '',
+        '',
+        cell(d['honeygate-mm'], 0),
+        '',
+      ]),
+    );
+  }
   const seen = Object.entries(u.source)
     .map(([k, v]) => `${k} ${v.seen ?? 'nothing'}${v.ok ? '' : ' (NOT the attacker)'}`)
     .join(', ');

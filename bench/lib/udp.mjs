@@ -319,6 +319,15 @@ stream {
   };
 }
 
+/** UDP datagrams dropped for a full receive buffer in netns so far (/proc/net/snmp, Udp: RcvbufErrors). */
+export async function udpRcvbufErrors(netns) {
+  const lines = (await run('cat', ['/proc/net/snmp'], { netns })).stdout
+    .split('\n')
+    .filter((l) => l.startsWith('Udp:'));
+  const [names, values] = lines.map((l) => l.trim().split(/\s+/));
+  return Number(values?.[names?.indexOf('RcvbufErrors')] ?? Number.NaN);
+}
+
 /** The last source address an echo saw (its "from SRC" lines), or null. */
 export function lastSource(echo) {
   const lines = readFileSync(echo.logFile, 'utf8').trim().split('\n');
