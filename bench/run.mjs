@@ -7,10 +7,11 @@
 //   BENCH_ONLY=connrate,...  figures: connrate keepalive bulk latency idle-memory burst completeness
 //                            recording-floor many-sources transparent-connrate transparent-keepalive
 //                            transparent-latency transparent-bulk transparent-burst transparent-kernel-burst
-//                            tunnel-connrate tunnel-bulk tunnel-memory (default all of these; `transparent`
+//                            tunnel-connrate tunnel-bulk tunnel-memory udp-rate udp-memory
+//                            udp-transparent-rate (default all of these; `transparent`
 //                            names the six transparent-*, `kernel` the kernel path's figures
 //                            transparent-connrate, transparent-bulk and transparent-kernel-burst, `tunnel`
-//                            the three tunnel-*), profile (opt-in: honeygate under --cpu-prof)
+//                            the three tunnel-*, `udp` the three udp-*), profile (opt-in: honeygate under --cpu-prof)
 //   BENCH_LAYOUTS=pinned,shared   CPU layouts for the rate figures
 //   BENCH_LATENCY_RATE=1000  new connections/s of the latency figure
 //   BENCH_SOURCES=10000      source addresses of the many-sources figure (bench/conn-load.c)
@@ -27,7 +28,8 @@
 //
 // As root the whole run happens inside its own network namespace (hg-bench-PID, loopback
 // only), so its ports and TIME_WAIT sockets meet nothing else on the host. The transparent
-// figures run in three more (hgb-att-PID, hgb-gw-PID, hgb-hp-PID; lib/transparent.mjs).
+// figures (and udp-transparent-rate) run in three more (hgb-att-PID, hgb-gw-PID, hgb-hp-PID;
+// lib/transparent.mjs).
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -67,12 +69,18 @@ import {
 import { makePki, startHaproxyTlsPair, startTunnelPair } from './lib/tunnel.mjs';
 import {
   buildUdpLoad,
+  lastSource,
   startEcho,
   startHoneygateUdp,
+  startHoneygateUdpTransparent,
   startNginxUdp,
+  startNginxUdpTransparent,
+  startUdpHoneypot,
   UDP_PORTS,
+  UDP_TP,
   udpIdle,
   udpLoad,
+  udpRcvbufErrors,
 } from './lib/udp.mjs';
 import {
   busyPercent,
@@ -106,7 +114,7 @@ const KERNEL = ['transparent-connrate', 'transparent-bulk', 'transparent-kernel-
 // attacker -> sensor -> hub -> nginx through honeygate's tunnel vs HAProxy -> HAProxy over TLS (lib/tunnel.mjs).
 const TUNNEL = ['tunnel-connrate', 'tunnel-bulk', 'tunnel-memory'];
 // Datagrams through honeygate's UDP forward vs nginx's stream UDP proxy (lib/udp.mjs).
-const UDP = ['udp-rate', 'udp-memory'];
+const UDP = ['udp-rate', 'udp-memory', 'udp-transparent-rate'];
 const ALL = [
   'connrate',
   'keepalive',
@@ -227,7 +235,7 @@ async function main() {
   execFileSync('ip', ['netns', 'add', ns], { stdio: 'inherit' });
   try {
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up'], { stdio: 'inherit' });
-    if (settings.only.some((f) => TRANSPARENT.includes(f))) {
+    if (settings.only.some((f) => TRANSPARENT.includes(f) || f === 'udp-transparent-rate')) {
       topology = buildTopology(process.pid, topologyDir, {
         keepTimeWait: env.BENCH_TRANSPARENT_TIME_WAIT === '1',
       });
@@ -1429,6 +1437,105 @@ async function measureUdp(layout, dir) {
   } finally {
     await echo.stop();
   }
+  if (want('udp-transparent-rate')) {
+    result.transparent = env.BENCH_TOPOLOGY
+      ? await udpTransparent(layout, join(dir, 'transparent'), binary, JSON.parse(env.BENCH_TOPOLOGY))
+      : { status: 'not measured: needs root (network namespaces, nftables)' };
+  }
+  return result;
+}
+
+// ---- UDP transparent: the catch-all, honeygate vs nginx transparent vs go-mmproxy -----------
+// In lib/transparent.mjs's namespaces: the load in the attacker's, the proxies in the gateway's
+// (proxy core), the echo and go-mmproxy in the honeypot's (load core). Every proxy sends on from
+// the attacker's address: honeygate `source: transparent`, nginx `proxy_bind $remote_addr
+// transparent`, and honeygate `source: proxy-v2` to go-mmproxy -p udp, which does it in the
+// honeypot namespace (go-mmproxy is a receiving end, not a gateway: the chain is the way an
+// operator deploys it, so its row is the chain; its own CPU is reported apart).
+
+const UDP_TP_LIST = ['direct', 'nginx', 'honeygate', 'honeygate-mm'];
+
+async function udpTransparent(layout, dir, binary, ns) {
+  mkdirSync(dir, { recursive: true });
+  log(`udp transparent: namespaces ${ns.att} -> ${ns.gw} -> ${ns.hp} (${layout.id})`);
+  const result = {
+    status: 'measured',
+    layout: layout.label,
+    flows: UDP_FLOWS,
+    window: UDP_WINDOW,
+    size: UDP_SIZE,
+    source: {},
+    load: { before: loadavg(), after: null, cpus: cpus().length },
+  };
+  const hp = await startUdpHoneypot(binary, dir, ns, layout.loadCpus);
+  let hg = null;
+  try {
+    hg = await startHoneygateUdpTransparent(dir, {
+      root: HG_ROOT,
+      node: settings.node,
+      cpus: layout.proxyCpus,
+      ns,
+    });
+    await honeygateFirewall(hg, ns);
+    const runs = Object.fromEntries(UDP_TP_LIST.map((t) => [t, []]));
+    for (let r = 0; r < settings.repeats; r++) {
+      for (const t of rotate(UDP_TP_LIST, r)) {
+        await flushConntrack(ns);
+        const nginx = t === 'nginx' ? await startNginxUdpTransparent(dir, layout.proxyCpus, ns) : null;
+        try {
+          const pid = t === 'nginx' ? await nginx.pid() : t.startsWith('honeygate') ? hg.process.pid : null;
+          const mmPid = t === 'honeygate-mm' ? hp.mmproxy.pid : null;
+          const cpu0 = pid ? cpuSeconds(pid) : 0;
+          const mm0 = mmPid ? cpuSeconds(mmPid) : 0;
+          const drops0 = await Promise.all([ns.gw, ns.hp].map(udpRcvbufErrors));
+          const res = await udpLoad(binary, UDP_TP[t].port, {
+            flows: UDP_FLOWS,
+            window: UDP_WINDOW,
+            seconds: settings.seconds,
+            size: UDP_SIZE,
+            cpus: layout.loadCpus,
+            host: UDP_TP[t].host,
+            netns: ns.att,
+          });
+          if (pid) res.cpuUsPerDatagram = ((cpuSeconds(pid) - cpu0) * 1e6) / (res.total || 1);
+          if (mmPid) res.mmproxyUsPerDatagram = ((cpuSeconds(mmPid) - mm0) * 1e6) / (res.total || 1);
+          const drops1 = await Promise.all([ns.gw, ns.hp].map(udpRcvbufErrors));
+          res.drops = { gateway: drops1[0] - drops0[0], honeypot: drops1[1] - drops0[1] };
+          res.source = lastSource(t === 'honeygate-mm' ? hp.loopEcho : hp.echo);
+          runs[t].push(res);
+          result.source[t] = { seen: res.source, ok: res.source === PLAN.attacker };
+          log(
+            `  udp transparent #${r + 1} ${t}: ${res.rate.toFixed(0)} datagrams/s answered (${res.resent} resent; ` +
+              `full receive buffers dropped ${res.drops.gateway} in the gateway, ${res.drops.honeypot} in the honeypot), ` +
+              `the echo sees ${res.source}${res.source === PLAN.attacker ? '' : ' (NOT the attacker)'}`,
+          );
+        } finally {
+          if (nginx) await nginx.process.stop();
+        }
+      }
+    }
+    result.rate = figureSummary(runs, (x) => x.rate, false, { unit: 'datagrams/s' });
+    result.drops = figureSummary(runs, (x) => x.drops.gateway + x.drops.honeypot, true, {
+      unit: 'datagrams',
+    });
+    result.cpu = figureSummary(
+      {
+        nginx: runs.nginx,
+        honeygate: runs.honeygate,
+        'honeygate-mm': runs['honeygate-mm'],
+        'go-mmproxy': runs['honeygate-mm'].map((x) => ({ ...x, cpuUsPerDatagram: x.mmproxyUsPerDatagram })),
+      },
+      (x) => x.cpuUsPerDatagram,
+      true,
+      { unit: 'µs' },
+    );
+  } finally {
+    if (hg) await hg.process.stop();
+    await hp.mmproxy.stop();
+    await hp.loopEcho.stop();
+    await hp.echo.stop();
+  }
+  result.load.after = loadavg();
   return result;
 }
 

@@ -1,9 +1,10 @@
 // The UDP figures' load and honeypot (bench/lib/udp.mjs), in C because a Node load
 // generator would be slower than the proxies it measures.
-//   udp-load echo PORT                               a UDP echo server on 127.0.0.1:PORT
-//   udp-load load PORT FLOWS WINDOW SECONDS SIZE     FLOWS sockets (one flow each) to
-//        127.0.0.1:PORT, each keeping WINDOW datagrams of SIZE bytes in flight; prints the
-//        replies per second over SECONDS after one second of warm-up, as JSON
+//   udp-load echo PORT [ADDR]                        a UDP echo server on ADDR:PORT (default
+//        127.0.0.1); prints "from SRC" on stderr whenever the source address changes
+//   udp-load load PORT FLOWS WINDOW SECONDS SIZE [HOST]  FLOWS sockets (one flow each) to
+//        HOST:PORT (default 127.0.0.1), each keeping WINDOW datagrams of SIZE bytes in flight;
+//        prints the replies per second over SECONDS after one second of warm-up, as JSON
 //   udp-load idle PORT FLOWS                         FLOWS sockets send one datagram each and
 //        wait for the reply (sent again every 200 ms until answered, 10 s at most); prints
 //        {"answered":N} and holds them until stdin closes
@@ -29,9 +30,11 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static const char *host = "127.0.0.1"; // the address of echo's socket, or the load's target
+
 static struct sockaddr_in local(int port) {
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (inet_pton(AF_INET, host, &a.sin_addr) != 1) { fprintf(stderr, "udp-load: bad address %s\n", host); exit(2); }
   return a;
 }
 
@@ -62,6 +65,14 @@ static int echo(int port) {
     int n = recvmmsg(fd, msgs, BATCH, MSG_WAITFORONE, NULL);
     if (n < 0) { if (errno == EINTR) continue; perror("recvmmsg"); return 1; }
     for (int i = 0; i < n; i++) iov[i].iov_len = msgs[i].msg_len;
+    // The source address the echo sees, on stderr each time it changes: the transparent
+    // figures check that the proxies kept the attacker's.
+    static in_addr_t last;
+    if (from[0].sin_addr.s_addr != last) {
+      last = from[0].sin_addr.s_addr;
+      char a[INET_ADDRSTRLEN];
+      fprintf(stderr, "from %s\n", inet_ntop(AF_INET, &from[0].sin_addr, a, sizeof a));
+    }
     sendmmsg(fd, msgs, n, 0);
   }
 }
@@ -144,10 +155,15 @@ static int idle(int port, int flows) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 3 && !strcmp(argv[1], "echo")) return echo(atoi(argv[2]));
-  if (argc == 7 && !strcmp(argv[1], "load"))
+  if ((argc == 3 || argc == 4) && !strcmp(argv[1], "echo")) {
+    if (argc == 4) host = argv[3];
+    return echo(atoi(argv[2]));
+  }
+  if ((argc == 7 || argc == 8) && !strcmp(argv[1], "load")) {
+    if (argc == 8) host = argv[7];
     return load(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atof(argv[5]), atoi(argv[6]));
+  }
   if (argc == 4 && !strcmp(argv[1], "idle")) return idle(atoi(argv[2]), atoi(argv[3]));
-  fprintf(stderr, "usage: udp-load echo PORT | load PORT FLOWS WINDOW SECONDS SIZE | idle PORT FLOWS\n");
+  fprintf(stderr, "usage: udp-load echo PORT [ADDR] | load PORT FLOWS WINDOW SECONDS SIZE [HOST] | idle PORT FLOWS\n");
   return 2;
 }

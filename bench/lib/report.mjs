@@ -498,6 +498,7 @@ function floorSection(results) {
 
 /** UDP: datagrams/s answered through honeygate vs nginx's stream UDP proxy (target >= 1.0x), memory per idle flow. */
 function udpSection(u) {
+  if (!u.rate && !u.memory) return u.transparent ? udpTransparentSection(u.transparent) : [];
   const out = ['', `### UDP: honeygate vs nginx \`stream\` UDP proxy (${u.layout})`, ''];
   out.push(row(['figure', 'direct (no proxy)', 'nginx', 'honeygate', 'honeygate / nginx', 'target']));
   out.push(row(['---', '---:', '---:', '---:', '---:', '---:']));
@@ -526,6 +527,90 @@ function udpSection(u) {
       '`forward` with `source: none`, the amplification guard on (its per-source caps raised: all flows come from ' +
       '127.0.0.1), each flow recorded when it ends. Memory: RSS of the proxy (nginx: its worker) before and after ' +
       'the idle flows, one datagram answered each.',
+  );
+  if (u.transparent) out.push(...udpTransparentSection(u.transparent));
+  return out;
+}
+
+/** UDP catch-all: honeygate (tproxy, transparent; proxy-v2 -> go-mmproxy) vs nginx transparent (target >= 1.0x). */
+function udpTransparentSection(u) {
+  const out = ['', '### UDP transparent: the catch-all, honeygate vs nginx transparent vs go-mmproxy', ''];
+  if (u.status !== 'measured') {
+    out.push(u.status);
+    return out;
+  }
+  out.push(
+    row([
+      'figure',
+      'direct (no proxy)',
+      'nginx transparent',
+      'honeygate transparent',
+      'honeygate / nginx',
+      'target',
+      'honeygate -> go-mmproxy',
+      'go-mmproxy alone',
+    ]),
+  );
+  out.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+  const t = u.rate.targets;
+  out.push(
+    row([
+      `datagrams/s answered (${u.flows} flows × ${u.window} in flight, ${u.size} B)`,
+      cell(t.direct, 0),
+      cell(t.nginx, 0),
+      cell(t.honeygate, 0),
+      ratio(t.honeygate, t.nginx),
+      '≥ 1.0',
+      cell(t['honeygate-mm'], 0),
+      '',
+    ]),
+  );
+  const c = u.cpu.targets;
+  out.push(
+    row([
+      'proxy CPU µs per datagram answered',
+      '',
+      cell(c.nginx, 2),
+      cell(c.honeygate, 2),
+      ratio(c.honeygate, c.nginx),
+      '',
+      cell(c['honeygate-mm'], 2),
+      cell(c['go-mmproxy'], 2),
+    ]),
+  );
+  const d = u.drops?.targets;
+  if (d) {
+    out.push(
+      row([
+        'datagrams dropped for a full receive buffer, per run (gateway + honeypot)',
+        cell(d.direct, 0),
+        cell(d.nginx, 0),
+        cell(d.honeygate, 0),
+        '',
+        '',
+        cell(d['honeygate-mm'], 0),
+        '',
+      ]),
+    );
+  }
+  const seen = Object.entries(u.source)
+    .map(([k, v]) => `${k} ${v.seen ?? 'nothing'}${v.ok ? '' : ' (NOT the attacker)'}`)
+    .join(', ');
+  out.push('');
+  out.push(
+    `Source address the echo honeypot saw: ${seen}. ` +
+      `In the namespaces of the transparent figures (${u.layout}): bench/udp-load.c in the attacker namespace aims at a ` +
+      'decoy address nobody owns (port 53; the direct row: the echo itself, routed through the gateway); the proxy in ' +
+      'the gateway namespace sends each datagram on from the attacker address to the echo (bench/udp-load.c) in the ' +
+      'honeypot namespace, and the answer comes back the same way. honeygate: a `transport: udp` `tproxy` listener ' +
+      '(its divert made by `run --manage-firewall`), `forward` with `source: transparent`, the amplification guard on ' +
+      '(per-source caps raised: all flows come from one address). nginx: `listen ... udp` with the decoy DNATed to it ' +
+      '(nginx has no transparent listener, so it could not answer from the decoy address otherwise), `proxy_bind ' +
+      '$remote_addr transparent`, one worker. go-mmproxy is a receiving end, not a gateway: its row is honeygate ' +
+      '`source: proxy-v2` -> `go-mmproxy -p udp` -> an echo on the honeypot loopback, as an operator deploys it; its ' +
+      'CPU column is go-mmproxy alone (GOMAXPROCS=1, load core). Conntrack is flushed before each run. ' +
+      `Load average ${u.load.before.map((x) => x.toFixed(2)).join(' ')} before, ` +
+      `${u.load.after.map((x) => x.toFixed(2)).join(' ')} after (${u.load.cpus} CPUs).`,
   );
   return out;
 }
