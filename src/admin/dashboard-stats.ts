@@ -103,7 +103,6 @@ function rawTimeline(db: Database, r: Range, by: (typeof GROUPINGS)[number]): Ti
   )) {
     put(row.k, row.t, row.n);
   }
-  const named = [...series].sort((a, b) => sum(b[1]) - sum(a[1]) || a[0].localeCompare(b[0]));
   const refused = new Array<number>(slots).fill(0);
   for (const row of all<{ t: number; n: number }>(
     db,
@@ -113,6 +112,18 @@ function rawTimeline(db: Database, r: Range, by: (typeof GROUPINGS)[number]): Ti
     const i = Math.floor((row.t - r.since) / r.bucketMs);
     if (i >= 0 && i < slots) refused[i]! += row.n;
   }
+  return timelineOf(r, by, times, series, refused);
+}
+
+/** The timeline's answer: the named series, most flows first (ties by name), then "refused". */
+function timelineOf(
+  r: Range,
+  by: (typeof GROUPINGS)[number],
+  times: number[],
+  series: Map<string, number[]>,
+  refused: number[],
+): Timeline {
+  const named = [...series].sort((a, b) => sum(b[1]) - sum(a[1]) || a[0].localeCompare(b[0]));
   return {
     range: r.name,
     by,
@@ -568,20 +579,12 @@ export function timeline(db: Database, r: Range, by: (typeof GROUPINGS)[number])
     const i = slot(x.t);
     if (i >= 0 && i < slots) c[i]! += x.flows;
   }
-  const named = [...series].sort((a, b) => sum(b[1]) - sum(a[1]) || a[0].localeCompare(b[0]));
   const refused = new Array<number>(slots).fill(0);
   for (const x of counts(db, r, 'all', r.bucketMs)) {
     const i = slot(x.t);
     if (i >= 0 && i < slots) refused[i]! += x.refused;
   }
-  return {
-    range: r.name,
-    by,
-    since: r.since,
-    bucketMs: r.bucketMs,
-    times,
-    series: [...named.map(([name, c]) => ({ name, counts: c })), { name: 'refused', counts: refused }],
-  };
+  return timelineOf(r, by, times, series, refused);
 }
 
 /** The `top` ports by flows (ties: the lower port first). */
