@@ -21,6 +21,7 @@ import {
   withStore,
 } from '../../src/admin/dashboard-stats.js';
 import type { FlowEvent } from '../../src/events/event.js';
+import { StoreRetention } from '../../src/events/retention.js';
 import { SqliteSink } from '../../src/events/sqlite.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { sampleEvent, tempDir } from '../helpers/events.js';
@@ -153,6 +154,40 @@ describe('dashboard views from the rollup', () => {
       // As retention.ts deletes: the oldest by opened_at, here up into the 7d ranges' first day.
       const cut = NOWS[1]! - 7 * DAY + 3 * HOUR + 7 * MIN + 1234;
       db.prepare('DELETE FROM events WHERE opened_at < ?').run([cut]);
+    } finally {
+      db.close();
+    }
+    compareAll(path);
+  });
+
+  it('still answer as the raw queries do once retention trimmed the rollup too', async () => {
+    const db = openDatabase(path);
+    try {
+      const cut = NOWS[1]! - 7 * DAY + 9 * HOUR + 31 * MIN + 4321;
+      const retention = new StoreRetention(
+        db,
+        path,
+        { maxAgeMs: 7 * DAY, maxBytes: null },
+        {
+          now: () => cut + 7 * DAY,
+        },
+      );
+      await retention.run();
+      retention.close();
+      const oldest = Number((db.prepare('SELECT min(opened_at) AS t FROM events').get() as { t: number }).t);
+      assert.ok(oldest >= cut, 'the events before the cutoff went');
+      assert.ok(retention.stats().rollupDeleted > 0, 'rollup rows went');
+      // No bucket that ends at or before the oldest event is left; the one holding it is.
+      const stale = db
+        .prepare(
+          `SELECT count(*) AS n FROM rollup WHERE bucket + (CASE span WHEN 'm' THEN ${MIN} WHEN 'h' THEN ${HOUR} ELSE ${DAY} END) <= @o`,
+        )
+        .get({ o: oldest }) as { n: number };
+      assert.equal(Number(stale.n), 0);
+      const held = db
+        .prepare("SELECT count(*) AS n FROM rollup WHERE span = 'd' AND dim = 'all' AND bucket <= @o")
+        .get({ o: oldest }) as { n: number };
+      assert.equal(Number(held.n), 1, "the oldest event's day");
     } finally {
       db.close();
     }
