@@ -587,12 +587,85 @@ export function timeline(db: Database, r: Range, by: (typeof GROUPINGS)[number])
   return timelineOf(r, by, times, series, refused);
 }
 
+/**
+ * The `top` values of `dim` by flows in the range (ties by `tie`), with their exact counts,
+ * without summing every rollup row when the counts are skewed (attacks are): each bucket's
+ * `depth` busiest rows, read in order from the rollup_top index, bound what a value missing
+ * from them can have there (the next row's count). A value whose bound cannot reach the
+ * top-th best lower count is out; the rest are counted exactly. When the bounds do not
+ * settle the top (a flat tail among the top), the depth grows, then every row is summed.
+ */
+function topCounts(
+  db: Database,
+  r: Range,
+  dim: Dim,
+  top: number,
+  tie: (a: string | number, b: string | number) => number,
+): Counted[] {
+  const rank = (xs: Counted[]) => xs.sort((a, b) => b.flows - a.flows || tie(a.value, b.value)).slice(0, top);
+  const pieces = plan(db, r.since, r.until, DIM_SPANS[dim]);
+  const buckets: [Span, number][] = [];
+  for (const p of pieces) {
+    if (p.span === 'raw') continue;
+    for (let b = p.from; b < p.to; b += SPAN_MS[p.span]) buckets.push([p.span, b]);
+  }
+  const busiest = db.prepare(
+    `SELECT value, flows, flows + refused AS n FROM rollup
+       WHERE span = @span AND dim = @dim AND bucket = @bucket ORDER BY flows + refused DESC LIMIT @limit`,
+  );
+  const raw = RAW_DIMS[dim];
+  for (let depth = 2 * top; depth <= 512 && top > 0; depth *= 4) {
+    // value -> [flows seen, the sum of the bounds of the buckets it was seen in]
+    const seen = new Map<string | number, [number, number]>();
+    const add = (v: unknown, flows: number, bound: number) => {
+      const value = typeof v === 'bigint' ? Number(v) : (v as string | number);
+      const m = seen.get(value);
+      if (m) {
+        m[0] += flows;
+        m[1] += bound;
+      } else seen.set(value, [flows, bound]);
+    };
+    let unseen = 0; // the most a value can have in the buckets where it was not seen
+    for (const [span, bucket] of buckets) {
+      const rows = [...busiest.iterate({ span, dim, bucket, limit: depth + 1 })] as unknown as {
+        value: unknown;
+        flows: number;
+        n: number;
+      }[];
+      const bound = rows.length > depth ? Number(rows[depth]!.n) : 0;
+      unseen += bound;
+      for (const x of rows.slice(0, depth)) add(x.value, Number(x.flows), bound);
+    }
+    for (const p of pieces) {
+      if (p.span !== 'raw') continue;
+      for (const x of all<{ value: unknown; flows: number }>(
+        db,
+        `SELECT ${raw.value} AS value, ${raw.flows} AS flows FROM events
+           WHERE ${raw.where} AND opened_at >= @f AND opened_at < @t GROUP BY 1`,
+        { f: p.from, t: p.to },
+      )) {
+        add(x.value, Number(x.flows), 0);
+      }
+    }
+    const lows = [...seen.values()].map((m) => m[0]).sort((a, b) => b - a);
+    const kth = lows.length >= top ? lows[top - 1]! : -1;
+    if (unseen === 0) {
+      return rank([...seen].map(([value, m]) => ({ t: 0, value, flows: m[0], refused: 0 })));
+    }
+    // A value never seen may reach `unseen`; it must stay below the top-th lower count.
+    if (kth < 0 || unseen >= kth) continue;
+    const left = [...seen].filter(([, m]) => m[0] + unseen - m[1] >= kth).map(([v]) => v);
+    return rank(counts(db, r, dim, null, left));
+  }
+  return rank(counts(db, r, dim, null));
+}
+
 /** The `top` ports by flows (ties: the lower port first). */
 function portsByFlows(db: Database, r: Range, top: number): { port: number; flows: number }[] {
-  return counts(db, r, 'port', null)
-    .map((x) => ({ port: Number(x.value), flows: x.flows }))
-    .sort((a, b) => b.flows - a.flows || a.port - b.port)
-    .slice(0, top);
+  return topCounts(db, r, 'port', top, (a, b) => Number(a) - Number(b)).map((x) => ({
+    port: Number(x.value),
+    flows: x.flows,
+  }));
 }
 
 /** The `top` destination ports with the most flows in the range. */
@@ -736,11 +809,9 @@ export function topSources(db: Database, r: Range, top = 20): SourceRow[] {
   if (!fromRollup(db) || plan(db, r.since, r.until, DIM_SPANS.src).every((p) => p.span === 'raw')) {
     return rawTopSources(db, r, top);
   }
-  const best = counts(db, r, 'src', null)
+  const best = topCounts(db, r, 'src', top, (a, b) => binary(String(a), String(b)))
     .filter((x) => x.flows > 0)
-    .map((x) => ({ ip: String(x.value), flows: x.flows }))
-    .sort((a, b) => b.flows - a.flows || binary(a.ip, b.ip))
-    .slice(0, top);
+    .map((x) => ({ ip: String(x.value), flows: x.flows }));
   // First and last seen, ports and protocols: each source's flows in the range, through the
   // (src_ip, opened_at) index.
   const rows = db.prepare(
