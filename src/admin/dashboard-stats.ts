@@ -4,7 +4,14 @@
 // refusals are the 'rejected' rows, each a tally of `count` refused flows.
 import { HoneygateError } from '../errors.js';
 import { openStore } from '../events/query.js';
-import { DIM_SPANS, type Dim, ROLLUP_VIEWS_SCHEMA, SPAN_MS, type Span } from '../events/rollup.js';
+import {
+  DIM_SPANS,
+  type Dim,
+  ROLLUP_REFUSED_SCHEMA,
+  ROLLUP_VIEWS_SCHEMA,
+  SPAN_MS,
+  type Span,
+} from '../events/rollup.js';
 import { MIGRATIONS } from '../events/sqlite.js';
 import type { Database } from '../events/sqlite-driver.js';
 
@@ -419,6 +426,7 @@ const RAW_DIMS: Record<Dim, RawDim> = {
     where: "type = 'rejected'",
   },
   sensor: flowDim('sensor'),
+  rsrc: { value: 'src_ip', flows: '0', refused: 'sum(count)', where: "type = 'rejected'" },
   bytes: { value: "''", flows: 'sum(bytes_in)', refused: '0', where: "type = 'flow'" },
 };
 
@@ -725,18 +733,41 @@ export function refusals(db: Database, r: Range): Refusals {
     byReason: [...merge(counts(db, r, 'reason', null), noneAs('unknown'))]
       .map(([reason, c]) => ({ reason, flows: c.refused }))
       .sort((a, b) => b.flows - a.flows || binary(a.reason, b.reason)),
-    // The refused sources from the tallies themselves: one per source and interval, few.
-    topSources: all(
-      db,
-      `SELECT src_ip AS ip, sum(count) AS flows FROM events WHERE ${REFUSED} AND src_ip != '*'
-         GROUP BY src_ip ORDER BY flows DESC, ip LIMIT 10`,
-      window(r),
-    ),
+    topSources: refusedSources(db, r),
     limitEnds: counts(db, r, 'close', null)
       .filter((x) => ends.has(String(x.value)))
       .map((x) => ({ reason: String(x.value), flows: x.flows }))
       .sort((a, b) => b.flows - a.flows || binary(a.reason, b.reason)),
   };
+}
+
+/** The store's schema version, read once per connection. */
+const VERSION = new WeakMap<Database, number>();
+function version(db: Database): number {
+  let v = VERSION.get(db);
+  if (v === undefined) {
+    v = Number(db.pragma('user_version'));
+    VERSION.set(db, v);
+  }
+  return v;
+}
+
+/** The 10 sources with the most refused flows (tallies for all sources, '*', left out). */
+function refusedSources(db: Database, r: Range): Refusals['topSources'] {
+  if (version(db) < MIGRATIONS.indexOf(ROLLUP_REFUSED_SCHEMA) + 1) {
+    // A store not yet upgraded: from the tallies, one per source and interval.
+    return all(
+      db,
+      `SELECT src_ip AS ip, sum(count) AS flows FROM events WHERE ${REFUSED} AND src_ip != '*'
+         GROUP BY src_ip ORDER BY flows DESC, ip LIMIT 10`,
+      window(r),
+    );
+  }
+  return counts(db, r, 'rsrc', null)
+    .filter((x) => x.value !== '*')
+    .map((x) => ({ ip: String(x.value), flows: x.refused }))
+    .sort((a, b) => b.flows - a.flows || binary(a.ip, b.ip))
+    .slice(0, 10);
 }
 
 /** Totals of the range, the sensors seen in it, and the latest firewall notes. */

@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { Checkpointer } from './checkpointer.js';
 import type { FlowEvent, Sink } from './event.js';
 import { type RetentionStats, StoreRetention } from './retention.js';
-import { ROLLUP_SCHEMA, ROLLUP_VIEWS_SCHEMA, rollupRows, UPSERT } from './rollup.js';
+import { ROLLUP_REFUSED_SCHEMA, ROLLUP_SCHEMA, ROLLUP_VIEWS_SCHEMA, rollupRows, UPSERT } from './rollup.js';
 import { COLUMNS, eventValues } from './row.js';
 import { type Database, openDatabase, type Statement } from './sqlite-driver.js';
 import { withoutRecorded } from './writeahead.js';
@@ -85,6 +85,8 @@ export const MIGRATIONS: readonly string[] = [
   // The dashboard's views from the rollup (src/admin/dashboard-stats.ts): minute rows and
   // the dimensions they group by (rollup.ts DIM_SPANS), counted from the stored events.
   ROLLUP_VIEWS_SCHEMA,
+  // The refusals view's top sources from the rollup (rollup.ts DIM_SPANS rsrc).
+  ROLLUP_REFUSED_SCHEMA,
 ];
 
 /** How the store is set up before its schema, in this order (the benchmark's recording floor takes them too). */

@@ -113,7 +113,7 @@ describe('SqliteSink', () => {
     const want = count();
     const db = openDatabase(path);
     db.exec('DELETE FROM rollup');
-    db.pragma(`user_version = ${MIGRATIONS.length - 1}`);
+    db.pragma(`user_version = ${MIGRATIONS.length - 2}`); // the last two steps count the rollup
     db.close();
     const lines: string[] = [];
     const log = createLogger('info');
@@ -122,10 +122,10 @@ describe('SqliteSink', () => {
     }) as typeof log.info;
     new SqliteSink(path, { log }).close();
     const n = MIGRATIONS.length;
-    const statements = splitStatements(MIGRATIONS[n - 1]!).length;
+    const statements = splitStatements(MIGRATIONS[n - 2]!).length;
     assert.ok(statements > 10, `${statements} statements`);
-    assert.match(lines[0]!, new RegExp(`upgrading the schema to version ${n} \\(500 events`));
-    assert.match(lines[statements]!, new RegExp(`step ${n}: ${statements} of ${statements} statements`));
+    assert.match(lines[0]!, new RegExp(`upgrading the schema to version ${n - 1} \\(500 events`));
+    assert.match(lines[statements]!, new RegExp(`step ${n - 1}: ${statements} of ${statements} statements`));
     assert.match(lines.at(-1)!, new RegExp(`schema version ${n} in [0-9.]+ s`));
     assert.equal(count(), want, 'the rollup counted again');
   });
