@@ -596,7 +596,7 @@ export function timeline(db: Database, r: Range, by: (typeof GROUPINGS)[number])
 }
 
 /**
- * The `top` values of `dim` by flows in the range (ties by `tie`), with their exact counts,
+ * The `top` values of `dim` by `measure` in the range (ties by `tie`), with exact counts,
  * without summing every rollup row when the counts are skewed (attacks are): each bucket's
  * `depth` busiest rows, read in order from the rollup_top index, bound what a value missing
  * from them can have there (the next row's count). A value whose bound cannot reach the
@@ -609,8 +609,10 @@ function topCounts(
   dim: Dim,
   top: number,
   tie: (a: string | number, b: string | number) => number,
+  measure: 'flows' | 'refused' = 'flows',
 ): Counted[] {
-  const rank = (xs: Counted[]) => xs.sort((a, b) => b.flows - a.flows || tie(a.value, b.value)).slice(0, top);
+  const rank = (xs: Counted[]) =>
+    xs.sort((a, b) => b[measure] - a[measure] || tie(a.value, b.value)).slice(0, top);
   const pieces = plan(db, r.since, r.until, DIM_SPANS[dim]);
   const buckets: [Span, number][] = [];
   for (const p of pieces) {
@@ -618,7 +620,7 @@ function topCounts(
     for (let b = p.from; b < p.to; b += SPAN_MS[p.span]) buckets.push([p.span, b]);
   }
   const busiest = db.prepare(
-    `SELECT value, flows, flows + refused AS n FROM rollup
+    `SELECT value, ${measure} AS flows, flows + refused AS n FROM rollup
        WHERE span = @span AND dim = @dim AND bucket = @bucket ORDER BY flows + refused DESC LIMIT @limit`,
   );
   const raw = RAW_DIMS[dim];
@@ -648,7 +650,7 @@ function topCounts(
       if (p.span !== 'raw') continue;
       for (const x of all<{ value: unknown; flows: number }>(
         db,
-        `SELECT ${raw.value} AS value, ${raw.flows} AS flows FROM events
+        `SELECT ${raw.value} AS value, ${measure === 'flows' ? raw.flows : raw.refused} AS flows FROM events
            WHERE ${raw.where} AND opened_at >= @f AND opened_at < @t GROUP BY 1`,
         { f: p.from, t: p.to },
       )) {
@@ -658,7 +660,15 @@ function topCounts(
     const lows = [...seen.values()].map((m) => m[0]).sort((a, b) => b - a);
     const kth = lows.length >= top ? lows[top - 1]! : -1;
     if (unseen === 0) {
-      return rank([...seen].map(([value, m]) => ({ t: 0, value, flows: m[0], refused: 0 })));
+      const of = (n: number, m: 'flows' | 'refused') => (measure === m ? n : 0);
+      return rank(
+        [...seen].map(([value, m]) => ({
+          t: 0,
+          value,
+          flows: of(m[0], 'flows'),
+          refused: of(m[0], 'refused'),
+        })),
+      );
     }
     // A value never seen may reach `unseen`; it must stay below the top-th lower count.
     if (kth < 0 || unseen >= kth) continue;
@@ -763,10 +773,10 @@ function refusedSources(db: Database, r: Range): Refusals['topSources'] {
       window(r),
     );
   }
-  return counts(db, r, 'rsrc', null)
+  // One more than shown: the tallies for all sources ('*') may be among them.
+  return topCounts(db, r, 'rsrc', 11, (a, b) => binary(String(a), String(b)), 'refused')
     .filter((x) => x.value !== '*')
     .map((x) => ({ ip: String(x.value), flows: x.refused }))
-    .sort((a, b) => b.flows - a.flows || binary(a.ip, b.ip))
     .slice(0, 10);
 }
 

@@ -229,6 +229,22 @@ describe('dashboard top lists from the rollup on skewed traffic', () => {
       for (let i = 0; i < 60; i++) {
         const at = t + Math.floor(rnd() * 10 * MIN);
         const busy = rnd() < 0.7;
+        if (rnd() < 0.2) {
+          events.push(
+            sampleEvent({
+              type: 'rejected',
+              openedAt: at,
+              closedAt: at + 500,
+              src: { ip: rnd() < 0.05 ? '*' : `198.51.102.${Math.floor(rnd() ** 3 * 200)}`, port: 0 },
+              route: null,
+              action: 'close',
+              closeReason: 'limit-rate',
+              protocol: null,
+              count: 1 + Math.floor(rnd() * 20),
+            }),
+          );
+          continue;
+        }
         events.push(
           sampleEvent({
             openedAt: at,
@@ -253,7 +269,7 @@ describe('dashboard top lists from the rollup on skewed traffic', () => {
     for (const now of NOWS) {
       for (const name of Object.keys(RANGES)) {
         const r = toRange(name, now);
-        for (const view of ['sources', 'ports', 'heatmap'] as const) {
+        for (const view of ['sources', 'ports', 'heatmap', 'refusals'] as const) {
           const fn = VIEWS[view];
           const fast = withStore(path, (db) => fn(db, r));
           const raw = withStore(path, (db) => fn(rawViews(db), r));
