@@ -4,7 +4,14 @@
 // refusals are the 'rejected' rows, each a tally of `count` refused flows.
 import { HoneygateError } from '../errors.js';
 import { openStore } from '../events/query.js';
-import { DIM_SPANS, type Dim, ROLLUP_VIEWS_SCHEMA, SPAN_MS, type Span } from '../events/rollup.js';
+import {
+  DIM_SPANS,
+  type Dim,
+  ROLLUP_REFUSED_SCHEMA,
+  ROLLUP_VIEWS_SCHEMA,
+  SPAN_MS,
+  type Span,
+} from '../events/rollup.js';
 import { MIGRATIONS } from '../events/sqlite.js';
 import type { Database } from '../events/sqlite-driver.js';
 
@@ -103,7 +110,6 @@ function rawTimeline(db: Database, r: Range, by: (typeof GROUPINGS)[number]): Ti
   )) {
     put(row.k, row.t, row.n);
   }
-  const named = [...series].sort((a, b) => sum(b[1]) - sum(a[1]) || a[0].localeCompare(b[0]));
   const refused = new Array<number>(slots).fill(0);
   for (const row of all<{ t: number; n: number }>(
     db,
@@ -113,6 +119,18 @@ function rawTimeline(db: Database, r: Range, by: (typeof GROUPINGS)[number]): Ti
     const i = Math.floor((row.t - r.since) / r.bucketMs);
     if (i >= 0 && i < slots) refused[i]! += row.n;
   }
+  return timelineOf(r, by, times, series, refused);
+}
+
+/** The timeline's answer: the named series, most flows first (ties by name), then "refused". */
+function timelineOf(
+  r: Range,
+  by: (typeof GROUPINGS)[number],
+  times: number[],
+  series: Map<string, number[]>,
+  refused: number[],
+): Timeline {
+  const named = [...series].sort((a, b) => sum(b[1]) - sum(a[1]) || a[0].localeCompare(b[0]));
   return {
     range: r.name,
     by,
@@ -408,6 +426,7 @@ const RAW_DIMS: Record<Dim, RawDim> = {
     where: "type = 'rejected'",
   },
   sensor: flowDim('sensor'),
+  rsrc: { value: 'src_ip', flows: '0', refused: 'sum(count)', where: "type = 'rejected'" },
   bytes: { value: "''", flows: 'sum(bytes_in)', refused: '0', where: "type = 'flow'" },
 };
 
@@ -568,28 +587,103 @@ export function timeline(db: Database, r: Range, by: (typeof GROUPINGS)[number])
     const i = slot(x.t);
     if (i >= 0 && i < slots) c[i]! += x.flows;
   }
-  const named = [...series].sort((a, b) => sum(b[1]) - sum(a[1]) || a[0].localeCompare(b[0]));
   const refused = new Array<number>(slots).fill(0);
   for (const x of counts(db, r, 'all', r.bucketMs)) {
     const i = slot(x.t);
     if (i >= 0 && i < slots) refused[i]! += x.refused;
   }
-  return {
-    range: r.name,
-    by,
-    since: r.since,
-    bucketMs: r.bucketMs,
-    times,
-    series: [...named.map(([name, c]) => ({ name, counts: c })), { name: 'refused', counts: refused }],
-  };
+  return timelineOf(r, by, times, series, refused);
+}
+
+/**
+ * The `top` values of `dim` by `measure` in the range (ties by `tie`), with exact counts,
+ * without summing every rollup row when the counts are skewed (attacks are): each bucket's
+ * `depth` busiest rows, read in order from the rollup_top index, bound what a value missing
+ * from them can have there (the next row's count). A value whose bound cannot reach the
+ * top-th best lower count is out; the rest are counted exactly. When the bounds do not
+ * settle the top (a flat tail among the top), the depth grows, then every row is summed.
+ */
+function topCounts(
+  db: Database,
+  r: Range,
+  dim: Dim,
+  top: number,
+  tie: (a: string | number, b: string | number) => number,
+  measure: 'flows' | 'refused' = 'flows',
+): Counted[] {
+  const rank = (xs: Counted[]) =>
+    xs.sort((a, b) => b[measure] - a[measure] || tie(a.value, b.value)).slice(0, top);
+  const pieces = plan(db, r.since, r.until, DIM_SPANS[dim]);
+  const buckets: [Span, number][] = [];
+  for (const p of pieces) {
+    if (p.span === 'raw') continue;
+    for (let b = p.from; b < p.to; b += SPAN_MS[p.span]) buckets.push([p.span, b]);
+  }
+  const busiest = db.prepare(
+    `SELECT value, ${measure} AS flows, flows + refused AS n FROM rollup
+       WHERE span = @span AND dim = @dim AND bucket = @bucket ORDER BY flows + refused DESC LIMIT @limit`,
+  );
+  const raw = RAW_DIMS[dim];
+  for (let depth = 2 * top; depth <= 512 && top > 0; depth *= 4) {
+    // value -> [flows seen, the sum of the bounds of the buckets it was seen in]
+    const seen = new Map<string | number, [number, number]>();
+    const add = (v: unknown, flows: number, bound: number) => {
+      const value = typeof v === 'bigint' ? Number(v) : (v as string | number);
+      const m = seen.get(value);
+      if (m) {
+        m[0] += flows;
+        m[1] += bound;
+      } else seen.set(value, [flows, bound]);
+    };
+    let unseen = 0; // the most a value can have in the buckets where it was not seen
+    for (const [span, bucket] of buckets) {
+      const rows = [...busiest.iterate({ span, dim, bucket, limit: depth + 1 })] as unknown as {
+        value: unknown;
+        flows: number;
+        n: number;
+      }[];
+      const bound = rows.length > depth ? Number(rows[depth]!.n) : 0;
+      unseen += bound;
+      for (const x of rows.slice(0, depth)) add(x.value, Number(x.flows), bound);
+    }
+    for (const p of pieces) {
+      if (p.span !== 'raw') continue;
+      for (const x of all<{ value: unknown; flows: number }>(
+        db,
+        `SELECT ${raw.value} AS value, ${measure === 'flows' ? raw.flows : raw.refused} AS flows FROM events
+           WHERE ${raw.where} AND opened_at >= @f AND opened_at < @t GROUP BY 1`,
+        { f: p.from, t: p.to },
+      )) {
+        add(x.value, Number(x.flows), 0);
+      }
+    }
+    const lows = [...seen.values()].map((m) => m[0]).sort((a, b) => b - a);
+    const kth = lows.length >= top ? lows[top - 1]! : -1;
+    if (unseen === 0) {
+      const of = (n: number, m: 'flows' | 'refused') => (measure === m ? n : 0);
+      return rank(
+        [...seen].map(([value, m]) => ({
+          t: 0,
+          value,
+          flows: of(m[0], 'flows'),
+          refused: of(m[0], 'refused'),
+        })),
+      );
+    }
+    // A value never seen may reach `unseen`; it must stay below the top-th lower count.
+    if (kth < 0 || unseen >= kth) continue;
+    const left = [...seen].filter(([, m]) => m[0] + unseen - m[1] >= kth).map(([v]) => v);
+    return rank(counts(db, r, dim, null, left));
+  }
+  return rank(counts(db, r, dim, null));
 }
 
 /** The `top` ports by flows (ties: the lower port first). */
 function portsByFlows(db: Database, r: Range, top: number): { port: number; flows: number }[] {
-  return counts(db, r, 'port', null)
-    .map((x) => ({ port: Number(x.value), flows: x.flows }))
-    .sort((a, b) => b.flows - a.flows || a.port - b.port)
-    .slice(0, top);
+  return topCounts(db, r, 'port', top, (a, b) => Number(a) - Number(b)).map((x) => ({
+    port: Number(x.value),
+    flows: x.flows,
+  }));
 }
 
 /** The `top` destination ports with the most flows in the range. */
@@ -649,18 +743,41 @@ export function refusals(db: Database, r: Range): Refusals {
     byReason: [...merge(counts(db, r, 'reason', null), noneAs('unknown'))]
       .map(([reason, c]) => ({ reason, flows: c.refused }))
       .sort((a, b) => b.flows - a.flows || binary(a.reason, b.reason)),
-    // The refused sources from the tallies themselves: one per source and interval, few.
-    topSources: all(
-      db,
-      `SELECT src_ip AS ip, sum(count) AS flows FROM events WHERE ${REFUSED} AND src_ip != '*'
-         GROUP BY src_ip ORDER BY flows DESC, ip LIMIT 10`,
-      window(r),
-    ),
+    topSources: refusedSources(db, r),
     limitEnds: counts(db, r, 'close', null)
       .filter((x) => ends.has(String(x.value)))
       .map((x) => ({ reason: String(x.value), flows: x.flows }))
       .sort((a, b) => b.flows - a.flows || binary(a.reason, b.reason)),
   };
+}
+
+/** The store's schema version, read once per connection. */
+const VERSION = new WeakMap<Database, number>();
+function version(db: Database): number {
+  let v = VERSION.get(db);
+  if (v === undefined) {
+    v = Number(db.pragma('user_version'));
+    VERSION.set(db, v);
+  }
+  return v;
+}
+
+/** The 10 sources with the most refused flows (tallies for all sources, '*', left out). */
+function refusedSources(db: Database, r: Range): Refusals['topSources'] {
+  if (version(db) < MIGRATIONS.indexOf(ROLLUP_REFUSED_SCHEMA) + 1) {
+    // A store not yet upgraded: from the tallies, one per source and interval.
+    return all(
+      db,
+      `SELECT src_ip AS ip, sum(count) AS flows FROM events WHERE ${REFUSED} AND src_ip != '*'
+         GROUP BY src_ip ORDER BY flows DESC, ip LIMIT 10`,
+      window(r),
+    );
+  }
+  // One more than shown: the tallies for all sources ('*') may be among them.
+  return topCounts(db, r, 'rsrc', 11, (a, b) => binary(String(a), String(b)), 'refused')
+    .filter((x) => x.value !== '*')
+    .map((x) => ({ ip: String(x.value), flows: x.refused }))
+    .slice(0, 10);
 }
 
 /** Totals of the range, the sensors seen in it, and the latest firewall notes. */
@@ -733,11 +850,9 @@ export function topSources(db: Database, r: Range, top = 20): SourceRow[] {
   if (!fromRollup(db) || plan(db, r.since, r.until, DIM_SPANS.src).every((p) => p.span === 'raw')) {
     return rawTopSources(db, r, top);
   }
-  const best = counts(db, r, 'src', null)
+  const best = topCounts(db, r, 'src', top, (a, b) => binary(String(a), String(b)))
     .filter((x) => x.flows > 0)
-    .map((x) => ({ ip: String(x.value), flows: x.flows }))
-    .sort((a, b) => b.flows - a.flows || binary(a.ip, b.ip))
-    .slice(0, top);
+    .map((x) => ({ ip: String(x.value), flows: x.flows }));
   // First and last seen, ports and protocols: each source's flows in the range, through the
   // (src_ip, opened_at) index.
   const rows = db.prepare(

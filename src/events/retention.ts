@@ -15,14 +15,20 @@
 // on gigabytes, the store locked, twice its size on disk), which honeygate does not run on
 // its own: there the freed pages are reused by new events, so the file stops growing but
 // does not shrink (docs/events.md says how to convert it by hand).
+//
+// The rollup (rollup.ts) is trimmed after the events, in steps of its own: a bucket that
+// ends at or before the oldest event left counts only deleted events, and goes. The bucket
+// holding the oldest event stays (the views read that one from the events table).
 import type { Retention as Bounds } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { DIM_SPANS, type Dim, SPAN_MS, type Span } from './rollup.js';
 import type { Database, Statement } from './sqlite-driver.js';
 
 export type DeleteReason = 'max-age' | 'max-size';
 
 export interface RetentionStats {
   deleted: Record<DeleteReason, number>; // rows deleted since start, by the bound that deleted them
+  rollupDeleted: number; // rollup rows deleted since start (buckets older than the oldest event)
   storeBytes: number; // the store's size: page_count x page_size (the file, once checkpointed)
   freeBytes: number; // of which free pages, waiting for the incremental vacuum or new rows
   steps: number; // delete and vacuum steps run since start
@@ -55,9 +61,12 @@ export class StoreRetention {
   private readonly now: () => number;
   private readonly deleteOlder: Statement;
   private readonly deleteOldest: Statement;
+  private readonly oldest: Statement;
+  private readonly rollupTrims: { span: Span; del: Statement }[];
   private readonly pageSize: number;
   private readonly incremental: boolean;
   private readonly deleted: Record<DeleteReason, number> = { 'max-age': 0, 'max-size': 0 };
+  private rollupDeleted = 0;
   private rows = 100;
   private pages = 64;
   private timer: NodeJS.Timeout | null = null;
@@ -79,6 +88,18 @@ export class StoreRetention {
     );
     this.deleteOldest = db.prepare(
       'DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY opened_at LIMIT ?)',
+    );
+    this.oldest = db.prepare('SELECT opened_at AS t FROM events ORDER BY opened_at LIMIT 1');
+    // Per span and dimension (the primary key's order): the oldest buckets' rows, a step's worth.
+    this.rollupTrims = (Object.entries(DIM_SPANS) as [Dim, readonly Span[]][]).flatMap(([dim, spans]) =>
+      spans.map((span) => ({
+        span,
+        del: db.prepare(
+          `DELETE FROM rollup WHERE (span, dim, bucket, value) IN (
+             SELECT span, dim, bucket, value FROM rollup
+             WHERE span = '${span}' AND dim = '${dim}' AND bucket < ? ORDER BY bucket LIMIT ?)`,
+        ),
+      })),
     );
     this.pageSize = db.pragma('page_size') as number;
     this.incremental = (db.pragma('auto_vacuum') as number) === 2;
@@ -118,6 +139,7 @@ export class StoreRetention {
   stats(): RetentionStats {
     return {
       deleted: { ...this.deleted },
+      rollupDeleted: this.rollupDeleted,
       storeBytes: this.pageCount * this.pageSize,
       freeBytes: this.freePages * this.pageSize,
       steps: this.steps,
@@ -155,8 +177,28 @@ export class StoreRetention {
         }
       }
     }
+    await this.trimRollup();
     await this.vacuum();
     if (!this.closed) this.measure();
+  }
+
+  /** Deletes the rollup's buckets that end at or before the oldest event left (all of them in an empty store). */
+  private async trimRollup(): Promise<void> {
+    const oldest = (this.oldest.get() as { t: number } | undefined)?.t;
+    const until = oldest === undefined ? this.now() : Number(oldest);
+    for (const { span, del } of this.rollupTrims) {
+      // bucket + span <= until: the bucket ends before the oldest event.
+      const cutoff = until - SPAN_MS[span] + 1;
+      while (!this.closed) {
+        const asked = this.rows;
+        const t0 = this.clock();
+        const n = del.run([cutoff, asked]).changes;
+        this.rows = this.resize(this.rows, this.since(t0), MIN_ROWS, MAX_ROWS);
+        this.rollupDeleted += n;
+        if (n < asked) break;
+        await this.pause();
+      }
+    }
   }
 
   /** Runs one delete, counts its rows, and sizes the next step after this one's time. */

@@ -22,7 +22,8 @@ export type Dim =
   | 'close'
   | 'reason'
   | 'sensor'
-  | 'bytes';
+  | 'bytes'
+  | 'rsrc';
 export const DIMS: readonly Dim[] = ['src', 'port', 'protocol', 'route'];
 export const SPAN_MS: Readonly<Record<Span, number>> = { m: MINUTE_MS, h: HOUR_MS, d: DAY_MS };
 
@@ -47,6 +48,7 @@ export const DIM_SPANS: Readonly<Record<Dim, readonly Span[]>> = {
   reason: ['m', 'h', 'd'], // refused by the tally's close_reason (limit-rate, ...)
   sensor: ['m', 'h', 'd'], // flows
   bytes: ['m', 'h', 'd'],
+  rsrc: ['h', 'd'], // refused by the tally's source (the refusals view's top sources)
 };
 
 /** Schema step (sqlite.ts MIGRATIONS): the table, its top-N index, and the counts of the events already stored. */
@@ -62,17 +64,31 @@ export const ROLLUP_SCHEMA = `CREATE TABLE rollup (
    CREATE INDEX rollup_top ON rollup (span, dim, bucket, flows + refused);
    ${backfill()}`;
 
-/** The counts of every stored event, into an empty rollup (a bulk load: test/helpers/store.ts). */
-export const ROLLUP_BACKFILL = `${backfill()}
-   ${viewsBackfill()}`;
-
 /**
  * Schema step (sqlite.ts MIGRATIONS): the dashboard's minute rows and dimensions
  * (DIM_SPANS). The whole rollup is counted again from the stored events: a fleet's central
  * store had none kept before (the collector inserted events only).
  */
 export const ROLLUP_VIEWS_SCHEMA = `DELETE FROM rollup;
-   ${ROLLUP_BACKFILL}`;
+   ${backfill()}
+   ${viewsBackfill()}`;
+
+/**
+ * Schema step (sqlite.ts MIGRATIONS): the refused flows per tally source, hourly and daily,
+ * from the stored tallies (a few in a hundred events: through the (type, opened_at) index).
+ */
+export const ROLLUP_REFUSED_SCHEMA = ['h', 'd']
+  .map(
+    (span) => `INSERT INTO rollup (span, dim, bucket, value, flows, refused)
+     SELECT '${span}', 'rsrc', opened_at - opened_at % ${SPAN_MS[span as Span]}, src_ip, 0, sum(count)
+     FROM events WHERE type = 'rejected' GROUP BY 3, 4;`,
+  )
+  .join('\n   ');
+
+/** The counts of every stored event, into an empty rollup (a bulk load: test/helpers/store.ts). */
+export const ROLLUP_BACKFILL = `${backfill()}
+   ${viewsBackfill()}
+   ${ROLLUP_REFUSED_SCHEMA}`;
 
 // What ROLLUP_SCHEMA's backfill() leaves out: its dimensions per minute, and the new ones.
 function viewsBackfill(): string {
@@ -160,6 +176,7 @@ export function rollupRows(events: readonly FlowEvent[]): RollupRow[] {
       if (span !== 'm') add(span, 'src', bucket, String(e.src?.ip ?? ''), flows, refused);
       if (!flow) {
         add(span, 'reason', bucket, close, 0, refused);
+        if (span !== 'm') add(span, 'rsrc', bucket, String(e.src?.ip ?? ''), 0, refused);
         continue;
       }
       add(span, 'port', bucket, port, 1, 0);

@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { Checkpointer } from './checkpointer.js';
 import type { FlowEvent, Sink } from './event.js';
 import { type RetentionStats, StoreRetention } from './retention.js';
-import { ROLLUP_SCHEMA, ROLLUP_VIEWS_SCHEMA, rollupRows, UPSERT } from './rollup.js';
+import { ROLLUP_REFUSED_SCHEMA, ROLLUP_SCHEMA, ROLLUP_VIEWS_SCHEMA, rollupRows, UPSERT } from './rollup.js';
 import { COLUMNS, eventValues } from './row.js';
 import { type Database, openDatabase, type Statement } from './sqlite-driver.js';
 import { withoutRecorded } from './writeahead.js';
@@ -85,6 +85,8 @@ export const MIGRATIONS: readonly string[] = [
   // The dashboard's views from the rollup (src/admin/dashboard-stats.ts): minute rows and
   // the dimensions they group by (rollup.ts DIM_SPANS), counted from the stored events.
   ROLLUP_VIEWS_SCHEMA,
+  // The refusals view's top sources from the rollup (rollup.ts DIM_SPANS rsrc).
+  ROLLUP_REFUSED_SCHEMA,
 ];
 
 /** How the store is set up before its schema, in this order (the benchmark's recording floor takes them too). */
@@ -145,7 +147,7 @@ export class SqliteSink implements Sink {
     try {
       for (const pragma of STORE_PRAGMAS) this.db.pragma(pragma);
       this.db.pragma(`busy_timeout = ${Math.floor(opts.busyTimeoutMs ?? 100)}`);
-      migrate(this.db, path);
+      migrate(this.db, path, opts.log);
       const insert = this.db.prepare(INSERT);
       this.holdsFlow = this.db.prepare("SELECT 1 FROM events WHERE id = @id AND type = 'flow' LIMIT 1");
       const upsert = this.db.prepare(UPSERT);
@@ -241,7 +243,7 @@ export class SqliteSink implements Sink {
 }
 
 /** Applies the missing schema steps, one transaction each. Throws HG_ERR_SINK on a foreign or newer file. */
-function migrate(db: Database, path: string): void {
+function migrate(db: Database, path: string, log?: Logger): void {
   const appId = db.pragma('application_id') as number;
   let version = db.pragma('user_version') as number;
   if (appId !== 0 && appId !== APPLICATION_ID) {
@@ -260,14 +262,63 @@ function migrate(db: Database, path: string): void {
       `sqlite: ${path} has schema version ${version}, newer than this honeygate knows (${MIGRATIONS.length})`,
     );
   }
+  // A store with events: a step that counts them (the rollup's) takes minutes on millions,
+  // with the start blocked; say so, and how far it is, statement by statement.
+  const rows =
+    version > 0 && log
+      ? Number((db.prepare('SELECT max(seq) AS n FROM events').get() as { n: number | null }).n ?? 0)
+      : 0;
   while (version < MIGRATIONS.length) {
     const step = MIGRATIONS[version]!;
     const next = version + 1;
+    const statements = rows > 0 ? splitStatements(step) : [step];
+    const t0 = performance.now();
+    if (rows > 0) {
+      log?.info(
+        { store: path, step: next, statements: statements.length },
+        `event store ${path}: upgrading the schema to version ${next} (${rows.toLocaleString('en')} events; a step that counts them takes minutes on millions)`,
+      );
+    }
     db.transaction(() => {
-      db.exec(step);
+      statements.forEach((sql, i) => {
+        db.exec(sql);
+        if (rows > 0 && statements.length > 1) {
+          const s = ((performance.now() - t0) / 1000).toFixed(1);
+          log?.info(
+            { store: path, step: next },
+            `event store schema step ${next}: ${i + 1} of ${statements.length} statements, ${s} s`,
+          );
+        }
+      });
       db.pragma(`application_id = ${APPLICATION_ID}`);
       db.pragma(`user_version = ${next}`);
     })();
+    if (rows > 0) {
+      const s = ((performance.now() - t0) / 1000).toFixed(1);
+      log?.info({ store: path, step: next }, `event store ${path}: schema version ${next} in ${s} s`);
+    }
     version = next;
   }
+}
+
+/** `sql`'s statements, cut at each `;` outside quotes and `--` comments. */
+export function splitStatements(sql: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  let quote: string | null = null;
+  for (let i = 0; i < sql.length; i++) {
+    const c = sql[i]!;
+    if (quote) {
+      if (c === quote) quote = null;
+    } else if (c === "'" || c === '"') quote = c;
+    else if (c === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end;
+    } else if (c === ';') {
+      if (sql.slice(start, i).trim()) out.push(sql.slice(start, i + 1).trim());
+      start = i + 1;
+    }
+  }
+  if (sql.slice(start).trim()) out.push(sql.slice(start).trim());
+  return out;
 }

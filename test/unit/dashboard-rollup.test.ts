@@ -21,6 +21,7 @@ import {
   withStore,
 } from '../../src/admin/dashboard-stats.js';
 import type { FlowEvent } from '../../src/events/event.js';
+import { StoreRetention } from '../../src/events/retention.js';
 import { SqliteSink } from '../../src/events/sqlite.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { sampleEvent, tempDir } from '../helpers/events.js';
@@ -159,6 +160,40 @@ describe('dashboard views from the rollup', () => {
     compareAll(path);
   });
 
+  it('still answer as the raw queries do once retention trimmed the rollup too', async () => {
+    const db = openDatabase(path);
+    try {
+      const cut = NOWS[1]! - 7 * DAY + 9 * HOUR + 31 * MIN + 4321;
+      const retention = new StoreRetention(
+        db,
+        path,
+        { maxAgeMs: 7 * DAY, maxBytes: null },
+        {
+          now: () => cut + 7 * DAY,
+        },
+      );
+      await retention.run();
+      retention.close();
+      const oldest = Number((db.prepare('SELECT min(opened_at) AS t FROM events').get() as { t: number }).t);
+      assert.ok(oldest >= cut, 'the events before the cutoff went');
+      assert.ok(retention.stats().rollupDeleted > 0, 'rollup rows went');
+      // No bucket that ends at or before the oldest event is left; the one holding it is.
+      const stale = db
+        .prepare(
+          `SELECT count(*) AS n FROM rollup WHERE bucket + (CASE span WHEN 'm' THEN ${MIN} WHEN 'h' THEN ${HOUR} ELSE ${DAY} END) <= @o`,
+        )
+        .get({ o: oldest }) as { n: number };
+      assert.equal(Number(stale.n), 0);
+      const held = db
+        .prepare("SELECT count(*) AS n FROM rollup WHERE span = 'd' AND dim = 'all' AND bucket <= @o")
+        .get({ o: oldest }) as { n: number };
+      assert.equal(Number(held.n), 1, "the oldest event's day");
+    } finally {
+      db.close();
+    }
+    compareAll(path);
+  });
+
   it('answer as the raw queries do on a store whose rollup was counted by the migration', () => {
     const old = join(tmp.dir, 'migrated.db');
     const sink = new SqliteSink(old);
@@ -174,5 +209,77 @@ describe('dashboard views from the rollup', () => {
     }
     new SqliteSink(old).close();
     compareAll(old);
+  });
+});
+
+describe('dashboard top lists from the rollup on skewed traffic', () => {
+  const tmp = tempDir();
+  after(tmp.cleanup);
+
+  it('stop early at the busiest rows of each bucket and still answer as the raw queries do', () => {
+    // Per 10 minutes: 14 busy ports and 60 sources that send most, and a long tail of both:
+    // every bucket holds more values than the early stop reads of it.
+    let x = 7;
+    const rnd = () => {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      return x / 2147483648;
+    };
+    const events: FlowEvent[] = [];
+    for (let t = T0 - 8 * DAY; t < T0 + 14 * HOUR; t += 10 * MIN) {
+      for (let i = 0; i < 60; i++) {
+        const at = t + Math.floor(rnd() * 10 * MIN);
+        const busy = rnd() < 0.7;
+        if (rnd() < 0.2) {
+          events.push(
+            sampleEvent({
+              type: 'rejected',
+              openedAt: at,
+              closedAt: at + 500,
+              src: { ip: rnd() < 0.05 ? '*' : `198.51.102.${Math.floor(rnd() ** 3 * 200)}`, port: 0 },
+              route: null,
+              action: 'close',
+              closeReason: 'limit-rate',
+              protocol: null,
+              count: 1 + Math.floor(rnd() * 20),
+            }),
+          );
+          continue;
+        }
+        events.push(
+          sampleEvent({
+            openedAt: at,
+            closedAt: at + 1000,
+            src: {
+              ip: `198.51.${busy ? 100 : 101}.${Math.floor(rnd() ** 3 * (busy ? 60 : 250))}`,
+              port: 40000,
+            },
+            dst: {
+              ip: '192.0.2.1',
+              port: busy ? 1 + Math.floor(rnd() ** 2 * 14) : 1000 + Math.floor(rnd() * 5000),
+            },
+          }),
+        );
+      }
+    }
+    events.sort((a, b) => a.openedAt - b.openedAt);
+    const path = join(tmp.dir, 'skewed.db');
+    const sink = new SqliteSink(path);
+    for (let i = 0; i < events.length; i += 500) sink.write(events.slice(i, i + 500));
+    sink.close();
+    for (const now of NOWS) {
+      for (const name of Object.keys(RANGES)) {
+        const r = toRange(name, now);
+        for (const view of ['sources', 'ports', 'heatmap', 'refusals'] as const) {
+          const fn = VIEWS[view];
+          const fast = withStore(path, (db) => fn(db, r));
+          const raw = withStore(path, (db) => fn(rawViews(db), r));
+          assert.deepEqual(
+            JSON.parse(JSON.stringify(fast)),
+            JSON.parse(JSON.stringify(raw)),
+            `${view} over ${name} ending ${new Date(now).toISOString()}`,
+          );
+        }
+      }
+    }
   });
 });

@@ -3,8 +3,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { queryEvents } from '../../src/events/query.js';
-import { MIGRATIONS, SqliteSink } from '../../src/events/sqlite.js';
+import { MIGRATIONS, SqliteSink, splitStatements } from '../../src/events/sqlite.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
+import { createLogger } from '../../src/log.js';
 import { sampleEvent, tempDir } from '../helpers/events.js';
 
 describe('SqliteSink', () => {
@@ -92,6 +93,58 @@ describe('SqliteSink', () => {
     } finally {
       db.close();
     }
+  });
+
+  it('upgrades a store with events statement by statement, logging its progress', () => {
+    const path = join(tmp.dir, 'upgrade.db');
+    const seed = new SqliteSink(path);
+    seed.write(
+      Array.from({ length: 500 }, (_, i) => sampleEvent({ openedAt: 1_700_000_000_000 + i * 60_000 })),
+    );
+    seed.close();
+    const count = () => {
+      const db = openDatabase(path, { readonly: true });
+      try {
+        return Number((db.prepare('SELECT count(*) AS n FROM rollup').get() as { n: number }).n);
+      } finally {
+        db.close();
+      }
+    };
+    const want = count();
+    const db = openDatabase(path);
+    db.exec('DELETE FROM rollup');
+    db.pragma(`user_version = ${MIGRATIONS.length - 2}`); // the last two steps count the rollup
+    db.close();
+    const lines: string[] = [];
+    const log = createLogger('info');
+    log.info = ((_o: unknown, msg: string) => {
+      lines.push(msg);
+    }) as typeof log.info;
+    new SqliteSink(path, { log }).close();
+    const n = MIGRATIONS.length;
+    const statements = splitStatements(MIGRATIONS[n - 2]!).length;
+    assert.ok(statements > 10, `${statements} statements`);
+    assert.match(lines[0]!, new RegExp(`upgrading the schema to version ${n - 1} \\(500 events`));
+    assert.match(lines[statements]!, new RegExp(`step ${n - 1}: ${statements} of ${statements} statements`));
+    assert.match(lines.at(-1)!, new RegExp(`schema version ${n} in [0-9.]+ s`));
+    assert.equal(count(), want, 'the rollup counted again');
+  });
+
+  it('cuts every schema step into statements that make the same schema', () => {
+    const schema = (steps: string[]) => {
+      const db = openDatabase(':memory:');
+      try {
+        for (const s of steps) db.exec(s);
+        return [...db.prepare('SELECT type, name, sql FROM sqlite_master ORDER BY name').iterate()];
+      } finally {
+        db.close();
+      }
+    };
+    assert.deepEqual(schema(MIGRATIONS.flatMap((m) => splitStatements(m))), schema([...MIGRATIONS]));
+    assert.deepEqual(splitStatements("SELECT ';' AS a; -- x; y\nSELECT 2;"), [
+      "SELECT ';' AS a;",
+      '-- x; y\nSELECT 2;',
+    ]);
   });
 
   it('makes a new store with 16 KiB pages, and keeps the pages of an older one', () => {
