@@ -35,9 +35,9 @@ export function bindTproxy(
   };
   const receiver = udpPort(fd, (numbers, hosts, payload) => {
     for (let i = 0; i < hosts.length / 2; i++) {
-      const src = { ip: normalizeIp(hosts[i * 2]!) ?? hosts[i * 2]!, port: numbers[i * 4]! };
+      const src = { ip: socketIp(hosts[i * 2]!) ?? hosts[i * 2]!, port: numbers[i * 4]! };
       const dstHost = hosts[i * 2 + 1]!;
-      const dst = dstHost ? { ip: normalizeIp(dstHost) ?? dstHost, port: numbers[i * 4 + 1]! } : local;
+      const dst = dstHost ? { ip: socketIp(dstHost) ?? dstHost, port: numbers[i * 4 + 1]! } : local;
       const bytes = payload.subarray(numbers[i * 4 + 2]!, numbers[i * 4 + 3]!);
       onDatagram(bound, bytes, src, dst, () => replySocket(bound, dst, onDatagram, log));
     }

@@ -76,7 +76,7 @@ function bindDgram(
     const downstream = () => send;
     socket.once('error', reject);
     socket.on('message', (msg, rinfo) => {
-      const ip = normalizeIp(rinfo.address) ?? rinfo.address;
+      const ip = socketIp(rinfo.address) ?? rinfo.address;
       onDatagram(bound, msg, { ip, port: rinfo.port }, bound.local!, downstream);
     });
     socket.bind(port, host, () => {
