@@ -11,32 +11,76 @@ import { waitFor } from '../helpers/wait.js';
 
 const skip = needsRoot();
 
+type Kept = Awaited<ReturnType<typeof keepDemo>>;
+
+/** `honeygate demo --keep ...args`, once it waits for Ctrl-C with its farm (namespaces id-*) up. */
+async function keepDemo(args: string[]) {
+  const demo = spawn(process.execPath, [BIN, 'demo', '--keep', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const io = { out: '', err: '' };
+  demo.stdout.on('data', (d: Buffer) => {
+    io.out += d.toString();
+  });
+  demo.stderr.on('data', (d: Buffer) => {
+    io.err += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
+  const stop = async () => {
+    if (demo.exitCode !== null) return;
+    demo.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    const id = await waitFor(
+      'the demo to wait for Ctrl-C',
+      () => {
+        if (demo.exitCode !== null) throw new Error(`demo exited ${demo.exitCode}\n${io.out}${io.err}`);
+        return /namespaces (\S+)-\* are up; Ctrl-C removes them/.exec(io.out)?.[1];
+      },
+      120_000,
+      100,
+    );
+    return { demo, io, exited, id, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Ctrl-C: the demo says it removed the namespaces `made` and `dir`, and it is so. Returns its report. */
+async function interrupt(
+  kept: Kept,
+  made: string[],
+  dir: string,
+  rootBefore: Record<string, string>,
+): Promise<string> {
+  const { demo, io, id } = kept;
+  demo.kill('SIGINT');
+  assert.equal(await kept.exited, 130, `${io.out}${io.err}`);
+  const report = io.out.slice(io.out.indexOf('SIGINT: cleaning up'));
+  assert.ok(report.includes(`removed network namespaces ${made.sort().join(', ')}\n`), report);
+  assert.ok(report.includes(`nothing left behind: no ${id}-* namespace, no ${dir}`), report);
+  assert.equal(io.err, '');
+  assert.deepEqual(
+    namespaces().filter((ns) => ns.startsWith(`${id}-`)),
+    [],
+  );
+  assert.equal(fs.existsSync(dir), false);
+  assert.deepEqual(rootState(), rootBefore);
+  return report;
+}
+
 describe('honeygate demo', () => {
   test('after Ctrl-C it prints what it removed, and nothing is left', {
     skip,
     timeout: 180_000,
   }, async () => {
     const rootBefore = rootState();
-    const demo = spawn(process.execPath, [BIN, 'demo', '--keep'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    demo.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    demo.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
+    const kept = await keepDemo([]);
     try {
-      const id = await waitFor(
-        'the demo to wait for Ctrl-C',
-        () => {
-          if (demo.exitCode !== null) throw new Error(`demo exited ${demo.exitCode}\n${out}${err}`);
-          return /namespaces (\S+)-\* are up; Ctrl-C removes them/.exec(out)?.[1];
-        },
-        120_000,
-        100,
-      );
+      const { id, io } = kept;
+      const out = io.out;
       const dir = /honeygate run -c (\S+)\/honeygate\.yaml/.exec(out)![1]!;
       // The dashboard, from the root namespace, shows the attack (issue 17).
       const [, url, token] = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/) {2}\(token ([0-9a-f]+)\)/.exec(out)!;
@@ -51,26 +95,11 @@ describe('honeygate demo', () => {
       assert.ok(made.length >= 4, `the farm is up: ${made.join(', ')}`);
       assert.ok(fs.existsSync(dir));
 
-      demo.kill('SIGINT');
-      assert.equal(await exited, 130, `${out}${err}`);
-      const report = out.slice(out.indexOf('SIGINT: cleaning up'));
+      const report = await interrupt(kept, made, dir, rootBefore);
       assert.match(report, /^SIGINT: cleaning up\n {2}stopped honeygate, the honeypot and the attackers\n/);
-      assert.ok(report.includes(`removed network namespaces ${made.sort().join(', ')}\n`), report);
       assert.ok(report.includes(`removed ${dir} (config and events.db)`), report);
-      assert.ok(report.includes(`nothing left behind: no ${id}-* namespace, no ${dir}`), report);
-      assert.equal(err, '');
-      // What it says is so.
-      assert.deepEqual(
-        namespaces().filter((ns) => ns.startsWith(`${id}-`)),
-        [],
-      );
-      assert.equal(fs.existsSync(dir), false);
-      assert.deepEqual(rootState(), rootBefore);
     } finally {
-      if (demo.exitCode === null) {
-        demo.kill('SIGTERM');
-        await exited;
-      }
+      await kept.stop();
     }
   });
   // Issue 15: the demo with a remote sensor. The attackers hit the sensor, its tunnel takes
@@ -118,28 +147,10 @@ describe('honeygate demo', () => {
     timeout: 150_000,
   }, async () => {
     const rootBefore = rootState();
-    const demo = spawn(process.execPath, [BIN, 'demo', '--keep', '--fleet'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    demo.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    demo.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
+    const kept = await keepDemo(['--fleet']);
     try {
-      const id = await waitFor(
-        'the demo to wait for Ctrl-C',
-        () => {
-          if (demo.exitCode !== null) throw new Error(`demo exited ${demo.exitCode}\n${out}${err}`);
-          return /namespaces (\S+)-\* are up; Ctrl-C removes them/.exec(out)?.[1];
-        },
-        120_000,
-        100,
-      );
+      const { id, io } = kept;
+      const out = io.out;
       const [, named, total, same] =
         /(\d+) of (\d+) hub events carry sensor demo-sensor \(its certificate's name\); (\d+) have the id/.exec(
           out,
@@ -158,23 +169,9 @@ describe('honeygate demo', () => {
       const made = namespaces().filter((ns) => ns.startsWith(`${id}-`));
       assert.ok(made.length >= 5, `the farm is up: ${made.join(', ')}`);
 
-      demo.kill('SIGINT');
-      assert.equal(await exited, 130, `${out}${err}`);
-      const report = out.slice(out.indexOf('SIGINT: cleaning up'));
-      assert.ok(report.includes(`removed network namespaces ${made.sort().join(', ')}\n`), report);
-      assert.ok(report.includes(`nothing left behind: no ${id}-* namespace, no ${dir}`), report);
-      assert.equal(err, '');
-      assert.deepEqual(
-        namespaces().filter((ns) => ns.startsWith(`${id}-`)),
-        [],
-      );
-      assert.equal(fs.existsSync(dir), false);
-      assert.deepEqual(rootState(), rootBefore);
+      await interrupt(kept, made, dir, rootBefore);
     } finally {
-      if (demo.exitCode === null) {
-        demo.kill('SIGTERM');
-        await exited;
-      }
+      await kept.stop();
     }
   });
 });
