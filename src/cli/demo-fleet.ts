@@ -20,13 +20,13 @@ import { buildFarm, type Farm, PLAN } from '../netns/topology.js';
 import { initCa, issueCert } from '../pki/ca.js';
 import {
   ADMIN_PORT,
+  attackUntilCtrlC,
   BIN,
   DEMO,
   honeypotRouting,
   missingPrerequisite,
   openDashboard,
   ownNamespaces,
-  REATTACK_MS,
   reportCleanup,
   say,
   startHoneypot,
@@ -258,16 +258,7 @@ export async function demoFleet(keep: boolean): Promise<number> {
     );
     const ok =
       real > 0 && real === seen.length && atHub.length > 0 && named === hubTotal && same === hubTotal;
-    if (keep) {
-      say(
-        `\nthe attack repeats every ${REATTACK_MS / 1000} s, for the dashboard's live feed` +
-          `\nnamespaces ${t.id}-* are up; Ctrl-C removes them`,
-      );
-      for (;;) {
-        await new Promise((r) => setTimeout(r, REATTACK_MS));
-        await attack().catch(() => {}); // until Ctrl-C: destroyOnExit tears down
-      }
-    }
+    if (keep) await attackUntilCtrlC(t.id, attack);
     return ok ? 0 : 1;
   } catch (err) {
     process.stderr.write(`honeygate demo: ${(err as Error).message}\n`);

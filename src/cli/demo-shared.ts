@@ -18,7 +18,19 @@ export const ADMIN_PORT = 9100;
 /** Where --keep offers the dashboard in the root namespace (the next free port if taken). */
 const DASHBOARD_PORT = 9100;
 /** With --keep, the attack repeats this often, so the dashboard's live feed moves. */
-export const REATTACK_MS = 15_000;
+const REATTACK_MS = 15_000;
+
+/** --keep: says the farm is up, then attacks again every REATTACK_MS until Ctrl-C (destroyOnExit tears down). */
+export async function attackUntilCtrlC(id: string, attack: () => Promise<unknown>): Promise<never> {
+  say(
+    `\nthe attack repeats every ${REATTACK_MS / 1000} s, for the dashboard's live feed` +
+      `\nnamespaces ${id}-* are up; Ctrl-C removes them`,
+  );
+  for (;;) {
+    await new Promise((r) => setTimeout(r, REATTACK_MS));
+    await attack().catch(() => {});
+  }
+}
 
 export function say(text: string): void {
   process.stdout.write(`${text}\n`);

@@ -14,13 +14,13 @@ import { buildFarm, type Farm } from '../netns/topology.js';
 import { demoFleet } from './demo-fleet.js';
 import {
   ADMIN_PORT,
+  attackUntilCtrlC,
   BIN,
   DEMO,
   honeypotRouting,
   missingPrerequisite,
   openDashboard,
   ownNamespaces,
-  REATTACK_MS,
   reportCleanup,
   say,
   startHoneypot,
@@ -163,16 +163,7 @@ export async function demo(keep: boolean): Promise<number> {
       '100',
     ]);
     process.stdout.write(events.stdout);
-    if (keep) {
-      say(
-        `\nthe attack repeats every ${REATTACK_MS / 1000} s, for the dashboard's live feed` +
-          `\nnamespaces ${t.id}-* are up; Ctrl-C removes them`,
-      );
-      for (;;) {
-        await new Promise((r) => setTimeout(r, REATTACK_MS));
-        await attack().catch(() => {}); // until Ctrl-C: destroyOnExit tears down
-      }
-    }
+    if (keep) await attackUntilCtrlC(t.id, attack);
     return real > 0 && real === seen.length ? 0 : 1;
   } catch (err) {
     process.stderr.write(`honeygate demo: ${(err as Error).message}\n`);
