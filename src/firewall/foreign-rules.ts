@@ -50,10 +50,24 @@ export interface InputDrop {
   excepts: boolean; // a rule there (or in a chain it jumps to) accepts by mark, connmark or socket
 }
 
+/**
+ * iptables' `filter FORWARD` when it drops what its rules do not accept (Docker sets policy
+ * DROP). Kernel routes' DNATed flows are forwarded through it. Read from iptables-save (both
+ * backends) only: native nftables forward chains are not looked at.
+ */
+export interface ForwardDrop {
+  where: string;
+  family: 4 | 6;
+  how: string;
+  userChain: string; // where an operator adds accepts: DOCKER-USER when it exists, else FORWARD
+  accepts: { daddr: NatEntry['daddr']; ports: PortRange[] | null }[]; // ACCEPTs a new flow from outside can meet
+}
+
 export interface ForeignRules {
   nat: NatEntry[];
   marks: MarkWriter[];
   inputDrops: InputDrop[];
+  forwardDrops: ForwardDrop[];
 }
 
 const ALL_BITS = 0xffffffff;
@@ -366,7 +380,7 @@ export function fromNftJson(rs: NftRuleset, skip: { family: string; name: string
   rules.forEach((r, i) => {
     for (const t of jumpTargets(r.expr)) addJumper(jumpers, chainKey(r.family, r.table, t), selections[i]!);
   });
-  const out: ForeignRules = { nat: [], marks: [], inputDrops: [] };
+  const out: ForeignRules = { nat: [], marks: [], inputDrops: [], forwardDrops: [] };
   for (const c of inputChains) {
     if (c.family === skip.family && c.table === skip.name) continue;
     const key = chainKey(c.family, c.table, c.name);
@@ -606,6 +620,37 @@ function parseIptablesRule(
 }
 
 /**
+ * `filter FORWARD`'s drop, if it has one, and the ACCEPT rules reachable from it that a new
+ * flow arriving from outside can meet: not those for one input interface (a bridge's own
+ * traffic), nor those for established flows only.
+ */
+function forwardDrop(
+  rules: { table: string; chain: string; w: string[] }[],
+  parsed: ReturnType<typeof parseIptablesRule>[],
+  policies: Map<string, string>,
+  edges: Map<string, Set<string>>,
+): Omit<ForwardDrop, 'where' | 'family'> | null {
+  const key = 'filter FORWARD';
+  const last = rules.filter((r) => `${r.table} ${r.chain}` === key).at(-1)?.w;
+  const final = last?.length === 4 && ['DROP', 'REJECT'].includes(last[3]!) ? last[3]! : null;
+  const how = policies.get(key) === 'DROP' ? 'has policy DROP' : final ? `ends with \`-j ${final}\`` : null;
+  if (!how) return null;
+  const reached = reachable(key, edges);
+  const accepts = rules.flatMap((r, i) => {
+    const { sel, target } = parsed[i]!;
+    if (target !== 'ACCEPT' || !reached.has(`${r.table} ${r.chain}`)) return [];
+    if (sel.iif && !sel.iif.negated) return [];
+    const at = r.w.findIndex((x) => x === '--ctstate' || x === '--state');
+    if (at >= 0) {
+      const states = (r.w[at + 1] ?? '').split(',');
+      if (r.w[at - 1] === '!' || !states.some((x) => x === 'NEW' || x === 'DNAT')) return [];
+    }
+    return [{ daddr: sel.daddr, ports: sel.ports }];
+  });
+  return { how, userChain: policies.has('filter DOCKER-USER') ? 'DOCKER-USER' : 'FORWARD', accepts };
+}
+
+/**
  * NAT rules and mark writers from one family's iptables-save output. `label` names the
  * tool in messages ("iptables-nft", "ip6tables-legacy").
  */
@@ -645,7 +690,7 @@ export function fromIptablesSave(text: string, family: 4 | 6, label: string): Fo
     const target = parsed[i]!.target;
     if (target && !IPTABLES_TARGETS.has(target)) addJumper(jumpers, `${r.table} ${target}`, parsed[i]!.sel);
   });
-  const out: ForeignRules = { nat: [], marks: [], inputDrops: [] };
+  const out: ForeignRules = { nat: [], marks: [], inputDrops: [], forwardDrops: [] };
   for (const key of ['filter INPUT', 'security INPUT', 'mangle INPUT']) {
     const own = rules.filter((r) => `${r.table} ${r.chain}` === key);
     const last = own.at(-1)?.w;
@@ -666,6 +711,8 @@ export function fromIptablesSave(text: string, family: 4 | 6, label: string): Fo
     );
     out.inputDrops.push({ where: `${label} -t ${key.replace(' ', ' chain ')}`, family, how, excepts });
   }
+  const forward = forwardDrop(rules, parsed, policies, edges);
+  if (forward) out.forwardDrops.push({ where: `${label} -t filter chain FORWARD`, family, ...forward });
   rules.forEach((r, i) => {
     const { target, opts } = parsed[i]!;
     const key = `${r.table} ${r.chain}`;

@@ -19,6 +19,7 @@ import {
 } from '../../src/netns/docker.js';
 import { buildFarm, type Farm } from '../../src/netns/topology.js';
 import { type GatewayProcess, startManagedGateway } from '../helpers/farm-gateway.js';
+import { BIN } from '../helpers/honeygate.js';
 import { connectFrom, needsRoot, rootState } from '../helpers/netns.js';
 import { which } from '../helpers/peers.js';
 import { waitFor } from '../helpers/wait.js';
@@ -76,8 +77,37 @@ describe('kernel routes with a real Docker Engine in namespaces', { skip }, () =
     await engine.importBusybox();
     hp = await engine.runContainer('hp', peerEcho(7000), { waitPort: 7000 });
     await engine.runContainer('published', peerEcho(80), { publish: '8080:80', waitPort: 80 });
-    // Docker's FORWARD policy is DROP: a container that publishes no port needs an accept in
-    // DOCKER-USER for flows DNATed to it (docs/kernel.md), as an operator adds it.
+    const configPath = path.join(dir, 'honeygate.yaml');
+    fs.writeFileSync(configPath, config(dir, hp));
+    // Docker sets FORWARD's policy to DROP when it turns forwarding on itself, as on most
+    // hosts; the farm's gateway routed already, so set it as such a host has it. Then a
+    // container that publishes no port needs an accept in DOCKER-USER for flows DNATed to it
+    // (docs/kernel.md). doctor says so, with the fix...
+    await farm.topology.run(farm.gateway.ns, ['iptables', '-P', 'FORWARD', 'DROP']);
+    const doctor = async () =>
+      (
+        await farm.topology.exec(farm.gateway.ns, [
+          process.execPath,
+          BIN,
+          'firewall',
+          'doctor',
+          '-c',
+          configPath,
+        ])
+      ).stdout;
+    const before = await doctor();
+    assert.match(
+      before,
+      new RegExp(
+        `WARN {2}kernel-path +iptables(-nft)? -t filter chain FORWARD has policy DROP, and no rule there accepts new flows to ${hp.ip4.replaceAll('.', '\\.')}:7000`,
+      ),
+      before,
+    );
+    assert.ok(
+      before.includes(`fix: iptables -I DOCKER-USER -d ${hp.ip4} -m conntrack --ctstate DNAT -j ACCEPT`),
+      before,
+    );
+    // ...and once an operator has added one, it is content.
     await farm.topology.exec(farm.gateway.ns, [
       'iptables',
       '-I',
@@ -91,8 +121,8 @@ describe('kernel routes with a real Docker Engine in namespaces', { skip }, () =
       '-j',
       'ACCEPT',
     ]);
-    const configPath = path.join(dir, 'honeygate.yaml');
-    fs.writeFileSync(configPath, config(dir, hp));
+    const after = await doctor();
+    assert.ok(!after.includes('no rule there accepts'), after);
     gateway = startManagedGateway(farm, configPath);
     await gateway.ready();
   });

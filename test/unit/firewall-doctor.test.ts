@@ -81,6 +81,12 @@ backends:
   hp: { servers: ["192.0.2.100:2222"], engine: kernel }
 `;
 
+const KERNEL_SYSCTLS = {
+  'net/ipv4/ip_forward': '1',
+  'net/netfilter/nf_conntrack_acct': '1',
+  'net/netfilter/nf_conntrack_timestamp': '1',
+};
+
 const SSHD = 'LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=1,fd=3))\n';
 
 interface Link {
@@ -703,17 +709,51 @@ const CASES: Case[] = [
   },
   {
     name: 'kernel routes with all they need',
-    scenario: {
-      yaml: KERNEL_YAML,
-      sysctl: {
-        'net/ipv4/ip_forward': '1',
-        'net/netfilter/nf_conntrack_acct': '1',
-        'net/netfilter/nf_conntrack_timestamp': '1',
-      },
-    },
+    scenario: { yaml: KERNEL_YAML, sysctl: KERNEL_SYSCTLS },
     check: 'kernel-path',
     status: 'ok',
     message: /^kernel routes have forwarding, conntrack accounting and timestamps/,
+  },
+  {
+    name: "Docker's FORWARD policy DROP with a kernel route to a container that publishes no port",
+    scenario: {
+      yaml: KERNEL_YAML,
+      sysctl: KERNEL_SYSCTLS,
+      foreignNft: foreignObjects(fixture('docker-nft.json')),
+      iptables4: fixture('docker-iptables-nft-save.txt'),
+    },
+    check: 'kernel-path',
+    status: 'warn',
+    message:
+      /^iptables-nft -t filter chain FORWARD has policy DROP, and no rule there accepts new flows to 192\.0\.2\.100:2222: kernel routes' flows DNATed to it are dropped/,
+    fix: 'iptables -I DOCKER-USER -d 192.0.2.100 -m conntrack --ctstate DNAT -j ACCEPT',
+  },
+  {
+    name: "Docker's FORWARD policy DROP with the accept in DOCKER-USER",
+    scenario: {
+      yaml: KERNEL_YAML,
+      sysctl: KERNEL_SYSCTLS,
+      foreignNft: foreignObjects(fixture('docker-nft.json')),
+      iptables4: fixture('docker-iptables-nft-save.txt').replace(
+        '-A DOCKER-USER -j RETURN',
+        '-A DOCKER-USER -d 192.0.2.100/32 -m conntrack --ctstate DNAT -j ACCEPT\n-A DOCKER-USER -j RETURN',
+      ),
+    },
+    check: 'kernel-path',
+    status: 'ok',
+    message: /^kernel routes have forwarding/,
+  },
+  {
+    name: "Docker's FORWARD policy DROP with a kernel route to a port Docker publishes",
+    scenario: {
+      yaml: KERNEL_YAML.replace('192.0.2.100:2222', '192.0.2.130:80'),
+      sysctl: KERNEL_SYSCTLS,
+      foreignNft: foreignObjects(fixture('docker-nft.json')),
+      iptables4: fixture('docker-iptables-nft-save.txt'),
+    },
+    check: 'kernel-path',
+    status: 'ok',
+    message: /^kernel routes have forwarding/,
   },
   {
     name: 'Docker userland-proxy running',

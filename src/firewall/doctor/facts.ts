@@ -193,7 +193,7 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
     routes: new Map(),
     defaults4: [],
     links: null,
-    foreign: { nat: [], marks: [], inputDrops: [] },
+    foreign: { nat: [], marks: [], inputDrops: [], forwardDrops: [] },
     iptables: [],
     processes: [],
     servers: new Map(),
@@ -316,6 +316,7 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
       facts.foreign.marks.push(...parsed.marks);
       // iptables-nft's chains are in nft's JSON already
       if (!label.endsWith('-nft')) facts.foreign.inputDrops.push(...parsed.inputDrops);
+      facts.foreign.forwardDrops.push(...parsed.forwardDrops);
       facts.iptables.push(label);
     }
   }

@@ -1,7 +1,9 @@
 // What the process and the kernel provide: capabilities, the native addon, nft itself, and
 // the nftables modules honeygate's rules use (probed with `nft --check`).
+
+import type { Endpoint } from '../../../config/types.js';
 import { kernelRoutes } from '../../../kernel/plan.js';
-import { formatEndpoint, ipFamily } from '../../../net/address.js';
+import { anyContains, formatEndpoint, ipFamily } from '../../../net/address.js';
 import { type Check, type Finding, fail, joinWords, ok, warn } from '../finding.js';
 import { num } from '../query.js';
 
@@ -173,6 +175,28 @@ export const kernelPath: Check = (f) => {
         ),
       );
     }
+  }
+  // Docker's FORWARD policy DROP: a container that publishes no port gets no accept of Docker's.
+  for (const drop of f.foreign.forwardDrops) {
+    const servers = routes.flatMap((k) => k.backend.servers.filter((s) => ipFamily(s.host) === drop.family));
+    const covered = (s: Endpoint) =>
+      drop.accepts.some(
+        (a) =>
+          (!a.daddr || anyContains(a.daddr.cidrs, s.host) !== a.daddr.negated) &&
+          (!a.ports || a.ports.some((r) => s.port >= r.from && s.port <= r.to)),
+      );
+    const dropped = servers.filter((s) => !covered(s));
+    if (dropped.length === 0) continue;
+    const tool = drop.family === 4 ? 'iptables' : 'ip6tables';
+    out.push(
+      warn(
+        C,
+        `${drop.where} ${drop.how}, and no rule there accepts new flows to ${formatEndpoint(dropped[0]!)}` +
+          (dropped.length > 1 ? ` (and ${dropped.length - 1} more)` : '') +
+          ": kernel routes' flows DNATed to it are dropped (Docker accepts only the ports a container publishes)",
+        `${tool} -I ${drop.userChain} -d ${dropped[0]!.host} -m conntrack --ctstate DNAT -j ACCEPT`,
+      ),
+    );
   }
   if (out.length === 0) {
     out.push(
