@@ -4,10 +4,12 @@
 // current batch's JS, so a batch of datagrams in makes one sendmmsg per socket out, where
 // Node's dgram makes a syscall and a callback per datagram each way.
 //
-// Nothing is dropped here that dgram would have sent: on EAGAIN the rest stays queued until
-// the socket is writable again. A datagram the kernel refuses for another reason (an ICMP
-// error queued on a connected socket, EPERM from a firewall) is skipped and reported to
-// onError; the rest of the queue still goes.
+// On EAGAIN the rest stays queued until the socket is writable again, as dgram's would, but
+// only up to MAX_QUEUED_BYTES: past that a datagram is dropped and reported to onError as
+// ENOBUFS (dgram's queue has no bound, and a reply flood toward a full socket would grow it
+// without end). A datagram the kernel refuses for another reason (an ICMP error queued on a
+// connected socket, EPERM from a firewall) is skipped and reported to onError; the rest of
+// the queue still goes.
 
 import type { Address } from '../../events/event.js';
 import { type NativeUdpPort, type UdpBatch, udpPort } from '../../net/native.js';
@@ -16,6 +18,7 @@ const EAGAIN = 11;
 const EWOULDBLOCK = EAGAIN;
 const ENOBUFS = 105;
 const EINVAL = 22;
+const MAX_QUEUED_BYTES = 4 * 1024 * 1024; // per socket: a few socket buffers' worth
 
 const dirty = new Set<UdpBatchPort>();
 let scheduled = false;
@@ -32,6 +35,7 @@ export class UdpBatchPort {
   private hosts: string[] | null;
   private ports: number[] | null;
   private start = 0;
+  private queuedBytes = 0;
   private waiting = false;
   private closed = false;
 
@@ -53,6 +57,11 @@ export class UdpBatchPort {
   /** Queues payload for `to` (ignored on a connected port); it leaves after this batch's JS. */
   send(payload: Buffer, to?: Address): void {
     if (this.closed) return;
+    if (this.queuedBytes + payload.length > MAX_QUEUED_BYTES) {
+      this.onError(ENOBUFS);
+      return;
+    }
+    this.queuedBytes += payload.length;
     this.payloads.push(payload);
     if (this.hosts) {
       this.hosts.push(to!.ip);
@@ -76,12 +85,14 @@ export class UdpBatchPort {
         r = -EINVAL; // a "Usage:" from the addon (an address it cannot parse): skip that datagram
       }
       if (r > 0) {
+        for (let i = this.start; i < this.start + r; i++) this.queuedBytes -= this.payloads[i]!.length;
         this.start += r;
       } else if (r === -EAGAIN || r === -EWOULDBLOCK || r === -ENOBUFS) {
         this.waiting = true;
         this.native.waitWritable();
         return;
       } else {
+        this.queuedBytes -= this.payloads[this.start]!.length;
         this.start++; // refused: skipped, the rest still go
         this.onError(-r);
       }
@@ -91,6 +102,7 @@ export class UdpBatchPort {
 
   private reset(): void {
     this.payloads = [];
+    this.queuedBytes = 0;
     if (this.hosts) {
       this.hosts = [];
       this.ports = [];
