@@ -65,8 +65,8 @@ export class Collector {
     readonly storePath: string,
     private readonly log: Logger,
   ) {
-    // The schema and its migrations are the event store's own.
-    new SqliteSink(storePath).close();
+    // The schema and its migrations are the event store's own (an upgrade logs its progress).
+    new SqliteSink(storePath, { log }).close();
     this.db = openDatabase(storePath);
     for (const p of STORE_PRAGMAS) this.db.pragma(p);
     this.db.pragma('busy_timeout = 5000');
