@@ -157,6 +157,25 @@ export function batchedWrite(to: net.Socket): (chunk: Buffer) => boolean {
   };
 }
 
+/** What the pump lets a tunnel stream queue (bytes nghttp2 has not sent yet) before it pauses the socket it reads. */
+export const STREAM_QUEUE_BYTES = 256 * 1024;
+
+/**
+ * The write the pump uses to copy from `from` into `to` when either is a tunnel stream, else
+ * null. From a stream: batchedWrite. Into a stream: write() and "keep going" until the stream
+ * queues STREAM_QUEUE_BYTES: a stream's 16 KiB highWaterMark is a quarter of one 64 KiB
+ * socket read, so write() said "full" after every read and the socket was paused and resumed
+ * (two epoll_ctl calls, a 'drain') per read.
+ */
+export function tunnelWrite(from: net.Socket, to: net.Socket): ((chunk: Buffer) => boolean) | null {
+  if (isTunnelStream(from)) return batchedWrite(to);
+  if (!isTunnelStream(to)) return null;
+  return (chunk) => {
+    to.write(chunk);
+    return to.writableLength < STREAM_QUEUE_BYTES;
+  };
+}
+
 /** An RST_STREAM from the other end is the remote socket's reset: ECONNRESET, which Flow's failOn maps to `*-reset`. */
 function asReset(err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
