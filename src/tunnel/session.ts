@@ -18,8 +18,10 @@ import type { CloseReason } from '../events/event.js';
 /**
  * Flow control, per stream and per session. A receiver grants at most STREAM_WINDOW bytes
  * of one stream before it must read them, and it stops reading (stops granting) while the
- * socket it copies into is full: so each side holds at most STREAM_WINDOW + a stream's
- * 16 KiB highWaterMark per flow, whatever the attacker or honeypot does. SESSION_WINDOW
+ * socket it copies into is full (BATCH_BYTES); a sender stops reading its socket while the
+ * stream queues STREAM_QUEUE_BYTES. So a flow holds at most STREAM_WINDOW + BATCH_BYTES on
+ * the receiving side and STREAM_QUEUE_BYTES + one read on the sending side per direction,
+ * whatever the attacker or honeypot does. SESSION_WINDOW
  * bounds the sum over a tunnel's streams, so one slow honeypot cannot stall the others
  * until 128 flows are each full.
  */
