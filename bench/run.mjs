@@ -1209,10 +1209,20 @@ async function tunnelRates(layout, dir, pki, figures, result) {
     for (const t of TUNNEL_LIST) pairs[t] = sidesOf(await startPair(t, layout, dir, t, pki));
     const hg = pairs['honeygate-tunnel'];
     const pairCpu = (t) => cpuSeconds(pairs[t].sensor.process.pid) + cpuSeconds(pairs[t].hub.process.pid);
+    // Each process's share of a core during a run: is one of them the bound (near 100%)?
+    const sideCpu = (t) => ({
+      sensor: cpuSeconds(pairs[t].sensor.process.pid),
+      hub: cpuSeconds(pairs[t].hub.process.pid),
+    });
+    const sideShares = (a, b, wall) =>
+      `CPU sensor ${((100 * (b.sensor - a.sensor)) / wall).toFixed(0)}% hub ${((100 * (b.hub - a.hub)) / wall).toFixed(0)}%`;
     for (const t of TUNNEL_LIST) {
       const opts = { seconds: 1, connections: 20, threads: 1, cpus: layout.loadCpus };
       await wrk(TUNNEL_TARGETS[t], SMALL, { ...opts, close: true });
       await wrk(TUNNEL_TARGETS[t], SMALL, opts);
+      // The bulk path's code is not the small requests' (JIT, buffers): warm it too.
+      if (figures.includes('tunnel-bulk'))
+        await wrk(TUNNEL_TARGETS[t], LARGE, { ...opts, connections: FIGURES.bulk.connections });
     }
     await settle(hg.sensor);
     await settle(hg.hub);
@@ -1225,6 +1235,8 @@ async function tunnelRates(layout, dir, pki, figures, result) {
           const counted = id === 'connrate' && t === 'honeygate-tunnel';
           const before = counted ? { sensor: await settle(hg.sensor), hub: await settle(hg.hub) } : null;
           const cpuBefore = pairCpu(t);
+          const sideBefore = sideCpu(t);
+          const wallBefore = performance.now();
           const res =
             id === 'connrate'
               ? await wrk(port, SMALL, {
@@ -1247,13 +1259,14 @@ async function tunnelRates(layout, dir, pki, figures, result) {
             };
           }
           res.proxyCpuSeconds = pairCpu(t) - cpuBefore;
+          res.sideCpuShare = sideShares(sideBefore, sideCpu(t), (performance.now() - wallBefore) / 1000);
           runs[t].push(res);
           const ev = res.events
             ? `, events sensor ${res.events.sensor.events} hub ${res.events.hub.events} / ${res.requests} requests`
             : '';
           log(
             `  tunnel ${id} #${r + 1} ${t}: ${id === 'bulk' ? `${res.mbps.toFixed(0)} MB/s` : `${res.rate.toFixed(0)}/s`}` +
-              `${res.errors ? `, ${res.errors} socket errors` : ''}${ev}`,
+              `${res.errors ? `, ${res.errors} socket errors` : ''}${ev}, ${res.sideCpuShare}`,
           );
         }
       }

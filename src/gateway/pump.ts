@@ -3,7 +3,7 @@
 // stream.pipeline: we count and keep bytes per chunk, and a half-close on one side must
 // not tear down the other.
 import type net from 'node:net';
-import { batchedWrite, isTunnelStream } from '../tunnel/session.js';
+import { tunnelWrite } from '../tunnel/session.js';
 import { type Flow, failOn } from './flow.js';
 
 /** Half-closes `to` after the other side's FIN; closes it outright when it has already ended too. */
@@ -31,9 +31,9 @@ export function pump(flow: Flow, upstream: net.Socket): void {
     if (downClosed && upClosed) flow.finish(firstEnd === 'server' ? 'server-closed' : 'client-closed');
   };
 
-  // What a tunnel stream delivers goes on in batches (tunnel/session.ts).
-  const toUpstream = isTunnelStream(down) ? batchedWrite(upstream) : (c: Buffer) => upstream.write(c);
-  const toDown = isTunnelStream(upstream) ? batchedWrite(down) : (c: Buffer) => down.write(c);
+  // To and from a tunnel stream: batched writes, the stream's own queue bound (tunnel/session.ts).
+  const toUpstream = tunnelWrite(down, upstream) ?? ((c: Buffer) => upstream.write(c));
+  const toDown = tunnelWrite(upstream, down) ?? ((c: Buffer) => down.write(c));
 
   const rec = flow.recording;
   for (const chunk of flow.takePending()) {

@@ -18,8 +18,10 @@ import type { CloseReason } from '../events/event.js';
 /**
  * Flow control, per stream and per session. A receiver grants at most STREAM_WINDOW bytes
  * of one stream before it must read them, and it stops reading (stops granting) while the
- * socket it copies into is full: so each side holds at most STREAM_WINDOW + a stream's
- * 16 KiB highWaterMark per flow, whatever the attacker or honeypot does. SESSION_WINDOW
+ * socket it copies into is full (BATCH_BYTES); a sender stops reading its socket while the
+ * stream queues STREAM_QUEUE_BYTES. So a flow holds at most STREAM_WINDOW + BATCH_BYTES on
+ * the receiving side and STREAM_QUEUE_BYTES + one read on the sending side per direction,
+ * whatever the attacker or honeypot does. SESSION_WINDOW
  * bounds the sum over a tunnel's streams, so one slow honeypot cannot stall the others
  * until 128 flows are each full.
  */
@@ -154,6 +156,25 @@ export function batchedWrite(to: net.Socket): (chunk: Buffer) => boolean {
     }
     to.write(chunk);
     return to.writableLength < BATCH_BYTES;
+  };
+}
+
+/** What the pump lets a tunnel stream queue (bytes nghttp2 has not sent yet) before it pauses the socket it reads. */
+export const STREAM_QUEUE_BYTES = 256 * 1024;
+
+/**
+ * The write the pump uses to copy from `from` into `to` when either is a tunnel stream, else
+ * null. From a stream: batchedWrite. Into a stream: write() and "keep going" until the stream
+ * queues STREAM_QUEUE_BYTES: a stream's 16 KiB highWaterMark is a quarter of one 64 KiB
+ * socket read, so write() said "full" after every read and the socket was paused and resumed
+ * (two epoll_ctl calls, a 'drain') per read.
+ */
+export function tunnelWrite(from: net.Socket, to: net.Socket): ((chunk: Buffer) => boolean) | null {
+  if (isTunnelStream(from)) return batchedWrite(to);
+  if (!isTunnelStream(to)) return null;
+  return (chunk) => {
+    to.write(chunk);
+    return to.writableLength < STREAM_QUEUE_BYTES;
   };
 }
 
