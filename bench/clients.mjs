@@ -7,11 +7,12 @@
 //   node bench/clients.mjs burst FIRST_PORT COUNT WINDOW    one connection to each of COUNT ports, WINDOW at a time
 //
 // They connect to 127.0.0.1, or to BENCH_CLIENT_HOST (the transparent figures aim at addresses
-// the gateway namespace catches).
+// the gateway namespace catches); idle binds its sockets to BENCH_CLIENT_SOURCE when set.
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 
 const HOST = process.env.BENCH_CLIENT_HOST || '127.0.0.1';
+const SOURCE = process.env.BENCH_CLIENT_SOURCE || undefined;
 const [mode, ...args] = process.argv.slice(2);
 
 const request = (path, close) =>
@@ -118,7 +119,7 @@ async function idle(port, path, count) {
     const openOne = () => {
       if (next >= count) return;
       next++;
-      const socket = net.connect({ host: HOST, port });
+      const socket = net.connect({ host: HOST, port, localAddress: SOURCE });
       sockets.push(socket);
       let settled = false;
       const settle = (ok) => {
