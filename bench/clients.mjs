@@ -113,6 +113,7 @@ async function idle(port, path, count) {
   const req = request(path, false);
   const sockets = [];
   let errors = 0;
+  const why = {}; // errors by code (ECONNRESET, ...; "closed": closed before the response)
   let next = 0;
   await new Promise((resolve) => {
     let done = 0;
@@ -122,22 +123,25 @@ async function idle(port, path, count) {
       const socket = net.connect({ host: HOST, port, localAddress: SOURCE });
       sockets.push(socket);
       let settled = false;
-      const settle = (ok) => {
+      const settle = (ok, code) => {
         if (settled) return;
         settled = true;
-        if (!ok) errors++;
+        if (!ok) {
+          errors++;
+          why[code] = (why[code] ?? 0) + 1;
+        }
         if (++done === count) resolve();
         else openOne();
       };
-      socket.on('error', () => settle(false));
-      socket.on('close', () => settle(false));
+      socket.on('error', (err) => settle(false, err.code ?? 'error'));
+      socket.on('close', () => settle(false, 'closed'));
       socket.on('connect', () => socket.write(req));
       onResponse(socket, () => settle(true));
     };
     for (let i = 0; i < Math.min(window, count); i++) openOne();
   });
   const open = sockets.filter((s) => !s.destroyed).length;
-  process.stdout.write(`${JSON.stringify({ ready: open, errors })}\n`);
+  process.stdout.write(`${JSON.stringify({ ready: open, errors, why })}\n`);
   // Hold the flows until the runner has measured and closes our stdin.
   process.stdin.resume();
   await new Promise((resolve) => process.stdin.on('end', resolve).on('close', resolve));

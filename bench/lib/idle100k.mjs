@@ -251,6 +251,7 @@ export async function measureIdle100k({ layout, dir, settings, root, log }) {
             const res = {
               flows: idle.ready,
               errors: idle.errors,
+              why: idle.why,
               atNginx,
               atProxy,
               openSeconds,
@@ -274,6 +275,7 @@ export async function measureIdle100k({ layout, dir, settings, root, log }) {
                   ? `; worker flows ${Math.min(...res.workerFlows)}-${Math.max(...res.workerFlows)}`
                   : ''),
             );
+            if (idle.errors) log(`  idle-100k: client errors ${JSON.stringify(idle.why)}`);
             if (atNginx < idle.ready)
               log(`  idle-100k: only ${atNginx} of ${idle.ready} client flows are open at nginx`);
           } finally {
@@ -291,7 +293,10 @@ export async function measureIdle100k({ layout, dir, settings, root, log }) {
             );
             const last = runs[t].at(-1);
             last.recorded = (await flowEvents(proxy.hg.db)) - warmEvents;
-            log(`  idle-100k #${r + 1} honeygate: ${last.recorded} idle flows recorded of ${last.flows}`);
+            log(
+              `  idle-100k #${r + 1} honeygate: ${last.recorded} flows recorded of the ${last.flows + last.errors} ` +
+                `opened (${last.flows} idle, ${last.errors} that failed)`,
+            );
           }
         } finally {
           await proxy.stop();

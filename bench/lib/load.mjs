@@ -52,7 +52,7 @@ export async function client(node, mode, args, { cpus, timeoutMs, host = '127.0.
 /**
  * Opens count idle flows through port in child processes of at most perProcess sockets
  * each (a process may hold 20,000 open files). Resolves { ready, errors, close() } once
- * every connection has had its response. sources: a source address per child process
+ * every connection has had its response (why: the errors by code). sources: a source address per child process
  * (127.x: one address has only the ephemeral range of ports).
  */
 export async function openIdle(node, port, path, count, { cpus, perProcess = 9000, sources = [] }) {
@@ -100,9 +100,13 @@ export async function openIdle(node, port, path, count, { cpus, perProcess = 900
   };
   try {
     const all = await Promise.all(results);
+    const why = {};
+    for (const r of all)
+      for (const [code, n] of Object.entries(r.why ?? {})) why[code] = (why[code] ?? 0) + n;
     return {
       ready: all.reduce((a, r) => a + r.ready, 0),
       errors: all.reduce((a, r) => a + r.errors, 0),
+      why,
       close,
     };
   } catch (err) {

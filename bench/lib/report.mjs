@@ -693,10 +693,19 @@ function idle100kSection(x) {
     (t[name]?.raw ?? [])
       .map(
         (y) =>
-          `${num(y.flows, 0)} flows (${num(y.errors, 0)} errors), ${num(y.atNginx, 0)} open at nginx, ` +
+          `${num(y.flows, 0)} flows (${num(y.errors, 0)} errors${
+            y.errors && y.why
+              ? `: ${Object.entries(y.why)
+                  .map(([k, v]) => `${k} ${v}`)
+                  .join(', ')}`
+              : ''
+          }), ` +
+          `${num(y.atNginx, 0)} open at nginx, ` +
           `${num(y.atProxy, 0)} at the proxy's port` +
           (y.workerFlows ? `, ${Math.min(...y.workerFlows)}-${Math.max(...y.workerFlows)} per worker` : '') +
-          (y.recorded !== undefined ? `, ${num(y.recorded, 0)} recorded after the close` : ''),
+          (y.recorded !== undefined
+            ? `, ${num(y.recorded, 0)} of the ${num(y.flows + y.errors, 0)} flows recorded after the close`
+            : ''),
       )
       .join('; ');
   const out = [
