@@ -304,7 +304,6 @@ async function inner({
     if (want('idle-memory')) results.idleMemory = await measureIdleMemory(LAYOUTS.pinned, join(dir, 'idle'));
     if (want('idle-100k'))
       results.idle100k = await measureIdle100k({
-        layout: LAYOUTS.pinned,
         dir: join(dir, 'idle100k'),
         settings,
         root: HG_ROOT,

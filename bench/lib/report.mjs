@@ -755,8 +755,8 @@ function idle100kSection(x) {
     `${x.processes} HAProxy processes (nbthread 1, maxconn 9700 each) on one port through SO_REUSEPORT against ` +
       `honeygate \`workers: ${x.processes}\` (a primary and ${x.processes} workers, maxConnections 9700 each): one ` +
       'process may hold 20,000 open files and a proxied flow takes two. Both round robin over ' +
-      `${x.nginxPorts} nginx ports (${x.nginxWorkers} workers, \`reuseport\`), every proxy process on the proxy core; ` +
-      `the idle clients are ${x.clients} processes on the load core, each from its own 127.1.x.y address. RSS summed ` +
+      `${x.nginxPorts} nginx ports (${x.nginxWorkers} workers, \`reuseport\`); ` +
+      `the idle clients are ${x.clients} processes, each from its own 127.1.x.y address. RSS summed ` +
       'over every process of the proxy (honeygate: the primary and its workers, from /proc) once steady, before and ' +
       `after the flows (one keep-alive request each, then idle). HAProxy: ${runs('haproxy')}. honeygate: ${runs('honeygate')}. ` +
       `Load average ${x.load.before.map((v) => v.toFixed(2)).join(' ')} before, ${x.load.after.map((v) => v.toFixed(2)).join(' ')} after.`,
