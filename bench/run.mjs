@@ -131,7 +131,7 @@ const ALL = [
   ...TUNNEL,
   ...UDP,
 ];
-const KNOWN = [...ALL, 'profile', 'idle-100k']; // idle-100k: opt-in, about 5 min (lib/idle100k.mjs)
+const KNOWN = [...ALL, 'profile', 'idle-100k']; // idle-100k: opt-in, minutes per repeat (lib/idle100k.mjs)
 // Names in BENCH_ONLY that stand for several figures.
 const GROUPS = { transparent: TRANSPARENT, kernel: KERNEL, tunnel: TUNNEL, udp: UDP };
 
