@@ -7,11 +7,12 @@
 //   node bench/clients.mjs burst FIRST_PORT COUNT WINDOW    one connection to each of COUNT ports, WINDOW at a time
 //
 // They connect to 127.0.0.1, or to BENCH_CLIENT_HOST (the transparent figures aim at addresses
-// the gateway namespace catches).
+// the gateway namespace catches); idle binds its sockets to BENCH_CLIENT_SOURCE when set.
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 
 const HOST = process.env.BENCH_CLIENT_HOST || '127.0.0.1';
+const SOURCE = process.env.BENCH_CLIENT_SOURCE || undefined;
 const [mode, ...args] = process.argv.slice(2);
 
 const request = (path, close) =>
@@ -112,31 +113,35 @@ async function idle(port, path, count) {
   const req = request(path, false);
   const sockets = [];
   let errors = 0;
+  const why = {}; // errors by code (ECONNRESET, ...; "closed": closed before the response)
   let next = 0;
   await new Promise((resolve) => {
     let done = 0;
     const openOne = () => {
       if (next >= count) return;
       next++;
-      const socket = net.connect({ host: HOST, port });
+      const socket = net.connect({ host: HOST, port, localAddress: SOURCE });
       sockets.push(socket);
       let settled = false;
-      const settle = (ok) => {
+      const settle = (ok, code) => {
         if (settled) return;
         settled = true;
-        if (!ok) errors++;
+        if (!ok) {
+          errors++;
+          why[code] = (why[code] ?? 0) + 1;
+        }
         if (++done === count) resolve();
         else openOne();
       };
-      socket.on('error', () => settle(false));
-      socket.on('close', () => settle(false));
+      socket.on('error', (err) => settle(false, err.code ?? 'error'));
+      socket.on('close', () => settle(false, 'closed'));
       socket.on('connect', () => socket.write(req));
       onResponse(socket, () => settle(true));
     };
     for (let i = 0; i < Math.min(window, count); i++) openOne();
   });
   const open = sockets.filter((s) => !s.destroyed).length;
-  process.stdout.write(`${JSON.stringify({ ready: open, errors })}\n`);
+  process.stdout.write(`${JSON.stringify({ ready: open, errors, why })}\n`);
   // Hold the flows until the runner has measured and closes our stdin.
   process.stdin.resume();
   await new Promise((resolve) => process.stdin.on('end', resolve).on('close', resolve));

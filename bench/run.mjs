@@ -11,7 +11,8 @@
 //                            udp-transparent-rate (default all of these; `transparent`
 //                            names the six transparent-*, `kernel` the kernel path's figures
 //                            transparent-connrate, transparent-bulk and transparent-kernel-burst, `tunnel`
-//                            the three tunnel-*, `udp` the three udp-*), profile (opt-in: honeygate under --cpu-prof)
+//                            the three tunnel-*, `udp` the three udp-*), profile (opt-in: honeygate under --cpu-prof),
+//                            idle-100k (opt-in: 100,000 idle flows, honeygate workers vs several HAProxy processes)
 //   BENCH_LAYOUTS=pinned,shared   CPU layouts for the rate figures
 //   BENCH_LATENCY_RATE=1000  new connections/s of the latency figure
 //   BENCH_SOURCES=10000      source addresses of the many-sources figure (bench/conn-load.c)
@@ -37,6 +38,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { measureRecordingFloor } from './lib/floor.mjs';
 import { appendHistory } from './lib/history.mjs';
+import { measureIdle100k } from './lib/idle100k.mjs';
 import { buildConnLoad, client, connLoad, openIdle, wrk } from './lib/load.mjs';
 import { topSelfTime } from './lib/profile.mjs';
 import { renderMarkdown } from './lib/report.mjs';
@@ -129,7 +131,7 @@ const ALL = [
   ...TUNNEL,
   ...UDP,
 ];
-const KNOWN = [...ALL, 'profile'];
+const KNOWN = [...ALL, 'profile', 'idle-100k']; // idle-100k: opt-in, minutes per repeat (lib/idle100k.mjs)
 // Names in BENCH_ONLY that stand for several figures.
 const GROUPS = { transparent: TRANSPARENT, kernel: KERNEL, tunnel: TUNNEL, udp: UDP };
 
@@ -300,6 +302,13 @@ async function inner({
       }
     }
     if (want('idle-memory')) results.idleMemory = await measureIdleMemory(LAYOUTS.pinned, join(dir, 'idle'));
+    if (want('idle-100k'))
+      results.idle100k = await measureIdle100k({
+        dir: join(dir, 'idle100k'),
+        settings,
+        root: HG_ROOT,
+        log,
+      });
     if (want('burst')) results.burst = await measureBurst(LAYOUTS.pinned, join(dir, 'burst'));
     if (want('many-sources'))
       results.manySources = await measureManySources(LAYOUTS.pinned, join(dir, 'sources'));

@@ -52,18 +52,22 @@ export async function client(node, mode, args, { cpus, timeoutMs, host = '127.0.
 /**
  * Opens count idle flows through port in child processes of at most perProcess sockets
  * each (a process may hold 20,000 open files). Resolves { ready, errors, close() } once
- * every connection has had its response.
+ * every connection has had its response (why: the errors by code). sources: a source address per child process
+ * (127.x: one address has only the ephemeral range of ports).
  */
-export async function openIdle(node, port, path, count, { cpus, perProcess = 9000 }) {
+export async function openIdle(node, port, path, count, { cpus, perProcess = 9000, sources = [] }) {
   const procs = [];
   const results = [];
   for (let left = count; left > 0; left -= perProcess) {
     const n = Math.min(left, perProcess);
     const argv = [CLIENTS, 'idle', String(port), path, String(n)];
+    const source = sources[procs.length];
+    const opts = {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: source ? { ...process.env, BENCH_CLIENT_SOURCE: source } : process.env,
+    };
     const proc =
-      cpus === null
-        ? spawn(node, argv, { stdio: ['pipe', 'pipe', 'inherit'] })
-        : spawn('taskset', ['-c', cpus, node, ...argv], { stdio: ['pipe', 'pipe', 'inherit'] });
+      cpus === null ? spawn(node, argv, opts) : spawn('taskset', ['-c', cpus, node, ...argv], opts);
     proc.stdin.on('error', () => {});
     procs.push(proc);
     results.push(
@@ -96,9 +100,13 @@ export async function openIdle(node, port, path, count, { cpus, perProcess = 900
   };
   try {
     const all = await Promise.all(results);
+    const why = {};
+    for (const r of all)
+      for (const [code, n] of Object.entries(r.why ?? {})) why[code] = (why[code] ?? 0) + n;
     return {
       ready: all.reduce((a, r) => a + r.ready, 0),
       errors: all.reduce((a, r) => a + r.errors, 0),
+      why,
       close,
     };
   } catch (err) {

@@ -680,6 +680,90 @@ function tunnelSection(tn) {
   return out;
 }
 
+/** idle-100k: memory per idle flow at 100,000 flows, honeygate workers vs several HAProxy processes (target <= 2x). */
+function idle100kSection(x) {
+  const t = x.targets;
+  const mib = (key) => (s) => {
+    const r = s?.raw;
+    if (!r?.length) return null;
+    const v = r.map((y) => y[key] / 1024);
+    return { best: Math.min(...v), median: v.sort((a, b) => a - b)[Math.floor(v.length / 2)] };
+  };
+  const runs = (name) =>
+    (t[name]?.raw ?? [])
+      .map(
+        (y) =>
+          `${num(y.flows, 0)} flows (${num(y.errors, 0)} errors${
+            y.errors && y.why
+              ? `: ${Object.entries(y.why)
+                  .map(([k, v]) => `${k} ${v}`)
+                  .join(', ')}`
+              : ''
+          }), ` +
+          `${num(y.atNginx, 0)} open at nginx, ` +
+          `${num(y.atProxy, 0)} at the proxy's port` +
+          (y.workerFlows ? `, ${Math.min(...y.workerFlows)}-${Math.max(...y.workerFlows)} per worker` : '') +
+          (y.recorded !== undefined
+            ? `, ${num(y.recorded, 0)} of the ${num(y.flows + y.errors, 0)} flows recorded after the close`
+            : ''),
+      )
+      .join('; ');
+  const out = [
+    '',
+    `### Idle memory at ${num(x.flows, 0)} flows, ${x.processes} processes each (${x.layout})`,
+    '',
+  ];
+  out.push(
+    row([
+      'figure',
+      `HAProxy × ${x.processes}`,
+      `honeygate workers: ${x.processes}`,
+      'honeygate / HAProxy',
+      'target',
+    ]),
+  );
+  out.push(row(['---', '---:', '---:', '---:', '---:']));
+  out.push(
+    row([
+      'memory per idle proxied flow, KiB (RSS delta of every process / flows)',
+      cell(t.haproxy, 2),
+      cell(t.honeygate, 2),
+      ratio(t.honeygate, t.haproxy),
+      '≤ 2',
+    ]),
+  );
+  out.push(
+    row([
+      'RSS of all processes before the flows, MiB',
+      cell(mib('beforeKiB')(t.haproxy), 0),
+      cell(mib('beforeKiB')(t.honeygate), 0),
+      '',
+      '',
+    ]),
+  );
+  out.push(
+    row([
+      'RSS of all processes with the flows open, MiB',
+      cell(mib('afterKiB')(t.haproxy), 0),
+      cell(mib('afterKiB')(t.honeygate), 0),
+      '',
+      '',
+    ]),
+  );
+  out.push('');
+  out.push(
+    `${x.processes} HAProxy processes (nbthread 1, maxconn 9700 each) on one port through SO_REUSEPORT against ` +
+      `honeygate \`workers: ${x.processes}\` (a primary and ${x.processes} workers, maxConnections 9700 each): one ` +
+      'process may hold 20,000 open files and a proxied flow takes two. Both round robin over ' +
+      `${x.nginxPorts} nginx ports (${x.nginxWorkers} workers, \`reuseport\`); ` +
+      `the idle clients are ${x.clients} processes, each from its own 127.1.x.y address. RSS summed ` +
+      'over every process of the proxy (honeygate: the primary and its workers, from /proc) once steady, before and ' +
+      `after the flows (one keep-alive request each, then idle). HAProxy: ${runs('haproxy')}. honeygate: ${runs('honeygate')}. ` +
+      `Load average ${x.load.before.map((v) => v.toFixed(2)).join(' ')} before, ${x.load.after.map((v) => v.toFixed(2)).join(' ')} after.`,
+  );
+  return out;
+}
+
 /** How busy each CPU was during each burst run: both near 100% means the machine is the bound. */
 function busyNote(burst) {
   const runs = (t) =>
@@ -762,6 +846,7 @@ export function renderMarkdown(results) {
       );
     }
   }
+  if (results.idle100k) out.push(...idle100kSection(results.idle100k));
   if (results.completeness.length) {
     out.push('');
     out.push('### Event completeness (honeygate, the connection-rate runs)');

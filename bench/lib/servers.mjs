@@ -80,7 +80,7 @@ http {
   );
   const server = { name: 'nginx', process: process_, port: PORTS.nginx, netns };
   const ports = listens
-    ? listens.map((l) => Number(String(l).split(':').pop()))
+    ? listens.map((l) => Number.parseInt(String(l).split(':').pop(), 10)) // "127.0.0.1:81 reuseport"
     : [PORTS.nginx, PORTS.nginxProxy];
   await waitListening(server, ports);
   return server;
