@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -579,7 +580,20 @@ void RelayCore::OnTick() {
     for (auto& [id, c] : conns_) {
       if (c->state == Conn::kConnecting && now >= c->connectDeadline) late.push_back(c);
     }
-    for (Conn* c : late) ConnectFailed(c, "timeout");
+    for (Conn* c : late) {
+      // libuv runs timers before it polls: after a stall of the loop, a connect that
+      // completed meanwhile is still unreported here. Ask the socket before timing it out.
+      pollfd p{c->ufd, POLLOUT, 0};
+      if (poll(&p, 1, 0) == 1 && (p.revents & (POLLOUT | POLLERR | POLLHUP))) {
+        uint32_t events = 0;
+        if (p.revents & POLLOUT) events |= EPOLLOUT;
+        if (p.revents & POLLERR) events |= EPOLLERR;
+        if (p.revents & POLLHUP) events |= EPOLLHUP;
+        OnConnectReady(c, events);
+      } else {
+        ConnectFailed(c, "timeout");
+      }
+    }
   }
 }
 

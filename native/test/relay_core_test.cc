@@ -337,6 +337,28 @@ void FailedConnectWaitsAgain() {
   if (fd >= 0) close(fd);
 }
 
+void ConnectDoneDuringAStallIsNotATimeout() {
+  Fixture f;
+  CHECK(f.Start());
+  Dial d;
+  d.host = "127.0.0.1";
+  d.port = f.serverPort;
+  d.timeoutMs = 50;
+  CHECK(f.core.Forward(f.id, d).empty());
+  // A stalled loop: the connect completes (the backlog answers), its deadline passes, and
+  // the timer runs before epoll is read, as libuv orders them.
+  timespec pause{0, 200 * 1000 * 1000};
+  nanosleep(&pause, nullptr);
+  f.core.OnTick();
+  CHECK(f.sink.Find(kRecordDialFailed, f.id) == nullptr);
+  CHECK(f.sink.Find(kRecordDialed, f.id) != nullptr);
+  int up = Accept(f.server);
+  CHECK(up >= 0);
+  Send(f.client, "late");
+  CHECK(Read(f.core, up, 4) == "late");
+  if (up >= 0) close(up);
+}
+
 void ForwardRefusesBadInput() {
   Fixture f;
   CHECK(f.Start());
@@ -464,6 +486,7 @@ int main() {
   Run("a honeypot's reset: server-reset", ResetByServer);
   Run("the byte cap ends the flow: byte-cap maxBytesIn", ByteCap);
   Run("a refused connect: dialFailed, and the flow waits again", FailedConnectWaitsAgain);
+  Run("a connect done during a stall of the loop is not a timeout", ConnectDoneDuringAStallIsNotATimeout);
   Run("forward refuses a name, an unknown flow, a local address of the other family", ForwardRefusesBadInput);
   Run("close(reset) sends RST and records nothing", CloseWithReset);
   Run("adopt a dup, shutdown closes everything", AdoptAndShutdown);
