@@ -227,7 +227,8 @@ export class ConntrackRecorder {
     this.stats.running = false;
   }
 
-  private onBatch(records: CtRecord[]): void {
+  /** One batch of the reader's records: flows recorded, overruns and losses counted and noted. */
+  onBatch(records: CtRecord[]): void {
     for (const r of records) {
       if (r.kind === 'flow') {
         const event = flowEvent(this.config, r.event);

@@ -22,6 +22,7 @@ function skipReason(): string | false {
   const root = needsRoot();
   if (root) return root;
   if (!which('nft')) return 'nft not installed (Debian package nftables)';
+  if (!which('curl')) return 'curl not installed (Debian package curl)';
   return false;
 }
 
@@ -30,6 +31,7 @@ const DECOY4 = '192.0.2.74';
 const HP4 = '192.0.2.100';
 const PER_SOURCE = 3;
 const RATE = 5; // per minute: no token comes back while a test runs, so the count is exact
+const ADMIN_PORT = 9110; // in the gateway's own namespace
 
 // Connects `n` times in a row to host:port; an accepted connection is reset at once by the
 // client (so it never counts as open); prints {"ok": N, "refused": N, "other": N}.
@@ -62,6 +64,7 @@ backends:
     engine: kernel
 limits: { perSource: ${perSource}, perSourceRate: ${RATE}/m, rejectLogInterval: 500ms }
 events: { sqlite: ${path.join(dir, 'events.db')}, batch: 50ms }
+admin: { listen: "127.0.0.1:${ADMIN_PORT}" }
 log: { format: json }
 `;
 }
@@ -201,5 +204,14 @@ describe('limits on kernel routes (engine: kernel) in namespaces', { skip }, () 
     assert.equal(refusedIn(ip, 'limit-per-source'), 0);
     // the reload replaced the table: the earlier refusal of attacker1 was not counted again
     assert.equal(refusedIn(farm.attacker1.ip4, 'limit-per-source'), 1);
+    // and /metrics counts what the events tally
+    const metrics = await farm.topology.exec(farm.gateway.ns, [
+      'curl',
+      '-sS',
+      `http://127.0.0.1:${ADMIN_PORT}/metrics`,
+    ]);
+    assert.match(metrics.stdout, /^honeygate_kernel_refused_flows_total\{reason="limit-rate"\} 8$/m);
+    assert.match(metrics.stdout, /^honeygate_kernel_refused_flows_total\{reason="limit-per-source"\} 1$/m);
+    assert.match(metrics.stdout, /^honeygate_conntrack_overruns_total 0$/m);
   });
 });
