@@ -14,19 +14,12 @@ import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { buildFarm, type Farm } from '../../src/netns/topology.js';
 import { type GatewayProcess, startManagedGateway } from '../helpers/farm-gateway.js';
 import { BIN } from '../helpers/honeygate.js';
-import { type Client, connectFrom, needsRoot, rootState, startPeerServer } from '../helpers/netns.js';
+import { decoysListener, kernelSkip, storeAndLog } from '../helpers/kernel.js';
+import { type Client, connectFrom, rootState, startPeerServer } from '../helpers/netns.js';
 import { which } from '../helpers/peers.js';
 import { waitFor } from '../helpers/wait.js';
 
-function skipReason(): string | false {
-  const root = needsRoot();
-  if (root) return root;
-  if (!which('nft')) return 'nft not installed (Debian package nftables)';
-  if (!which('curl')) return 'curl not installed (Debian package curl)';
-  return false;
-}
-
-const skip = skipReason();
+const skip = kernelSkip(() => !which('curl') && 'curl not installed (Debian package curl)');
 const DECOY4 = '192.0.2.74';
 const HP4 = '192.0.2.100';
 const PER_SOURCE = 3;
@@ -51,11 +44,7 @@ one(0);
 
 function config(dir: string, perSource = PER_SOURCE): string {
   return `
-listeners:
-  - name: decoys
-    tproxy: { port: 15001 }
-    divert: { interface: [att1, att2], addresses: ["${DECOY4}/32"], ports: "80" }
-routes:
+${decoysListener([`${DECOY4}/32`], '80')}routes:
   - name: web
     forward: hp
 backends:
@@ -63,10 +52,8 @@ backends:
     servers: ["${HP4}:2222"]
     engine: kernel
 limits: { perSource: ${perSource}, perSourceRate: ${RATE}/m, rejectLogInterval: 500ms }
-events: { sqlite: ${path.join(dir, 'events.db')}, batch: 50ms }
 admin: { listen: "127.0.0.1:${ADMIN_PORT}" }
-log: { format: json }
-`;
+${storeAndLog(path.join(dir, 'events.db'))}`;
 }
 
 interface Rejected {
