@@ -13,18 +13,12 @@ import { after, before, describe, test } from 'node:test';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { buildFarm, type Farm } from '../../src/netns/topology.js';
 import { type GatewayProcess, startManagedGateway } from '../helpers/farm-gateway.js';
-import { connectFrom, needsRoot, rootState, startPeerServer } from '../helpers/netns.js';
-import { which } from '../helpers/peers.js';
+import { BIN } from '../helpers/honeygate.js';
+import { decoysListener, kernelSkip, storeAndLog } from '../helpers/kernel.js';
+import { connectFrom, rootState, startPeerServer } from '../helpers/netns.js';
 import { waitFor } from '../helpers/wait.js';
 
-function skipReason(): string | false {
-  const root = needsRoot();
-  if (root) return root;
-  if (!which('nft')) return 'nft not installed (Debian package nftables)';
-  return false;
-}
-
-const skip = skipReason();
+const skip = kernelSkip();
 const DECOY4 = '192.0.2.74';
 const DECOY6 = '2001:db8:d::74';
 const HP4 = '192.0.2.100';
@@ -54,11 +48,7 @@ next();
 
 function config(dir: string, extraRoute = ''): string {
   return `
-listeners:
-  - name: decoys
-    tproxy: { port: 15001 }
-    divert: { interface: [att1, att2], addresses: ["${DECOY4}/32", "${DECOY6}/128"], ports: "80-81" }
-routes:
+${decoysListener([`${DECOY4}/32`, `${DECOY6}/128`], '80-81')}routes:
 ${extraRoute}  - name: web
     forward: hp
 backends:
@@ -71,9 +61,7 @@ backends:
     engine: kernel
 # 10,000 connections from one source at over 1,000/s: above the default limits, which the kernel applies
 limits: { perSource: 10000, perSourceRate: 1000000/s }
-events: { sqlite: ${path.join(dir, 'events.db')}, batch: 50ms }
-log: { format: json }
-`;
+${storeAndLog(path.join(dir, 'events.db'))}`;
 }
 
 describe('kernel routes (engine: kernel) in namespaces', { skip }, () => {
@@ -277,6 +265,53 @@ describe('kernel routes (engine: kernel) in namespaces', { skip }, () => {
       assert.equal(e.route, 'other');
     } finally {
       db.close();
+    }
+  });
+
+  // doctor read iptables' FORWARD only: a native nftables forward chain that drops went unnoticed.
+  test('doctor names a native nftables forward chain that drops the DNATed flows, and its fix works', async () => {
+    const gw = farm.gateway.ns;
+    const doctor = async () =>
+      (
+        await farm.topology.exec(gw, [process.execPath, BIN, 'firewall', 'doctor', '-c', configPath], {
+          timeoutMs: 60_000,
+        })
+      ).stdout;
+    await farm.topology.run(gw, ['nft', 'add', 'table', 'inet', 'k4_fwd']);
+    try {
+      await farm.topology.run(gw, [
+        'nft',
+        'add chain inet k4_fwd forward { type filter hook forward priority 0; policy drop; }',
+      ]);
+      await farm.topology.run(gw, [
+        'nft',
+        'add rule inet k4_fwd forward ct state established,related accept',
+      ]);
+      await assert.rejects(
+        connectFrom(farm.topology, farm.attacker1.ns, DECOY4, 80).then((c) => c.line()),
+        'the new flow is dropped in forward',
+      );
+      const before = await doctor();
+      assert.match(
+        before,
+        /WARN {2}kernel-path +table inet k4_fwd chain forward has policy drop, and no rule there accepts new flows to 192\.0\.2\.100:222[24]/,
+        before,
+      );
+      const fixes = [...before.matchAll(/fix: (nft insert rule inet k4_fwd forward .*)$/gm)].map(
+        (m) => m[1]!,
+      );
+      assert.ok(
+        fixes.includes('nft insert rule inet k4_fwd forward ip daddr 192.0.2.100 ct status dnat accept'),
+        before,
+      );
+      for (const fix of fixes) await farm.topology.run(gw, fix.split(' '));
+      const c = await connectFrom(farm.topology, farm.attacker1.ns, DECOY4, 80);
+      assert.equal(await c.line(), `peer ${c.local}`);
+      await c.close();
+      const after = await doctor();
+      assert.ok(!after.includes('no rule there accepts'), after);
+    } finally {
+      await farm.topology.run(gw, ['nft', 'delete', 'table', 'inet', 'k4_fwd']);
     }
   });
 
