@@ -61,6 +61,7 @@ async function latency(port, path, rate, seconds) {
   let errors = 0;
   let finished = 0;
   let maxLag = 0;
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   const all = new Promise((resolve) => {
     const fire = () => {
@@ -97,12 +98,15 @@ async function latency(port, path, rate, seconds) {
   });
   await all;
   const elapsed = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   return {
     sent: total,
     ok: times.length,
     errors,
     rate: total / elapsed,
     maxLagMs: maxLag,
+    cpuMs: (cpu.user + cpu.system) / 1000, // this client's, for the CPU per connection of a path
+
     ...sortedPercentiles(times),
   };
 }

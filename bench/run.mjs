@@ -6,7 +6,7 @@
 //   BENCH_REPEATS=3          runs per target and figure (best and median are reported)
 //   BENCH_ONLY=connrate,...  figures: connrate keepalive bulk latency idle-memory burst completeness
 //                            recording-floor many-sources transparent-connrate transparent-keepalive
-//                            transparent-latency transparent-bulk transparent-burst transparent-kernel-burst
+//                            transparent-latency transparent-bulk transparent-burst transparent-kernel-burst transparent-cost
 //                            tunnel-connrate tunnel-bulk tunnel-memory udp-rate udp-memory
 //                            udp-transparent-rate (default all of these; `transparent`
 //                            names the six transparent-*, `kernel` the kernel path's figures
@@ -110,9 +110,10 @@ const TRANSPARENT = [
   'transparent-bulk',
   'transparent-burst',
   'transparent-kernel-burst',
+  'transparent-cost',
 ];
 // honeygate's kernel path (engine: kernel) beside user space, HAProxy and direct (lib/transparent.mjs).
-const KERNEL = ['transparent-connrate', 'transparent-bulk', 'transparent-kernel-burst'];
+const KERNEL = ['transparent-connrate', 'transparent-bulk', 'transparent-kernel-burst', 'transparent-cost'];
 // attacker -> sensor -> hub -> nginx through honeygate's tunnel vs HAProxy -> HAProxy over TLS (lib/tunnel.mjs).
 const TUNNEL = ['tunnel-connrate', 'tunnel-bulk', 'tunnel-memory'];
 // Datagrams through honeygate's UDP forward vs nginx's stream UDP proxy (lib/udp.mjs).
@@ -1621,6 +1622,13 @@ const TP_RATES = {
     unit: 'MB/s',
     targets: ['direct', 'haproxy', 'honeygate', 'kernel'],
   },
+  // CPU per connection of the path at a fixed rate (costRun): what the gateway costs, where the
+  // connection rate is bound by the load side.
+  'transparent-cost': {
+    id: 'cost',
+    unit: 'CPU µs/connection',
+    targets: ['direct', 'haproxy', 'honeygate', 'kernel'],
+  },
 };
 const TP_ALL = ['direct', 'haproxy', 'honeygate', 'kernel', 'haproxy-mm', 'honeygate-mm'];
 // The kernel path's flows have no process of their own: their CPU is the gateway's softirq.
@@ -1651,7 +1659,7 @@ async function measureTransparent(layout, dir, ns) {
     load: { before: loadavg(), after: null, cpus: cpus().length },
   };
   try {
-    if (Object.keys(TP_RATES).some(want)) await transparentRates(layout, dir, ns, result);
+    if (Object.keys(TP_RATES).some(want)) await transparentRates(layout, dir, ns, result, nginx);
     if (want('transparent-burst')) result.burst = await transparentBurst(layout, dir, ns);
     if (want('transparent-kernel-burst')) result.kernelBurst = await kernelBurst(layout, dir, ns);
   } finally {
@@ -1688,9 +1696,10 @@ async function remoteAddress(ns, target) {
   return /^x-remote-addr:\s*(\S+)/im.exec(res.stdout)?.[1] ?? null;
 }
 
-async function transparentRates(layout, dir, ns, result) {
+async function transparentRates(layout, dir, ns, result, nginx) {
   const figures = Object.keys(TP_RATES).filter((f) => settings.only.includes(f));
   const { servers, add } = serverSet();
+  servers.nginxPid = nginx.process.pid; // for costRun
   try {
     add(
       'mmproxy',
@@ -1776,6 +1785,13 @@ async function transparentRates(layout, dir, ns, result) {
           log(`  transparent ${fig.id} #${r + 1} ${t}: ${describe(fig.id, res)}`);
         }
       }
+      if (fig.id === 'cost') {
+        result.figures.cost = figureSummary(runs, (x) => x.cpuUsPerConnection, true, {
+          unit: fig.unit,
+          rate: settings.latencyRate,
+        });
+        continue;
+      }
       if (fig.id === 'latency') {
         for (const p of ['p50', 'p99']) {
           result.figures[`latency-${p}`] = figureSummary(runs, (x) => x[`${p}Ms`], true, {
@@ -1855,14 +1871,80 @@ async function transparentRun(figure, layout, ns, target, servers) {
           timeoutMs: (settings.seconds + 60) * 1000,
         },
       );
+    case 'cost':
+      return costRun(layout, ns, target, servers);
     default:
       throw new Error(`unknown figure ${figure}`);
   }
 }
 
+/** utime + stime of one process (every thread), without its children, in seconds. */
+function ownCpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+
+/**
+ * CPU per connection of the whole path at a fixed rate (BENCH_LATENCY_RATE new connections/s,
+ * bench/clients.mjs's open loop, Connection: close): the client's, nginx's and the gateway
+ * process's CPU (utime + stime; honeygate's includes recording the flows, for the kernel path
+ * from conntrack). This kernel charges the softirq work done in a task's context to that task
+ * (tick accounting without CONFIG_IRQ_TIME_ACCOUNTING), and on veth the gateway namespace's
+ * routing, NAT and conntrack run in the sender's context, so the kernel's work for the flow is
+ * inside these numbers too. Minus direct's (the same client and nginx, no gateway), it is what
+ * the gateway costs per connection. Per-process, so other jobs on the machine stay out of it
+ * (except softirqs that happen to run while one of theirs is interrupted).
+ */
+async function costRun(layout, ns, target, servers) {
+  const gateway = target === 'direct' ? null : servers[target].process.pid;
+  // nginx with its workers; the gateway process alone: honeygate's short-lived children (nft,
+  // ss) would count while alive and vanish when reaped, and they are no work of a flow's
+  const cpuOf = (pid, i) => (i === 0 ? cpuSeconds(pid) : ownCpuSeconds(pid));
+  const pids = [servers.nginxPid, ...(gateway ? [gateway] : [])];
+  // what the processes spend with no flow (timers, health checks, sweeps), per second: not a flow's
+  const idleStart = pids.map(cpuOf);
+  const idleAt = performance.now();
+  await sleep(2_000);
+  const before = pids.map(cpuOf);
+  const idlePerSecond = before.map((c, i) => (c - idleStart[i]) / ((performance.now() - idleAt) / 1000));
+  const startedAt = performance.now();
+  const res = await client(
+    settings.node,
+    'latency',
+    [PLAN.nginxPort, SMALL, settings.latencyRate, settings.seconds],
+    { cpus: layout.loadCpus, ...tpWrk(ns, target), timeoutMs: (settings.seconds + 60) * 1000 },
+  );
+  // the records come after the flows close (the kernel path's ~1 s after): their CPU is the gateway's
+  if (TP_TARGETS[target].honeygate) await sleep(2_000);
+  const wall = (performance.now() - startedAt) / 1000;
+  const seconds = pids.map((p, i) => cpuOf(p, i) - before[i] - idlePerSecond[i] * wall);
+  const cpu = seconds.reduce((a, b) => a + b, 0) + res.cpuMs / 1000;
+  res.requests = res.ok;
+  res.cpuUsPerConnection = (cpu * 1e6) / Math.max(1, res.ok);
+  res.cpuParts = {
+    clientMs: res.cpuMs,
+    nginxMs: seconds[0] * 1000,
+    gatewayMs: (seconds[1] ?? 0) * 1000,
+    gatewayIdleMsPerSecond: (idlePerSecond[1] ?? 0) * 1000,
+  };
+  log(
+    `    cost ${target}: ${res.cpuUsPerConnection.toFixed(1)} CPU µs/connection at ${res.rate.toFixed(0)}/s ` +
+      `(client ${res.cpuMs.toFixed(0)} ms, nginx ${(seconds[0] * 1000).toFixed(0)} ms, gateway process ` +
+      `${((seconds[1] ?? 0) * 1000).toFixed(0)} ms beyond its idle ${((idlePerSecond[1] ?? 0) * 1000).toFixed(0)} ms/s; ` +
+      `${res.ok}/${res.sent} ok)`,
+  );
+  return res;
+}
+
 // ---- the kernel path (engine: kernel) ----------------------------------------------------------
 // Its flows never reach a socket of honeygate's: the gateway DNATs them, and the conntrack reader
-// records each one when conntrack forgets it (TIME_WAIT 5 s after the close, docs/kernel.md). So
+// records each one when conntrack forgets it (TIME_WAIT 1 s after the close, docs/kernel.md). So
 // a run's flows are counted by the DNAT rules' counters, and the run waits for their records.
 
 const KERNEL_WHERE = `type = 'flow' AND listener = '${KERNEL_LISTENER}'`;

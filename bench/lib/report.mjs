@@ -404,7 +404,7 @@ function kernelSection(tp) {
       `Kernel flows recorded (fastest new-connection run, ${num(c.rate, 0)}/s): ${num(c.events, 0)} events for ` +
         `${num(c.flows, 0)} flows the DNAT rules counted (${num(c.requests, 0)} wrk requests, ${num(c.errors, 0)} socket errors; ` +
         `${num(c.missing, 0)} missing), all in ${num(c.recordedSecondsAfterLoad, 1)} s after the load stopped ` +
-        `(conntrack forgets a closed flow after 5 s of TIME_WAIT): ${c.complete ? 'complete' : '**incomplete**'}.`,
+        `(conntrack forgets a closed flow 1 s after its close): ${c.complete ? 'complete' : '**incomplete**'}.`,
     );
   }
   if (kb) {
@@ -422,8 +422,8 @@ function kernelSection(tp) {
           )
           .join(
             '; ',
-          )}. A kernel flow is recorded when conntrack forgets it: 5 s of TIME_WAIT after the close, ` +
-        'plus up to 1 s to the next sweep (docs/kernel.md): the last record trails the last connection by that, ' +
+          )}. A kernel flow is recorded when conntrack forgets it: 1 s of TIME_WAIT after the close, ` +
+        'plus up to 250 ms to the next sweep (docs/kernel.md): the last record trails the last connection by that, ' +
         'and by whatever backlog the recorder still has to store then.',
     );
   }

@@ -16,6 +16,7 @@ import { REFUSALS } from '../gateway/admit.js';
 import { flowEnd } from '../gateway/flow.js';
 import type { GatewayStats } from '../gateway/gateway.js';
 import { conntrackTotals } from '../kernel/conntrack.js';
+import { KERNEL_REFUSALS, kernelRefusedTotals } from '../kernel/refusals.js';
 
 export interface MetricsSource {
   gateway: { stats(): GatewayStats };
@@ -247,6 +248,17 @@ export function createMetrics(source: MetricsSource): Metrics {
     'Times the conntrack event socket overran (ENOBUFS): kernel-routed flow records delayed, redelivered by the kernel (docs/kernel.md).',
     () => conntrackTotals().overruns,
   );
+  new prom.Counter({
+    name: `${PREFIX}kernel_refused_flows_total`,
+    help: 'Flows of kernel routes (engine: kernel) the kernel reset over limits.perSource or perSourceRate, by reason; read from its counters once per limits.rejectLogInterval.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const by = kernelRefusedTotals();
+      for (const reason of KERNEL_REFUSALS) this.inc({ reason }, by[reason]);
+    },
+  });
   totalCounter(
     registry,
     `${PREFIX}conntrack_lost_total`,

@@ -51,9 +51,10 @@ export interface InputDrop {
 }
 
 /**
- * iptables' `filter FORWARD` when it drops what its rules do not accept (Docker sets policy
- * DROP). Kernel routes' DNATed flows are forwarded through it. Read from iptables-save (both
- * backends) only: native nftables forward chains are not looked at.
+ * A forward chain that drops what its rules do not accept: iptables' `filter FORWARD` (Docker
+ * sets policy DROP; from iptables-save, both backends) or a native nftables base chain on the
+ * forward hook (a drop policy, or a last rule that drops or rejects everything). Kernel routes'
+ * DNATed flows are forwarded through it.
  */
 export interface ForwardDrop {
   where: string;
@@ -61,6 +62,7 @@ export interface ForwardDrop {
   how: string;
   userChain: string; // where an operator adds accepts: DOCKER-USER when it exists, else FORWARD
   accepts: { daddr: NatEntry['daddr']; ports: PortRange[] | null }[]; // ACCEPTs a new flow from outside can meet
+  nft?: { family: string; table: string; chain: string }; // a native nftables chain: the fix is an nft rule
 }
 
 export interface ForeignRules {
@@ -405,6 +407,7 @@ export function fromNftJson(rs: NftRuleset, skip: { family: string; name: string
       excepts,
     });
   }
+  out.forwardDrops.push(...nftForwardDrops(rs, skip, rules, selections, edges));
   rules.forEach((r, i) => {
     if (r.family === skip.family && r.table === skip.name) return;
     // iptables-nft's targets: read from iptables-save instead
@@ -454,6 +457,80 @@ export function fromNftJson(rs: NftRuleset, skip: { family: string; name: string
       }
     }
   });
+  return out;
+}
+
+/** The verdict a rule ends with (`accept`, `drop`, `reject`, `jump`, ...), counters and logs aside. */
+function finalVerdict(expr: unknown[]): string | undefined {
+  const last = expr.filter((e) => !['counter', 'log'].some((k) => k in (obj(e) ?? {}))).at(-1);
+  return Object.keys(obj(last) ?? {})[0];
+}
+
+/** False when a `ct state` match leaves out new flows (`ct state established,related`). */
+function admitsNew(expr: unknown[]): boolean {
+  for (const e of expr) {
+    const m = obj(obj(e)?.match);
+    if (obj(obj(m?.left)?.ct)?.key !== 'state') continue;
+    const states = (Array.isArray(m!.right) ? m!.right : [m!.right]).map(String);
+    const has = states.includes('new');
+    if (m!.op === '!=' ? has : !has) return false;
+  }
+  return true;
+}
+
+/**
+ * Native nftables base chains on the forward hook that drop what their rules do not accept,
+ * with the accepts (in them or the chains they jump to) that a new flow from outside can meet:
+ * not those for one input interface, nor those for established flows only. iptables-nft's
+ * `filter FORWARD` is left to iptables-save, which names DOCKER-USER.
+ */
+function nftForwardDrops(
+  rs: NftRuleset,
+  skip: { family: string; name: string },
+  rules: { family: string; table: string; chain: string; expr: unknown[] }[],
+  selections: Selection[],
+  edges: Map<string, Set<string>>,
+): ForwardDrop[] {
+  const out: ForwardDrop[] = [];
+  for (const chain of rs.chains) {
+    const family = String(chain.family);
+    const table = String(chain.table);
+    if (chain.hook !== 'forward' || !['ip', 'ip6', 'inet'].includes(family)) continue;
+    if (family === skip.family && table === skip.name) continue;
+    if (family !== 'inet' && chain.name === 'FORWARD') continue; // iptables-nft's
+    const key = chainKey(family, table, chain.name);
+    const own = rules.filter((r) => chainKey(r.family, r.table, r.chain) === key);
+    const last = own.at(-1);
+    const bare = last?.expr.filter((e) => !['counter', 'log'].some((k) => k in (obj(e) ?? {}))).length === 1;
+    const final = last && bare ? finalVerdict(last.expr) : undefined;
+    const how =
+      chain.policy === 'drop'
+        ? 'has policy drop'
+        : final === 'drop' || final === 'reject'
+          ? `ends with \`${final}\``
+          : null;
+    if (!how) continue;
+    const reached = reachable(key, edges);
+    const accepts = rules.flatMap((r, i) => {
+      if (!reached.has(chainKey(r.family, r.table, r.chain)) || finalVerdict(r.expr) !== 'accept') return [];
+      const sel = selections[i]!;
+      if (!sel.tcp || (sel.iif && !sel.iif.negated) || !admitsNew(r.expr)) return [];
+      return [{ family: sel.family, daddr: sel.daddr, ports: sel.ports }];
+    });
+    const families: (4 | 6)[] = family === 'ip' ? [4] : family === 'ip6' ? [6] : [4, 6];
+    for (const f of families) {
+      out.push({
+        where: `table ${family} ${table} chain ${chain.name}`,
+        family: f,
+        how,
+        userChain: chain.name,
+        accepts: accepts
+          .filter((a) => a.family === null || a.family === f)
+          .map(({ daddr, ports }) => ({ daddr, ports })),
+        nft: { family, table, chain: chain.name },
+      });
+    }
+  }
   return out;
 }
 

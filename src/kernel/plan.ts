@@ -290,6 +290,9 @@ export function explainKernel(config: Config): string[] {
     parts.push(
       `limits in the kernel: ${perSource} open flows (ct count) and ${r.count}/${unit} new flows (limit rate) per source; a flow over either is reset and tallied in rejected events`,
     );
+    parts.push(
+      'a closed flow is recorded about a second after its close (ct timeout kernel_close_v4/_v6: time_wait, close and last_ack 1 s for these flows only)',
+    );
     parts.push('when every server is down, user space takes the flows (fallback)');
     return parts.join('; ');
   });

@@ -54,7 +54,20 @@ export function tableHandle(json: string): number | null {
   return null;
 }
 
-const REASONS: KernelRefusal[] = ['limit-per-source', 'limit-rate'];
+export const KERNEL_REFUSALS: readonly KernelRefusal[] = ['limit-per-source', 'limit-rate'];
+const REASONS = KERNEL_REFUSALS;
+
+const totals: Record<KernelRefusal, number> = { 'limit-per-source': 0, 'limit-rate': 0 };
+
+/** Kernel refusals read so far by every KernelRefusals of this process, by reason (for /metrics). */
+export function kernelRefusedTotals(): Readonly<Record<KernelRefusal, number>> {
+  return totals;
+}
+
+/** Runs `nft ARGS` (runTool's shape): tests hand in a fake. */
+export type NftRunner = (args: string[]) => Promise<{ code: number | null; stdout: string }>;
+
+const runNft: NftRunner = (args) => runTool('nft', args);
 
 export class KernelRefusals {
   private readonly admission: Admission;
@@ -68,6 +81,7 @@ export class KernelRefusals {
     private config: Config,
     private readonly log: Logger,
     private readonly recorder: Recorder,
+    private readonly nft: NftRunner = runNft,
   ) {
     this.admission = new Admission(config.limits);
   }
@@ -105,7 +119,7 @@ export class KernelRefusals {
   private async readSets(): Promise<void> {
     // A table applied again (a reload, --manage-firewall's repair) has new sets, counting from
     // zero: what was read of the old ones no longer applies. Table handles only grow.
-    const tables = await runTool('nft', ['-j', 'list', 'tables']).catch(() => null);
+    const tables = await this.nft(['-j', 'list', 'tables']).catch(() => null);
     const handle = tables?.code === 0 ? tableHandle(tables.stdout) : null;
     if (handle === null) return; // not applied (yet): nothing refused
     if (handle !== this.table) this.seen.clear();
@@ -118,7 +132,7 @@ export class KernelRefusals {
         const set = refusedSet(reason, family);
         let stdout: string;
         try {
-          const r = await runTool('nft', ['-j', 'list', 'set', FAMILY, TABLE, set]);
+          const r = await this.nft(['-j', 'list', 'set', FAMILY, TABLE, set]);
           if (r.code !== 0) continue; // not applied (yet), or no such family: nothing refused there
           stdout = r.stdout;
           read.add(set);
@@ -135,6 +149,7 @@ export class KernelRefusals {
           const n = e.packets >= before ? e.packets - before : e.packets;
           this.seen.set(key, e.packets);
           if (n <= 0) continue;
+          totals[reason] += n;
           const listener = divertedTo(listeners, { host: e.dst.ip, port: e.dst.port })?.name ?? '';
           this.admission.refused(e.src, reason, listener, e.dst, n);
         }

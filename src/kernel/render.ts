@@ -31,11 +31,14 @@ export const KERNEL_CHAIN = 'kernel';
 export const KERNEL_PRIO = -95;
 
 /**
- * Close-state timeouts of kernel flows: a flow's conntrack entry (and so its event, which
- * conntrack's DESTROY carries) ends seconds after the last FIN instead of the default two
- * minutes of TIME_WAIT. Established flows keep the system's timeouts.
+ * Close-state timeouts of kernel flows, in seconds: a closed flow's conntrack entry (and so its
+ * event, which conntrack's DESTROY carries: UPDATE events hold no byte counters) ends a second
+ * after the last ACK (time_wait) or a reset (close), instead of the default two minutes and ten
+ * seconds. A second still absorbs a retransmitted FIN or ACK; a packet later than that meets no
+ * entry. Half-closed flows (fin_wait, close_wait) keep 10 s past their last packet, and
+ * established flows keep the system's timeouts.
  */
-export const CLOSE_TIMEOUTS = 'fin_wait : 10, close_wait : 10, last_ack : 10, time_wait : 5, close : 5';
+export const CLOSE_TIMEOUTS = 'fin_wait : 10, close_wait : 10, last_ack : 1, time_wait : 1, close : 1';
 
 export const KERNEL_RULE = {
   perSource: (k: KernelRoute, listener: string, family: 4 | 6, n: number) =>

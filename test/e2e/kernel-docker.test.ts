@@ -20,14 +20,11 @@ import {
 import { buildFarm, type Farm } from '../../src/netns/topology.js';
 import { type GatewayProcess, startManagedGateway } from '../helpers/farm-gateway.js';
 import { BIN } from '../helpers/honeygate.js';
-import { connectFrom, needsRoot, rootState } from '../helpers/netns.js';
-import { which } from '../helpers/peers.js';
+import { kernelSkip, storeAndLog } from '../helpers/kernel.js';
+import { connectFrom, rootState } from '../helpers/netns.js';
 import { waitFor } from '../helpers/wait.js';
 
-function skipReason(): string | false {
-  const root = needsRoot();
-  if (root) return root;
-  if (!which('nft')) return 'nft not installed (Debian package nftables)';
+const skip = kernelSkip(() => {
   const missing = dockerMissing();
   if (missing) return missing;
   try {
@@ -36,9 +33,7 @@ function skipReason(): string | false {
     return (err as Error).message;
   }
   return false;
-}
-
-const skip = skipReason();
+});
 const DECOY4 = '192.0.2.74';
 
 function config(dir: string, hp: Container): string {
@@ -56,9 +51,7 @@ backends:
   hp:
     servers: ["${hp.ip4}:7000"]
     engine: kernel
-events: { sqlite: ${path.join(dir, 'events.db')}, batch: 50ms }
-log: { format: json }
-`;
+${storeAndLog(path.join(dir, 'events.db'))}`;
 }
 
 describe('kernel routes with a real Docker Engine in namespaces', { skip }, () => {

@@ -14,22 +14,17 @@ import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { buildFarm, type Farm } from '../../src/netns/topology.js';
 import { type GatewayProcess, startManagedGateway } from '../helpers/farm-gateway.js';
 import { BIN } from '../helpers/honeygate.js';
-import { type Client, connectFrom, needsRoot, rootState, startPeerServer } from '../helpers/netns.js';
+import { decoysListener, kernelSkip, storeAndLog } from '../helpers/kernel.js';
+import { type Client, connectFrom, rootState, startPeerServer } from '../helpers/netns.js';
 import { which } from '../helpers/peers.js';
 import { waitFor } from '../helpers/wait.js';
 
-function skipReason(): string | false {
-  const root = needsRoot();
-  if (root) return root;
-  if (!which('nft')) return 'nft not installed (Debian package nftables)';
-  return false;
-}
-
-const skip = skipReason();
+const skip = kernelSkip(() => !which('curl') && 'curl not installed (Debian package curl)');
 const DECOY4 = '192.0.2.74';
 const HP4 = '192.0.2.100';
 const PER_SOURCE = 3;
 const RATE = 5; // per minute: no token comes back while a test runs, so the count is exact
+const ADMIN_PORT = 9110; // in the gateway's own namespace
 
 // Connects `n` times in a row to host:port; an accepted connection is reset at once by the
 // client (so it never counts as open); prints {"ok": N, "refused": N, "other": N}.
@@ -49,11 +44,7 @@ one(0);
 
 function config(dir: string, perSource = PER_SOURCE): string {
   return `
-listeners:
-  - name: decoys
-    tproxy: { port: 15001 }
-    divert: { interface: [att1, att2], addresses: ["${DECOY4}/32"], ports: "80" }
-routes:
+${decoysListener([`${DECOY4}/32`], '80')}routes:
   - name: web
     forward: hp
 backends:
@@ -61,9 +52,8 @@ backends:
     servers: ["${HP4}:2222"]
     engine: kernel
 limits: { perSource: ${perSource}, perSourceRate: ${RATE}/m, rejectLogInterval: 500ms }
-events: { sqlite: ${path.join(dir, 'events.db')}, batch: 50ms }
-log: { format: json }
-`;
+admin: { listen: "127.0.0.1:${ADMIN_PORT}" }
+${storeAndLog(path.join(dir, 'events.db'))}`;
 }
 
 interface Rejected {
@@ -201,5 +191,14 @@ describe('limits on kernel routes (engine: kernel) in namespaces', { skip }, () 
     assert.equal(refusedIn(ip, 'limit-per-source'), 0);
     // the reload replaced the table: the earlier refusal of attacker1 was not counted again
     assert.equal(refusedIn(farm.attacker1.ip4, 'limit-per-source'), 1);
+    // and /metrics counts what the events tally
+    const metrics = await farm.topology.exec(farm.gateway.ns, [
+      'curl',
+      '-sS',
+      `http://127.0.0.1:${ADMIN_PORT}/metrics`,
+    ]);
+    assert.match(metrics.stdout, /^honeygate_kernel_refused_flows_total\{reason="limit-rate"\} 8$/m);
+    assert.match(metrics.stdout, /^honeygate_kernel_refused_flows_total\{reason="limit-per-source"\} 1$/m);
+    assert.match(metrics.stdout, /^honeygate_conntrack_overruns_total 0$/m);
   });
 });

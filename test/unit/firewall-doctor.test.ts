@@ -755,6 +755,45 @@ const CASES: Case[] = [
     status: 'ok',
     message: /^kernel routes have forwarding/,
   },
+  // Captured with `nft -j list ruleset`: an inet forward chain with policy drop that accepts
+  // established flows, docker0's own, 192.0.2.20:80 and DNATed flows to 2001:db8:c::10; and an
+  // ip forward chain ending in `counter drop` after `ct status dnat accept`.
+  {
+    name: 'a native nftables forward chain with policy drop and no accept for the kernel route',
+    scenario: {
+      yaml: KERNEL_YAML,
+      sysctl: KERNEL_SYSCTLS,
+      foreignNft: foreignObjects(fixture('native-forward-nft.json')),
+    },
+    check: 'kernel-path',
+    status: 'warn',
+    message:
+      /^table inet filter chain forward has policy drop, and no rule there accepts new flows to 192\.0\.2\.100:2222: kernel routes' flows DNATed to it are dropped$/,
+    fix: 'nft insert rule inet filter forward ip daddr 192.0.2.100 ct status dnat accept',
+  },
+  {
+    name: 'a native nftables forward chain with policy drop that accepts the kernel route',
+    scenario: {
+      yaml: KERNEL_YAML.replace('192.0.2.100:2222', '192.0.2.20:80'),
+      sysctl: KERNEL_SYSCTLS,
+      foreignNft: foreignObjects(fixture('native-forward-nft.json')),
+    },
+    check: 'kernel-path',
+    status: 'ok',
+    message: /^kernel routes have forwarding/,
+  },
+  {
+    name: 'a native nftables forward chain: accepts for other ports, established flows or one interface do not count',
+    scenario: {
+      yaml: KERNEL_YAML.replace('192.0.2.100:2222', '192.0.2.20:8080'),
+      sysctl: KERNEL_SYSCTLS,
+      foreignNft: foreignObjects(fixture('native-forward-nft.json')),
+    },
+    check: 'kernel-path',
+    status: 'warn',
+    message:
+      /^table inet filter chain forward has policy drop, and no rule there accepts new flows to 192\.0\.2\.20:8080/,
+  },
   {
     name: 'Docker userland-proxy running',
     scenario: {

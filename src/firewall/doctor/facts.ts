@@ -4,6 +4,7 @@
 // read stays empty and the checks that need it say so or stay silent.
 import type { Config } from '../../config/types.js';
 import { type ContainTargets, resolveNetworks } from '../../contain/docker.js';
+import { type KernelRoute, kernelRoutes } from '../../kernel/plan.js';
 import { ipFamily } from '../../net/address.js';
 import { type CtEntry, divertsUdp, parseConntrack } from '../conntrack.js';
 import { type ForeignRules, fromIptablesSave, fromNftJson } from '../foreign-rules.js';
@@ -65,6 +66,7 @@ export interface Facts {
   servers: Map<string, { route: RouteInfo | null; error: string }>; // transparent servers' hosts
   protectedPorts: ProtectedPort[];
   plan: RulesetPlan | null;
+  kernelRoutes: KernelRoute[]; // the kernel routes the table DNATs (those with a diverted listener)
   contain?: ContainTargets; // contain.networks as Docker reports them now
   native: { ok: true } | { ok: false; reason: string } | null; // null: not checked
   // UDP conntrack entries (`conntrack -L -p udp`), read only when a UDP listener is diverted
@@ -199,6 +201,7 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
     servers: new Map(),
     protectedPorts,
     plan,
+    kernelRoutes: kernelRoutes(config).filter((k) => k.listeners.length > 0),
     native: host.native?.() ?? null,
   };
 

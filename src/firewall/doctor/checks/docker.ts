@@ -1,6 +1,5 @@
 // Docker's side of the host: forwarding for its published ports, docker-proxy hiding the
 // client's address, and bridges that br_netfilter may or may not make visible.
-import { kernelRoutes } from '../../../kernel/plan.js';
 import { formatEndpoint, ipFamily } from '../../../net/address.js';
 import { type Check, entryTarget, type Finding, joinWords, ok, warn } from '../finding.js';
 import type { ProcessInfo } from '../host.js';
@@ -56,9 +55,7 @@ export const ipForward: Check = (f) => {
 };
 
 const kernelServes = (f: Parameters<Check>[0], family: 4 | 6) =>
-  kernelRoutes(f.config).some(
-    (k) => k.listeners.length > 0 && k.backend.servers.some((s) => ipFamily(s.host) === family),
-  );
+  f.kernelRoutes.some((k) => k.backend.servers.some((s) => ipFamily(s.host) === family));
 
 export const dockerProxy: Check = (f) => {
   const C = 'docker-proxy';

@@ -2,7 +2,6 @@
 // the nftables modules honeygate's rules use (probed with `nft --check`).
 
 import type { Endpoint } from '../../../config/types.js';
-import { kernelRoutes } from '../../../kernel/plan.js';
 import { anyContains, formatEndpoint, ipFamily } from '../../../net/address.js';
 import { type Check, type Finding, fail, joinWords, ok, warn } from '../finding.js';
 import { num } from '../query.js';
@@ -139,7 +138,7 @@ export const kernel: Check = (f) => {
  */
 export const kernelPath: Check = (f) => {
   const C = 'kernel-path';
-  const routes = kernelRoutes(f.config).filter((k) => k.listeners.length > 0);
+  const routes = f.kernelRoutes;
   if (routes.length === 0) return [];
   const out: Finding[] = [];
   for (const [key, what] of [
@@ -176,7 +175,8 @@ export const kernelPath: Check = (f) => {
       );
     }
   }
-  // Docker's FORWARD policy DROP: a container that publishes no port gets no accept of Docker's.
+  // Docker's FORWARD policy DROP (a container that publishes no port gets no accept of Docker's),
+  // or a native nftables forward chain that drops.
   for (const drop of f.foreign.forwardDrops) {
     const servers = routes.flatMap((k) => k.backend.servers.filter((s) => ipFamily(s.host) === drop.family));
     const covered = (s: Endpoint) =>
@@ -188,13 +188,17 @@ export const kernelPath: Check = (f) => {
     const dropped = servers.filter((s) => !covered(s));
     if (dropped.length === 0) continue;
     const tool = drop.family === 4 ? 'iptables' : 'ip6tables';
+    const ip = drop.family === 4 ? 'ip' : 'ip6';
     out.push(
       warn(
         C,
         `${drop.where} ${drop.how}, and no rule there accepts new flows to ${formatEndpoint(dropped[0]!)}` +
           (dropped.length > 1 ? ` (and ${dropped.length - 1} more)` : '') +
-          ": kernel routes' flows DNATed to it are dropped (Docker accepts only the ports a container publishes)",
-        `${tool} -I ${drop.userChain} -d ${dropped[0]!.host} -m conntrack --ctstate DNAT -j ACCEPT`,
+          ": kernel routes' flows DNATed to it are dropped" +
+          (drop.nft ? '' : ' (Docker accepts only the ports a container publishes)'),
+        drop.nft
+          ? `nft insert rule ${drop.nft.family} ${drop.nft.table} ${drop.nft.chain} ${ip} daddr ${dropped[0]!.host} ct status dnat accept`
+          : `${tool} -I ${drop.userChain} -d ${dropped[0]!.host} -m conntrack --ctstate DNAT -j ACCEPT`,
       ),
     );
   }
