@@ -3,6 +3,7 @@
 // writes: a store of 10 million events answers in milliseconds (docs/performance.md).
 import type { Command } from 'commander';
 import { HoneygateError } from '../errors.js';
+import { pendingJobs } from '../events/backfill.js';
 import { openStore } from '../events/query.js';
 import { readStats, type StatsBucket, type StatsEntry } from '../events/rollup.js';
 import { type Output, parseTime, Reported, storePath, UsageError } from './events.js';
@@ -69,6 +70,12 @@ export async function runStats(opts: StatsOptions, io: Output, now = Date.now())
         throw new HoneygateError(
           'HG_ERR_EVENTS_QUERY',
           `${dbPath} was written by an earlier honeygate and has no rollup yet: it gets one (counted from its events) the next time honeygate run or collect opens it`,
+        );
+      }
+      if (pendingJobs(db).includes('rollup')) {
+        throw new HoneygateError(
+          'HG_ERR_EVENTS_QUERY',
+          `${dbPath} is still counting its earlier events into the rollup (after a schema upgrade, in the background of honeygate run or collect): try again when the log says the backfill is done`,
         );
       }
       buckets = readStats(db, { by, since, until, top });

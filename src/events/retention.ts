@@ -22,7 +22,7 @@
 import { readFileSync } from 'node:fs';
 import type { Retention as Bounds } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { DIM_SPANS, type Dim, SPAN_MS, type Span } from './rollup.js';
+import { DIM_SPANS, type Dim, SKETCH_SPANS, SPAN_MS, type Span } from './rollup.js';
 import type { Database, Statement } from './sqlite-driver.js';
 
 export type DeleteReason = 'max-age' | 'max-size';
@@ -102,6 +102,19 @@ export class StoreRetention {
         ),
       })),
     );
+    // The distinct sources' sketches (rollup.ts SKETCH_SPANS), the same way.
+    for (const [dim, spans] of Object.entries(SKETCH_SPANS)) {
+      for (const span of spans) {
+        this.rollupTrims.push({
+          span,
+          del: db.prepare(
+            `DELETE FROM rollup_sketch WHERE (span, dim, bucket, value) IN (
+               SELECT span, dim, bucket, value FROM rollup_sketch
+               WHERE span = '${span}' AND dim = '${dim}' AND bucket < ? ORDER BY bucket LIMIT ?)`,
+          ),
+        });
+      }
+    }
     this.pageSize = db.pragma('page_size') as number;
     this.incremental = (db.pragma('auto_vacuum') as number) === 2;
     this.measure();

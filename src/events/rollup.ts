@@ -7,6 +7,8 @@
 // flows under its source and the bucket's total; ports, protocols and routes count the
 // flows that were admitted (a tally's ports are a set, not one port).
 import type { FlowEvent } from './event.js';
+import { hash32, Sketch } from './hll.js';
+import type { Database } from './sqlite-driver.js';
 
 export const MINUTE_MS = 60_000;
 export const HOUR_MS = 3_600_000;
@@ -135,6 +137,124 @@ function backfill(): string {
   }
   return out.join('\n   ');
 }
+
+/**
+ * Schema step (sqlite.ts MIGRATIONS): the distinct sources per bucket, as HyperLogLog
+ * sketches (hll.ts): of all flows (dim 'all', value '') and of each destination port. The
+ * events already stored are counted by a backfill job (backfill.ts), not in the step.
+ */
+export const ROLLUP_SKETCH_SCHEMA = `CREATE TABLE rollup_sketch (
+     span TEXT NOT NULL,
+     dim TEXT NOT NULL,
+     bucket INTEGER NOT NULL,
+     value NOT NULL,
+     sketch BLOB NOT NULL,
+     PRIMARY KEY (span, dim, bucket, value)
+   ) WITHOUT ROWID;`;
+
+/** The spans each sketch dimension is kept in (the distinct sources of flows). */
+export const SKETCH_SPANS: Readonly<Record<'all' | 'port', readonly Span[]>> = {
+  all: ['m', 'h', 'd'],
+  port: ['m', 'h', 'd'],
+};
+
+type SketchKey = [Span, 'all' | 'port', number, string | number];
+
+/** The hashes a batch's flows add to each sketch row. */
+function sketchAdds(
+  rows: Iterable<{ at: number; src: string; port: number }>,
+): Map<string, [SketchKey, number[]]> {
+  const out = new Map<string, [SketchKey, number[]]>();
+  const add = (key: SketchKey, h: number) => {
+    const k = `${key[0]}|${key[1]}|${key[2]}|${key[3]}`;
+    const e = out.get(k);
+    if (e) e[1].push(h);
+    else out.set(k, [key, [h]]);
+  };
+  for (const r of rows) {
+    const h = hash32(r.src);
+    for (const [span, ms] of SPANS) {
+      const bucket = r.at - (r.at % ms);
+      add([span, 'all', bucket, ''], h);
+      add([span, 'port', bucket, r.port], h);
+    }
+  }
+  return out;
+}
+
+/** Merges the hashes of `adds` into the stored sketches: read, merge, write back. */
+function sketchMerger(db: Database): (adds: Map<string, [SketchKey, number[]]>) => void {
+  const get = db.prepare(
+    'SELECT sketch FROM rollup_sketch WHERE span = @span AND dim = @dim AND bucket = @bucket AND value = @value',
+  );
+  const put = db.prepare(
+    'INSERT OR REPLACE INTO rollup_sketch (span, dim, bucket, value, sketch) VALUES (?, ?, ?, ?, ?)',
+  );
+  return (adds) => {
+    for (const [key, hashes] of adds.values()) {
+      const [span, dim, bucket, value] = key;
+      const s = Sketch.from(get.get({ span, dim, bucket, value })?.sketch as Uint8Array | undefined);
+      for (const h of hashes) s.add(h);
+      put.run([span, dim, bucket, value, s.toBlob()]);
+    }
+  };
+}
+
+/** The flows of `events` as the sketches count them (values as the stored row has them). */
+function* sketchRows(events: readonly FlowEvent[]): Generator<{ at: number; src: string; port: number }> {
+  for (const e of events) {
+    if (e.type !== 'flow') continue;
+    const at = typeof e.openedAt === 'number' && Number.isFinite(e.openedAt) ? e.openedAt : 0;
+    yield { at, src: String(e.src?.ip ?? ''), port: Number.isFinite(e.dst?.port) ? e.dst.port : 0 };
+  }
+}
+
+/**
+ * The rollup's writes for one batch of events, in the caller's transaction: the counts
+ * (UPSERT per rollupRows row) and, from the schema step that added them, the sketches.
+ */
+export function rollupWriter(db: Database): (events: readonly FlowEvent[]) => void {
+  const upsert = db.prepare(UPSERT);
+  const sketches = db.prepare("SELECT 1 AS x FROM sqlite_master WHERE name = 'rollup_sketch'").get()
+    ? sketchMerger(db)
+    : null;
+  return (events) => {
+    for (const r of rollupRows(events)) upsert.run(r);
+    sketches?.(sketchAdds(sketchRows(events)));
+  };
+}
+
+/** Counts the flows with seq in [lo, hi] into the sketches (the backfill job's step, and bulk loads). */
+export function fillSketches(db: Database, lo: number, hi: number): void {
+  const rows = db.prepare(
+    "SELECT opened_at AS at, src_ip AS src, dst_port AS port FROM events WHERE seq >= @lo AND seq <= @hi AND type = 'flow'",
+  );
+  const it = rows.iterate({ lo, hi }) as unknown as IterableIterator<{
+    at: number;
+    src: string;
+    port: number;
+  }>;
+  sketchMerger(db)(
+    sketchAdds(
+      (function* () {
+        for (const r of it) yield { at: Number(r.at), src: String(r.src), port: Number(r.port) };
+      })(),
+    ),
+  );
+}
+
+/**
+ * The rollup's counts of the events with seq in [@lo, @hi], added to the rows already there
+ * (the backfill job that replaces the one of ROLLUP_VIEWS_SCHEMA when `run` upgrades a store).
+ */
+export const ROLLUP_CHUNK: readonly string[] = ROLLUP_BACKFILL.split(';')
+  .map((s) => s.trim())
+  .filter(Boolean)
+  .map(
+    (s) =>
+      `${s.replace('FROM events WHERE ', 'FROM events WHERE seq >= @lo AND seq <= @hi AND ')}
+     ON CONFLICT (span, dim, bucket, value) DO UPDATE SET flows = flows + excluded.flows, refused = refused + excluded.refused`,
+  );
 
 export const UPSERT = `INSERT INTO rollup (span, dim, bucket, value, flows, refused) VALUES (?, ?, ?, ?, ?, ?)
   ON CONFLICT (span, dim, bucket, value) DO UPDATE SET flows = flows + excluded.flows, refused = refused + excluded.refused`;

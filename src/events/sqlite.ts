@@ -7,10 +7,17 @@ import { dirname } from 'node:path';
 import type { Retention } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { addJob, BACKFILL_TABLE, Backfill, pendingJobs } from './backfill.js';
 import { Checkpointer } from './checkpointer.js';
 import type { FlowEvent, Sink } from './event.js';
 import { type RetentionStats, StoreRetention } from './retention.js';
-import { ROLLUP_REFUSED_SCHEMA, ROLLUP_SCHEMA, ROLLUP_VIEWS_SCHEMA, rollupRows, UPSERT } from './rollup.js';
+import {
+  ROLLUP_REFUSED_SCHEMA,
+  ROLLUP_SCHEMA,
+  ROLLUP_SKETCH_SCHEMA,
+  ROLLUP_VIEWS_SCHEMA,
+  rollupWriter,
+} from './rollup.js';
 import { COLUMNS, eventValues } from './row.js';
 import { type Database, openDatabase, type Statement } from './sqlite-driver.js';
 import { withoutRecorded } from './writeahead.js';
@@ -87,6 +94,9 @@ export const MIGRATIONS: readonly string[] = [
   ROLLUP_VIEWS_SCHEMA,
   // The refusals view's top sources from the rollup (rollup.ts DIM_SPANS rsrc).
   ROLLUP_REFUSED_SCHEMA,
+  // The distinct sources per bucket (rollup.ts SKETCH_SPANS), counted from the stored
+  // events by a backfill job (backfill.ts) after the start.
+  ROLLUP_SKETCH_SCHEMA,
 ];
 
 /** How the store is set up before its schema, in this order (the benchmark's recording floor takes them too). */
@@ -130,6 +140,7 @@ export class SqliteSink implements Sink {
   private retry: FlowEvent[] = [];
   private readonly retention: StoreRetention | null = null;
   private checkpointer: Checkpointer | null = null;
+  private backfill: Backfill | null = null;
   /** Events given up because the retry buffer was full. */
   lost = 0;
 
@@ -150,12 +161,13 @@ export class SqliteSink implements Sink {
       migrate(this.db, path, opts.log);
       const insert = this.db.prepare(INSERT);
       this.holdsFlow = this.db.prepare("SELECT 1 FROM events WHERE id = @id AND type = 'flow' LIMIT 1");
-      const upsert = this.db.prepare(UPSERT);
+      const rollup = rollupWriter(this.db);
       // The rollup's counts go in the events' transaction: both or neither.
       this.insertBatch = this.db.transaction((events: FlowEvent[]) => {
         for (const e of events) insert.run(eventValues(e));
-        for (const r of rollupRows(events)) upsert.run(r);
+        rollup(events);
       });
+      this.backfill = new Backfill(this.db, path, opts.log).start();
       if (opts.retention) {
         // Retention writes as much WAL as the events do: its checkpoints go off the loop.
         this.db.pragma(`journal_size_limit = ${WAL_LIMIT}`);
@@ -172,6 +184,7 @@ export class SqliteSink implements Sink {
         this.retention.start();
       }
     } catch (err) {
+      this.backfill?.stop();
       this.checkpointer?.stop();
       this.db.close();
       if (err instanceof HoneygateError) throw err;
@@ -231,6 +244,7 @@ export class SqliteSink implements Sink {
       }
     }
     this.closed = true;
+    this.backfill?.stop();
     this.retention?.close();
     this.checkpointer?.stop();
     try {
@@ -262,26 +276,27 @@ function migrate(db: Database, path: string, log?: Logger): void {
       `sqlite: ${path} has schema version ${version}, newer than this honeygate knows (${MIGRATIONS.length})`,
     );
   }
-  // A store with events: a step that counts them (the rollup's) takes minutes on millions,
-  // with the start blocked; say so, and how far it is, statement by statement.
+  // A store with events: a step that counts them takes minutes on millions. The rollup's
+  // steps leave that to a backfill job (backfill.ts) that the sink runs in steps after the
+  // start; the others (index builds) block it: say so, and how far it is.
   const rows =
-    version > 0 && log
+    version > 0
       ? Number((db.prepare('SELECT max(seq) AS n FROM events').get() as { n: number | null }).n ?? 0)
       : 0;
   while (version < MIGRATIONS.length) {
-    const step = MIGRATIONS[version]!;
     const next = version + 1;
+    const [step, job] = deferred(db, MIGRATIONS[version]!);
     const statements = rows > 0 ? splitStatements(step) : [step];
     const t0 = performance.now();
     if (rows > 0) {
       log?.info(
         { store: path, step: next, statements: statements.length },
-        `event store ${path}: upgrading the schema to version ${next} (${rows.toLocaleString('en')} events; a step that counts them takes minutes on millions)`,
+        `event store ${path}: upgrading the schema to version ${next} (${rows.toLocaleString('en')} events${job ? '; they are counted into the rollup after the start' : ''})`,
       );
     }
     db.transaction(() => {
       statements.forEach((sql, i) => {
-        db.exec(sql);
+        if (sql) db.exec(sql);
         if (rows > 0 && statements.length > 1) {
           const s = ((performance.now() - t0) / 1000).toFixed(1);
           log?.info(
@@ -290,6 +305,7 @@ function migrate(db: Database, path: string, log?: Logger): void {
           );
         }
       });
+      if (job) addJob(db, job);
       db.pragma(`application_id = ${APPLICATION_ID}`);
       db.pragma(`user_version = ${next}`);
     })();
@@ -299,6 +315,22 @@ function migrate(db: Database, path: string, log?: Logger): void {
     }
     version = next;
   }
+}
+
+/**
+ * What a schema step runs now, and the backfill job that counts the stored events for it
+ * later. The rollup's views step (7) counted every event in the step (1,662 s at 10
+ * million, the start blocked): its table is made anew and a job counts them instead. Its
+ * refused sources (step 8) are in that job's counts. The sketches (step 9) are a job.
+ */
+function deferred(db: Database, step: string): [string, 'rollup' | 'sketch' | null] {
+  if (step === ROLLUP_VIEWS_SCHEMA) {
+    // The table and its index as ROLLUP_SCHEMA makes them, without its counts.
+    return [['DROP TABLE rollup;', ...splitStatements(ROLLUP_SCHEMA).slice(0, 2)].join('\n'), 'rollup'];
+  }
+  if (step === ROLLUP_REFUSED_SCHEMA && pendingJobs(db).includes('rollup')) return ['', null];
+  if (step === ROLLUP_SKETCH_SCHEMA) return [`${step}\n${BACKFILL_TABLE};`, 'sketch'];
+  return [step, null];
 }
 
 /** `sql`'s statements, cut at each `;` outside quotes and `--` comments. */

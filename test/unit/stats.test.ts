@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { runStats } from '../../src/cli/stats.js';
+import { finishJobs } from '../../src/events/backfill.js';
 import type { FlowEvent } from '../../src/events/event.js';
 import { openStore } from '../../src/events/query.js';
 import { DAY_MS, HOUR_MS, readStats } from '../../src/events/rollup.js';
@@ -115,7 +116,7 @@ describe('rollup and honeygate stats', () => {
     }
   });
 
-  it('fills the rollup of a store written before it from its events (migration)', () => {
+  it('fills the rollup of a store written before it from its events (migration)', async () => {
     const path = join(tmp.dir, 'old.db');
     const old = openDatabase(path);
     old.pragma('page_size = 16384');
@@ -159,7 +160,22 @@ describe('rollup and honeygate stats', () => {
       ]);
     db.close();
 
-    new SqliteSink(path).close(); // opening it migrates
+    new SqliteSink(path).close(); // opening it migrates; its events are counted by a job
+    let out = '';
+    let err = '';
+    const io = {
+      out: (s: string) => {
+        out += s;
+      },
+      err: (s: string) => {
+        err += s;
+      },
+    };
+    assert.equal(await runStats({ db: path }, io), 1, out);
+    assert.match(err, /still counting its earlier events into the rollup/);
+    const rw = openDatabase(path);
+    finishJobs(rw); // as the sink does in steps after its start
+    rw.close();
     const store = openStore(path);
     try {
       const got = readStats(store, { by: 'day', since: DAY0, until: DAY0 + 3 * DAY_MS, top: 100 });

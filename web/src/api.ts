@@ -53,6 +53,7 @@ export interface Overview {
   flows: number;
   refused: number;
   sources: number;
+  sourcesEstimated: boolean; // a HyperLogLog estimate (standard error 1.6%): shown as "~12,300"
   bytesIn: number;
   sensors: { sensor: string; flows: number; last: number }[];
   firewall: { at: number; detail: string | null; sensor: string }[];

@@ -688,8 +688,15 @@ function App() {
           <div class="tile" id="tile-flows">
             <span class="n">{o ? o.flows.toLocaleString() : '…'}</span> flows
           </div>
-          <div class="tile">
-            <span class="n">{o ? o.sources.toLocaleString() : '…'}</span> sources
+          <div
+            class="tile"
+            id="tile-sources"
+            title={
+              o?.sourcesEstimated ? 'an estimate: within about 3% (2 standard errors of 1.6%)' : undefined
+            }
+          >
+            <span class="n">{o ? `${o.sourcesEstimated ? '~' : ''}${o.sources.toLocaleString()}` : '…'}</span>{' '}
+            sources
           </div>
           <div class="tile bad">
             <span class="n">{o ? o.refused.toLocaleString() : '…'}</span> refused
