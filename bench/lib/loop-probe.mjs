@@ -6,10 +6,12 @@
 //     {"t":ms,"delay":{"n","p50","p99","max"}}  the loop's delay over the last 100 ms
 //                                               (perf_hooks monitorEventLoopDelay, 1 ms resolution)
 //     {"t":ms,"gc":kind,"ms":pause}              each GC pause (PerformanceObserver 'gc')
-//     {"t":ms,"sqlite":rows,"ms":took,"cpuMs":cpu} each SQLite batch (SqliteSink.write: insert +
-//                                               commit), wall time and the main thread's time on a
-//                                               CPU (/proc/thread-self/schedstat, ns: not the relay's
-//                                               threads; on a busy core, wall > CPU)
+//     {"t":ms,"sqlite":rows,"ms":took,"cpuMs":cpu} each SQLite batch's time on the loop (SqliteSink.write:
+//                                               insert + commit; ThreadedSqliteSink.write: the post,
+//                                               with "commitMs" until the thread committed), wall time
+//                                               and the main thread's time on a CPU
+//                                               (/proc/thread-self/schedstat, ns: not the relay's or the
+//                                               store's threads; on a busy core, wall > CPU)
 // t is the end of the thing, wall clock (Date.now()), as the load client's clock.
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,26 +55,43 @@ if (file && root) {
     }
   }).observe({ entryTypes: ['gc'] });
 
-  const { SqliteSink } = await import(pathToFileURL(join(root, 'dist/src/events/sqlite.js')).href);
-  const write = SqliteSink.prototype.write;
-  SqliteSink.prototype.write = function timedWrite(events) {
-    const t0 = performance.now();
-    const cpu0 = onCpuNs();
-    try {
-      return write.call(this, events);
-    } finally {
-      const took = performance.now() - t0;
-      const cpuMs = (onCpuNs() - cpu0) / 1e6;
-      lines.push(
-        JSON.stringify({
+  // The loop's part of each SQLite batch: the whole transaction when the sink writes on the
+  // loop (SqliteSink; main before issue 21, or HONEYGATE_STORE_THREAD=off), only the clone
+  // and post when it writes on its thread (ThreadedSqliteSink: `commitMs` is then the wall
+  // time until the thread's commit answered, off the loop). The thread itself is not probed
+  // (--import runs on the main thread only).
+  const timeWrites = (Sink) => {
+    const write = Sink.prototype.write;
+    Sink.prototype.write = function timedWrite(events) {
+      const t0 = performance.now();
+      const cpu0 = onCpuNs();
+      let result;
+      try {
+        result = write.call(this, events);
+        return result;
+      } finally {
+        const took = performance.now() - t0;
+        const cpuMs = (onCpuNs() - cpu0) / 1e6;
+        const row = {
           t: Date.now(),
           sqlite: events.length,
           ms: Number(took.toFixed(3)),
           cpuMs: Number(cpuMs.toFixed(3)),
-        }),
-      );
-    }
+        };
+        if (result && typeof result.then === 'function') {
+          result.then(
+            () =>
+              lines.push(JSON.stringify({ ...row, commitMs: Number((performance.now() - t0).toFixed(3)) })),
+            () => lines.push(JSON.stringify({ ...row, commitMs: null })),
+          );
+        } else lines.push(JSON.stringify(row));
+      }
+    };
   };
+  timeWrites((await import(pathToFileURL(join(root, 'dist/src/events/sqlite.js')).href)).SqliteSink);
+  const threaded = pathToFileURL(join(root, 'dist/src/events/store-thread.js')).href;
+  const mod = await import(threaded).catch(() => null); // absent in builds before issue 21
+  if (mod?.ThreadedSqliteSink) timeWrites(mod.ThreadedSqliteSink);
 
   /** The calling thread's time on a CPU so far, ns (the first field of schedstat). */
   function onCpuNs() {

@@ -32,6 +32,8 @@ import { SqliteSink, type SqliteSinkOptions } from './sqlite.js';
 
 /** How long the thread may take to start running (not to open the store: a schema upgrade takes minutes). */
 const START_MS = 30_000;
+/** Stands for an event's first bytes while its batch is cloned (they go apart). */
+const EMPTY = Buffer.alloc(0);
 /** How often the thread sends retention's stats when they changed. */
 const STATS_MS = 1000;
 
@@ -49,7 +51,14 @@ interface ThreadData {
   port: MessagePort;
 }
 
-type Request = { id: number; op: 'write'; events: FlowEvent[] } | { id: number; op: 'trim' | 'close' };
+/**
+ * A write carries the events without their first bytes (a Buffer is cloned with its whole
+ * backing store: 8 KiB of Buffer's pool, or a socket read's 64 KiB, for a few bytes): those
+ * travel in `bytes`, one transferred block, event i's at ends[i - 1]..ends[i]; -1: left in the event.
+ */
+type Request =
+  | { id: number; op: 'write'; events: FlowEvent[]; bytes: Uint8Array; ends: Int32Array }
+  | { id: number; op: 'trim' | 'close' };
 
 /** What the thread sends: an answer to a request, a log line, retention's stats, or the outcome of the open. */
 interface Message {
@@ -105,7 +114,32 @@ export class ThreadedSqliteSink implements Sink {
   write(events: FlowEvent[]): Promise<void> {
     if (this.closed) throw new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path} is closed`);
     if (!this.worker) this.start(); // the last one died: its error was reported with its batches
-    return this.request({ id: 0, op: 'write', events }, events.length);
+    const n = events.length;
+    const held: Buffer[] = new Array(n);
+    const ends = new Int32Array(n);
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      const b = events[i]!.firstBytes;
+      if (b instanceof Uint8Array) total += b.length;
+    }
+    const bytes = new Uint8Array(total);
+    let end = 0;
+    for (let i = 0; i < n; i++) {
+      const e = events[i]!;
+      const b = e.firstBytes;
+      if (b instanceof Uint8Array) {
+        bytes.set(b, end);
+        end += b.length;
+        ends[i] = end;
+        held[i] = b;
+        e.firstBytes = EMPTY; // for the clone only: put back below
+      } else ends[i] = -1;
+    }
+    try {
+      return this.request({ id: 0, op: 'write', events, bytes, ends }, n, [bytes.buffer, ends.buffer]);
+    } finally {
+      for (let i = 0; i < n; i++) if (ends[i] !== -1) events[i]!.firstBytes = held[i]!;
+    }
   }
 
   /** Rows deleted by retention and the store's size (as the thread last sent them); null without retention. */
@@ -137,12 +171,12 @@ export class ThreadedSqliteSink implements Sink {
     return this.closing;
   }
 
-  private request(req: Request, events: number): Promise<void> {
+  private request(req: Request, events: number, transfer: ArrayBuffer[] = []): Promise<void> {
     const id = this.nextId++;
     req.id = id;
     return new Promise<void>((resolve, reject) => {
       try {
-        this.worker!.postMessage(req);
+        this.worker!.postMessage(req, transfer);
       } catch (err) {
         // A value that cannot be cloned: the batch never left the loop.
         throw new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path}: ${(err as Error).message}`, {
@@ -336,13 +370,16 @@ function threadMain(data: ThreadData): void {
   };
   parentPort!.on('message', (req: Request) => {
     if (req.op === 'write') {
-      // A Buffer arrives as a Uint8Array: the rows and the rollup expect Buffers.
-      for (const e of req.events) {
-        const b = e.firstBytes as Uint8Array | undefined;
-        if (b && !Buffer.isBuffer(b)) e.firstBytes = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+      const { events, bytes, ends } = req;
+      let start = 0;
+      for (let i = 0; i < events.length; i++) {
+        const end = ends[i]!;
+        if (end === -1) continue;
+        events[i]!.firstBytes = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start);
+        start = end;
       }
       try {
-        sink.write(req.events);
+        sink.write(events);
         answer(req.id);
       } catch (err) {
         answer(req.id, err);

@@ -17,19 +17,28 @@ describe('ThreadedSqliteSink', () => {
   it('resolves a write once its rows are queryable, binary first bytes included', async () => {
     const path = join(tmp.dir, 'thread.db');
     const sink = new ThreadedSqliteSink(path);
+    // First bytes as a socket read hands them over: a few bytes of a 64 KiB block.
+    const read = Buffer.allocUnsafeSlow(65536);
+    read.set([0x16, 0x03, 0x01, 0x00, 0xff, 0x00], 100);
+    const firstBytes = read.subarray(100, 106);
     const flow = sampleEvent({
       src: { ip: '2001:db8::7', port: 50123 },
-      firstBytes: Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x00]),
+      firstBytes,
       protocol: 'tls',
       protocolFields: { sni: 'example.test', big: 10n },
     });
     const bare = sampleEvent({ type: 'rejected', firstBytes: Buffer.alloc(0), count: 4 });
     await sink.write([flow, bare]);
+    assert.equal(
+      flow.firstBytes,
+      firstBytes,
+      "the caller's events are left as they were (other sinks read them)",
+    );
     const got = queryEvents(path, { limit: 10 });
     assert.equal(got.length, 2, 'both rows are in the store when write() resolves');
     const row = got.find((e) => e.id === flow.id && e.type === 'flow');
     assert.ok(row);
-    assert.deepEqual(row.firstBytes, flow.firstBytes);
+    assert.deepEqual(row.firstBytes, Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x00]));
     assert.equal(row.protocolFields?.big, '10');
     // The rollup's counts went in the same transaction.
     const db = openDatabase(path, { readonly: true });
