@@ -234,6 +234,7 @@ export class ThreadedSqliteSink implements Sink {
         `sqlite: ${this.path}: the store thread did not start in ${START_MS / 1000} s`,
       );
     }
+    this.retention = opened.stats ?? null;
     this.failure = null;
     this.threadLost = 0;
     this.kept = 0;

@@ -116,6 +116,7 @@ describe('ThreadedSqliteSink', () => {
     const config = { events } as unknown as Config;
     const [sink] = openSinks(config) as ThreadedSqliteSink[];
     assert.ok(sink instanceof ThreadedSqliteSink);
+    assert.ok(sink.stats(), 'retention stats from the start, before any batch');
     await sink.write([sampleEvent()]);
     await sink.trim();
     const stats = sink.stats();
