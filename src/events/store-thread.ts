@@ -138,7 +138,8 @@ export class ThreadedSqliteSink implements Sink {
     try {
       return this.request({ id: 0, op: 'write', events, bytes, ends }, n, [bytes.buffer, ends.buffer]);
     } finally {
-      for (let i = 0; i < n; i++) if (ends[i] !== -1) events[i]!.firstBytes = held[i]!;
+      // (ends went with the message: held says which events to give their bytes back.)
+      for (let i = 0; i < n; i++) if (held[i] !== undefined) events[i]!.firstBytes = held[i]!;
     }
   }
 

@@ -28,14 +28,20 @@ describe('ThreadedSqliteSink', () => {
       protocolFields: { sni: 'example.test', big: 10n },
     });
     const bare = sampleEvent({ type: 'rejected', firstBytes: Buffer.alloc(0), count: 4 });
-    await sink.write([flow, bare]);
+    // An event from elsewhere (a worker's, parsed) may hold its bytes as a plain Uint8Array, or none.
+    const odd = sampleEvent({ firstBytes: new Uint8Array([1, 2]) as Buffer });
+    const none = sampleEvent();
+    (none as { firstBytes?: Buffer }).firstBytes = undefined;
+    await sink.write([flow, bare, odd, none]);
+    assert.equal(none.firstBytes, undefined);
+    assert.deepEqual([...odd.firstBytes], [1, 2]);
     assert.equal(
       flow.firstBytes,
       firstBytes,
       "the caller's events are left as they were (other sinks read them)",
     );
     const got = queryEvents(path, { limit: 10 });
-    assert.equal(got.length, 2, 'both rows are in the store when write() resolves');
+    assert.equal(got.length, 4, 'every row is in the store when write() resolves');
     const row = got.find((e) => e.id === flow.id && e.type === 'flow');
     assert.ok(row);
     assert.deepEqual(row.firstBytes, Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x00]));
