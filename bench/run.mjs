@@ -457,7 +457,9 @@ function describe(figure, res) {
         ` scavenges ${p.scavenge.count} (mean ${p.scavenge.meanMs}, max ${p.scavenge.maxMs} ms, ${(p.scavenge.share * 100).toFixed(2)}%);` +
         ` other GC ${p.otherGc.count} (max ${p.otherGc.maxMs} ms); SQLite batches ${p.sqlite.count} of ${p.sqlite.rows} rows` +
         ` (mean ${p.sqlite.meanMs}, max ${p.sqlite.maxMs} ms, ${(p.sqlite.share * 100).toFixed(2)}%;` +
-        ` CPU ${((p.sqlite.cpuMs * 1000) / Math.max(1, p.sqlite.rows)).toFixed(2)} µs/row, max ${p.sqlite.maxCpuMs} ms)`
+        ` CPU ${((p.sqlite.cpuMs * 1000) / Math.max(1, p.sqlite.rows)).toFixed(2)} µs/row, max ${p.sqlite.maxCpuMs} ms` +
+        `${p.sqlite.thread ? `; on the store thread ${((p.sqlite.thread.cpuMs * 1000) / Math.max(1, p.sqlite.thread.rows)).toFixed(2)} µs/row, longest ${p.sqlite.thread.maxMs} ms` : ''}` +
+        `${p.sqlite.maxCommitMs != null ? `, committed within ${p.sqlite.maxCommitMs} ms of the post` : ''})`
       : '';
     return `p50 ${res.p50Ms?.toFixed(3)} ms, p99 ${res.p99Ms?.toFixed(3)} ms, ${res.ok}/${res.sent} ok${probe}`;
   }
@@ -618,7 +620,8 @@ function probeSummary(file, from, to) {
     };
   };
   const delays = rows.filter((r) => r.delay).map((r) => r.delay.max);
-  const sqlite = rows.filter((r) => r.sqlite !== undefined);
+  const sqlite = rows.filter((r) => r.sqlite !== undefined && !r.thread);
+  const onThread = rows.filter((r) => r.thread); // the store thread's own transactions (store-thread.ts)
   return {
     windowMs,
     loopDelay: {
@@ -634,6 +637,17 @@ function probeSummary(file, from, to) {
       rows: sqlite.reduce((a, r) => a + r.sqlite, 0),
       cpuMs: Number(sqlite.reduce((a, r) => a + (r.cpuMs ?? 0), 0).toFixed(1)),
       maxCpuMs: sqlite.length ? Math.max(...sqlite.map((r) => r.cpuMs ?? 0)) : null,
+      // On the store's thread (ThreadedSqliteSink): the longest wait from the post to the commit, off the loop.
+      maxCommitMs: sqlite.some((r) => r.commitMs != null)
+        ? Math.max(...sqlite.map((r) => r.commitMs ?? 0))
+        : null,
+      thread: onThread.length
+        ? {
+            rows: onThread.reduce((a, r) => a + r.sqlite, 0),
+            cpuMs: Number(onThread.reduce((a, r) => a + (r.cpuMs ?? 0), 0).toFixed(1)),
+            maxMs: Math.max(...onThread.map((r) => r.ms)),
+          }
+        : null,
     },
   };
 }

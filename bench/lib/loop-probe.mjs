@@ -6,19 +6,27 @@
 //     {"t":ms,"delay":{"n","p50","p99","max"}}  the loop's delay over the last 100 ms
 //                                               (perf_hooks monitorEventLoopDelay, 1 ms resolution)
 //     {"t":ms,"gc":kind,"ms":pause}              each GC pause (PerformanceObserver 'gc')
-//     {"t":ms,"sqlite":rows,"ms":took,"cpuMs":cpu} each SQLite batch (SqliteSink.write: insert +
-//                                               commit), wall time and the main thread's time on a
-//                                               CPU (/proc/thread-self/schedstat, ns: not the relay's
-//                                               threads; on a busy core, wall > CPU)
+//     {"t":ms,"sqlite":rows,"ms":took,"cpuMs":cpu} each SQLite batch's time on the loop (SqliteSink.write:
+//                                               insert + commit; ThreadedSqliteSink.write: the post,
+//                                               with "commitMs" until the thread committed), wall time
+//                                               and the calling thread's time on a CPU
+//                                               (/proc/thread-self/schedstat, ns: not the relay's
+//                                               threads; on a busy core, wall > CPU); with "thread":1
+//                                               the store thread's transaction (SqliteSink.write there)
 // t is the end of the thing, wall clock (Date.now()), as the load client's clock.
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver, performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import { isMainThread, workerData } from 'node:worker_threads';
 
 const file = process.env.HG_PROBE_FILE;
 const root = process.env.HG_PROBE_ROOT;
-if (file && root) {
+// --import runs in honeygate's worker threads too: in the store's thread (store-thread.ts) it
+// times the batches there, tagged "thread": 1 (the loop's delay and GC are the main thread's
+// only); in any other thread (the checkpointer's) it does nothing.
+const thread = !isMainThread;
+if (file && root && (isMainThread || workerData?.role === 'store')) {
   const lines = [];
   const origin = Date.now() - performance.now(); // performance time -> wall clock
   const flush = () => {
@@ -26,7 +34,7 @@ if (file && root) {
   };
 
   const h = monitorEventLoopDelay({ resolution: 1 });
-  h.enable();
+  if (!thread) h.enable();
   const ms = (ns) => Number((ns / 1e6).toFixed(3));
   setInterval(() => {
     if (h.count > 0)
@@ -40,7 +48,7 @@ if (file && root) {
   }, 100).unref();
 
   const kinds = { 1: 'scavenge', 2: 'mark-compact', 4: 'incremental', 8: 'weak-callbacks' };
-  new PerformanceObserver((list) => {
+  const gcs = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       const kind = kinds[e.detail?.kind ?? e.kind] ?? String(e.detail?.kind ?? e.kind);
       lines.push(
@@ -51,28 +59,47 @@ if (file && root) {
         }),
       );
     }
-  }).observe({ entryTypes: ['gc'] });
+  });
+  if (!thread) gcs.observe({ entryTypes: ['gc'] });
 
-  const { SqliteSink } = await import(pathToFileURL(join(root, 'dist/src/events/sqlite.js')).href);
-  const write = SqliteSink.prototype.write;
-  SqliteSink.prototype.write = function timedWrite(events) {
-    const t0 = performance.now();
-    const cpu0 = onCpuNs();
-    try {
-      return write.call(this, events);
-    } finally {
-      const took = performance.now() - t0;
-      const cpuMs = (onCpuNs() - cpu0) / 1e6;
-      lines.push(
-        JSON.stringify({
+  // The loop's part of each SQLite batch: the whole transaction when the sink writes on the
+  // loop (SqliteSink; main before issue 21, or HONEYGATE_STORE_THREAD=off), only the clone
+  // and post when it writes on its thread (ThreadedSqliteSink: `commitMs` is then the wall
+  // time until the thread's commit answered, off the loop); in the store's thread, its
+  // SqliteSink's transactions.
+  const timeWrites = (Sink) => {
+    const write = Sink.prototype.write;
+    Sink.prototype.write = function timedWrite(events) {
+      const t0 = performance.now();
+      const cpu0 = onCpuNs();
+      let result;
+      try {
+        result = write.call(this, events);
+        return result;
+      } finally {
+        const took = performance.now() - t0;
+        const cpuMs = (onCpuNs() - cpu0) / 1e6;
+        const row = {
           t: Date.now(),
           sqlite: events.length,
           ms: Number(took.toFixed(3)),
           cpuMs: Number(cpuMs.toFixed(3)),
-        }),
-      );
-    }
+        };
+        if (thread) row.thread = 1;
+        if (result && typeof result.then === 'function') {
+          result.then(
+            () =>
+              lines.push(JSON.stringify({ ...row, commitMs: Number((performance.now() - t0).toFixed(3)) })),
+            () => lines.push(JSON.stringify({ ...row, commitMs: null })),
+          );
+        } else lines.push(JSON.stringify(row));
+      }
+    };
   };
+  timeWrites((await import(pathToFileURL(join(root, 'dist/src/events/sqlite.js')).href)).SqliteSink);
+  const threaded = pathToFileURL(join(root, 'dist/src/events/store-thread.js')).href;
+  const mod = await import(threaded).catch(() => null); // absent in builds before issue 21
+  if (!thread && mod?.ThreadedSqliteSink) timeWrites(mod.ThreadedSqliteSink);
 
   /** The calling thread's time on a CPU so far, ns (the first field of schedstat). */
   function onCpuNs() {

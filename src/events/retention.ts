@@ -7,7 +7,9 @@
 //
 // Why not a thread of its own: SQLite has one writer at a time, so a deleting thread would
 // make the sink's commit on the loop wait for its lock (busy_timeout), which is the stall we
-// avoid. What does go to a thread is the WAL checkpoint (checkpointer.ts).
+// avoid. What does go to a thread is the WAL checkpoint (checkpointer.ts). Under `run` the
+// sink's connection, and so retention with it, is itself on the store's thread
+// (store-thread.ts): there the steps take turns with the batches, off the event loop.
 //
 // Freed pages are given back to the file system by `PRAGMA incremental_vacuum(N)`, in steps
 // too; that needs auto_vacuum=INCREMENTAL, which a store gets when it is created

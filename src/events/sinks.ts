@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../log.js';
 import type { Sink } from './event.js';
 import { JsonlSink } from './jsonl.js';
 import { SqliteSink } from './sqlite.js';
+import { ThreadedSqliteSink } from './store-thread.js';
 
 export function openSinks(config: Config, log?: Logger): Sink[] {
   prepareStoreDirs(config.events);
@@ -30,8 +31,12 @@ export function openSinks(config: Config, log?: Logger): Sink[] {
         ),
       );
     }
-    if (config.events.sqlite)
-      sinks.push(new SqliteSink(config.events.sqlite, { retention: config.events.retention ?? null, log }));
+    if (config.events.sqlite) {
+      // The store writes on a thread of its own, off the event loop (store-thread.ts);
+      // HONEYGATE_STORE_THREAD=off writes on the loop, as before (measurements).
+      const Store = process.env.HONEYGATE_STORE_THREAD === 'off' ? SqliteSink : ThreadedSqliteSink;
+      sinks.push(new Store(config.events.sqlite, { retention: config.events.retention ?? null, log }));
+    }
     if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));
   } catch (err) {
     for (const s of sinks.reverse()) void s.close();

@@ -221,6 +221,11 @@ export class SqliteSink implements Sink {
     }
   }
 
+  /** Events waiting in the retry buffer for the next batch. */
+  get kept(): number {
+    return this.retry.length;
+  }
+
   /** Rows deleted by retention and the store's size; null without retention. */
   stats(): RetentionStats | null {
     return this.retention?.stats() ?? null;

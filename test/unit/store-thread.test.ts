@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import type { Config } from '../../src/config/types.js';
+import { queryEvents } from '../../src/events/query.js';
+import { openSinks } from '../../src/events/sinks.js';
+import { openDatabase } from '../../src/events/sqlite-driver.js';
+import { ThreadedSqliteSink } from '../../src/events/store-thread.js';
+import { sampleEvent, tempDir } from '../helpers/events.js';
+
+// Issue 21 (latency): the SQLite sink's batches run on a thread of their own.
+describe('ThreadedSqliteSink', () => {
+  const tmp = tempDir();
+  after(tmp.cleanup);
+
+  it('resolves a write once its rows are queryable, binary first bytes included', async () => {
+    const path = join(tmp.dir, 'thread.db');
+    const sink = new ThreadedSqliteSink(path);
+    // First bytes as a socket read hands them over: a few bytes of a 64 KiB block.
+    const read = Buffer.allocUnsafeSlow(65536);
+    read.set([0x16, 0x03, 0x01, 0x00, 0xff, 0x00], 100);
+    const firstBytes = read.subarray(100, 106);
+    const flow = sampleEvent({
+      src: { ip: '2001:db8::7', port: 50123 },
+      firstBytes,
+      protocol: 'tls',
+      protocolFields: { sni: 'example.test', big: 10n },
+    });
+    const bare = sampleEvent({ type: 'rejected', firstBytes: Buffer.alloc(0), count: 4 });
+    // An event from elsewhere (a worker's, parsed) may hold its bytes as a plain Uint8Array, or none.
+    const odd = sampleEvent({ firstBytes: new Uint8Array([1, 2]) as Buffer });
+    const none = sampleEvent();
+    (none as { firstBytes?: Buffer }).firstBytes = undefined;
+    await sink.write([flow, bare, odd, none]);
+    assert.equal(none.firstBytes, undefined);
+    assert.deepEqual([...odd.firstBytes], [1, 2]);
+    assert.equal(
+      flow.firstBytes,
+      firstBytes,
+      "the caller's events are left as they were (other sinks read them)",
+    );
+    const got = queryEvents(path, { limit: 10 });
+    assert.equal(got.length, 4, 'every row is in the store when write() resolves');
+    const row = got.find((e) => e.id === flow.id && e.type === 'flow');
+    assert.ok(row);
+    assert.deepEqual(row.firstBytes, Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x00]));
+    assert.equal(row.protocolFields?.big, '10');
+    // The rollup's counts went in the same transaction.
+    const db = openDatabase(path, { readonly: true });
+    const n = db.prepare('SELECT count(*) AS n FROM rollup').get() as { n: number };
+    db.close();
+    assert.ok(Number(n.n) > 0, 'the rollup was written with the events');
+    await sink.close();
+  });
+
+  it('close() writes every batch handed to it before', async () => {
+    const path = join(tmp.dir, 'close.db');
+    const sink = new ThreadedSqliteSink(path);
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 20; i++) writes.push(sink.write(Array.from({ length: 50 }, () => sampleEvent())));
+    await sink.close();
+    await Promise.all(writes);
+    assert.equal(queryEvents(path, { limit: 2000 }).length, 1000);
+    assert.throws(() => sink.write([sampleEvent()]), { code: 'HG_ERR_SINK', message: /is closed/ });
+    await sink.close(); // idempotent
+  });
+
+  it('fails to open a store that is not one with the same HG_ERR_SINK as on the loop', () => {
+    const text = join(tmp.dir, 'notes.db');
+    writeFileSync(text, 'this is not sqlite at all, just a text file that is long enough\n'.repeat(20));
+    assert.throws(() => new ThreadedSqliteSink(text), { code: 'HG_ERR_SINK' });
+  });
+
+  it('rejects a batch that met a locked store, and writes it with the next one', async () => {
+    const path = join(tmp.dir, 'locked.db');
+    const sink = new ThreadedSqliteSink(path, { busyTimeoutMs: 50 });
+    const other = openDatabase(path);
+    other.exec('BEGIN IMMEDIATE');
+    await assert.rejects(sink.write([sampleEvent(), sampleEvent()]), {
+      code: 'HG_ERR_SINK',
+      message: /2 events kept for the next batch/,
+    });
+    other.exec('COMMIT');
+    other.close();
+    await sink.write([sampleEvent()]);
+    await sink.close();
+    assert.equal(queryEvents(path, { limit: 10 }).length, 3);
+  });
+
+  it('turns a dead thread into an error and a count, not a hang, and starts a new one', async () => {
+    const path = join(tmp.dir, 'crash.db');
+    const sink = new ThreadedSqliteSink(path);
+    await sink.write([sampleEvent()]);
+    const worker = (sink as unknown as { worker: { terminate(): Promise<number> } }).worker;
+    const pending = sink.write([sampleEvent(), sampleEvent(), sampleEvent()]);
+    void worker.terminate();
+    // Terminated before or after its commit: either it resolved, or it failed and was counted.
+    const failed = await pending.then(
+      () => false,
+      (err: { code?: string; message: string }) => {
+        assert.equal(err.code, 'HG_ERR_SINK');
+        assert.match(err.message, /store thread stopped .*3 events not written/);
+        return true;
+      },
+    );
+    if (failed) assert.equal(sink.lost, 3);
+    await sink.write([sampleEvent()]); // a new thread
+    await sink.close();
+    assert.equal(queryEvents(path, { limit: 10 }).length, failed ? 2 : 5);
+  });
+
+  it('is what the run command opens for events.sqlite, with retention stats from the thread', async () => {
+    const path = join(tmp.dir, 'run.db');
+    const events = {
+      sqlite: path,
+      jsonl: null,
+      nats: null,
+      createDirectories: true,
+      retention: { maxAgeMs: 30 * 86_400_000, maxBytes: null },
+    };
+    const config = { events } as unknown as Config;
+    const [sink] = openSinks(config) as ThreadedSqliteSink[];
+    assert.ok(sink instanceof ThreadedSqliteSink);
+    assert.ok(sink.stats(), 'retention stats from the start, before any batch');
+    await sink.write([sampleEvent()]);
+    await sink.trim();
+    const stats = sink.stats();
+    assert.ok(stats && stats.storeBytes > 0, 'retention runs in the thread and reports the size');
+    await sink.close();
+  });
+});
