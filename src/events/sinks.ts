@@ -1,6 +1,8 @@
 // The configured sinks, opened at start: all of them, or none (a failure closes those
 // already open and throws HG_ERR_SINK). Their directories must exist, or be created when
 // events.createDirectories says so (config/store-dirs.ts).
+
+import { availableParallelism } from 'node:os';
 import { prepareStoreDirs } from '../config/store-dirs.js';
 import type { Config } from '../config/types.js';
 import { NatsSink } from '../fleet/sink.js';
@@ -9,6 +11,18 @@ import type { Sink } from './event.js';
 import { JsonlSink } from './jsonl.js';
 import { SqliteSink } from './sqlite.js';
 import { ThreadedSqliteSink } from './store-thread.js';
+
+/**
+ * Whether the store writes on a thread of its own (store-thread.ts), off the event loop:
+ * when the process may run on more than one CPU. Pinned to one, the thread only shares
+ * that CPU and costs the rate (one core, quiet runs: 0.55x HAProxy's new connections/s
+ * with it, 0.74x without; docs/performance.md). HONEYGATE_STORE_THREAD=on|off decides.
+ */
+export function storeThread(): boolean {
+  const env = process.env.HONEYGATE_STORE_THREAD;
+  if (env === 'on' || env === 'off') return env === 'on';
+  return availableParallelism() > 1;
+}
 
 export function openSinks(config: Config, log?: Logger): Sink[] {
   prepareStoreDirs(config.events);
@@ -32,9 +46,7 @@ export function openSinks(config: Config, log?: Logger): Sink[] {
       );
     }
     if (config.events.sqlite) {
-      // The store writes on a thread of its own, off the event loop (store-thread.ts);
-      // HONEYGATE_STORE_THREAD=off writes on the loop, as before (measurements).
-      const Store = process.env.HONEYGATE_STORE_THREAD === 'off' ? SqliteSink : ThreadedSqliteSink;
+      const Store = storeThread() ? ThreadedSqliteSink : SqliteSink;
       sinks.push(new Store(config.events.sqlite, { retention: config.events.retention ?? null, log }));
     }
     if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));

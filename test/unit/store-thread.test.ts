@@ -110,7 +110,7 @@ describe('ThreadedSqliteSink', () => {
     assert.equal(queryEvents(path, { limit: 10 }).length, failed ? 2 : 5);
   });
 
-  it('is what the run command opens for events.sqlite, with retention stats from the thread', async () => {
+  it('is what the run command opens for events.sqlite (on more than one CPU), with retention stats from the thread', async () => {
     const path = join(tmp.dir, 'run.db');
     const events = {
       sqlite: path,
@@ -120,7 +120,17 @@ describe('ThreadedSqliteSink', () => {
       retention: { maxAgeMs: 30 * 86_400_000, maxBytes: null },
     };
     const config = { events } as unknown as Config;
+    const saved = process.env.HONEYGATE_STORE_THREAD;
+    process.env.HONEYGATE_STORE_THREAD = 'off';
+    const onLoop = openSinks({
+      events: { ...events, sqlite: join(tmp.dir, 'loop.db') },
+    } as unknown as Config);
+    assert.ok(!(onLoop[0] instanceof ThreadedSqliteSink), 'HONEYGATE_STORE_THREAD=off writes on the loop');
+    await onLoop[0]!.close();
+    process.env.HONEYGATE_STORE_THREAD = 'on';
     const [sink] = openSinks(config) as ThreadedSqliteSink[];
+    if (saved === undefined) delete process.env.HONEYGATE_STORE_THREAD;
+    else process.env.HONEYGATE_STORE_THREAD = saved;
     assert.ok(sink instanceof ThreadedSqliteSink);
     assert.ok(sink.stats(), 'retention stats from the start, before any batch');
     await sink.write([sampleEvent()]);
