@@ -386,15 +386,10 @@ export function fromNftJson(rs: NftRuleset, skip: { family: string; name: string
   for (const c of inputChains) {
     if (c.family === skip.family && c.table === skip.name) continue;
     const key = chainKey(c.family, c.table, c.name);
-    const own = rules.filter((r) => chainKey(r.family, r.table, r.chain) === key);
-    const last = own.at(-1)?.expr.filter((e) => !['counter', 'log'].some((k) => k in (obj(e) ?? {})));
-    const final = last?.length === 1 ? Object.keys(obj(last[0]) ?? {})[0] : undefined;
-    const how =
-      c.policy === 'drop'
-        ? 'has policy drop'
-        : final === 'drop' || final === 'reject'
-          ? `ends with \`${final}\``
-          : null;
+    const how = dropsHow(
+      c.policy,
+      rules.filter((r) => chainKey(r.family, r.table, r.chain) === key),
+    );
     if (!how) continue;
     const reached = reachable(key, edges);
     const excepts = rules.some(
@@ -461,6 +456,15 @@ export function fromNftJson(rs: NftRuleset, skip: { family: string; name: string
 }
 
 /** The verdict a rule ends with (`accept`, `drop`, `reject`, `jump`, ...), counters and logs aside. */
+/** How a chain drops what reaches its end (its policy, or a last rule that is a bare drop/reject), or null. */
+function dropsHow(policy: unknown, own: readonly { expr: unknown[] }[]): string | null {
+  if (policy === 'drop') return 'has policy drop';
+  const last = own.at(-1);
+  const bare = last?.expr.filter((e) => !['counter', 'log'].some((k) => k in (obj(e) ?? {}))).length === 1;
+  const final = last && bare ? finalVerdict(last.expr) : undefined;
+  return final === 'drop' || final === 'reject' ? `ends with \`${final}\`` : null;
+}
+
 function finalVerdict(expr: unknown[]): string | undefined {
   const last = expr.filter((e) => !['counter', 'log'].some((k) => k in (obj(e) ?? {}))).at(-1);
   return Object.keys(obj(last) ?? {})[0];
@@ -499,16 +503,10 @@ function nftForwardDrops(
     if (family === skip.family && table === skip.name) continue;
     if (family !== 'inet' && chain.name === 'FORWARD') continue; // iptables-nft's
     const key = chainKey(family, table, chain.name);
-    const own = rules.filter((r) => chainKey(r.family, r.table, r.chain) === key);
-    const last = own.at(-1);
-    const bare = last?.expr.filter((e) => !['counter', 'log'].some((k) => k in (obj(e) ?? {}))).length === 1;
-    const final = last && bare ? finalVerdict(last.expr) : undefined;
-    const how =
-      chain.policy === 'drop'
-        ? 'has policy drop'
-        : final === 'drop' || final === 'reject'
-          ? `ends with \`${final}\``
-          : null;
+    const how = dropsHow(
+      chain.policy,
+      rules.filter((r) => chainKey(r.family, r.table, r.chain) === key),
+    );
     if (!how) continue;
     const reached = reachable(key, edges);
     const accepts = rules.flatMap((r, i) => {
