@@ -3,6 +3,7 @@
 // `table inet honeygate` and the ip rule/route honeygate's own firewall settings name
 // (pref + fwmark/mask + table). The tools are nft and ip (ss for sshd's ports).
 import { spawn } from 'node:child_process';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import type { Config, FirewallConfig } from '../config/types.js';
 import { type ContainTargets, resolveNetworks } from '../contain/docker.js';
 import { HoneygateError } from '../errors.js';
@@ -259,11 +260,32 @@ export async function deleteRouting(e: RoutingEntry, fw: FirewallConfig): Promis
 /** The TCP listeners of sshd in this namespace ([] when there is none, or no ss). */
 export async function sshdListeners(): Promise<SshdListener[]> {
   try {
-    const r = await runTool('ss', ['-ltnpH']);
-    return r.code === 0 ? parseSshdListeners(r.stdout) : [];
+    const [r, inodes] = await Promise.all([runTool('ss', ['-ltnHe']), sshdSocketInodes()]);
+    return r.code === 0 ? parseSshdListeners(r.stdout, inodes) : [];
   } catch {
     return []; // no ss: fall back to port 22
   }
+}
+
+/**
+ * The socket inodes sshd processes hold, from their /proc/PID/fd links. Not `ss -p`: it reads
+ * every process's descriptors, 26-30 s on a host holding 100,000 sockets.
+ */
+export async function sshdSocketInodes(): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if ((await readFile(`/proc/${pid}/comm`, 'utf8')).trim() !== 'sshd') continue;
+      for (const fd of await readdir(`/proc/${pid}/fd`)) {
+        const m = /^socket:\[(\d+)\]$/.exec(await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ''));
+        if (m) out.add(m[1]!);
+      }
+    } catch {
+      // ended while we looked, or not ours to read
+    }
+  }
+  return out;
 }
 
 /** The admin API's port and the ports sshd listens on here (22 when none is found), with reasons. */

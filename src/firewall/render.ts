@@ -516,12 +516,19 @@ export interface SshdListener {
   port: number;
 }
 
-/** The TCP listeners of sshd in `ss -ltnpH` output (lines whose process is sshd). */
-export function parseSshdListeners(ssOutput: string): SshdListener[] {
+/**
+ * The TCP listeners of sshd in `ss -ltnHe` output: the lines whose socket inode (`ino:N`) an
+ * sshd process holds (`sshdInodes`). A line of `ss -ltnpH` naming sshd counts too.
+ */
+export function parseSshdListeners(
+  ssOutput: string,
+  sshdInodes: ReadonlySet<string> = new Set(),
+): SshdListener[] {
   const out: SshdListener[] = [];
   for (const line of ssOutput.split('\n')) {
+    const ino = /\bino:(\d+)/.exec(line)?.[1];
     // sshd anywhere in the list: with socket activation systemd (pid 1) may be listed first
-    if (!/users:\(.*\("sshd",/.test(line)) continue;
+    if (!(ino && sshdInodes.has(ino)) && !/users:\(.*\("sshd",/.test(line)) continue;
     // State Recv-Q Send-Q Local:Port Peer:Port Process
     const local = line.trim().split(/\s+/)[3];
     const m = local ? /:(\d+)$/.exec(local) : null;

@@ -50,6 +50,9 @@ function fakeHost(spec: Spec): Host {
     async processes() {
       return spec.processes;
     },
+    async sshdSockets() {
+      return new Set(['4242']); // SSHD's socket
+    },
   };
 }
 
@@ -87,7 +90,7 @@ const KERNEL_SYSCTLS = {
   'net/netfilter/nf_conntrack_timestamp': '1',
 };
 
-const SSHD = 'LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=1,fd=3))\n';
+const SSHD = 'LISTEN 0 128 0.0.0.0:22 0.0.0.0:* ino:4242 sk:1 cgroup:/ <->\n';
 
 interface Link {
   name: string;
@@ -248,7 +251,7 @@ function build(s: Scenario = {}): { config: Config; host: Host } {
     ...s.routes,
   };
   const commands: Record<string, Reply> = {
-    'ss -ltnpH': SSHD,
+    'ss -ltnHe': SSHD,
     'nft -j list ruleset': JSON.stringify(nft),
     'nft list table inet honeygate': withTable
       ? `table inet honeygate {\n\tcomment "${s.tableComment ?? tableComment(plan!.hash)}"\n}\n`

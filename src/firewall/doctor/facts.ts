@@ -176,8 +176,9 @@ export async function gather(config: Config, host: Host, file = 'FILE'): Promise
   const status = (await host.readFile('/proc/self/status')) ?? '';
   const capHex = /^CapEff:\s*([0-9a-f]+)/im.exec(status)?.[1];
 
-  const ss = await host.exec('ss', ['-ltnpH']);
-  const protectedPorts = protectedFrom(config, parseSshdListeners(ss.code === 0 ? ss.stdout : ''));
+  const ss = await host.exec('ss', ['-ltnHe']);
+  const sshd = parseSshdListeners(ss.code === 0 ? ss.stdout : '', (await host.sshdSockets?.()) ?? new Set());
+  const protectedPorts = protectedFrom(config, sshd);
   const contain = await resolveNetworks(config.contain);
   const plan = planRuleset(config, { protectedPorts, contain });
 

@@ -3,7 +3,7 @@
 // pass a fake Host built from fixtures.
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { nativeAvailable } from '../../net/native.js';
-import { spawnCollect } from '../apply.js';
+import { spawnCollect, sshdSocketInodes } from '../apply.js';
 
 export interface ExecResult {
   code: number | null;
@@ -24,6 +24,8 @@ export interface Host {
   exec(file: string, args: string[], input?: string): Promise<ExecResult>;
   /** A file's text (e.g. /proc/sys/net/ipv4/ip_forward), or null when it cannot be read. */
   readFile(path: string): Promise<string | null>;
+  /** The socket inodes sshd processes hold (absent: none). */
+  sshdSockets?(): Promise<Set<string>>;
   /** dockerd and docker-proxy processes in this network namespace (others cannot matter here). */
   processes(): Promise<ProcessInfo[]>;
   /** Whether honeygate's native addon loads (absent: not checked). */
@@ -51,6 +53,7 @@ export function realHost(): Host {
       }
     },
     native: nativeAvailable,
+    sshdSockets: sshdSocketInodes,
     async processes() {
       const self = await readlink('/proc/self/ns/net').catch(() => null);
       const out: ProcessInfo[] = [];
