@@ -55,7 +55,6 @@ export function tableHandle(json: string): number | null {
 }
 
 export const KERNEL_REFUSALS: readonly KernelRefusal[] = ['limit-per-source', 'limit-rate'];
-const REASONS = KERNEL_REFUSALS;
 
 const totals: Record<KernelRefusal, number> = { 'limit-per-source': 0, 'limit-rate': 0 };
 
@@ -128,7 +127,7 @@ export class KernelRefusals {
     const present = new Set<string>();
     const read = new Set<string>(); // the sets this read saw: only their vanished elements are forgotten
     for (const family of [4, 6] as const) {
-      for (const reason of REASONS) {
+      for (const reason of KERNEL_REFUSALS) {
         const set = refusedSet(reason, family);
         let stdout: string;
         try {
