@@ -370,3 +370,71 @@ describe('dashboard top lists from the rollup on skewed traffic', () => {
     }
   });
 });
+
+describe('dashboard top lists kept between calls', () => {
+  const tmp = tempDir();
+  after(tmp.cleanup);
+
+  it('see late events in buckets they already read', () => {
+    const path = join(tmp.dir, 'late.db');
+    const sink = new SqliteSink(path);
+    const events = seed();
+    for (let i = 0; i < events.length; i += 97) sink.write(events.slice(i, i + 97));
+    sink.close();
+    const now = NOWS[2]!;
+    const same = (view: 'sources' | 'ports' | 'heatmap', name: string) => {
+      const r = toRange(name, now);
+      const fast = withStore(path, (db) => VIEWS[view](db, r));
+      const raw = withStore(path, (db) => VIEWS[view](rawViews(db), r));
+      assert.deepEqual(
+        JSON.parse(JSON.stringify(fast)),
+        JSON.parse(JSON.stringify(raw)),
+        `${view} over ${name}`,
+      );
+      return fast;
+    };
+    for (const name of ['24h', '7d'])
+      for (const view of ['sources', 'ports', 'heatmap'] as const) same(view, name);
+    const before = same('sources', '7d') as { ip: string; ports: number[]; protocols: string[] }[];
+    const ip = before[0]!.ip;
+    // A sensor catching up: flows of hours and days the views read already, from the top
+    // source to a new port in a new protocol, and many to another new port.
+    const late: FlowEvent[] = [];
+    for (const back of [3 * HOUR, 2 * DAY + 5 * HOUR, 6 * DAY]) {
+      const at = now - back;
+      late.push(
+        sampleEvent({
+          openedAt: at,
+          closedAt: at + 10,
+          src: { ip, port: 1 },
+          dst: { ip: '192.0.2.1', port: 6 },
+          protocol: 'smtp',
+        }),
+      );
+      for (let i = 0; i < 300; i++) {
+        late.push(
+          sampleEvent({
+            openedAt: at + i,
+            closedAt: at + i + 10,
+            src: { ip: '203.0.113.9', port: 1 },
+            dst: { ip: '192.0.2.1', port: 4444 },
+          }),
+        );
+      }
+    }
+    const again = new SqliteSink(path);
+    again.write(late);
+    again.close();
+    for (const name of ['24h', '7d'])
+      for (const view of ['sources', 'ports', 'heatmap'] as const) same(view, name);
+    const ports = same('ports', '7d') as { port: number }[];
+    assert.ok(
+      ports.some((p) => p.port === 4444),
+      'the late port is counted',
+    );
+    const mine = (same('sources', '7d') as { ip: string; ports: number[]; protocols: string[] }[]).find(
+      (s) => s.ip === ip,
+    );
+    assert.ok(mine?.ports.includes(6) && mine.protocols.includes('smtp'), JSON.stringify(mine));
+  });
+});
