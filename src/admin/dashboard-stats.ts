@@ -1003,6 +1003,11 @@ const num = (v: unknown): unknown => (typeof v === 'bigint' ? Number(v) : v);
  * of 0..65535 (topCounts answers then).
  */
 function portSums(db: Database, r: Range): Float64Array | null {
+  return drain(portSumsSteps(db, r));
+}
+
+/** portSums, pausing after each bucket it reads from the rollup (warmTopLists). */
+function* portSumsSteps(db: Database, r: Range): Generator<void, Float64Array | null> {
   const cache = cacheOf(db);
   if (!cache) return null;
   const sums = new Float64Array(65536);
@@ -1057,6 +1062,7 @@ function portSums(db: Database, r: Range): Float64Array | null {
             cache.portRows -= old.ports.length;
           }
         }
+        yield;
       }
       for (let i = 0; i < b.ports.length; i++) sums[b.ports[i]!]! += b.flows[i]!;
     }
@@ -1083,6 +1089,11 @@ function topOf(sums: Float64Array, top: number): { port: number; flows: number }
  * (each checked against the source's count there), and the events of the rest.
  */
 function sourceDetail(db: Database, pieces: Piece[], ip: string): Detail {
+  return drain(sourceDetailSteps(db, pieces, ip));
+}
+
+/** sourceDetail, pausing after each bucket it reads from the events (warmTopLists). */
+function* sourceDetailSteps(db: Database, pieces: Piece[], ip: string): Generator<void, Detail> {
   const cache = cacheOf(db);
   const read = db.prepare(
     `SELECT count(*) AS n, min(opened_at) AS first, max(opened_at) AS last, group_concat(DISTINCT dst_port) AS ports,
@@ -1129,6 +1140,7 @@ function sourceDetail(db: Database, pieces: Piece[], ip: string): Detail {
           cache.details.set(key, d);
           if (cache.details.size > MAX_DETAILS) cache.details.delete(cache.details.keys().next().value!);
         }
+        yield;
       }
       parts.push(d);
     }
@@ -1152,6 +1164,33 @@ function sourceDetail(db: Database, pieces: Piece[], ip: string): Detail {
   out.ports = [...ports];
   out.protocols = [...protocols];
   return out;
+}
+
+/** Runs `steps` to its end. */
+function drain<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const x = steps.next();
+    if (x.done) return x.value;
+  }
+}
+
+/**
+ * Reads into the kept buckets what the top lists of the last day and week need, a bucket
+ * at a time (each step a few ms, at most ~100 for a day of ports), so that the dashboard's
+ * worker can do it between requests: on 10 million events a week's top sources read
+ * seconds of flows the first time.
+ */
+export function* warmTopLists(db: Database, now: number): Generator<void, void> {
+  if (!fromRollup(db) || !cacheOf(db)) return;
+  for (const name of ['24h', '7d'] as const) {
+    const r = toRange(name, now);
+    yield* portSumsSteps(db, r);
+    const pieces = plan(db, r.since, r.until, DIM_SPANS.src);
+    if (pieces.every((p) => p.span === 'raw')) continue;
+    const best = topCounts(db, r, 'src', 20, (a, b) => binary(String(a), String(b)));
+    yield;
+    for (const b of best) if (b.flows > 0) yield* sourceDetailSteps(db, pieces, String(b.value));
+  }
 }
 
 /** The `top` sources with the most flows in the range. */

@@ -18,6 +18,7 @@ import {
   topPorts,
   topSources,
   toRange,
+  warmTopLists,
   withStore,
 } from '../../src/admin/dashboard-stats.js';
 import { Backfill, pendingJobs } from '../../src/events/backfill.js';
@@ -436,5 +437,33 @@ describe('dashboard top lists kept between calls', () => {
       (s) => s.ip === ip,
     );
     assert.ok(mine?.ports.includes(6) && mine.protocols.includes('smtp'), JSON.stringify(mine));
+  });
+
+  it('read ahead in steps what the day and week need, then answer as the raw queries do', () => {
+    const path = join(tmp.dir, 'warm.db');
+    const sink = new SqliteSink(path);
+    const events = seed();
+    for (let i = 0; i < events.length; i += 97) sink.write(events.slice(i, i + 97));
+    sink.close();
+    const now = NOWS[3]!;
+    const steps = withStore(path, (db) => {
+      let n = 0;
+      for (const _ of warmTopLists(db, now)) n++;
+      return n;
+    });
+    // A step per bucket read: a day of ports, an hour of one source, ...
+    assert.ok(steps > 50, `${steps} steps`);
+    for (const name of ['24h', '7d']) {
+      const r = toRange(name, now);
+      for (const view of ['sources', 'ports', 'heatmap'] as const) {
+        const fast = withStore(path, (db) => VIEWS[view](db, r));
+        const raw = withStore(path, (db) => VIEWS[view](rawViews(db), r));
+        assert.deepEqual(
+          JSON.parse(JSON.stringify(fast)),
+          JSON.parse(JSON.stringify(raw)),
+          `${view} over ${name}`,
+        );
+      }
+    }
   });
 });
