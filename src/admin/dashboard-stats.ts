@@ -10,6 +10,7 @@ import { openStore } from '../events/query.js';
 import {
   DIM_SPANS,
   type Dim,
+  HOUR_MS,
   ROLLUP_REFUSED_SCHEMA,
   ROLLUP_SKETCH_SCHEMA,
   ROLLUP_VIEWS_SCHEMA,
@@ -1135,16 +1136,26 @@ function* sourceDetailSteps(db: Database, pieces: Piece[], ip: string): Generato
       const key = `${p.span}|${bucket}|${ip}`;
       let d = cache ? touch(cache.details, key) : undefined;
       if (!d || d.flows !== want) {
-        d = stretch(bucket, bucket + ms);
+        // An hour at a time (a busy source's day is ~25,000 flows here: 0.6 s in one step).
+        const hours: Detail[] = [];
+        for (let h = bucket; h < bucket + ms; h += HOUR_MS) {
+          hours.push(stretch(h, Math.min(h + HOUR_MS, bucket + ms)));
+          yield;
+        }
+        d = union(hours);
         if (cache && d.flows === want) {
           cache.details.set(key, d);
           if (cache.details.size > MAX_DETAILS) cache.details.delete(cache.details.keys().next().value!);
         }
-        yield;
       }
       parts.push(d);
     }
   }
+  return union(parts);
+}
+
+/** The flows of `parts` (stretches of one source's) together. */
+function union(parts: Detail[]): Detail {
   const out: Detail = {
     flows: 0,
     first: Number.POSITIVE_INFINITY,
