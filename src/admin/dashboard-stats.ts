@@ -11,6 +11,7 @@ import {
   DIM_SPANS,
   type Dim,
   HOUR_MS,
+  MINUTE_MS,
   ROLLUP_REFUSED_SCHEMA,
   ROLLUP_SKETCH_SCHEMA,
   ROLLUP_VIEWS_SCHEMA,
@@ -712,6 +713,11 @@ function topCounts(
     }
     for (const p of pieces) {
       if (p.span !== 'raw') continue;
+      if (dim === 'src' && cacheOf(db)) {
+        for (const [value, c] of sourceMinutes(db, p.from, p.to))
+          add(value, c[measure === 'flows' ? 0 : 1], 0);
+        continue;
+      }
       for (const x of all<{ value: unknown; flows: number }>(
         db,
         `SELECT ${raw.value} AS value, ${measure === 'flows' ? raw.flows : raw.refused} AS flows FROM events
@@ -950,14 +956,22 @@ interface Detail {
   ports: string[];
   protocols: string[];
 }
+/** A minute's flows and refused flows per source, and their sums (the minute's 'all' row when read). */
+interface Minute {
+  flows: number;
+  refused: number;
+  values: [string, [number, number]][];
+}
 interface StoreCache {
   ports: Map<string, PortBucket>;
+  minutes: Map<string, Minute>;
   portRows: number; // the ports kept, over all buckets
   details: Map<string, Detail>;
 }
 const MAX_STORES = 4;
 const MAX_PORT_ROWS = 2_000_000; // ~20 MB: three ranges of a busy store
 const MAX_DETAILS = 20_000;
+const MAX_MINUTES = 240; // two ranges' first and last hours
 const CACHES = new Map<string, StoreCache>();
 const CACHE_OF = new WeakMap<Database, StoreCache | null>();
 
@@ -973,7 +987,7 @@ function cacheOf(db: Database): StoreCache | null {
       const key = `${file}|${st.dev}|${st.ino}|${st.birthtimeMs}`;
       c = CACHES.get(key) ?? null;
       if (c) CACHES.delete(key); // most recently used last
-      c ??= { ports: new Map(), portRows: 0, details: new Map() };
+      c ??= { ports: new Map(), minutes: new Map(), portRows: 0, details: new Map() };
       CACHES.set(key, c);
       while (CACHES.size > MAX_STORES) CACHES.delete(CACHES.keys().next().value!);
     } catch {
@@ -1174,6 +1188,70 @@ function union(parts: Detail[]): Detail {
   }
   out.ports = [...ports];
   out.protocols = [...protocols];
+  return out;
+}
+
+/**
+ * Flows and refused flows per source in [from, to) from the events (sources have no minute
+ * rows: the last partial hour of a range, an hour of a busy store). Whole minutes are kept,
+ * each checked against the rollup's minute total ('all') on every use.
+ */
+function sourceMinutes(db: Database, from: number, to: number): Map<string, [number, number]> {
+  const cache = cacheOf(db)!;
+  const out = new Map<string, [number, number]>();
+  const read = db.prepare(
+    `SELECT src_ip AS value, ${RAW_DIMS.src.flows} AS flows, ${RAW_DIMS.src.refused} AS refused FROM events
+       WHERE ${RAW_DIMS.src.where} AND opened_at >= @f AND opened_at < @t GROUP BY 1`,
+  );
+  const total = db.prepare(
+    "SELECT flows, refused FROM rollup WHERE span = 'm' AND dim = 'all' AND bucket = @bucket AND value = ''",
+  );
+  const stretch = (f: number, t: number): Minute => {
+    const m: Minute = { flows: 0, refused: 0, values: [] };
+    for (const x of read.iterate({ f, t }) as unknown as IterableIterator<{
+      value: unknown;
+      flows: number;
+      refused: number;
+    }>) {
+      const c: [number, number] = [Number(x.flows), Number(x.refused)];
+      m.values.push([String(x.value), c]);
+      m.flows += c[0];
+      m.refused += c[1];
+    }
+    return m;
+  };
+  const parts: Minute[] = [];
+  let at = from;
+  while (at < to) {
+    const next = Math.min(to, at - (at % MINUTE_MS) + MINUTE_MS);
+    if (at % MINUTE_MS !== 0 || next - at < MINUTE_MS) {
+      parts.push(stretch(at, next));
+    } else {
+      const want = total.get({ bucket: at }) as { flows: number; refused: number } | undefined;
+      const flows = Number(want?.flows ?? 0);
+      const refused = Number(want?.refused ?? 0);
+      const key = `m|${at}`;
+      let m = touch(cache.minutes, key);
+      if (!m || m.flows !== flows || m.refused !== refused) {
+        m = stretch(at, next);
+        if (m.flows === flows && m.refused === refused) {
+          cache.minutes.set(key, m);
+          if (cache.minutes.size > MAX_MINUTES) cache.minutes.delete(cache.minutes.keys().next().value!);
+        }
+      }
+      parts.push(m);
+    }
+    at = next;
+  }
+  for (const m of parts) {
+    for (const [v, c] of m.values) {
+      const o = out.get(v);
+      if (o) {
+        o[0] += c[0];
+        o[1] += c[1];
+      } else out.set(v, [c[0], c[1]]);
+    }
+  }
   return out;
 }
 

@@ -398,10 +398,10 @@ describe('dashboard top lists kept between calls', () => {
       for (const view of ['sources', 'ports', 'heatmap'] as const) same(view, name);
     const before = same('sources', '7d') as { ip: string; ports: number[]; protocols: string[] }[];
     const ip = before[0]!.ip;
-    // A sensor catching up: flows of hours and days the views read already, from the top
+    // A sensor catching up: flows of minutes, hours and days the views read already, from the top
     // source to a new port in a new protocol, and many to another new port.
     const late: FlowEvent[] = [];
-    for (const back of [3 * HOUR, 2 * DAY + 5 * HOUR, 6 * DAY]) {
+    for (const back of [2 * MIN, 3 * HOUR, 2 * DAY + 5 * HOUR, 6 * DAY]) {
       const at = now - back;
       late.push(
         sampleEvent({
@@ -417,7 +417,8 @@ describe('dashboard top lists kept between calls', () => {
           sampleEvent({
             openedAt: at + i,
             closedAt: at + i + 10,
-            src: { ip: '203.0.113.9', port: 1 },
+            // A source new to the minute the views read last (the range's last partial hour).
+            src: { ip: back === 2 * MIN ? '203.0.113.8' : '203.0.113.9', port: 1 },
             dst: { ip: '192.0.2.1', port: 4444 },
           }),
         );
@@ -437,6 +438,11 @@ describe('dashboard top lists kept between calls', () => {
       (s) => s.ip === ip,
     );
     assert.ok(mine?.ports.includes(6) && mine.protocols.includes('smtp'), JSON.stringify(mine));
+    const sources = same('sources', '24h') as { ip: string }[];
+    assert.ok(
+      sources.some((s) => s.ip === '203.0.113.8'),
+      'the late source of a minute read before',
+    );
   });
 
   it('read ahead in steps what the day and week need, then answer as the raw queries do', () => {
