@@ -14,6 +14,7 @@ import {
   RANGES,
   rawViews,
   refusals,
+  runView,
   timeline,
   topPorts,
   topSources,
@@ -21,6 +22,7 @@ import {
   warmTopLists,
   withStore,
 } from '../../src/admin/dashboard-stats.js';
+import { createViewRunner } from '../../src/admin/dashboard-worker.js';
 import { Backfill, pendingJobs } from '../../src/events/backfill.js';
 import type { FlowEvent } from '../../src/events/event.js';
 import { STANDARD_ERROR } from '../../src/events/hll.js';
@@ -470,6 +472,37 @@ describe('dashboard top lists kept between calls', () => {
           `${view} over ${name}`,
         );
       }
+    }
+  });
+
+  it("answer through the views' worker while it reads ahead between requests", async () => {
+    const path = join(tmp.dir, 'worker.db');
+    const sink = new SqliteSink(path);
+    const events = seed();
+    for (let i = 0; i < events.length; i += 97) sink.write(events.slice(i, i + 97));
+    sink.close();
+    const runner = createViewRunner();
+    try {
+      const now = NOWS[1]!;
+      // The first answer starts the read-ahead; the rest come while it runs, or after.
+      for (const [view, range] of [
+        ['sources', '7d'],
+        ['ports', '24h'],
+        ['sources', '24h'],
+        ['heatmap', '7d'],
+        ['ports', '7d'],
+        ['sources', '7d'],
+      ] as const) {
+        const req = { view, range, by: null, now };
+        const got = await runner.run(path, req);
+        assert.deepEqual(
+          JSON.parse(JSON.stringify(got)),
+          JSON.parse(JSON.stringify(runView(path, req))),
+          `${view} over ${range}`,
+        );
+      }
+    } finally {
+      runner.close();
     }
   });
 });
