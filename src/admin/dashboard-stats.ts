@@ -2,6 +2,7 @@
 // bounded to a time range so it reads through the opened_at index, never the whole store.
 // Flows are the 'flow' rows (one per connection; updates are not counted again);
 // refusals are the 'rejected' rows, each a tally of `count` refused flows.
+import { statSync } from 'node:fs';
 import { HoneygateError } from '../errors.js';
 import { pendingJobs } from '../events/backfill.js';
 import { hash32, Sketch } from '../events/hll.js';
@@ -9,6 +10,8 @@ import { openStore } from '../events/query.js';
 import {
   DIM_SPANS,
   type Dim,
+  HOUR_MS,
+  MINUTE_MS,
   ROLLUP_REFUSED_SCHEMA,
   ROLLUP_SKETCH_SCHEMA,
   ROLLUP_VIEWS_SCHEMA,
@@ -710,6 +713,11 @@ function topCounts(
     }
     for (const p of pieces) {
       if (p.span !== 'raw') continue;
+      if (dim === 'src' && cacheOf(db)) {
+        for (const [value, c] of sourceMinutes(db, p.from, p.to))
+          add(value, c[measure === 'flows' ? 0 : 1], 0);
+        continue;
+      }
       for (const x of all<{ value: unknown; flows: number }>(
         db,
         `SELECT ${raw.value} AS value, ${measure === 'flows' ? raw.flows : raw.refused} AS flows FROM events
@@ -742,6 +750,8 @@ function topCounts(
 
 /** The `top` ports by flows (ties: the lower port first). */
 function portsByFlows(db: Database, r: Range, top: number): { port: number; flows: number }[] {
+  const sums = portSums(db, r);
+  if (sums) return topOf(sums, top);
   return topCounts(db, r, 'port', top, (a, b) => Number(a) - Number(b)).map((x) => ({
     port: Number(x.value),
     flows: x.flows,
@@ -925,6 +935,353 @@ function latestFirewall(db: Database, r: Range): Overview['firewall'] {
   );
 }
 
+// What the rollup's whole buckets hold for the top lists, kept between calls (in the
+// dashboard's worker thread). A week's top ports sum every port row of the range (the
+// seeded tail is too flat for topCounts' early stop: some 650,000 rows), and a top
+// source's ports and protocols are its flows, read at random through the src_ip index.
+// A bucket's rows only ever grow (late events, a fleet's sensors catching up), so a kept
+// bucket is used only while its count in the rollup is still the one it was read at.
+
+/** A port bucket: its ports and their flows, and their sum (the bucket's 'all' flows when read). */
+interface PortBucket {
+  ports: Uint16Array;
+  flows: Float64Array;
+  total: number;
+}
+/** A source's flows in one bucket: how many, when, to which ports, in which protocols. */
+interface Detail {
+  flows: number;
+  first: number;
+  last: number;
+  ports: string[];
+  protocols: string[];
+}
+/** A minute's flows and refused flows per source, and their sums (the minute's 'all' row when read). */
+interface Minute {
+  flows: number;
+  refused: number;
+  values: [string, [number, number]][];
+}
+interface StoreCache {
+  ports: Map<string, PortBucket>;
+  minutes: Map<string, Minute>;
+  portRows: number; // the ports kept, over all buckets
+  details: Map<string, Detail>;
+}
+const MAX_STORES = 4;
+const MAX_PORT_ROWS = 2_000_000; // ~20 MB: three ranges of a busy store
+const MAX_DETAILS = 20_000;
+const MAX_MINUTES = 240; // two ranges' first and last hours
+const CACHES = new Map<string, StoreCache>();
+const CACHE_OF = new WeakMap<Database, StoreCache | null>();
+
+/** The cache of the store `db` reads (by file and inode: a store made again at a path is another), or null in memory. */
+function cacheOf(db: Database): StoreCache | null {
+  let c = CACHE_OF.get(db);
+  if (c !== undefined) return c;
+  c = null;
+  const file = (db.prepare('PRAGMA database_list').get() as { file?: string } | undefined)?.file;
+  if (file) {
+    try {
+      const st = statSync(file);
+      const key = `${file}|${st.dev}|${st.ino}|${st.birthtimeMs}`;
+      c = CACHES.get(key) ?? null;
+      if (c) CACHES.delete(key); // most recently used last
+      c ??= { ports: new Map(), minutes: new Map(), portRows: 0, details: new Map() };
+      CACHES.set(key, c);
+      while (CACHES.size > MAX_STORES) CACHES.delete(CACHES.keys().next().value!);
+    } catch {
+      c = null;
+    }
+  }
+  CACHE_OF.set(db, c);
+  return c;
+}
+
+/** `m`'s entry for `key`, moved to the end (the oldest go first). */
+function touch<V>(m: Map<string, V>, key: string): V | undefined {
+  const v = m.get(key);
+  if (v !== undefined) {
+    m.delete(key);
+    m.set(key, v);
+  }
+  return v;
+}
+
+const isPort = (v: unknown): v is number =>
+  typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 65535;
+const num = (v: unknown): unknown => (typeof v === 'bigint' ? Number(v) : v);
+
+/**
+ * Flows per destination port (index: the port) in the range: the kept sums of the
+ * rollup's whole buckets, and the events of the rest. Null when a stored port is not one
+ * of 0..65535 (topCounts answers then).
+ */
+function portSums(db: Database, r: Range): Float64Array | null {
+  return drain(portSumsSteps(db, r));
+}
+
+/** portSums, pausing after each bucket it reads from the rollup (warmTopLists). */
+function* portSumsSteps(db: Database, r: Range): Generator<void, Float64Array | null> {
+  const cache = cacheOf(db);
+  if (!cache) return null;
+  const sums = new Float64Array(65536);
+  const total = db.prepare(
+    "SELECT flows FROM rollup WHERE span = @span AND dim = 'all' AND bucket = @bucket AND value = ''",
+  );
+  const rows = db.prepare(
+    "SELECT value, flows FROM rollup WHERE span = @span AND dim = 'port' AND bucket = @bucket",
+  );
+  for (const p of plan(db, r.since, r.until, DIM_SPANS.port)) {
+    if (p.span === 'raw') {
+      for (const x of all<{ port: unknown; n: number }>(
+        db,
+        `SELECT dst_port AS port, count(*) AS n FROM events WHERE ${FLOWS} GROUP BY 1`,
+        { since: p.from, until: p.to },
+      )) {
+        const port = num(x.port);
+        if (!isPort(port)) return null;
+        sums[port]! += Number(x.n);
+      }
+      continue;
+    }
+    const ms = SPAN_MS[p.span];
+    for (let bucket = p.from; bucket < p.to; bucket += ms) {
+      const key = `${p.span}|${bucket}`;
+      const want = Number((total.get({ span: p.span, bucket }) as { flows: number } | undefined)?.flows ?? 0);
+      let b = touch(cache.ports, key);
+      if (!b || b.total !== want) {
+        if (b) {
+          cache.ports.delete(key);
+          cache.portRows -= b.ports.length;
+        }
+        const read = [...rows.iterate({ span: p.span, bucket })] as unknown as {
+          value: unknown;
+          flows: number;
+        }[];
+        b = { ports: new Uint16Array(read.length), flows: new Float64Array(read.length), total: 0 };
+        for (let i = 0; i < read.length; i++) {
+          const port = num(read[i]!.value);
+          if (!isPort(port)) return null;
+          b.ports[i] = port;
+          b.flows[i] = Number(read[i]!.flows);
+          b.total += b.flows[i]!;
+        }
+        // Kept only as the total read says it is (a write between the two reads: read it again next time).
+        if (b.total === want) {
+          cache.ports.set(key, b);
+          cache.portRows += read.length;
+          while (cache.portRows > MAX_PORT_ROWS) {
+            const [k, old] = cache.ports.entries().next().value!;
+            cache.ports.delete(k);
+            cache.portRows -= old.ports.length;
+          }
+        }
+        yield;
+      }
+      for (let i = 0; i < b.ports.length; i++) sums[b.ports[i]!]! += b.flows[i]!;
+    }
+  }
+  return sums;
+}
+
+/** The `top` ports of `sums` with flows, most first (ties: the lower port first). */
+function topOf(sums: Float64Array, top: number): { port: number; flows: number }[] {
+  const best: { port: number; flows: number }[] = [];
+  for (let port = 0; port < sums.length; port++) {
+    const flows = sums[port]!;
+    if (flows <= 0 || (best.length >= top && flows <= best[best.length - 1]!.flows)) continue;
+    let i = best.length;
+    while (i > 0 && best[i - 1]!.flows < flows) i--;
+    best.splice(i, 0, { port, flows });
+    if (best.length > top) best.pop();
+  }
+  return best;
+}
+
+/**
+ * The flows of source `ip` in the range: the kept details of the rollup's whole buckets
+ * (each checked against the source's count there), and the events of the rest.
+ */
+function sourceDetail(db: Database, pieces: Piece[], ip: string): Detail {
+  return drain(sourceDetailSteps(db, pieces, ip));
+}
+
+/** sourceDetail, pausing after each bucket it reads from the events (warmTopLists). */
+function* sourceDetailSteps(db: Database, pieces: Piece[], ip: string): Generator<void, Detail> {
+  const cache = cacheOf(db);
+  const read = db.prepare(
+    `SELECT count(*) AS n, min(opened_at) AS first, max(opened_at) AS last, group_concat(DISTINCT dst_port) AS ports,
+            group_concat(DISTINCT coalesce(protocol, 'unknown')) AS protocols
+       FROM events INDEXED BY events_src_ip
+       WHERE src_ip = @ip AND opened_at >= @f AND opened_at < @t AND type = 'flow'`,
+  );
+  const stretch = (f: number, t: number): Detail => {
+    const d = read.get({ ip, f, t }) as {
+      n: number;
+      first: number | null;
+      last: number | null;
+      ports: string | null;
+      protocols: string | null;
+    };
+    return {
+      flows: Number(d.n),
+      first: Number(d.first ?? Number.POSITIVE_INFINITY),
+      last: Number(d.last ?? Number.NEGATIVE_INFINITY),
+      ports: (d.ports ?? '').split(','),
+      protocols: (d.protocols ?? '').split(','),
+    };
+  };
+  const count = db.prepare(
+    "SELECT flows FROM rollup WHERE span = @span AND dim = 'src' AND bucket = @bucket AND value = @ip",
+  );
+  const parts: Detail[] = [];
+  for (const p of pieces) {
+    if (p.span === 'raw') {
+      parts.push(stretch(p.from, p.to));
+      continue;
+    }
+    const ms = SPAN_MS[p.span];
+    for (let bucket = p.from; bucket < p.to; bucket += ms) {
+      const want = Number(
+        (count.get({ span: p.span, bucket, ip }) as { flows: number } | undefined)?.flows ?? 0,
+      );
+      if (want === 0) continue;
+      const key = `${p.span}|${bucket}|${ip}`;
+      let d = cache ? touch(cache.details, key) : undefined;
+      if (!d || d.flows !== want) {
+        // An hour at a time (a busy source's day is ~25,000 flows here: 0.6 s in one step).
+        const hours: Detail[] = [];
+        for (let h = bucket; h < bucket + ms; h += HOUR_MS) {
+          hours.push(stretch(h, Math.min(h + HOUR_MS, bucket + ms)));
+          yield;
+        }
+        d = union(hours);
+        if (cache && d.flows === want) {
+          cache.details.set(key, d);
+          if (cache.details.size > MAX_DETAILS) cache.details.delete(cache.details.keys().next().value!);
+        }
+      }
+      parts.push(d);
+    }
+  }
+  return union(parts);
+}
+
+/** The flows of `parts` (stretches of one source's) together. */
+function union(parts: Detail[]): Detail {
+  const out: Detail = {
+    flows: 0,
+    first: Number.POSITIVE_INFINITY,
+    last: Number.NEGATIVE_INFINITY,
+    ports: [],
+    protocols: [],
+  };
+  const ports = new Set<string>();
+  const protocols = new Set<string>();
+  for (const d of parts) {
+    out.flows += d.flows;
+    out.first = Math.min(out.first, d.first);
+    out.last = Math.max(out.last, d.last);
+    for (const x of d.ports) if (x) ports.add(x);
+    for (const x of d.protocols) if (x) protocols.add(x);
+  }
+  out.ports = [...ports];
+  out.protocols = [...protocols];
+  return out;
+}
+
+/**
+ * Flows and refused flows per source in [from, to) from the events (sources have no minute
+ * rows: the last partial hour of a range, an hour of a busy store). Whole minutes are kept,
+ * each checked against the rollup's minute total ('all') on every use.
+ */
+function sourceMinutes(db: Database, from: number, to: number): Map<string, [number, number]> {
+  const cache = cacheOf(db)!;
+  const out = new Map<string, [number, number]>();
+  const read = db.prepare(
+    `SELECT src_ip AS value, ${RAW_DIMS.src.flows} AS flows, ${RAW_DIMS.src.refused} AS refused FROM events
+       WHERE ${RAW_DIMS.src.where} AND opened_at >= @f AND opened_at < @t GROUP BY 1`,
+  );
+  const total = db.prepare(
+    "SELECT flows, refused FROM rollup WHERE span = 'm' AND dim = 'all' AND bucket = @bucket AND value = ''",
+  );
+  const stretch = (f: number, t: number): Minute => {
+    const m: Minute = { flows: 0, refused: 0, values: [] };
+    for (const x of read.iterate({ f, t }) as unknown as IterableIterator<{
+      value: unknown;
+      flows: number;
+      refused: number;
+    }>) {
+      const c: [number, number] = [Number(x.flows), Number(x.refused)];
+      m.values.push([String(x.value), c]);
+      m.flows += c[0];
+      m.refused += c[1];
+    }
+    return m;
+  };
+  const parts: Minute[] = [];
+  let at = from;
+  while (at < to) {
+    const next = Math.min(to, at - (at % MINUTE_MS) + MINUTE_MS);
+    if (at % MINUTE_MS !== 0 || next - at < MINUTE_MS) {
+      parts.push(stretch(at, next));
+    } else {
+      const want = total.get({ bucket: at }) as { flows: number; refused: number } | undefined;
+      const flows = Number(want?.flows ?? 0);
+      const refused = Number(want?.refused ?? 0);
+      const key = `m|${at}`;
+      let m = touch(cache.minutes, key);
+      if (!m || m.flows !== flows || m.refused !== refused) {
+        m = stretch(at, next);
+        if (m.flows === flows && m.refused === refused) {
+          cache.minutes.set(key, m);
+          if (cache.minutes.size > MAX_MINUTES) cache.minutes.delete(cache.minutes.keys().next().value!);
+        }
+      }
+      parts.push(m);
+    }
+    at = next;
+  }
+  for (const m of parts) {
+    for (const [v, c] of m.values) {
+      const o = out.get(v);
+      if (o) {
+        o[0] += c[0];
+        o[1] += c[1];
+      } else out.set(v, [c[0], c[1]]);
+    }
+  }
+  return out;
+}
+
+/** Runs `steps` to its end. */
+function drain<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const x = steps.next();
+    if (x.done) return x.value;
+  }
+}
+
+/**
+ * Reads into the kept buckets what the top lists of the last day and week need, a bucket
+ * at a time (each step a few ms, at most ~100 for a day of ports), so that the dashboard's
+ * worker can do it between requests: on 10 million events a week's top sources read
+ * seconds of flows the first time.
+ */
+export function* warmTopLists(db: Database, now: number): Generator<void, void> {
+  if (!fromRollup(db) || !cacheOf(db)) return;
+  for (const name of ['24h', '7d'] as const) {
+    const r = toRange(name, now);
+    yield* portSumsSteps(db, r);
+    const pieces = plan(db, r.since, r.until, DIM_SPANS.src);
+    if (pieces.every((p) => p.span === 'raw')) continue;
+    const best = topCounts(db, r, 'src', 20, (a, b) => binary(String(a), String(b)));
+    yield;
+    for (const b of best) if (b.flows > 0) yield* sourceDetailSteps(db, pieces, String(b.value));
+  }
+}
+
 /** The `top` sources with the most flows in the range. */
 export function topSources(db: Database, r: Range, top = 20): SourceRow[] {
   // Sources have no minute rows: a range without a whole hour in it is all events, and the
@@ -936,33 +1293,19 @@ export function topSources(db: Database, r: Range, top = 20): SourceRow[] {
     .filter((x) => x.flows > 0)
     .map((x) => ({ ip: String(x.value), flows: x.flows }));
   // First and last seen, ports and protocols: each source's flows in the range, through the
-  // (src_ip, opened_at) index.
-  const rows = db.prepare(
-    `SELECT min(opened_at) AS first, max(opened_at) AS last, group_concat(DISTINCT dst_port) AS ports,
-            group_concat(DISTINCT coalesce(protocol, 'unknown')) AS protocols
-       FROM events INDEXED BY events_src_ip
-       WHERE src_ip = @ip AND opened_at >= @since AND opened_at < @until AND type = 'flow'`,
-  );
+  // (src_ip, opened_at) index, per bucket (kept: sourceDetail).
+  const pieces = plan(db, r.since, r.until, DIM_SPANS.src);
   return best.map((b) => {
-    const d = rows.get({ ip: b.ip, ...window(r) }) as {
-      first: number;
-      last: number;
-      ports: string | null;
-      protocols: string | null;
-    };
-    const ports = (d.ports ?? '')
-      .split(',')
-      .filter(Boolean)
-      .map(Number)
-      .sort((x, y) => x - y);
+    const d = sourceDetail(db, pieces, b.ip);
+    const ports = d.ports.map(Number).sort((x, y) => x - y);
     return {
       ip: b.ip,
       flows: b.flows,
-      first: Number(d.first),
-      last: Number(d.last),
+      first: d.first,
+      last: d.last,
       ports: ports.slice(0, 12),
       portCount: ports.length,
-      protocols: (d.protocols ?? '').split(',').filter(Boolean).sort(),
+      protocols: d.protocols.sort(),
     };
   });
 }

@@ -4,7 +4,8 @@
 // query past its time is ended by ending the worker (SQLite cannot be interrupted from
 // another thread), and the next request starts a new one.
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
-import { runView, type ViewRequest } from './dashboard-stats.js';
+import { openStore } from '../events/query.js';
+import { runView, type ViewRequest, warmTopLists } from './dashboard-stats.js';
 
 interface Job {
   id: number;
@@ -97,6 +98,47 @@ export function createViewRunner(timeoutMs = 30_000): ViewRunner {
   };
 }
 
+/** How often a store's top lists are read ahead (warmTopLists), and for how long at a time. */
+const WARM_EVERY_MS = 60_000;
+const WARM_SLICE_MS = 20;
+const warmedAt = new Map<string, number>();
+let warming = false;
+
+/**
+ * Reads ahead what the top lists of the day and week ending `now` need from the store at `dbPath`,
+ * in slices between requests (a request waits for one bucket's read at most), so that a
+ * week's top sources answer from kept buckets rather than seconds of flows.
+ */
+function warm(dbPath: string, now: number): void {
+  const at = Date.now();
+  if (warming || at - (warmedAt.get(dbPath) ?? Number.NEGATIVE_INFINITY) < WARM_EVERY_MS) return;
+  warming = true;
+  warmedAt.set(dbPath, at);
+  let db: ReturnType<typeof openStore> | null = null;
+  let steps: Generator<void, void> | null = null;
+  const stop = () => {
+    db?.close();
+    warming = false;
+  };
+  const slice = () => {
+    try {
+      if (!db) {
+        db = openStore(dbPath);
+        db.pragma('mmap_size = 1073741824');
+        steps = warmTopLists(db, now);
+      }
+      const end = Date.now() + WARM_SLICE_MS;
+      while (Date.now() < end) {
+        if (steps!.next().done) return stop();
+      }
+      setImmediate(slice);
+    } catch {
+      stop(); // the store went or cannot be read: the views say so when asked
+    }
+  };
+  setImmediate(slice);
+}
+
 if (!isMainThread && parentPort) {
   const port = parentPort;
   port.on('message', (job: Job) => {
@@ -107,5 +149,6 @@ if (!isMainThread && parentPort) {
       reply = { id: job.id, ok: false, message: (err as Error).message };
     }
     port.postMessage(reply);
+    if (reply.ok) warm(job.dbPath, job.req.now);
   });
 }

@@ -14,12 +14,15 @@ import {
   RANGES,
   rawViews,
   refusals,
+  runView,
   timeline,
   topPorts,
   topSources,
   toRange,
+  warmTopLists,
   withStore,
 } from '../../src/admin/dashboard-stats.js';
+import { createViewRunner } from '../../src/admin/dashboard-worker.js';
 import { Backfill, pendingJobs } from '../../src/events/backfill.js';
 import type { FlowEvent } from '../../src/events/event.js';
 import { STANDARD_ERROR } from '../../src/events/hll.js';
@@ -367,6 +370,139 @@ describe('dashboard top lists from the rollup on skewed traffic', () => {
           );
         }
       }
+    }
+  });
+});
+
+describe('dashboard top lists kept between calls', () => {
+  const tmp = tempDir();
+  after(tmp.cleanup);
+
+  it('see late events in buckets they already read', () => {
+    const path = join(tmp.dir, 'late.db');
+    const sink = new SqliteSink(path);
+    const events = seed();
+    for (let i = 0; i < events.length; i += 97) sink.write(events.slice(i, i + 97));
+    sink.close();
+    const now = NOWS[2]!;
+    const same = (view: 'sources' | 'ports' | 'heatmap', name: string) => {
+      const r = toRange(name, now);
+      const fast = withStore(path, (db) => VIEWS[view](db, r));
+      const raw = withStore(path, (db) => VIEWS[view](rawViews(db), r));
+      assert.deepEqual(
+        JSON.parse(JSON.stringify(fast)),
+        JSON.parse(JSON.stringify(raw)),
+        `${view} over ${name}`,
+      );
+      return fast;
+    };
+    for (const name of ['24h', '7d'])
+      for (const view of ['sources', 'ports', 'heatmap'] as const) same(view, name);
+    const before = same('sources', '7d') as { ip: string; ports: number[]; protocols: string[] }[];
+    const ip = before[0]!.ip;
+    // A sensor catching up: flows of minutes, hours and days the views read already, from the top
+    // source to a new port in a new protocol, and many to another new port.
+    const late: FlowEvent[] = [];
+    for (const back of [2 * MIN, 3 * HOUR, 2 * DAY + 5 * HOUR, 6 * DAY]) {
+      const at = now - back;
+      late.push(
+        sampleEvent({
+          openedAt: at,
+          closedAt: at + 10,
+          src: { ip, port: 1 },
+          dst: { ip: '192.0.2.1', port: 6 },
+          protocol: 'smtp',
+        }),
+      );
+      for (let i = 0; i < 300; i++) {
+        late.push(
+          sampleEvent({
+            openedAt: at + i,
+            closedAt: at + i + 10,
+            // A source new to the minute the views read last (the range's last partial hour).
+            src: { ip: back === 2 * MIN ? '203.0.113.8' : '203.0.113.9', port: 1 },
+            dst: { ip: '192.0.2.1', port: 4444 },
+          }),
+        );
+      }
+    }
+    const again = new SqliteSink(path);
+    again.write(late);
+    again.close();
+    for (const name of ['24h', '7d'])
+      for (const view of ['sources', 'ports', 'heatmap'] as const) same(view, name);
+    const ports = same('ports', '7d') as { port: number }[];
+    assert.ok(
+      ports.some((p) => p.port === 4444),
+      'the late port is counted',
+    );
+    const mine = (same('sources', '7d') as { ip: string; ports: number[]; protocols: string[] }[]).find(
+      (s) => s.ip === ip,
+    );
+    assert.ok(mine?.ports.includes(6) && mine.protocols.includes('smtp'), JSON.stringify(mine));
+    const sources = same('sources', '24h') as { ip: string }[];
+    assert.ok(
+      sources.some((s) => s.ip === '203.0.113.8'),
+      'the late source of a minute read before',
+    );
+  });
+
+  it('read ahead in steps what the day and week need, then answer as the raw queries do', () => {
+    const path = join(tmp.dir, 'warm.db');
+    const sink = new SqliteSink(path);
+    const events = seed();
+    for (let i = 0; i < events.length; i += 97) sink.write(events.slice(i, i + 97));
+    sink.close();
+    const now = NOWS[3]!;
+    const steps = withStore(path, (db) => {
+      let n = 0;
+      for (const _ of warmTopLists(db, now)) n++;
+      return n;
+    });
+    // A step per bucket read: a day of ports, an hour of one source, ...
+    assert.ok(steps > 50, `${steps} steps`);
+    for (const name of ['24h', '7d']) {
+      const r = toRange(name, now);
+      for (const view of ['sources', 'ports', 'heatmap'] as const) {
+        const fast = withStore(path, (db) => VIEWS[view](db, r));
+        const raw = withStore(path, (db) => VIEWS[view](rawViews(db), r));
+        assert.deepEqual(
+          JSON.parse(JSON.stringify(fast)),
+          JSON.parse(JSON.stringify(raw)),
+          `${view} over ${name}`,
+        );
+      }
+    }
+  });
+
+  it("answer through the views' worker while it reads ahead between requests", async () => {
+    const path = join(tmp.dir, 'worker.db');
+    const sink = new SqliteSink(path);
+    const events = seed();
+    for (let i = 0; i < events.length; i += 97) sink.write(events.slice(i, i + 97));
+    sink.close();
+    const runner = createViewRunner();
+    try {
+      const now = NOWS[1]!;
+      // The first answer starts the read-ahead; the rest come while it runs, or after.
+      for (const [view, range] of [
+        ['sources', '7d'],
+        ['ports', '24h'],
+        ['sources', '24h'],
+        ['heatmap', '7d'],
+        ['ports', '7d'],
+        ['sources', '7d'],
+      ] as const) {
+        const req = { view, range, by: null, now };
+        const got = await runner.run(path, req);
+        assert.deepEqual(
+          JSON.parse(JSON.stringify(got)),
+          JSON.parse(JSON.stringify(runView(path, req))),
+          `${view} over ${range}`,
+        );
+      }
+    } finally {
+      runner.close();
     }
   });
 });
