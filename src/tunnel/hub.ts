@@ -26,6 +26,7 @@ import {
   STREAM_WINDOW,
   streamAsSocket,
   type TlsMaterial,
+  TUNNEL_CIPHERS,
   type TunnelFlow,
 } from './session.js';
 
@@ -85,6 +86,8 @@ export class Hub {
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: 'TLSv1.3',
+      ciphers: TUNNEL_CIPHERS,
+      honorCipherOrder: true,
       allowHTTP1: false,
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
       settings: { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: MAX_STREAMS, enablePush: false },
@@ -131,7 +134,12 @@ export class Hub {
   update(listener: ListenerConfig): void {
     const next = listener.tunnel!;
     const m: TlsMaterial = readTls(next.tls);
-    this.server.setSecureContext({ ...m, minVersion: 'TLSv1.3' });
+    this.server.setSecureContext({
+      ...m,
+      minVersion: 'TLSv1.3',
+      ciphers: TUNNEL_CIPHERS,
+      honorCipherOrder: true,
+    });
     this.listener = listener;
     this.cfg = next;
   }

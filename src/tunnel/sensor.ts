@@ -16,6 +16,7 @@ import {
   STREAM_WINDOW,
   sameTls,
   type TlsMaterial,
+  TUNNEL_CIPHERS,
   type TunnelFlow,
 } from './session.js';
 
@@ -174,6 +175,7 @@ export class TunnelClient {
           servername: net.isIP(this.cfg.serverName) ? undefined : this.cfg.serverName,
           checkServerIdentity: (_host, cert) => tls.checkServerIdentity(this.cfg.serverName, cert),
           minVersion: 'TLSv1.3',
+          ciphers: TUNNEL_CIPHERS,
           ALPNProtocols: ['h2'],
         });
         socket.setNoDelay(true);

@@ -47,6 +47,14 @@ export const GRACEFUL_CLOSE_MS = 5000;
 export const PING_INTERVAL_MS = 2500;
 export const PING_TIMEOUT_MS = 5000;
 
+/**
+ * TLS 1.3 cipher suites, ours first: both ends are honeygate, and AES-128-GCM costs 15% less
+ * per byte than the AES-256-GCM OpenSSL (and HAProxy) pick by default (`openssl speed -evp`,
+ * 16 KiB blocks, AES-NI: 6.6 vs 5.7 GB/s), on both sides of every byte a tunnel carries. The
+ * hub enforces its order (honorCipherOrder); a peer that offers only the others still connects.
+ */
+export const TUNNEL_CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
+
 /** PROXY v2 custom TLV (PP2_TYPE_MIN_CUSTOM): the name the sensor claims. Informational: the certificate decides. */
 export const PP2_TYPE_SENSOR = 0xe0;
 

@@ -12,6 +12,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import type tls from 'node:tls';
 import { encodeProxyV2, PP2_TYPE, parseProxyHeader } from '../../src/net/proxy-protocol.js';
 import { connect, exchange, readAll, readUntil } from '../helpers/client.js';
 import { type Honeygate, runCli, startHoneygate } from '../helpers/honeygate.js';
@@ -312,6 +313,22 @@ test("a certificate of the hub's CA whose name the hub does not list is refused"
     await hub!.waitForLine(
       (r) => typeof r.msg === 'string' && r.msg.includes('"sensor-b" is not in tunnel.sensors'),
     );
+});
+
+test('the hub picks AES-128-GCM, the cheaper cipher, even for a peer that prefers AES-256-GCM', {
+  skip: missing,
+}, async () => {
+  const session = dialHub({ cert: `${pki}/sensor-a.pem`, key: `${pki}/sensor-a-key.pem` });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      session.once('connect', () => resolve());
+      session.once('close', () => reject(new Error('the hub closed the session')));
+    });
+    // Node's own default order puts TLS_AES_256_GCM_SHA384 first, as this client offers it.
+    assert.equal((session.socket as tls.TLSSocket).getCipher().name, 'TLS_AES_128_GCM_SHA256');
+  } finally {
+    session.destroy();
+  }
 });
 
 test('a malformed stream header is recorded as bad-proxy-header under the sensor name', {
