@@ -7,11 +7,7 @@ import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import { openStore } from '../events/query.js';
 import { runView, type ViewRequest, warmTopLists } from './dashboard-stats.js';
 
-interface Job {
-  id: number;
-  dbPath: string;
-  req: ViewRequest;
-}
+type Job = { id: number; dbPath: string; req: ViewRequest } | { warm: string; now: number };
 type Reply = { id: number; ok: true; body: unknown } | { id: number; ok: false; message: string };
 
 /** A view that failed: `status` 400 for bad input or an unreadable store, 503 when it took too long. */
@@ -27,6 +23,8 @@ export class ViewError extends Error {
 export interface ViewRunner {
   /** Resolves to the view's body; rejects with a ViewError. */
   run(dbPath: string, req: ViewRequest): Promise<unknown>;
+  /** Reads ahead the top lists of the day and week ending `now` (warmTopLists), between requests. */
+  warm(dbPath: string, now: number): void;
   close(): void;
 }
 
@@ -90,6 +88,10 @@ export function createViewRunner(timeoutMs = 30_000): ViewRunner {
         w.postMessage({ id, dbPath, req } satisfies Job);
       });
     },
+    warm(dbPath, now) {
+      worker ??= start();
+      worker.postMessage({ warm: dbPath, now } satisfies Job);
+    },
     close() {
       failAll(new ViewError('admin server closing', 503));
       void worker?.terminate();
@@ -142,6 +144,7 @@ function warm(dbPath: string, now: number): void {
 if (!isMainThread && parentPort) {
   const port = parentPort;
   port.on('message', (job: Job) => {
+    if ('warm' in job) return warm(job.warm, job.now);
     let reply: Reply;
     try {
       reply = { id: job.id, ok: true, body: runView(job.dbPath, job.req) };
