@@ -67,6 +67,8 @@ const SECONDARY = [
  */
 const VARIANTS = {
   sink: { sink: true },
+  'sink, 1 ms slices': { sink: true, sliceMs: 1 },
+  'sink, 2 ms slices': { sink: true, sliceMs: 2 },
   'insert+rollup+sketch': { insert: true, rollup: true, sketch: true },
   'insert+rollup': { insert: true, rollup: true },
   insert: { insert: true },
@@ -78,7 +80,7 @@ const VARIANTS = {
   'js: rollupRows': { js: 'rollup' },
 };
 
-function run(dir, name, v, many) {
+async function run(dir, name, v, many) {
   const path = join(dir, `${name.replace(/\W+/g, '_')}-${many}.db`);
   const t0 = Date.UTC(2026, 0, 1, 11, 59, 30); // crosses a minute, an hour and a day
   const batches = [];
@@ -87,7 +89,7 @@ function run(dir, name, v, many) {
   let write;
   let close;
   if (v.sink) {
-    const sink = new SqliteSink(path);
+    const sink = new SqliteSink(path, { sliceMs: v.sliceMs });
     write = (b) => sink.write(b);
     close = () => sink.close();
   } else {
@@ -112,11 +114,11 @@ function run(dir, name, v, many) {
     }
     close = () => db.close();
   }
-  write([flow(-1, t0, many)]); // compiles the statements
+  await write([flow(-1, t0, many)]); // compiles the statements
   const c0 = threadCpuNs();
-  for (const b of batches) write(b);
+  for (const b of batches) await write(b);
   const us = (threadCpuNs() - c0) / 1000;
-  close();
+  await close();
   rmSync(path, { force: true });
   rmSync(`${path}-wal`, { force: true });
   rmSync(`${path}-shm`, { force: true });
@@ -130,7 +132,7 @@ try {
     const res = Object.fromEntries(names.map((n) => [n, []]));
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? names : [...names].reverse();
-      for (const n of order) res[n].push(run(dir, n, VARIANTS[n], many));
+      for (const n of order) res[n].push(await run(dir, n, VARIANTS[n], many));
     }
     console.log(
       `\n${many ? 'many: 10,000 sources, 1,000 ports' : 'one: one source, one port'}; ${EVENTS} events in batches of ${BATCH}, ${ROUNDS} rounds; CPU µs per event (best / median)`,

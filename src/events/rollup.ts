@@ -186,13 +186,21 @@ function sketchAdds(
 
 /** Merges the hashes of `adds` into the stored sketches: read, merge, write back. */
 function sketchMerger(db: Database): (adds: Map<string, [SketchKey, number[]]>) => void {
+  const steps = sketchSteps(db);
+  return (adds) => {
+    for (const _ of steps(adds));
+  };
+}
+
+/** sketchMerger, one sketch row per step. */
+function sketchSteps(db: Database): (adds: Map<string, [SketchKey, number[]]>) => Generator<void> {
   const where = 'WHERE span = ? AND dim = ? AND bucket = ? AND value = ?';
   const get = db.prepare(`SELECT sketch FROM rollup_sketch ${where}`);
   const insert = db.prepare(
     'INSERT INTO rollup_sketch (span, dim, bucket, value, sketch) VALUES (?, ?, ?, ?, ?)',
   );
   const update = db.prepare(`UPDATE rollup_sketch SET sketch = ? ${where}`);
-  return (adds) => {
+  return function* (adds) {
     for (const [key, hashes] of adds.values()) {
       const [span, dim, bucket, value] = key;
       const blob = get.get(key)?.sketch as Uint8Array | undefined;
@@ -202,6 +210,7 @@ function sketchMerger(db: Database): (adds: Map<string, [SketchKey, number[]]>) 
       // A batch of sources already counted changes nothing: no write (most of a busy minute's).
       if (!blob) insert.run([span, dim, bucket, value, s.toBlob()]);
       else if (changed) update.run([s.toBlob(), span, dim, bucket, value]);
+      yield;
     }
   };
 }
@@ -220,13 +229,24 @@ function* sketchRows(events: readonly FlowEvent[]): Generator<{ at: number; src:
  * (UPSERT per rollupRows row) and, from the schema step that added them, the sketches.
  */
 export function rollupWriter(db: Database): (events: readonly FlowEvent[]) => void {
+  const steps = rollupSteps(db);
+  return (events) => {
+    for (const _ of steps(events));
+  };
+}
+
+/** rollupWriter, one upsert or sketch row per step (a batch cut into slices: sqlite.ts sliceMs). */
+export function rollupSteps(db: Database): (events: readonly FlowEvent[]) => Generator<void> {
   const upsert = db.prepare(UPSERT);
   const sketches = db.prepare("SELECT 1 AS x FROM sqlite_master WHERE name = 'rollup_sketch'").get()
-    ? sketchMerger(db)
+    ? sketchSteps(db)
     : null;
-  return (events) => {
-    for (const r of rollupRows(events)) upsert.run(r);
-    sketches?.(sketchAdds(sketchRows(events)));
+  return function* (events) {
+    for (const r of rollupRows(events)) {
+      upsert.run(r);
+      yield;
+    }
+    if (sketches) yield* sketches(sketchAdds(sketchRows(events)));
   };
 }
 
