@@ -310,6 +310,22 @@ describe('SqliteSink', () => {
     assert.deepEqual(dump(sliced), dump(whole));
   });
 
+  it('sliced on the loop: retention waits for the batch instead of deleting inside its transaction', async () => {
+    const path = join(tmp.dir, 'sliced-retention.db');
+    const sink = new SqliteSink(path, { sliceMs: 0.2, retention: { maxAgeMs: 3_600_000, maxBytes: null } });
+    await sink.trim(); // the start's pass, on an empty store
+    const old = Array.from({ length: 3000 }, () => sampleEvent()); // 2024: older than the bound
+    const written = sink.write(old);
+    const trimmed = new Promise<void>((resolve, reject) =>
+      setImmediate(() => sink.trim().then(resolve, reject)),
+    );
+    await written;
+    await trimmed;
+    assert.equal(sink.stats()?.deleted['max-age'], 3000, 'every row deleted, after the commit');
+    await sink.close();
+    assert.equal(queryEvents(path, { limit: 10 }).length, 0);
+  });
+
   it('sliced on the loop: a batch that met a locked store is kept for the next one; close() waits for a write', async () => {
     const path = join(tmp.dir, 'sliced-locked.db');
     const sink = new SqliteSink(path, { busyTimeoutMs: 50, sliceMs: 1 });
