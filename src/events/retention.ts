@@ -179,7 +179,8 @@ export class StoreRetention {
     if (maxAgeMs !== null) {
       const cutoff = this.now() - maxAgeMs;
       while (!this.closed) {
-        if (!(await this.free())) break;
+        while (this.held() && !this.closed) await this.wait();
+        if (this.closed) break;
         const asked = this.rows;
         if (this.step('max-age', () => this.deleteOlder.run([cutoff, asked])) < asked) break;
         await this.pause();
@@ -190,7 +191,8 @@ export class StoreRetention {
       if (this.usedBytes() > maxBytes) {
         const target = Math.floor(maxBytes * LOW_WATER);
         while (!this.closed && this.usedBytes() > target) {
-          if (!(await this.free())) break;
+          while (this.held() && !this.closed) await this.wait();
+          if (this.closed) break;
           const asked = this.rows;
           if (this.step('max-size', () => this.deleteOldest.run([asked])) === 0) break; // nothing left
           this.measure();
@@ -211,7 +213,8 @@ export class StoreRetention {
       // bucket + span <= until: the bucket ends before the oldest event.
       const cutoff = until - SPAN_MS[span] + 1;
       while (!this.closed) {
-        if (!(await this.free())) break;
+        while (this.held() && !this.closed) await this.wait();
+        if (this.closed) break;
         const asked = this.rows;
         const t0 = this.clock();
         const n = del.run([cutoff, asked]).changes;
@@ -237,7 +240,8 @@ export class StoreRetention {
     if (!this.incremental || this.closed) return;
     this.measure();
     while (!this.closed && this.freePages > 0) {
-      if (!(await this.free())) break;
+      while (this.held() && !this.closed) await this.wait();
+      if (this.closed) break;
       const t0 = this.clock();
       this.db.exec(`PRAGMA incremental_vacuum(${this.pages})`);
       this.pages = this.resize(this.pages, this.since(t0), 16, MAX_PAGES);
@@ -280,10 +284,12 @@ export class StoreRetention {
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
 
-  /** Resolves once the connection is not in the sink's transaction (at once, mostly); false if closed meanwhile. */
-  private async free(): Promise<boolean> {
-    while (this.held() && !this.closed) await new Promise((resolve) => setTimeout(resolve, 1));
-    return !this.closed;
+  /**
+   * A turn of the loop while the connection is in the sink's transaction (`held`). Callers
+   * check `held` again right before their step: nothing may come between the check and it.
+   */
+  private wait(): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, 1));
   }
 
   private measure(): void {

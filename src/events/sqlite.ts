@@ -119,9 +119,9 @@ export interface SqliteSinkOptions {
   busyTimeoutMs?: number; // how long a write waits for a reader's checkpoint lock
   retention?: Retention | null; // events.retention: delete the oldest rows beyond an age or size
   log?: Logger; // retention's warnings
-  // On the event loop (no store thread): write() cuts a batch into transactions of about
-  // this many ms and lets the loop run between them, so connections arriving meanwhile wait
-  // one slice, not the whole batch. write() then returns a promise. Unset: one transaction.
+  // On the event loop (no store thread): write() runs a batch's transaction in slices of
+  // about this many ms and lets the loop run between them, so connections arriving meanwhile
+  // wait one slice, not the whole batch. write() then returns a promise. Unset: in one go.
   sliceMs?: number;
 }
 
