@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// What the SQLite batch costs the event loop, on the loop (SqliteSink) against on the store's
-// thread (ThreadedSqliteSink, src/events/store-thread.ts), alternating, in one process: the
+// What the SQLite batch costs the event loop, on the loop (SqliteSink, whole or in 1 ms
+// slices: sliceMs) against on the store's thread (ThreadedSqliteSink,
+// src/events/store-thread.ts), alternating, in one process: the
 // recorder's pattern (a batch of RATE x 200 ms events every 200 ms, the next one after the
 // last answered), with the loop's delay measured meanwhile (perf_hooks, 1 ms resolution; a
 // connection arriving during a stall waits that long). Also the CPU per event: the main

@@ -81,7 +81,8 @@ if (file && root && (isMainThread || workerData?.role === 'store')) {
           return slice.call(this, steps, ms);
         } finally {
           const took = performance.now() - t0;
-          const acc = (this.probeSlices ??= { ms: 0, cpuMs: 0, maxMs: 0, count: 0 });
+          if (!this.probeSlices) this.probeSlices = { ms: 0, cpuMs: 0, maxMs: 0, count: 0 };
+          const acc = this.probeSlices;
           acc.ms += took;
           acc.cpuMs += (onCpuNs() - cpu0) / 1e6;
           acc.maxMs = Math.max(acc.maxMs, took);
