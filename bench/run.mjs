@@ -459,6 +459,7 @@ function describe(figure, res) {
         ` (mean ${p.sqlite.meanMs}, max ${p.sqlite.maxMs} ms, ${(p.sqlite.share * 100).toFixed(2)}%;` +
         ` CPU ${((p.sqlite.cpuMs * 1000) / Math.max(1, p.sqlite.rows)).toFixed(2)} µs/row, max ${p.sqlite.maxCpuMs} ms` +
         `${p.sqlite.thread ? `; on the store thread ${((p.sqlite.thread.cpuMs * 1000) / Math.max(1, p.sqlite.thread.rows)).toFixed(2)} µs/row, longest ${p.sqlite.thread.maxMs} ms` : ''}` +
+        `${p.sqlite.maxSliceMs != null ? `; in ${p.sqlite.slices} slices, longest ${p.sqlite.maxSliceMs} ms` : ''}` +
         `${p.sqlite.maxCommitMs != null ? `, committed within ${p.sqlite.maxCommitMs} ms of the post` : ''})`
       : '';
     return `p50 ${res.p50Ms?.toFixed(3)} ms, p99 ${res.p99Ms?.toFixed(3)} ms, ${res.ok}/${res.sent} ok${probe}`;
@@ -637,6 +638,11 @@ function probeSummary(file, from, to) {
       rows: sqlite.reduce((a, r) => a + r.sqlite, 0),
       cpuMs: Number(sqlite.reduce((a, r) => a + (r.cpuMs ?? 0), 0).toFixed(1)),
       maxCpuMs: sqlite.length ? Math.max(...sqlite.map((r) => r.cpuMs ?? 0)) : null,
+      // Sliced on the loop (SqliteSink sliceMs): the longest slice, what a connection waited at most.
+      slices: sqlite.some((r) => r.slices != null) ? sqlite.reduce((a, r) => a + (r.slices ?? 0), 0) : null,
+      maxSliceMs: sqlite.some((r) => r.sliceMaxMs != null)
+        ? Math.max(...sqlite.map((r) => r.sliceMaxMs ?? 0))
+        : null,
       // On the store's thread (ThreadedSqliteSink): the longest wait from the post to the commit, off the loop.
       maxCommitMs: sqlite.some((r) => r.commitMs != null)
         ? Math.max(...sqlite.map((r) => r.commitMs ?? 0))

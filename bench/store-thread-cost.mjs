@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// What the SQLite batch costs the event loop, on the loop (SqliteSink) against on the store's
-// thread (ThreadedSqliteSink, src/events/store-thread.ts), alternating, in one process: the
+// What the SQLite batch costs the event loop, on the loop (SqliteSink, whole or in 1 ms
+// slices: sliceMs) against on the store's thread (ThreadedSqliteSink,
+// src/events/store-thread.ts), alternating, in one process: the
 // recorder's pattern (a batch of RATE x 200 ms events every 200 ms, the next one after the
 // last answered), with the loop's delay measured meanwhile (perf_hooks, 1 ms resolution; a
 // connection arriving during a stall waits that long). Also the CPU per event: the main
@@ -50,8 +51,8 @@ function flow(i, now) {
 const threadCpuNs = () => Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0]);
 
 /** One run: the sink opened (and its thread started) before, the events made before; only the writes measured. */
-async function run(Sink, path) {
-  const sink = new Sink(path);
+async function run(Sink, path, opts) {
+  const sink = new Sink(path, opts);
   const perBatch = Math.round((RATE * BATCH_MS) / 1000);
   const batches = [];
   for (let i = 0, t = Date.now(); i < (SECONDS * 1000) / BATCH_MS; i++)
@@ -84,11 +85,14 @@ async function run(Sink, path) {
 
 const dir = mkdtempSync(join(tmpdir(), 'hg-store-thread-'));
 try {
-  const rows = { loop: [], thread: [] };
+  // sliced: on the loop in 1 ms slices (what `run` opens on one CPU: sinks.ts LOOP_SLICE_MS).
+  const rows = { loop: [], sliced: [], thread: [] };
   for (let r = 0; r < ROUNDS; r++) {
-    const order = r % 2 === 0 ? ['loop', 'thread'] : ['thread', 'loop'];
+    const order = r % 2 === 0 ? ['loop', 'sliced', 'thread'] : ['thread', 'sliced', 'loop'];
     for (const name of order) {
-      const res = await run(name === 'loop' ? SqliteSink : ThreadedSqliteSink, join(dir, `${name}-${r}.db`));
+      const Sink = name === 'thread' ? ThreadedSqliteSink : SqliteSink;
+      const opts = name === 'sliced' ? { sliceMs: 1 } : {};
+      const res = await run(Sink, join(dir, `${name}-${r}.db`), opts);
       rows[name].push(res);
       console.log(
         `${name.padEnd(6)} round ${r + 1}: ${res.events} events, loop delay p99 ${res.p99.toFixed(2)} ms, max ${res.max.toFixed(2)} ms;` +

@@ -12,7 +12,9 @@
 //                                               and the calling thread's time on a CPU
 //                                               (/proc/thread-self/schedstat, ns: not the relay's
 //                                               threads; on a busy core, wall > CPU); with "thread":1
-//                                               the store thread's transaction (SqliteSink.write there)
+//                                               the store thread's transaction (SqliteSink.write there);
+//                                               with "slices" a write sliced on the loop (sliceMs): "ms"
+//                                               and "cpuMs" its slices' sum, "sliceMaxMs" the longest
 // t is the end of the thing, wall clock (Date.now()), as the load client's clock.
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -68,6 +70,26 @@ if (file && root && (isMainThread || workerData?.role === 'store')) {
   // time until the thread's commit answered, off the loop); in the store's thread, its
   // SqliteSink's transactions.
   const timeWrites = (Sink) => {
+    // A sliced write (SqliteSink sliceMs, on the loop): each slice timed; the write's row
+    // gets their sum, the longest and the count when it committed.
+    const slice = Sink.prototype.slice;
+    if (typeof slice === 'function') {
+      Sink.prototype.slice = function timedSlice(steps, ms) {
+        const t0 = performance.now();
+        const cpu0 = onCpuNs();
+        try {
+          return slice.call(this, steps, ms);
+        } finally {
+          const took = performance.now() - t0;
+          if (!this.probeSlices) this.probeSlices = { ms: 0, cpuMs: 0, maxMs: 0, count: 0 };
+          const acc = this.probeSlices;
+          acc.ms += took;
+          acc.cpuMs += (onCpuNs() - cpu0) / 1e6;
+          acc.maxMs = Math.max(acc.maxMs, took);
+          acc.count++;
+        }
+      };
+    }
     const write = Sink.prototype.write;
     Sink.prototype.write = function timedWrite(events) {
       const t0 = performance.now();
@@ -86,7 +108,22 @@ if (file && root && (isMainThread || workerData?.role === 'store')) {
           cpuMs: Number(cpuMs.toFixed(3)),
         };
         if (thread) row.thread = 1;
-        if (result && typeof result.then === 'function') {
+        if (result && typeof result.then === 'function' && typeof slice === 'function') {
+          const sliced = (ok) => {
+            const acc = this.probeSlices ?? { ms: 0, cpuMs: 0, maxMs: 0, count: 0 };
+            this.probeSlices = null;
+            row.ms = Number((row.ms + acc.ms).toFixed(3));
+            row.cpuMs = Number((row.cpuMs + acc.cpuMs).toFixed(3));
+            row.sliceMaxMs = Number(acc.maxMs.toFixed(3));
+            row.slices = acc.count;
+            row.commitMs = ok ? Number((performance.now() - t0).toFixed(3)) : null;
+            lines.push(JSON.stringify(row));
+          };
+          result.then(
+            () => sliced(true),
+            () => sliced(false),
+          );
+        } else if (result && typeof result.then === 'function') {
           result.then(
             () =>
               lines.push(JSON.stringify({ ...row, commitMs: Number((performance.now() - t0).toFixed(3)) })),

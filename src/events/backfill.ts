@@ -82,6 +82,8 @@ export class Backfill {
     private readonly db: Database,
     private readonly path: string,
     private readonly log?: Logger,
+    // While true the connection is in the sink's transaction (a sliced write): the step waits.
+    private readonly held: () => boolean = () => false,
   ) {}
 
   /** Starts the steps when a job is pending; resolves nothing, logs the end or a failure. */
@@ -139,6 +141,10 @@ export class Backfill {
     this.timer = setTimeout(() => {
       this.timer = null;
       if (this.stopped) return;
+      if (this.held()) {
+        this.schedule(PAUSE_MS);
+        return;
+      }
       let more: boolean;
       try {
         more = this.step();

@@ -73,12 +73,16 @@ export class Sketch {
     return s;
   }
 
-  /** Adds one hash (hash32 of the address). */
-  add(h: number): void {
+  /** Adds one hash (hash32 of the address); whether the stored form changed. */
+  add(h: number): boolean {
     if (this.set) {
+      const n = this.set.size;
       this.set.add(h >>> 0);
+      if (this.set.size === n) return false;
       if (this.set.size > SPARSE_MAX) this.densify();
-    } else addReg(this.regs!, h);
+      return true;
+    }
+    return addReg(this.regs!, h);
   }
 
   /** Merges a stored sketch in. */
@@ -144,10 +148,12 @@ export class Sketch {
   }
 }
 
-function addReg(r: Uint8Array, h: number): void {
+function addReg(r: Uint8Array, h: number): boolean {
   const j = h >>> (32 - P);
   // The rank of the first 1 in the remaining 32 - P bits (32 - P + 1 when they are all 0).
   const rest = (h << P) >>> 0;
   const rank = rest === 0 ? 32 - P + 1 : Math.clz32(rest) + 1;
-  if (rank > r[j]!) r[j] = rank;
+  if (rank <= r[j]!) return false;
+  r[j] = rank;
+  return true;
 }

@@ -43,6 +43,7 @@ export interface RetentionOptions {
   log?: Logger;
   intervalMs?: number; // how often the bounds are checked (a pass runs until they hold)
   stepMs?: number; // the time box of one step
+  held?: () => boolean; // while true the connection is in the sink's transaction (a sliced write): steps wait
   now?: () => number; // the clock of maxAge (tests)
 }
 
@@ -61,6 +62,7 @@ export class StoreRetention {
   private readonly log: Logger | undefined;
   private readonly intervalMs: number;
   private readonly stepMs: number;
+  private readonly held: () => boolean;
   private readonly now: () => number;
   private readonly deleteOlder: Statement;
   private readonly deleteOldest: Statement;
@@ -84,6 +86,7 @@ export class StoreRetention {
     this.log = opts.log;
     this.intervalMs = opts.intervalMs ?? INTERVAL_MS;
     this.stepMs = opts.stepMs ?? STEP_MS;
+    this.held = opts.held ?? (() => false);
     this.now = opts.now ?? Date.now;
     // The oldest rows first, through the opened_at index; seq (the rowid) makes the delete cheap.
     this.deleteOlder = db.prepare(
@@ -176,6 +179,8 @@ export class StoreRetention {
     if (maxAgeMs !== null) {
       const cutoff = this.now() - maxAgeMs;
       while (!this.closed) {
+        while (this.held() && !this.closed) await this.wait();
+        if (this.closed) break;
         const asked = this.rows;
         if (this.step('max-age', () => this.deleteOlder.run([cutoff, asked])) < asked) break;
         await this.pause();
@@ -186,6 +191,8 @@ export class StoreRetention {
       if (this.usedBytes() > maxBytes) {
         const target = Math.floor(maxBytes * LOW_WATER);
         while (!this.closed && this.usedBytes() > target) {
+          while (this.held() && !this.closed) await this.wait();
+          if (this.closed) break;
           const asked = this.rows;
           if (this.step('max-size', () => this.deleteOldest.run([asked])) === 0) break; // nothing left
           this.measure();
@@ -206,6 +213,8 @@ export class StoreRetention {
       // bucket + span <= until: the bucket ends before the oldest event.
       const cutoff = until - SPAN_MS[span] + 1;
       while (!this.closed) {
+        while (this.held() && !this.closed) await this.wait();
+        if (this.closed) break;
         const asked = this.rows;
         const t0 = this.clock();
         const n = del.run([cutoff, asked]).changes;
@@ -231,6 +240,8 @@ export class StoreRetention {
     if (!this.incremental || this.closed) return;
     this.measure();
     while (!this.closed && this.freePages > 0) {
+      while (this.held() && !this.closed) await this.wait();
+      if (this.closed) break;
       const t0 = this.clock();
       this.db.exec(`PRAGMA incremental_vacuum(${this.pages})`);
       this.pages = this.resize(this.pages, this.since(t0), 16, MAX_PAGES);
@@ -271,6 +282,14 @@ export class StoreRetention {
   private pause(): Promise<void> {
     const ms = Math.min(100, Math.max(1, Math.ceil(this.lastStepMs)));
     return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  /**
+   * A turn of the loop while the connection is in the sink's transaction (`held`). Callers
+   * check `held` again right before their step: nothing may come between the check and it.
+   */
+  private wait(): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, 1));
   }
 
   private measure(): void {

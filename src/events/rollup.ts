@@ -165,18 +165,20 @@ function sketchAdds(
   rows: Iterable<{ at: number; src: string; port: number }>,
 ): Map<string, [SketchKey, number[]]> {
   const out = new Map<string, [SketchKey, number[]]>();
-  const add = (key: SketchKey, h: number) => {
-    const k = `${key[0]}|${key[1]}|${key[2]}|${key[3]}`;
-    const e = out.get(k);
-    if (e) e[1].push(h);
-    else out.set(k, [key, [h]]);
-  };
+  const buckets = bucketKeys();
   for (const r of rows) {
     const h = hash32(r.src);
-    for (const [span, ms] of SPANS) {
+    for (let s = 0; s < SPANS.length; s++) {
+      const [span, ms] = SPANS[s]!;
       const bucket = r.at - (r.at % ms);
-      add([span, 'all', bucket, ''], h);
-      add([span, 'port', bucket, r.port], h);
+      const pre = buckets(s, bucket);
+      const all = out.get(pre);
+      if (all) all[1].push(h);
+      else out.set(pre, [[span, 'all', bucket, ''], [h]]);
+      const k = `${pre}${r.port}`;
+      const port = out.get(k);
+      if (port) port[1].push(h);
+      else out.set(k, [[span, 'port', bucket, r.port], [h]]);
     }
   }
   return out;
@@ -184,18 +186,31 @@ function sketchAdds(
 
 /** Merges the hashes of `adds` into the stored sketches: read, merge, write back. */
 function sketchMerger(db: Database): (adds: Map<string, [SketchKey, number[]]>) => void {
-  const get = db.prepare(
-    'SELECT sketch FROM rollup_sketch WHERE span = @span AND dim = @dim AND bucket = @bucket AND value = @value',
-  );
-  const put = db.prepare(
-    'INSERT OR REPLACE INTO rollup_sketch (span, dim, bucket, value, sketch) VALUES (?, ?, ?, ?, ?)',
-  );
+  const steps = sketchSteps(db);
   return (adds) => {
+    for (const _ of steps(adds));
+  };
+}
+
+/** sketchMerger, one sketch row per step. */
+function sketchSteps(db: Database): (adds: Map<string, [SketchKey, number[]]>) => Generator<void> {
+  const where = 'WHERE span = ? AND dim = ? AND bucket = ? AND value = ?';
+  const get = db.prepare(`SELECT sketch FROM rollup_sketch ${where}`);
+  const insert = db.prepare(
+    'INSERT INTO rollup_sketch (span, dim, bucket, value, sketch) VALUES (?, ?, ?, ?, ?)',
+  );
+  const update = db.prepare(`UPDATE rollup_sketch SET sketch = ? ${where}`);
+  return function* (adds) {
     for (const [key, hashes] of adds.values()) {
       const [span, dim, bucket, value] = key;
-      const s = Sketch.from(get.get({ span, dim, bucket, value })?.sketch as Uint8Array | undefined);
-      for (const h of hashes) s.add(h);
-      put.run([span, dim, bucket, value, s.toBlob()]);
+      const blob = get.get(key)?.sketch as Uint8Array | undefined;
+      const s = Sketch.from(blob);
+      let changed = false;
+      for (const h of hashes) if (s.add(h)) changed = true;
+      // A batch of sources already counted changes nothing: no write (most of a busy minute's).
+      if (!blob) insert.run([span, dim, bucket, value, s.toBlob()]);
+      else if (changed) update.run([s.toBlob(), span, dim, bucket, value]);
+      yield;
     }
   };
 }
@@ -214,13 +229,24 @@ function* sketchRows(events: readonly FlowEvent[]): Generator<{ at: number; src:
  * (UPSERT per rollupRows row) and, from the schema step that added them, the sketches.
  */
 export function rollupWriter(db: Database): (events: readonly FlowEvent[]) => void {
+  const steps = rollupSteps(db);
+  return (events) => {
+    for (const _ of steps(events));
+  };
+}
+
+/** rollupWriter, one upsert or sketch row per step (a batch cut into slices: sqlite.ts sliceMs). */
+export function rollupSteps(db: Database): (events: readonly FlowEvent[]) => Generator<void> {
   const upsert = db.prepare(UPSERT);
   const sketches = db.prepare("SELECT 1 AS x FROM sqlite_master WHERE name = 'rollup_sketch'").get()
-    ? sketchMerger(db)
+    ? sketchSteps(db)
     : null;
-  return (events) => {
-    for (const r of rollupRows(events)) upsert.run(r);
-    sketches?.(sketchAdds(sketchRows(events)));
+  return function* (events) {
+    for (const r of rollupRows(events)) {
+      upsert.run(r);
+      yield;
+    }
+    if (sketches) yield* sketches(sketchAdds(sketchRows(events)));
   };
 }
 
@@ -264,8 +290,12 @@ export type RollupRow = [Span, Dim, number, string | number, number, number];
 
 /** The increments a batch makes, summed per row (one upsert per distinct row). */
 export function rollupRows(events: readonly FlowEvent[]): RollupRow[] {
-  const rows = new Map<string, RollupRow>();
+  const rows: RollupRow[] = [];
+  // Rows by span and bucket, then dimension, then value: Map lookups on values the events
+  // already hold (text keys built per row cost more than the rest of the batch's JS).
+  const groups = bucketGroups<Map<Dim, Map<string | number, RollupRow>>>(() => new Map());
   const add = (
+    group: Map<Dim, Map<string | number, RollupRow>>,
     span: Span,
     dim: Dim,
     bucket: number,
@@ -273,12 +303,20 @@ export function rollupRows(events: readonly FlowEvent[]): RollupRow[] {
     flows: number,
     refused: number,
   ) => {
-    const key = `${span}|${dim}|${bucket}|${typeof value}|${value}`;
-    const r = rows.get(key);
+    let byValue = group.get(dim);
+    if (!byValue) {
+      byValue = new Map();
+      group.set(dim, byValue);
+    }
+    const r = byValue.get(value);
     if (r) {
       r[4] += flows;
       r[5] += refused;
-    } else rows.set(key, [span, dim, bucket, value, flows, refused]);
+    } else {
+      const row: RollupRow = [span, dim, bucket, value, flows, refused];
+      byValue.set(value, row);
+      rows.push(row);
+    }
   };
   for (const e of events) {
     if (e.type !== 'flow' && e.type !== 'rejected') continue;
@@ -290,25 +328,54 @@ export function rollupRows(events: readonly FlowEvent[]): RollupRow[] {
     const port = Number.isFinite(e.dst?.port) ? e.dst.port : 0;
     const bytes = typeof e.bytesIn === 'number' && Number.isFinite(e.bytesIn) ? e.bytesIn : 0;
     const close = e.closeReason ?? '-';
-    for (const [span, ms] of SPANS) {
+    const src = String(e.src?.ip ?? '');
+    for (let s = 0; s < SPANS.length; s++) {
+      const [span, ms] = SPANS[s]!;
       const bucket = at - (at % ms);
-      add(span, 'all', bucket, '', flows, refused);
-      if (span !== 'm') add(span, 'src', bucket, String(e.src?.ip ?? ''), flows, refused);
+      const g = groups(s, bucket);
+      add(g, span, 'all', bucket, '', flows, refused);
+      if (span !== 'm') add(g, span, 'src', bucket, src, flows, refused);
       if (!flow) {
-        add(span, 'reason', bucket, close, 0, refused);
-        if (span !== 'm') add(span, 'rsrc', bucket, String(e.src?.ip ?? ''), 0, refused);
+        add(g, span, 'reason', bucket, close, 0, refused);
+        if (span !== 'm') add(g, span, 'rsrc', bucket, src, 0, refused);
         continue;
       }
-      add(span, 'port', bucket, port, 1, 0);
-      add(span, 'protocol', bucket, e.protocol ?? '-', 1, 0);
-      add(span, 'route', bucket, e.route ?? '-', 1, 0);
-      add(span, 'action', bucket, e.action ?? '-', 1, 0);
-      add(span, 'close', bucket, close, 1, 0);
-      add(span, 'sensor', bucket, typeof e.sensor === 'string' ? e.sensor : String(e.sensor ?? ''), 1, 0);
-      add(span, 'bytes', bucket, '', bytes, 0);
+      add(g, span, 'port', bucket, port, 1, 0);
+      add(g, span, 'protocol', bucket, e.protocol ?? '-', 1, 0);
+      add(g, span, 'route', bucket, e.route ?? '-', 1, 0);
+      add(g, span, 'action', bucket, e.action ?? '-', 1, 0);
+      add(g, span, 'close', bucket, close, 1, 0);
+      add(g, span, 'sensor', bucket, typeof e.sensor === 'string' ? e.sensor : String(e.sensor ?? ''), 1, 0);
+      add(g, span, 'bytes', bucket, '', bytes, 0);
     }
   }
-  return [...rows.values()];
+  return rows;
+}
+
+/**
+ * One `T` per span SPANS[s] and bucket, made by `make`: a batch's flows mostly share their
+ * buckets, so the last one of each span is at hand without a lookup.
+ */
+function bucketGroups<T>(make: (s: number, bucket: number) => T): (s: number, bucket: number) => T {
+  const maps = SPANS.map(() => new Map<number, T>());
+  const last = SPANS.map(() => Number.NaN);
+  const lastGroup: (T | undefined)[] = SPANS.map(() => undefined);
+  return (s, bucket) => {
+    if (last[s] === bucket) return lastGroup[s]!;
+    let g = maps[s]!.get(bucket);
+    if (g === undefined) {
+      g = make(s, bucket);
+      maps[s]!.set(bucket, g);
+    }
+    last[s] = bucket;
+    lastGroup[s] = g;
+    return g;
+  };
+}
+
+/** The key prefix of span SPANS[s] and a bucket ("m|1767268800000|"), made once per bucket. */
+function bucketKeys(): (s: number, bucket: number) => string {
+  return bucketGroups((s, bucket) => `${SPANS[s]![0]}|${bucket}|`);
 }
 
 const SPANS: readonly [Span, number][] = [

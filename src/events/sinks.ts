@@ -24,6 +24,13 @@ export function storeThread(): boolean {
   return availableParallelism() > 1;
 }
 
+/**
+ * On the loop (no store thread), a batch's transaction runs in slices of this many ms with
+ * the loop free between them (sqlite.ts sliceMs): a connection arriving during a batch waits
+ * one slice, not the batch (6-12 ms at 1,000 flows/s on one core; docs/performance.md).
+ */
+export const LOOP_SLICE_MS = 1;
+
 export function openSinks(config: Config, log?: Logger): Sink[] {
   prepareStoreDirs(config.events);
   const sinks: Sink[] = [];
@@ -46,8 +53,12 @@ export function openSinks(config: Config, log?: Logger): Sink[] {
       );
     }
     if (config.events.sqlite) {
-      const Store = storeThread() ? ThreadedSqliteSink : SqliteSink;
-      sinks.push(new Store(config.events.sqlite, { retention: config.events.retention ?? null, log }));
+      const opts = { retention: config.events.retention ?? null, log };
+      sinks.push(
+        storeThread()
+          ? new ThreadedSqliteSink(config.events.sqlite, opts)
+          : new SqliteSink(config.events.sqlite, { ...opts, sliceMs: LOOP_SLICE_MS }),
+      );
     }
     if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));
   } catch (err) {

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 export interface Statement {
   /** Named parameters, or positional ones (an array: cheaper to bind, for the hot insert). */
   run(params?: Record<string, unknown> | unknown[]): { changes: number };
-  get(params?: Record<string, unknown>): Record<string, unknown> | undefined;
+  get(params?: Record<string, unknown> | unknown[]): Record<string, unknown> | undefined;
   iterate(params?: Record<string, unknown>): IterableIterator<Record<string, unknown>>;
 }
 

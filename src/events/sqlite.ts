@@ -16,7 +16,7 @@ import {
   ROLLUP_SCHEMA,
   ROLLUP_SKETCH_SCHEMA,
   ROLLUP_VIEWS_SCHEMA,
-  rollupWriter,
+  rollupSteps,
 } from './rollup.js';
 import { COLUMNS, eventValues } from './row.js';
 import { type Database, openDatabase, type Statement } from './sqlite-driver.js';
@@ -119,6 +119,10 @@ export interface SqliteSinkOptions {
   busyTimeoutMs?: number; // how long a write waits for a reader's checkpoint lock
   retention?: Retention | null; // events.retention: delete the oldest rows beyond an age or size
   log?: Logger; // retention's warnings
+  // On the event loop (no store thread): write() runs a batch's transaction in slices of
+  // about this many ms and lets the loop run between them, so connections arriving meanwhile
+  // wait one slice, not the whole batch. write() then returns a promise. Unset: in one go.
+  sliceMs?: number;
 }
 
 /** How often the checkpoint thread folds the WAL into the store (with retention). */
@@ -135,18 +139,22 @@ export class SqliteSink implements Sink {
   readonly path: string;
   private readonly db: Database;
   private readonly insertBatch: (events: FlowEvent[]) => void;
+  private readonly batchSteps: (events: FlowEvent[]) => Generator<void>;
   private readonly holdsFlow: Statement;
   private closed = false;
   private retry: FlowEvent[] = [];
   private readonly retention: StoreRetention | null = null;
   private checkpointer: Checkpointer | null = null;
   private backfill: Backfill | null = null;
+  private readonly sliceMs: number | null;
+  private writing: Promise<void> | null = null; // a sliced write in flight
   /** Events given up because the retry buffer was full. */
   lost = 0;
 
   /** Opens or creates the store at `path` and brings its schema up to date. Throws HG_ERR_SINK. */
   constructor(path: string, opts: SqliteSinkOptions = {}) {
     this.path = path;
+    this.sliceMs = opts.sliceMs && opts.sliceMs > 0 ? opts.sliceMs : null;
     try {
       mkdirSync(dirname(path), { recursive: true });
       this.db = openDatabase(path);
@@ -161,15 +169,23 @@ export class SqliteSink implements Sink {
       migrate(this.db, path, opts.log);
       const insert = this.db.prepare(INSERT);
       this.holdsFlow = this.db.prepare("SELECT 1 FROM events WHERE id = @id AND type = 'flow' LIMIT 1");
-      const rollup = rollupWriter(this.db);
+      const rollup = rollupSteps(this.db);
       // The rollup's counts go in the events' transaction: both or neither.
+      this.batchSteps = function* (events: FlowEvent[]) {
+        for (const e of events) {
+          insert.run(eventValues(e));
+          yield;
+        }
+        yield* rollup(events);
+      };
       this.insertBatch = this.db.transaction((events: FlowEvent[]) => {
-        for (const e of events) insert.run(eventValues(e));
-        rollup(events);
+        for (const _ of this.batchSteps(events));
       });
-      this.backfill = new Backfill(this.db, path, opts.log).start();
-      if (opts.retention) {
-        // Retention writes as much WAL as the events do: its checkpoints go off the loop.
+      const held = () => this.writing !== null;
+      this.backfill = new Backfill(this.db, path, opts.log, held).start();
+      // Checkpoints off the loop: retention writes as much WAL as the events do, and on the
+      // loop (sliceMs) the automatic checkpoint in a commit held it for 30-50 ms, unsliced.
+      if (opts.retention || this.sliceMs !== null) {
         this.db.pragma(`journal_size_limit = ${WAL_LIMIT}`);
         this.checkpointer = new Checkpointer(path, CHECKPOINT_MS, (err) => {
           this.checkpointer = null;
@@ -180,7 +196,9 @@ export class SqliteSink implements Sink {
           );
         });
         this.db.pragma('wal_autocheckpoint = 0');
-        this.retention = new StoreRetention(this.db, path, opts.retention, { log: opts.log });
+      }
+      if (opts.retention) {
+        this.retention = new StoreRetention(this.db, path, opts.retention, { log: opts.log, held });
         this.retention.start();
       }
     } catch (err) {
@@ -199,8 +217,22 @@ export class SqliteSink implements Sink {
    * (another writer holds the lock) or full, the rows are kept and go first in the next
    * batch, up to MAX_RETRY events; beyond that the oldest are lost and counted.
    */
-  write(events: FlowEvent[]): void {
+  write(events: FlowEvent[]): void | Promise<void> {
     if (this.closed) throw new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path} is closed`);
+    if (this.sliceMs !== null) {
+      // One sliced write at a time: the next waits for the last (and its retries go first).
+      const sliceMs = this.sliceMs;
+      const run = (this.writing ?? Promise.resolve()).then(() => this.writeSliced(events, sliceMs));
+      const settled = run.then(
+        () => {},
+        () => {},
+      );
+      this.writing = settled;
+      void settled.then(() => {
+        if (this.writing === settled) this.writing = null;
+      });
+      return run;
+    }
     const batch = withoutRecorded(
       this.retry.length ? [...this.retry, ...events] : events,
       (id) => this.holdsFlow.get({ id }) !== undefined,
@@ -210,15 +242,62 @@ export class SqliteSink implements Sink {
       this.insertBatch(batch);
       this.retry = [];
     } catch (err) {
-      const message = (err as Error).message;
-      if (TRANSIENT.test(message)) {
-        const keep = batch.slice(-MAX_RETRY);
-        this.lost += batch.length - keep.length;
-        this.retry = keep;
-      }
-      const kept = this.retry.length ? `; ${this.retry.length} events kept for the next batch` : '';
-      throw new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path}: ${message}${kept}`, { cause: err });
+      throw this.failed(batch, err);
     }
+  }
+
+  /** A batch's transaction failed: busy or full keeps its events for the next batch (the oldest lost beyond MAX_RETRY). */
+  private failed(batch: FlowEvent[], err: unknown): HoneygateError {
+    const message = (err as Error).message;
+    if (TRANSIENT.test(message)) {
+      const keep = batch.slice(-MAX_RETRY);
+      this.lost += batch.length - keep.length;
+      this.retry = keep;
+    }
+    const kept = this.retry.length ? `; ${this.retry.length} events kept for the next batch` : '';
+    return new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path}: ${message}${kept}`, { cause: err });
+  }
+
+  /**
+   * write() with sliceMs: the batch's transaction as write() makes it, its work (each row,
+   * each rollup upsert and sketch) cut into slices of about `sliceMs`, the loop free between
+   * them. Nothing else uses the connection meanwhile: the backfill and retention steps wait
+   * while a sliced write is in flight (`held`). Resolves once the transaction committed.
+   */
+  private async writeSliced(events: FlowEvent[], sliceMs: number): Promise<void> {
+    if (this.closed) throw new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path} is closed`);
+    const batch = withoutRecorded(
+      this.retry.length ? [...this.retry, ...events] : events,
+      (id) => this.holdsFlow.get({ id }) !== undefined,
+    );
+    if (batch.length === 0) return;
+    try {
+      this.db.exec('BEGIN');
+      try {
+        const steps = this.batchSteps(batch);
+        while (!this.slice(steps, sliceMs)) await new Promise<void>((resolve) => setImmediate(resolve));
+        this.db.exec('COMMIT');
+      } catch (err) {
+        try {
+          this.db.exec('ROLLBACK');
+        } catch {
+          // SQLite already rolled back (full disk, I/O error): the first error is the one to tell
+        }
+        throw err;
+      }
+      this.retry = [];
+    } catch (err) {
+      throw this.failed(batch, err);
+    }
+  }
+
+  /** Runs `steps` for about `ms`; true when they are done. (A method: bench/lib/loop-probe.mjs times each slice.) */
+  protected slice(steps: Iterator<void>, ms: number): boolean {
+    const t0 = performance.now();
+    do {
+      if (steps.next().done) return true;
+    } while (performance.now() - t0 < ms);
+    return false;
   }
 
   /** Events waiting in the retry buffer for the next batch. */
@@ -239,11 +318,14 @@ export class SqliteSink implements Sink {
   /** Nothing to do: SQLite keeps the file open by inode and logrotate must not move it. */
   reopen(): void {}
 
-  close(): void {
+  close(): void | Promise<void> {
+    // A sliced write in flight finishes first (its rows are committed, or kept and retried below).
+    if (this.writing) return this.writing.then(() => this.close());
     if (this.closed) return;
     if (this.retry.length) {
       try {
-        this.write([]);
+        this.insertBatch(this.retry);
+        this.retry = [];
       } catch {
         // still busy or full: those events are lost, as the last error said
       }

@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+// Where the SQLite store's CPU per stored row goes: the sink's batch (the events row, its
+// indexes, the rollup's counts, the distinct-source sketches) taken apart, one part toggled
+// at a time, each on a new store, in one process, alternating order between rounds. CPU is
+// the thread's own (SQLite runs on it): /proc/thread-self/schedstat.
+//   node bench/store-row-cost.mjs [EVENTS=20000] [ROUNDS=3]           (after npm run build)
+// Two workloads: `one` (the bench's: one source, one port) and `many` (10,000 sources over
+// 1,000 ports, an attack's spread). Batches of 200 events (1,000 flows/s, events.batch
+// 200 ms), 1 ms apart, so minute buckets turn over as in a run.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { blankEvent } from '../dist/src/events/event.js';
+import { newEventId } from '../dist/src/events/recorder.js';
+import { rollupRows, rollupWriter } from '../dist/src/events/rollup.js';
+import { eventValues } from '../dist/src/events/row.js';
+import { INSERT, SqliteSink, STORE_PRAGMAS } from '../dist/src/events/sqlite.js';
+import { openDatabase } from '../dist/src/events/sqlite-driver.js';
+
+const EVENTS = Number(process.argv[2] ?? 20_000);
+const ROUNDS = Number(process.argv[3] ?? 3);
+const BATCH = 200;
+
+function flow(i, t0, many) {
+  const src = many ? `198.51.${(i % 10_000) >> 8}.${i % 256}` : '127.0.0.1';
+  return blankEvent({
+    id: newEventId(),
+    type: 'flow',
+    openedAt: t0 + i,
+    closedAt: t0 + i + 1,
+    sensor: 'bench',
+    listener: 'bench0',
+    src: { ip: src, port: 1024 + (i % 60000) },
+    dst: { ip: '127.0.0.1', port: many ? 1 + ((i * 7) % 1000) : 9101 },
+    route: 'nginx',
+    action: 'forward',
+    backend: 'nginx',
+    server: '127.0.0.1:8001',
+    sourceMode: 'none',
+    bytesIn: 61,
+    bytesOut: 1273,
+    closeReason: 'client-closed',
+    firstBytes: Buffer.from(`GET /${i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`),
+    protocol: 'http',
+    protocolFields: { method: 'GET', path: `/${i}`, host: '127.0.0.1' },
+  });
+}
+
+const threadCpuNs = () => Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0]);
+
+const SECONDARY = [
+  'events_id',
+  'events_opened_at',
+  'events_src_ip',
+  'events_dst_port',
+  'events_type',
+  'events_route',
+  'events_action',
+  'events_sensor',
+  'events_src_country',
+  'events_src_asn',
+];
+
+/**
+ * Variants: what each batch does. `sink` is SqliteSink.write itself; the others rebuild its
+ * parts on a raw connection to the same schema, with parts dropped.
+ */
+const VARIANTS = {
+  sink: { sink: true },
+  'sink, 1 ms slices': { sink: true, sliceMs: 1 },
+  'sink, 2 ms slices': { sink: true, sliceMs: 2 },
+  'insert+rollup+sketch': { insert: true, rollup: true, sketch: true },
+  'insert+rollup': { insert: true, rollup: true },
+  insert: { insert: true },
+  'insert, no indexes': { insert: true, drop: SECONDARY },
+  ...Object.fromEntries(SECONDARY.map((ix) => [`insert, no ${ix}`, { insert: true, drop: [ix] }])),
+  'rollup counts': { rollup: true },
+  'rollup+sketch': { rollup: true, sketch: true },
+  'js: eventValues': { js: 'values' },
+  'js: rollupRows': { js: 'rollup' },
+};
+
+async function run(dir, name, v, many) {
+  const path = join(dir, `${name.replace(/\W+/g, '_')}-${many}.db`);
+  const t0 = Date.UTC(2026, 0, 1, 11, 59, 30); // crosses a minute, an hour and a day
+  const batches = [];
+  for (let i = 0; i < EVENTS; i += BATCH)
+    batches.push(Array.from({ length: Math.min(BATCH, EVENTS - i) }, (_, j) => flow(i + j, t0, many)));
+  let write;
+  let close;
+  if (v.sink) {
+    const sink = new SqliteSink(path, { sliceMs: v.sliceMs });
+    write = (b) => sink.write(b);
+    close = () => sink.close();
+  } else {
+    new SqliteSink(path).close();
+    const db = openDatabase(path);
+    for (const p of STORE_PRAGMAS) db.pragma(p);
+    for (const ix of v.drop ?? []) db.exec(`DROP INDEX ${ix}`);
+    if (!v.sketch) db.exec('DROP TABLE rollup_sketch');
+    const insert = db.prepare(INSERT);
+    const rollup = rollupWriter(db);
+    if (v.js === 'values') {
+      write = (b) => {
+        for (const e of b) eventValues(e);
+      };
+    } else if (v.js === 'rollup') {
+      write = (b) => rollupRows(b);
+    } else {
+      write = db.transaction((b) => {
+        if (v.insert) for (const e of b) insert.run(eventValues(e));
+        if (v.rollup) rollup(b);
+      });
+    }
+    close = () => db.close();
+  }
+  await write([flow(-1, t0, many)]); // compiles the statements
+  const c0 = threadCpuNs();
+  for (const b of batches) await write(b);
+  const us = (threadCpuNs() - c0) / 1000;
+  await close();
+  rmSync(path, { force: true });
+  rmSync(`${path}-wal`, { force: true });
+  rmSync(`${path}-shm`, { force: true });
+  return us / EVENTS;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'hg-store-row-'));
+try {
+  const names = Object.keys(VARIANTS);
+  for (const many of [false, true]) {
+    const res = Object.fromEntries(names.map((n) => [n, []]));
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? names : [...names].reverse();
+      for (const n of order) res[n].push(await run(dir, n, VARIANTS[n], many));
+    }
+    console.log(
+      `\n${many ? 'many: 10,000 sources, 1,000 ports' : 'one: one source, one port'}; ${EVENTS} events in batches of ${BATCH}, ${ROUNDS} rounds; CPU µs per event (best / median)`,
+    );
+    for (const n of names) {
+      const s = [...res[n]].sort((a, b) => a - b);
+      console.log(
+        `  ${n.padEnd(32)} ${s[0].toFixed(2).padStart(7)} ${s[Math.floor(s.length / 2)].toFixed(2).padStart(7)}`,
+      );
+    }
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
