@@ -19,6 +19,24 @@ function ratio(hg, ha) {
   return `**${num(hg.best / ha.best, 2)}** (${num(hg.median / ha.median, 2)})`;
 }
 
+/**
+ * What a proxy adds to the latency, honeygate's over HAProxy's: (p - direct's p) of each,
+ * best against best and median against median (the issue's latency target). — where
+ * HAProxy's added time is not above zero (within direct's own noise).
+ */
+function addedRatio(t, hg, ha) {
+  const d = t.direct;
+  const one = (k) => {
+    if (!d || !hg || !ha || d[k] === null || hg[k] === null || ha[k] === null) return null;
+    const base = ha[k] - d[k];
+    return base > 0 ? (hg[k] - d[k]) / base : null;
+  };
+  const b = one('best');
+  const m = one('median');
+  if (b === null && m === null) return '—';
+  return `**${b === null ? '—' : num(b, 2)}** (${m === null ? '—' : num(m, 2)})`;
+}
+
 function row(cells) {
   return `| ${cells.join(' | ')} |`;
 }
@@ -65,6 +83,15 @@ function layoutTable(layout) {
         `${cell(t.haproxy, 3)}${added(t.haproxy)}`,
         `${cell(t.honeygate, 3)}${added(t.honeygate)}`,
         ratio(t.honeygate, t.haproxy),
+      ]),
+    );
+    lines.push(
+      row([
+        `latency ${p}: added over direct, honeygate / HAProxy`,
+        '—',
+        '—',
+        '—',
+        addedRatio(t, t.honeygate, t.haproxy),
       ]),
     );
   }
