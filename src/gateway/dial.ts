@@ -7,6 +7,8 @@ import type { Endpoint, SourceMode } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import { openUpstream } from '../net/native.js';
 import { encodeProxyV1, encodeProxyV2, PP2_TYPE } from '../net/proxy-protocol.js';
+import { pooledReads } from '../net/read-pool.js';
+import { isTunnelStream } from '../tunnel/session.js';
 import type { Flow } from './flow.js';
 import type { DialPlan } from './relay.js';
 
@@ -86,6 +88,10 @@ export async function dial(
   timeoutMs: number,
 ): Promise<net.Socket> {
   const plan = planDial(mode, flow, server);
+  // Into a tunnel stream, the honeypot's bytes are read into reused buffers (read-pool.ts);
+  // a recording keeps its chunks, so a recorded flow reads as usual.
+  const onread =
+    !flow.recording && !flow.relayed && isTunnelStream(flow.downstream) ? pooledReads() : undefined;
   if (plan.transparent && plan.local) {
     return openUpstream({
       family: net.isIP(server.host) as 4 | 6,
@@ -95,9 +101,10 @@ export async function dial(
       localPort: plan.local.port,
       transparent: true,
       timeoutMs,
+      onread,
     });
   }
-  const socket = await connect(server, timeoutMs);
+  const socket = await connect(server, timeoutMs, onread ? { onread } : {});
   if (plan.header) socket.write(plan.header);
   return socket;
 }

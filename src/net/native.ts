@@ -351,6 +351,7 @@ export interface UpstreamOptions {
   transparent: boolean;
   mark?: number;
   timeoutMs: number;
+  onread?: net.OnReadOpts; // read into the caller's buffers (read-pool.ts)
 }
 
 /**
@@ -396,7 +397,7 @@ function dialOnce(opts: UpstreamOptions, localPort: number, timeoutMs: number): 
       // manualStart: otherwise the constructor starts reading at once, and the honeypot's
       // first bytes would be taken before the caller resumes. Undocumented, honoured by
       // Node 20 and 24 alike; test/unit/native.test.ts checks that nothing is read early.
-      const options = { fd, allowHalfOpen: true, manualStart: true };
+      const options = { fd, allowHalfOpen: true, manualStart: true, onread: opts.onread };
       socket = new net.Socket(options);
     } catch (err) {
       closeSync(fd); // not adopted: still ours to close

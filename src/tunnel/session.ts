@@ -14,6 +14,7 @@ import type tls from 'node:tls';
 import type { TunnelTls } from '../config/types.js';
 import { HoneygateError } from '../errors.js';
 import type { CloseReason } from '../events/event.js';
+import { claim } from '../net/read-pool.js';
 
 /**
  * Flow control, per stream and per session. A receiver grants at most STREAM_WINDOW bytes
@@ -181,7 +182,8 @@ export function tunnelWrite(from: net.Socket, to: net.Socket): ((chunk: Buffer) 
   if (isTunnelStream(from)) return batchedWrite(to);
   if (!isTunnelStream(to)) return null;
   return (chunk) => {
-    to.write(chunk);
+    // A chunk read into a pooled buffer: its buffer goes back once the stream is done with it.
+    to.write(chunk, claim(chunk));
     return to.writableLength < STREAM_QUEUE_BYTES;
   };
 }
