@@ -766,7 +766,7 @@ async function settle(hg) {
     `${hg.name} to close its flows and flush its events`,
     async () => {
       const s = await honeygateStatus(hg);
-      return s.gateway.openFlows === 0 && s.recorder.queued === 0 ? s : null;
+      return s.gateway.openFlows === 0 && s.recorder.queued === 0 && !s.recorder.writing ? s : null;
     },
     { timeoutMs: 30_000, intervalMs: 100 },
   );

@@ -227,7 +227,7 @@ export async function measureIdle100k({ dir, settings, root, log }) {
               'honeygate to close the warm-up flows and write their events',
               async () => {
                 const s = await honeygateStatus(proxy.hg);
-                return s.gateway.openFlows === 0 && s.recorder.queued === 0;
+                return s.gateway.openFlows === 0 && s.recorder.queued === 0 && !s.recorder.writing;
               },
               { timeoutMs: 60_000, intervalMs: 200 },
             );
@@ -298,7 +298,7 @@ export async function measureIdle100k({ dir, settings, root, log }) {
               'honeygate to close the idle flows and write their events',
               async () => {
                 const s = await honeygateStatus(proxy.hg);
-                return s.gateway.openFlows === 0 && s.recorder.queued === 0;
+                return s.gateway.openFlows === 0 && s.recorder.queued === 0 && !s.recorder.writing;
               },
               { timeoutMs: 180_000, intervalMs: 500 },
             );

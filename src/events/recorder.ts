@@ -27,6 +27,7 @@ export interface RecorderOptions {
 
 export interface RecorderStats {
   queued: number; // waiting for the next batch
+  writing?: number; // in the batch the sinks are writing now (a store writes in slices, or on its thread)
   written: number; // handed to the sinks (each event once, whatever the sinks answered)
   dropped: number; // refused because the queue was full or the recorder closed
   sinkErrors: number; // failed sink calls (write or reopen), one per sink per batch
@@ -71,6 +72,7 @@ export class Recorder {
   private readonly timer: NodeJS.Timeout;
   private draining: Promise<void> = Promise.resolve(); // the last batch in flight, batches run one at a time
   private busy = false;
+  private writing = 0; // events of the batch in the sinks' hands
   private closing: Promise<void> | null = null;
   private written = 0;
   private dropped = 0;
@@ -167,6 +169,7 @@ export class Recorder {
   stats(): RecorderStats {
     return {
       queued: this.queue.length,
+      writing: this.writing,
       written: this.written,
       dropped: this.dropped,
       sinkErrors: this.sinkErrors,
@@ -228,6 +231,7 @@ export class Recorder {
     this.endIds = [];
     this.endGenerations = [];
     this.busy = true;
+    this.writing = batch.length;
     try {
       if (batch.length > 0 && this.enricher) {
         try {
@@ -241,6 +245,7 @@ export class Recorder {
       this.journal?.settled(ids, generations);
     } finally {
       this.busy = false;
+      this.writing = 0;
     }
   }
 

@@ -272,6 +272,7 @@ export class WorkerPool {
     const all = this.live().flatMap((w) => (w.stats ? [w.stats.recorder] : []));
     return {
       queued: own.queued + all.reduce((n, r) => n + r.queued, 0),
+      writing: (own.writing ?? 0) + all.reduce((n, r) => n + (r.writing ?? 0), 0),
       written: own.written,
       dropped: own.dropped + all.reduce((n, r) => n + r.dropped, 0),
       sinkErrors: own.sinkErrors + all.reduce((n, r) => n + r.sinkErrors, 0),

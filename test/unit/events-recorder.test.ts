@@ -88,13 +88,34 @@ describe('Recorder', () => {
     const sink = new MemorySink();
     const rec = new Recorder([sink], { queueSize: 3, batchMs: 60_000, log });
     for (let i = 0; i < 10; i++) rec.record(sampleEvent());
-    assert.deepEqual(rec.stats(), { queued: 3, written: 0, dropped: 7, sinkErrors: 0 });
+    assert.deepEqual(rec.stats(), { queued: 3, writing: 0, written: 0, dropped: 7, sinkErrors: 0 });
     const warns = lines.filter((l) => /dropped/.test(String(l.msg)));
     assert.equal(warns.length, 1, 'one warning for a burst of drops');
     assert.equal(warns[0]!.dropped, 1);
     await rec.close();
     assert.equal(sink.events.length, 3);
-    assert.deepEqual(rec.stats(), { queued: 0, written: 3, dropped: 7, sinkErrors: 0 });
+    assert.deepEqual(rec.stats(), { queued: 0, writing: 0, written: 3, dropped: 7, sinkErrors: 0 });
+  });
+
+  it('counts a batch the sinks are still writing as writing, not as written', async () => {
+    // A store writing in slices (or on its thread) answers later: until then its events are
+    // neither queued nor stored, and a caller waiting for "all stored" must see them.
+    let finish = () => {};
+    const slow: Sink = {
+      name: 'slow',
+      write: () => new Promise<void>((resolve) => (finish = resolve)),
+      reopen: () => {},
+      close: async () => {},
+    };
+    const rec = new Recorder([slow], { queueSize: 10, batchMs: 60_000, log: pino({ level: 'silent' }) });
+    for (let i = 0; i < 4; i++) rec.record(sampleEvent());
+    const flushed = rec.flush();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual([rec.stats().queued, rec.stats().writing, rec.stats().written], [0, 4, 0]);
+    finish();
+    await flushed;
+    assert.deepEqual([rec.stats().queued, rec.stats().writing, rec.stats().written], [0, 0, 4]);
+    await rec.close();
   });
 
   it('hands batches to the sinks on its timer', async () => {
