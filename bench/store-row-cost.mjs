@@ -10,12 +10,11 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blankEvent } from '../dist/src/events/event.js';
-import { newEventId } from '../dist/src/events/recorder.js';
 import { rollupRows, rollupWriter } from '../dist/src/events/rollup.js';
 import { eventValues } from '../dist/src/events/row.js';
 import { INSERT, SqliteSink, STORE_PRAGMAS } from '../dist/src/events/sqlite.js';
 import { openDatabase } from '../dist/src/events/sqlite-driver.js';
+import { benchFlow } from './lib/events.mjs';
 
 const EVENTS = Number(process.argv[2] ?? 20_000);
 const ROUNDS = Number(process.argv[3] ?? 3);
@@ -23,27 +22,7 @@ const BATCH = 200;
 
 function flow(i, t0, many) {
   const src = many ? `198.51.${(i % 10_000) >> 8}.${i % 256}` : '127.0.0.1';
-  return blankEvent({
-    id: newEventId(),
-    type: 'flow',
-    openedAt: t0 + i,
-    closedAt: t0 + i + 1,
-    sensor: 'bench',
-    listener: 'bench0',
-    src: { ip: src, port: 1024 + (i % 60000) },
-    dst: { ip: '127.0.0.1', port: many ? 1 + ((i * 7) % 1000) : 9101 },
-    route: 'nginx',
-    action: 'forward',
-    backend: 'nginx',
-    server: '127.0.0.1:8001',
-    sourceMode: 'none',
-    bytesIn: 61,
-    bytesOut: 1273,
-    closeReason: 'client-closed',
-    firstBytes: Buffer.from(`GET /${i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`),
-    protocol: 'http',
-    protocolFields: { method: 'GET', path: `/${i}`, host: '127.0.0.1' },
-  });
+  return benchFlow(i, t0 + i, src, many ? 1 + ((i * 7) % 1000) : 9101);
 }
 
 const threadCpuNs = () => Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0]);

@@ -13,39 +13,16 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { blankEvent } from '../dist/src/events/event.js';
-import { newEventId } from '../dist/src/events/recorder.js';
 import { SqliteSink } from '../dist/src/events/sqlite.js';
 import { ThreadedSqliteSink } from '../dist/src/events/store-thread.js';
+import { benchFlow } from './lib/events.mjs';
 
 const RATE = Number(process.argv[2] ?? 1000);
 const SECONDS = Number(process.argv[3] ?? 5);
 const BATCH_MS = 200;
 const ROUNDS = 3;
 
-function flow(i, now) {
-  return blankEvent({
-    id: newEventId(),
-    type: 'flow',
-    openedAt: now,
-    closedAt: now + 1,
-    sensor: 'bench',
-    listener: 'bench0',
-    src: { ip: '127.0.0.1', port: 1024 + (i % 60000) },
-    dst: { ip: '127.0.0.1', port: 9101 },
-    route: 'nginx',
-    action: 'forward',
-    backend: 'nginx',
-    server: '127.0.0.1:8001',
-    sourceMode: 'none',
-    bytesIn: 61,
-    bytesOut: 1273,
-    closeReason: 'client-closed',
-    firstBytes: Buffer.from(`GET /${i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`),
-    protocol: 'http',
-    protocolFields: { method: 'GET', path: `/${i}`, host: '127.0.0.1' },
-  });
-}
+const flow = (i, now) => benchFlow(i, now);
 
 /** The calling thread's time on a CPU so far, ns (the first field of schedstat). */
 const threadCpuNs = () => Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0]);
