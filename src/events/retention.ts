@@ -179,8 +179,7 @@ export class StoreRetention {
     if (maxAgeMs !== null) {
       const cutoff = this.now() - maxAgeMs;
       while (!this.closed) {
-        while (this.held() && !this.closed) await this.wait();
-        if (this.closed) break;
+        if (!(await this.free())) break;
         const asked = this.rows;
         if (this.step('max-age', () => this.deleteOlder.run([cutoff, asked])) < asked) break;
         await this.pause();
@@ -191,8 +190,7 @@ export class StoreRetention {
       if (this.usedBytes() > maxBytes) {
         const target = Math.floor(maxBytes * LOW_WATER);
         while (!this.closed && this.usedBytes() > target) {
-          while (this.held() && !this.closed) await this.wait();
-          if (this.closed) break;
+          if (!(await this.free())) break;
           const asked = this.rows;
           if (this.step('max-size', () => this.deleteOldest.run([asked])) === 0) break; // nothing left
           this.measure();
@@ -213,8 +211,7 @@ export class StoreRetention {
       // bucket + span <= until: the bucket ends before the oldest event.
       const cutoff = until - SPAN_MS[span] + 1;
       while (!this.closed) {
-        while (this.held() && !this.closed) await this.wait();
-        if (this.closed) break;
+        if (!(await this.free())) break;
         const asked = this.rows;
         const t0 = this.clock();
         const n = del.run([cutoff, asked]).changes;
@@ -240,8 +237,7 @@ export class StoreRetention {
     if (!this.incremental || this.closed) return;
     this.measure();
     while (!this.closed && this.freePages > 0) {
-      while (this.held() && !this.closed) await this.wait();
-      if (this.closed) break;
+      if (!(await this.free())) break;
       const t0 = this.clock();
       this.db.exec(`PRAGMA incremental_vacuum(${this.pages})`);
       this.pages = this.resize(this.pages, this.since(t0), 16, MAX_PAGES);
@@ -285,11 +281,12 @@ export class StoreRetention {
   }
 
   /**
-   * A turn of the loop while the connection is in the sink's transaction (`held`). Callers
-   * check `held` again right before their step: nothing may come between the check and it.
+   * Waits while the connection is in the sink's transaction (`held`); false once closed. The
+   * caller's step must follow at once: nothing may come between the check and it.
    */
-  private wait(): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, 1));
+  private async free(): Promise<boolean> {
+    while (this.held() && !this.closed) await new Promise((resolve) => setTimeout(resolve, 1));
+    return !this.closed;
   }
 
   private measure(): void {

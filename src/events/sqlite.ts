@@ -233,10 +233,7 @@ export class SqliteSink implements Sink {
       });
       return run;
     }
-    const batch = withoutRecorded(
-      this.retry.length ? [...this.retry, ...events] : events,
-      (id) => this.holdsFlow.get({ id }) !== undefined,
-    );
+    const batch = this.batchOf(events);
     if (batch.length === 0) return;
     try {
       this.insertBatch(batch);
@@ -244,6 +241,14 @@ export class SqliteSink implements Sink {
     } catch (err) {
       throw this.failed(batch, err);
     }
+  }
+
+  /** The retried events, then `events`, without the flows the store already holds. */
+  private batchOf(events: FlowEvent[]): FlowEvent[] {
+    return withoutRecorded(
+      this.retry.length ? [...this.retry, ...events] : events,
+      (id) => this.holdsFlow.get({ id }) !== undefined,
+    );
   }
 
   /** A batch's transaction failed: busy or full keeps its events for the next batch (the oldest lost beyond MAX_RETRY). */
@@ -266,10 +271,7 @@ export class SqliteSink implements Sink {
    */
   private async writeSliced(events: FlowEvent[], sliceMs: number): Promise<void> {
     if (this.closed) throw new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path} is closed`);
-    const batch = withoutRecorded(
-      this.retry.length ? [...this.retry, ...events] : events,
-      (id) => this.holdsFlow.get({ id }) !== undefined,
-    );
+    const batch = this.batchOf(events);
     if (batch.length === 0) return;
     try {
       this.db.exec('BEGIN');
@@ -324,7 +326,7 @@ export class SqliteSink implements Sink {
     if (this.closed) return;
     if (this.retry.length) {
       try {
-        this.insertBatch(this.retry);
+        this.insertBatch(this.batchOf([]));
         this.retry = [];
       } catch {
         // still busy or full: those events are lost, as the last error said
