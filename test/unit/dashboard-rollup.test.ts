@@ -377,13 +377,18 @@ describe('dashboard top lists from the rollup on skewed traffic', () => {
 describe('dashboard top lists kept between calls', () => {
   const tmp = tempDir();
   after(tmp.cleanup);
-
-  it('see late events in buckets they already read', () => {
-    const path = join(tmp.dir, 'late.db');
+  // A store of seed(), written in batches as the recorder does.
+  const seededStore = (name: string): string => {
+    const path = join(tmp.dir, name);
     const sink = new SqliteSink(path);
     const events = seed();
     for (let i = 0; i < events.length; i += 97) sink.write(events.slice(i, i + 97));
     sink.close();
+    return path;
+  };
+
+  it('see late events in buckets they already read', () => {
+    const path = seededStore('late.db');
     const now = NOWS[2]!;
     const same = (view: 'sources' | 'ports' | 'heatmap', name: string) => {
       const r = toRange(name, now);
@@ -448,11 +453,7 @@ describe('dashboard top lists kept between calls', () => {
   });
 
   it('read ahead in steps what the day and week need, then answer as the raw queries do', () => {
-    const path = join(tmp.dir, 'warm.db');
-    const sink = new SqliteSink(path);
-    const events = seed();
-    for (let i = 0; i < events.length; i += 97) sink.write(events.slice(i, i + 97));
-    sink.close();
+    const path = seededStore('warm.db');
     const now = NOWS[3]!;
     const steps = withStore(path, (db) => {
       let n = 0;
@@ -476,11 +477,7 @@ describe('dashboard top lists kept between calls', () => {
   });
 
   it("answer through the views' worker while it reads ahead between requests", async () => {
-    const path = join(tmp.dir, 'worker.db');
-    const sink = new SqliteSink(path);
-    const events = seed();
-    for (let i = 0; i < events.length; i += 97) sink.write(events.slice(i, i + 97));
-    sink.close();
+    const path = seededStore('worker.db');
     const runner = createViewRunner();
     try {
       const now = NOWS[1]!;
