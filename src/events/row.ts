@@ -1,5 +1,6 @@
 // An event as its row of the events table: named (EventRow, as a query returns it) or as
 // positional values in COLUMNS order (the SQLite insert, and the worker -> primary channel).
+import { deserialize, serialize } from 'node:v8';
 import type { CloseReason, EventType, FlowEvent, UdpCounts } from './event.js';
 import { safeJson } from './format.js';
 
@@ -111,6 +112,49 @@ export function eventValues(e: FlowEvent): EventValues {
     e.udp ? safeJson(e.udp as unknown as Record<string, unknown>) : null,
     typeof e.recording === 'string' ? e.recording : null,
   ];
+}
+
+/**
+ * A worker's batch as one block: its events' rows through the V8 serializer. The primary
+ * reads its events from it (unpackEvents) and hands the block itself to the store thread,
+ * which reads the rows again there: no event is cloned on the primary's loop (a clone
+ * costs ~1.5 µs an event, the primary's largest part; docs/performance.md).
+ */
+export function packEvents(events: readonly FlowEvent[]): Uint8Array {
+  return serialize(events.map(eventValues));
+}
+
+/** Where an event read from a pack came from: the pack, and its row there. */
+export interface Packed {
+  pack: Uint8Array;
+  index: number;
+}
+
+const PACKED: unique symbol = Symbol('honeygate.packed');
+
+/** The events of a pack, each knowing its place in it (packedOf). Throws on a malformed pack. */
+export function unpackEvents(pack: Uint8Array): FlowEvent[] {
+  const rows = deserialize(pack) as EventValues[];
+  if (!Array.isArray(rows)) throw new TypeError('not a pack of event rows');
+  const events: FlowEvent[] = new Array(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const e: FlowEvent & { [PACKED]?: Packed } = valuesToEvent(rows[i]!);
+    e[PACKED] = { pack, index: i };
+    events[i] = e;
+  }
+  return events;
+}
+
+/** The pack and row an event was read from (unpackEvents), or undefined. Symbol-keyed: JSON and clones leave it out. */
+export function packedOf(e: FlowEvent): Packed | undefined {
+  return (e as FlowEvent & { [PACKED]?: Packed })[PACKED];
+}
+
+/** The rows of a pack. */
+export function unpackRows(pack: Uint8Array): EventValues[] {
+  const rows = deserialize(pack) as EventValues[];
+  if (!Array.isArray(rows)) throw new TypeError('not a pack of event rows');
+  return rows;
 }
 
 /** The event eventValues() was given, as `honeygate events` would read it back. */

@@ -28,6 +28,7 @@ import { type ErrorCode, HoneygateError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FlowEvent, Sink } from './event.js';
 import type { RetentionStats } from './retention.js';
+import { packedOf, unpackRows, valuesToEvent } from './row.js';
 import { SqliteSink, type SqliteSinkOptions } from './sqlite.js';
 
 /** How long the thread may take to start running (not to open the store: a schema upgrade takes minutes). */
@@ -56,9 +57,23 @@ interface ThreadData {
  * backing store: 8 KiB of Buffer's pool, or a socket read's 64 KiB, for a few bytes): those
  * travel in `bytes`, one transferred block, event i's at ends[i - 1]..ends[i]; -1: left in the event.
  */
-type Request =
-  | { id: number; op: 'write'; events: FlowEvent[]; bytes: Uint8Array; ends: Int32Array }
-  | { id: number; op: 'trim' | 'close' };
+type Request = Write | { id: number; op: 'trim' | 'close' };
+
+/**
+ * A batch: `order` has two numbers per event, in the batch's order: -1 and its place in
+ * `events`, or its pack's place in `packs` and its row there (row.ts unpackEvents); `geo`:
+ * what events.enrich found for events of packs.
+ */
+interface Write {
+  id: number;
+  op: 'write';
+  events: FlowEvent[];
+  bytes: Uint8Array;
+  ends: Int32Array;
+  order: Int32Array;
+  packs: Uint8Array[];
+  geo: [number, NonNullable<FlowEvent['geo']>][];
+}
 
 /** What the thread sends: an answer to a request, a log line, retention's stats, or the outcome of the open. */
 interface Message {
@@ -114,18 +129,41 @@ export class ThreadedSqliteSink implements Sink {
   write(events: FlowEvent[]): Promise<void> {
     if (this.closed) throw new HoneygateError('HG_ERR_SINK', `sqlite: ${this.path} is closed`);
     if (!this.worker) this.start(); // the last one died: its error was reported with its batches
+    // Events read from a worker's pack go as their row's place in it (the pack is transferred
+    // once); the others are cloned.
     const n = events.length;
-    const held: Buffer[] = new Array(n);
-    const ends = new Int32Array(n);
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      const b = events[i]!.firstBytes;
-      if (b instanceof Uint8Array) total += b.length;
-    }
-    const bytes = new Uint8Array(total);
-    let end = 0;
+    const order = new Int32Array(2 * n);
+    const plain: FlowEvent[] = [];
+    const packs: Uint8Array[] = [];
+    const packNo = new Map<Uint8Array, number>();
+    const geo: Write['geo'] = [];
     for (let i = 0; i < n; i++) {
       const e = events[i]!;
+      const packed = packedOf(e);
+      if (packed === undefined) {
+        order[2 * i] = -1;
+        order[2 * i + 1] = plain.length;
+        plain.push(e);
+        continue;
+      }
+      let k = packNo.get(packed.pack);
+      if (k === undefined) {
+        k = packs.length;
+        packs.push(packed.pack);
+        packNo.set(packed.pack, k);
+      }
+      order[2 * i] = k;
+      order[2 * i + 1] = packed.index;
+      if (e.geo) geo.push([i, e.geo]); // events.enrich, in the primary
+    }
+    const held: Buffer[] = new Array(plain.length);
+    const ends = new Int32Array(plain.length);
+    let total = 0;
+    for (const e of plain) if (e.firstBytes instanceof Uint8Array) total += e.firstBytes.length;
+    const bytes = new Uint8Array(total);
+    let end = 0;
+    for (let i = 0; i < plain.length; i++) {
+      const e = plain[i]!;
       const b = e.firstBytes;
       if (b instanceof Uint8Array) {
         bytes.set(b, end);
@@ -135,11 +173,18 @@ export class ThreadedSqliteSink implements Sink {
         e.firstBytes = EMPTY; // for the clone only: put back below
       } else ends[i] = -1;
     }
+    // Copies, so that the packs stay readable here and each copy is one block to transfer.
+    const blocks = packs.map((p) => new Uint8Array(p));
     try {
-      return this.request({ id: 0, op: 'write', events, bytes, ends }, n, [bytes.buffer, ends.buffer]);
+      return this.request({ id: 0, op: 'write', events: plain, bytes, ends, order, packs: blocks, geo }, n, [
+        bytes.buffer,
+        ends.buffer,
+        order.buffer,
+        ...blocks.map((b) => b.buffer as ArrayBuffer),
+      ]);
     } finally {
       // (ends went with the message: held says which events to give their bytes back.)
-      for (let i = 0; i < n; i++) if (held[i] !== undefined) events[i]!.firstBytes = held[i]!;
+      for (let i = 0; i < plain.length; i++) if (held[i] !== undefined) plain[i]!.firstBytes = held[i]!;
     }
   }
 
@@ -372,15 +417,23 @@ function threadMain(data: ThreadData): void {
   };
   parentPort!.on('message', (req: Request) => {
     if (req.op === 'write') {
-      const { events, bytes, ends } = req;
+      const { events: plain, bytes, ends, order } = req;
       let start = 0;
-      for (let i = 0; i < events.length; i++) {
+      for (let i = 0; i < plain.length; i++) {
         const end = ends[i]!;
         if (end === -1) continue;
-        events[i]!.firstBytes = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start);
+        plain[i]!.firstBytes = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start);
         start = end;
       }
       try {
+        const rows = req.packs.map(unpackRows);
+        const events: FlowEvent[] = new Array(order.length / 2);
+        for (let i = 0; i < events.length; i++) {
+          const k = order[2 * i]!;
+          const j = order[2 * i + 1]!;
+          events[i] = k === -1 ? plain[j]! : valuesToEvent(rows[k]![j]!);
+        }
+        for (const [i, geo] of req.geo) events[i]!.geo = geo;
         sink.write(events);
         answer(req.id);
       } catch (err) {

@@ -3,7 +3,6 @@
 // One channel per worker, in order: a reply sent after a batch of events arrives after it.
 
 import type { RecorderStats } from '../events/recorder.js';
-import type { EventValues } from '../events/row.js';
 import type { GatewayStats } from '../gateway/gateway.js';
 
 /** Primary -> worker. */
@@ -19,11 +18,11 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'ready' } // every listener bound
   | { type: 'failed'; message: string; code?: string } // could not start; exits 1
-  // Events as the values of their SQLite rows: half the bytes of objects, and less than
-  // half the time to serialize and deserialize (no property names per event).
+  // Events as the values of their SQLite rows, packed in one block (row.ts packEvents): the
+  // primary hands the block on to the store thread as it is.
   // `id`: answered with events-written once the primary's sinks took them, so the worker's
   // start journal settles those flows only then (a killed primary loses no flow unseen).
-  | { type: 'events'; rows: EventValues[]; id: number }
+  | { type: 'events'; pack: Uint8Array; id: number }
   | { type: 'reload-bound'; id: number } // new sockets bound, waiting for reload-continue
   | { type: 'reloaded'; id: number; error?: string }
   | { type: 'stats'; id: number; gateway: GatewayStats; recorder: RecorderStats }

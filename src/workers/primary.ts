@@ -12,8 +12,9 @@ import { sinkPaths } from '../config/store-dirs.js';
 import type { Config } from '../config/types.js';
 import { Enricher } from '../enrich/mmdb.js';
 import { HoneygateError } from '../errors.js';
+import type { FlowEvent } from '../events/event.js';
 import { Recorder, type RecorderStats } from '../events/recorder.js';
-import { valuesToEvent } from '../events/row.js';
+import { unpackEvents } from '../events/row.js';
 import { openSinks } from '../events/sinks.js';
 import { openJournal, recordRecovered } from '../events/writeahead.js';
 import { FirewallWatch } from '../firewall/watch.js';
@@ -110,8 +111,14 @@ export class WorkerPool {
     child.on('message', (m: FromWorker) => {
       switch (m.type) {
         case 'events': {
-          for (const row of m.rows) {
-            const e = valuesToEvent(row);
+          let events: FlowEvent[] = [];
+          try {
+            events = unpackEvents(m.pack);
+          } catch (err) {
+            // (the worker runs this very code: never seen, but not worth the primary)
+            this.log.error({ worker: w.index, err }, 'a batch of events from a worker could not be read');
+          }
+          for (const e of events) {
             this.recorder.record(e);
             if (e.type === 'flow' && flowEnd.hasSubscribers) flowEnd.publish(e);
           }

@@ -11,7 +11,7 @@ import { loadConfigFile } from '../config/load.js';
 import { HoneygateError } from '../errors.js';
 import type { FlowEvent, Sink } from '../events/event.js';
 import { Recorder } from '../events/recorder.js';
-import { eventValues } from '../events/row.js';
+import { packEvents } from '../events/row.js';
 import { openJournal, recordRecovered } from '../events/writeahead.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger, logFatal } from '../log.js';
@@ -41,7 +41,7 @@ class PrimarySink implements Sink {
   write(events: FlowEvent[]): Promise<void> {
     const id = this.nextId++;
     const written = new Promise<void>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
-    return send({ type: 'events', rows: events.map(eventValues), id }).then(
+    return send({ type: 'events', pack: packEvents(events), id }).then(
       () => written,
       (err) => {
         this.waiting.delete(id);

@@ -3,7 +3,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Config } from '../../src/config/types.js';
+import type { FlowEvent } from '../../src/events/event.js';
 import { queryEvents } from '../../src/events/query.js';
+import { packEvents, packedOf, unpackEvents } from '../../src/events/row.js';
 import { openSinks } from '../../src/events/sinks.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { ThreadedSqliteSink } from '../../src/events/store-thread.js';
@@ -51,6 +53,46 @@ describe('ThreadedSqliteSink', () => {
     const n = db.prepare('SELECT count(*) AS n FROM rollup').get() as { n: number };
     db.close();
     assert.ok(Number(n.n) > 0, 'the rollup was written with the events');
+    await sink.close();
+  });
+
+  // Workers: the primary hands a worker's pack on as it came (row.ts packEvents), with its
+  // own events, what events.enrich found, and without the events its queue dropped.
+  it('writes events read from a worker pack as they were, mixed with others, in order', async () => {
+    const path = join(tmp.dir, 'packed.db');
+    const sink = new ThreadedSqliteSink(path);
+    const sent = [
+      sampleEvent({
+        firstBytes: Buffer.from([0x16, 0x03, 0x01]),
+        protocol: 'tls',
+        protocolFields: { sni: 'a.test' },
+      }),
+      sampleEvent({ src: { ip: '2001:db8::9', port: 40000 } }),
+      sampleEvent({ type: 'rejected', count: 3 }),
+    ];
+    const [first, second] = unpackEvents(packEvents(sent)) as [FlowEvent, FlowEvent]; // the third: dropped
+    second.geo = { country: 'NL', asn: 64500, asOrg: 'Example AS' };
+    const own = sampleEvent({ type: 'scan', firstBytes: Buffer.from('own') });
+    const later = unpackEvents(packEvents([sampleEvent({ src: { ip: '203.0.113.5', port: 1 } })]));
+    // The batch interleaves two packs and an event of the primary's.
+    await sink.write([second, own, first, ...later]);
+    const db = openDatabase(path, { readonly: true });
+    const ids = [...db.prepare('SELECT id FROM events ORDER BY seq').iterate()] as { id: string }[];
+    db.close();
+    assert.deepEqual(
+      ids.map((r) => r.id),
+      [second.id, own.id, first.id, later[0]!.id],
+      'every event once, in the batch order, the dropped one not',
+    );
+    const got = new Map(queryEvents(path, { limit: 10 }).map((e) => [e.id, e]));
+    assert.deepEqual(got.get(second.id), { ...sent[1], geo: second.geo });
+    assert.deepEqual(got.get(first.id), sent[0]);
+    assert.deepEqual(got.get(own.id)?.firstBytes, Buffer.from('own'));
+    // The packs stay readable for the other sinks after the hand-off.
+    assert.deepEqual(
+      unpackEvents(packedOf(first)!.pack).map((e) => e.id),
+      sent.map((e) => e.id),
+    );
     await sink.close();
   });
 
