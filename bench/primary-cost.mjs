@@ -7,7 +7,7 @@
 // sinks are what `run` opens (openSinks: SQLite on its thread). Several trees side by side,
 // alternating: e.g. this one and a build of main.
 //   node bench/primary-cost.mjs [RATE=8000] [SECONDS=4] [ROOT ...]   (after npm run build)
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -21,6 +21,20 @@ const ROUNDS = 5;
 
 /** The calling thread's time on a CPU so far, ns (the first field of schedstat). */
 const threadCpuNs = () => Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0]);
+
+/** The store thread's time on a CPU so far, ns (its name is WorkerThread). */
+function storeCpuNs() {
+  let ns = 0;
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      if (readFileSync(`/proc/self/task/${tid}/comm`, 'latin1').trim() !== 'WorkerThread') continue;
+      ns += Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'latin1').split(' ')[0]);
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return ns;
+}
 
 async function load(root) {
   const m = (p) => import(pathToFileURL(join(resolve(root), 'dist', 'src', p)).href);
@@ -114,6 +128,7 @@ async function run(t, dir, r) {
   await handle(deserialize(serialize(message([benchFlow(t, -1, Date.now())], -1))));
   let n = 0;
   const main0 = threadCpuNs();
+  const store0 = storeCpuNs();
   const proc0 = process.cpuUsage();
   for (const buf of messages) {
     const next = Date.now() + BATCH_MS;
@@ -122,10 +137,11 @@ async function run(t, dir, r) {
     await new Promise((res) => setTimeout(res, Math.max(0, next - Date.now())));
   }
   const mainUs = (threadCpuNs() - main0) / 1000;
+  const storeUs = (storeCpuNs() - store0) / 1000;
   const cpu = process.cpuUsage(proc0);
   metrics.close();
   await recorder.close();
-  return { main: mainUs / n, process: (cpu.user + cpu.system) / n };
+  return { main: mainUs / n, store: storeUs / n, process: (cpu.user + cpu.system) / n };
 }
 
 const trees = [];
@@ -138,7 +154,7 @@ try {
       const res = await run(t, dir, `${results.size}-${r}-${trees.indexOf(t)}`);
       results.get(t.root).push(res);
       console.log(
-        `${t.root} round ${r + 1}: main thread ${res.main.toFixed(2)} µs/event, process ${res.process.toFixed(2)} µs/event`,
+        `${t.root} round ${r + 1}: main thread ${res.main.toFixed(2)} µs/event, store thread ${res.store.toFixed(2)}, process ${res.process.toFixed(2)} µs/event`,
       );
     }
   }
@@ -149,9 +165,10 @@ try {
     const s = (f) => list.map(f).sort((a, b) => a - b);
     const m = s((x) => x.main);
     const p = s((x) => x.process);
+    const st = s((x) => x.store);
     const mid = Math.floor(list.length / 2);
     console.log(
-      `  ${root}: main thread ${m[0].toFixed(2)} / ${m[mid].toFixed(2)} µs/event, process ${p[0].toFixed(2)} / ${p[mid].toFixed(2)} µs/event`,
+      `  ${root}: main thread ${m[0].toFixed(2)} / ${m[mid].toFixed(2)} µs/event, store thread ${st[0].toFixed(2)} / ${st[mid].toFixed(2)}, process ${p[0].toFixed(2)} / ${p[mid].toFixed(2)} µs/event`,
     );
   }
 } finally {

@@ -2,7 +2,8 @@
 // transaction (the events rows and the rollup's upserts, ~10-20 us of CPU a row) ran on the
 // event loop and held back every connection that arrived meanwhile: the latency tail at a
 // fixed connection rate (docs/performance.md). Here the loop only clones the batch into a
-// message; the thread runs the very same SqliteSink (sqlite.ts: retries of a busy or full
+// message (a worker's events go as their place in the pack they came in, which is transferred
+// whole: row.ts packEvents); the thread runs the very same SqliteSink (sqlite.ts: retries of a busy or full
 // store, `lost`, withoutRecorded, retention in time-boxed steps, the checkpoint thread) and
 // answers when the transaction committed, so write() resolves only once the rows are in the
 // store (the start journal settles a flow after that). Errors come back as HG_ERR_SINK with
