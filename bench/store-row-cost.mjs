@@ -6,6 +6,8 @@
 //   node bench/store-row-cost.mjs [EVENTS=20000] [ROUNDS=3]           (after npm run build)
 //   BENCH_ROW_VARIANTS='sink|rollup counts'  only these variants (names as printed)
 //   BENCH_ROW_WORKLOADS='one|sources'        only these workloads
+//   BENCH_ROW_STORE=300000                    events written (an hour earlier) before measuring:
+//                                             a store's indexes and day rows as a run meets them
 // Three workloads: `one` (the rate bench's: one source, one port), `sources` (the
 // many-sources bench's: 10,000 sources, one port) and `many` (10,000 sources over 1,000
 // ports, an attack's spread). Batches of 200 events (1,000 flows/s, events.batch
@@ -13,7 +15,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rollupRows, rollupWriter } from '../dist/src/events/rollup.js';
+import { rollupRows, rollupWriter, UPSERT } from '../dist/src/events/rollup.js';
 import { eventValues } from '../dist/src/events/row.js';
 import { INSERT, SqliteSink, STORE_PRAGMAS } from '../dist/src/events/sqlite.js';
 import { openDatabase } from '../dist/src/events/sqlite-driver.js';
@@ -22,6 +24,7 @@ import { benchFlow } from './lib/events.mjs';
 const EVENTS = Number(process.argv[2] ?? 20_000);
 const ROUNDS = Number(process.argv[3] ?? 3);
 const BATCH = 200;
+const STORE = Number(process.env.BENCH_ROW_STORE ?? 0);
 
 const WORKLOADS = {
   one: '1 source, 1 port',
@@ -63,6 +66,8 @@ const VARIANTS = {
   'insert, no indexes': { insert: true, drop: SECONDARY },
   ...Object.fromEntries(SECONDARY.map((ix) => [`insert, no ${ix}`, { insert: true, drop: [ix] }])),
   'rollup counts': { rollup: true },
+  // What the daily source rows cost: the counts without them (not a valid store).
+  'rollup counts, no daily src': { rollup: true, noDailySrc: true },
   'rollup+sketch': { rollup: true, sketch: true },
   'js: eventValues': { js: 'values' },
   'js: rollupRows': { js: 'rollup' },
@@ -87,7 +92,13 @@ async function run(dir, name, v, workload) {
     for (const ix of v.drop ?? []) db.exec(`DROP INDEX ${ix}`);
     if (!v.sketch) db.exec('DROP TABLE rollup_sketch');
     const insert = db.prepare(INSERT);
-    const rollup = rollupWriter(db);
+    let rollup = rollupWriter(db);
+    if (v.noDailySrc) {
+      const upsert = db.prepare(UPSERT);
+      rollup = (b) => {
+        for (const r of rollupRows(b)) if (r[0] !== 'd' || r[1] !== 'src') upsert.run(r);
+      };
+    }
     if (v.js === 'values') {
       write = (b) => {
         for (const e of b) eventValues(e);
@@ -103,6 +114,10 @@ async function run(dir, name, v, workload) {
     close = () => db.close();
   }
   await write([flow(-1, t0, workload)]); // compiles the statements
+  for (let i = 0; i < STORE; i += 1000) {
+    const at = t0 - 3_600_000 + i;
+    await write(Array.from({ length: Math.min(1000, STORE - i) }, (_, j) => flow(i + j, at + j, workload)));
+  }
   const c0 = threadCpuNs();
   for (const b of batches) await write(b);
   const us = (threadCpuNs() - c0) / 1000;
@@ -126,7 +141,7 @@ try {
       for (const n of order) res[n].push(await run(dir, n, VARIANTS[n], workload));
     }
     console.log(
-      `\n${workload}: ${WORKLOADS[workload]}; ${EVENTS} events in batches of ${BATCH}, ${ROUNDS} rounds; CPU µs per event (best / median)`,
+      `\n${workload}: ${WORKLOADS[workload]}; ${EVENTS} events in batches of ${BATCH}${STORE ? ` after ${STORE}` : ''}, ${ROUNDS} rounds; CPU µs per event (best / median)`,
     );
     for (const n of names) {
       const s = [...res[n]].sort((a, b) => a - b);
