@@ -7,7 +7,6 @@
         "native/relay.cc",
         "native/relay_core.cc",
         "native/privileges.cc",
-        "native/sched.cc",
         "native/udp.cc",
         "native/conntrack.cc",
         "native/conntrack_reader.cc"

@@ -23,7 +23,6 @@
 
 napi_value InitRelay(napi_env env, napi_value exports);  // relay.cc
 napi_value InitPrivileges(napi_env env, napi_value exports);  // privileges.cc
-void InitSched(napi_env env, napi_value exports);  // sched.cc
 namespace hg {
 void InitConntrack(napi_env env, napi_value exports);  // conntrack_reader.cc
 }  // namespace hg
@@ -235,7 +234,6 @@ napi_value Init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   InitPrivileges(env, exports);
-  InitSched(env, exports);
   hg::InitUdp(env, exports);
   hg::InitConntrack(env, exports);
   return InitRelay(env, exports);

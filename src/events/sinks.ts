@@ -7,30 +7,21 @@ import { prepareStoreDirs } from '../config/store-dirs.js';
 import type { Config } from '../config/types.js';
 import { NatsSink } from '../fleet/sink.js';
 import { createLogger, type Logger } from '../log.js';
-import { canLeaveIdle } from '../net/native.js';
 import type { Sink } from './event.js';
 import { JsonlSink } from './jsonl.js';
 import { SqliteSink } from './sqlite.js';
 import { ThreadedSqliteSink } from './store-thread.js';
 
 /**
- * Where the store writes. 'idle': on a thread of its own in SCHED_IDLE, which runs while the
- * loop waits and yields to it at once, put back to normal only while it falls behind
- * (store-thread.ts): a batch never delays a connection, on one CPU or many. It needs a way
- * back from SCHED_IDLE for as long as it runs (native canLeaveIdle(): RLIMIT_NICE, or
- * CAP_SYS_NICE kept). Without it: 'thread' on more than one CPU; 'loop' on one, where a thread at
- * normal priority only shares that CPU and costs the rate (one core, quiet runs: 0.55x
- * HAProxy's new connections/s with it, 0.74x without; docs/performance.md).
- * HONEYGATE_STORE_THREAD=idle|on|off decides instead.
+ * Whether the store writes on a thread of its own (store-thread.ts), off the event loop:
+ * when the process may run on more than one CPU. Pinned to one, the thread only shares
+ * that CPU and costs the rate (one core, quiet runs: 0.55x HAProxy's new connections/s
+ * with it, 0.74x without; docs/performance.md). HONEYGATE_STORE_THREAD=on|off decides.
  */
-export function storeMode(config: Pick<Config, 'user'>): 'idle' | 'thread' | 'loop' {
+export function storeThread(): boolean {
   const env = process.env.HONEYGATE_STORE_THREAD;
-  if (env === 'on' || env === 'off') return env === 'on' ? 'thread' : 'loop';
-  // Capabilities are gone after run drops to user: (privileges/drop.ts).
-  const idle = canLeaveIdle(!(process.geteuid?.() === 0 && config.user));
-  if (idle) return 'idle';
-  if (env === 'idle') return 'thread';
-  return availableParallelism() > 1 ? 'thread' : 'loop';
+  if (env === 'on' || env === 'off') return env === 'on';
+  return availableParallelism() > 1;
 }
 
 /**
@@ -63,11 +54,10 @@ export function openSinks(config: Config, log?: Logger): Sink[] {
     }
     if (config.events.sqlite) {
       const opts = { retention: config.events.retention ?? null, log };
-      const mode = storeMode(config);
       sinks.push(
-        mode === 'loop'
-          ? new SqliteSink(config.events.sqlite, { ...opts, sliceMs: LOOP_SLICE_MS })
-          : new ThreadedSqliteSink(config.events.sqlite, { ...opts, idle: mode === 'idle' }),
+        storeThread()
+          ? new ThreadedSqliteSink(config.events.sqlite, opts)
+          : new SqliteSink(config.events.sqlite, { ...opts, sliceMs: LOOP_SLICE_MS }),
       );
     }
     if (config.events.jsonl) sinks.push(new JsonlSink(config.events.jsonl));

@@ -15,7 +15,6 @@
 // with the same error as before, and openSinks stays all-or-nothing.
 //
 // The module is also the thread's entry point (workerData.role === 'store').
-import { readlinkSync } from 'node:fs';
 import {
   isMainThread,
   MessageChannel,
@@ -28,7 +27,6 @@ import {
 import type { Retention } from '../config/types.js';
 import { type ErrorCode, HoneygateError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { threadIdle } from '../net/native.js';
 import type { FlowEvent, Sink } from './event.js';
 import type { RetentionStats } from './retention.js';
 import { packedOf, unpackRows, valuesToEvent } from './row.js';
@@ -40,25 +38,10 @@ const START_MS = 30_000;
 const EMPTY = Buffer.alloc(0);
 /** How often the thread sends retention's stats when they changed. */
 const STATS_MS = 1000;
-/**
- * An idle thread (ThreadedSqliteSinkOptions.idle) not done with a batch after this long is
- * starved by a busy CPU: it runs at normal priority until it has answered every batch.
- */
-export const IDLE_LAG_MS = 50;
 
 // flags[0]: 0 = nothing yet, 1 = the thread runs, 2 = the store is open (or failed): its answer is on the port.
-// flags[1]: the thread's kernel tid, set before flags[0] says it runs.
 const STARTED = 1;
 const OPENED = 2;
-
-export interface ThreadedSqliteSinkOptions extends SqliteSinkOptions {
-  /**
-   * The thread in SCHED_IDLE (native/sched.cc): it writes only while the loop waits, and a
-   * connection waking the loop preempts it at once, so a batch's transaction never delays
-   * one (on one CPU it otherwise shares the loop's time slices). Needs allowThreadNormal().
-   */
-  idle?: boolean;
-}
 
 interface ThreadData {
   role: 'store';
@@ -115,12 +98,8 @@ interface Pending {
 export class ThreadedSqliteSink implements Sink {
   readonly name = 'sqlite';
   readonly path: string;
-  private readonly opts: ThreadedSqliteSinkOptions;
+  private readonly opts: SqliteSinkOptions;
   private worker: Worker | null = null;
-  private tid = 0;
-  private lagTimer: NodeJS.Timeout | null = null;
-  private normal = false; // an idle thread put back to normal until it catches up
-  private raised = 0; // times it was put back to normal
   private port: MessagePort | null = null;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -133,15 +112,10 @@ export class ThreadedSqliteSink implements Sink {
   private closing: Promise<void> | null = null;
 
   /** Opens or creates the store at `path` on a new thread and waits until it is ready. Throws HG_ERR_SINK. */
-  constructor(path: string, opts: ThreadedSqliteSinkOptions = {}) {
+  constructor(path: string, opts: SqliteSinkOptions = {}) {
     this.path = path;
     this.opts = opts;
     this.start();
-  }
-
-  /** An idle thread's scheduling: its tid, whether it runs at normal priority now, and how often it was raised. */
-  get scheduling(): { tid: number; idle: boolean; raised: number } {
-    return { tid: this.tid, idle: this.opts.idle === true && !this.normal, raised: this.raised };
   }
 
   /** Events given up: the retry buffer was full, or the thread died with them. */
@@ -259,15 +233,11 @@ export class ThreadedSqliteSink implements Sink {
       this.pending.set(id, { resolve, reject, events });
       // Waiting for an answer keeps the process alive (a shutdown's last batch); an idle thread does not.
       if (this.pending.size === 1) this.port!.ref();
-      if (this.opts.idle && !this.normal && this.lagTimer === null) {
-        this.lagTimer = setTimeout(() => this.schedule(false), IDLE_LAG_MS);
-        this.lagTimer.unref();
-      }
     });
   }
 
   private start(): void {
-    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const flags = new Int32Array(new SharedArrayBuffer(4));
     const { port1, port2 } = new MessageChannel();
     const data: ThreadData = {
       role: 'store',
@@ -294,13 +264,8 @@ export class ThreadedSqliteSink implements Sink {
     // The thread's start is bounded; the open is not (a schema upgrade of a large store takes minutes).
     const deadline = Date.now() + START_MS;
     while (Atomics.load(flags, 0) < STARTED && Date.now() < deadline) Atomics.wait(flags, 0, 0, 100);
-    if (Atomics.load(flags, 0) >= STARTED) {
-      this.tid = Atomics.load(flags, 1);
-      this.normal = true;
-      // Before the open: threads SQLite's sink starts there (the checkpointer) inherit the policy.
-      if (this.opts.idle) this.schedule(true);
+    if (Atomics.load(flags, 0) >= STARTED)
       while (Atomics.load(flags, 0) < OPENED) Atomics.wait(flags, 0, STARTED, 1000);
-    }
     let opened: Message | null = null;
     for (let m = receiveMessageOnPort(port1); m; m = receiveMessageOnPort(port1)) {
       const msg = m.message as Message;
@@ -331,27 +296,6 @@ export class ThreadedSqliteSink implements Sink {
     worker.on('exit', (code) => this.onExit(worker, code));
   }
 
-  /**
-   * Puts the thread in SCHED_IDLE (idle) or back to normal. A failure (the thread just
-   * ended; privileges changed under it) leaves it at normal priority, which only costs latency.
-   */
-  private schedule(idle: boolean): void {
-    if (this.lagTimer) clearTimeout(this.lagTimer);
-    this.lagTimer = null;
-    if (idle !== this.normal || this.tid === 0) return;
-    try {
-      threadIdle(this.tid, idle);
-      this.normal = !idle;
-      if (!idle) this.raised++;
-    } catch (err) {
-      if (!idle) this.opts.idle = false; // cannot be raised: never starve it again
-      this.opts.log?.warn(
-        { err },
-        `sqlite: ${this.path}: the store thread's priority: ${(err as Error).message}`,
-      );
-    }
-  }
-
   private onMessage(msg: Message): void {
     if (msg.log) {
       try {
@@ -368,10 +312,7 @@ export class ThreadedSqliteSink implements Sink {
     const p = this.pending.get(msg.id);
     if (!p) return;
     this.pending.delete(msg.id);
-    if (this.pending.size === 0) {
-      this.port?.unref();
-      if (this.opts.idle) this.schedule(true);
-    }
+    if (this.pending.size === 0) this.port?.unref();
     if (msg.error) p.reject(threadError(msg.error));
     else p.resolve();
   }
@@ -380,8 +321,6 @@ export class ThreadedSqliteSink implements Sink {
   private onExit(worker: Worker, code: number): void {
     if (worker !== this.worker) return;
     this.worker = null;
-    if (this.lagTimer) clearTimeout(this.lagTimer);
-    this.lagTimer = null;
     // Answers it sent before dying are still in the port.
     for (let m = receiveMessageOnPort(this.port!); m; m = receiveMessageOnPort(this.port!))
       this.onMessage(m.message as Message);
@@ -442,10 +381,6 @@ function threadMain(data: ThreadData): void {
     Atomics.store(flags, 0, state);
     Atomics.notify(flags, 0);
   };
-  // "/proc/PID/task/TID": the loop sets this thread's scheduling by its tid (0: unknown, left as it is).
-  try {
-    Atomics.store(flags, 1, Number(readlinkSync('/proc/thread-self').split('/').pop()) || 0);
-  } catch {}
   signal(STARTED);
   // However the thread ends, the loop waiting for the open must not wait forever.
   process.on('exit', () => signal(OPENED));

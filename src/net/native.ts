@@ -40,8 +40,6 @@ interface Addon {
   relayCloseReasons: CloseReason[];
   dropPrivileges(target: { uid: number; gid: number; groups: number[]; keep: number[] }): void;
   privileges(): ThreadPrivileges;
-  threadIdle(tid: number, idle: boolean): void;
-  allowThreadNormal(): boolean;
 }
 
 /**
@@ -454,28 +452,3 @@ export function dropPrivileges(target: { uid: number; gid: number; groups: numbe
 export function threadPrivileges(): ThreadPrivileges {
   return addon().privileges();
 }
-
-/**
- * Puts a thread of this process (its kernel tid) in SCHED_IDLE, or back to SCHED_OTHER
- * (native/sched.cc). Throws HG_ERR_NATIVE without the addon, or the failed call.
- */
-export function threadIdle(tid: number, idle: boolean): void {
-  addon().threadIdle(tid, idle);
-}
-
-/**
- * Whether a thread put in SCHED_IDLE can be put back by this process: by RLIMIT_NICE, raised
- * to nice 0 where the process may (it outlives a drop of privileges), or by CAP_SYS_NICE while
- * the process keeps it (`keepsCapabilities`: it will not drop to another account). False
- * without the addon.
- */
-export function canLeaveIdle(keepsCapabilities: boolean): boolean {
-  try {
-    if (addon().allowThreadNormal()) return true;
-    return keepsCapabilities && (addon().privileges().effective & (1n << CAP_SYS_NICE)) !== 0n;
-  } catch {
-    return false;
-  }
-}
-
-const CAP_SYS_NICE = 23n;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { Config } from '../../src/config/types.js';
@@ -8,8 +8,7 @@ import { queryEvents } from '../../src/events/query.js';
 import { packEvents, packedOf, unpackEvents } from '../../src/events/row.js';
 import { openSinks } from '../../src/events/sinks.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
-import { IDLE_LAG_MS, ThreadedSqliteSink } from '../../src/events/store-thread.js';
-import { canLeaveIdle } from '../../src/net/native.js';
+import { ThreadedSqliteSink } from '../../src/events/store-thread.js';
 import { sampleEvent, tempDir } from '../helpers/events.js';
 
 // Issue 21 (latency): the SQLite sink's batches run on a thread of their own.
@@ -180,37 +179,6 @@ describe('ThreadedSqliteSink', () => {
     await sink.trim();
     const stats = sink.stats();
     assert.ok(stats && stats.storeBytes > 0, 'retention runs in the thread and reports the size');
-    await sink.close();
-  });
-
-  // The policy of a thread of this process (/proc/PID/task/TID/stat, field 41): 0 SCHED_OTHER, 5 SCHED_IDLE.
-  const policy = (tid: number): number => {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
-  };
-
-  it('an idle thread runs in SCHED_IDLE, at normal priority while a batch takes longer than IDLE_LAG_MS', {
-    skip: canLeaveIdle(true) ? false : 'needs CAP_SYS_NICE or RLIMIT_NICE 20 to leave SCHED_IDLE',
-  }, async () => {
-    const path = join(tmp.dir, 'idle.db');
-    const sink = new ThreadedSqliteSink(path, { idle: true });
-    const { tid } = sink.scheduling;
-    assert.ok(tid > 0);
-    assert.equal(policy(tid), 5, 'SCHED_IDLE from the start');
-    assert.equal(policy(process.pid), 0, 'the loop stays normal');
-    await sink.write([sampleEvent()]);
-    assert.equal(sink.scheduling.raised, 0, 'a small batch is done within the lag');
-    // A batch that takes the thread well over IDLE_LAG_MS: as a busy CPU would starve it.
-    const big = Array.from({ length: 60_000 }, (_, i) =>
-      sampleEvent({ src: { ip: `198.51.100.${i % 250}`, port: 1024 + i } }),
-    );
-    const started = Date.now();
-    await sink.write(big);
-    const took = Date.now() - started;
-    assert.ok(took > IDLE_LAG_MS, `the batch took ${took} ms (needs > ${IDLE_LAG_MS} for this test)`);
-    assert.equal(sink.scheduling.raised, 1, 'put back to normal once, while behind');
-    assert.equal(policy(tid), 5, 'and idle again once it answered');
-    assert.equal(queryEvents(path, { limit: 1 }).length, 1);
     await sink.close();
   });
 });
