@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { deserialize, serialize } from 'node:v8';
+import { flowFields } from './lib/events.mjs';
 
 const RATE = Number(process.argv[2] ?? 8000);
 const SECONDS = Number(process.argv[3] ?? 4);
@@ -50,27 +51,7 @@ async function load(root) {
 }
 
 function benchFlow(t, i, at) {
-  return t.events.blankEvent({
-    id: t.recorder.newEventId(),
-    type: 'flow',
-    openedAt: at,
-    closedAt: at + 1,
-    sensor: 'bench',
-    listener: 'bench0',
-    src: { ip: `198.51.100.${i % 200}`, port: 1024 + (i % 60000) },
-    dst: { ip: '127.0.0.1', port: 9101 },
-    route: 'nginx',
-    action: 'forward',
-    backend: 'nginx',
-    server: '127.0.0.1:8001',
-    sourceMode: 'none',
-    bytesIn: 61,
-    bytesOut: 1273,
-    closeReason: 'client-closed',
-    firstBytes: Buffer.from(`GET /${i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`),
-    protocol: 'http',
-    protocolFields: { method: 'GET', path: `/${i}`, host: '127.0.0.1' },
-  });
+  return t.events.blankEvent({ id: t.recorder.newEventId(), ...flowFields(i, at, `198.51.100.${i % 200}`) });
 }
 
 const silent = { warn() {}, info() {}, error() {}, debug() {}, trace() {}, child: () => silent };

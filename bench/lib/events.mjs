@@ -5,8 +5,12 @@ import { newEventId } from '../../dist/src/events/recorder.js';
 
 /** Flow number `i`, opened at `at`, from `src` to destination port `port`. */
 export function benchFlow(i, at, src = '127.0.0.1', port = 9101) {
-  return blankEvent({
-    id: newEventId(),
+  return blankEvent({ id: newEventId(), ...flowFields(i, at, src, port) });
+}
+
+/** The same flow's fields without its id, for a tree of another build (primary-cost.mjs). */
+export function flowFields(i, at, src = '127.0.0.1', port = 9101) {
+  return {
     type: 'flow',
     openedAt: at,
     closedAt: at + 1,
@@ -25,5 +29,5 @@ export function benchFlow(i, at, src = '127.0.0.1', port = 9101) {
     firstBytes: Buffer.from(`GET /${i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`),
     protocol: 'http',
     protocolFields: { method: 'GET', path: `/${i}`, host: '127.0.0.1' },
-  });
+  };
 }
