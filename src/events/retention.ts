@@ -50,7 +50,7 @@ export interface RetentionOptions {
 const INTERVAL_MS = 10_000;
 const STEP_MS = 5;
 const MIN_ROWS = 10;
-const MAX_ROWS = 200; // rows deleted by one step, at most: 500 from pages not in memory took 61-75 ms of CPU
+const MAX_ROWS = 500; // rows deleted by one step, at most
 const MAX_PAGES = 256; // pages one vacuum step moves, at most
 // Trimming for size stops a little under the bound, so that a store at its bound is not
 // trimmed again by every check.

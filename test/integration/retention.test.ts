@@ -90,8 +90,8 @@ function assertSteps(
 ): void {
   const deleted = stats.deleted['max-age'] + stats.deleted['max-size'];
   assert.ok(
-    stats.steps >= Math.ceil(deleted / 200),
-    `${stats.steps} steps for ${deleted} rows (200 at most each)`,
+    stats.steps >= Math.ceil(deleted / 500),
+    `${stats.steps} steps for ${deleted} rows (500 at most each)`,
   );
   assert.ok(stats.steps > 10, `${stats.steps} steps`);
   assert.ok(stats.longestStepCpuMs < 50, `longest step ${stats.longestStepCpuMs.toFixed(1)} ms of CPU`);

@@ -91,7 +91,7 @@ describe('StoreRetention on a small store', () => {
       const stats = sink.stats()!;
       assert.equal(stats.deleted['max-age'], older);
       assert.equal(stats.deleted['max-size'], 0);
-      assert.ok(stats.steps >= Math.ceil(older / 200), `${stats.steps} steps for ${older} rows`);
+      assert.ok(stats.steps >= Math.ceil(older / 500), `${stats.steps} steps for ${older} rows`);
       assert.equal(count(path, `opened_at <= ${now - 7 * DAY}`), 0);
       assert.equal(count(path), ROWS - older);
       assert.equal(stats.freeBytes, 0, 'freed pages vacuumed');
