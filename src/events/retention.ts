@@ -37,6 +37,7 @@ export interface RetentionStats {
   steps: number; // delete and vacuum steps run since start
   longestStepMs: number; // the longest of them: how long retention held the loop at once (wall clock)
   longestStepCpuMs: number; // the most CPU time of one step (this thread's), free of a busy machine's waits
+  slowSteps: number; // steps over SLOW_STEP_CPU_MS of CPU: a page read on a VM whose disk I/O counts as CPU, a GC pause
 }
 
 export interface RetentionOptions {
@@ -51,6 +52,7 @@ const INTERVAL_MS = 10_000;
 const STEP_MS = 5;
 const MIN_ROWS = 10;
 const MAX_ROWS = 500; // rows deleted by one step, at most
+const SLOW_STEP_CPU_MS = 50;
 const MAX_PAGES = 256; // pages one vacuum step moves, at most
 // Trimming for size stops a little under the bound, so that a store at its bound is not
 // trimmed again by every check.
@@ -164,6 +166,7 @@ export class StoreRetention {
       steps: this.steps,
       longestStepMs: this.longestStepMs,
       longestStepCpuMs: this.longestStepCpuMs,
+      slowSteps: this.slowSteps,
     };
   }
 
@@ -256,6 +259,7 @@ export class StoreRetention {
   private since(t0: { wall: number; cpu: number }): number {
     const cpuMs = threadCpuMs() - t0.cpu;
     if (cpuMs > this.longestStepCpuMs) this.longestStepCpuMs = cpuMs;
+    if (cpuMs > SLOW_STEP_CPU_MS) this.slowSteps++;
     return performance.now() - t0.wall;
   }
 
@@ -273,6 +277,7 @@ export class StoreRetention {
   private steps = 0;
   private longestStepMs = 0;
   private longestStepCpuMs = 0;
+  private slowSteps = 0;
 
   /** Yields the loop for as long as the last step held it (at least 1 ms): half of the time at most is ours. */
   private pause(): Promise<void> {
