@@ -134,8 +134,7 @@ const PACKED: unique symbol = Symbol('honeygate.packed');
 
 /** The events of a pack, each knowing its place in it (packedOf). Throws on a malformed pack. */
 export function unpackEvents(pack: Uint8Array): FlowEvent[] {
-  const rows = deserialize(pack) as EventValues[];
-  if (!Array.isArray(rows)) throw new TypeError('not a pack of event rows');
+  const rows = unpackRows(pack);
   const events: FlowEvent[] = new Array(rows.length);
   for (let i = 0; i < rows.length; i++) {
     const e: FlowEvent & { [PACKED]?: Packed } = valuesToEvent(rows[i]!);
