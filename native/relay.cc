@@ -64,7 +64,7 @@ class Relay : public RecordSink {
   }
 
   bool destroyed() const { return destroyed_; }
-  const double* dial() const { return dial_; }
+  double* dial() { return dial_; }
 
   void Push(Record&& record) override { records_.push_back(std::move(record)); }
 
@@ -337,7 +337,8 @@ uint64_t SpecNumber(double value, double max) {
 }
 
 // forward(id, host, localIp|null, header|null), its numbers in the dial spec (boundary.h's
-// DialField): undefined, or why it could not start.
+// DialField): undefined, or why it could not start. When the local port was taken, the
+// spec's localPort is overwritten with the port the dial went out from.
 napi_value Forward(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -347,7 +348,7 @@ napi_value Forward(napi_env env, napi_callback_info info) {
   if (argc < 4 || !GetUint32(env, argv[0], &id) || !IsString(env, argv[1])) {
     return Throw(env, "Usage: forward(id, host, localIp | null, header | null)");
   }
-  const double* spec = r->dial();
+  double* spec = r->dial();
   Dial d;
   d.host = GetString(env, argv[1]);
   d.port = static_cast<uint32_t>(SpecNumber(spec[kDialPort], 65535));
@@ -367,7 +368,10 @@ napi_value Forward(napi_env env, napi_callback_info info) {
   d.firstCap = static_cast<uint32_t>(SpecNumber(spec[kDialFirstCap], 4294967295.0));
   d.maxIn = SpecNumber(spec[kDialMaxIn], 9007199254740991.0);
   d.maxOut = SpecNumber(spec[kDialMaxOut], 9007199254740991.0);
-  return MessageOrUndefined(env, r->core().Forward(id, d));
+  uint32_t fromPort;
+  std::string error = r->core().Forward(id, d, &fromPort);
+  if (fromPort != 0) spec[kDialLocalPort] = fromPort;
+  return MessageOrUndefined(env, error);
 }
 
 napi_value Adopt(napi_env env, napi_callback_info info) {

@@ -153,7 +153,8 @@ void RelayCore::Close(uint32_t id, bool reset) {
   RestoreReserve();
 }
 
-std::string RelayCore::Forward(uint32_t id, const Dial& d) {
+std::string RelayCore::Forward(uint32_t id, const Dial& d, uint32_t* fromPort) {
+  *fromPort = 0;
   Conn* c = Find(id);
   if (!c || c->state != Conn::kWaiting) return "no such flow waiting";
   sockaddr_storage to;
@@ -167,6 +168,12 @@ std::string RelayCore::Forward(uint32_t id, const Dial& d) {
   if (fd < 0 && d.localPort != 0 && (error.find("EADDRINUSE") != std::string::npos ||
                                       error.find("EADDRNOTAVAIL") != std::string::npos)) {
     fd = Connect(d, to, toLen, 0, &error);  // the attacker's port is taken here: any port
+    sockaddr_storage from;
+    socklen_t fromLen = sizeof from;
+    if (fd >= 0 && getsockname(fd, reinterpret_cast<sockaddr*>(&from), &fromLen) == 0) {
+      *fromPort = ntohs(from.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&from)->sin6_port
+                                                   : reinterpret_cast<sockaddr_in*>(&from)->sin_port);
+    }
   }
   if (fd < 0) {
     free(header);

@@ -132,7 +132,8 @@ class RelayCore {
   void Close(uint32_t id, bool reset);
   // Starts dialing for a waiting flow; the outcome comes as record 2 or 3 (after which the
   // flow waits again). "" or why it cannot even start (the flow then stays waiting).
-  std::string Forward(uint32_t id, const Dial& dial);
+  // *fromPort: the local port the dial went out from when dial.localPort was taken, else 0.
+  std::string Forward(uint32_t id, const Dial& dial, uint32_t* fromPort);
   // A flow's bytes so far: false when the core has no such flow.
   bool Counters(uint32_t id, uint64_t* in, uint64_t* out) const;
   // The attacker's first bytes so far; nullptr when none (or no such flow).

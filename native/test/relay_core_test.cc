@@ -149,6 +149,7 @@ struct Fixture {
   int server = -1;  // the honeypot's listening socket
   int client = -1;  // the attacker
   uint32_t id = 0;  // the accepted flow
+  uint32_t fromPort = 0;  // Forward's: the port the dial went out from when the asked one was taken
 
   bool Start() {
     if (!core.Open().empty()) return false;
@@ -166,7 +167,7 @@ struct Fixture {
   int Forward(Dial d) {
     d.host = "127.0.0.1";
     d.port = serverPort;
-    std::string error = core.Forward(id, d);
+    std::string error = core.Forward(id, d, &fromPort);
     if (!error.empty()) return -1;
     if (!RunUntil(core, [&] { return sink.Find(kRecordDialed, id) != nullptr; })) return -1;
     return Accept(server);
@@ -316,6 +317,40 @@ void ByteCap() {
   if (up >= 0) close(up);
 }
 
+// The honeypot's peer port of an accepted socket.
+uint16_t PeerPort(int fd) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  return getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0 ? ntohs(a.sin_port) : 0;
+}
+
+void TakenLocalPortFallsBackAndSaysWhich() {
+  Fixture f;
+  CHECK(f.Start());
+  uint16_t taken = 0;
+  int holder = ListenLoopback(&taken);  // a listener holds the port the dial asks for
+  Dial d;
+  d.localIp = "127.0.0.1";
+  d.localPort = taken;
+  int up = f.Forward(d);
+  CHECK(up >= 0);
+  CHECK(f.fromPort != 0 && f.fromPort != taken);
+  CHECK(PeerPort(up) == f.fromPort);
+  if (up >= 0) close(up);
+  close(holder);
+  // A free port is used as asked, and nothing is reported.
+  Fixture g;
+  CHECK(g.Start());
+  uint16_t free = 0;
+  close(ListenLoopback(&free));
+  d.localPort = free;
+  up = g.Forward(d);
+  CHECK(up >= 0);
+  CHECK(g.fromPort == 0);
+  CHECK(PeerPort(up) == free);
+  if (up >= 0) close(up);
+}
+
 void FailedConnectWaitsAgain() {
   Fixture f;
   CHECK(f.Start());
@@ -325,7 +360,7 @@ void FailedConnectWaitsAgain() {
   Dial d;
   d.host = "127.0.0.1";
   d.port = closedPort;
-  CHECK(f.core.Forward(f.id, d).empty());
+  CHECK(f.core.Forward(f.id, d, &f.fromPort).empty());
   CHECK(RunUntil(f.core, [&] { return f.sink.Find(kRecordDialFailed, f.id) != nullptr; }));
   const Record* r = f.sink.Find(kRecordDialFailed, f.id);
   std::string where = "127.0.0.1:" + std::to_string(closedPort);
@@ -344,7 +379,7 @@ void ConnectDoneDuringAStallIsNotATimeout() {
   d.host = "127.0.0.1";
   d.port = f.serverPort;
   d.timeoutMs = 50;
-  CHECK(f.core.Forward(f.id, d).empty());
+  CHECK(f.core.Forward(f.id, d, &f.fromPort).empty());
   // A stalled loop: the connect completes (the backlog answers), its deadline passes, and
   // the timer runs before epoll is read, as libuv orders them.
   timespec pause{0, 200 * 1000 * 1000};
@@ -365,11 +400,11 @@ void ForwardRefusesBadInput() {
   Dial d;
   d.host = "honeypot.example";
   d.port = 80;
-  CHECK(f.core.Forward(f.id, d) == "not an address: honeypot.example");
+  CHECK(f.core.Forward(f.id, d, &f.fromPort) == "not an address: honeypot.example");
   d.host = "127.0.0.1";
-  CHECK(f.core.Forward(f.id + 1000, d) == "no such flow waiting");
+  CHECK(f.core.Forward(f.id + 1000, d, &f.fromPort) == "no such flow waiting");
   d.localIp = "2001:db8::1";
-  std::string error = f.core.Forward(f.id, d);
+  std::string error = f.core.Forward(f.id, d, &f.fromPort);
   CHECK(error == "bind: not an address of the server's family: 2001:db8::1");
   // Still waiting after each refusal.
   int fd = f.core.Take(f.id);
@@ -485,6 +520,7 @@ int main() {
   Run("an attacker's reset: client-reset", ResetByClient);
   Run("a honeypot's reset: server-reset", ResetByServer);
   Run("the byte cap ends the flow: byte-cap maxBytesIn", ByteCap);
+  Run("a taken local port: the dial goes out from another, and says which", TakenLocalPortFallsBackAndSaysWhich);
   Run("a refused connect: dialFailed, and the flow waits again", FailedConnectWaitsAgain);
   Run("a connect done during a stall of the loop is not a timeout", ConnectDoneDuringAStallIsNotATimeout);
   Run("forward refuses a name, an unknown flow, a local address of the other family", ForwardRefusesBadInput);

@@ -67,6 +67,11 @@ export function forward(flow: Flow, backendName: string, depth = 0): void {
       }
       flow.defer(() => pool.release(server));
       flow.server = server.key;
+      const from = upstream ? (upstream.localPort ?? 0) : flow.conn!.fromPort;
+      if (backend.source === 'transparent' && from !== 0 && from !== flow.src.port) {
+        // Another flow from the same address and port holds that 4-tuple: openUpstream fell back.
+        flow.detail ??= `the honeypot sees source port ${from}: ${flow.src.port} was in use towards ${server.key}`;
+      }
       if (upstream) return guard(flow, () => pump(flow, upstream));
       flow.pending = []; // sent by the relay with the header
       flow.defer(flow.runtime.deadlines.watch(flow));

@@ -46,6 +46,8 @@ export class RelayConn {
   closed = false;
   /** Called once when the relay ends the flow itself (a close, a reset, a cap). */
   onEnd: ((end: RelayEnd) => void) | null = null;
+  /** The port the last dial went out from when the plan's local port was taken; 0: as planned. */
+  fromPort = 0;
   private dial: { done: (err: Error | null) => void; server: Endpoint; timeoutMs: number } | null = null;
 
   constructor(
@@ -96,6 +98,8 @@ export class RelayConn {
     spec[at.maxOut] = caps.maxBytesOut;
     const error = this.relay.native.forward(this.id, server.host, plan.local?.ip ?? null, plan.header);
     if (error !== undefined) return done(connectError(server, error));
+    // The relay overwrites localPort with the port it fell back to (native/relay.cc).
+    this.fromPort = spec[at.localPort] !== (plan.local?.port ?? 0) ? spec[at.localPort]! : 0;
     this.dial = { done, server, timeoutMs };
   }
 

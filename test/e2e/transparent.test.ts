@@ -144,7 +144,12 @@ describe('transparent mode beside a real Docker Engine', () => {
    * Waits until the container's own `ss -tn` lists an established connection from each client
    * on `port`, and checks that it accepted each on its own bridge address `local`.
    */
-  const seenByContainer = async (name: string, clients: Client[], port: number, local?: string) => {
+  const seenByContainer = async (
+    name: string,
+    clients: Array<Pick<Client, 'local'>>,
+    port: number,
+    local?: string,
+  ) => {
     const estab = await waitFor(
       `${name} to list ${clients.map((c) => c.local).join(', ')} in ss -tn`,
       async () => {
@@ -265,8 +270,34 @@ events: { sqlite: ${dbPath}, batch: 50ms }
       [a1.gw4, 31337],
       [farm.attacker2.gw4, 443], // the gateway's att2 address, reached through att1
     ];
-    const clients = await Promise.all(targets.map(([host, port]) => throughHoneypot(a1, host, port)));
-    await seenByContainer('hp', clients, 2222, hp.ip4);
+    // Two of these clients may leave from the same port (towards different destinations): the
+    // honeypot then sees one of them from another port, which its event must say (the next test
+    // makes that happen on purpose).
+    const conns = await Promise.all(
+      targets.map(async ([host, port]) => {
+        const client = await connectFrom(farm.topology, a1.ns, host, port);
+        const line = await client.line().catch((err: Error) => {
+          throw new Error(`${client.local} -> ${endpoint(host, port)}: ${err.message}\n${gateway.output()}`);
+        });
+        return { client, seen: line.replace(/^peer /, '') };
+      }),
+    );
+    const clients = conns.map((c) => c.client);
+    for (const { client, seen } of conns) {
+      assert.equal(hostOf(seen), a1.ip4, `${client.local}: the honeypot saw ${seen}`);
+      if (seen === client.local) continue;
+      const shared = clients.filter((c) => c.local === client.local).length;
+      assert.ok(
+        shared > 1,
+        `${client.local}: the honeypot saw ${seen}, yet no other flow left from that port`,
+      );
+    }
+    await seenByContainer(
+      'hp',
+      conns.map((c) => ({ local: c.seen })),
+      2222,
+      hp.ip4,
+    );
     for (const c of clients) {
       c.write('ping\n');
       assert.equal(await c.line(), 'ping');
@@ -275,16 +306,83 @@ events: { sqlite: ${dbPath}, batch: 50ms }
     // honeygate's record of the same flows: forwarded, transparent, the original dst kept.
     const recorded = await waitFor('an event for every flow', async () => {
       const all = await events();
-      const mine = clients.map((c) => all.find((e) => e.type === 'flow' && e.src.port === portOf(c.local)));
+      const mine = conns.map(({ client }, i) =>
+        all.find(
+          (e) =>
+            e.type === 'flow' &&
+            e.src.port === portOf(client.local) &&
+            e.dst.ip === targets[i]![0] &&
+            e.dst.port === targets[i]![1],
+        ),
+      );
       return mine.every(Boolean) && (mine as EventRecord[]);
     });
     recorded.forEach((e, i) => {
       assert.equal(e.src.ip, a1.ip4);
-      assert.deepEqual([e.dst.ip, e.dst.port], targets[i]);
       assert.equal(e.action, 'forward');
       assert.equal(e.backend, 'ssh');
       assert.equal(e.sourceMode, 'transparent');
+      const { client, seen } = conns[i]!;
+      if (seen !== client.local)
+        assert.match(e.detail ?? '', new RegExp(`sees source port ${portOf(seen)}:`));
     });
+  });
+
+  test('two flows from one attacker port: the second reaches the honeypot from another port, and its event says which', {
+    skip,
+  }, async () => {
+    const a1 = farm.attacker1;
+    const port = 40123;
+    const from = endpoint(a1.ip4, port);
+    // socat, for SO_REUSEADDR: both clients bind the same address and port.
+    const socatFrom = async (dstPort: number) => {
+      const child = farm.topology.spawn(
+        a1.ns,
+        ['socat', '-', `TCP:${farm.decoys.ip4}:${dstPort},bind=${from},reuseaddr`],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      let exited = false;
+      child.stdout!.on('data', (d) => {
+        out += d;
+      });
+      child.on('exit', () => {
+        exited = true;
+      });
+      const close = async () => {
+        child.stdin!.end();
+        await waitFor(`socat to port ${dstPort} to exit`, () => exited, 5_000);
+      };
+      try {
+        const line = await waitFor(`the honeypot's peer line through port ${dstPort}`, () =>
+          out.includes('\n') ? out.slice(0, out.indexOf('\n')) : exited && `exited: ${out}`,
+        );
+        return { line, close };
+      } catch (err) {
+        child.kill();
+        throw err;
+      }
+    };
+    const first = await socatFrom(22);
+    const second = await socatFrom(80).catch(async (err) => {
+      await first.close();
+      throw err;
+    });
+    await Promise.all([first.close(), second.close()]);
+    assert.equal(first.line, `peer ${from}`);
+    assert.equal(hostOf(second.line.replace(/^peer /, '')), a1.ip4, second.line);
+    const seenPort = portOf(second.line);
+    assert.notEqual(seenPort, port, 'the 4-tuple towards the honeypot was taken by the first flow');
+    const flowTo = (dstPort: number) =>
+      waitForEvent(
+        `the flow to port ${dstPort}`,
+        (e) => e.type === 'flow' && e.src.port === port && e.dst.port === dstPort,
+      );
+    assert.equal((await flowTo(22)).detail, null);
+    assert.equal(
+      (await flowTo(80)).detail,
+      `the honeypot sees source port ${seenPort}: ${port} was in use towards ${hp.ip4}:2222`,
+    );
   });
 
   test('a port no route names is accepted and captured', { skip }, async () => {
