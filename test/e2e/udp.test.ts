@@ -81,6 +81,24 @@ events: { sqlite: ${dir}/events.db, batch: 50ms }
 log: { level: info }
 `;
 
+// A scanner's way: one socket, one source port, queries to several decoys in turn; prints
+// where each answer came from ("from IP:PORT"), or "timeout".
+const ONE_PORT_SCANNER = `
+import socket, struct, sys
+src, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, port))
+s.settimeout(3)
+question = b'\\x08honeypot\\x04test\\x00' + struct.pack('!HH', 1, 1)
+for i, target in enumerate(sys.argv[3:]):
+    s.sendto(struct.pack('!HHHHHH', i, 0x0100, 1, 0, 0, 0) + question, (target, 53))
+    try:
+        _, addr = s.recvfrom(2048)
+        print('from %s:%d' % addr, flush=True)
+    except socket.timeout:
+        print('timeout', flush=True)
+`;
+
 // Sends SPOOFED queries for big.test TXT from the victim's address (IP_TRANSPARENT lets the
 // attacker bind an address it does not own), 50 at a time; prints "sent N BYTES". Each
 // query offers a 4096-byte EDNS buffer, as reflection attacks do (without it dnsmasq
@@ -186,7 +204,7 @@ describe('UDP through a tproxy listener, against real servers', { skip, timeout:
           '--bind-interfaces',
           '--no-resolv',
           '--no-hosts',
-          '--log-queries',
+          '--log-queries=extra', // "N IP/PORT query[A] NAME from IP": the port too
           '--log-facility=-',
           '--user=root',
           `--pid-file=${dir}/dnsmasq-${ns}.pid`,
@@ -317,6 +335,43 @@ describe('UDP through a tproxy listener, against real servers', { skip, timeout:
       );
     }
     assert.ok(!hpDns.lines.some((l) => /from 192\.0\.2\.97|from 127\./.test(l)), hpDns.text());
+  });
+
+  test("one source port to two decoys routed to one honeypot: each answer comes from the decoy asked, the second flow's event says which port the honeypot saw", async () => {
+    const a1 = farm.attacker1;
+    const port = 40054;
+    const [first, second] = ['192.0.2.81', '192.0.2.82'];
+    const r = await exec(a1.ns, [
+      'python3',
+      '-c',
+      ONE_PORT_SCANNER,
+      a1.ip4,
+      String(port),
+      first,
+      second,
+      first,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), [
+      `from ${first}:53`,
+      `from ${second}:53`,
+      `from ${first}:53`,
+    ]);
+    const flowTo = (host: string) =>
+      eventOf((x) => x.src.port === port && x.dst.ip === host, `the event of ${host}`);
+    const [one, two] = [await flowTo(first), await flowTo(second)];
+    assert.deepEqual(one.udp, { datagramsIn: 2, datagramsOut: 2, heldDatagrams: 0, heldBytes: 0 });
+    assert.equal(one.detail, null);
+    assert.deepEqual(two.udp, { datagramsIn: 1, datagramsOut: 1, heldDatagrams: 0, heldBytes: 0 });
+    const seen = /^the honeypot sees source port (\d+): 40054 was in use towards 192\.0\.2\.100:53$/.exec(
+      two.detail ?? '',
+    );
+    assert.ok(seen, `detail: ${two.detail}`);
+    await waitFor("both queries' sources in dnsmasq's log", () =>
+      [port, Number(seen[1])].every((p) =>
+        hpDns.lines.some((l) => l.includes(`${a1.ip4}/${p} query[A] honeypot.test`)),
+      ),
+    );
   });
 
   test('IPv6: dig through the tproxy listener to dnsmasq, which logs the attacker', async () => {

@@ -16,7 +16,7 @@ import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { Action, BackendConfig } from '../../config/types.js';
-import { udpConnect, udpSocket } from '../../net/native.js';
+import { socketName, udpConnect, udpSocket } from '../../net/native.js';
 import { encodeProxyV2, PP2_TYPE } from '../../net/proxy-protocol.js';
 import { relayWanted } from '../relay.js';
 import type { UdpFlow } from './flow.js';
@@ -105,7 +105,7 @@ function forwardBatched(
 ): void {
   const fd =
     backend.source === 'transparent'
-      ? udpSocket(flow.src.ip, flow.src.port, { transparent: true, reuseAddr: true, mark: 0 })
+      ? transparentSocket(flow, `${flow.src.ip}|${flow.src.port}|${flow.server}`)
       : udpSocket(family === 6 ? '::' : '0.0.0.0', 0, {});
   try {
     udpConnect(fd, to.host, to.port);
@@ -174,10 +174,37 @@ function openUpstream(flow: UdpFlow, backend: BackendConfig, family: 4 | 6): dgr
     s.bind(0);
     return s;
   }
-  const fd = udpSocket(flow.src.ip, flow.src.port, { transparent: true, reuseAddr: true, mark: 0 });
+  // Unconnected: any server's replies reach whichever socket holds the address and port.
+  const fd = transparentSocket(flow, `${flow.src.ip}|${flow.src.port}`);
   const s = dgram.createSocket(type);
   s.bind({ fd });
   return s;
+}
+
+// The attacker's address and port each live transparent upstream holds (one process: UDP
+// listeners run with workers: 1). A scanner sends from one port to many decoys, and decoys
+// routed to one honeypot would make sockets of one 4-tuple; the kernel hands every reply to
+// the newest, and the older flows' answers would leave from the wrong decoy.
+const heldTuples = new Set<string>();
+
+/** The attacker's address and port, or when a live flow holds them (`key`), another port. */
+function transparentSocket(flow: UdpFlow, key: string): number {
+  if (!heldTuples.has(key)) {
+    const fd = udpSocket(flow.src.ip, flow.src.port, { transparent: true, reuseAddr: true, mark: 0 });
+    heldTuples.add(key);
+    flow.defer(() => heldTuples.delete(key));
+    return fd;
+  }
+  const fd = udpSocket(flow.src.ip, 0, { transparent: true, mark: 0 });
+  let from: number;
+  try {
+    from = socketName(fd).port;
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  flow.detail ??= `the honeypot sees source port ${from}: ${flow.src.port} was in use towards ${flow.server}`;
+  return fd;
 }
 
 function fallback(flow: UdpFlow, backend: BackendConfig, guard: AmplificationGuard, depth: number): void {
