@@ -35,6 +35,8 @@ const PREFIX = 'honeygate_';
 /** Distinct route names counted; beyond, "other" (routes come from the config: a guard, not a limit in use). */
 const MAX_ROUTES = 1000;
 const KNOWN_PROTOCOLS = new Set(PROTOCOLS);
+const FLOW_LABELS = ['listener', 'route', 'action', 'protocol', 'close_reason'] as const;
+type FlowLabel = (typeof FLOW_LABELS)[number];
 
 // collectDefaultMetrics starts a GC observer and an event-loop-delay monitor that cannot be
 // stopped; doing that once per process (not once per createMetrics) keeps them from piling up.
@@ -104,21 +106,31 @@ export function createMetrics(source: MetricsSource): Metrics {
   const registry = new prom.Registry();
   for (const m of defaultMetrics()) registry.registerMetric(m);
 
-  const flows = new prom.Counter({
+  // Counted here and handed to prom-client at scrape time: its inc() validates and hashes the
+  // label object on every call, 0.9 against 0.3 µs per flow for these three counts.
+  const flowCounts = new Map<string, { labels: Record<FlowLabel, string>; n: number }>();
+  const flowBytes = { in: 0, out: 0 };
+  new prom.Counter({
     name: `${PREFIX}flows_total`,
     help: 'Finished flows by listener, route, action, detected protocol and close reason.',
-    labelNames: ['listener', 'route', 'action', 'protocol', 'close_reason'] as const,
+    labelNames: FLOW_LABELS,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const { labels, n } of flowCounts.values()) this.inc(labels, n);
+    },
   });
-  const bytes = new prom.Counter({
+  new prom.Counter({
     name: `${PREFIX}flow_bytes_total`,
     help: 'Payload bytes of finished flows: in = attacker to gateway, out = gateway to attacker.',
     labelNames: ['direction'] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ direction: 'in' }, flowBytes.in);
+      this.inc({ direction: 'out' }, flowBytes.out);
+    },
   });
-  // Present from the first scrape, not only after the first flow.
-  bytes.inc({ direction: 'in' }, 0);
-  bytes.inc({ direction: 'out' }, 0);
 
   new prom.Gauge({
     name: `${PREFIX}open_flows`,
@@ -391,18 +403,19 @@ export function createMetrics(source: MetricsSource): Metrics {
       const e = message as FlowEvent;
       if (e?.type !== 'flow') return;
       const protocol = e.protocol === null ? 'none' : KNOWN_PROTOCOLS.has(e.protocol) ? e.protocol : 'other';
-      flows.inc(
-        {
-          listener: e.listener,
-          route: routeLabel(e.route),
-          action: e.action ?? 'none',
-          protocol,
-          close_reason: e.closeReason ?? 'none',
-        },
-        e.count > 0 ? e.count : 1,
-      );
-      if (e.bytesIn > 0) bytes.inc({ direction: 'in' }, e.bytesIn);
-      if (e.bytesOut > 0) bytes.inc({ direction: 'out' }, e.bytesOut);
+      const route = routeLabel(e.route);
+      const action = e.action ?? 'none';
+      const reason = e.closeReason ?? 'none';
+      const key = `${e.listener}\0${route}\0${action}\0${protocol}\0${reason}`;
+      let count = flowCounts.get(key);
+      if (!count) {
+        const labels = { listener: e.listener, route, action, protocol, close_reason: reason };
+        count = { labels, n: 0 };
+        flowCounts.set(key, count);
+      }
+      count.n += e.count > 0 ? e.count : 1;
+      if (e.bytesIn > 0) flowBytes.in += e.bytesIn;
+      if (e.bytesOut > 0) flowBytes.out += e.bytesOut;
     } catch {
       // a malformed event is not worth a crash; the recorder still has it
     }
