@@ -17,7 +17,7 @@
 //   BENCH_LATENCY_RATE=1000  new connections/s of the latency figure
 //   BENCH_SOURCES=10000      source addresses of the many-sources figure (bench/conn-load.c)
 //   BENCH_PROBE=1            honeygate's loop delay, GC pauses and SQLite batches in the latency
-//                            and many-sources runs (lib/loop-probe.mjs)
+//                            and many-sources runs (lib/loop-probe.mjs); `prof`: --cpu-prof too (lib/busy-runs.mjs)
 //   BENCH_EVENTS_BATCH=200ms honeygate's events.batch in the bench configs
 //   BENCH_IDLE_FLOWS=9000    idle flows of the memory figure
 //   BENCH_BURST_PORTS=10000  ports of the burst figure (bound by the 20,000 open files limit)
@@ -149,7 +149,9 @@ const settings = {
   burstWindow: 500,
   sources: Number(env.BENCH_SOURCES ?? 10000),
   // honeygate's loop delay, GC pauses and SQLite batches during the latency runs (lib/loop-probe.mjs).
-  probe: env.BENCH_PROBE === '1',
+  probe: env.BENCH_PROBE === '1' || env.BENCH_PROBE === 'prof',
+  // BENCH_PROBE=prof: honeygate under --cpu-prof too (kept with BENCH_KEEP=1; lib/busy-runs.mjs reads it).
+  cpuProf: env.BENCH_PROBE === 'prof',
   transparentBurstPorts: Number(env.BENCH_TRANSPARENT_BURST_PORTS ?? 65535),
   node: env.BENCH_NODE ?? process.execPath,
 };
@@ -587,7 +589,13 @@ function probeOptions(dir, name, env) {
   const probe = join(dirname(fileURLToPath(import.meta.url)), 'lib', 'loop-probe.mjs');
   return {
     env: { ...env, HG_PROBE_ROOT: HG_ROOT, HG_PROBE_FILE: join(dir, `${name}-probe.jsonl`) },
-    nodeArgs: ['--import', pathToFileURL(probe).href],
+    nodeArgs: [
+      '--import',
+      pathToFileURL(probe).href,
+      ...(settings.cpuProf
+        ? ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', join(dir, `${name}-prof`)]
+        : []),
+    ],
   };
 }
 
