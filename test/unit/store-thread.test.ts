@@ -136,7 +136,7 @@ describe('ThreadedSqliteSink', () => {
     await sink.write([sampleEvent()]);
     const worker = (sink as unknown as { worker: { terminate(): Promise<number> } }).worker;
     const pending = sink.write([sampleEvent(), sampleEvent(), sampleEvent()]);
-    void worker.terminate();
+    const exited = worker.terminate();
     // Terminated before or after its commit: either it resolved, or it failed and was counted.
     const failed = await pending.then(
       () => false,
@@ -147,6 +147,8 @@ describe('ThreadedSqliteSink', () => {
       },
     );
     if (failed) assert.equal(sink.lost, 3);
+    // A write posted before the exit is reported would die with the old thread: wait for it.
+    await exited;
     await sink.write([sampleEvent()]); // a new thread
     await sink.close();
     assert.equal(queryEvents(path, { limit: 10 }).length, failed ? 2 : 5);
