@@ -228,7 +228,7 @@ describe('dashboard views from the rollup', () => {
     const db = openDatabase(old);
     try {
       // A store of schema 6: no view rows in the rollup, no sketches.
-      db.exec('DELETE FROM rollup; DROP TABLE rollup_sketch; DROP TABLE backfill;');
+      db.exec('DELETE FROM rollup; DROP TABLE rollup_sketch; DROP TABLE backfill; DROP TABLE rollup_folded;');
       db.exec('PRAGMA user_version = 6');
     } finally {
       db.close();
