@@ -250,7 +250,6 @@ function* sketchRows(events: readonly FlowEvent[]): Generator<{ at: number; src:
 
 export interface RollupOptions {
   sketches?: boolean; // the distinct-source sketches too, where the store has them (default)
-  now?: () => number; // the clock that bounds which hours are over (tests)
 }
 
 /**
@@ -274,7 +273,6 @@ export function rollupSteps(
   const has = (name: string) => db.prepare(`SELECT 1 AS x FROM sqlite_master WHERE name = '${name}'`).get();
   const sketches = opts.sketches !== false && has('rollup_sketch') ? sketchSteps(db) : null;
   const fold = has('rollup_folded') ? foldSteps(db) : null;
-  const now = opts.now ?? Date.now;
   return function* (events) {
     let folded = Number.POSITIVE_INFINITY;
     if (fold) {
@@ -289,7 +287,7 @@ export function rollupSteps(
         )
           latest = e.openedAt;
       }
-      const at = Math.min(latest, now()) - FOLD_GRACE_MS;
+      const at = Math.min(latest, Date.now()) - FOLD_GRACE_MS;
       folded = yield* fold(Number.isFinite(at) ? at - (at % HOUR_MS) : Number.NEGATIVE_INFINITY);
     }
     for (const r of rollupRows(events, folded)) {

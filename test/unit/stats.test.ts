@@ -392,4 +392,38 @@ describe('the daily source rows, summed from the hours', () => {
     assert.equal(assertWholeDays(path, [...evs, late]), 2);
     assert.deepEqual(sourcesOf(path).hour, wantSources([...evs, late], HOUR_MS));
   });
+  it('sum no hour early for a flow dated in the future, nor lose one that retention trims first', async () => {
+    // A sensor's clock a year ahead: the hours are over by the store's clock, not by that flow.
+    const future = join(tmp.dir, 'future.db');
+    const now = Date.now();
+    let sink = new SqliteSink(future);
+    sink.write([sampleEvent({ id: 'f-now', openedAt: now - 3 * HOUR_MS })]);
+    sink.write([sampleEvent({ id: 'f-far', openedAt: now + 365 * DAY_MS })]);
+    sink.close();
+    const at = now - FOLD_GRACE_MS;
+    assert.ok(sourcesOf(future).folded <= at - (at % HOUR_MS) + HOUR_MS, 'not past the clock');
+    // Retention deletes an hour's events before the hour is summed: its hourly source rows
+    // stay for its day (whose flows still count them), and are summed there later.
+    const path = join(tmp.dir, 'trimmed.db');
+    const h0 = DAY1 + 5 * HOUR_MS;
+    const evs = [0, 1, 2, 3, 60, 61].map((m) =>
+      sampleEvent({ id: `t-${m}`, openedAt: h0 + m * 60_000, src: { ip: `198.51.100.${m}`, port: 1 } }),
+    );
+    sink = new SqliteSink(path, { retention: { maxAgeMs: 10_000 * DAY_MS, maxBytes: null } });
+    sink.write(evs);
+    assert.equal(sourcesOf(path).folded, h0, 'nothing summed yet');
+    const db = openDatabase(path);
+    db.prepare('DELETE FROM events WHERE opened_at < ?').run([h0 + HOUR_MS]);
+    db.close();
+    await sink.trim(); // the rollup's buckets that end before the oldest event go
+    const next = sampleEvent({
+      id: 't-next',
+      openedAt: h0 + 3 * HOUR_MS,
+      src: { ip: '198.51.100.9', port: 1 },
+    });
+    sink.write([next]);
+    sink.close();
+    const day = sourcesOf(path).day.get(DAY1)!;
+    assert.deepEqual(day, wantSources([...evs, next], DAY_MS).get(DAY1));
+  });
 });
