@@ -3,6 +3,9 @@
 // disagree), and read by `honeygate stats`. A store of 10 million events answers "the top
 // sources of each day" from a few thousand rows instead of a scan of every event.
 //
+// A source's daily row is not counted per event but summed from its hourly rows once the
+// hour is over (foldSteps); a reader of a day not yet whole adds its later hours (foldedUntil).
+//
 // Buckets are UTC hours and days (start, epoch ms). A `rejected` tally counts its refused
 // flows under its source and the bucket's total; ports, protocols and routes count the
 // flows that were admitted (a tally's ports are a set, not one port).
