@@ -10,6 +10,7 @@ import { openStore } from '../events/query.js';
 import {
   DIM_SPANS,
   type Dim,
+  foldedUntil,
   HOUR_MS,
   MINUTE_MS,
   ROLLUP_REFUSED_SCHEMA,
@@ -507,7 +508,7 @@ interface Piece {
  * stretches. A bucket is used only if it starts after the oldest stored event: retention
  * deletes the oldest events first, so such a bucket still holds every event it counted.
  */
-function plan(db: Database, from: number, to: number, spans: readonly Span[]): Piece[] {
+function plan(db: Database, from: number, to: number, spans: readonly Span[], dim?: Dim): Piece[] {
   const oldest = (
     db.prepare('SELECT opened_at AS t FROM events ORDER BY opened_at LIMIT 1').get() as
       | { t: number }
@@ -516,6 +517,8 @@ function plan(db: Database, from: number, to: number, spans: readonly Span[]): P
   if (oldest === undefined || from >= to) return [];
   const sizes = [...spans].map((s) => [s, SPAN_MS[s]] as const).sort((a, b) => b[1] - a[1]);
   const finest = sizes.length ? sizes[sizes.length - 1]![1] : to - from;
+  // A day's source rows lack its hours from foldedUntil on: such a day is read as hours.
+  const whole = dim === 'src' ? foldedUntil(db) : Number.POSITIVE_INFINITY;
   const out: Piece[] = [];
   const push = (span: Piece['span'], a: number, b: number) => {
     const last = out[out.length - 1];
@@ -531,7 +534,9 @@ function plan(db: Database, from: number, to: number, spans: readonly Span[]): P
       at = next;
       continue;
     }
-    const fit = sizes.find(([, ms]) => at % ms === 0 && at + ms <= to);
+    const fit = sizes.find(
+      ([span, ms]) => at % ms === 0 && at + ms <= to && (span !== 'd' || at + ms <= whole),
+    );
     if (fit) {
       push(fit[0], at, at + fit[1]);
       at += fit[1];
@@ -564,7 +569,7 @@ function counts(
   values?: (string | number)[],
 ): Counted[] {
   const spans = DIM_SPANS[dim].filter((s) => slotMs === null || slotMs % SPAN_MS[s] === 0);
-  const pieces = plan(db, r.since, r.until, spans);
+  const pieces = plan(db, r.since, r.until, spans, dim);
   if (!pieces.length) return [];
   const raw = RAW_DIMS[dim];
   const params: Record<string, unknown> = {};
@@ -678,7 +683,7 @@ function topCounts(
 ): Counted[] {
   const rank = (xs: Counted[]) =>
     xs.sort((a, b) => b[measure] - a[measure] || tie(a.value, b.value)).slice(0, top);
-  const pieces = plan(db, r.since, r.until, DIM_SPANS[dim]);
+  const pieces = plan(db, r.since, r.until, DIM_SPANS[dim], dim);
   const buckets: [Span, number][] = [];
   for (const p of pieces) {
     if (p.span === 'raw') continue;
@@ -909,7 +914,7 @@ function distinctSources(db: Database, r: Range): { sources: number; sourcesEsti
     const x = distinctOf(db, r, 'all', ['']).get('')!;
     return { sources: x.count(), sourcesEstimated: x.dense };
   }
-  const pieces = plan(db, r.since, r.until, DIM_SPANS.src);
+  const pieces = plan(db, r.since, r.until, DIM_SPANS.src, 'src');
   if (!pieces.length) return { sources: 0, sourcesEstimated: false };
   const params: Record<string, unknown> = {};
   const parts = pieces.map((p, i) => {
@@ -1274,7 +1279,7 @@ export function* warmTopLists(db: Database, now: number): Generator<void, void> 
   for (const name of ['24h', '7d'] as const) {
     const r = toRange(name, now);
     yield* portSumsSteps(db, r);
-    const pieces = plan(db, r.since, r.until, DIM_SPANS.src);
+    const pieces = plan(db, r.since, r.until, DIM_SPANS.src, 'src');
     if (pieces.every((p) => p.span === 'raw')) continue;
     const best = topCounts(db, r, 'src', 20, (a, b) => binary(String(a), String(b)));
     yield;
@@ -1286,7 +1291,7 @@ export function* warmTopLists(db: Database, now: number): Generator<void, void> 
 export function topSources(db: Database, r: Range, top = 20): SourceRow[] {
   // Sources have no minute rows: a range without a whole hour in it is all events, and the
   // raw query's one pass over them is quicker than an index read per source below.
-  if (!fromRollup(db) || plan(db, r.since, r.until, DIM_SPANS.src).every((p) => p.span === 'raw')) {
+  if (!fromRollup(db) || plan(db, r.since, r.until, DIM_SPANS.src, 'src').every((p) => p.span === 'raw')) {
     return rawTopSources(db, r, top);
   }
   const best = topCounts(db, r, 'src', top, (a, b) => binary(String(a), String(b)))
@@ -1294,7 +1299,7 @@ export function topSources(db: Database, r: Range, top = 20): SourceRow[] {
     .map((x) => ({ ip: String(x.value), flows: x.flows }));
   // First and last seen, ports and protocols: each source's flows in the range, through the
   // (src_ip, opened_at) index, per bucket (kept: sourceDetail).
-  const pieces = plan(db, r.since, r.until, DIM_SPANS.src);
+  const pieces = plan(db, r.since, r.until, DIM_SPANS.src, 'src');
   return best.map((b) => {
     const d = sourceDetail(db, pieces, b.ip);
     const ports = d.ports.map(Number).sort((x, y) => x - y);

@@ -48,6 +48,8 @@ export interface RetentionOptions {
   now?: () => number; // the clock of maxAge (tests)
 }
 
+// Hourly source rows not yet summed into their days (rollup.ts foldSteps) stay until they are.
+const UNFOLDED = " AND bucket < (SELECT until FROM rollup_folded WHERE dim = 'src')";
 const INTERVAL_MS = 10_000;
 const STEP_MS = 5;
 const MIN_ROWS = 10;
@@ -105,7 +107,8 @@ export class StoreRetention {
         del: db.prepare(
           `DELETE FROM rollup WHERE (span, dim, bucket, value) IN (
              SELECT span, dim, bucket, value FROM rollup
-             WHERE span = '${span}' AND dim = '${dim}' AND bucket < ? ORDER BY bucket LIMIT ?)`,
+             WHERE span = '${span}' AND dim = '${dim}' AND bucket < ?${dim === 'src' && span === 'h' ? UNFOLDED : ''}
+             ORDER BY bucket LIMIT ?)`,
         ),
       })),
     );
@@ -117,7 +120,8 @@ export class StoreRetention {
           del: db.prepare(
             `DELETE FROM rollup_sketch WHERE (span, dim, bucket, value) IN (
                SELECT span, dim, bucket, value FROM rollup_sketch
-               WHERE span = '${span}' AND dim = '${dim}' AND bucket < ? ORDER BY bucket LIMIT ?)`,
+               WHERE span = '${span}' AND dim = '${dim}' AND bucket < ?${dim === 'src' && span === 'h' ? UNFOLDED : ''}
+             ORDER BY bucket LIMIT ?)`,
           ),
         });
       }

@@ -12,6 +12,7 @@ import { Checkpointer } from './checkpointer.js';
 import type { FlowEvent, Sink } from './event.js';
 import { type RetentionStats, StoreRetention } from './retention.js';
 import {
+  ROLLUP_FOLD_SCHEMA,
   ROLLUP_REFUSED_SCHEMA,
   ROLLUP_SCHEMA,
   ROLLUP_SKETCH_SCHEMA,
@@ -97,6 +98,9 @@ export const MIGRATIONS: readonly string[] = [
   // The distinct sources per bucket (rollup.ts SKETCH_SPANS), counted from the stored
   // events by a backfill job (backfill.ts) after the start.
   ROLLUP_SKETCH_SCHEMA,
+  // The daily source rows summed from the hourly ones once an hour is over (rollup.ts
+  // foldSteps), not upserted per event.
+  ROLLUP_FOLD_SCHEMA,
 ];
 
 /** How the store is set up before its schema, in this order (the benchmark's recording floor takes them too). */

@@ -14,7 +14,7 @@ import { type ConsumerMessages, type JsMsg, jetstream, jetstreamManager } from '
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { FlowEvent } from '../events/event.js';
-import { rollupRows, UPSERT } from '../events/rollup.js';
+import { rollupWriter } from '../events/rollup.js';
 import { eventValues, valuesToEvent } from '../events/row.js';
 import { INSERT, SqliteSink, STORE_PRAGMAS } from '../events/sqlite.js';
 import { type Database, openDatabase } from '../events/sqlite-driver.js';
@@ -90,7 +90,8 @@ export class Collector {
     );
     this.pruneStep = (before) => prune.run([before]).changes;
     const insert = this.db.prepare(INSERT);
-    const upsert = this.db.prepare(UPSERT);
+    // The counts only: the distinct-source sketches are not kept here.
+    const counts = rollupWriter(this.db, { sketches: false });
     let stored = 0;
     const tx = this.db.transaction((rows: { id: string; values: unknown[] }[]) => {
       stored = 0;
@@ -104,7 +105,7 @@ export class Collector {
         stored++;
       }
       // The rollup's counts, as the sink keeps them (stats, the dashboard's views).
-      for (const r of rollupRows(added)) upsert.run(r);
+      counts(added);
     });
     this.writeBatch = (rows) => {
       tx(rows);

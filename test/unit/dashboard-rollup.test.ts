@@ -27,6 +27,7 @@ import { Backfill, pendingJobs } from '../../src/events/backfill.js';
 import type { FlowEvent } from '../../src/events/event.js';
 import { STANDARD_ERROR } from '../../src/events/hll.js';
 import { StoreRetention } from '../../src/events/retention.js';
+import { foldedUntil } from '../../src/events/rollup.js';
 import { SqliteSink } from '../../src/events/sqlite.js';
 import { openDatabase } from '../../src/events/sqlite-driver.js';
 import { sampleEvent, tempDir } from '../helpers/events.js';
@@ -174,6 +175,17 @@ describe('dashboard views from the rollup', () => {
     assert.equal(compareAll(path), NOWS.length * 3 * Object.keys(VIEWS).length);
   });
 
+  it("answer as the raw queries do while a day's last hour is not yet in its source rows", () => {
+    // Stopped 5 minutes after midnight: the hours from 23:00 on are in the hourly rows only.
+    const open = join(tmp.dir, 'open-day.db');
+    const sink = new SqliteSink(open);
+    const early = events.filter((e) => e.openedAt < T0 + 5 * MIN).sort((a, b) => a.openedAt - b.openedAt);
+    for (let i = 0; i < early.length; i += 97) sink.write(early.slice(i, i + 97));
+    sink.close();
+    assert.equal(withStore(open, foldedUntil), T0 - HOUR);
+    compareAll(open);
+  });
+
   it('still answer as the raw queries do once retention deleted the oldest events', () => {
     const db = openDatabase(path);
     try {
@@ -228,7 +240,7 @@ describe('dashboard views from the rollup', () => {
     const db = openDatabase(old);
     try {
       // A store of schema 6: no view rows in the rollup, no sketches.
-      db.exec('DELETE FROM rollup; DROP TABLE rollup_sketch; DROP TABLE backfill;');
+      db.exec('DELETE FROM rollup; DROP TABLE rollup_sketch; DROP TABLE backfill; DROP TABLE rollup_folded;');
       db.exec('PRAGMA user_version = 6');
     } finally {
       db.close();

@@ -112,9 +112,9 @@ describe('SqliteSink', () => {
     };
     const want = [count('rollup'), count('rollup_sketch')];
     const db = openDatabase(path);
-    // Schema 6: the last three steps count the rollup and the sketches.
-    db.exec('DELETE FROM rollup; DROP TABLE rollup_sketch; DROP TABLE backfill;');
-    db.pragma(`user_version = ${MIGRATIONS.length - 3}`);
+    // Schema 6: the last four steps count the rollup and the sketches, and fold its hours.
+    db.exec('DELETE FROM rollup; DROP TABLE rollup_sketch; DROP TABLE backfill; DROP TABLE rollup_folded;');
+    db.pragma(`user_version = ${MIGRATIONS.length - 4}`);
     db.close();
     const lines: string[] = [];
     const log = createLogger('info');
@@ -126,7 +126,7 @@ describe('SqliteSink', () => {
     assert.match(
       lines[0]!,
       new RegExp(
-        `upgrading the schema to version ${n - 2} \\(500 events; they are counted into the rollup after the start`,
+        `upgrading the schema to version ${n - 3} \\(500 events; they are counted into the rollup after the start`,
       ),
     );
     assert.ok(
