@@ -120,8 +120,7 @@ export class StoreRetention {
           del: db.prepare(
             `DELETE FROM rollup_sketch WHERE (span, dim, bucket, value) IN (
                SELECT span, dim, bucket, value FROM rollup_sketch
-               WHERE span = '${span}' AND dim = '${dim}' AND bucket < ?${dim === 'src' && span === 'h' ? UNFOLDED : ''}
-             ORDER BY bucket LIMIT ?)`,
+               WHERE span = '${span}' AND dim = '${dim}' AND bucket < ? ORDER BY bucket LIMIT ?)`,
           ),
         });
       }
