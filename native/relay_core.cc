@@ -171,8 +171,7 @@ std::string RelayCore::Forward(uint32_t id, const Dial& d, uint32_t* fromPort) {
     sockaddr_storage from;
     socklen_t fromLen = sizeof from;
     if (fd >= 0 && getsockname(fd, reinterpret_cast<sockaddr*>(&from), &fromLen) == 0) {
-      *fromPort = ntohs(from.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&from)->sin6_port
-                                                   : reinterpret_cast<sockaddr_in*>(&from)->sin_port);
+      AddressText(from, fromPort, false);
     }
   }
   if (fd < 0) {
