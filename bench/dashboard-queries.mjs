@@ -146,7 +146,9 @@ if (!existsSync(dbPath)) {
   const t0 = Date.now();
   new SqliteSink(dbPath).close();
   const db = openDatabase(dbPath);
-  finishJobs(db, 500_000, (job, hi, last) => log(`  ${job} backfill: ${hi.toLocaleString()} of ${last.toLocaleString()}`));
+  finishJobs(db, 500_000, (job, hi, last) =>
+    log(`  ${job} backfill: ${hi.toLocaleString()} of ${last.toLocaleString()}`),
+  );
   db.close();
   log(`schema up to date in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
@@ -220,7 +222,9 @@ for (const name of Object.keys(stats.RANGES)) {
       row.rawMs = Number(process.hrtime.bigint() - t) / 1e6;
     }
     rows.push(row);
-    log(`  ${name} ${view}: first ${row.first.toFixed(0)} ms, cold ${row.cold.toFixed(0)} ms, warm ${row.warm.toFixed(0)} ms`);
+    log(
+      `  ${name} ${view}: first ${row.first.toFixed(0)} ms, cold ${row.cold.toFixed(0)} ms, warm ${row.warm.toFixed(0)} ms`,
+    );
   }
 }
 // The search's first page, as the page asks for it.

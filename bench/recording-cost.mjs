@@ -70,15 +70,25 @@ async function storeAlone(base) {
   const best = [];
   for (let rep = 0; rep < REPEATS; rep++) {
     const dir = mkdtempSync(join(base, 'hg-record-store-'));
-    const store = new RecordStore({ path: dir, maxSizeBytes: 1024 ** 3, minFreeBytes: 1024 ** 2 }, pino({ level: 'silent' }));
+    const store = new RecordStore(
+      { path: dir, maxSizeBytes: 1024 ** 3, minFreeBytes: 1024 ** 2 },
+      pino({ level: 'silent' }),
+    );
     await store.ready();
     const req = Buffer.alloc(80, 'G');
     const resp = Buffer.alloc(1300, 'x');
     const n = 3000;
     const before = process.cpuUsage();
     for (let i = 0; i < n; i++) {
-      const header = { id: newEventId(), src: { ip: '198.51.100.7', port: 40000 }, dst: { ip: '127.0.0.1', port: 80 } };
-      const r = store.open({ ...header, listener: 'bench', route: null, action: 'forward', backend: 'nginx' }, { maxBytes: 1 << 20 });
+      const header = {
+        id: newEventId(),
+        src: { ip: '198.51.100.7', port: 40000 },
+        dst: { ip: '127.0.0.1', port: 80 },
+      };
+      const r = store.open(
+        { ...header, listener: 'bench', route: null, action: 'forward', backend: 'nginx' },
+        { maxBytes: 1 << 20 },
+      );
       r.in(req);
       r.finIn();
       r.out(resp);
@@ -121,8 +131,16 @@ try {
         await wrk(PORT, SMALL, { seconds: 1, connections: 10, threads: 1, close: true, cpus: null }); // warm-up
         const conn = await measure(hg, SMALL, { connections: 50, threads: 1, close: true });
         const bulk = await measure(hg, LARGE, { connections: 2, threads: 1 });
-        results[t.name].conn.push({ rate: conn.rate, cpuUs: (conn.cpu / conn.requests) * 1e6, errors: conn.errors });
-        results[t.name].bulk.push({ mbps: bulk.mbps, cpuPerGb: bulk.cpu / (bulk.bytes / 1e9), errors: bulk.errors });
+        results[t.name].conn.push({
+          rate: conn.rate,
+          cpuUs: (conn.cpu / conn.requests) * 1e6,
+          errors: conn.errors,
+        });
+        results[t.name].bulk.push({
+          mbps: bulk.mbps,
+          cpuPerGb: bulk.cpu / (bulk.bytes / 1e9),
+          errors: bulk.errors,
+        });
         console.error(
           `${t.name} #${rep + 1}: ${conn.rate.toFixed(0)} conn/s (${((conn.cpu / conn.requests) * 1e6).toFixed(0)} µs CPU each), ` +
             `${bulk.mbps.toFixed(0)} MB/s (${(bulk.cpu / (bulk.bytes / 1e9)).toFixed(2)} s CPU per GB)`,
