@@ -216,7 +216,7 @@ admin: { listen: "127.0.0.1:${adminPort}" }
     // flow's reset may reach the client before its connect completes (seen in CI): shed too.
     const burst = await Promise.all(
       Array.from({ length: 40 }, async (_, i) => {
-        const s = await connect(hg.port('f')).catch((err: NodeJS.ErrnoException) => err.code ?? 'timeout');
+        const s = await connect(hg.port('f')).catch((err: NodeJS.ErrnoException) => err.code ?? err.message);
         if (typeof s === 'string') return s === 'ECONNRESET' ? 'shed' : `refused (${s})`;
         const ok = await echoed(s, `burst ${i}`);
         s.destroy();
