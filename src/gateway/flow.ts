@@ -16,7 +16,7 @@ import { newEventId } from '../events/recorder.js';
 import type { Logger } from '../log.js';
 import { socketFd } from '../net/native.js';
 import type { Recording } from '../record/store.js';
-import type { RelayConn, RelayEnd } from './relay.js';
+import type { RelayConn, RelayEnd, RelayOwner } from './relay.js';
 import type { Runtime } from './runtime.js';
 
 /** Published with the final FlowEvent of every flow; free when nobody subscribes. */
@@ -37,7 +37,7 @@ export function failOn(flow: Flow, side: 'client' | 'server') {
   };
 }
 
-export class Flow {
+export class Flow implements RelayOwner {
   readonly id: string;
   readonly openedAt = Date.now();
   private readonly started = performance.now(); // monotonic, as a double: no BigInt per flow
@@ -94,7 +94,7 @@ export class Flow {
       this.adopt(client);
     } else {
       this.conn = client;
-      client.onEnd = (end) => this.relayEnded(end);
+      client.owner = this;
     }
   }
 
@@ -139,7 +139,7 @@ export class Flow {
     socket.destroy(); // closes Node's fd only: the relay's duplicate keeps the connection
     this.socket = null;
     this.conn = conn;
-    conn.onEnd = (end) => this.relayEnded(end);
+    conn.owner = this;
     return true;
   }
 
@@ -179,7 +179,8 @@ export class Flow {
     this.firstLength = all.length;
   }
 
-  private relayEnded(end: RelayEnd): void {
+  /** The relay ended the flow (RelayOwner). */
+  relayEnded(end: RelayEnd): void {
     this.bytesIn = this.relayBase.bytesIn + end.bytesIn;
     this.bytesOut = this.relayBase.bytesOut + end.bytesOut;
     this.setRelayFirst(end.firstBytes);
