@@ -270,10 +270,9 @@ export class Flow implements RelayOwner {
   }
 
   toEvent(type: 'flow' | 'update'): FlowEvent {
-    return {
-      ...flowEvent(this, type, this.sensor ?? this.runtime.config.events.sensor),
-      ...(this.recording ? { recording: this.recording.id } : {}),
-    };
+    const event = flowEvent(this, type, this.sensor ?? this.runtime.config.events.sensor);
+    if (this.recording) event.recording = this.recording.id;
+    return event;
   }
 }
 
