@@ -16,8 +16,9 @@
 //   BENCH_LAYOUTS=pinned,shared   CPU layouts for the rate figures
 //   BENCH_LATENCY_RATE=1000  new connections/s of the latency figure
 //   BENCH_SOURCES=10000      source addresses of the many-sources figure (bench/conn-load.c)
-//   BENCH_PROBE=1            honeygate's loop delay, GC pauses and SQLite batches in the latency
-//                            and many-sources runs (lib/loop-probe.mjs); `prof`: --cpu-prof too (lib/busy-runs.mjs)
+//   BENCH_PROBE=1            honeygate's loop delay, GC pauses, promoted bytes and SQLite batches in
+//                            the latency and many-sources runs (lib/loop-probe.mjs); `prof`: --cpu-prof
+//                            too (lib/busy-runs.mjs)
 //   BENCH_EVENTS_BATCH=200ms honeygate's events.batch in the bench configs
 //   BENCH_IDLE_FLOWS=9000    idle flows of the memory figure
 //   BENCH_BURST_PORTS=10000  ports of the burst figure (bound by the 20,000 open files limit)
@@ -451,12 +452,19 @@ function figureSummary(runs, value, lowerIsBetter, extra) {
   return { ...extra, lowerIsBetter, targets };
 }
 
+/** The old generation's growth by scavenges per flow: flows kept alive through two scavenges. */
+function promotedText(probe, flows) {
+  const { bytes, scavenges } = probe.promoted;
+  return `, promoted ${(bytes / Math.max(1, flows)).toFixed(0)} B per flow (${scavenges} scavenges)`;
+}
+
 function describe(figure, res) {
   if (figure === 'latency') {
     const p = res.probe;
     const probe = p
       ? `; loop delay max ${p.loopDelay.maxMs} ms, ${p.loopDelay.over1Ms}/${p.loopDelay.windows} 100-ms windows > 1 ms;` +
-        ` scavenges ${p.scavenge.count} (mean ${p.scavenge.meanMs}, max ${p.scavenge.maxMs} ms, ${(p.scavenge.share * 100).toFixed(2)}%);` +
+        ` scavenges ${p.scavenge.count} (mean ${p.scavenge.meanMs}, max ${p.scavenge.maxMs} ms, ${(p.scavenge.share * 100).toFixed(2)}%)` +
+        `${promotedText(p, res.ok)};` +
         ` other GC ${p.otherGc.count} (max ${p.otherGc.maxMs} ms); SQLite batches ${p.sqlite.count} of ${p.sqlite.rows} rows` +
         ` (mean ${p.sqlite.meanMs}, max ${p.sqlite.maxMs} ms, ${(p.sqlite.share * 100).toFixed(2)}%;` +
         ` CPU ${((p.sqlite.cpuMs * 1000) / Math.max(1, p.sqlite.rows)).toFixed(2)} µs/row, max ${p.sqlite.maxCpuMs} ms` +
@@ -631,6 +639,7 @@ function probeSummary(file, from, to) {
   const delays = rows.filter((r) => r.delay).map((r) => r.delay.max);
   const sqlite = rows.filter((r) => r.sqlite !== undefined && !r.thread);
   const onThread = rows.filter((r) => r.thread); // the store thread's own transactions (store-thread.ts)
+  const promotions = rows.filter((r) => r.promoted !== undefined); // per 500 ms: a window's edges are approximate
   return {
     windowMs,
     loopDelay: {
@@ -640,6 +649,10 @@ function probeSummary(file, from, to) {
       over2Ms: delays.filter((d) => d > 2).length,
     },
     scavenge: stats(rows.filter((r) => r.gc === 'scavenge')),
+    promoted: {
+      bytes: promotions.reduce((a, r) => a + r.promoted, 0),
+      scavenges: promotions.reduce((a, r) => a + r.scavenges, 0),
+    },
     otherGc: stats(rows.filter((r) => r.gc && r.gc !== 'scavenge')),
     sqlite: {
       ...stats(sqlite),
@@ -1058,7 +1071,7 @@ async function measureManySources(layout, dir) {
         log(
           `  sources #${r + 1} ${c}: ${res.rate.toFixed(0)}/s, ${((res.proxyCpuSeconds * 1e6) / res.requests).toFixed(1)} CPU µs/conn` +
             `${res.errors ? `, ${res.errors} socket errors` : ''}${res.events ? `, events ${res.events.events}/${res.requests} requests from ${res.events.sources} addresses` : ''}` +
-            `${res.probe ? `; SQLite CPU ${((res.probe.sqlite.cpuMs * 1000) / Math.max(1, res.probe.sqlite.rows)).toFixed(2)} µs/row in ${res.probe.sqlite.count} batches` : ''}`,
+            `${res.probe ? `; SQLite CPU ${((res.probe.sqlite.cpuMs * 1000) / Math.max(1, res.probe.sqlite.rows)).toFixed(2)} µs/row in ${res.probe.sqlite.count} batches${promotedText(res.probe, res.requests)}` : ''}`,
         );
       }
     }

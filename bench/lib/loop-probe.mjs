@@ -6,6 +6,10 @@
 //     {"t":ms,"delay":{"n","p50","p99","max"}}  the loop's delay over the last 100 ms
 //                                               (perf_hooks monitorEventLoopDelay, 1 ms resolution)
 //     {"t":ms,"gc":kind,"ms":pause}              each GC pause (PerformanceObserver 'gc')
+//     {"t":ms,"promoted":bytes,"scavenges":n}    what the scavenges of the last 500 ms moved to the
+//                                               old generation (v8.GCProfiler: old space after
+//                                               minus before each): a finished flow kept alive
+//                                               through two scavenges shows up here
 //     {"t":ms,"sqlite":rows,"ms":took,"cpuMs":cpu} each SQLite batch's time on the loop (SqliteSink.write:
 //                                               insert + commit; ThreadedSqliteSink.write: the post,
 //                                               with "commitMs" until the thread committed), wall time
@@ -20,6 +24,7 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver, performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
+import v8 from 'node:v8';
 import { isMainThread, workerData } from 'node:worker_threads';
 
 const file = process.env.HG_PROBE_FILE;
@@ -63,6 +68,25 @@ if (file && root && (isMainThread || workerData?.role === 'store')) {
     }
   });
   if (!thread) gcs.observe({ entryTypes: ['gc'] });
+
+  // Restarted at every flush: GCProfiler reports only when stopped, with no time per GC.
+  let profiler = null;
+  const oldUsed = (at) => at.heapSpaceStatistics.find((s) => s.spaceName === 'old_space')?.spaceUsedSize ?? 0;
+  const promotions = () => {
+    if (thread || !v8.GCProfiler) return;
+    const report = profiler?.stop();
+    profiler = new v8.GCProfiler();
+    profiler.start();
+    let promoted = 0;
+    let scavenges = 0;
+    for (const gc of report?.statistics ?? []) {
+      if (gc.gcType !== 'Scavenge') continue;
+      promoted += Math.max(0, oldUsed(gc.afterGC) - oldUsed(gc.beforeGC));
+      scavenges++;
+    }
+    if (scavenges > 0) lines.push(JSON.stringify({ t: Date.now(), promoted, scavenges }));
+  };
+  promotions();
 
   // The loop's part of each SQLite batch: the whole transaction when the sink writes on the
   // loop (SqliteSink; main before issue 21, or HONEYGATE_STORE_THREAD=off), only the clone
@@ -143,6 +167,9 @@ if (file && root && (isMainThread || workerData?.role === 'store')) {
     return Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0]);
   }
 
-  setInterval(flush, 500).unref();
+  setInterval(() => {
+    promotions();
+    flush();
+  }, 500).unref();
   process.on('exit', flush);
 }
