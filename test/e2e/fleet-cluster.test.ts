@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { COLUMNS } from '../../src/events/row.js';
 import { Topology } from '../../src/netns/topology.js';
 import { BIN } from '../helpers/honeygate.js';
 import { outboxLength, storeIds } from '../helpers/nats.js';
@@ -56,6 +57,12 @@ async function start(
   return { child, output: () => out };
 }
 
+/** A nats-server's warnings and errors, the last 20. */
+function warnings(out: string): string {
+  const lines = out.split('\n').filter((l) => /\[(WRN|ERR)\]/.test(l));
+  return lines.length === 0 ? 'no warnings' : lines.slice(-20).join('\n');
+}
+
 async function stop(p: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (p.child.exitCode !== null || p.child.signalCode !== null) return;
   const exited = new Promise((r) => p.child.once('exit', r));
@@ -85,6 +92,32 @@ process.stdin.on('end', () => { stop = true; });
   }
   console.log('attempted ' + n);
 })();
+`;
+
+// Where missing events went, asked of the cluster: the stream's state (its `lost` count
+// included), the collectors' consumer, and the stream messages that hold any of the ids. A
+// loss seen once in CI (28 events, one message, after the whole cluster's restart) could not
+// be told apart from outside: in the stream and skipped by the consumer, or never kept.
+const EXPLAIN = `
+const [core, js, servers, ids, idColumn] = process.argv.slice(1);
+const { connect } = await import(core);
+const { jetstreamManager } = await import(js);
+const nc = await connect({ servers: JSON.parse(servers), timeout: 5000 });
+const jsm = await jetstreamManager(nc);
+const stream = 'HONEYGATE_EVENTS';
+const si = await jsm.streams.info(stream);
+const ci = await jsm.consumers.info(stream, 'honeygate-collector');
+const missing = new Set(JSON.parse(ids));
+const found = [];
+for (let seq = si.state.first_seq; seq <= si.state.last_seq; seq++) {
+  const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+  const rows = m ? (m.json().rows ?? []) : [];
+  const hits = rows.filter((r) => missing.has(r[Number(idColumn)])).length;
+  if (hits > 0) found.push({ seq, subject: m.subject, msgId: m.header?.get('Nats-Msg-Id'), hits });
+}
+const { delivered, ack_floor, num_pending, num_ack_pending, num_redelivered } = ci;
+console.log(JSON.stringify({ stream: si.state, consumer: { delivered, ack_floor, num_pending, num_ack_pending, num_redelivered }, found }));
+await nc.close();
 `;
 
 describe('fleet on a three-node JetStream cluster in namespaces', { skip, timeout: 600_000 }, () => {
@@ -172,8 +205,14 @@ events:
         250,
       ).catch(async (err: Error) => {
         const outbox = path.join(dir, `${sensor}-outbox.db`);
+        const got = new Set(await storeIds(central, sensor));
+        const missing = (await storeIds(localDb)).filter((id) => !got.has(id));
+        const nodeLogs = nodes.map((n, j) => `n${j + 1}: ${warnings(n?.output() ?? '')}`).join('\n');
         throw new Error(
-          `${err.message}: central has ${(await storeIds(central, sensor)).length}, local ${(await storeIds(localDb)).length}, outbox ${outboxLength(outbox)}\n${sensor}:\n${gateways[i]!.output().slice(-3000)}\ncollector:\n${collector.output().slice(-3000)}`,
+          `${err.message}: central has ${got.size}, local ${got.size + missing.length}, outbox ${outboxLength(outbox)}\n` +
+            `missing (first 5 of ${missing.length}): ${missing.slice(0, 5).join(' ')}\n` +
+            `the cluster says: ${await explain(missing)}\n${nodeLogs}\n` +
+            `${sensor}:\n${gateways[i]!.output().slice(-3000)}\ncollector:\n${collector.output().slice(-3000)}`,
         );
       });
       assert.equal(new Set(local).size, local.length, `no id twice in ${sensor}'s store`);
@@ -182,6 +221,24 @@ events:
       counts.push(local.length);
     }
     return counts;
+  };
+
+  const explain = async (missing: string[]): Promise<string> => {
+    const argv = [
+      process.execPath,
+      '--input-type=module',
+      '-e',
+      EXPLAIN,
+      import.meta.resolve('@nats-io/transport-node'),
+      import.meta.resolve('@nats-io/jetstream'),
+      JSON.stringify(urls),
+      JSON.stringify(missing),
+      String(COLUMNS.indexOf('id')),
+    ];
+    const r = await topology
+      .exec(gwNs, argv)
+      .catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
+    return r.code === 0 ? r.stdout.trim() : `(could not ask: ${r.stderr.slice(-500)})`;
   };
 
   before(async () => {
