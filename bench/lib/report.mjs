@@ -129,6 +129,19 @@ function layoutTable(layout) {
   };
   alone('new connections/s', f.connrate, 0);
   alone('proxy CPU µs per new connection', f['connrate-cpu'], 1);
+  const fig = f['latency-p99'];
+  if (fig?.targets.relay) {
+    alone(`latency p99 ms, ${fig.rate} new conns/s`, fig, 3);
+    lines.push(
+      row([
+        'relay alone: latency p99 added over direct, relay / HAProxy',
+        '—',
+        '—',
+        '—',
+        addedRatio(fig.targets, fig.targets.relay, fig.targets.haproxy),
+      ]),
+    );
+  }
   // The crash-window write-ahead: honeygate as shipped against HONEYGATE_JOURNAL=off (in the
   // HAProxy column); the ratio is what the start journal leaves of the rate (target >= 0.97).
   const journal = (title, fig, digits) => {
