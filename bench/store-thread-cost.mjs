@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { LOOP_SLICE_MS } from '../dist/src/events/sinks.js';
 import { SqliteSink } from '../dist/src/events/sqlite.js';
 import { ThreadedSqliteSink } from '../dist/src/events/store-thread.js';
 import { benchFlow } from './lib/events.mjs';
@@ -62,13 +63,13 @@ async function run(Sink, path, opts) {
 
 const dir = mkdtempSync(join(tmpdir(), 'hg-store-thread-'));
 try {
-  // sliced: on the loop in 1 ms slices (what `run` opens on one CPU: sinks.ts LOOP_SLICE_MS).
+  // sliced: on the loop in slices (what `run` opens on one CPU: sinks.ts LOOP_SLICE_MS).
   const rows = { loop: [], sliced: [], thread: [] };
   for (let r = 0; r < ROUNDS; r++) {
     const order = r % 2 === 0 ? ['loop', 'sliced', 'thread'] : ['thread', 'sliced', 'loop'];
     for (const name of order) {
       const Sink = name === 'thread' ? ThreadedSqliteSink : SqliteSink;
-      const opts = name === 'sliced' ? { sliceMs: 1 } : {};
+      const opts = name === 'sliced' ? { sliceMs: LOOP_SLICE_MS } : {};
       const res = await run(Sink, join(dir, `${name}-${r}.db`), opts);
       rows[name].push(res);
       console.log(
