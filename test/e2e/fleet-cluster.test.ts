@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { COLUMNS } from '../../src/events/row.js';
+import { natsSchema } from '../../src/fleet/config.js';
 import { Topology } from '../../src/netns/topology.js';
 import { BIN } from '../helpers/honeygate.js';
 import { outboxLength, storeIds } from '../helpers/nats.js';
@@ -95,26 +95,27 @@ process.stdin.on('end', () => { stop = true; });
 `;
 
 // Where missing events went, asked of the cluster: the stream's state (its `lost` count
-// included), the collectors' consumer, and the stream messages that hold any of the ids. A
+// included), the collectors' consumer, and the stream messages (decoded as the collector
+// decodes them) that hold any of the ids. A
 // loss seen once in CI (28 events, one message, after the whole cluster's restart) could not
 // be told apart from outside: in the stream and skipped by the consumer, or never kept.
 const EXPLAIN = `
-const [core, js, servers, idColumn] = process.argv.slice(1);
+const [core, js, codec, servers, stream, consumer] = process.argv.slice(1);
 let ids = '';
 for await (const chunk of process.stdin) ids += chunk;
 const { connect } = await import(core);
 const { jetstreamManager } = await import(js);
+const { decodeMessage } = await import(codec);
 const nc = await connect({ servers: JSON.parse(servers), timeout: 5000 });
 const jsm = await jetstreamManager(nc);
-const stream = 'HONEYGATE_EVENTS';
 const si = await jsm.streams.info(stream);
-const ci = await jsm.consumers.info(stream, 'honeygate-collector');
+const ci = await jsm.consumers.info(stream, consumer);
 const missing = new Set(JSON.parse(ids));
 const found = [];
 for (let seq = si.state.first_seq; seq <= si.state.last_seq; seq++) {
   const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
-  const rows = m ? (m.json().rows ?? []) : [];
-  const hits = rows.filter((r) => missing.has(r[Number(idColumn)])).length;
+  const d = m ? decodeMessage(m.data) : { ok: false };
+  const hits = d.ok ? d.events.filter((e) => missing.has(e.id)).length : 0;
   if (hits > 0) found.push({ seq, subject: m.subject, msgId: m.header?.get('Nats-Msg-Id'), hits });
 }
 const { delivered, ack_floor, num_pending, num_ack_pending, num_redelivered } = ci;
@@ -226,6 +227,8 @@ events:
     return counts;
   };
 
+  // The stream and consumer fleet.yaml leaves at their defaults.
+  const nats = natsSchema.parse({ servers: urls });
   const explain = async (missing: string[]): Promise<string> => {
     const argv = [
       process.execPath,
@@ -234,8 +237,10 @@ events:
       EXPLAIN,
       import.meta.resolve('@nats-io/transport-node'),
       import.meta.resolve('@nats-io/jetstream'),
+      new URL('../../src/fleet/codec.js', import.meta.url).href,
       JSON.stringify(urls),
-      String(COLUMNS.indexOf('id')),
+      nats.stream,
+      nats.consumer,
     ];
     // The ids on stdin: all of a sensor's would not fit in one argument.
     const r = await topology
