@@ -59,7 +59,10 @@ $10 == ino {
 exec cat
 `;
 
-/** argv of the echo-the-peer honeypot on `port` (both families), for runContainer. */
+/**
+ * argv of the echo-the-peer honeypot on `port` (both families), for runContainer. nc listens
+ * with a backlog of 2: more connections at once than that wait for the kernel's SYN retries.
+ */
 export function peerEcho(port: number): string[] {
   return ['nc', '-ll', '-p', String(port), '-e', '/bin/peer'];
 }

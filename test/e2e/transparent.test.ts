@@ -272,16 +272,17 @@ events: { sqlite: ${dbPath}, batch: 50ms }
     ];
     // Two of these clients may leave from the same port (towards different destinations): the
     // honeypot then sees one of them from another port, which its event must say (the next test
-    // makes that happen on purpose).
-    const conns = await Promise.all(
-      targets.map(async ([host, port]) => {
-        const client = await connectFrom(farm.topology, a1.ns, host, port);
-        const line = await client.line().catch((err: Error) => {
-          throw new Error(`${client.local} -> ${endpoint(host, port)}: ${err.message}\n${gateway.output()}`);
-        });
-        return { client, seen: line.replace(/^peer /, '') };
-      }),
-    );
+    // makes that happen on purpose). One after another: the honeypot, busybox's `nc -ll`, listens
+    // with a backlog of 2, so a burst of 11 overflows its accept queue, and the SYNs the kernel
+    // drops are sent again after 1, 3 and 7 s, past the line's timeout.
+    const conns: Array<{ client: Client; seen: string }> = [];
+    for (const [host, port] of targets) {
+      const client = await connectFrom(farm.topology, a1.ns, host, port);
+      const line = await client.line().catch((err: Error) => {
+        throw new Error(`${client.local} -> ${endpoint(host, port)}: ${err.message}\n${gateway.output()}`);
+      });
+      conns.push({ client, seen: line.replace(/^peer /, '') });
+    }
     const clients = conns.map((c) => c.client);
     for (const { client, seen } of conns) {
       assert.equal(hostOf(seen), a1.ip4, `${client.local}: the honeypot saw ${seen}`);
@@ -445,13 +446,26 @@ events: { sqlite: ${dbPath}, batch: 50ms }
   }, async () => {
     const a1 = farm.attacker1;
     const a2 = farm.attacker2;
-    const clients = await Promise.all([
-      throughHoneypot(a1, farm.decoys.ip6, 22),
-      throughHoneypot(a1, '2001:db8:d::99', 31337),
-      throughHoneypot(a1, a1.gw6, 443),
-      throughHoneypot(a2, farm.decoys.ip6, 22),
-      throughHoneypot(a2, a1.gw6, 80),
-    ]);
+    // Each attacker's flows one after another, the two attackers at once: two at a time fit the
+    // honeypot's accept queue (see the first test).
+    const inTurn = async (attacker: Host, targets: Array<[string, number]>) => {
+      const out: Client[] = [];
+      for (const [host, port] of targets) out.push(await throughHoneypot(attacker, host, port));
+      return out;
+    };
+    const clients = (
+      await Promise.all([
+        inTurn(a1, [
+          [farm.decoys.ip6, 22],
+          ['2001:db8:d::99', 31337],
+          [a1.gw6, 443],
+        ]),
+        inTurn(a2, [
+          [farm.decoys.ip6, 22],
+          [a1.gw6, 80],
+        ]),
+      ])
+    ).flat();
     await seenByContainer('hp', clients, 2222, hp.ip6!);
     await Promise.all(clients.map((c) => c.close()));
   });
