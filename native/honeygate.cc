@@ -7,7 +7,9 @@
 // call, e.g. "setsockopt(SOL_IP, IP_TRANSPARENT, 1): EPERM", with .code and .syscall.
 // src/net/native.ts is the only importer.
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -225,12 +227,25 @@ napi_value SocketName(napi_env env, napi_callback_info info) {
   return Endpoint(env, local);
 }
 
+// Puts the calling thread in SCHED_IDLE and returns its thread id: it runs when nothing else
+// wants the CPU, and a thread of any other policy waking on that CPU preempts it at once.
+// Unprivileged, and one way: only CAP_SYS_NICE may leave SCHED_IDLE. For the store thread
+// (src/events/store-thread.ts), which reads its state in /proc/self/task/TID/stat.
+napi_value IdleThread(napi_env env, napi_callback_info) {
+  sched_param param{};
+  if (sched_setscheduler(0, SCHED_IDLE, &param) != 0) return Fail(env, -1, "sched_setscheduler", "0, SCHED_IDLE", errno);
+  napi_value tid;
+  napi_create_int32(env, static_cast<int32_t>(syscall(SYS_gettid)), &tid);
+  return tid;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
       hg::Method("listenSocket", ListenSocket, napi_enumerable),
       hg::Method("upstreamSocket", UpstreamSocket, napi_enumerable),
       hg::Method("originalDst", OriginalDst, napi_enumerable),
       hg::Method("socketName", SocketName, napi_enumerable),
+      hg::Method("idleThread", IdleThread, napi_enumerable),
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   InitPrivileges(env, exports);

@@ -33,6 +33,7 @@ interface Addon {
   ConntrackReader: new (opts: { mark: number; rcvbuf: number }, onBatch: ConntrackBatch) => ConntrackReader;
   originalDst(fd: number): { host: string; port: number } | null;
   socketName(fd: number): { host: string; port: number };
+  idleThread(): number;
   Relay: new (onRecords: RelayRecords, counters: Float64Array, dial: Float64Array) => NativeRelay;
   relayRecords: RelayBoundary['records'];
   relayListen: RelayBoundary['listen'];
@@ -120,6 +121,14 @@ export function createRelay(
 /** The address a socket is bound to (getsockname). Throws HG_ERR_SOCKET. */
 export function socketName(fd: number): { host: string; port: number } {
   return call((a) => a.socketName(fd));
+}
+
+/**
+ * Puts the calling thread in SCHED_IDLE (for good, unless privileged): it runs only when its
+ * CPU has nothing else to run. Returns its thread id. Throws HG_ERR_SOCKET if refused.
+ */
+export function idleThread(): number {
+  return call((a) => a.idleThread());
 }
 
 // This file runs as dist/src/net/native.js; node-gyp builds into the package root, and the
