@@ -45,7 +45,7 @@ export function createViewRunner(timeoutMs = 30_000): ViewRunner {
     }
   };
   const start = (): Worker => {
-    const w = new Worker(new URL(import.meta.url));
+    const w = new Worker(new URL(import.meta.url), { name: 'hg-dashboard' });
     w.unref(); // the dashboard never keeps the gateway alive
     w.on('message', (m: Reply) => {
       const p = pending.get(m.id);

@@ -29,7 +29,7 @@ export class Checkpointer {
   /** Starts the thread; `onError` hears of its failure once (the caller turns automatic checkpoints back on). */
   constructor(path: string, intervalMs: number, onError: (err: Error) => void) {
     const data: ThreadData = { role: 'checkpointer', path, intervalMs, flags: this.flags };
-    this.worker = new Worker(new URL(import.meta.url), { workerData: data });
+    this.worker = new Worker(new URL(import.meta.url), { name: 'hg-checkpoint', workerData: data });
     this.worker.on('error', (err) => {
       if (this.failed) return;
       this.failed = err;

@@ -152,6 +152,12 @@ export interface Sink {
   readonly name: string;
   /** Writes a batch. Called off the data path; may throw (the recorder counts it). */
   write(events: FlowEvent[]): void | Promise<void>;
+  /**
+   * For a sink that writes only when the loop is idle (the store thread at idle priority):
+   * lets it run now, at most maxMs, if it is waiting for the CPU. Called on the recorder's
+   * tick, so that a busy loop cannot starve it. True if a write was answered meanwhile.
+   */
+  catchUp?(maxMs: number): boolean;
   /** Reopens files (logrotate). */
   reopen(): void;
   close(): Promise<void> | void;

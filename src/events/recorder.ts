@@ -12,6 +12,8 @@ import type { RetentionStats } from './retention.js';
 import type { StartJournal } from './writeahead.js';
 
 const WARN_INTERVAL_MS = 10_000;
+/** The longest the loop sleeps, per tick, for a sink that writes only when the loop is idle. */
+const CATCH_UP_MS = 1000;
 /** How often the scan detector looks for tracks that ended. */
 const SCAN_SWEEP_MS = 1000;
 
@@ -216,8 +218,17 @@ export class Recorder {
 
   private tick(): void {
     this.sweepScans();
-    // A slow sink must not stack up batches: skip the tick while one is in flight.
-    if (this.busy || (this.queue.length === 0 && this.endIds.length === 0)) return;
+    // A sink that writes only while the loop sleeps (the store thread at idle priority) gets
+    // the CPU now if it wanted it: a loop busy since the last tick would starve it.
+    let answered = false;
+    for (const sink of this.sinks) if (sink.catchUp?.(CATCH_UP_MS)) answered = true;
+    if (this.busy) {
+      // A slow sink must not stack up batches: the tick passes while one is in flight, or,
+      // when it was answered just now, comes again once the answer has been taken.
+      if (answered) setImmediate(() => this.tick()).unref();
+      return;
+    }
+    if (this.queue.length === 0 && this.endIds.length === 0) return;
     void this.flush();
   }
 

@@ -7,25 +7,30 @@ import { prepareStoreDirs } from '../config/store-dirs.js';
 import type { Config } from '../config/types.js';
 import { NatsSink } from '../fleet/sink.js';
 import { createLogger, type Logger } from '../log.js';
+import { nativeAvailable } from '../net/native.js';
 import type { Sink } from './event.js';
 import { JsonlSink } from './jsonl.js';
 import { SqliteSink } from './sqlite.js';
 import { ThreadedSqliteSink } from './store-thread.js';
 
 /**
- * Whether the store writes on a thread of its own (store-thread.ts), off the event loop:
- * when the process may run on more than one CPU. Pinned to one, the thread only shares
- * that CPU and costs the rate (one core, quiet runs: 0.55x HAProxy's new connections/s
- * with it, 0.74x without; docs/performance.md). HONEYGATE_STORE_THREAD=on|off decides.
+ * Where the store writes (store-thread.ts): on a thread of its own when the process may run on
+ * more than one CPU ('on'). Pinned to one, the thread would share that CPU with the loop and
+ * hold back the connections that arrive meanwhile; there it runs at idle priority ('idle'),
+ * so a waking loop preempts it at once and it writes while the loop sleeps: p99 at 1,000 new
+ * connections/s on one core 2.65 → 2.35 ms (median of 12 runs each), the rate unchanged
+ * (docs/performance.md). Without the native addon ('off'), the store writes on the loop in
+ * slices. HONEYGATE_STORE_THREAD=on|idle|off decides instead.
  */
-export function storeThread(): boolean {
+export function storeThread(): 'on' | 'idle' | 'off' {
   const env = process.env.HONEYGATE_STORE_THREAD;
-  if (env === 'on' || env === 'off') return env === 'on';
-  return availableParallelism() > 1;
+  if (env === 'on' || env === 'off' || env === 'idle') return env;
+  if (availableParallelism() > 1) return 'on';
+  return nativeAvailable().ok ? 'idle' : 'off';
 }
 
 /**
- * On the loop (no store thread), a batch's transaction runs in slices of this many ms with
+ * On the loop (HONEYGATE_STORE_THREAD=off, or no addon), a batch's transaction runs in slices of this many ms with
  * the loop free between them (sqlite.ts sliceMs): a connection arriving during a batch waits
  * one slice, not the batch (6-12 ms at 1,000 flows/s on one core). 0.25 rather than 1: the
  * p99 at 1,000 new connections/s 3.4 → 2.9 ms, the rate unchanged (docs/performance.md).
@@ -55,9 +60,10 @@ export function openSinks(config: Config, log?: Logger): Sink[] {
     }
     if (config.events.sqlite) {
       const opts = { retention: config.events.retention ?? null, log };
+      const where = storeThread();
       sinks.push(
-        storeThread()
-          ? new ThreadedSqliteSink(config.events.sqlite, opts)
+        where !== 'off'
+          ? new ThreadedSqliteSink(config.events.sqlite, { ...opts, idle: where === 'idle' })
           : new SqliteSink(config.events.sqlite, { ...opts, sliceMs: LOOP_SLICE_MS }),
       );
     }

@@ -15,6 +15,7 @@
 // with the same error as before, and openSinks stays all-or-nothing.
 //
 // The module is also the thread's entry point (workerData.role === 'store').
+import { readFileSync } from 'node:fs';
 import {
   isMainThread,
   MessageChannel,
@@ -27,6 +28,7 @@ import {
 import type { Retention } from '../config/types.js';
 import { type ErrorCode, HoneygateError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { idleThread } from '../net/native.js';
 import type { FlowEvent, Sink } from './event.js';
 import type { RetentionStats } from './retention.js';
 import { packedOf, unpackRows, valuesToEvent } from './row.js';
@@ -40,8 +42,10 @@ const EMPTY = Buffer.alloc(0);
 const STATS_MS = 1000;
 
 // flags[0]: 0 = nothing yet, 1 = the thread runs, 2 = the store is open (or failed): its answer is on the port.
+// flags[1]: answers sent, for catchUp to wait on.
 const STARTED = 1;
 const OPENED = 2;
+const ANSWERS = 1;
 
 interface ThreadData {
   role: 'store';
@@ -49,6 +53,7 @@ interface ThreadData {
   busyTimeoutMs?: number;
   retention: Retention | null;
   log: boolean; // send the sink's log lines to the loop's logger
+  idle: boolean; // run at idle priority
   flags: Int32Array;
   port: MessagePort;
 }
@@ -87,6 +92,7 @@ interface Message {
   obj?: Record<string, unknown>;
   msg?: string;
   open?: boolean;
+  tid?: number; // with open: the thread's id, when it runs at idle priority (0: it does not)
 }
 
 interface Pending {
@@ -95,12 +101,21 @@ interface Pending {
   events: number;
 }
 
+export interface ThreadedSinkOptions extends SqliteSinkOptions {
+  // The thread at idle priority (native idleThread): it writes when the loop is idle, and a
+  // connection that arrives meanwhile preempts it at once instead of waiting for a slice.
+  // For a process on one CPU, where the thread would otherwise compete with the loop.
+  idle?: boolean;
+}
+
 export class ThreadedSqliteSink implements Sink {
   readonly name = 'sqlite';
   readonly path: string;
-  private readonly opts: SqliteSinkOptions;
+  private readonly opts: ThreadedSinkOptions;
   private worker: Worker | null = null;
   private port: MessagePort | null = null;
+  private flags = new Int32Array(new SharedArrayBuffer(8));
+  private tid = 0; // the thread's id while it runs at idle priority
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private lostBefore = 0; // lost by threads that died
@@ -112,7 +127,7 @@ export class ThreadedSqliteSink implements Sink {
   private closing: Promise<void> | null = null;
 
   /** Opens or creates the store at `path` on a new thread and waits until it is ready. Throws HG_ERR_SINK. */
-  constructor(path: string, opts: SqliteSinkOptions = {}) {
+  constructor(path: string, opts: ThreadedSinkOptions = {}) {
     this.path = path;
     this.opts = opts;
     this.start();
@@ -189,6 +204,26 @@ export class ThreadedSqliteSink implements Sink {
     }
   }
 
+  /**
+   * At idle priority the thread runs only while the loop sleeps, so a loop that never does (a
+   * flood on one CPU) would starve it: the queue would fill and retention stall. The recorder
+   * calls this on each tick: while the thread is runnable (it wants the CPU the loop holds,
+   * not the disk or a lock), the loop sleeps, at most maxMs. True if a write was answered.
+   */
+  catchUp(maxMs: number): boolean {
+    if (this.tid === 0 || !this.port) return false;
+    const before = this.pending.size;
+    const deadline = performance.now() + maxMs;
+    for (;;) {
+      const answers = Atomics.load(this.flags, ANSWERS);
+      this.takeAnswers();
+      if (!runnable(this.tid) || performance.now() >= deadline) break;
+      Atomics.wait(this.flags, ANSWERS, answers, 1);
+    }
+    this.takeAnswers();
+    return this.pending.size < before;
+  }
+
   /** Rows deleted by retention and the store's size (as the thread last sent them); null without retention. */
   stats(): RetentionStats | null {
     return this.retention;
@@ -237,7 +272,7 @@ export class ThreadedSqliteSink implements Sink {
   }
 
   private start(): void {
-    const flags = new Int32Array(new SharedArrayBuffer(4));
+    const flags = new Int32Array(new SharedArrayBuffer(8));
     const { port1, port2 } = new MessageChannel();
     const data: ThreadData = {
       role: 'store',
@@ -245,12 +280,17 @@ export class ThreadedSqliteSink implements Sink {
       busyTimeoutMs: this.opts.busyTimeoutMs,
       retention: this.opts.retention ?? null,
       log: this.opts.log !== undefined,
+      idle: this.opts.idle === true,
       flags,
       port: port2,
     };
     let worker: Worker;
     try {
-      worker = new Worker(new URL(import.meta.url), { workerData: data, transferList: [port2] });
+      worker = new Worker(new URL(import.meta.url), {
+        name: 'hg-store',
+        workerData: data,
+        transferList: [port2],
+      });
     } catch (err) {
       port1.close();
       throw new HoneygateError(
@@ -282,6 +322,8 @@ export class ThreadedSqliteSink implements Sink {
       );
     }
     this.retention = opened.stats ?? null;
+    this.tid = opened.tid ?? 0;
+    this.flags = flags;
     this.failure = null;
     this.threadLost = 0;
     this.kept = 0;
@@ -294,6 +336,11 @@ export class ThreadedSqliteSink implements Sink {
       this.failure = err.message;
     });
     worker.on('exit', (code) => this.onExit(worker, code));
+  }
+
+  private takeAnswers(): void {
+    for (let m = receiveMessageOnPort(this.port!); m; m = receiveMessageOnPort(this.port!))
+      this.onMessage(m.message as Message);
   }
 
   private onMessage(msg: Message): void {
@@ -321,9 +368,9 @@ export class ThreadedSqliteSink implements Sink {
   private onExit(worker: Worker, code: number): void {
     if (worker !== this.worker) return;
     this.worker = null;
+    this.tid = 0;
     // Answers it sent before dying are still in the port.
-    for (let m = receiveMessageOnPort(this.port!); m; m = receiveMessageOnPort(this.port!))
-      this.onMessage(m.message as Message);
+    this.takeAnswers();
     this.port?.close();
     let events = 0;
     for (const p of this.pending.values()) events += p.events;
@@ -342,6 +389,17 @@ export class ThreadedSqliteSink implements Sink {
     if (pending.length === 0 && !this.closed && this.opts.log) {
       this.opts.log.warn({ err }, err.message);
     }
+  }
+}
+
+/** Whether the thread is running or waiting for a CPU (state R), not sleeping on I/O or a lock. */
+function runnable(tid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1');
+    // pid (comm) state ...: comm may hold spaces and parentheses, so after the last ')'.
+    return stat.charCodeAt(stat.lastIndexOf(')') + 2) === 82; // 'R'
+  } catch {
+    return false; // the thread is gone
   }
 }
 
@@ -397,7 +455,19 @@ function threadMain(data: ThreadData): void {
     port.close();
     return;
   }
-  port.postMessage({ open: true, stats: sink.stats() } satisfies Message);
+  let tid = 0;
+  if (data.idle) {
+    try {
+      tid = idleThread();
+    } catch (err) {
+      port.postMessage({
+        log: 'warn',
+        obj: { err: (err as Error).message },
+        msg: 'the store thread runs at normal priority: it could not take idle priority',
+      } satisfies Message);
+    }
+  }
+  port.postMessage({ open: true, stats: sink.stats(), tid } satisfies Message);
   signal(OPENED);
 
   let sent = JSON.stringify(sink.stats());
@@ -415,6 +485,8 @@ function threadMain(data: ThreadData): void {
     const msg: Message = { id, lost: sink.lost, kept: sink.kept };
     if (err !== undefined) msg.error = errorOf(err);
     port.postMessage(msg);
+    Atomics.add(flags, ANSWERS, 1);
+    Atomics.notify(flags, ANSWERS);
   };
   parentPort!.on('message', (req: Request) => {
     if (req.op === 'write') {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -12,6 +13,12 @@ import { ThreadedSqliteSink } from '../../src/events/store-thread.js';
 import { sampleEvent, tempDir } from '../helpers/events.js';
 
 // Issue 21 (latency): the SQLite sink's batches run on a thread of their own.
+function tasksetMissing(): string | false {
+  return spawnSync('taskset', ['-c', '0', 'true']).status === 0
+    ? false
+    : 'needs taskset (util-linux) to pin a process to one CPU';
+}
+
 describe('ThreadedSqliteSink', () => {
   const tmp = tempDir();
   after(tmp.cleanup);
@@ -182,5 +189,66 @@ describe('ThreadedSqliteSink', () => {
     const stats = sink.stats();
     assert.ok(stats && stats.storeBytes > 0, 'retention runs in the thread and reports the size');
     await sink.close();
+  });
+
+  // One CPU: the loop busy for 300 ms with a 2,000-row batch in flight. At idle priority the
+  // thread writes nothing meanwhile (a connection would preempt it at once), and catchUp lets
+  // it finish; at normal priority it shares the CPU and writes during the spin.
+  const starve = (priority: 'idle' | 'normal') => {
+    const script = `
+      import { readdirSync, readFileSync } from 'node:fs';
+      import { ThreadedSqliteSink } from ${JSON.stringify(new URL('../../src/events/store-thread.js', import.meta.url).href)};
+      import { openDatabase } from ${JSON.stringify(new URL('../../src/events/sqlite-driver.js', import.meta.url).href)};
+      import { sampleEvent } from ${JSON.stringify(new URL('../helpers/events.js', import.meta.url).href)};
+      const sink = new ThreadedSqliteSink(process.argv[2], { idle: process.argv[3] === 'idle' });
+      // Field 41 of each thread's stat: its scheduling policy (5: SCHED_IDLE).
+      const policies = readdirSync('/proc/self/task').map((t) => {
+        const stat = readFileSync('/proc/self/task/' + t + '/stat', 'latin1');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
+      });
+      let written = false;
+      sink.write(Array.from({ length: 2000 }, () => sampleEvent())).then(() => { written = true; });
+      const until = performance.now() + 300;
+      while (performance.now() < until);
+      const rows = () => {
+        const db = openDatabase(process.argv[2], { readonly: true });
+        const n = Number(db.prepare('SELECT count(*) AS n FROM events').get().n);
+        db.close();
+        return n;
+      };
+      const during = rows();
+      const answered = sink.catchUp(10_000);
+      await null;
+      console.log(JSON.stringify({ during, answered, written, after: rows(), idleThreads: policies.filter((p) => p === 5).length }));
+      await sink.close();
+    `;
+    const path = join(tmp.dir, `starve-${priority}.db`);
+    const file = join(tmp.dir, `starve-${priority}.mjs`);
+    writeFileSync(file, script);
+    const res = spawnSync('taskset', ['-c', '0', process.execPath, file, path, priority], {
+      encoding: 'utf8',
+    });
+    assert.equal(res.status, 0, res.stderr);
+    return JSON.parse(res.stdout) as {
+      during: number;
+      answered: boolean;
+      written: boolean;
+      after: number;
+      idleThreads: number;
+    };
+  };
+
+  it('at idle priority on one CPU writes only when the loop lets it: catchUp does', {
+    skip: tasksetMissing(),
+  }, () => {
+    const idle = starve('idle');
+    assert.equal(idle.idleThreads, 1, 'the store thread, and only it, runs as SCHED_IDLE');
+    assert.equal(idle.during, 0, 'nothing written while the loop was busy');
+    assert.equal(idle.answered, true, 'catchUp gave the thread the CPU until the batch was written');
+    assert.equal(idle.written, true);
+    assert.equal(idle.after, 2000);
+    const normal = starve('normal');
+    assert.equal(normal.idleThreads, 0);
+    assert.equal(normal.during, 2000, 'at normal priority the thread shared the CPU with the busy loop');
   });
 });
