@@ -30,10 +30,10 @@ export function storeThread(): 'on' | 'idle' | 'off' {
 }
 
 /**
- * On the loop (HONEYGATE_STORE_THREAD=off, or no addon), a batch's transaction runs in slices of this many ms with
- * the loop free between them (sqlite.ts sliceMs): a connection arriving during a batch waits
- * one slice, not the batch (6-12 ms at 1,000 flows/s on one core). 0.25 rather than 1: the
- * p99 at 1,000 new connections/s 3.4 → 2.9 ms, the rate unchanged (docs/performance.md).
+ * On the loop (HONEYGATE_STORE_THREAD=off, or no addon), a batch's transaction runs in slices
+ * of this many ms with the loop free between them (sqlite.ts sliceMs): a connection arriving
+ * during a batch waits one slice, not the batch (6-12 ms at 1,000 flows/s on one core). 0.25
+ * rather than 1: the p99 at 1,000 new connections/s 3.4 → 2.9 ms, the rate unchanged.
  */
 export const LOOP_SLICE_MS = 0.25;
 
