@@ -71,6 +71,7 @@ export interface StartOptions {
   readyTimeoutMs?: number; // default 15000
   env?: Record<string, string>;
   openFiles?: number; // run under this RLIMIT_NOFILE (util-linux's prlimit)
+  cpus?: string; // run on these CPUs only (util-linux's taskset -c), e.g. '0'
 }
 
 export interface Honeygate {
@@ -154,6 +155,7 @@ export async function startHoneygate(configYaml: string, opts: StartOptions = {}
 
   const argv = [process.execPath, BIN, 'run', '-c', configPath];
   if (opts.openFiles !== undefined) argv.unshift('prlimit', `--nofile=${opts.openFiles}`);
+  if (opts.cpus !== undefined) argv.unshift('taskset', '-c', opts.cpus);
   const proc = spawn(argv[0]!, argv.slice(1), {
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],

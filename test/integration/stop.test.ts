@@ -1,6 +1,8 @@
 // How the gateway ends, and what it records when it does: killed under load (#14: the
-// crash window), stopped with connections still queued in the kernel (#14: SIGTERM).
+// crash window), stopped with connections still queued in the kernel (#14: SIGTERM), and
+// on one CPU, where the store thread runs at idle priority.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import type net from 'node:net';
 import os from 'node:os';
@@ -22,7 +24,7 @@ async function eventsIn(db: string): Promise<EventRecord[]> {
 }
 
 /** Opens connections through the gateway as fast as they are answered, until stopped. */
-function load(port: number, echoed: Set<number>, open: net.Socket[]) {
+function load(port: number, echoed: Set<number>, open: net.Socket[], clients = 8) {
   let running = true;
   const one = async (): Promise<void> => {
     const s = await connect(port).catch(() => null);
@@ -39,7 +41,7 @@ function load(port: number, echoed: Set<number>, open: net.Socket[]) {
     if (answered && echoed.size % 2 === 0) open.push(s);
     else s.destroy();
   };
-  const loops = Array.from({ length: 8 }, async () => {
+  const loops = Array.from({ length: clients }, async () => {
     while (running) await one();
   });
   return async () => {
@@ -159,5 +161,55 @@ limits: { perSource: 100000, perSourceRate: 100000/s, grace: 500ms }
       'each closed as shutdown',
     );
     assert.ok(queued.some((e) => /queued when honeygate stopped/.test(e.detail ?? '')));
+  });
+});
+
+// On one CPU the store thread runs at idle priority (src/events/sinks.ts storeThread): the
+// loop preempts it, so a loop kept busy must still give it the CPU on each batch tick.
+describe('on one CPU', { timeout: 120_000 }, () => {
+  const pinned = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+  const cleanup: (() => unknown)[] = [];
+  after(async () => {
+    for (const c of cleanup.reverse()) await c();
+  });
+
+  test('the store thread runs at idle priority, and a load on the loop loses no event', {
+    skip: !pinned && 'needs taskset (util-linux) to pin the gateway to one CPU',
+  }, async () => {
+    const echo = await startEchoServer();
+    cleanup.push(() => echo.stop());
+    const hg = await startHoneygate(
+      `
+listeners:
+  - name: f
+    bind: "127.0.0.1:0"
+routes:
+  - name: echo
+    forward: echo
+backends:
+  echo: { servers: ["127.0.0.1:${echo.port}"] }
+limits: { perSource: 100000, perSourceRate: 100000/s }
+`,
+      { cpus: '0' },
+    );
+    cleanup.push(() => hg.close());
+    // Field 41 of a thread's stat is its scheduling policy: 5 is SCHED_IDLE.
+    const policies = fs.readdirSync(`/proc/${hg.proc.pid}/task`).map((t) => {
+      const stat = fs.readFileSync(`/proc/${hg.proc.pid}/task/${t}/stat`, 'latin1');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
+    });
+    assert.equal(policies.filter((p) => p === 5).length, 1, `one thread in SCHED_IDLE: ${policies}`);
+
+    const echoed = new Set<number>();
+    const open: net.Socket[] = [];
+    const stopLoad = load(hg.port('f'), echoed, open, 32);
+    await waitFor('3,000 flows served', () => echoed.size >= 3000, 60_000);
+    await stopLoad();
+    for (const s of open) s.destroy();
+    assert.equal(await hg.stop(), 0);
+    const events = await eventsIn(hg.dbPath);
+    const seen = new Set(events.map((e) => e.src.port));
+    const missing = [...echoed].filter((p) => !seen.has(p));
+    assert.deepEqual(missing, [], `${missing.length} of ${echoed.size} served flows have no event`);
   });
 });
