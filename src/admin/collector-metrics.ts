@@ -22,6 +22,11 @@ const GAUGES: readonly [name: string, help: string, read: (s: CollectorStats) =>
     "Message ids deleted from the store's fleet_received, older than events.nats.maxAge.",
     (s) => s.pruned,
   ],
+  [
+    'recovered_total',
+    'Messages the consumer passed without delivering them, fetched from the stream by sequence.',
+    (s) => s.recovered,
+  ],
 ];
 
 export function createCollectorMetrics(collector: { stats(): CollectorStats }): Metrics {

@@ -6,11 +6,24 @@
 // window) is never stored twice. A message that is not a honeygate event is counted, logged
 // and terminated (never redelivered, never stored).
 //
+// Each message's stream sequence is kept in `fleet_seq` too, until the consumer's ack floor
+// has passed it: a message the floor passed that no collector of this store wrote was skipped
+// by the broker, and is fetched from the stream by its sequence (`recovered`). A JetStream
+// cluster restarted whole did that once (nats-server 2.9.10, a CI run of
+// test/e2e/fleet-cluster.test.ts: one message of 44 events, in the stream and past the ack
+// floor, never delivered).
+//
 // An id is kept for as long as the stream may hold its message, events.nats.maxAge (the
 // stream's max_age): a message older than that is gone from the stream and cannot come
 // again, so neither can its id. Pruned at start and every hour, in steps of PRUNE_STEP rows
 // between batches. With maxAge 0 (the stream keeps everything) the ids are kept too.
-import { type ConsumerMessages, type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import {
+  type ConsumerMessages,
+  type JetStreamManager,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+} from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { FlowEvent } from '../events/event.js';
@@ -31,6 +44,8 @@ const WARN_INTERVAL_MS = 10_000;
 const PRUNE_INTERVAL_MS = 3_600_000;
 /** Rows one pruning transaction deletes at most: a few milliseconds, so fetches and acks are not held up. */
 const PRUNE_STEP = 5000;
+/** Sequences the recovery looks at per pass (one pass a second, with the lag). */
+const RECOVER_STEP = 5000;
 
 export interface CollectorStats {
   received: number; // messages fetched (redeliveries count again), each of one or more events
@@ -39,11 +54,28 @@ export interface CollectorStats {
   malformed: number; // messages that were not honeygate events: terminated, not stored
   lag: number; // messages in the stream the consumer has not yet had acknowledged (pending + unacked)
   pruned: number; // ids deleted from fleet_received, older than the stream's maxAge
+  recovered: number; // messages the consumer passed without delivering, fetched from the stream
+}
+
+/** A message as the consumer delivers it or the stream returns it by sequence. */
+interface StreamMessage {
+  subject: string;
+  seq: number; // the stream sequence
+  data: Uint8Array;
 }
 
 export class Collector {
   private readonly db: Database;
-  private readonly writeBatch: (rows: { id: string; values: unknown[] }[]) => number;
+  private readonly writeBatch: (rows: { id: string; values: unknown[] }[], seqs: number[]) => number;
+  // Sequences up to `checked` are written or known gone (kept in fleet_checked); fleet_seq holds
+  // those written above it.
+  private checked = 0;
+  private recovering = false;
+  // Where this pass starts (another collector of the store may have checked further) and the
+  // sequences written above it, up to RECOVER_STEP of them.
+  private readonly toCheck: (after: number, floor: number) => { from: number; written: Set<number> };
+  private readonly saveChecked: (upTo: number) => void;
+  private readonly savedChecked: () => number | null;
   private nc: NatsConnection | null = null;
   private stopping = false;
   private messages: ConsumerMessages | null = null;
@@ -54,6 +86,7 @@ export class Collector {
     malformed: 0,
     lag: 0,
     pruned: 0,
+    recovered: 0,
   };
   private readonly pruneStep: (before: number) => number;
   private nextPrune = 0;
@@ -89,12 +122,46 @@ export class Collector {
          (SELECT msg_id FROM fleet_received WHERE received_at < ? ORDER BY received_at LIMIT ${PRUNE_STEP})`,
     );
     this.pruneStep = (before) => prune.run([before]).changes;
+    this.db.exec('CREATE TABLE IF NOT EXISTS fleet_seq (seq INTEGER PRIMARY KEY)');
+    const markSeq = this.db.prepare('INSERT OR IGNORE INTO fleet_seq (seq) VALUES (?)');
+    const written = this.db.prepare('SELECT seq FROM fleet_seq WHERE seq > @after AND seq <= @upTo');
+    this.db.exec(
+      'CREATE TABLE IF NOT EXISTS fleet_checked (stream TEXT PRIMARY KEY, seq INTEGER) WITHOUT ROWID',
+    );
+    const forget = this.db.prepare('DELETE FROM fleet_seq WHERE seq <= ?');
+    const save = this.db.prepare(
+      'INSERT INTO fleet_checked (stream, seq) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq',
+    );
+    const saved = this.db.prepare('SELECT seq FROM fleet_checked WHERE stream = ?');
+    // In one transaction: another collector of this store may be saving its pass meanwhile.
+    const toCheck = this.db.transaction(
+      (after: number, floor: number, out: { from: number; written: Set<number> }) => {
+        const v = saved.get([cfg.stream])?.seq;
+        out.from = Math.max(after, v === null || v === undefined ? 0 : Number(v));
+        const upTo = Math.min(floor, out.from + RECOVER_STEP);
+        out.written = new Set([...written.iterate({ after: out.from, upTo })].map((r) => Number(r.seq)));
+      },
+    );
+    this.toCheck = (after, floor) => {
+      const out = { from: after, written: new Set<number>() };
+      toCheck(after, floor, out);
+      return out;
+    };
+    this.saveChecked = this.db.transaction((upTo: number) => {
+      forget.run([upTo]);
+      save.run([cfg.stream, upTo]);
+    });
+    this.savedChecked = () => {
+      const v = saved.get([cfg.stream])?.seq;
+      return v === null || v === undefined ? null : Number(v);
+    };
     const insert = this.db.prepare(INSERT);
     // The counts only: the distinct-source sketches are not kept here.
     const counts = rollupWriter(this.db, { sketches: false });
     let stored = 0;
-    const tx = this.db.transaction((rows: { id: string; values: unknown[] }[]) => {
+    const tx = this.db.transaction((rows: { id: string; values: unknown[] }[], seqs: number[]) => {
       stored = 0;
+      for (const seq of seqs) markSeq.run([seq]);
       const now = Date.now();
       const added: FlowEvent[] = [];
       for (const m of rows) {
@@ -107,8 +174,8 @@ export class Collector {
       // The rollup's counts, as the sink keeps them (stats, the dashboard's views).
       counts(added);
     });
-    this.writeBatch = (rows) => {
-      tx(rows);
+    this.writeBatch = (rows, seqs) => {
+      tx(rows, seqs);
       return stored;
     };
   }
@@ -158,6 +225,10 @@ export class Collector {
     const jsm = await jetstreamManager(this.nc);
     await ensureConsumer(jsm, this.cfg);
     const consumer = await jetstream(this.nc).consumers.get(this.cfg.stream, this.cfg.consumer);
+    const floor = (await consumer.info()).ack_floor.stream_seq;
+    // Resume the check where it stopped; a first start (or a stream made anew) begins at the floor.
+    const saved = this.savedChecked();
+    this.checked = saved === null || saved > floor ? floor : saved;
     this.log.info(
       {
         server: this.nc.getServer(),
@@ -177,6 +248,7 @@ export class Collector {
       consumer.info().then(
         (info) => {
           this.s.lag = info.num_pending + info.num_ack_pending;
+          return this.recover(jsm, info.ack_floor.stream_seq);
         },
         () => {},
       );
@@ -230,6 +302,19 @@ export class Collector {
   /** Writes one batch, then acknowledges it. A store error leaves it unacknowledged (redelivered). */
   private commit(msgs: JsMsg[]): void {
     this.s.received += msgs.length;
+    const good = this.store(msgs);
+    good.forEach((ok, i) => {
+      try {
+        if (!ok) msgs[i]!.term();
+        else msgs[i]!.ack();
+      } catch {
+        // the connection went: the batch is committed, its redelivery is found in fleet_received
+      }
+    });
+  }
+
+  /** Decodes the messages and writes their events and sequences in one transaction; false for a malformed one. */
+  private store(msgs: StreamMessage[]): boolean[] {
     const rows: { id: string; values: unknown[] }[] = [];
     const good = msgs.map((m) => {
       const d = decodeMessage(m.data);
@@ -245,17 +330,53 @@ export class Collector {
       for (const e of d.events) rows.push({ id: recordKey(e, gateway), values: eventValues(e) });
       return true;
     });
-    const stored = this.writeBatch(rows);
+    const stored = this.writeBatch(
+      rows,
+      msgs.map((m) => m.seq),
+    );
     this.s.stored += stored;
     this.s.duplicates += rows.length - stored;
-    good.forEach((ok, i) => {
-      try {
-        if (!ok) msgs[i]!.term();
-        else msgs[i]!.ack();
-      } catch {
-        // the connection went: the batch is committed, its redelivery is found in fleet_received
+    return good;
+  }
+
+  /**
+   * The sequences the consumer's ack floor has passed since the last pass that no collector of
+   * this store wrote (fleet_seq): each still in the stream is fetched by its sequence and
+   * written. A store error ends run() at its next write; a broker error waits for the next pass.
+   */
+  private async recover(jsm: JetStreamManager, floor: number): Promise<void> {
+    if (this.recovering || floor <= this.checked) return;
+    this.recovering = true;
+    try {
+      const { from, written } = this.toCheck(this.checked, floor);
+      const upTo = Math.min(floor, from + RECOVER_STEP);
+      if (upTo <= from) {
+        this.checked = from; // another collector of this store checked that far
+        return;
       }
-    });
+      const found: StreamMessage[] = [];
+      for (let seq = from + 1; seq <= upTo; seq++) {
+        if (written.has(seq)) continue;
+        // null: gone from the stream (maxAge, maxBytes), or never there
+        const m = await jsm.streams.getMessage(this.cfg.stream, { seq });
+        if (m?.subject.startsWith(`${this.cfg.subject}.`))
+          found.push({ subject: m.subject, seq: m.seq, data: m.data });
+      }
+      if (found.length > 0) {
+        this.store(found);
+        this.s.recovered += found.length;
+        this.log.warn(
+          { seqs: found.slice(0, 20).map((m) => m.seq), recovered: this.s.recovered },
+          `collect: the consumer passed ${found.length} messages it never delivered; fetched them from the stream`,
+        );
+      }
+      this.saveChecked(upTo);
+      this.checked = upTo;
+    } catch (err) {
+      this.warn({ err: (err as Error).message }, 'collect: checking for skipped messages failed; retrying');
+    } finally {
+      this.recovering = false;
+    }
   }
 
   /** Ends the pulling; run() writes what it holds, flushes the acks and resolves. */

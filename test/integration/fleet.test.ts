@@ -12,7 +12,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { overview, rawViews, toRange, withStore } from '../../src/admin/dashboard-stats.js';
 import { newEventId } from '../../src/events/recorder.js';
-import { encodeEvents } from '../../src/fleet/codec.js';
+import { decodeMessage, encodeEvents } from '../../src/fleet/codec.js';
 import { Outbox } from '../../src/fleet/outbox.js';
 import { connect } from '../helpers/client.js';
 import { sampleEvent } from '../helpers/events.js';
@@ -432,6 +432,41 @@ events:
       `# SIGKILL: ${attempted} flows attempted, ${local.length} recorded locally, ${got.length} collected, ${waiting} were in the outbox\n`,
     );
     await restarted.hg.stop();
+  });
+
+  // What a JetStream cluster restarted whole once did (nats-server 2.9.10, CI): the consumer's
+  // ack floor passed a message that no collector received. Here a client acknowledges one
+  // message in the collectors' place; the collector finds the gap and reads it from the stream.
+  test('a message the consumer passed without delivering it is fetched from the stream', async () => {
+    await collect.stop();
+    const N = 1500;
+    const sent = await publishBulk('skipped', N);
+    const nc = await natsConnect({ servers: nats.url });
+    let taken = 0;
+    try {
+      const consumer = await jetstream(nc).consumers.get('HONEYGATE_EVENTS', 'honeygate-collector');
+      const m = await consumer.next({ expires: 5000 });
+      assert.ok(m, 'a message waits for the collectors');
+      const d = decodeMessage(m.data);
+      assert.ok(d.ok);
+      taken = d.events.length;
+      await m.ackAck();
+    } finally {
+      await nc.close();
+    }
+    collect = await startCollect(fleetConfig, central, await freePort());
+    cleanup.push(() => collect.stop());
+    const got = await waitFor(
+      `${N} skipped events in the central store`,
+      async () => {
+        const ids = await storeIds(central, 'skipped');
+        return ids.length >= N && ids;
+      },
+      30_000,
+      200,
+    );
+    assert.deepEqual([...got].sort(), [...sent].sort(), `the ${taken} events of the taken message too, once`);
+    assert.equal((await collect.metrics()).honeygate_collector_recovered_total, 1);
   });
 
   test('a collector SIGKILLed mid-backlog, restarted: no gaps, no duplicates', async () => {
