@@ -342,7 +342,7 @@ export class Collector {
   /**
    * The sequences the consumer's ack floor has passed since the last pass that no collector of
    * this store wrote (fleet_seq): each still in the stream is fetched by its sequence and
-   * written. A store error ends run() at its next write; a broker error waits for the next pass.
+   * written. An error is logged, and the next pass tries again.
    */
   private async recover(jsm: JetStreamManager, floor: number): Promise<void> {
     if (this.recovering || floor <= this.checked) return;

@@ -23,6 +23,21 @@ async function eventsIn(db: string): Promise<EventRecord[]> {
     .map((l) => JSON.parse(l) as EventRecord);
 }
 
+/** Listener `f` forwarding every flow to the echo server on `port`, with no per-source limit. */
+function echoGateway(port: number): string {
+  return `
+listeners:
+  - name: f
+    bind: "127.0.0.1:0"
+routes:
+  - name: echo
+    forward: echo
+backends:
+  echo: { servers: ["127.0.0.1:${port}"] }
+limits: { perSource: 100000, perSourceRate: 100000/s }
+`;
+}
+
 /** Opens connections through the gateway as fast as they are answered, until stopped. */
 function load(port: number, echoed: Set<number>, open: net.Socket[], clients = 8) {
   let running = true;
@@ -65,16 +80,7 @@ describe('a gateway killed under load', { timeout: 120_000 }, () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-crash-'));
     cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const db = path.join(dir, 'events.db');
-    const config = `
-listeners:
-  - name: f
-    bind: "127.0.0.1:0"
-routes:
-  - name: echo
-    forward: echo
-backends:
-  echo: { servers: ["127.0.0.1:${echo.port}"] }
-limits: { perSource: 100000, perSourceRate: 100000/s }
+    const config = `${echoGateway(echo.port)}
 events:
   sqlite: ${db}
   batch: 10s
@@ -178,20 +184,7 @@ describe('on one CPU', { timeout: 120_000 }, () => {
   }, async () => {
     const echo = await startEchoServer();
     cleanup.push(() => echo.stop());
-    const hg = await startHoneygate(
-      `
-listeners:
-  - name: f
-    bind: "127.0.0.1:0"
-routes:
-  - name: echo
-    forward: echo
-backends:
-  echo: { servers: ["127.0.0.1:${echo.port}"] }
-limits: { perSource: 100000, perSourceRate: 100000/s }
-`,
-      { cpus: '0' },
-    );
+    const hg = await startHoneygate(echoGateway(echo.port), { cpus: '0' });
     cleanup.push(() => hg.close());
     // Field 41 of a thread's stat is its scheduling policy: 5 is SCHED_IDLE.
     const policies = fs.readdirSync(`/proc/${hg.proc.pid}/task`).map((t) => {
