@@ -71,9 +71,12 @@ export class Collector {
   // those written above it.
   private checked = 0;
   private recovering = false;
-  // Where this pass starts (another collector of the store may have checked further) and the
-  // sequences written above it, up to RECOVER_STEP of them.
-  private readonly toCheck: (after: number, floor: number) => { from: number; written: Set<number> };
+  // Where this pass starts (another collector of the store may have checked further), where it
+  // ends (RECOVER_STEP on at most), and the sequences written between.
+  private readonly toCheck: (
+    after: number,
+    floor: number,
+  ) => { from: number; upTo: number; written: Set<number> };
   private readonly saveChecked: (upTo: number) => void;
   private readonly savedChecked: () => number | null;
   private nc: NatsConnection | null = null;
@@ -133,17 +136,22 @@ export class Collector {
       'INSERT INTO fleet_checked (stream, seq) VALUES (?, ?) ON CONFLICT (stream) DO UPDATE SET seq = excluded.seq',
     );
     const saved = this.db.prepare('SELECT seq FROM fleet_checked WHERE stream = ?');
+    const readSaved = (): number | null => {
+      const v = saved.get([cfg.stream])?.seq;
+      return v === null || v === undefined ? null : Number(v);
+    };
     // In one transaction: another collector of this store may be saving its pass meanwhile.
     const toCheck = this.db.transaction(
-      (after: number, floor: number, out: { from: number; written: Set<number> }) => {
-        const v = saved.get([cfg.stream])?.seq;
-        out.from = Math.max(after, v === null || v === undefined ? 0 : Number(v));
-        const upTo = Math.min(floor, out.from + RECOVER_STEP);
-        out.written = new Set([...written.iterate({ after: out.from, upTo })].map((r) => Number(r.seq)));
+      (after: number, floor: number, out: { from: number; upTo: number; written: Set<number> }) => {
+        out.from = Math.max(after, readSaved() ?? 0);
+        out.upTo = Math.min(floor, out.from + RECOVER_STEP);
+        out.written = new Set(
+          [...written.iterate({ after: out.from, upTo: out.upTo })].map((r) => Number(r.seq)),
+        );
       },
     );
     this.toCheck = (after, floor) => {
-      const out = { from: after, written: new Set<number>() };
+      const out = { from: after, upTo: after, written: new Set<number>() };
       toCheck(after, floor, out);
       return out;
     };
@@ -151,10 +159,7 @@ export class Collector {
       forget.run([upTo]);
       save.run([cfg.stream, upTo]);
     });
-    this.savedChecked = () => {
-      const v = saved.get([cfg.stream])?.seq;
-      return v === null || v === undefined ? null : Number(v);
-    };
+    this.savedChecked = readSaved;
     const insert = this.db.prepare(INSERT);
     // The counts only: the distinct-source sketches are not kept here.
     const counts = rollupWriter(this.db, { sketches: false });
@@ -348,8 +353,7 @@ export class Collector {
     if (this.recovering || floor <= this.checked) return;
     this.recovering = true;
     try {
-      const { from, written } = this.toCheck(this.checked, floor);
-      const upTo = Math.min(floor, from + RECOVER_STEP);
+      const { from, upTo, written } = this.toCheck(this.checked, floor);
       if (upTo <= from) {
         this.checked = from; // another collector of this store checked that far
         return;
