@@ -4,12 +4,24 @@
 // floor under honeygate's new-connection rate on this machine: what honeygate does per flow
 // comes on top of it. A bench target, not a product mode (bench/README.md).
 //
-//   node bench/relay-alone.mjs HONEYGATE_ROOT LISTEN_PORT SERVER_PORT
+//   node bench/relay-alone.mjs HONEYGATE_ROOT LISTEN_PORT SERVER_PORT [PROCESSES]
+//
+// PROCESSES > 1 (the all-cores layout): this process and PROCESSES - 1 children, each a
+// relay on its own SO_REUSEPORT socket, as honeygate's workers are.
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const [root, listenPort, serverPort] = process.argv.slice(2);
+const [root, listenPort, serverPort, processes = '1'] = process.argv.slice(2);
 const native = await import(pathToFileURL(join(root, 'dist', 'src', 'net', 'native.js')).href);
+
+const children = [];
+for (let i = 1; i < Number(processes); i++)
+  children.push(
+    spawn(process.execPath, [fileURLToPath(import.meta.url), root, listenPort, serverPort, '1'], {
+      stdio: 'inherit',
+    }),
+  );
 
 // Record layout: native/relay.cc's header comment (numbers per record type).
 const LENGTH = { 1: 5, 2: 2, 3: 2, 4: 8, 5: 2 };
@@ -35,8 +47,9 @@ const relay = native.createRelay(
   new Float64Array(2),
   dial,
 );
-relay.listen(native.listenSocket('127.0.0.1', Number(listenPort), { backlog: 4096 }), 1, 0);
+relay.listen(native.listenSocket('127.0.0.1', Number(listenPort), { backlog: 4096, reusePort: true }), 1, 0);
 process.on('SIGTERM', () => {
+  for (const child of children) child.kill('SIGTERM');
   relay.destroy();
   process.exit(0);
 });

@@ -370,10 +370,10 @@ async function measureLayout(layout, dir, completeness) {
   const want = (f) => settings.only.includes(f);
   const figures = Object.keys(FIGURES).filter((f) => want(f) || (f === 'connrate' && want('completeness')));
   // Only completeness wanted: the connection-rate runs of honeygate are enough. The relay
-  // alone is one process: it has a figure only where honeygate runs as one. In the latency
-  // figure it tells the tail of Node's loop with the relay from the tail of honeygate's work.
+  // alone runs as many processes as honeygate has workers. In the latency figure it tells
+  // the tail of Node's loop with the relay from the tail of honeygate's work.
   const targetsOf = (f) => {
-    const alone = layout.honeygateWorkers === 1 ? ['relay'] : [];
+    const alone = ['relay'];
     if (f === 'latency') return [...FIGURES[f].targets, ...alone];
     if (f !== 'connrate') return FIGURES[f].targets;
     if (!want('connrate')) return ['honeygate', 'honeygate-pp'];
@@ -570,6 +570,7 @@ async function startLayout(layout, dir, needed) {
           cpus: layout.proxyCpus,
           port: PORTS.relayAlone,
           server: PORTS.nginx,
+          processes: layout.honeygateWorkers,
         }),
       );
   } catch (err) {

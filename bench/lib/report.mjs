@@ -841,7 +841,8 @@ export function renderMarkdown(results) {
     if (layout.figures.connrate?.targets.relay) {
       out.push('');
       out.push(
-        "Relay alone: `bench/relay-alone.mjs`, honeygate's native relay on its own, dialing every accepted " +
+        "Relay alone: `bench/relay-alone.mjs`, honeygate's native relay on its own (as many processes as " +
+          'honeygate has workers), dialing every accepted ' +
           'connection at once: no admission, routing or event, no JS per flow but the dial call. ' +
           "The floor under honeygate's rate: what honeygate does per flow comes on top.",
       );

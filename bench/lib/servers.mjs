@@ -273,11 +273,11 @@ export async function startNats(dir, { root, node, cpus, port }) {
 }
 
 /** bench/relay-alone.mjs: honeygate's native relay with nothing per flow in JS but the dial. */
-export async function startRelayAlone(dir, { root, node, cpus, port, server }) {
+export async function startRelayAlone(dir, { root, node, cpus, port, server, processes = 1 }) {
   const script = join(dirname(fileURLToPath(import.meta.url)), '..', 'relay-alone.mjs');
   const relay = {
     name: 'relay',
-    process: startProcess(node, [script, root, String(port), String(server)], {
+    process: startProcess(node, [script, root, String(port), String(server), String(processes)], {
       cpus,
       logFile: join(dir, 'relay-alone.log'),
     }),
