@@ -128,6 +128,19 @@ events:
     return sent;
   }
 
+  /** Waits until the central store holds at least n events of sensor; their ids. */
+  function centralIds(sensor: string, n: number, timeoutMs: number, what: string): Promise<string[]> {
+    return waitFor(
+      what,
+      async () => {
+        const ids = await storeIds(central, sensor);
+        return ids.length >= n && ids;
+      },
+      timeoutMs,
+      100,
+    );
+  }
+
   /** Waits until the central store holds exactly the sensor's local flow ids, each once. */
   async function arrivedOnce(sensor: string, expected: number): Promise<string[]> {
     const local = await waitFor(
@@ -139,14 +152,11 @@ events:
       30_000,
       100,
     );
-    const got = await waitFor(
-      `central store has ${local.length} events of ${sensor}`,
-      async () => {
-        const ids = await storeIds(central, sensor);
-        return ids.length >= local.length && ids;
-      },
+    const got = await centralIds(
+      sensor,
+      local.length,
       60_000,
-      200,
+      `central store has ${local.length} events of ${sensor}`,
     );
     assert.equal(new Set(got).size, got.length, 'no id twice in the central store');
     assert.deepEqual([...got].sort(), [...local].sort(), 'the central store holds what the gateway recorded');
@@ -297,15 +307,7 @@ events:
     );
     assert.deepEqual([...local.h].sort(), [...local.s].sort(), 'the hub keeps the sensor ids');
     // Both ends' records, by the sensor's name (the hub's event carries it).
-    const got = await waitFor(
-      'the central store has both records of each flow',
-      async () => {
-        const ids = await storeIds(central, 'sensor-f');
-        return ids.length >= 6 && ids;
-      },
-      30_000,
-      100,
-    );
+    const got = await centralIds('sensor-f', 6, 30_000, 'the central store has both records of each flow');
     assert.equal(got.length, 6, 'each record once');
     assert.deepEqual([...got].sort(), [...local.s, ...local.s].sort());
     const rows = await runCli([
@@ -351,14 +353,11 @@ events:
     old.close();
     const a = await gateway('sensor-o');
     await flows(a.port, 2);
-    const got = await waitFor(
-      'the old rows and the new flows in the central store',
-      async () => {
-        const ids = await storeIds(central, 'sensor-o');
-        return ids.length >= 7 && ids;
-      },
+    const got = await centralIds(
+      'sensor-o',
+      7,
       30_000,
-      100,
+      'the old rows and the new flows in the central store',
     );
     assert.equal(got.length, 7);
     for (const e of events) assert.ok(got.includes(e.id), `old row ${e.id} arrived`);
@@ -458,15 +457,7 @@ events:
     cleanup.push(() => collect.stop());
     // About 30 s: the stopped collector's last pull request got some of these messages, which
     // come again after the consumer's 30 s ack wait; the floor passes the taken one after them.
-    const got = await waitFor(
-      `${N} skipped events in the central store`,
-      async () => {
-        const ids = await storeIds(central, 'skipped');
-        return ids.length >= N && ids;
-      },
-      90_000,
-      200,
-    );
+    const got = await centralIds('skipped', N, 90_000, `${N} skipped events in the central store`);
     assert.deepEqual([...got].sort(), [...sent].sort(), `the ${taken} events of the taken message too, once`);
     assert.equal((await collect.metrics()).honeygate_collector_recovered_total, 1);
   });
@@ -491,15 +482,7 @@ events:
     const partial = (await storeIds(central, 'bulk')).length;
     collect = await startCollect(fleetConfig, central, await freePort());
     cleanup.push(() => collect.stop());
-    const got = await waitFor(
-      `${N} bulk events in the central store`,
-      async () => {
-        const ids = await storeIds(central, 'bulk');
-        return ids.length >= N && ids;
-      },
-      60_000,
-      200,
-    );
+    const got = await centralIds('bulk', N, 60_000, `${N} bulk events in the central store`);
     assert.equal(got.length, N, 'no duplicates');
     assert.deepEqual([...got].sort(), [...sent].sort(), 'no gaps');
     process.stdout.write(
@@ -512,15 +495,7 @@ events:
     const second = await startCollect(fleetConfig, central, await freePort());
     cleanup.push(() => second.stop());
     const sent = await publishBulk('shared', N);
-    const got = await waitFor(
-      `${N} shared events in the central store`,
-      async () => {
-        const ids = await storeIds(central, 'shared');
-        return ids.length >= N && ids;
-      },
-      60_000,
-      200,
-    );
+    const got = await centralIds('shared', N, 60_000, `${N} shared events in the central store`);
     assert.equal(got.length, N, 'no duplicates');
     assert.deepEqual([...got].sort(), [...sent].sort(), 'no gaps');
     const stored = await Promise.all(
