@@ -13,6 +13,14 @@
 // test/e2e/fleet-cluster.test.ts: one message of 44 events, in the stream and past the ack
 // floor, never delivered).
 //
+// A whole-cluster restart of nats-server 2.9.10 also put a different message at a sequence
+// the consumer had already delivered (a later CI run: the store had written sequence 40, the
+// stream then held another message there, and the consumer, its floor past 40, never
+// delivered that one). fleet_seq cannot see that. It shows as a stream holding more
+// messages after the consumer's delivered sequence than the consumer counts as pending: the
+// collector then reads the stream once from its first message (`audit`), writing what it
+// never stored; event ids keep the rest from being stored twice.
+//
 // An id is kept for as long as the stream may hold its message, events.nats.maxAge (the
 // stream's max_age): a message older than that is gone from the stream and cannot come
 // again, so neither can its id. Pruned at start and every hour, in steps of PRUNE_STEP rows
@@ -57,6 +65,16 @@ export interface CollectorStats {
   recovered: number; // messages the consumer passed without delivering, fetched from the stream
 }
 
+/** What the lag pass reads of the stream and the consumer (info, stream first). */
+interface Positions {
+  firstSeq: number; // the stream's
+  lastSeq: number;
+  delivered: number; // the consumer's last delivered stream sequence
+  floor: number; // its ack floor
+  pending: number; // messages after `delivered` it will deliver
+  ackPending: number;
+}
+
 /** A message as the consumer delivers it or the stream returns it by sequence. */
 interface StreamMessage {
   subject: string;
@@ -71,6 +89,12 @@ export class Collector {
   // those written above it.
   private checked = 0;
   private recovering = false;
+  // The audit: the sequences still to read, and the skew (messages after the consumer's
+  // delivered sequence it does not count) that started it; a skew no larger starts none.
+  private auditNext = 0;
+  private auditTo = -1;
+  private skew = 0;
+  private auditFound = 0;
   // Where this pass starts (another collector of the store may have checked further), where it
   // ends (RECOVER_STEP on at most), and the sequences written between.
   private readonly toCheck: (
@@ -249,14 +273,25 @@ export class Collector {
     // minute. Messages are written in batches of BATCH, or every FLUSH_MS.
     //
     // The lag is a gauge: it keeps its last value while the broker is away.
-    const readLag = () =>
-      consumer.info().then(
-        (info) => {
-          this.s.lag = info.num_pending + info.num_ack_pending;
-          return this.recover(jsm, info.ack_floor.stream_seq);
-        },
-        () => {},
-      );
+    const readLag = async () => {
+      let at: Positions;
+      try {
+        const state = (await jsm.streams.info(this.cfg.stream)).state;
+        const info = await consumer.info();
+        at = {
+          firstSeq: state.first_seq,
+          lastSeq: state.last_seq,
+          delivered: info.delivered.stream_seq,
+          floor: info.ack_floor.stream_seq,
+          pending: info.num_pending,
+          ackPending: info.num_ack_pending,
+        };
+      } catch {
+        return;
+      }
+      this.s.lag = at.pending + at.ackPending;
+      await this.recover(jsm, at);
+    };
     await readLag();
     let batch: JsMsg[] = [];
     const flush = () => {
@@ -318,21 +353,28 @@ export class Collector {
     });
   }
 
+  /** A message's events as rows of the store, or why it is not a honeygate event. */
+  private rowsOf(m: StreamMessage): { id: string; values: unknown[] }[] | string {
+    const d = decodeMessage(m.data);
+    if (!d.ok) return d.reason;
+    const gateway = d.version === 1 ? null : subjectGateway(m.subject, this.cfg.subject);
+    return d.events.map((e) => ({ id: recordKey(e, gateway), values: eventValues(e) }));
+  }
+
   /** Decodes the messages and writes their events and sequences in one transaction; false for a malformed one. */
   private store(msgs: StreamMessage[]): boolean[] {
     const rows: { id: string; values: unknown[] }[] = [];
     const good = msgs.map((m) => {
-      const d = decodeMessage(m.data);
-      if (!d.ok) {
+      const own = this.rowsOf(m);
+      if (typeof own === 'string') {
         this.s.malformed++;
         this.warn(
-          { subject: m.subject, seq: m.seq, reason: d.reason, malformed: this.s.malformed },
-          `collect: skipped a message that is not a honeygate event (${d.reason})`,
+          { subject: m.subject, seq: m.seq, reason: own, malformed: this.s.malformed },
+          `collect: skipped a message that is not a honeygate event (${own})`,
         );
         return false;
       }
-      const gateway = d.version === 1 ? null : subjectGateway(m.subject, this.cfg.subject);
-      for (const e of d.events) rows.push({ id: recordKey(e, gateway), values: eventValues(e) });
+      rows.push(...own);
       return true;
     });
     const stored = this.writeBatch(
@@ -347,12 +389,16 @@ export class Collector {
   /**
    * The sequences the consumer's ack floor has passed since the last pass that no collector of
    * this store wrote (fleet_seq): each still in the stream is fetched by its sequence and
-   * written. An error is logged, and the next pass tries again.
+   * written. A step of the audit first, if one is due. An error is logged, and the next pass
+   * tries again.
    */
-  private async recover(jsm: JetStreamManager, floor: number): Promise<void> {
-    if (this.recovering || floor <= this.checked) return;
+  private async recover(jsm: JetStreamManager, at: Positions): Promise<void> {
+    if (this.recovering) return;
     this.recovering = true;
     try {
+      await this.audit(jsm, at);
+      const floor = at.floor;
+      if (floor <= this.checked) return;
       const { from, upTo, written } = this.toCheck(this.checked, floor);
       if (upTo <= from) {
         this.checked = from; // another collector of this store checked that far
@@ -381,6 +427,51 @@ export class Collector {
     } finally {
       this.recovering = false;
     }
+  }
+
+  /**
+   * Starts an audit when the consumer counts fewer messages pending than the stream holds
+   * after its delivered sequence (nothing in flight): it has passed a message it will never
+   * deliver. Each pass then reads up to RECOVER_STEP messages of the stream, from its first
+   * to its last, and writes the events this store lacks.
+   */
+  private async audit(jsm: JetStreamManager, at: Positions): Promise<void> {
+    const skew = at.lastSeq - at.delivered - at.pending;
+    if (at.ackPending === 0 && skew > this.skew) {
+      this.skew = skew;
+      this.auditNext = Math.max(at.firstSeq, 1);
+      this.auditTo = at.lastSeq;
+      this.auditFound = 0;
+      this.log.warn(
+        { stream: this.cfg.stream, lastSeq: at.lastSeq, delivered: at.delivered, pending: at.pending },
+        `collect: the consumer will not deliver ${skew} of the stream's messages; reading the stream from sequence ${this.auditNext} to ${this.auditTo}`,
+      );
+    }
+    if (this.auditNext > this.auditTo) return;
+    const upTo = Math.min(this.auditTo, this.auditNext + RECOVER_STEP - 1);
+    for (let seq = this.auditNext; seq <= upTo; seq++) {
+      this.auditNext = seq; // an error: the next pass starts here
+      // null: gone from the stream (maxAge, maxBytes), or never there
+      const m = await jsm.streams.getMessage(this.cfg.stream, { seq });
+      if (!m?.subject.startsWith(`${this.cfg.subject}.`)) continue;
+      const rows = this.rowsOf({ subject: m.subject, seq: m.seq, data: m.data });
+      if (typeof rows === 'string') continue; // counted as malformed when it was delivered
+      const stored = this.writeBatch(rows, [m.seq]);
+      if (stored === 0) continue;
+      this.s.stored += stored;
+      this.s.recovered++;
+      this.auditFound++;
+      this.log.warn(
+        { seq: m.seq, events: stored, recovered: this.s.recovered },
+        'collect: the stream held a message the consumer passed; wrote it',
+      );
+    }
+    this.auditNext = upTo + 1;
+    if (this.auditNext > this.auditTo)
+      this.log.info(
+        { upTo: this.auditTo, found: this.auditFound },
+        'collect: read the stream through; the audit is done',
+      );
   }
 
   /** Ends the pulling; run() writes what it holds, flushes the acks and resolves. */

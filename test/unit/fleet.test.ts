@@ -250,6 +250,59 @@ test("the collector's fleet_received forgets the ids the stream can no longer de
   }
 });
 
+test('the collector reads the stream through when the consumer will not deliver a message it passed', async () => {
+  const tmp = tempDir();
+  try {
+    const store = join(tmp.dir, 'central.db');
+    const cfg = assembleNats(natsSchema.parse({ servers: ['127.0.0.1:4222'] }), tmp.dir);
+    const warnings: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => warnings.push(JSON.parse(line).msg) });
+    const collector = new Collector(cfg, store, log);
+    const subject = sensorSubject(cfg, 'sensor-a');
+    // Three messages of 2 events in the stream (sequences 1-3). The store already wrote
+    // sequences 1 and 2 as delivered, but sequence 2 now holds another message: what a
+    // whole-cluster restart of nats-server 2.9.10 left.
+    const batch = (k: number) =>
+      encodeEvents([sampleEvent({ id: `a${k}0` }), sampleEvent({ id: `a${k}1` })], 'sensor-a')[0]!;
+    const stream = new Map([1, 2, 3].map((seq) => [seq, { subject, seq, data: batch(seq).data }]));
+    const internal = collector as unknown as {
+      store(msgs: { subject: string; seq: number; data: Uint8Array }[]): boolean[];
+      audit(jsm: unknown, at: Record<string, number>): Promise<void>;
+    };
+    internal.store([stream.get(1)!, { subject, seq: 2, data: batch(9).data }]);
+    const jsm = {
+      streams: { getMessage: async (_: string, q: { seq: number }) => stream.get(q.seq) ?? null },
+    };
+    const at = { firstSeq: 1, lastSeq: 3, delivered: 2, floor: 2, pending: 1, ackPending: 0 };
+    // Consistent: one message after the delivered sequence, one pending. Nothing to read.
+    await internal.audit(jsm, at);
+    assert.equal(collector.stats().recovered, 0);
+    // Sequence 3 delivered too; the consumer counts nothing pending but the stream holds one
+    // more message than it delivered (a sequence it passed): the audit reads 1-4.
+    stream.set(4, { subject, seq: 4, data: batch(4).data });
+    internal.store([stream.get(3)!]);
+    await internal.audit(jsm, { ...at, lastSeq: 4, delivered: 3, floor: 3, pending: 0 });
+    const ids = () => {
+      const db = openDatabase(store);
+      try {
+        return [...db.prepare('SELECT id FROM events ORDER BY id').iterate()].map((r) => String(r.id));
+      } finally {
+        db.close();
+      }
+    };
+    assert.deepEqual(ids(), ['a10', 'a11', 'a20', 'a21', 'a30', 'a31', 'a40', 'a41', 'a90', 'a91']);
+    assert.equal(collector.stats().recovered, 2, 'sequences 2 and 4, each once');
+    assert.equal(collector.stats().duplicates, 0, 'the messages it had are not counted again');
+    assert.ok(warnings.some((m) => /will not deliver 1 of the stream/.test(m)));
+    // The same skew again starts no second audit.
+    await internal.audit(jsm, { ...at, lastSeq: 4, delivered: 3, floor: 3, pending: 0 });
+    assert.equal(collector.stats().recovered, 2);
+    collector.close();
+  } finally {
+    tmp.cleanup();
+  }
+});
+
 /** Whether an `engines.node` range admits Node `major` (the forms npm packages use: >=N, ^N, N.x, *, joined by ||). */
 function admits(range: string, major: number): boolean {
   return range.split('||').some((alt) => {
