@@ -517,42 +517,50 @@ events: { sqlite: ${dbPath}, batch: 50ms }
   test('rules flushed from outside come back within a few check intervals, with a firewall event', {
     skip,
   }, async () => {
-    await sh('nft', 'delete', 'table', 'inet', 'honeygate');
-    await sh('ip', 'rule', 'del', 'pref', PRIORITY, 'fwmark', `${MARK}/${MARK}`, 'lookup', TABLE);
-    await sh('ip', '-6', 'rule', 'del', 'pref', PRIORITY, 'fwmark', `${MARK}/${MARK}`, 'lookup', TABLE);
+    // One deletion at a time, each until its re-apply: a check that fell between two
+    // deletions would re-apply both and name only the first (the second was not yet missing).
+    const reapplied = async () =>
+      (await events()).filter((x) => (x.type as string) === 'firewall' && /re-applied/.test(x.detail ?? ''));
+    const cases: [string, string[], RegExp][] = [
+      [
+        'table inet honeygate',
+        ['nft', 'delete', 'table', 'inet', 'honeygate'],
+        /table inet honeygate is missing/,
+      ],
+      [
+        'the IPv4 rule',
+        ['ip', 'rule', 'del', 'pref', PRIORITY, 'fwmark', `${MARK}/${MARK}`, 'lookup', TABLE],
+        /ip -4 rule add pref 10000 /,
+      ],
+      [
+        'the IPv6 rule',
+        ['ip', '-6', 'rule', 'del', 'pref', PRIORITY, 'fwmark', `${MARK}/${MARK}`, 'lookup', TABLE],
+        /ip -6 rule add pref 10000 /,
+      ],
+    ];
     const t = Date.now();
-    await waitFor(
-      'table inet honeygate and both ip rules back',
-      async () => {
-        const table = await inGateway(['nft', 'list', 'table', 'inet', 'honeygate']);
-        const rules = `${await sh('ip', 'rule')}${await sh('ip', '-6', 'rule')}`;
-        return table.code === 0 && rules.split(`${PRIORITY}:`).length === 3;
-      },
-      5 * CHECK_INTERVAL_MS,
-    );
+    for (const [what, deletion, named] of cases) {
+      const earlier = new Set((await reapplied()).map((x) => x.id));
+      await sh(...deletion);
+      let details = '';
+      await waitFor(
+        `${what} back, with a firewall event naming it`,
+        async () => {
+          const table = await inGateway(['nft', 'list', 'table', 'inet', 'honeygate']);
+          const rules = `${await sh('ip', 'rule')}${await sh('ip', '-6', 'rule')}`;
+          details = (await reapplied())
+            .filter((x) => !earlier.has(x.id))
+            .map((x) => x.detail)
+            .join('\n');
+          return table.code === 0 && rules.split(`${PRIORITY}:`).length === 3 && named.test(details);
+        },
+        5 * CHECK_INTERVAL_MS,
+        100,
+      ).catch((err) => {
+        throw new Error(`${(err as Error).message}\nre-applied: ${details}\n${gateway.output()}`);
+      });
+    }
     timings.firewallBack = Date.now() - t;
-    // A check may fall between the three deletions: then two re-applies share what was missing.
-    const reapplied = (list: EventRecord[]) =>
-      list
-        .filter((x) => (x.type as string) === 'firewall' && /re-applied/.test(x.detail ?? ''))
-        .map((x) => x.detail)
-        .join('\n');
-    let details = '';
-    await waitFor(
-      'firewall events naming the table and both rules',
-      async () => {
-        details = reapplied(await events());
-        return /table inet honeygate is missing/.test(details) &&
-          /ip -4 rule add pref 10000 /.test(details) &&
-          /ip -6 rule add pref 10000 /.test(details)
-          ? details
-          : undefined;
-      },
-      10_000,
-      100,
-    ).catch((err) => {
-      throw new Error(`${(err as Error).message}\nre-applied: ${details}\n${gateway.output()}`);
-    });
     // and diversion works again
     const client = await throughHoneypot(farm.attacker2, farm.decoys.ip4, 22);
     await client.close();
